@@ -1,0 +1,86 @@
+//! The `ironhost` command line.
+//!
+//! Exit codes: 0 success, 1 failure while running, 2 bad input (arguments, files, manifests,
+//! components). Errors are one line on stderr that names the file and the reason.
+
+mod policy;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit code for bad input.
+pub const EXIT_BAD_INPUT: u8 = 2;
+/// Exit code for a failure while running.
+pub const EXIT_FAILURE: u8 = 1;
+
+const LONG_VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (WIT ironhost:policy@0.1.0)"
+);
+
+/// ironhost runs AI agents under sandboxed WebAssembly policies.
+#[derive(Debug, Parser)]
+#[command(name = "ironhost", version, long_version = LONG_VERSION)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Inspect, check and try out policy components and bundles.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+}
+
+/// A command's error: what to print and which exit code to use.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl CliError {
+    /// Bad input: exit code 2.
+    pub fn input(message: impl std::fmt::Display) -> CliError {
+        CliError {
+            code: EXIT_BAD_INPUT,
+            message: message.to_string(),
+        }
+    }
+
+    /// Failure while running: exit code 1.
+    pub fn failure(message: impl std::fmt::Display) -> CliError {
+        CliError {
+            code: EXIT_FAILURE,
+            message: message.to_string(),
+        }
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IRONHOST_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Run a parsed command line and return the process exit code.
+pub fn run(cli: Cli) -> ExitCode {
+    init_logging();
+    let result = match cli.command {
+        Command::Policy(cmd) => policy::run(cmd),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("ironhost: {}", e.message);
+            ExitCode::from(e.code)
+        }
+    }
+}

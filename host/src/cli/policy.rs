@@ -1,0 +1,463 @@
+//! `ironhost policy list | check | run`.
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use clap::{Args, Subcommand};
+use serde::{Deserialize, Serialize};
+
+use super::CliError;
+use crate::policy::admission::{self, PROBE_AGENT};
+use crate::policy::bundle::{Bundle, PolicyEntry};
+use crate::policy::chain::{Chain, ChainStream, Outcome};
+use crate::policy::engine::{EngineOptions, PolicyEngine};
+use crate::policy::host::HostServices;
+use crate::policy::inspect::{self, ComponentSummary};
+use crate::policy::instance::{CallTarget, LoadedPolicy};
+use crate::policy::model::{
+    AgentInfo, CallContext, Capability, Hook, LlmOutcome, LlmRequest, LlmResponse, PolicyInfo,
+    ProviderError, ToolCall, ToolError, ToolOutcome,
+};
+
+/// `ironhost policy ...`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// List the policies of a bundle in chain order, with their metadata.
+    List(ListArgs),
+    /// Check that a file is a policy component this host can run; show its imports and exports.
+    Check(CheckArgs),
+    /// Feed JSON inputs through one hook of a component or bundle and print what happens.
+    Run(RunArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// The bundle directory (holding bundle.toml).
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// The component file.
+    #[arg(value_name = "FILE.wasm")]
+    pub file: PathBuf,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// A single component (granted every capability it imports, fail-closed).
+    #[arg(value_name = "FILE.wasm", required_unless_present = "bundle", conflicts_with = "bundle")]
+    pub file: Option<PathBuf>,
+    /// A bundle directory instead of a single component.
+    #[arg(long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
+    /// The hook: agent-start, llm-request, llm-response, llm-chunk, tool-call, tool-result.
+    #[arg(long, value_parser = parse_hook)]
+    pub hook: Hook,
+    /// JSON Lines input, one value per line (`-` for stdin).
+    #[arg(long, value_name = "FILE.jsonl")]
+    pub input: PathBuf,
+    /// The config of a single component, as a JSON object.
+    #[arg(long, value_name = "JSON", requires = "file")]
+    pub config: Option<String>,
+    /// Agent id the calls are made for.
+    #[arg(long, default_value = "local-run")]
+    pub agent: String,
+}
+
+fn parse_hook(s: &str) -> Result<Hook, String> {
+    Hook::parse(s).ok_or_else(|| {
+        let all: Vec<_> = Hook::ALL.iter().map(|h| h.as_str()).collect();
+        format!("unknown hook `{s}` (expected one of: {})", all.join(", "))
+    })
+}
+
+pub fn run(cmd: PolicyCommand) -> Result<u8, CliError> {
+    match cmd {
+        PolicyCommand::List(a) => list(a),
+        PolicyCommand::Check(a) => check(a),
+        PolicyCommand::Run(a) => run_inputs(a),
+    }
+}
+
+fn engine() -> Result<PolicyEngine, CliError> {
+    PolicyEngine::new(EngineOptions::default(), HostServices::default()).map_err(CliError::failure)
+}
+
+fn load_bundle(dir: Option<&Path>, engine: &PolicyEngine) -> Result<Chain, CliError> {
+    let dir = dir.ok_or_else(|| {
+        CliError::input("no bundle given: pass --bundle DIR (a directory holding bundle.toml)")
+    })?;
+    let bundle = Bundle::load(dir).map_err(CliError::input)?;
+    admission::admit_bundle(engine, &bundle).map_err(CliError::input)
+}
+
+/// One row of `policy list`.
+#[derive(Debug, Serialize)]
+struct ListRow {
+    order: usize,
+    name: String,
+    version: String,
+    wit_version: String,
+    description: String,
+    hooks: Vec<Hook>,
+    capabilities: CapabilityRow,
+    failure_mode: &'static str,
+    enabled: bool,
+    deadline_ms: u64,
+    memory_mib: u64,
+    component: PathBuf,
+    sha256: String,
+}
+
+#[derive(Debug, Serialize)]
+struct CapabilityRow {
+    /// Declared in `describe` or imported by the component.
+    requested: BTreeSet<Capability>,
+    granted: BTreeSet<Capability>,
+}
+
+fn row(order: usize, p: &LoadedPolicy, enabled: bool) -> ListRow {
+    let mut requested: BTreeSet<Capability> = p.info.capabilities.iter().copied().collect();
+    requested.extend(p.summary.capabilities.iter().copied());
+    ListRow {
+        order,
+        name: p.name.clone(),
+        version: p.info.version.clone(),
+        wit_version: p.summary.wit_version.clone().unwrap_or_default(),
+        description: p.info.description.clone(),
+        hooks: p.info.hooks.clone(),
+        capabilities: CapabilityRow {
+            requested,
+            granted: p.entry.capabilities.clone(),
+        },
+        failure_mode: p.entry.failure_mode.as_str(),
+        enabled,
+        deadline_ms: p.entry.deadline_ms,
+        memory_mib: p.entry.memory_mib,
+        component: p.entry.component.clone(),
+        sha256: p.sha256.clone(),
+    }
+}
+
+fn join<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    let v: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
+    if v.is_empty() { "-".to_owned() } else { v.join(",") }
+}
+
+fn list(args: ListArgs) -> Result<u8, CliError> {
+    let engine = engine()?;
+    let chain = load_bundle(args.bundle.as_deref(), &engine)?;
+    let state = chain.snapshot();
+    let rows: Vec<ListRow> = state
+        .members
+        .iter()
+        .enumerate()
+        .map(|(i, m)| row(i + 1, &m.policy, m.enabled))
+        .collect();
+    let mut out = std::io::stdout().lock();
+    let written = if args.json {
+        serde_json::to_writer_pretty(&mut out, &rows)
+            .map_err(std::io::Error::from)
+            .and_then(|_| writeln!(out))
+    } else {
+        print_table(&mut out, &state.bundle, &rows)
+    };
+    written.map_err(CliError::failure)?;
+    Ok(0)
+}
+
+fn print_table(out: &mut impl Write, bundle: &str, rows: &[ListRow]) -> std::io::Result<()> {
+    writeln!(out, "bundle {bundle}: {} policies", rows.len())?;
+    let header = ["#", "NAME", "VERSION", "WIT", "MODE", "HOOKS", "REQUESTED", "GRANTED"];
+    let cells: Vec<[String; 8]> = rows
+        .iter()
+        .map(|r| {
+            [
+                format!("{}{}", r.order, if r.enabled { "" } else { " (off)" }),
+                r.name.clone(),
+                r.version.clone(),
+                r.wit_version.clone(),
+                r.failure_mode.to_owned(),
+                join(&r.hooks),
+                join(&r.capabilities.requested),
+                join(&r.capabilities.granted),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for c in &cells {
+        for (w, cell) in widths.iter_mut().zip(c) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |out: &mut dyn Write, cols: &[&str]| -> std::io::Result<()> {
+        let mut s = String::new();
+        for (i, (col, w)) in cols.iter().zip(widths).enumerate() {
+            if i + 1 == cols.len() {
+                s.push_str(col);
+            } else {
+                s.push_str(&format!("{col:<w$}  "));
+            }
+        }
+        writeln!(out, "{}", s.trim_end())
+    };
+    line(out, &header)?;
+    for c in &cells {
+        let refs: Vec<&str> = c.iter().map(String::as_str).collect();
+        line(out, &refs)?;
+    }
+    Ok(())
+}
+
+/// `policy check` output.
+#[derive(Debug, Serialize)]
+struct CheckReport {
+    file: PathBuf,
+    valid: bool,
+    #[serde(flatten)]
+    summary: ComponentSummary,
+    policy: Option<PolicyInfo>,
+}
+
+fn check(args: CheckArgs) -> Result<u8, CliError> {
+    let path = &args.file;
+    let bytes = std::fs::read(path)
+        .map_err(|e| CliError::input(format!("{}: cannot read: {e}", path.display())))?;
+    let engine = engine()?;
+    let (component, summary) =
+        admission::load_component(&engine, path, &bytes).map_err(CliError::input)?;
+    inspect::check_policy_surface(&summary)
+        .map_err(|e| CliError::input(format!("{}: {e}", path.display())))?;
+    // Grant what it imports, just to ask it who it is.
+    let mut entry = PolicyEntry::for_component(path.clone());
+    entry.capabilities = summary.capabilities.clone();
+    let policy = LoadedPolicy::link(&engine, &component, entry, summary.clone(), String::new(), "check".into())
+        .map_err(|e| CliError::input(format!("{}: cannot link: {e}", path.display())))?;
+    let target = CallTarget {
+        agent_id: Some(PROBE_AGENT),
+        environment: "dev",
+        state_override: None,
+    };
+    let info: PolicyInfo = policy
+        .call(target, "describe", |h, s| h.call_describe(s))
+        .result
+        .map_err(|f| CliError::input(format!("{}: describe: {f}", path.display())))?
+        .into();
+    let report = CheckReport {
+        file: path.clone(),
+        valid: true,
+        summary,
+        policy: Some(info),
+    };
+    let mut out = std::io::stdout().lock();
+    let written = if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)
+            .map_err(std::io::Error::from)
+            .and_then(|_| writeln!(out))
+    } else {
+        print_check(&mut out, &report)
+    };
+    written.map_err(CliError::failure)?;
+    Ok(0)
+}
+
+fn print_check(out: &mut impl Write, r: &CheckReport) -> std::io::Result<()> {
+    let s = &r.summary;
+    write!(out, "{}: valid policy component", r.file.display())?;
+    if let Some(p) = &r.policy {
+        write!(out, " `{}` {}", p.name, p.version)?;
+    }
+    writeln!(out, " (WIT ironhost:policy@{})", s.wit_version.as_deref().unwrap_or("?"))?;
+    if let Some(p) = &r.policy {
+        writeln!(out, "  description:  {}", p.description)?;
+        writeln!(out, "  hooks:        {}", join(&p.hooks))?;
+        writeln!(out, "  declares:     {}", join(&p.capabilities))?;
+    }
+    writeln!(out, "  capabilities: {}", join(&s.capabilities))?;
+    writeln!(out, "  exports:")?;
+    for e in &s.exports {
+        writeln!(out, "    {e}")?;
+    }
+    writeln!(out, "  imports:")?;
+    for i in &s.imports {
+        writeln!(out, "    {i}")?;
+    }
+    Ok(())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResponseInput {
+    request: LlmRequest,
+    response: Option<LlmResponse>,
+    error: Option<ProviderError>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ToolResultInput {
+    call: ToolCall,
+    result: Option<serde_json::Value>,
+    error: Option<ToolError>,
+}
+
+/// One line of `policy run` output.
+#[derive(Debug, Serialize)]
+struct RunLine<'a, T: Serialize> {
+    line: usize,
+    hook: Hook,
+    #[serde(flatten)]
+    outcome: &'a Outcome<T>,
+    policies: &'a [crate::policy::chain::PolicyReport],
+    events: Vec<&'a crate::policy::host::PolicyEvent>,
+    latency_ns: u64,
+}
+
+fn run_inputs(args: RunArgs) -> Result<u8, CliError> {
+    let engine = engine()?;
+    let chain = match (&args.file, &args.bundle) {
+        (Some(file), _) => {
+            let bytes = std::fs::read(file)
+                .map_err(|e| CliError::input(format!("{}: cannot read: {e}", file.display())))?;
+            let mut entry = PolicyEntry::for_component(file.clone());
+            if let Some(config) = &args.config {
+                let value: serde_json::Value = serde_json::from_str(config)
+                    .map_err(|e| CliError::input(format!("--config: not JSON: {e}")))?;
+                if !value.is_object() {
+                    return Err(CliError::input("--config: must be a JSON object"));
+                }
+                entry.config = value;
+            }
+            // The local runner grants whatever the component imports.
+            let (_, summary) =
+                admission::load_component(&engine, file, &bytes).map_err(CliError::input)?;
+            entry.capabilities = summary.capabilities;
+            let policy = admission::admit_bytes(&engine, &entry, &bytes).map_err(CliError::input)?;
+            Chain::new("local", vec![Arc::new(policy)])
+        }
+        (None, bundle) => load_bundle(bundle.as_deref(), &engine)?,
+    };
+    let input_name = args.input.display().to_string();
+    let reader: Box<dyn BufRead> = if args.input.as_os_str() == "-" {
+        Box::new(std::io::stdin().lock())
+    } else {
+        let f = std::fs::File::open(&args.input)
+            .map_err(|e| CliError::input(format!("{input_name}: cannot read: {e}")))?;
+        Box::new(std::io::BufReader::new(f))
+    };
+    let mut out = std::io::stdout().lock();
+    let mut bad_lines = 0usize;
+    let mut stream: Option<ChainStream> = None;
+    for (i, line) in reader.lines().enumerate() {
+        let n = i + 1;
+        let line = line.map_err(|e| CliError::input(format!("{input_name}:{n}: cannot read: {e}")))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let ctx = CallContext {
+            agent_id: args.agent.clone(),
+            call_id: format!("call-{n}"),
+            environment: "dev".to_owned(),
+            attempt: 0,
+        };
+        let written = match run_line(&chain, args.hook, n, &line, &ctx, &args.agent, &mut stream, &mut out) {
+            Ok(w) => w,
+            Err(reason) => {
+                bad_lines += 1;
+                eprintln!("{input_name}:{n}: {reason}");
+                let err = serde_json::json!({"line": n, "hook": args.hook, "error": reason});
+                writeln!(out, "{err}")
+            }
+        };
+        written.map_err(CliError::failure)?;
+    }
+    if stream.is_some() {
+        eprintln!("{input_name}: the last stream has no chunk with \"last\": true; held-back text was not flushed");
+        bad_lines += 1;
+    }
+    Ok(if bad_lines > 0 { super::EXIT_BAD_INPUT } else { 0 })
+}
+
+fn parse<T: for<'de> Deserialize<'de>>(hook: Hook, line: &str) -> Result<T, String> {
+    serde_json::from_str(line).map_err(|e| format!("invalid {hook} input: {e}"))
+}
+
+fn emit<T: Serialize>(
+    out: &mut impl Write,
+    hook: Hook,
+    line: usize,
+    run: &crate::policy::chain::ChainRun<Outcome<T>>,
+) -> std::io::Result<()> {
+    let printed = RunLine {
+        line,
+        hook,
+        outcome: &run.outcome,
+        policies: &run.policies,
+        events: run.events().collect(),
+        latency_ns: run.latency_ns,
+    };
+    serde_json::to_writer(&mut *out, &printed)?;
+    writeln!(out)
+}
+
+#[expect(clippy::too_many_arguments, reason = "one call site; a struct would only rename them")]
+fn run_line(
+    chain: &Chain,
+    hook: Hook,
+    n: usize,
+    line: &str,
+    ctx: &CallContext,
+    agent: &str,
+    stream: &mut Option<ChainStream>,
+    out: &mut impl Write,
+) -> Result<std::io::Result<()>, String> {
+    Ok(match hook {
+        Hook::AgentStart => {
+            let mut info: AgentInfo = parse(hook, line)?;
+            if info.agent_id.is_empty() {
+                agent.clone_into(&mut info.agent_id);
+            }
+            emit(out, hook, n, &chain.on_agent_start(&info))
+        }
+        Hook::LlmRequest => emit(out, hook, n, &chain.on_llm_request(ctx, parse(hook, line)?)),
+        Hook::LlmResponse => {
+            let input: ResponseInput = parse(hook, line)?;
+            let outcome = match (input.response, input.error) {
+                (Some(r), None) => LlmOutcome::Ok(r),
+                (None, Some(e)) => LlmOutcome::Error(e),
+                _ => return Err(format!("invalid {hook} input: give exactly one of `response` and `error`")),
+            };
+            emit(out, hook, n, &chain.on_llm_response(ctx, input.request, outcome))
+        }
+        Hook::LlmChunk => {
+            let chunk: crate::policy::model::LlmChunk = parse(hook, line)?;
+            let last = chunk.last;
+            let session = stream.get_or_insert_with(|| chain.stream(ctx));
+            let run = session.push(chunk);
+            if last || !matches!(run.outcome, Outcome::Continue { .. }) {
+                *stream = None;
+            }
+            emit(out, hook, n, &run)
+        }
+        Hook::ToolCall => emit(out, hook, n, &chain.on_tool_call(ctx, parse(hook, line)?)),
+        Hook::ToolResult => {
+            let input: ToolResultInput = parse(hook, line)?;
+            let outcome = match (input.result, input.error) {
+                (Some(v), None) => ToolOutcome::Ok(v.to_string()),
+                (None, Some(e)) => ToolOutcome::Error(e),
+                _ => return Err(format!("invalid {hook} input: give exactly one of `result` and `error`")),
+            };
+            emit(out, hook, n, &chain.on_tool_result(ctx, input.call, outcome))
+        }
+    })
+}

@@ -1,0 +1,674 @@
+//! The chain: runs a hook across the bundle's policies in order and applies their verdicts.
+//!
+//! Rules, in order of precedence for one policy's answer:
+//! - a **failure** (trap, deadline, memory limit, bad verdict) denies the call under
+//!   `fail-closed`, and is recorded and skipped under `fail-open` and `monitor`;
+//! - under `monitor`, denials, rewrites and short-circuit answers are recorded with
+//!   `enforced: false` and not applied;
+//! - otherwise the first `deny` stops the call, `rewrite` replaces the value later policies see,
+//!   and `respond` / `fallback` stop the chain with an answer in place of the real call.
+//!
+//! The chain in use is an atomically swapped snapshot: a call (or a whole stream) runs on the
+//! snapshot it started with, so a hot swap never changes policies under a call in flight.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use arc_swap::ArcSwap;
+use parking_lot::Mutex;
+use serde::Serialize;
+
+use super::bindings::wit::types as w;
+use super::bundle::FailureMode;
+use super::host::PolicyEvent;
+use super::instance::{CallOutput, CallTarget, FailureKind, LoadedPolicy, PolicyFailure};
+use super::model::{
+    AgentInfo, CallContext, Denial, Hook, LlmChunk, LlmOutcome, LlmRequest, LlmResponse,
+    StartEffects, ToolCall, ToolOutcome,
+};
+
+/// Most text one policy may hold back in a stream, in bytes.
+pub const MAX_HELD_BYTES: usize = 4096;
+
+/// Denial code used when a fail-closed policy fails.
+pub const POLICY_FAILED: &str = "policy_failed";
+
+/// What a policy answered, as recorded in a report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VerdictKind {
+    Pass,
+    Rewrite,
+    Deny,
+    Respond,
+    Fallback,
+    Release,
+    StartWith,
+    /// The policy failed; see `failure`.
+    Failed,
+}
+
+/// One policy's part in one chain run.
+#[derive(Debug, Clone, Serialize)]
+pub struct PolicyReport {
+    pub policy: String,
+    pub version: String,
+    pub verdict: VerdictKind,
+    /// False when the verdict was recorded but not applied (monitor mode, or a failure that
+    /// the failure mode let through).
+    pub enforced: bool,
+    pub latency_ns: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub denial: Option<Denial>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failure: Option<PolicyFailure>,
+    pub events: Vec<PolicyEvent>,
+}
+
+/// How a chain run ended.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Outcome<T> {
+    /// Go on with this value (possibly rewritten).
+    Continue { value: T },
+    /// A policy refused the call.
+    Deny { policy: String, denial: Denial },
+    /// A policy answered the LLM request itself; the provider must not be called.
+    Respond { policy: String, response: LlmResponse },
+    /// A policy answered the tool call itself (JSON text); the tool must not run.
+    Fallback { policy: String, result: String },
+}
+
+/// The result of running one hook across the chain.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainRun<T> {
+    pub outcome: T,
+    pub policies: Vec<PolicyReport>,
+    pub latency_ns: u64,
+    /// Generation of the chain snapshot the run used.
+    pub generation: u64,
+}
+
+impl<T> ChainRun<T> {
+    /// Every event every policy emitted during the run, in order.
+    pub fn events(&self) -> impl Iterator<Item = &PolicyEvent> {
+        self.policies.iter().flat_map(|p| p.events.iter())
+    }
+}
+
+/// One policy of a chain.
+#[derive(Debug, Clone)]
+pub struct Member {
+    pub policy: Arc<LoadedPolicy>,
+    pub enabled: bool,
+}
+
+/// An immutable snapshot of the chain.
+#[derive(Debug)]
+pub struct ChainState {
+    pub bundle: String,
+    pub members: Vec<Member>,
+    pub generation: u64,
+}
+
+/// Why a chain change was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChainError {
+    #[error("no policy named `{0}` in the chain")]
+    UnknownPolicy(String),
+    #[error("the new order must name every policy exactly once (chain: {0})")]
+    BadOrder(String),
+}
+
+/// The policy chain of a host.
+pub struct Chain {
+    current: ArcSwap<ChainState>,
+    writer: Mutex<()>,
+    generations: AtomicU64,
+}
+
+impl std::fmt::Debug for Chain {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Chain")
+            .field("generation", &self.current.load().generation)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one policy answered, in the bindings' types.
+enum Step<W> {
+    Pass,
+    Rewrite(W),
+    Deny(w::Denial),
+    Respond(w::LlmResponse),
+    Fallback(String),
+}
+
+fn call_context(ctx: &CallContext) -> w::CallContext {
+    ctx.clone().into()
+}
+
+fn target(ctx: &CallContext) -> CallTarget<'_> {
+    CallTarget {
+        agent_id: Some(&ctx.agent_id),
+        environment: &ctx.environment,
+        state_override: None,
+    }
+}
+
+impl Chain {
+    /// A chain of `policies` in order, all enabled unless their bundle entry says otherwise.
+    pub fn new(bundle: impl Into<String>, policies: Vec<Arc<LoadedPolicy>>) -> Chain {
+        let members = policies
+            .into_iter()
+            .map(|p| Member {
+                enabled: p.entry.enabled,
+                policy: p,
+            })
+            .collect();
+        Chain {
+            current: ArcSwap::from_pointee(ChainState {
+                bundle: bundle.into(),
+                members,
+                generation: 1,
+            }),
+            writer: Mutex::new(()),
+            generations: AtomicU64::new(1),
+        }
+    }
+
+    /// The snapshot new calls run on.
+    pub fn snapshot(&self) -> Arc<ChainState> {
+        self.current.load_full()
+    }
+
+    fn update(&self, f: impl FnOnce(&ChainState) -> Result<(String, Vec<Member>), ChainError>) -> Result<u64, ChainError> {
+        let _guard = self.writer.lock();
+        let old = self.current.load_full();
+        let (bundle, members) = f(&old)?;
+        let generation = self.generations.fetch_add(1, Ordering::Relaxed) + 1;
+        self.current.store(Arc::new(ChainState {
+            bundle,
+            members,
+            generation,
+        }));
+        Ok(generation)
+    }
+
+    /// Replace the whole chain. Calls in flight finish on the old one. Returns the generation.
+    pub fn swap_bundle(&self, bundle: impl Into<String>, policies: Vec<Arc<LoadedPolicy>>) -> u64 {
+        let bundle = bundle.into();
+        let members = policies
+            .into_iter()
+            .map(|p| Member {
+                enabled: p.entry.enabled,
+                policy: p,
+            })
+            .collect();
+        match self.update(|_| Ok((bundle, members))) {
+            Ok(g) => g,
+            Err(_) => self.current.load().generation,
+        }
+    }
+
+    /// Replace the policy with the same name in place, or append it if there is none.
+    pub fn upsert_policy(&self, policy: Arc<LoadedPolicy>) -> u64 {
+        let result = self.update(|old| {
+            let mut members = old.members.clone();
+            match members.iter_mut().find(|m| m.policy.name == policy.name) {
+                Some(m) => m.policy = policy,
+                None => members.push(Member {
+                    enabled: policy.entry.enabled,
+                    policy,
+                }),
+            }
+            Ok((old.bundle.clone(), members))
+        });
+        result.unwrap_or_else(|_| self.current.load().generation)
+    }
+
+    /// Enable or disable a policy by name.
+    pub fn set_enabled(&self, name: &str, enabled: bool) -> Result<u64, ChainError> {
+        self.update(|old| {
+            let mut members = old.members.clone();
+            let m = members
+                .iter_mut()
+                .find(|m| m.policy.name == name)
+                .ok_or_else(|| ChainError::UnknownPolicy(name.to_owned()))?;
+            m.enabled = enabled;
+            Ok((old.bundle.clone(), members))
+        })
+    }
+
+    /// Put the policies in the given order; `names` must list each exactly once.
+    pub fn reorder(&self, names: &[&str]) -> Result<u64, ChainError> {
+        self.update(|old| {
+            let current: Vec<&str> = old.members.iter().map(|m| m.policy.name.as_str()).collect();
+            let mut sorted_new = names.to_vec();
+            sorted_new.sort_unstable();
+            let mut sorted_old = current.clone();
+            sorted_old.sort_unstable();
+            if sorted_new != sorted_old {
+                return Err(ChainError::BadOrder(current.join(", ")));
+            }
+            let members = names
+                .iter()
+                .filter_map(|n| old.members.iter().find(|m| m.policy.name == *n).cloned())
+                .collect();
+            Ok((old.bundle.clone(), members))
+        })
+    }
+
+    /// Run `on-agent-start`. Environment changes of every policy are merged in order.
+    pub fn on_agent_start(&self, agent: &AgentInfo) -> ChainRun<Outcome<StartEffects>> {
+        let state = self.snapshot();
+        let started = Instant::now();
+        let wagent: w::AgentInfo = agent.clone().into();
+        let tgt = CallTarget {
+            agent_id: Some(&agent.agent_id),
+            environment: &agent.environment,
+            state_override: None,
+        };
+        let mut effects = StartEffects::default();
+        let mut reports = Vec::new();
+        for m in active(&state, Hook::AgentStart) {
+            let p = &m.policy;
+            let out = p.call(tgt, "on-agent-start", |h, s| h.call_on_agent_start(s, &wagent));
+            let out = map_output(out, |v| match v {
+                w::StartVerdict::Pass => Ok(Step::Pass),
+                w::StartVerdict::StartWith(e) => Ok(Step::Rewrite(e)),
+                w::StartVerdict::Deny(d) => Ok(Step::Deny(d)),
+            });
+            match apply(p, out, &mut reports, VerdictKind::StartWith) {
+                Applied::Continue(Some(e)) => effects.env.extend(StartEffects::from(e).env),
+                Applied::Continue(None) => {}
+                Applied::Stop(outcome) => return finish(outcome.map_value(|_| effects), reports, started, &state),
+            }
+        }
+        finish(Outcome::Continue { value: effects }, reports, started, &state)
+    }
+
+    /// Run `on-llm-request`.
+    pub fn on_llm_request(&self, ctx: &CallContext, request: LlmRequest) -> ChainRun<Outcome<LlmRequest>> {
+        let state = self.snapshot();
+        let started = Instant::now();
+        let wctx = call_context(ctx);
+        let mut value: w::LlmRequest = request.into();
+        let mut reports = Vec::new();
+        for m in active(&state, Hook::LlmRequest) {
+            let p = &m.policy;
+            let out = p.call(target(ctx), "on-llm-request", |h, s| h.call_on_llm_request(s, &wctx, &value));
+            let out = map_output(out, |v| match v {
+                w::RequestVerdict::Pass => Ok(Step::Pass),
+                w::RequestVerdict::Rewrite(r) => Ok(Step::Rewrite(r)),
+                w::RequestVerdict::Deny(d) => Ok(Step::Deny(d)),
+                w::RequestVerdict::Respond(r) => Ok(Step::Respond(r)),
+            });
+            match apply(p, out, &mut reports, VerdictKind::Rewrite) {
+                Applied::Continue(Some(r)) => value = r,
+                Applied::Continue(None) => {}
+                Applied::Stop(outcome) => return finish(outcome.map_value(|_| value.into()), reports, started, &state),
+            }
+        }
+        finish(Outcome::Continue { value: value.into() }, reports, started, &state)
+    }
+
+    /// Run `on-llm-response` on a provider outcome. A rewrite of an error outcome turns it into
+    /// a response.
+    pub fn on_llm_response(
+        &self,
+        ctx: &CallContext,
+        request: LlmRequest,
+        outcome: LlmOutcome,
+    ) -> ChainRun<Outcome<LlmOutcome>> {
+        let state = self.snapshot();
+        let started = Instant::now();
+        let wctx = call_context(ctx);
+        let wreq: w::LlmRequest = request.into();
+        let original = outcome.clone();
+        let mut value: w::LlmOutcome = outcome.into();
+        let mut rewritten = false;
+        let mut reports = Vec::new();
+        for m in active(&state, Hook::LlmResponse) {
+            let p = &m.policy;
+            let out = p.call(target(ctx), "on-llm-response", |h, s| {
+                h.call_on_llm_response(s, &wctx, &wreq, &value)
+            });
+            let out = map_output(out, |v| match v {
+                w::ResponseVerdict::Pass => Ok(Step::Pass),
+                w::ResponseVerdict::Rewrite(r) => Ok(Step::Rewrite(r)),
+                w::ResponseVerdict::Deny(d) => Ok(Step::Deny(d)),
+            });
+            match apply(p, out, &mut reports, VerdictKind::Rewrite) {
+                Applied::Continue(Some(r)) => {
+                    value = w::LlmOutcome::Ok(r);
+                    rewritten = true;
+                }
+                Applied::Continue(None) => {}
+                Applied::Stop(outcome) => {
+                    return finish(outcome.map_value(|_| original), reports, started, &state);
+                }
+            }
+        }
+        let value = match (rewritten, value) {
+            (true, w::LlmOutcome::Ok(r)) => LlmOutcome::Ok(r.into()),
+            _ => original,
+        };
+        finish(Outcome::Continue { value }, reports, started, &state)
+    }
+
+    /// Start a stream: every chunk of one streamed answer goes through the returned session,
+    /// which pins the current chain snapshot and keeps each policy's held-back text.
+    pub fn stream(&self, ctx: &CallContext) -> ChainStream {
+        let state = self.snapshot();
+        let held = vec![Held::default(); state.members.len()];
+        ChainStream {
+            state,
+            ctx: ctx.clone(),
+            wctx: call_context(ctx),
+            held,
+            done: false,
+        }
+    }
+
+    /// Run `on-tool-call`.
+    pub fn on_tool_call(&self, ctx: &CallContext, call: ToolCall) -> ChainRun<Outcome<ToolCall>> {
+        let state = self.snapshot();
+        let started = Instant::now();
+        let wctx = call_context(ctx);
+        let mut value: w::ToolCall = call.into();
+        let mut reports = Vec::new();
+        for m in active(&state, Hook::ToolCall) {
+            let p = &m.policy;
+            let out = p.call(target(ctx), "on-tool-call", |h, s| h.call_on_tool_call(s, &wctx, &value));
+            let out = map_output(out, |v| match v {
+                w::ToolVerdict::Pass => Ok(Step::Pass),
+                w::ToolVerdict::Rewrite(c) => Ok(Step::Rewrite(c)),
+                w::ToolVerdict::Deny(d) => Ok(Step::Deny(d)),
+                w::ToolVerdict::Fallback(json) => {
+                    if serde_json::from_str::<serde_json::Value>(&json).is_ok() {
+                        Ok(Step::Fallback(json))
+                    } else {
+                        Err("answered `fallback` with a value that is not JSON".to_owned())
+                    }
+                }
+            });
+            match apply(p, out, &mut reports, VerdictKind::Rewrite) {
+                Applied::Continue(Some(c)) => value = c,
+                Applied::Continue(None) => {}
+                Applied::Stop(outcome) => return finish(outcome.map_value(|_| value.into()), reports, started, &state),
+            }
+        }
+        finish(Outcome::Continue { value: value.into() }, reports, started, &state)
+    }
+
+    /// Run `on-tool-result`.
+    pub fn on_tool_result(
+        &self,
+        ctx: &CallContext,
+        call: ToolCall,
+        outcome: ToolOutcome,
+    ) -> ChainRun<Outcome<ToolOutcome>> {
+        let state = self.snapshot();
+        let started = Instant::now();
+        let wctx = call_context(ctx);
+        let wcall: w::ToolCall = call.into();
+        let mut value: w::ToolOutcome = outcome.into();
+        let mut reports = Vec::new();
+        for m in active(&state, Hook::ToolResult) {
+            let p = &m.policy;
+            let out = p.call(target(ctx), "on-tool-result", |h, s| {
+                h.call_on_tool_result(s, &wctx, &wcall, &value)
+            });
+            let out = map_output(out, |v| match v {
+                w::ResultVerdict::Pass => Ok(Step::Pass),
+                w::ResultVerdict::Rewrite(o) => Ok(Step::Rewrite(o)),
+                w::ResultVerdict::Deny(d) => Ok(Step::Deny(d)),
+            });
+            match apply(p, out, &mut reports, VerdictKind::Rewrite) {
+                Applied::Continue(Some(o)) => value = o,
+                Applied::Continue(None) => {}
+                Applied::Stop(outcome) => return finish(outcome.map_value(|_| value.into()), reports, started, &state),
+            }
+        }
+        finish(Outcome::Continue { value: value.into() }, reports, started, &state)
+    }
+}
+
+impl<T> Outcome<T> {
+    fn map_value<U>(self, f: impl FnOnce(T) -> U) -> Outcome<U> {
+        match self {
+            Outcome::Continue { value } => Outcome::Continue { value: f(value) },
+            Outcome::Deny { policy, denial } => Outcome::Deny { policy, denial },
+            Outcome::Respond { policy, response } => Outcome::Respond { policy, response },
+            Outcome::Fallback { policy, result } => Outcome::Fallback { policy, result },
+        }
+    }
+}
+
+fn active(state: &ChainState, hook: Hook) -> impl Iterator<Item = &Member> {
+    state
+        .members
+        .iter()
+        .filter(move |m| m.enabled && m.policy.implements(hook))
+}
+
+fn finish<T>(outcome: Outcome<T>, policies: Vec<PolicyReport>, started: Instant, state: &ChainState) -> ChainRun<Outcome<T>> {
+    ChainRun {
+        outcome,
+        policies,
+        latency_ns: started.elapsed().as_nanos() as u64,
+        generation: state.generation,
+    }
+}
+
+/// Convert a raw verdict into a step; a verdict the host cannot accept becomes a failure.
+fn map_output<V, W>(out: CallOutput<V>, f: impl FnOnce(V) -> Result<Step<W>, String>) -> CallOutput<Step<W>> {
+    CallOutput {
+        result: out.result.and_then(|v| {
+            f(v).map_err(|message| PolicyFailure {
+                kind: FailureKind::BadVerdict,
+                message,
+            })
+        }),
+        events: out.events,
+        latency: out.latency,
+    }
+}
+
+enum Applied<W> {
+    /// Go on; `Some` carries an applied rewrite.
+    Continue(Option<W>),
+    /// Stop the chain with this outcome (its value is filled by the caller).
+    Stop(Outcome<()>),
+}
+
+/// Apply one policy's answer under its failure mode and record the report.
+fn apply<W>(
+    p: &LoadedPolicy,
+    out: CallOutput<Step<W>>,
+    reports: &mut Vec<PolicyReport>,
+    rewrite_kind: VerdictKind,
+) -> Applied<W> {
+    let mode = p.entry.failure_mode;
+    let enforce = mode != FailureMode::Monitor;
+    let mut report = PolicyReport {
+        policy: p.name.clone(),
+        version: p.info.version.clone(),
+        verdict: VerdictKind::Pass,
+        enforced: enforce,
+        latency_ns: out.latency.as_nanos() as u64,
+        denial: None,
+        failure: None,
+        events: out.events,
+    };
+    let applied = match out.result {
+        Err(failure) => {
+            report.verdict = VerdictKind::Failed;
+            let applied = if mode == FailureMode::FailClosed {
+                p.count_denial();
+                Applied::Stop(Outcome::Deny {
+                    policy: p.name.clone(),
+                    denial: Denial {
+                        code: POLICY_FAILED.to_owned(),
+                        message: format!("policy `{}` failed: {}", p.name, failure.message),
+                        retry_after_ms: None,
+                    },
+                })
+            } else {
+                report.enforced = false;
+                Applied::Continue(None)
+            };
+            report.failure = Some(failure);
+            applied
+        }
+        Ok(Step::Pass) => Applied::Continue(None),
+        Ok(Step::Rewrite(v)) => {
+            report.verdict = rewrite_kind;
+            if enforce { Applied::Continue(Some(v)) } else { Applied::Continue(None) }
+        }
+        Ok(Step::Deny(d)) => {
+            report.verdict = VerdictKind::Deny;
+            let denial: Denial = d.into();
+            report.denial = Some(denial.clone());
+            if enforce {
+                p.count_denial();
+                Applied::Stop(Outcome::Deny {
+                    policy: p.name.clone(),
+                    denial,
+                })
+            } else {
+                Applied::Continue(None)
+            }
+        }
+        Ok(Step::Respond(r)) => {
+            report.verdict = VerdictKind::Respond;
+            if enforce {
+                Applied::Stop(Outcome::Respond {
+                    policy: p.name.clone(),
+                    response: r.into(),
+                })
+            } else {
+                Applied::Continue(None)
+            }
+        }
+        Ok(Step::Fallback(result)) => {
+            report.verdict = VerdictKind::Fallback;
+            if enforce {
+                Applied::Stop(Outcome::Fallback {
+                    policy: p.name.clone(),
+                    result,
+                })
+            } else {
+                Applied::Continue(None)
+            }
+        }
+    };
+    reports.push(report);
+    applied
+}
+
+#[derive(Debug, Clone, Default)]
+struct Held {
+    text: String,
+    emitted_chars: u64,
+}
+
+/// One streamed answer going through the chain; see [`Chain::stream`].
+pub struct ChainStream {
+    state: Arc<ChainState>,
+    ctx: CallContext,
+    wctx: w::CallContext,
+    held: Vec<Held>,
+    done: bool,
+}
+
+impl std::fmt::Debug for ChainStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChainStream")
+            .field("generation", &self.state.generation)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ChainStream {
+    /// Pass one chunk through every policy; the outcome's value is the text to send on now.
+    /// After the last chunk (or a denial) the stream is finished and further chunks are denied.
+    pub fn push(&mut self, chunk: LlmChunk) -> ChainRun<Outcome<String>> {
+        let started = Instant::now();
+        let mut reports = Vec::new();
+        if self.done {
+            return finish(
+                Outcome::Deny {
+                    policy: String::new(),
+                    denial: Denial {
+                        code: "stream_finished".to_owned(),
+                        message: "the stream already ended or was denied".to_owned(),
+                        retry_after_ms: None,
+                    },
+                },
+                reports,
+                started,
+                &self.state,
+            );
+        }
+        let last = chunk.last;
+        let mut text = chunk.text.clone();
+        let template: w::LlmChunk = LlmChunk { text: String::new(), ..chunk }.into();
+        let tgt = target(&self.ctx);
+        for (i, m) in self.state.members.iter().enumerate() {
+            if !(m.enabled && m.policy.implements(Hook::LlmChunk)) {
+                continue;
+            }
+            let p = &m.policy;
+            let held = &mut self.held[i];
+            let wstate = w::StreamState {
+                held: held.text.clone(),
+                emitted_chars: held.emitted_chars,
+            };
+            let wchunk = w::LlmChunk {
+                text: text.clone(),
+                ..template.clone()
+            };
+            let out = p.call(tgt, "on-llm-chunk", |h, s| h.call_on_llm_chunk(s, &self.wctx, &wstate, &wchunk));
+            let out = map_output(out, |v| match v {
+                w::ChunkVerdict::Pass => Ok(Step::Pass),
+                w::ChunkVerdict::Release(r) if r.hold.len() > MAX_HELD_BYTES => Err(format!(
+                    "held back {} bytes of the stream; the limit is {MAX_HELD_BYTES}",
+                    r.hold.len()
+                )),
+                w::ChunkVerdict::Release(r) => Ok(Step::Rewrite(r)),
+                w::ChunkVerdict::Deny(d) => Ok(Step::Deny(d)),
+            });
+            let enforce = p.entry.failure_mode != FailureMode::Monitor;
+            // What the policy itself sees as released and held, enforced or not.
+            let (mut released, mut still_held) = match &out.result {
+                Ok(Step::Rewrite(r)) => (r.emit.clone(), r.hold.clone()),
+                _ => (std::mem::take(&mut held.text) + &text, String::new()),
+            };
+            if last {
+                released.push_str(&std::mem::take(&mut still_held));
+            }
+            match apply(p, out, &mut reports, VerdictKind::Release) {
+                Applied::Stop(outcome) => {
+                    self.done = true;
+                    return finish(outcome.map_value(|_| String::new()), reports, started, &self.state);
+                }
+                Applied::Continue(_) => {
+                    held.emitted_chars += released.chars().count() as u64;
+                    held.text = still_held;
+                    // Monitor mode records but never changes the text.
+                    if enforce {
+                        text = released;
+                    }
+                }
+            }
+        }
+        if last {
+            self.done = true;
+        }
+        finish(Outcome::Continue { value: text }, reports, started, &self.state)
+    }
+}

@@ -1,0 +1,244 @@
+//! The wasmtime engine every policy runs in, its linker, the epoch ticker that enforces hook
+//! deadlines, and the on-disk cache of precompiled components.
+
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
+
+use super::bindings::v0_1_0;
+use super::bundle::MAX_MEMORY_MIB;
+use super::host::{HostServices, PolicyCtx};
+
+/// How often the epoch advances. Hook deadlines are whole multiples of this.
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+
+/// Settings of a [`PolicyEngine`].
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Where precompiled components are kept. `None` compiles in memory only.
+    pub cache_dir: Option<PathBuf>,
+    /// Upper bound of live policy instances across all policies (pooling allocator slots).
+    pub max_instances: u32,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            cache_dir: Some(default_cache_dir()),
+            max_instances: 256,
+        }
+    }
+}
+
+/// `$IRONHOST_HOME/cache`, or `.ironhost/cache` under the working directory.
+pub fn default_cache_dir() -> PathBuf {
+    std::env::var_os("IRONHOST_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(".ironhost"))
+        .join("cache")
+}
+
+/// Why the engine could not be set up or could not compile a component.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("cannot configure the WebAssembly engine: {0}")]
+    Setup(String),
+    #[error("cannot compile component: {0}")]
+    Compile(String),
+}
+
+/// Where a compiled component came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompileSource {
+    /// Already compiled in this process.
+    Memory,
+    /// Loaded precompiled from the disk cache.
+    DiskCache,
+    /// Compiled now (and written to the disk cache if there is one).
+    Compiled,
+}
+
+/// The engine shared by every policy of a host. Cheap to clone.
+#[derive(Clone)]
+pub struct PolicyEngine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    engine: Engine,
+    linker: Linker<PolicyCtx>,
+    services: HostServices,
+    cache_dir: Option<PathBuf>,
+    compat: String,
+    compiled: Mutex<HashMap<[u8; 32], Component>>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for PolicyEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PolicyEngine")
+            .field("cache_dir", &self.inner.cache_dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PolicyEngine {
+    /// Build an engine with the pooling allocator, epoch interruption and the host imports.
+    pub fn new(options: EngineOptions, services: HostServices) -> Result<PolicyEngine, EngineError> {
+        let setup = |e: wasmtime::Error| EngineError::Setup(format!("{e:#}"));
+        let mut pool = PoolingAllocationConfig::new();
+        let slots = options.max_instances.max(8);
+        pool.total_component_instances(slots)
+            // A Rust wasm32-wasip2 component holds a handful of core instances (the program,
+            // the WASI adapter and small shims), each with at most one memory and table.
+            .max_core_instances_per_component(32)
+            .total_core_instances(slots * 8)
+            .max_memories_per_component(4)
+            .total_memories(slots * 2)
+            .max_tables_per_component(8)
+            .total_tables(slots * 8)
+            .max_memory_size((MAX_MEMORY_MIB as usize) << 20)
+            .total_stacks(slots);
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .cranelift_opt_level(OptLevel::Speed)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(setup)?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
+        v0_1_0::Policy::add_to_linker::<PolicyCtx, HasSelf<PolicyCtx>>(&mut linker, |ctx| ctx)
+            .map_err(setup)?;
+
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let compat = format!("{:016x}", hasher.finish());
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_ticker(engine.clone(), ticker_stop.clone())?;
+
+        Ok(PolicyEngine {
+            inner: Arc::new(Inner {
+                engine,
+                linker,
+                services,
+                cache_dir: options.cache_dir,
+                compat,
+                compiled: Mutex::new(HashMap::new()),
+                ticker_stop,
+            }),
+        })
+    }
+
+    /// The wasmtime engine.
+    pub fn engine(&self) -> &Engine {
+        &self.inner.engine
+    }
+
+    /// The linker with WASI (locked down) and every `ironhost:policy` import.
+    pub fn linker(&self) -> &Linker<PolicyCtx> {
+        &self.inner.linker
+    }
+
+    /// The host services behind the capabilities.
+    pub fn services(&self) -> &HostServices {
+        &self.inner.services
+    }
+
+    /// The directory of this engine's precompiled components, if caching is on.
+    pub fn cache_dir(&self) -> Option<PathBuf> {
+        self.inner.cache_dir.as_ref().map(|d| d.join(&self.inner.compat))
+    }
+
+    /// Compile `bytes` (already checked to be a component) or fetch it from the caches.
+    pub fn compile(&self, bytes: &[u8]) -> Result<(Component, CompileSource), EngineError> {
+        let hash: [u8; 32] = Sha256::digest(bytes).into();
+        if let Some(c) = self.inner.compiled.lock().get(&hash) {
+            return Ok((c.clone(), CompileSource::Memory));
+        }
+        let cached_path = self.cache_dir().map(|d| d.join(format!("{}.cwasm", hex::encode(hash))));
+        let (component, source) = match cached_path.as_deref().and_then(|p| self.load_cached(p)) {
+            Some(c) => (c, CompileSource::DiskCache),
+            None => {
+                let c = Component::new(&self.inner.engine, bytes)
+                    .map_err(|e| EngineError::Compile(format!("{e:#}")))?;
+                if let Some(path) = &cached_path {
+                    if let Err(e) = store_cached(path, &c) {
+                        tracing::warn!(path = %path.display(), error = %e, "cannot write compile cache");
+                    }
+                }
+                (c, CompileSource::Compiled)
+            }
+        };
+        self.inner.compiled.lock().insert(hash, component.clone());
+        Ok((component, source))
+    }
+
+    #[expect(
+        unsafe_code,
+        reason = "deserializing precompiled code is unsafe in wasmtime: the file must be one \
+                  this engine wrote. It lives in our cache directory under the engine's \
+                  compatibility hash and the source's SHA-256 and is replaced only by atomic \
+                  rename; wasmtime also checks its header against the engine's configuration"
+    )]
+    fn load_cached(&self, path: &Path) -> Option<Component> {
+        if !path.is_file() {
+            return None;
+        }
+        // SAFETY: see the `expect` reason above.
+        match unsafe { Component::deserialize_file(&self.inner.engine, path) } {
+            Ok(c) => Some(c),
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "ignoring unusable compile cache entry");
+                None
+            }
+        }
+    }
+}
+
+fn store_cached(path: &Path, component: &Component) -> std::io::Result<()> {
+    let bytes = component
+        .serialize()
+        .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    // Write beside the final name and rename, so a reader never sees half a file.
+    let tmp = dir.join(format!(
+        ".{}.{}.tmp",
+        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        std::process::id()
+    ));
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(&tmp);
+    })
+}
+
+fn spawn_ticker(engine: Engine, stop: Arc<AtomicBool>) -> Result<(), EngineError> {
+    std::thread::Builder::new()
+        .name("ironhost-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| EngineError::Setup(format!("cannot start the deadline ticker: {e}")))
+}

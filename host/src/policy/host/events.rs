@@ -1,0 +1,41 @@
+//! `ironhost:policy/events`.
+
+use super::{MAX_EVENTS_PER_CALL, PolicyCtx, PolicyEvent};
+use crate::policy::bindings::wit::events::Host;
+use crate::policy::bindings::wit::types::Severity;
+
+/// Longest event kind accepted.
+const MAX_KIND_BYTES: usize = 128;
+/// Largest event detail accepted.
+const MAX_DETAIL_BYTES: usize = 16 * 1024;
+
+impl Host for PolicyCtx {
+    fn emit(&mut self, kind: String, severity: Severity, detail: String) {
+        let policy = self.identity.name.as_str();
+        if self.call.events.len() >= MAX_EVENTS_PER_CALL {
+            self.call.dropped_events += 1;
+            return;
+        }
+        if kind.is_empty() || kind.len() > MAX_KIND_BYTES {
+            tracing::warn!(policy, "event refused: kind must be 1-{MAX_KIND_BYTES} bytes");
+            return;
+        }
+        if detail.len() > MAX_DETAIL_BYTES {
+            tracing::warn!(policy, kind, "event refused: detail is over {MAX_DETAIL_BYTES} bytes");
+            return;
+        }
+        let detail = match serde_json::from_str::<serde_json::Value>(&detail) {
+            Ok(v @ serde_json::Value::Object(_)) => v,
+            _ => {
+                tracing::warn!(policy, kind, "event refused: detail is not a JSON object");
+                return;
+            }
+        };
+        self.call.events.push(PolicyEvent {
+            policy: policy.to_owned(),
+            kind,
+            severity: severity.into(),
+            detail,
+        });
+    }
+}

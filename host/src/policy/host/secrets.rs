@@ -1,0 +1,18 @@
+//! `ironhost:policy/secrets`.
+
+use super::PolicyCtx;
+use crate::policy::bindings::wit::secrets::Host;
+
+impl Host for PolicyCtx {
+    fn get(&mut self, name: String) -> Option<String> {
+        let value = self.services.secrets.get(&self.call.environment, &name);
+        // The value never goes into the log; the name and whether it resolved do.
+        tracing::debug!(
+            policy = self.identity.name.as_str(),
+            secret = name.as_str(),
+            found = value.is_some(),
+            "secret resolved"
+        );
+        value
+    }
+}

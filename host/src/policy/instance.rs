@@ -1,0 +1,353 @@
+//! One admitted policy and the calls into it.
+//!
+//! Instances are created from an `InstancePre` (imports resolved once) in slots of the pooling
+//! allocator, kept warm in a small free list and reused across calls: state lives in the host,
+//! so an instance carries nothing between calls that matters. An instance that failed (trap,
+//! deadline, memory limit) is dropped and never reused; the next call gets a fresh one.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use wasmtime::Store;
+use wasmtime::component::Component;
+
+use super::bindings::v0_1_0;
+use super::bundle::PolicyEntry;
+use super::engine::{EPOCH_TICK, PolicyEngine};
+use super::host::{PolicyCtx, PolicyEvent, PolicyIdentity};
+use super::inspect::ComponentSummary;
+use super::model::{Hook, PolicyInfo};
+use super::state::StateBackend;
+
+/// Warm instances kept per policy; more concurrent calls create more, which are dropped after.
+const MAX_IDLE_INSTANCES: usize = 16;
+
+/// How a policy call failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum FailureKind {
+    /// The policy trapped (a panic, an `unreachable`, an out-of-bounds access...).
+    Trap,
+    /// The hook ran past its deadline and was interrupted.
+    Deadline,
+    /// The policy tried to grow its memory past the cap.
+    MemoryLimit,
+    /// The policy answered something the host cannot accept.
+    BadVerdict,
+    /// The host could not create an instance (for example every pool slot is busy).
+    Instantiate,
+}
+
+/// A failed policy call.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PolicyFailure {
+    pub kind: FailureKind,
+    pub message: String,
+}
+
+impl std::fmt::Display for PolicyFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Running totals of one policy, for `policy list`, the API and the dashboard.
+#[derive(Debug, Default)]
+pub struct PolicyStats {
+    pub calls: AtomicU64,
+    pub denials: AtomicU64,
+    pub failures: AtomicU64,
+    pub total_ns: AtomicU64,
+}
+
+/// A snapshot of [`PolicyStats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct StatsSnapshot {
+    pub calls: u64,
+    pub denials: u64,
+    pub failures: u64,
+    pub mean_latency_ns: u64,
+}
+
+impl PolicyStats {
+    /// Current totals.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let calls = self.calls.load(Ordering::Relaxed);
+        StatsSnapshot {
+            calls,
+            denials: self.denials.load(Ordering::Relaxed),
+            failures: self.failures.load(Ordering::Relaxed),
+            mean_latency_ns: self.total_ns.load(Ordering::Relaxed).checked_div(calls).unwrap_or(0),
+        }
+    }
+}
+
+struct Warm {
+    store: Store<PolicyCtx>,
+    bindings: v0_1_0::Policy,
+}
+
+/// Who a call is for.
+#[derive(Clone, Copy, Default)]
+pub struct CallTarget<'a> {
+    pub agent_id: Option<&'a str>,
+    pub environment: &'a str,
+    /// Scratch state for the admission probe.
+    pub state_override: Option<&'a Arc<dyn StateBackend>>,
+}
+
+impl std::fmt::Debug for CallTarget<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallTarget")
+            .field("agent_id", &self.agent_id)
+            .field("environment", &self.environment)
+            .field("scratch_state", &self.state_override.is_some())
+            .finish()
+    }
+}
+
+/// What one call into a policy produced.
+#[derive(Debug)]
+pub struct CallOutput<T> {
+    pub result: Result<T, PolicyFailure>,
+    pub events: Vec<PolicyEvent>,
+    pub latency: Duration,
+}
+
+/// A policy that passed admission and can be called.
+pub struct LoadedPolicy {
+    /// Name in the chain.
+    pub name: String,
+    /// What the component says about itself.
+    pub info: PolicyInfo,
+    /// The bundle entry it was admitted with.
+    pub entry: PolicyEntry,
+    /// What the component imports and exports.
+    pub summary: ComponentSummary,
+    /// SHA-256 of the component file, hex.
+    pub sha256: String,
+    pub stats: PolicyStats,
+    engine: PolicyEngine,
+    pre: v0_1_0::PolicyPre<PolicyCtx>,
+    identity: Arc<PolicyIdentity>,
+    idle: Mutex<Vec<Warm>>,
+    deadline_ticks: u64,
+    memory_cap: usize,
+}
+
+impl std::fmt::Debug for LoadedPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPolicy")
+            .field("name", &self.name)
+            .field("version", &self.info.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LoadedPolicy {
+    /// Link a compiled component. `info` is filled by [`LoadedPolicy::describe`] afterwards.
+    pub(crate) fn link(
+        engine: &PolicyEngine,
+        component: &Component,
+        entry: PolicyEntry,
+        summary: ComponentSummary,
+        sha256: String,
+        provisional_name: String,
+    ) -> Result<LoadedPolicy, String> {
+        let instance_pre = engine
+            .linker()
+            .instantiate_pre(component)
+            .map_err(|e| format!("{e:#}"))?;
+        let pre = v0_1_0::PolicyPre::new(instance_pre).map_err(|e| format!("{e:#}"))?;
+        let config_json = entry.config.to_string();
+        let deadline_ticks = entry
+            .deadline_ms
+            .div_ceil(EPOCH_TICK.as_millis() as u64)
+            .saturating_add(1);
+        let memory_cap = usize::try_from(entry.memory_mib << 20).unwrap_or(usize::MAX);
+        Ok(LoadedPolicy {
+            name: provisional_name.clone(),
+            info: PolicyInfo {
+                name: provisional_name.clone(),
+                version: String::new(),
+                description: String::new(),
+                hooks: Vec::new(),
+                capabilities: Vec::new(),
+            },
+            entry,
+            summary,
+            sha256,
+            stats: PolicyStats::default(),
+            engine: engine.clone(),
+            pre,
+            identity: Arc::new(PolicyIdentity {
+                name: provisional_name,
+                config_json,
+            }),
+            idle: Mutex::new(Vec::new()),
+            deadline_ticks,
+            memory_cap,
+        })
+    }
+
+    /// Set the chain name once `describe` is known (before the policy serves any call).
+    pub(crate) fn set_identity(&mut self, name: String, info: PolicyInfo) {
+        self.identity = Arc::new(PolicyIdentity {
+            name: name.clone(),
+            config_json: self.identity.config_json.clone(),
+        });
+        self.name = name;
+        self.info = info;
+        // Instances made so far carry the provisional identity.
+        self.idle.get_mut().clear();
+    }
+
+    /// Whether the policy listed `hook` in `describe`.
+    pub fn implements(&self, hook: Hook) -> bool {
+        self.info.hooks.contains(&hook)
+    }
+
+    /// The hook deadline.
+    pub fn deadline(&self) -> Duration {
+        Duration::from_millis(self.entry.deadline_ms)
+    }
+
+    fn instantiate(&self) -> Result<Warm, PolicyFailure> {
+        let ctx = PolicyCtx::new(
+            self.identity.clone(),
+            self.engine.services().clone(),
+            self.memory_cap,
+        );
+        let mut store = Store::new(self.engine.engine(), ctx);
+        store.limiter(|ctx| &mut ctx.limiter);
+        store.set_epoch_deadline(self.deadline_ticks);
+        match self.pre.instantiate(&mut store) {
+            Ok(bindings) => Ok(Warm { store, bindings }),
+            Err(e) => Err(classify(&e, &store, "instantiate", &self.entry.deadline_ms).unwrap_or_else(
+                || PolicyFailure {
+                    kind: FailureKind::Instantiate,
+                    message: format!("cannot instantiate: {e:#}"),
+                },
+            )),
+        }
+    }
+
+    /// Call into the policy under its deadline and memory cap. `f` receives the exported
+    /// hooks and the store; its error means the call failed.
+    pub fn call<T>(
+        &self,
+        target: CallTarget<'_>,
+        what: &str,
+        f: impl FnOnce(
+            &v0_1_0::exports::ironhost::policy::hooks::Guest,
+            &mut Store<PolicyCtx>,
+        ) -> wasmtime::Result<T>,
+    ) -> CallOutput<T> {
+        let started = Instant::now();
+        let warm = self.idle.lock().pop();
+        let mut warm = match warm.map_or_else(|| self.instantiate(), Ok) {
+            Ok(w) => w,
+            Err(failure) => {
+                return self.finish(started, Err(failure), Vec::new());
+            }
+        };
+        {
+            let call = &mut warm.store.data_mut().call;
+            call.agent_id = target.agent_id.map(str::to_owned);
+            target.environment.clone_into(&mut call.environment);
+            call.state_override = target.state_override.cloned();
+        }
+        warm.store.set_epoch_deadline(self.deadline_ticks);
+        let result = f(warm.bindings.ironhost_policy_hooks(), &mut warm.store);
+        let call = std::mem::take(&mut warm.store.data_mut().call);
+        if call.dropped_events > 0 {
+            tracing::warn!(policy = self.name.as_str(), dropped = call.dropped_events, "policy emitted too many events in one call");
+        }
+        match result {
+            Ok(value) => {
+                let mut idle = self.idle.lock();
+                if idle.len() < MAX_IDLE_INSTANCES {
+                    idle.push(warm);
+                }
+                drop(idle);
+                self.finish(started, Ok(value), call.events)
+            }
+            Err(e) => {
+                let failure = classify(&e, &warm.store, what, &self.entry.deadline_ms)
+                    .unwrap_or_else(|| PolicyFailure {
+                        kind: FailureKind::Trap,
+                        message: format!("{what} failed: {e:#}"),
+                    });
+                tracing::warn!(policy = self.name.as_str(), kind = ?failure.kind, "{}", failure.message);
+                // `warm` is dropped here: a failed instance is never reused.
+                self.finish(started, Err(failure), call.events)
+            }
+        }
+    }
+
+    fn finish<T>(
+        &self,
+        started: Instant,
+        result: Result<T, PolicyFailure>,
+        events: Vec<PolicyEvent>,
+    ) -> CallOutput<T> {
+        let latency = started.elapsed();
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        self.stats
+            .total_ns
+            .fetch_add(latency.as_nanos() as u64, Ordering::Relaxed);
+        if result.is_err() {
+            self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        }
+        CallOutput {
+            result,
+            events,
+            latency,
+        }
+    }
+
+    /// Record that this policy's verdict denied a call.
+    pub(crate) fn count_denial(&self) {
+        self.stats.denials.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Map a wasmtime error to a policy failure. Only traps, deadlines and memory limits are
+/// recognized; anything else is left to the caller.
+fn classify(
+    e: &wasmtime::Error,
+    store: &Store<PolicyCtx>,
+    what: &str,
+    deadline_ms: &u64,
+) -> Option<PolicyFailure> {
+    let ctx = store.data();
+    if ctx.limiter.memory_hit {
+        return Some(PolicyFailure {
+            kind: FailureKind::MemoryLimit,
+            message: format!(
+                "{what}: memory limit of {} MiB reached",
+                ctx.limiter.memory_cap >> 20
+            ),
+        });
+    }
+    match e.downcast_ref::<wasmtime::Trap>() {
+        Some(wasmtime::Trap::Interrupt) => Some(PolicyFailure {
+            kind: FailureKind::Deadline,
+            message: format!("{what}: deadline of {deadline_ms} ms exceeded"),
+        }),
+        Some(trap) => {
+            let detail = ctx
+                .stderr_tail()
+                .map(|line| format!(" ({line})"))
+                .unwrap_or_default();
+            Some(PolicyFailure {
+                kind: FailureKind::Trap,
+                message: format!("{what}: trapped: {trap}{detail}"),
+            })
+        }
+        None => None,
+    }
+}
