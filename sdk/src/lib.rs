@@ -38,13 +38,14 @@ pub const WIT_VERSION: &str = "0.1.0";
 /// Generated bindings for the `ironhost:policy` world. Policy authors normally use [`types`]
 /// and the capability modules re-exported below instead.
 #[doc(hidden)]
+#[expect(unsafe_code, reason = "generated canonical-ABI glue; the safe API is the Policy trait")]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit/v0.1.0",
         world: "policy",
         pub_export_macro: true,
         default_bindings_module: "ironhost_policy::bindings",
-        runtime_path: "ironhost_policy::__wit_bindgen",
+        runtime_path: "ironhost_policy::__wit_bindgen::rt",
     });
 }
 
@@ -154,6 +155,7 @@ pub fn deny(code: &str, message: &str) -> Denial {
 #[macro_export]
 macro_rules! export_policy {
     ($policy:ty) => {
+        #[expect(unsafe_code, reason = "generated canonical-ABI exports")]
         const _: () = {
             use $crate::bindings::exports::ironhost::policy::hooks::Guest;
             use $crate::types::*;
