@@ -198,11 +198,11 @@ impl PolicyEngine {
                   rename; wasmtime also checks its header against the engine's configuration"
     )]
     fn load_cached(&self, path: &Path) -> Option<Component> {
-        if !path.is_file() {
-            return None;
-        }
+        // Read into memory rather than map the file: a mapped file truncated behind our back
+        // (by anyone) would crash the process with SIGBUS.
+        let bytes = std::fs::read(path).ok()?;
         // SAFETY: see the `expect` reason above.
-        match unsafe { Component::deserialize_file(&self.inner.engine, path) } {
+        match unsafe { Component::deserialize(&self.inner.engine, &bytes) } {
             Ok(c) => Some(c),
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %format!("{e:#}"), "ignoring unusable compile cache entry");

@@ -1,0 +1,506 @@
+//! What the host does with each fixture policy: real components, real engine, real limits.
+
+use std::path::PathBuf;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use ironhost::policy::admission::{AdmissionError, admit_policy};
+use ironhost::policy::bundle::{Bundle, FailureMode, PolicyEntry};
+use ironhost::policy::chain::{Chain, Outcome, POLICY_FAILED, VerdictKind};
+use ironhost::policy::engine::{CompileSource, EngineOptions, PolicyEngine};
+use ironhost::policy::host::HostServices;
+use ironhost::policy::inspect::InspectError;
+use ironhost::policy::instance::FailureKind;
+use ironhost::policy::model::*;
+use ironhost::policy::state::{MemoryState, StateBackend, StateKey};
+use ironhost::policy::{Capability, admit_bundle};
+use ironhost_fixtures as fx;
+
+struct Host {
+    engine: PolicyEngine,
+    state: Arc<MemoryState>,
+}
+
+/// One engine for the whole test binary, as in the real host (one ticker, one cache).
+fn host() -> &'static Host {
+    static HOST: OnceLock<Host> = OnceLock::new();
+    HOST.get_or_init(|| {
+        let state = Arc::new(MemoryState::default());
+        let services = HostServices {
+            state: state.clone(),
+            ..HostServices::default()
+        };
+        let options = EngineOptions {
+            cache_dir: None,
+            max_instances: 256,
+        };
+        Host {
+            engine: PolicyEngine::new(options, services).expect("engine"),
+            state,
+        }
+    })
+}
+
+fn entry(component: &str) -> PolicyEntry {
+    PolicyEntry::for_component(PathBuf::from(component))
+}
+
+fn with_caps(mut e: PolicyEntry, caps: &[Capability]) -> PolicyEntry {
+    e.capabilities = caps.iter().copied().collect();
+    e
+}
+
+fn with_mode(mut e: PolicyEntry, mode: FailureMode) -> PolicyEntry {
+    e.failure_mode = mode;
+    e
+}
+
+fn chain_of(entries: Vec<PolicyEntry>) -> Chain {
+    let policies = entries
+        .iter()
+        .map(|e| admit_policy(&host().engine, e).unwrap_or_else(|err| panic!("admission: {err}")))
+        .collect();
+    Chain::new("test", policies)
+}
+
+fn ctx(agent: &str) -> CallContext {
+    CallContext {
+        agent_id: agent.to_owned(),
+        call_id: "c1".to_owned(),
+        environment: "dev".to_owned(),
+        attempt: 0,
+    }
+}
+
+fn request(text: &str) -> LlmRequest {
+    LlmRequest {
+        provider: "openai".into(),
+        model: "gpt-4o-mini".into(),
+        messages: vec![
+            Message::text(Role::System, "be brief"),
+            Message::text(Role::User, text),
+        ],
+        tools: vec![],
+        max_output_tokens: Some(100),
+        temperature: None,
+        stream: false,
+        extra: "{}".into(),
+    }
+}
+
+fn response(text: &str) -> LlmResponse {
+    LlmResponse {
+        id: "r1".into(),
+        model: "gpt-4o-mini".into(),
+        message: Message::text(Role::Assistant, text),
+        finish_reason: "stop".into(),
+        usage: Some(Usage {
+            input_tokens: 10,
+            output_tokens: 5,
+            cached_input_tokens: 0,
+        }),
+    }
+}
+
+fn tool(name: &str) -> ToolCall {
+    ToolCall {
+        id: "t1".into(),
+        name: name.into(),
+        arguments: r#"{"q":"x"}"#.into(),
+    }
+}
+
+fn continued<T: std::fmt::Debug>(o: Outcome<T>) -> T {
+    match o {
+        Outcome::Continue { value } => value,
+        other => panic!("expected continue, got {other:?}"),
+    }
+}
+
+fn denial<T: std::fmt::Debug>(o: Outcome<T>) -> (String, Denial) {
+    match o {
+        Outcome::Deny { policy, denial } => (policy, denial),
+        other => panic!("expected deny, got {other:?}"),
+    }
+}
+
+#[test]
+fn allow_all_passes_every_hook_unchanged() {
+    let chain = chain_of(vec![entry(fx::ALLOW_ALL)]);
+    let c = ctx("allow");
+    let run = chain.on_llm_request(&c, request("hello"));
+    assert_eq!(run.policies.len(), 1);
+    assert_eq!(run.policies[0].verdict, VerdictKind::Pass);
+    assert_eq!(continued(run.outcome), request("hello"));
+
+    let out = chain.on_llm_response(&c, request("hello"), LlmOutcome::Ok(response("hi")));
+    assert_eq!(continued(out.outcome), LlmOutcome::Ok(response("hi")));
+
+    let mut stream = chain.stream(&c);
+    let a = stream.push(LlmChunk { index: 0, text: "he".into(), finish_reason: None, usage: None, last: false });
+    let b = stream.push(LlmChunk { index: 1, text: "llo".into(), finish_reason: Some("stop".into()), usage: None, last: true });
+    assert_eq!(continued(a.outcome) + &continued(b.outcome), "hello");
+
+    assert_eq!(continued(chain.on_tool_call(&c, tool("search")).outcome), tool("search"));
+    let result = ToolOutcome::Ok(r#"{"n":1}"#.into());
+    assert_eq!(continued(chain.on_tool_result(&c, tool("search"), result.clone()).outcome), result);
+
+    let agent = AgentInfo { agent_id: "allow".into(), name: "t".into(), environment: "dev".into() };
+    assert_eq!(continued(chain.on_agent_start(&agent).outcome), StartEffects::default());
+}
+
+#[test]
+fn deny_all_stops_the_chain_before_later_policies() {
+    let chain = chain_of(vec![entry(fx::DENY_ALL), entry(fx::ALLOW_ALL)]);
+    let run = chain.on_llm_request(&ctx("deny"), request("hello"));
+    // allow-all never ran: the first deny stops the call.
+    assert_eq!(run.policies.len(), 1);
+    let (policy, d) = denial(run.outcome);
+    assert_eq!(policy, "deny-all");
+    assert_eq!(d.code, "denied_by_fixture");
+    assert!(d.message.contains("gpt-4o-mini"));
+
+    let (_, d) = denial(chain.on_tool_call(&ctx("deny"), tool("delete")).outcome);
+    assert_eq!(d.message, "tool delete is not allowed");
+    let stats = chain.snapshot().members[0].policy.stats.snapshot();
+    assert_eq!((stats.calls, stats.denials, stats.failures), (2, 2, 0));
+}
+
+#[test]
+fn monitor_mode_records_denials_without_enforcing_them() {
+    let chain = chain_of(vec![with_mode(entry(fx::DENY_ALL), FailureMode::Monitor), entry(fx::ALLOW_ALL)]);
+    let run = chain.on_llm_request(&ctx("monitor"), request("hello"));
+    assert_eq!(run.policies.len(), 2);
+    assert_eq!(run.policies[0].verdict, VerdictKind::Deny);
+    assert!(!run.policies[0].enforced);
+    assert_eq!(run.policies[0].denial.as_ref().map(|d| d.code.as_str()), Some("denied_by_fixture"));
+    assert_eq!(continued(run.outcome), request("hello"));
+}
+
+#[test]
+fn rewrite_changes_what_later_policies_and_the_caller_see() {
+    let rewrite = with_caps(entry(fx::REWRITE), &[Capability::Events, Capability::State]);
+    let chain = chain_of(vec![rewrite]);
+    let agent = "rewrite-agent";
+    let run = chain.on_llm_request(&ctx(agent), request("my secret and your secret"));
+    assert_eq!(run.policies[0].verdict, VerdictKind::Rewrite);
+    let events: Vec<_> = run.events().collect();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].kind, "fixture.rewrite");
+    assert_eq!(events[0].severity, Severity::Medium);
+    assert_eq!(events[0].detail["count"], 2);
+    let sent = continued(run.outcome);
+    assert_eq!(sent.messages[1].joined_text(), "my [redacted] and your [redacted]");
+
+    // The response and tool result are rewritten too, and the count lives in host state,
+    // scoped to this policy and agent.
+    let out = chain.on_llm_response(&ctx(agent), sent, LlmOutcome::Ok(response("the secret")));
+    match continued(out.outcome) {
+        LlmOutcome::Ok(r) => assert_eq!(r.message.joined_text(), "the [redacted]"),
+        other => panic!("{other:?}"),
+    }
+    let result = chain.on_tool_result(&ctx(agent), tool("search"), ToolOutcome::Ok(r#"{"v":"secret"}"#.into()));
+    assert_eq!(continued(result.outcome), ToolOutcome::Ok(r#"{"v":"[redacted]"}"#.into()));
+    let key = StateKey { policy: "rewrite".into(), agent: Some(agent.into()), key: "rewrites".into() };
+    assert_eq!(host().state.get(&key).as_deref(), Some("4"));
+}
+
+#[test]
+fn rewrite_catches_a_word_split_across_stream_chunks() {
+    let chain = chain_of(vec![with_caps(entry(fx::REWRITE), &[Capability::Events, Capability::State])]);
+    let mut stream = chain.stream(&ctx("stream-agent"));
+    let pieces = ["the se", "cr", "et is o", "ut, sec", "ret"];
+    let mut emitted = Vec::new();
+    for (i, p) in pieces.iter().enumerate() {
+        let run = stream.push(LlmChunk {
+            index: i as u32,
+            text: (*p).into(),
+            finish_reason: None,
+            usage: None,
+            last: i + 1 == pieces.len(),
+        });
+        emitted.push(continued(run.outcome));
+    }
+    // No emitted piece ever carries a fragment of the word; the whole text is redacted.
+    assert!(emitted.iter().all(|e| !e.contains("se") || e.contains("[redacted]")), "{emitted:?}");
+    assert_eq!(emitted.concat(), "the [redacted] is out, [redacted]");
+    // After the last chunk the stream is finished.
+    let after = stream.push(LlmChunk { index: 9, text: "x".into(), finish_reason: None, usage: None, last: false });
+    assert_eq!(denial(after.outcome).1.code, "stream_finished");
+}
+
+#[test]
+fn respond_and_fallback_short_circuit_the_call() {
+    let chain = chain_of(vec![with_caps(entry(fx::REWRITE), &[Capability::Events, Capability::State]), entry(fx::DENY_ALL)]);
+    match chain.on_llm_request(&ctx("short"), request("a canned question")).outcome {
+        Outcome::Respond { policy, response } => {
+            assert_eq!(policy, "rewrite");
+            assert_eq!(response.message.joined_text(), "canned answer");
+        }
+        other => panic!("{other:?}"),
+    }
+    match chain.on_tool_call(&ctx("short"), tool("cached")).outcome {
+        Outcome::Fallback { policy, result } => {
+            assert_eq!(policy, "rewrite");
+            assert_eq!(result, r#"{"cached":true}"#);
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn infinite_loop_is_stopped_within_three_deadlines_and_the_host_keeps_serving() {
+    let chain = chain_of(vec![entry(fx::INFINITE_LOOP)]);
+    let deadline = Duration::from_millis(10);
+    let started = Instant::now();
+    let run = chain.on_llm_request(&ctx("loop"), request("please spin"));
+    let took = started.elapsed();
+    let report = &run.policies[0];
+    let failure = report.failure.as_ref().expect("a failure");
+    assert_eq!(failure.kind, FailureKind::Deadline);
+    assert!(took < deadline * 3, "stopped after {took:?}");
+    assert!(took >= deadline, "stopped early, after {took:?}");
+    // fail-closed is the default: the call is denied, naming the policy and the reason.
+    let (policy, d) = denial(run.outcome);
+    assert_eq!(policy, "infinite-loop");
+    assert_eq!(d.code, POLICY_FAILED);
+    assert!(d.message.contains("deadline of 10 ms exceeded"), "{}", d.message);
+    // The next call is served by a fresh instance.
+    let next = chain.on_llm_request(&ctx("loop"), request("hello"));
+    assert_eq!(continued(next.outcome), request("hello"));
+}
+
+#[test]
+fn memory_hog_is_capped_and_the_host_keeps_serving() {
+    let mut e = with_mode(entry(fx::MEMORY_HOG), FailureMode::FailOpen);
+    e.memory_mib = 8;
+    let chain = chain_of(vec![e]);
+    let run = chain.on_llm_request(&ctx("hog"), request("hog it all"));
+    let failure = run.policies[0].failure.clone().expect("a failure");
+    assert_eq!(failure.kind, FailureKind::MemoryLimit);
+    assert!(failure.message.contains("memory limit of 8 MiB"), "{}", failure.message);
+    // fail-open: the call goes on unchanged.
+    assert_eq!(continued(run.outcome), request("hog it all"));
+    let next = chain.on_llm_request(&ctx("hog"), request("hello"));
+    assert!(next.policies[0].failure.is_none());
+}
+
+#[test]
+fn trap_follows_each_failure_mode() {
+    let trap = |mode| with_mode(with_caps(entry(fx::TRAP), &[Capability::Config]), mode);
+
+    let closed = chain_of(vec![trap(FailureMode::FailClosed)]);
+    let run = closed.on_llm_request(&ctx("trap"), request("boom"));
+    let (_, d) = denial(run.outcome);
+    assert_eq!(d.code, POLICY_FAILED);
+    assert!(d.message.contains("fixture trap on purpose"), "the panic message is kept: {}", d.message);
+    assert_eq!(run.policies[0].failure.as_ref().map(|f| f.kind), Some(FailureKind::Trap));
+
+    let open = chain_of(vec![trap(FailureMode::FailOpen), entry(fx::DENY_ALL)]);
+    let run = open.on_llm_request(&ctx("trap"), request("boom"));
+    assert_eq!(run.policies[0].verdict, VerdictKind::Failed);
+    assert!(!run.policies[0].enforced);
+    // The chain went on to the next policy.
+    assert_eq!(denial(run.outcome).0, "deny-all");
+
+    let monitor = chain_of(vec![trap(FailureMode::Monitor)]);
+    let run = monitor.on_llm_request(&ctx("trap"), request("boom"));
+    assert_eq!(continued(run.outcome), request("boom"));
+    assert_eq!(run.policies[0].verdict, VerdictKind::Failed);
+
+    // After each trap the next call works.
+    for chain in [&closed, &open, &monitor] {
+        let run = chain.on_llm_request(&ctx("trap"), request("fine"));
+        assert!(run.policies[0].failure.is_none());
+    }
+    let stats = closed.snapshot().members[0].policy.stats.snapshot();
+    assert_eq!((stats.calls, stats.failures), (2, 1));
+}
+
+#[test]
+fn a_capability_that_is_not_granted_is_refused_at_admission() {
+    let err = admit_policy(&host().engine, &entry(fx::UNGRANTED)).expect_err("refused");
+    assert!(matches!(err, AdmissionError::NotGranted { capability: Capability::Secrets, .. }));
+    let msg = err.to_string();
+    assert!(msg.contains("fixture_ungranted.wasm"), "{msg}");
+    assert!(msg.contains("imports the `secrets` capability, which its bundle entry does not grant (granted: none)"), "{msg}");
+    // Granted, it is admitted and its import works (this host has no secrets to give).
+    let chain = chain_of(vec![with_caps(entry(fx::UNGRANTED), &[Capability::Secrets])]);
+    assert_eq!(denial(chain.on_llm_request(&ctx("s"), request("x")).outcome).1.code, "no_key");
+}
+
+#[test]
+fn a_component_built_against_another_wit_version_is_refused() {
+    let err = admit_policy(&host().engine, &entry(fx::WRONG_WIT)).expect_err("refused");
+    match &err {
+        AdmissionError::Inspect { source: InspectError::UnsupportedWit { found }, .. } => assert_eq!(found, "0.9.0"),
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("built against ironhost:policy@0.9.0"));
+}
+
+#[test]
+fn validate_config_and_the_probe_call_gate_admission() {
+    let guard = with_caps(entry(fx::KEYWORD_GUARD), &[Capability::Config]);
+    let err = admit_policy(&host().engine, &guard).expect_err("no keyword");
+    assert!(matches!(err, AdmissionError::Config { .. }));
+    assert!(err.to_string().ends_with("policy `keyword-guard` rejected its config: `keyword` is required"), "{err}");
+
+    let mut configured = guard.clone();
+    configured.config = serde_json::json!({"keyword": "forbidden"});
+    let chain = chain_of(vec![configured]);
+    assert_eq!(denial(chain.on_llm_request(&ctx("k"), request("a forbidden word")).outcome).1.code, "keyword");
+    assert_eq!(continued(chain.on_llm_request(&ctx("k"), request("fine")).outcome), request("fine"));
+
+    let mut always = with_caps(entry(fx::TRAP), &[Capability::Config]);
+    always.config = serde_json::json!({"always": true});
+    let err = admit_policy(&host().engine, &always).expect_err("probe traps");
+    assert!(matches!(err, AdmissionError::Probe { hook: Hook::LlmRequest, .. }), "{err}");
+    assert!(err.to_string().contains("probe call of llm-request failed"), "{err}");
+}
+
+#[test]
+fn the_sandbox_has_no_environment_files_or_clock() {
+    // The test process itself has an environment and a root directory.
+    assert!(std::env::vars().count() > 0);
+    let chain = chain_of(vec![with_caps(entry(fx::SANDBOX_PROBE), &[Capability::Events])]);
+    let run = chain.on_llm_request(&ctx("sandbox"), request("x"));
+    let event = run.events().next().expect("the probe reports").detail.clone();
+    assert_eq!(event["env_vars"], 0);
+    assert_eq!(event["args"], 0);
+    assert!(event["root"].as_str().is_some_and(|s| s.starts_with("error")), "{event}");
+    assert!(event["passwd"].as_str().is_some_and(|s| s.starts_with("error")), "{event}");
+    assert_eq!(event["wall_secs"], 0);
+}
+
+#[test]
+fn hot_swap_lets_calls_in_flight_finish_on_the_old_chain() {
+    let mut slow = with_caps(entry(fx::SLOW), &[Capability::Clock, Capability::Config]);
+    slow.config = serde_json::json!({"busy-ms": 300});
+    slow.deadline_ms = 5_000;
+    let chain = Arc::new(chain_of(vec![slow]));
+    let before = chain.snapshot().generation;
+
+    let in_flight = {
+        let chain = chain.clone();
+        std::thread::spawn(move || chain.on_llm_request(&ctx("swap"), request("hello")))
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    let deny = admit_policy(&host().engine, &entry(fx::DENY_ALL)).expect("admitted");
+    let after = chain.swap_bundle("swapped", vec![deny]);
+    assert!(after > before);
+
+    // The call that started before the swap ran on the old chain.
+    let old = in_flight.join().expect("thread");
+    assert_eq!(old.generation, before);
+    assert_eq!(old.policies[0].policy, "slow");
+    assert_eq!(continued(old.outcome), request("hello"));
+    // New calls see the new chain.
+    let new = chain.on_llm_request(&ctx("swap"), request("hello"));
+    assert_eq!(new.generation, after);
+    assert_eq!(denial(new.outcome).0, "deny-all");
+}
+
+#[test]
+fn one_policy_can_be_replaced_disabled_and_reordered() {
+    let chain = chain_of(vec![entry(fx::ALLOW_ALL), entry(fx::DENY_ALL)]);
+    assert_eq!(denial(chain.on_llm_request(&ctx("ops"), request("x")).outcome).0, "deny-all");
+
+    chain.set_enabled("deny-all", false).expect("known policy");
+    assert_eq!(continued(chain.on_llm_request(&ctx("ops"), request("x")).outcome), request("x"));
+    chain.set_enabled("deny-all", true).expect("known policy");
+
+    chain.reorder(&["deny-all", "allow-all"]).expect("same names");
+    let run = chain.on_llm_request(&ctx("ops"), request("x"));
+    assert_eq!(run.policies.len(), 1, "deny-all runs first now");
+    assert!(chain.reorder(&["deny-all"]).is_err());
+    assert!(chain.set_enabled("nope", true).is_err());
+
+    // Replace deny-all in place with a monitor-mode copy of itself.
+    let mut e = with_mode(entry(fx::DENY_ALL), FailureMode::Monitor);
+    e.name = Some("deny-all".into());
+    chain.upsert_policy(admit_policy(&host().engine, &e).expect("admitted"));
+    let run = chain.on_llm_request(&ctx("ops"), request("x"));
+    assert_eq!(run.policies.len(), 2);
+    assert_eq!(continued(run.outcome), request("x"));
+}
+
+#[test]
+fn concurrent_calls_share_state_without_losing_updates() {
+    let chain = Arc::new(chain_of(vec![with_caps(entry(fx::REWRITE), &[Capability::Events, Capability::State])]));
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let chain = chain.clone();
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    let run = chain.on_llm_request(&ctx("concurrent"), request("a secret"));
+                    assert_eq!(continued(run.outcome).messages[1].joined_text(), "a [redacted]");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("thread");
+    }
+    let key = StateKey { policy: "rewrite".into(), agent: Some("concurrent".into()), key: "rewrites".into() };
+    assert_eq!(host().state.get(&key).as_deref(), Some("200"));
+}
+
+#[test]
+fn components_are_compiled_once_and_reloaded_from_the_disk_cache() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bytes = std::fs::read(fx::ALLOW_ALL).expect("fixture");
+    let options = || EngineOptions {
+        cache_dir: Some(dir.path().to_path_buf()),
+        max_instances: 16,
+    };
+    let first = PolicyEngine::new(options(), HostServices::default()).expect("engine");
+    assert_eq!(first.compile(&bytes).expect("compiles").1, CompileSource::Compiled);
+    assert_eq!(first.compile(&bytes).expect("compiles").1, CompileSource::Memory);
+    let second = PolicyEngine::new(options(), HostServices::default()).expect("engine");
+    assert_eq!(second.compile(&bytes).expect("loads").1, CompileSource::DiskCache);
+    // A corrupt cache entry is ignored and rewritten, never trusted.
+    let cached: Vec<_> = walk(dir.path());
+    assert_eq!(cached.len(), 1);
+    std::fs::write(&cached[0], b"garbage").expect("overwrite");
+    let third = PolicyEngine::new(options(), HostServices::default()).expect("engine");
+    assert_eq!(third.compile(&bytes).expect("recompiles").1, CompileSource::Compiled);
+}
+
+fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).expect("readable").flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_bundle_is_admitted_in_order_or_not_at_all() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let manifest = format!(
+        "[bundle]\nname = \"t\"\n\n[[policy]]\ncomponent = {:?}\n\n[[policy]]\ncomponent = {:?}\nfailure-mode = \"monitor\"\n",
+        fx::ALLOW_ALL,
+        fx::DENY_ALL
+    );
+    std::fs::write(dir.path().join("bundle.toml"), manifest).expect("write");
+    let bundle = Bundle::load(dir.path()).expect("parses");
+    let chain = admit_bundle(&host().engine, &bundle).expect("admitted");
+    let names: Vec<_> = chain.snapshot().members.iter().map(|m| m.policy.name.clone()).collect();
+    assert_eq!(names, ["allow-all", "deny-all"]);
+
+    let bad = format!("[[policy]]\ncomponent = {:?}\n\n[[policy]]\ncomponent = {:?}\n", fx::ALLOW_ALL, fx::UNGRANTED);
+    std::fs::write(dir.path().join("bundle.toml"), bad).expect("write");
+    let err = admit_bundle(&host().engine, &Bundle::load(dir.path()).expect("parses")).expect_err("refused");
+    assert!(err.to_string().contains("fixture_ungranted.wasm"), "{err}");
+
+    let twice = format!("[[policy]]\ncomponent = {:?}\n\n[[policy]]\ncomponent = {:?}\n", fx::ALLOW_ALL, fx::ALLOW_ALL);
+    std::fs::write(dir.path().join("bundle.toml"), twice).expect("write");
+    let err = admit_bundle(&host().engine, &Bundle::load(dir.path()).expect("parses")).expect_err("duplicate");
+    assert!(err.to_string().contains("`allow-all` is already used"), "{err}");
+}
