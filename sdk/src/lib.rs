@@ -4,7 +4,7 @@
 //! `ironhost:policy/hooks` export of a WebAssembly component. Build it with plain
 //! `cargo build --release --target wasm32-wasip2` (crate type `cdylib`).
 //!
-//! ```ignore
+//! ```no_run
 //! use ironhost_policy::{Policy, types::*};
 //!
 //! struct DenyDelete;
@@ -18,7 +18,8 @@
 //!
 //!     fn on_tool_call(_ctx: CallContext, call: ToolCall) -> ToolVerdict {
 //!         if call.name == "delete" {
-//!             return ToolVerdict::Deny(deny("tool_forbidden", "the delete tool is not allowed"));
+//!             let denial = ironhost_policy::deny("tool_forbidden", "the delete tool is not allowed");
+//!             return ToolVerdict::Deny(denial);
 //!         }
 //!         ToolVerdict::Pass
 //!     }
@@ -38,7 +39,10 @@ pub const WIT_VERSION: &str = "0.1.0";
 /// Generated bindings for the `ironhost:policy` world. Policy authors normally use [`types`]
 /// and the capability modules re-exported below instead.
 #[doc(hidden)]
-#[expect(unsafe_code, reason = "generated canonical-ABI glue; the safe API is the Policy trait")]
+#[cfg_attr(
+    target_arch = "wasm32",
+    expect(unsafe_code, reason = "generated canonical-ABI glue; the safe API is the Policy trait")
+)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit/v0.1.0",

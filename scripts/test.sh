@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# Runs every test: unit, integration (real components on a real engine) and CLI tests.
+# One profile (release) for everything, so CI builds each crate once.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+./scripts/setup.sh
+cargo test --release --workspace
