@@ -14,27 +14,37 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, criterion_group};
+use ironhost::policy::admit_bundle;
 use ironhost::policy::bundle::Bundle;
 use ironhost::policy::chain::{Chain, Outcome};
 use ironhost::policy::engine::{EngineOptions, PolicyEngine};
 use ironhost::policy::host::HostServices;
 use ironhost::policy::model::{CallContext, ContentPart, LlmRequest, Message, Role};
-use ironhost::policy::admit_bundle;
 use parking_lot::Mutex;
 
-const KEYWORDS: [&str; 4] = ["DROP TABLE", "rm -rf", "ignore previous instructions", "BEGIN PRIVATE KEY"];
+const KEYWORDS: [&str; 4] = [
+    "DROP TABLE",
+    "rm -rf",
+    "ignore previous instructions",
+    "BEGIN PRIVATE KEY",
+];
 
 fn request_2kb() -> LlmRequest {
     let system = "You are a research assistant for a sales team. Answer briefly and cite sources. ";
     let mut user = String::new();
     while user.len() < 2048 - system.len() {
-        user.push_str("Find the head of engineering at Acme Robotics and summarise their recent talks. ");
+        user.push_str(
+            "Find the head of engineering at Acme Robotics and summarise their recent talks. ",
+        );
     }
     user.truncate(2048 - system.len());
     LlmRequest {
         provider: "openai".into(),
         model: "gpt-4o-mini".into(),
-        messages: vec![Message::text(Role::System, system), Message::text(Role::User, user)],
+        messages: vec![
+            Message::text(Role::System, system),
+            Message::text(Role::User, user),
+        ],
         tools: vec![],
         max_output_tokens: Some(256),
         temperature: Some(0.2),
@@ -122,7 +132,10 @@ fn benches(c: &mut Criterion) {
         attempt: 0,
     };
     let run = chain.on_llm_request(&ctx, request.clone());
-    assert!(matches!(run.outcome, Outcome::Continue { .. }), "the request must pass all four");
+    assert!(
+        matches!(run.outcome, Outcome::Continue { .. }),
+        "the request must pass all four"
+    );
     assert_eq!(native_chain(&request), None);
 
     let wasm = Arc::new(Samples(Mutex::new(Vec::new())));
@@ -167,7 +180,10 @@ fn benches(c: &mut Criterion) {
     let mixed_dir = mixed_bundle_dir();
     let mixed = Bundle::load(mixed_dir.path()).expect("bundle");
     let cache = tempfile::tempdir().expect("cache dir");
-    drop(admit_bundle(&new_engine(Some(cache.path().to_path_buf())), &mixed).expect("warms the cache"));
+    drop(
+        admit_bundle(&new_engine(Some(cache.path().to_path_buf())), &mixed)
+            .expect("warms the cache"),
+    );
     let warm_loads = Arc::new(Samples(Mutex::new(Vec::new())));
     let cold_loads = Arc::new(Samples(Mutex::new(Vec::new())));
     let mut group = c.benchmark_group("load");
@@ -206,12 +222,39 @@ fn benches(c: &mut Criterion) {
     let us = |d: Duration| d.as_secs_f64() * 1e6;
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!("\n== ironhost chain benchmark summary ==");
-    println!("request: {} bytes of message text, 4 keyword-guard policies", request.messages.iter().map(|m| m.joined_text().len()).sum::<usize>());
-    println!("chain wasm-4     p50 {:>9.2} µs  p99 {:>9.2} µs  ({wn} runs)", us(w50), us(w99));
-    println!("chain native-4   p50 {:>9.3} µs  p99 {:>9.3} µs  ({nn} runs)", us(n50), us(n99));
-    println!("ratio wasm/native at p50: {:.0}x   (absolute sandbox overhead p50: {:.2} µs)", us(w50) / us(n50).max(1e-3), us(w50) - us(n50));
-    println!("load warm cache  p50 {:>9.2} ms  p99 {:>9.2} ms  ({ln} loads)", ms(l50), ms(l99));
-    println!("load cold compile p50 {:>8.2} ms  p99 {:>9.2} ms  ({cn} loads)", ms(c50), ms(c99));
+    println!(
+        "request: {} bytes of message text, 4 keyword-guard policies",
+        request
+            .messages
+            .iter()
+            .map(|m| m.joined_text().len())
+            .sum::<usize>()
+    );
+    println!(
+        "chain wasm-4     p50 {:>9.2} µs  p99 {:>9.2} µs  ({wn} runs)",
+        us(w50),
+        us(w99)
+    );
+    println!(
+        "chain native-4   p50 {:>9.3} µs  p99 {:>9.3} µs  ({nn} runs)",
+        us(n50),
+        us(n99)
+    );
+    println!(
+        "ratio wasm/native at p50: {:.0}x   (absolute sandbox overhead p50: {:.2} µs)",
+        us(w50) / us(n50).max(1e-3),
+        us(w50) - us(n50)
+    );
+    println!(
+        "load warm cache  p50 {:>9.2} ms  p99 {:>9.2} ms  ({ln} loads)",
+        ms(l50),
+        ms(l99)
+    );
+    println!(
+        "load cold compile p50 {:>8.2} ms  p99 {:>9.2} ms  ({cn} loads)",
+        ms(c50),
+        ms(c99)
+    );
     println!("targets: chain p50 <= 20 µs; warm-cache load <= 50 ms");
 }
 

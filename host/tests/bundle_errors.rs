@@ -20,7 +20,11 @@ fn bundle_errors_match_their_snapshots() {
     assert!(cases.len() >= 8, "snapshot cases missing");
     let mut mismatches = Vec::new();
     for case in cases {
-        let name = case.file_name().expect("file name").to_string_lossy().into_owned();
+        let name = case
+            .file_name()
+            .expect("file name")
+            .to_string_lossy()
+            .into_owned();
         let text = std::fs::read_to_string(&case).expect("readable");
         let shown = Path::new("bundle").join(&name);
         let err = match Bundle::parse(&text, Path::new("bundle"), &shown) {
@@ -34,7 +38,9 @@ fn bundle_errors_match_their_snapshots() {
         }
         let expected = std::fs::read_to_string(&expected_path).unwrap_or_default();
         if expected != err {
-            mismatches.push(format!("{name}:\n  expected: {expected:?}\n  actual:   {err:?}"));
+            mismatches.push(format!(
+                "{name}:\n  expected: {expected:?}\n  actual:   {err:?}"
+            ));
         }
     }
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));

@@ -66,7 +66,10 @@ fn version_names_the_wit_contract() {
     let wit = ironhost::policy::bindings::CURRENT_WIT_VERSION;
     assert_eq!(
         stdout(&out).trim(),
-        format!("ironhost {} (WIT ironhost:policy@{wit})", env!("CARGO_PKG_VERSION"))
+        format!(
+            "ironhost {} (WIT ironhost:policy@{wit})",
+            env!("CARGO_PKG_VERSION")
+        )
     );
 }
 
@@ -74,28 +77,57 @@ fn version_names_the_wit_contract() {
 fn policy_list_json_prints_the_chain_in_order_with_metadata() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bundle = fixture_bundle(dir.path());
-    let out = ironhost(&["policy", "list", "--bundle", bundle.to_str().expect("utf-8"), "--json"], dir.path());
+    let out = ironhost(
+        &[
+            "policy",
+            "list",
+            "--bundle",
+            bundle.to_str().expect("utf-8"),
+            "--json",
+        ],
+        dir.path(),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
     let rows = rows.as_array().expect("array");
-    let names: Vec<_> = rows.iter().map(|r| r["name"].as_str().expect("name")).collect();
+    let names: Vec<_> = rows
+        .iter()
+        .map(|r| r["name"].as_str().expect("name"))
+        .collect();
     assert_eq!(names, ["keyword-guard", "rewrite", "trap", "deny-all"]);
     let rewrite = &rows[1];
     assert_eq!(rewrite["order"], 2);
     assert_eq!(rewrite["version"], "1.0.0");
     assert_eq!(rewrite["wit_version"], "0.1.0");
     assert_eq!(rewrite["failure_mode"], "fail-closed");
-    assert_eq!(rewrite["capabilities"]["requested"], serde_json::json!(["events", "state"]));
-    assert_eq!(rewrite["capabilities"]["granted"], serde_json::json!(["events", "state"]));
+    assert_eq!(
+        rewrite["capabilities"]["requested"],
+        serde_json::json!(["events", "state"])
+    );
+    assert_eq!(
+        rewrite["capabilities"]["granted"],
+        serde_json::json!(["events", "state"])
+    );
     assert_eq!(rewrite["hooks"][0], "llm-request");
     assert_eq!(rows[2]["failure_mode"], "fail-open");
     assert_eq!(rows[3]["failure_mode"], "monitor");
     assert_eq!(rows[0]["sha256"].as_str().map(str::len), Some(64));
 
     // The table form has a header and one row per policy.
-    let table = ironhost(&["policy", "list", "--bundle", bundle.to_str().expect("utf-8")], dir.path());
+    let table = ironhost(
+        &[
+            "policy",
+            "list",
+            "--bundle",
+            bundle.to_str().expect("utf-8"),
+        ],
+        dir.path(),
+    );
     let text = stdout(&table);
-    assert!(text.starts_with("bundle fixtures: 4 policies\n#  NAME"), "{text}");
+    assert!(
+        text.starts_with("bundle fixtures: 4 policies\n#  NAME"),
+        "{text}"
+    );
     assert_eq!(text.lines().count(), 6);
 }
 
@@ -104,11 +136,19 @@ fn policy_list_reports_manifest_and_admission_errors_with_exit_2() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = ironhost(&["policy", "list", "--bundle", "nowhere"], dir.path());
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("nowhere/bundle.toml: cannot read bundle manifest"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nowhere/bundle.toml: cannot read bundle manifest"),
+        "{}",
+        stderr(&out)
+    );
 
     let bundle = dir.path().join("b");
     std::fs::create_dir_all(&bundle).expect("mkdir");
-    std::fs::write(bundle.join("bundle.toml"), format!("[[policy]]\ncomponent = {:?}\n", fx::UNGRANTED)).expect("write");
+    std::fs::write(
+        bundle.join("bundle.toml"),
+        format!("[[policy]]\ncomponent = {:?}\n", fx::UNGRANTED),
+    )
+    .expect("write");
     let out = ironhost(&["policy", "list", "--bundle", "b"], dir.path());
     assert_eq!(out.status.code(), Some(2));
     let err = stderr(&out);
@@ -125,14 +165,28 @@ fn policy_check_describes_a_valid_component() {
     assert_eq!(report["valid"], true);
     assert_eq!(report["wit_version"], "0.1.0");
     assert_eq!(report["policy"]["name"], "rewrite");
-    assert_eq!(report["exports"], serde_json::json!(["ironhost:policy/hooks@0.1.0"]));
-    let imports: Vec<_> = report["imports"].as_array().expect("imports").iter().filter_map(|v| v.as_str()).collect();
+    assert_eq!(
+        report["exports"],
+        serde_json::json!(["ironhost:policy/hooks@0.1.0"])
+    );
+    let imports: Vec<_> = report["imports"]
+        .as_array()
+        .expect("imports")
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
     assert!(imports.contains(&"ironhost:policy/events@0.1.0"));
     assert!(imports.contains(&"ironhost:policy/state@0.1.0"));
-    assert_eq!(report["capabilities"], serde_json::json!(["events", "state"]));
+    assert_eq!(
+        report["capabilities"],
+        serde_json::json!(["events", "state"])
+    );
 
     let text = ironhost(&["policy", "check", fx::REWRITE], dir.path());
-    assert!(stdout(&text).contains("valid policy component `rewrite` 1.0.0 (WIT ironhost:policy@0.1.0)"));
+    assert!(
+        stdout(&text)
+            .contains("valid policy component `rewrite` 1.0.0 (WIT ironhost:policy@0.1.0)")
+    );
 }
 
 #[test]
@@ -181,12 +235,24 @@ fn policy_run_prints_one_line_per_input_and_reports_bad_lines() {
     )
     .expect("write");
     let out = ironhost(
-        &["policy", "run", "--bundle", bundle.to_str().expect("utf-8"), "--hook", "llm-request", "--input", "in.jsonl"],
+        &[
+            "policy",
+            "run",
+            "--bundle",
+            bundle.to_str().expect("utf-8"),
+            "--hook",
+            "llm-request",
+            "--input",
+            "in.jsonl",
+        ],
         dir.path(),
     );
     // A bad line makes the exit code 2, but every other line is still run.
     assert_eq!(out.status.code(), Some(2));
-    let lines: Vec<serde_json::Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
     assert_eq!(lines.len(), 4);
 
     assert_eq!(lines[0]["line"], 1);
@@ -197,8 +263,16 @@ fn policy_run_prints_one_line_per_input_and_reports_bad_lines() {
     assert!(lines[0]["latency_ns"].as_u64().is_some_and(|n| n > 0));
 
     assert_eq!(lines[1]["line"], 2);
-    assert!(lines[1]["error"].as_str().is_some_and(|e| e.contains("invalid llm-request input")));
-    assert!(stderr(&out).contains("in.jsonl:2: invalid llm-request input"), "{}", stderr(&out));
+    assert!(
+        lines[1]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("invalid llm-request input"))
+    );
+    assert!(
+        stderr(&out).contains("in.jsonl:2: invalid llm-request input"),
+        "{}",
+        stderr(&out)
+    );
 
     assert_eq!(lines[2]["line"], 4);
     assert_eq!(lines[2]["decision"], "deny");
@@ -219,11 +293,27 @@ fn policy_run_streams_chunks_through_one_component() {
         "{\"text\":\"a sec\"}\n{\"text\":\"ret b\"}\n{\"text\":\" end\",\"last\":true}\n",
     )
     .expect("write");
-    let out = ironhost(&["policy", "run", fx::REWRITE, "--hook", "llm-chunk", "--input", "chunks.jsonl"], dir.path());
+    let out = ironhost(
+        &[
+            "policy",
+            "run",
+            fx::REWRITE,
+            "--hook",
+            "llm-chunk",
+            "--input",
+            "chunks.jsonl",
+        ],
+        dir.path(),
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let emitted: String = stdout(&out)
         .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("JSON")["value"].as_str().unwrap_or("").to_owned())
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("JSON")["value"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
         .collect();
     assert_eq!(emitted, "a [redacted] b end");
 }
@@ -232,14 +322,43 @@ fn policy_run_streams_chunks_through_one_component() {
 fn policy_run_rejects_an_unknown_hook_and_bad_config() {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::write(dir.path().join("x.jsonl"), "{}\n").expect("write");
-    let out = ironhost(&["policy", "run", fx::ALLOW_ALL, "--hook", "on-everything", "--input", "x.jsonl"], dir.path());
-    assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("unknown hook `on-everything`"), "{}", stderr(&out));
-
     let out = ironhost(
-        &["policy", "run", fx::KEYWORD_GUARD, "--hook", "llm-request", "--input", "x.jsonl", "--config", "{}"],
+        &[
+            "policy",
+            "run",
+            fx::ALLOW_ALL,
+            "--hook",
+            "on-everything",
+            "--input",
+            "x.jsonl",
+        ],
         dir.path(),
     );
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("rejected its config: `keyword` is required"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown hook `on-everything`"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = ironhost(
+        &[
+            "policy",
+            "run",
+            fx::KEYWORD_GUARD,
+            "--hook",
+            "llm-request",
+            "--input",
+            "x.jsonl",
+            "--config",
+            "{}",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("rejected its config: `keyword` is required"),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -137,16 +137,45 @@ fn allow_all_passes_every_hook_unchanged() {
     assert_eq!(continued(out.outcome), LlmOutcome::Ok(response("hi")));
 
     let mut stream = chain.stream(&c);
-    let a = stream.push(LlmChunk { index: 0, text: "he".into(), finish_reason: None, usage: None, last: false });
-    let b = stream.push(LlmChunk { index: 1, text: "llo".into(), finish_reason: Some("stop".into()), usage: None, last: true });
+    let a = stream.push(LlmChunk {
+        index: 0,
+        text: "he".into(),
+        finish_reason: None,
+        usage: None,
+        last: false,
+    });
+    let b = stream.push(LlmChunk {
+        index: 1,
+        text: "llo".into(),
+        finish_reason: Some("stop".into()),
+        usage: None,
+        last: true,
+    });
     assert_eq!(continued(a.outcome) + &continued(b.outcome), "hello");
 
-    assert_eq!(continued(chain.on_tool_call(&c, tool("search")).outcome), tool("search"));
+    assert_eq!(
+        continued(chain.on_tool_call(&c, tool("search")).outcome),
+        tool("search")
+    );
     let result = ToolOutcome::Ok(r#"{"n":1}"#.into());
-    assert_eq!(continued(chain.on_tool_result(&c, tool("search"), result.clone()).outcome), result);
+    assert_eq!(
+        continued(
+            chain
+                .on_tool_result(&c, tool("search"), result.clone())
+                .outcome
+        ),
+        result
+    );
 
-    let agent = AgentInfo { agent_id: "allow".into(), name: "t".into(), environment: "dev".into() };
-    assert_eq!(continued(chain.on_agent_start(&agent).outcome), StartEffects::default());
+    let agent = AgentInfo {
+        agent_id: "allow".into(),
+        name: "t".into(),
+        environment: "dev".into(),
+    };
+    assert_eq!(
+        continued(chain.on_agent_start(&agent).outcome),
+        StartEffects::default()
+    );
 }
 
 #[test]
@@ -168,12 +197,18 @@ fn deny_all_stops_the_chain_before_later_policies() {
 
 #[test]
 fn monitor_mode_records_denials_without_enforcing_them() {
-    let chain = chain_of(vec![with_mode(entry(fx::DENY_ALL), FailureMode::Monitor), entry(fx::ALLOW_ALL)]);
+    let chain = chain_of(vec![
+        with_mode(entry(fx::DENY_ALL), FailureMode::Monitor),
+        entry(fx::ALLOW_ALL),
+    ]);
     let run = chain.on_llm_request(&ctx("monitor"), request("hello"));
     assert_eq!(run.policies.len(), 2);
     assert_eq!(run.policies[0].verdict, VerdictKind::Deny);
     assert!(!run.policies[0].enforced);
-    assert_eq!(run.policies[0].denial.as_ref().map(|d| d.code.as_str()), Some("denied_by_fixture"));
+    assert_eq!(
+        run.policies[0].denial.as_ref().map(|d| d.code.as_str()),
+        Some("denied_by_fixture")
+    );
     assert_eq!(continued(run.outcome), request("hello"));
 }
 
@@ -190,7 +225,10 @@ fn rewrite_changes_what_later_policies_and_the_caller_see() {
     assert_eq!(events[0].severity, Severity::Medium);
     assert_eq!(events[0].detail["count"], 2);
     let sent = continued(run.outcome);
-    assert_eq!(sent.messages[1].joined_text(), "my [redacted] and your [redacted]");
+    assert_eq!(
+        sent.messages[1].joined_text(),
+        "my [redacted] and your [redacted]"
+    );
 
     // The response and tool result are rewritten too, and the count lives in host state,
     // scoped to this policy and agent.
@@ -199,15 +237,29 @@ fn rewrite_changes_what_later_policies_and_the_caller_see() {
         LlmOutcome::Ok(r) => assert_eq!(r.message.joined_text(), "the [redacted]"),
         other => panic!("{other:?}"),
     }
-    let result = chain.on_tool_result(&ctx(agent), tool("search"), ToolOutcome::Ok(r#"{"v":"secret"}"#.into()));
-    assert_eq!(continued(result.outcome), ToolOutcome::Ok(r#"{"v":"[redacted]"}"#.into()));
-    let key = StateKey { policy: "rewrite".into(), agent: Some(agent.into()), key: "rewrites".into() };
+    let result = chain.on_tool_result(
+        &ctx(agent),
+        tool("search"),
+        ToolOutcome::Ok(r#"{"v":"secret"}"#.into()),
+    );
+    assert_eq!(
+        continued(result.outcome),
+        ToolOutcome::Ok(r#"{"v":"[redacted]"}"#.into())
+    );
+    let key = StateKey {
+        policy: "rewrite".into(),
+        agent: Some(agent.into()),
+        key: "rewrites".into(),
+    };
     assert_eq!(host().state.get(&key).as_deref(), Some("4"));
 }
 
 #[test]
 fn rewrite_catches_a_word_split_across_stream_chunks() {
-    let chain = chain_of(vec![with_caps(entry(fx::REWRITE), &[Capability::Events, Capability::State])]);
+    let chain = chain_of(vec![with_caps(
+        entry(fx::REWRITE),
+        &[Capability::Events, Capability::State],
+    )]);
     let mut stream = chain.stream(&ctx("stream-agent"));
     let pieces = ["the se", "cr", "et is o", "ut, sec", "ret"];
     let mut emitted = Vec::new();
@@ -222,17 +274,34 @@ fn rewrite_catches_a_word_split_across_stream_chunks() {
         emitted.push(continued(run.outcome));
     }
     // No emitted piece ever carries a fragment of the word; the whole text is redacted.
-    assert!(emitted.iter().all(|e| !e.contains("se") || e.contains("[redacted]")), "{emitted:?}");
+    assert!(
+        emitted
+            .iter()
+            .all(|e| !e.contains("se") || e.contains("[redacted]")),
+        "{emitted:?}"
+    );
     assert_eq!(emitted.concat(), "the [redacted] is out, [redacted]");
     // After the last chunk the stream is finished.
-    let after = stream.push(LlmChunk { index: 9, text: "x".into(), finish_reason: None, usage: None, last: false });
+    let after = stream.push(LlmChunk {
+        index: 9,
+        text: "x".into(),
+        finish_reason: None,
+        usage: None,
+        last: false,
+    });
     assert_eq!(denial(after.outcome).1.code, "stream_finished");
 }
 
 #[test]
 fn respond_and_fallback_short_circuit_the_call() {
-    let chain = chain_of(vec![with_caps(entry(fx::REWRITE), &[Capability::Events, Capability::State]), entry(fx::DENY_ALL)]);
-    match chain.on_llm_request(&ctx("short"), request("a canned question")).outcome {
+    let chain = chain_of(vec![
+        with_caps(entry(fx::REWRITE), &[Capability::Events, Capability::State]),
+        entry(fx::DENY_ALL),
+    ]);
+    match chain
+        .on_llm_request(&ctx("short"), request("a canned question"))
+        .outcome
+    {
         Outcome::Respond { policy, response } => {
             assert_eq!(policy, "rewrite");
             assert_eq!(response.message.joined_text(), "canned answer");
@@ -264,7 +333,11 @@ fn infinite_loop_is_stopped_within_three_deadlines_and_the_host_keeps_serving() 
     let (policy, d) = denial(run.outcome);
     assert_eq!(policy, "infinite-loop");
     assert_eq!(d.code, POLICY_FAILED);
-    assert!(d.message.contains("deadline of 10 ms exceeded"), "{}", d.message);
+    assert!(
+        d.message.contains("deadline of 10 ms exceeded"),
+        "{}",
+        d.message
+    );
     // The next call is served by a fresh instance.
     let next = chain.on_llm_request(&ctx("loop"), request("hello"));
     assert_eq!(continued(next.outcome), request("hello"));
@@ -278,7 +351,11 @@ fn memory_hog_is_capped_and_the_host_keeps_serving() {
     let run = chain.on_llm_request(&ctx("hog"), request("hog it all"));
     let failure = run.policies[0].failure.clone().expect("a failure");
     assert_eq!(failure.kind, FailureKind::MemoryLimit);
-    assert!(failure.message.contains("memory limit of 8 MiB"), "{}", failure.message);
+    assert!(
+        failure.message.contains("memory limit of 8 MiB"),
+        "{}",
+        failure.message
+    );
     // fail-open: the call goes on unchanged.
     assert_eq!(continued(run.outcome), request("hog it all"));
     let next = chain.on_llm_request(&ctx("hog"), request("hello"));
@@ -293,8 +370,15 @@ fn trap_follows_each_failure_mode() {
     let run = closed.on_llm_request(&ctx("trap"), request("boom"));
     let (_, d) = denial(run.outcome);
     assert_eq!(d.code, POLICY_FAILED);
-    assert!(d.message.contains("fixture trap on purpose"), "the panic message is kept: {}", d.message);
-    assert_eq!(run.policies[0].failure.as_ref().map(|f| f.kind), Some(FailureKind::Trap));
+    assert!(
+        d.message.contains("fixture trap on purpose"),
+        "the panic message is kept: {}",
+        d.message
+    );
+    assert_eq!(
+        run.policies[0].failure.as_ref().map(|f| f.kind),
+        Some(FailureKind::Trap)
+    );
 
     let open = chain_of(vec![trap(FailureMode::FailOpen), entry(fx::DENY_ALL)]);
     let run = open.on_llm_request(&ctx("trap"), request("boom"));
@@ -320,23 +404,43 @@ fn trap_follows_each_failure_mode() {
 #[test]
 fn a_capability_that_is_not_granted_is_refused_at_admission() {
     let err = admit_policy(&host().engine, &entry(fx::UNGRANTED)).expect_err("refused");
-    assert!(matches!(err, AdmissionError::NotGranted { capability: Capability::Secrets, .. }));
+    assert!(matches!(
+        err,
+        AdmissionError::NotGranted {
+            capability: Capability::Secrets,
+            ..
+        }
+    ));
     let msg = err.to_string();
     assert!(msg.contains("fixture_ungranted.wasm"), "{msg}");
     assert!(msg.contains("imports the `secrets` capability, which its bundle entry does not grant (granted: none)"), "{msg}");
     // Granted, it is admitted and its import works (this host has no secrets to give).
-    let chain = chain_of(vec![with_caps(entry(fx::UNGRANTED), &[Capability::Secrets])]);
-    assert_eq!(denial(chain.on_llm_request(&ctx("s"), request("x")).outcome).1.code, "no_key");
+    let chain = chain_of(vec![with_caps(
+        entry(fx::UNGRANTED),
+        &[Capability::Secrets],
+    )]);
+    assert_eq!(
+        denial(chain.on_llm_request(&ctx("s"), request("x")).outcome)
+            .1
+            .code,
+        "no_key"
+    );
 }
 
 #[test]
 fn a_component_built_against_another_wit_version_is_refused() {
     let err = admit_policy(&host().engine, &entry(fx::WRONG_WIT)).expect_err("refused");
     match &err {
-        AdmissionError::Inspect { source: InspectError::UnsupportedWit { found }, .. } => assert_eq!(found, "0.9.0"),
+        AdmissionError::Inspect {
+            source: InspectError::UnsupportedWit { found },
+            ..
+        } => assert_eq!(found, "0.9.0"),
         other => panic!("{other:?}"),
     }
-    assert!(err.to_string().contains("built against ironhost:policy@0.9.0"));
+    assert!(
+        err.to_string()
+            .contains("built against ironhost:policy@0.9.0")
+    );
 }
 
 #[test]
@@ -344,32 +448,78 @@ fn validate_config_and_the_probe_call_gate_admission() {
     let guard = with_caps(entry(fx::KEYWORD_GUARD), &[Capability::Config]);
     let err = admit_policy(&host().engine, &guard).expect_err("no keyword");
     assert!(matches!(err, AdmissionError::Config { .. }));
-    assert!(err.to_string().ends_with("policy `keyword-guard` rejected its config: `keyword` is required"), "{err}");
+    assert!(
+        err.to_string()
+            .ends_with("policy `keyword-guard` rejected its config: `keyword` is required"),
+        "{err}"
+    );
 
     let mut configured = guard.clone();
     configured.config = serde_json::json!({"keyword": "forbidden"});
     let chain = chain_of(vec![configured]);
-    assert_eq!(denial(chain.on_llm_request(&ctx("k"), request("a forbidden word")).outcome).1.code, "keyword");
-    assert_eq!(continued(chain.on_llm_request(&ctx("k"), request("fine")).outcome), request("fine"));
+    assert_eq!(
+        denial(
+            chain
+                .on_llm_request(&ctx("k"), request("a forbidden word"))
+                .outcome
+        )
+        .1
+        .code,
+        "keyword"
+    );
+    assert_eq!(
+        continued(chain.on_llm_request(&ctx("k"), request("fine")).outcome),
+        request("fine")
+    );
 
     let mut always = with_caps(entry(fx::TRAP), &[Capability::Config]);
     always.config = serde_json::json!({"always": true});
     let err = admit_policy(&host().engine, &always).expect_err("probe traps");
-    assert!(matches!(err, AdmissionError::Probe { hook: Hook::LlmRequest, .. }), "{err}");
-    assert!(err.to_string().contains("probe call of llm-request failed"), "{err}");
+    assert!(
+        matches!(
+            err,
+            AdmissionError::Probe {
+                hook: Hook::LlmRequest,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("probe call of llm-request failed"),
+        "{err}"
+    );
 }
 
 #[test]
 fn the_sandbox_has_no_environment_files_or_clock() {
     // The test process itself has an environment and a root directory.
     assert!(std::env::vars().count() > 0);
-    let chain = chain_of(vec![with_caps(entry(fx::SANDBOX_PROBE), &[Capability::Events])]);
+    let chain = chain_of(vec![with_caps(
+        entry(fx::SANDBOX_PROBE),
+        &[Capability::Events],
+    )]);
     let run = chain.on_llm_request(&ctx("sandbox"), request("x"));
-    let event = run.events().next().expect("the probe reports").detail.clone();
+    let event = run
+        .events()
+        .next()
+        .expect("the probe reports")
+        .detail
+        .clone();
     assert_eq!(event["env_vars"], 0);
     assert_eq!(event["args"], 0);
-    assert!(event["root"].as_str().is_some_and(|s| s.starts_with("error")), "{event}");
-    assert!(event["passwd"].as_str().is_some_and(|s| s.starts_with("error")), "{event}");
+    assert!(
+        event["root"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("error")),
+        "{event}"
+    );
+    assert!(
+        event["passwd"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("error")),
+        "{event}"
+    );
     assert_eq!(event["wall_secs"], 0);
 }
 
@@ -404,13 +554,21 @@ fn hot_swap_lets_calls_in_flight_finish_on_the_old_chain() {
 #[test]
 fn one_policy_can_be_replaced_disabled_and_reordered() {
     let chain = chain_of(vec![entry(fx::ALLOW_ALL), entry(fx::DENY_ALL)]);
-    assert_eq!(denial(chain.on_llm_request(&ctx("ops"), request("x")).outcome).0, "deny-all");
+    assert_eq!(
+        denial(chain.on_llm_request(&ctx("ops"), request("x")).outcome).0,
+        "deny-all"
+    );
 
     chain.set_enabled("deny-all", false).expect("known policy");
-    assert_eq!(continued(chain.on_llm_request(&ctx("ops"), request("x")).outcome), request("x"));
+    assert_eq!(
+        continued(chain.on_llm_request(&ctx("ops"), request("x")).outcome),
+        request("x")
+    );
     chain.set_enabled("deny-all", true).expect("known policy");
 
-    chain.reorder(&["deny-all", "allow-all"]).expect("same names");
+    chain
+        .reorder(&["deny-all", "allow-all"])
+        .expect("same names");
     let run = chain.on_llm_request(&ctx("ops"), request("x"));
     assert_eq!(run.policies.len(), 1, "deny-all runs first now");
     assert!(chain.reorder(&["deny-all"]).is_err());
@@ -427,14 +585,20 @@ fn one_policy_can_be_replaced_disabled_and_reordered() {
 
 #[test]
 fn concurrent_calls_share_state_without_losing_updates() {
-    let chain = Arc::new(chain_of(vec![with_caps(entry(fx::REWRITE), &[Capability::Events, Capability::State])]));
+    let chain = Arc::new(chain_of(vec![with_caps(
+        entry(fx::REWRITE),
+        &[Capability::Events, Capability::State],
+    )]));
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let chain = chain.clone();
             std::thread::spawn(move || {
                 for _ in 0..50 {
                     let run = chain.on_llm_request(&ctx("concurrent"), request("a secret"));
-                    assert_eq!(continued(run.outcome).messages[1].joined_text(), "a [redacted]");
+                    assert_eq!(
+                        continued(run.outcome).messages[1].joined_text(),
+                        "a [redacted]"
+                    );
                 }
             })
         })
@@ -442,7 +606,11 @@ fn concurrent_calls_share_state_without_losing_updates() {
     for t in threads {
         t.join().expect("thread");
     }
-    let key = StateKey { policy: "rewrite".into(), agent: Some("concurrent".into()), key: "rewrites".into() };
+    let key = StateKey {
+        policy: "rewrite".into(),
+        agent: Some("concurrent".into()),
+        key: "rewrites".into(),
+    };
     assert_eq!(host().state.get(&key).as_deref(), Some("200"));
 }
 
@@ -455,16 +623,28 @@ fn components_are_compiled_once_and_reloaded_from_the_disk_cache() {
         max_instances: 16,
     };
     let first = PolicyEngine::new(options(), HostServices::default()).expect("engine");
-    assert_eq!(first.compile(&bytes).expect("compiles").1, CompileSource::Compiled);
-    assert_eq!(first.compile(&bytes).expect("compiles").1, CompileSource::Memory);
+    assert_eq!(
+        first.compile(&bytes).expect("compiles").1,
+        CompileSource::Compiled
+    );
+    assert_eq!(
+        first.compile(&bytes).expect("compiles").1,
+        CompileSource::Memory
+    );
     let second = PolicyEngine::new(options(), HostServices::default()).expect("engine");
-    assert_eq!(second.compile(&bytes).expect("loads").1, CompileSource::DiskCache);
+    assert_eq!(
+        second.compile(&bytes).expect("loads").1,
+        CompileSource::DiskCache
+    );
     // A corrupt cache entry is ignored and rewritten, never trusted.
     let cached: Vec<_> = walk(dir.path());
     assert_eq!(cached.len(), 1);
     std::fs::write(&cached[0], b"garbage").expect("overwrite");
     let third = PolicyEngine::new(options(), HostServices::default()).expect("engine");
-    assert_eq!(third.compile(&bytes).expect("recompiles").1, CompileSource::Compiled);
+    assert_eq!(
+        third.compile(&bytes).expect("recompiles").1,
+        CompileSource::Compiled
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
@@ -491,16 +671,34 @@ fn a_bundle_is_admitted_in_order_or_not_at_all() {
     std::fs::write(dir.path().join("bundle.toml"), manifest).expect("write");
     let bundle = Bundle::load(dir.path()).expect("parses");
     let chain = admit_bundle(&host().engine, &bundle).expect("admitted");
-    let names: Vec<_> = chain.snapshot().members.iter().map(|m| m.policy.name.clone()).collect();
+    let names: Vec<_> = chain
+        .snapshot()
+        .members
+        .iter()
+        .map(|m| m.policy.name.clone())
+        .collect();
     assert_eq!(names, ["allow-all", "deny-all"]);
 
-    let bad = format!("[[policy]]\ncomponent = {:?}\n\n[[policy]]\ncomponent = {:?}\n", fx::ALLOW_ALL, fx::UNGRANTED);
+    let bad = format!(
+        "[[policy]]\ncomponent = {:?}\n\n[[policy]]\ncomponent = {:?}\n",
+        fx::ALLOW_ALL,
+        fx::UNGRANTED
+    );
     std::fs::write(dir.path().join("bundle.toml"), bad).expect("write");
-    let err = admit_bundle(&host().engine, &Bundle::load(dir.path()).expect("parses")).expect_err("refused");
+    let err = admit_bundle(&host().engine, &Bundle::load(dir.path()).expect("parses"))
+        .expect_err("refused");
     assert!(err.to_string().contains("fixture_ungranted.wasm"), "{err}");
 
-    let twice = format!("[[policy]]\ncomponent = {:?}\n\n[[policy]]\ncomponent = {:?}\n", fx::ALLOW_ALL, fx::ALLOW_ALL);
+    let twice = format!(
+        "[[policy]]\ncomponent = {:?}\n\n[[policy]]\ncomponent = {:?}\n",
+        fx::ALLOW_ALL,
+        fx::ALLOW_ALL
+    );
     std::fs::write(dir.path().join("bundle.toml"), twice).expect("write");
-    let err = admit_bundle(&host().engine, &Bundle::load(dir.path()).expect("parses")).expect_err("duplicate");
-    assert!(err.to_string().contains("`allow-all` is already used"), "{err}");
+    let err = admit_bundle(&host().engine, &Bundle::load(dir.path()).expect("parses"))
+        .expect_err("duplicate");
+    assert!(
+        err.to_string().contains("`allow-all` is already used"),
+        "{err}"
+    );
 }

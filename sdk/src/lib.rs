@@ -41,7 +41,10 @@ pub const WIT_VERSION: &str = "0.1.0";
 #[doc(hidden)]
 #[cfg_attr(
     target_arch = "wasm32",
-    expect(unsafe_code, reason = "generated canonical-ABI glue; the safe API is the Policy trait")
+    expect(
+        unsafe_code,
+        reason = "generated canonical-ABI glue; the safe API is the Policy trait"
+    )
 )]
 pub mod bindings {
     wit_bindgen::generate!({
@@ -60,7 +63,9 @@ pub mod types {
 
 /// Host capabilities. Each import must be granted to the policy in `bundle.toml`.
 pub mod host {
-    pub use crate::bindings::ironhost::policy::{clock, config, events, log, secrets, state, tokens};
+    pub use crate::bindings::ironhost::policy::{
+        clock, config, events, log, secrets, state, tokens,
+    };
 }
 
 use types::*;
@@ -186,18 +191,26 @@ macro_rules! export_policy {
                 ) -> ResponseVerdict {
                     <$policy as $crate::Policy>::on_llm_response(ctx, request, outcome)
                 }
-                fn on_llm_chunk(ctx: CallContext, state: StreamState, chunk: LlmChunk) -> ChunkVerdict {
+                fn on_llm_chunk(
+                    ctx: CallContext,
+                    state: StreamState,
+                    chunk: LlmChunk,
+                ) -> ChunkVerdict {
                     <$policy as $crate::Policy>::on_llm_chunk(ctx, state, chunk)
                 }
                 fn on_tool_call(ctx: CallContext, call: ToolCall) -> ToolVerdict {
                     <$policy as $crate::Policy>::on_tool_call(ctx, call)
                 }
-                fn on_tool_result(ctx: CallContext, call: ToolCall, outcome: ToolOutcome) -> ResultVerdict {
+                fn on_tool_result(
+                    ctx: CallContext,
+                    call: ToolCall,
+                    outcome: ToolOutcome,
+                ) -> ResultVerdict {
                     <$policy as $crate::Policy>::on_tool_result(ctx, call, outcome)
                 }
             }
 
-            $crate::bindings::export!(IronhostExport with_types_in $crate::bindings);
+    $crate::bindings::export!(IronhostExport with_types_in $crate::bindings);
         };
     };
 }

@@ -14,10 +14,7 @@ pub const EXIT_BAD_INPUT: u8 = 2;
 /// Exit code for a failure while running.
 pub const EXIT_FAILURE: u8 = 1;
 
-const LONG_VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (WIT ironhost:policy@0.1.0)"
-);
+const LONG_VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (WIT ironhost:policy@0.1.0)");
 
 /// ironhost runs AI agents under sandboxed WebAssembly policies.
 #[derive(Debug, Parser)]

@@ -55,7 +55,11 @@ pub struct CheckArgs {
 #[derive(Debug, Args)]
 pub struct RunArgs {
     /// A single component (granted every capability it imports, fail-closed).
-    #[arg(value_name = "FILE.wasm", required_unless_present = "bundle", conflicts_with = "bundle")]
+    #[arg(
+        value_name = "FILE.wasm",
+        required_unless_present = "bundle",
+        conflicts_with = "bundle"
+    )]
     pub file: Option<PathBuf>,
     /// A bundle directory instead of a single component.
     #[arg(long, value_name = "DIR")]
@@ -151,7 +155,11 @@ fn row(order: usize, p: &LoadedPolicy, enabled: bool) -> ListRow {
 
 fn join<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
     let v: Vec<String> = items.into_iter().map(|i| i.to_string()).collect();
-    if v.is_empty() { "-".to_owned() } else { v.join(",") }
+    if v.is_empty() {
+        "-".to_owned()
+    } else {
+        v.join(",")
+    }
 }
 
 fn list(args: ListArgs) -> Result<u8, CliError> {
@@ -178,7 +186,16 @@ fn list(args: ListArgs) -> Result<u8, CliError> {
 
 fn print_table(out: &mut impl Write, bundle: &str, rows: &[ListRow]) -> std::io::Result<()> {
     writeln!(out, "bundle {bundle}: {} policies", rows.len())?;
-    let header = ["#", "NAME", "VERSION", "WIT", "MODE", "HOOKS", "REQUESTED", "GRANTED"];
+    let header = [
+        "#",
+        "NAME",
+        "VERSION",
+        "WIT",
+        "MODE",
+        "HOOKS",
+        "REQUESTED",
+        "GRANTED",
+    ];
     let cells: Vec<[String; 8]> = rows
         .iter()
         .map(|r| {
@@ -241,8 +258,15 @@ fn check(args: CheckArgs) -> Result<u8, CliError> {
     // Grant what it imports, just to ask it who it is.
     let mut entry = PolicyEntry::for_component(path.clone());
     entry.capabilities = summary.capabilities.clone();
-    let policy = LoadedPolicy::link(&engine, &component, entry, summary.clone(), String::new(), "check".into())
-        .map_err(|e| CliError::input(format!("{}: cannot link: {e}", path.display())))?;
+    let policy = LoadedPolicy::link(
+        &engine,
+        &component,
+        entry,
+        summary.clone(),
+        String::new(),
+        "check".into(),
+    )
+    .map_err(|e| CliError::input(format!("{}: cannot link: {e}", path.display())))?;
     let target = CallTarget {
         agent_id: Some(PROBE_AGENT),
         environment: "dev",
@@ -277,7 +301,11 @@ fn print_check(out: &mut impl Write, r: &CheckReport) -> std::io::Result<()> {
     if let Some(p) = &r.policy {
         write!(out, " `{}` {}", p.name, p.version)?;
     }
-    writeln!(out, " (WIT ironhost:policy@{})", s.wit_version.as_deref().unwrap_or("?"))?;
+    writeln!(
+        out,
+        " (WIT ironhost:policy@{})",
+        s.wit_version.as_deref().unwrap_or("?")
+    )?;
     if let Some(p) = &r.policy {
         writeln!(out, "  description:  {}", p.description)?;
         writeln!(out, "  hooks:        {}", join(&p.hooks))?;
@@ -342,7 +370,8 @@ fn run_inputs(args: RunArgs) -> Result<u8, CliError> {
             let (_, summary) =
                 admission::load_component(&engine, file, &bytes).map_err(CliError::input)?;
             entry.capabilities = summary.capabilities;
-            let policy = admission::admit_bytes(&engine, &entry, &bytes).map_err(CliError::input)?;
+            let policy =
+                admission::admit_bytes(&engine, &entry, &bytes).map_err(CliError::input)?;
             Chain::new("local", vec![Arc::new(policy)])
         }
         (None, bundle) => load_bundle(bundle.as_deref(), &engine)?,
@@ -360,7 +389,8 @@ fn run_inputs(args: RunArgs) -> Result<u8, CliError> {
     let mut stream: Option<ChainStream> = None;
     for (i, line) in reader.lines().enumerate() {
         let n = i + 1;
-        let line = line.map_err(|e| CliError::input(format!("{input_name}:{n}: cannot read: {e}")))?;
+        let line =
+            line.map_err(|e| CliError::input(format!("{input_name}:{n}: cannot read: {e}")))?;
         if line.trim().is_empty() {
             continue;
         }
@@ -370,7 +400,16 @@ fn run_inputs(args: RunArgs) -> Result<u8, CliError> {
             environment: "dev".to_owned(),
             attempt: 0,
         };
-        let written = match run_line(&chain, args.hook, n, &line, &ctx, &args.agent, &mut stream, &mut out) {
+        let written = match run_line(
+            &chain,
+            args.hook,
+            n,
+            &line,
+            &ctx,
+            &args.agent,
+            &mut stream,
+            &mut out,
+        ) {
             Ok(w) => w,
             Err(reason) => {
                 bad_lines += 1;
@@ -382,10 +421,16 @@ fn run_inputs(args: RunArgs) -> Result<u8, CliError> {
         written.map_err(CliError::failure)?;
     }
     if stream.is_some() {
-        eprintln!("{input_name}: the last stream has no chunk with \"last\": true; held-back text was not flushed");
+        eprintln!(
+            "{input_name}: the last stream has no chunk with \"last\": true; held-back text was not flushed"
+        );
         bad_lines += 1;
     }
-    Ok(if bad_lines > 0 { super::EXIT_BAD_INPUT } else { 0 })
+    Ok(if bad_lines > 0 {
+        super::EXIT_BAD_INPUT
+    } else {
+        0
+    })
 }
 
 fn parse<T: for<'de> Deserialize<'de>>(hook: Hook, line: &str) -> Result<T, String> {
@@ -410,7 +455,10 @@ fn emit<T: Serialize>(
     writeln!(out)
 }
 
-#[expect(clippy::too_many_arguments, reason = "one call site; a struct would only rename them")]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one call site; a struct would only rename them"
+)]
 fn run_line(
     chain: &Chain,
     hook: Hook,
@@ -435,9 +483,18 @@ fn run_line(
             let outcome = match (input.response, input.error) {
                 (Some(r), None) => LlmOutcome::Ok(r),
                 (None, Some(e)) => LlmOutcome::Error(e),
-                _ => return Err(format!("invalid {hook} input: give exactly one of `response` and `error`")),
+                _ => {
+                    return Err(format!(
+                        "invalid {hook} input: give exactly one of `response` and `error`"
+                    ));
+                }
             };
-            emit(out, hook, n, &chain.on_llm_response(ctx, input.request, outcome))
+            emit(
+                out,
+                hook,
+                n,
+                &chain.on_llm_response(ctx, input.request, outcome),
+            )
         }
         Hook::LlmChunk => {
             let chunk: crate::policy::model::LlmChunk = parse(hook, line)?;
@@ -455,9 +512,18 @@ fn run_line(
             let outcome = match (input.result, input.error) {
                 (Some(v), None) => ToolOutcome::Ok(v.to_string()),
                 (None, Some(e)) => ToolOutcome::Error(e),
-                _ => return Err(format!("invalid {hook} input: give exactly one of `result` and `error`")),
+                _ => {
+                    return Err(format!(
+                        "invalid {hook} input: give exactly one of `result` and `error`"
+                    ));
+                }
             };
-            emit(out, hook, n, &chain.on_tool_result(ctx, input.call, outcome))
+            emit(
+                out,
+                hook,
+                n,
+                &chain.on_tool_result(ctx, input.call, outcome),
+            )
         }
     })
 }

@@ -73,12 +73,18 @@ fn fmt_caps(caps: &BTreeSet<Capability>) -> String {
     if caps.is_empty() {
         "none".to_owned()
     } else {
-        caps.iter().map(|c| c.as_str()).collect::<Vec<_>>().join(", ")
+        caps.iter()
+            .map(|c| c.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
 /// Admit one policy.
-pub fn admit_policy(engine: &PolicyEngine, entry: &PolicyEntry) -> Result<AdmittedPolicy, AdmissionError> {
+pub fn admit_policy(
+    engine: &PolicyEngine,
+    entry: &PolicyEntry,
+) -> Result<AdmittedPolicy, AdmissionError> {
     let path = entry.component.clone();
     let bytes = std::fs::read(&path).map_err(|source| AdmissionError::Read {
         path: path.clone(),
@@ -105,7 +111,11 @@ pub fn admit_bundle(engine: &PolicyEngine, bundle: &Bundle) -> Result<Chain, Adm
 }
 
 /// Admit a component given as bytes; `entry.component` is used for messages only.
-pub fn admit_bytes(engine: &PolicyEngine, entry: &PolicyEntry, bytes: &[u8]) -> Result<LoadedPolicy, AdmissionError> {
+pub fn admit_bytes(
+    engine: &PolicyEngine,
+    entry: &PolicyEntry,
+    bytes: &[u8],
+) -> Result<LoadedPolicy, AdmissionError> {
     let path = entry.component.as_path();
     let (component, summary) = load_component(engine, path, bytes)?;
     inspect::check_policy_surface(&summary).map_err(|source| AdmissionError::Inspect {
@@ -126,11 +136,18 @@ pub fn admit_bytes(engine: &PolicyEngine, entry: &PolicyEntry, bytes: &[u8]) -> 
 
     let sha256 = hex::encode(Sha256::digest(bytes));
     let provisional = entry.name.clone().unwrap_or_else(|| "unnamed".to_owned());
-    let mut policy = LoadedPolicy::link(engine, &component, entry.clone(), summary, sha256, provisional)
-        .map_err(|message| AdmissionError::Link {
-            path: path.to_path_buf(),
-            message,
-        })?;
+    let mut policy = LoadedPolicy::link(
+        engine,
+        &component,
+        entry.clone(),
+        summary,
+        sha256,
+        provisional,
+    )
+    .map_err(|message| AdmissionError::Link {
+        path: path.to_path_buf(),
+        message,
+    })?;
 
     let scratch: Arc<dyn StateBackend> = Arc::new(MemoryState::default());
     let probe_target = CallTarget {
@@ -162,7 +179,9 @@ pub fn admit_bytes(engine: &PolicyEngine, entry: &PolicyEntry, bytes: &[u8]) -> 
 
     let config = entry.config.to_string();
     let verdict = policy
-        .call(probe_target, "validate-config", |h, s| h.call_validate_config(s, &config))
+        .call(probe_target, "validate-config", |h, s| {
+            h.call_validate_config(s, &config)
+        })
         .result
         .map_err(|f| AdmissionError::Config {
             path: path.to_path_buf(),
@@ -224,7 +243,9 @@ fn probe(policy: &LoadedPolicy, target: CallTarget<'_>) -> Result<(), (Hook, Pol
         messages: vec![
             w::Message {
                 role: w::Role::System,
-                content: vec![w::ContentPart::Text("You are a helpful assistant.".to_owned())],
+                content: vec![w::ContentPart::Text(
+                    "You are a helpful assistant.".to_owned(),
+                )],
             },
             w::Message {
                 role: w::Role::User,
@@ -265,16 +286,25 @@ fn probe(policy: &LoadedPolicy, target: CallTarget<'_>) -> Result<(), (Hook, Pol
                     name: "probe".to_owned(),
                     environment: "dev".to_owned(),
                 };
-                policy.call(target, "on-agent-start", |h, s| h.call_on_agent_start(s, &agent)).result.map(drop)
+                policy
+                    .call(target, "on-agent-start", |h, s| {
+                        h.call_on_agent_start(s, &agent)
+                    })
+                    .result
+                    .map(drop)
             }
             Hook::LlmRequest => policy
-                .call(target, "on-llm-request", |h, s| h.call_on_llm_request(s, &ctx, &request))
+                .call(target, "on-llm-request", |h, s| {
+                    h.call_on_llm_request(s, &ctx, &request)
+                })
                 .result
                 .map(drop),
             Hook::LlmResponse => {
                 let outcome = w::LlmOutcome::Ok(response.clone());
                 policy
-                    .call(target, "on-llm-response", |h, s| h.call_on_llm_response(s, &ctx, &request, &outcome))
+                    .call(target, "on-llm-response", |h, s| {
+                        h.call_on_llm_response(s, &ctx, &request, &outcome)
+                    })
                     .result
                     .map(drop)
             }
@@ -291,18 +321,24 @@ fn probe(policy: &LoadedPolicy, target: CallTarget<'_>) -> Result<(), (Hook, Pol
                     last: true,
                 };
                 policy
-                    .call(target, "on-llm-chunk", |h, s| h.call_on_llm_chunk(s, &ctx, &state, &chunk))
+                    .call(target, "on-llm-chunk", |h, s| {
+                        h.call_on_llm_chunk(s, &ctx, &state, &chunk)
+                    })
                     .result
                     .map(drop)
             }
             Hook::ToolCall => policy
-                .call(target, "on-tool-call", |h, s| h.call_on_tool_call(s, &ctx, &tool))
+                .call(target, "on-tool-call", |h, s| {
+                    h.call_on_tool_call(s, &ctx, &tool)
+                })
                 .result
                 .map(drop),
             Hook::ToolResult => {
                 let outcome = w::ToolOutcome::Ok(r#"{"results":[]}"#.to_owned());
                 policy
-                    .call(target, "on-tool-result", |h, s| h.call_on_tool_result(s, &ctx, &tool, &outcome))
+                    .call(target, "on-tool-result", |h, s| {
+                        h.call_on_tool_result(s, &ctx, &tool, &outcome)
+                    })
                     .result
                     .map(drop)
             }

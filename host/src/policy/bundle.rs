@@ -178,10 +178,7 @@ impl Bundle {
     /// Parse manifest text. `path` is only used in error messages.
     pub fn parse(text: &str, dir: &Path, path: &Path) -> Result<Bundle, BundleError> {
         let raw: RawManifest = toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|s| line_col(text, s.start))
-                .unwrap_or((1, 1));
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
             BundleError::Syntax {
                 path: path.to_path_buf(),
                 line,
@@ -328,7 +325,10 @@ name = "b"
         let err = parse("[[policy]]\ncomponent = \"a.wasm\"\nfailure_mode = \"fail-open\"\n")
             .expect_err("unknown key");
         let msg = err.to_string();
-        assert!(msg.starts_with("/b/bundle.toml:3:1: unknown field `failure_mode`"), "{msg}");
+        assert!(
+            msg.starts_with("/b/bundle.toml:3:1: unknown field `failure_mode`"),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -336,7 +336,10 @@ name = "b"
         let msg = parse("[[policy]]\ncomponent = \"a.wasm\"\ncapabilities = [\"network\"]\n")
             .expect_err("bad capability")
             .to_string();
-        assert!(msg.contains("/b/bundle.toml:3:") && msg.contains("network"), "{msg}");
+        assert!(
+            msg.contains("/b/bundle.toml:3:") && msg.contains("network"),
+            "{msg}"
+        );
         let msg = parse("[[policy]]\ncomponent = \"a.wasm\"\nfailure-mode = \"sometimes\"\n")
             .expect_err("bad mode")
             .to_string();
@@ -350,11 +353,17 @@ name = "b"
         )
         .expect_err("duplicate")
         .to_string();
-        assert!(msg.contains("policy #2 (name)") && msg.contains("unique"), "{msg}");
+        assert!(
+            msg.contains("policy #2 (name)") && msg.contains("unique"),
+            "{msg}"
+        );
         let msg = parse("[[policy]]\ncomponent = \"a.wasm\"\ndeadline-ms = 0\n")
             .expect_err("zero deadline")
             .to_string();
-        assert!(msg.contains("deadline-ms") && msg.contains("out of range"), "{msg}");
+        assert!(
+            msg.contains("deadline-ms") && msg.contains("out of range"),
+            "{msg}"
+        );
         let msg = parse("[[policy]]\ncomponent = \"a.wasm\"\nname = \"Bad Name\"\n")
             .expect_err("bad name")
             .to_string();
@@ -363,7 +372,9 @@ name = "b"
 
     #[test]
     fn missing_component_is_reported() {
-        let msg = parse("[[policy]]\nname = \"x\"\n").expect_err("no component").to_string();
+        let msg = parse("[[policy]]\nname = \"x\"\n")
+            .expect_err("no component")
+            .to_string();
         assert!(msg.contains("missing field `component`"), "{msg}");
     }
 }

@@ -75,7 +75,10 @@ pub enum Outcome<T> {
     /// A policy refused the call.
     Deny { policy: String, denial: Denial },
     /// A policy answered the LLM request itself; the provider must not be called.
-    Respond { policy: String, response: LlmResponse },
+    Respond {
+        policy: String,
+        response: LlmResponse,
+    },
     /// A policy answered the tool call itself (JSON text); the tool must not run.
     Fallback { policy: String, result: String },
 }
@@ -183,7 +186,10 @@ impl Chain {
         self.current.load_full()
     }
 
-    fn update(&self, f: impl FnOnce(&ChainState) -> Result<(String, Vec<Member>), ChainError>) -> Result<u64, ChainError> {
+    fn update(
+        &self,
+        f: impl FnOnce(&ChainState) -> Result<(String, Vec<Member>), ChainError>,
+    ) -> Result<u64, ChainError> {
         let _guard = self.writer.lock();
         let old = self.current.load_full();
         let (bundle, members) = f(&old)?;
@@ -274,7 +280,9 @@ impl Chain {
         let mut reports = Vec::new();
         for m in active(&state, Hook::AgentStart) {
             let p = &m.policy;
-            let out = p.call(tgt, "on-agent-start", |h, s| h.call_on_agent_start(s, &wagent));
+            let out = p.call(tgt, "on-agent-start", |h, s| {
+                h.call_on_agent_start(s, &wagent)
+            });
             let out = map_output(out, |v| match v {
                 w::StartVerdict::Pass => Ok(Step::Pass),
                 w::StartVerdict::StartWith(e) => Ok(Step::Rewrite(e)),
@@ -283,14 +291,25 @@ impl Chain {
             match apply(p, out, &mut reports, VerdictKind::StartWith) {
                 Applied::Continue(Some(e)) => effects.env.extend(StartEffects::from(e).env),
                 Applied::Continue(None) => {}
-                Applied::Stop(outcome) => return finish(outcome.map_value(|_| effects), reports, started, &state),
+                Applied::Stop(outcome) => {
+                    return finish(outcome.map_value(|_| effects), reports, started, &state);
+                }
             }
         }
-        finish(Outcome::Continue { value: effects }, reports, started, &state)
+        finish(
+            Outcome::Continue { value: effects },
+            reports,
+            started,
+            &state,
+        )
     }
 
     /// Run `on-llm-request`.
-    pub fn on_llm_request(&self, ctx: &CallContext, request: LlmRequest) -> ChainRun<Outcome<LlmRequest>> {
+    pub fn on_llm_request(
+        &self,
+        ctx: &CallContext,
+        request: LlmRequest,
+    ) -> ChainRun<Outcome<LlmRequest>> {
         let state = self.snapshot();
         let started = Instant::now();
         let wctx = call_context(ctx);
@@ -298,7 +317,9 @@ impl Chain {
         let mut reports = Vec::new();
         for m in active(&state, Hook::LlmRequest) {
             let p = &m.policy;
-            let out = p.call(target(ctx), "on-llm-request", |h, s| h.call_on_llm_request(s, &wctx, &value));
+            let out = p.call(target(ctx), "on-llm-request", |h, s| {
+                h.call_on_llm_request(s, &wctx, &value)
+            });
             let out = map_output(out, |v| match v {
                 w::RequestVerdict::Pass => Ok(Step::Pass),
                 w::RequestVerdict::Rewrite(r) => Ok(Step::Rewrite(r)),
@@ -308,10 +329,24 @@ impl Chain {
             match apply(p, out, &mut reports, VerdictKind::Rewrite) {
                 Applied::Continue(Some(r)) => value = r,
                 Applied::Continue(None) => {}
-                Applied::Stop(outcome) => return finish(outcome.map_value(|_| value.into()), reports, started, &state),
+                Applied::Stop(outcome) => {
+                    return finish(
+                        outcome.map_value(|_| value.into()),
+                        reports,
+                        started,
+                        &state,
+                    );
+                }
             }
         }
-        finish(Outcome::Continue { value: value.into() }, reports, started, &state)
+        finish(
+            Outcome::Continue {
+                value: value.into(),
+            },
+            reports,
+            started,
+            &state,
+        )
     }
 
     /// Run `on-llm-response` on a provider outcome. A rewrite of an error outcome turns it into
@@ -381,7 +416,9 @@ impl Chain {
         let mut reports = Vec::new();
         for m in active(&state, Hook::ToolCall) {
             let p = &m.policy;
-            let out = p.call(target(ctx), "on-tool-call", |h, s| h.call_on_tool_call(s, &wctx, &value));
+            let out = p.call(target(ctx), "on-tool-call", |h, s| {
+                h.call_on_tool_call(s, &wctx, &value)
+            });
             let out = map_output(out, |v| match v {
                 w::ToolVerdict::Pass => Ok(Step::Pass),
                 w::ToolVerdict::Rewrite(c) => Ok(Step::Rewrite(c)),
@@ -397,10 +434,24 @@ impl Chain {
             match apply(p, out, &mut reports, VerdictKind::Rewrite) {
                 Applied::Continue(Some(c)) => value = c,
                 Applied::Continue(None) => {}
-                Applied::Stop(outcome) => return finish(outcome.map_value(|_| value.into()), reports, started, &state),
+                Applied::Stop(outcome) => {
+                    return finish(
+                        outcome.map_value(|_| value.into()),
+                        reports,
+                        started,
+                        &state,
+                    );
+                }
             }
         }
-        finish(Outcome::Continue { value: value.into() }, reports, started, &state)
+        finish(
+            Outcome::Continue {
+                value: value.into(),
+            },
+            reports,
+            started,
+            &state,
+        )
     }
 
     /// Run `on-tool-result`.
@@ -429,10 +480,24 @@ impl Chain {
             match apply(p, out, &mut reports, VerdictKind::Rewrite) {
                 Applied::Continue(Some(o)) => value = o,
                 Applied::Continue(None) => {}
-                Applied::Stop(outcome) => return finish(outcome.map_value(|_| value.into()), reports, started, &state),
+                Applied::Stop(outcome) => {
+                    return finish(
+                        outcome.map_value(|_| value.into()),
+                        reports,
+                        started,
+                        &state,
+                    );
+                }
             }
         }
-        finish(Outcome::Continue { value: value.into() }, reports, started, &state)
+        finish(
+            Outcome::Continue {
+                value: value.into(),
+            },
+            reports,
+            started,
+            &state,
+        )
     }
 }
 
@@ -454,7 +519,12 @@ fn active(state: &ChainState, hook: Hook) -> impl Iterator<Item = &Member> {
         .filter(move |m| m.enabled && m.policy.implements(hook))
 }
 
-fn finish<T>(outcome: Outcome<T>, policies: Vec<PolicyReport>, started: Instant, state: &ChainState) -> ChainRun<Outcome<T>> {
+fn finish<T>(
+    outcome: Outcome<T>,
+    policies: Vec<PolicyReport>,
+    started: Instant,
+    state: &ChainState,
+) -> ChainRun<Outcome<T>> {
     ChainRun {
         outcome,
         policies,
@@ -464,7 +534,10 @@ fn finish<T>(outcome: Outcome<T>, policies: Vec<PolicyReport>, started: Instant,
 }
 
 /// Convert a raw verdict into a step; a verdict the host cannot accept becomes a failure.
-fn map_output<V, W>(out: CallOutput<V>, f: impl FnOnce(V) -> Result<Step<W>, String>) -> CallOutput<Step<W>> {
+fn map_output<V, W>(
+    out: CallOutput<V>,
+    f: impl FnOnce(V) -> Result<Step<W>, String>,
+) -> CallOutput<Step<W>> {
     CallOutput {
         result: out.result.and_then(|v| {
             f(v).map_err(|message| PolicyFailure {
@@ -526,7 +599,11 @@ fn apply<W>(
         Ok(Step::Pass) => Applied::Continue(None),
         Ok(Step::Rewrite(v)) => {
             report.verdict = rewrite_kind;
-            if enforce { Applied::Continue(Some(v)) } else { Applied::Continue(None) }
+            if enforce {
+                Applied::Continue(Some(v))
+            } else {
+                Applied::Continue(None)
+            }
         }
         Ok(Step::Deny(d)) => {
             report.verdict = VerdictKind::Deny;
@@ -616,7 +693,11 @@ impl ChainStream {
         }
         let last = chunk.last;
         let mut text = chunk.text.clone();
-        let template: w::LlmChunk = LlmChunk { text: String::new(), ..chunk }.into();
+        let template: w::LlmChunk = LlmChunk {
+            text: String::new(),
+            ..chunk
+        }
+        .into();
         let tgt = target(&self.ctx);
         for (i, m) in self.state.members.iter().enumerate() {
             if !(m.enabled && m.policy.implements(Hook::LlmChunk)) {
@@ -632,7 +713,9 @@ impl ChainStream {
                 text: text.clone(),
                 ..template.clone()
             };
-            let out = p.call(tgt, "on-llm-chunk", |h, s| h.call_on_llm_chunk(s, &self.wctx, &wstate, &wchunk));
+            let out = p.call(tgt, "on-llm-chunk", |h, s| {
+                h.call_on_llm_chunk(s, &self.wctx, &wstate, &wchunk)
+            });
             let out = map_output(out, |v| match v {
                 w::ChunkVerdict::Pass => Ok(Step::Pass),
                 w::ChunkVerdict::Release(r) if r.hold.len() > MAX_HELD_BYTES => Err(format!(
@@ -654,7 +737,12 @@ impl ChainStream {
             match apply(p, out, &mut reports, VerdictKind::Release) {
                 Applied::Stop(outcome) => {
                     self.done = true;
-                    return finish(outcome.map_value(|_| String::new()), reports, started, &self.state);
+                    return finish(
+                        outcome.map_value(|_| String::new()),
+                        reports,
+                        started,
+                        &self.state,
+                    );
                 }
                 Applied::Continue(_) => {
                     held.emitted_chars += released.chars().count() as u64;
@@ -669,6 +757,11 @@ impl ChainStream {
         if last {
             self.done = true;
         }
-        finish(Outcome::Continue { value: text }, reports, started, &self.state)
+        finish(
+            Outcome::Continue { value: text },
+            reports,
+            started,
+            &self.state,
+        )
     }
 }

@@ -98,7 +98,10 @@ impl std::fmt::Debug for PolicyEngine {
 
 impl PolicyEngine {
     /// Build an engine with the pooling allocator, epoch interruption and the host imports.
-    pub fn new(options: EngineOptions, services: HostServices) -> Result<PolicyEngine, EngineError> {
+    pub fn new(
+        options: EngineOptions,
+        services: HostServices,
+    ) -> Result<PolicyEngine, EngineError> {
         let setup = |e: wasmtime::Error| EngineError::Setup(format!("{e:#}"));
         let mut pool = PoolingAllocationConfig::new();
         let slots = options.max_instances.max(8);
@@ -163,7 +166,10 @@ impl PolicyEngine {
 
     /// The directory of this engine's precompiled components, if caching is on.
     pub fn cache_dir(&self) -> Option<PathBuf> {
-        self.inner.cache_dir.as_ref().map(|d| d.join(&self.inner.compat))
+        self.inner
+            .cache_dir
+            .as_ref()
+            .map(|d| d.join(&self.inner.compat))
     }
 
     /// Compile `bytes` (already checked to be a component) or fetch it from the caches.
@@ -172,16 +178,18 @@ impl PolicyEngine {
         if let Some(c) = self.inner.compiled.lock().get(&hash) {
             return Ok((c.clone(), CompileSource::Memory));
         }
-        let cached_path = self.cache_dir().map(|d| d.join(format!("{}.cwasm", hex::encode(hash))));
+        let cached_path = self
+            .cache_dir()
+            .map(|d| d.join(format!("{}.cwasm", hex::encode(hash))));
         let (component, source) = match cached_path.as_deref().and_then(|p| self.load_cached(p)) {
             Some(c) => (c, CompileSource::DiskCache),
             None => {
                 let c = Component::new(&self.inner.engine, bytes)
                     .map_err(|e| EngineError::Compile(format!("{e:#}")))?;
-                if let Some(path) = &cached_path {
-                    if let Err(e) = store_cached(path, &c) {
-                        tracing::warn!(path = %path.display(), error = %e, "cannot write compile cache");
-                    }
+                if let Some(path) = &cached_path
+                    && let Err(e) = store_cached(path, &c)
+                {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot write compile cache");
                 }
                 (c, CompileSource::Compiled)
             }
@@ -221,7 +229,9 @@ fn store_cached(path: &Path, component: &Component) -> std::io::Result<()> {
     // Write beside the final name and rename, so a reader never sees half a file.
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
-        path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+        path.file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default(),
         std::process::id()
     ));
     std::fs::write(&tmp, bytes)?;

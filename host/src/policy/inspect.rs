@@ -77,11 +77,13 @@ pub fn check_binary(bytes: &[u8]) -> Result<(), InspectError> {
         return Err(InspectError::Empty);
     }
     if bytes.len() < 8 {
-        return Err(if bytes.starts_with(WASM_MAGIC) || WASM_MAGIC.starts_with(bytes) {
-            InspectError::Malformed(format!("only {} bytes long", bytes.len()))
-        } else {
-            InspectError::NotWasm
-        });
+        return Err(
+            if bytes.starts_with(WASM_MAGIC) || WASM_MAGIC.starts_with(bytes) {
+                InspectError::Malformed(format!("only {} bytes long", bytes.len()))
+            } else {
+                InspectError::NotWasm
+            },
+        );
     }
     if &bytes[..4] != WASM_MAGIC {
         return Err(InspectError::NotWasm);
@@ -93,7 +95,9 @@ pub fn check_binary(bytes: &[u8]) -> Result<(), InspectError> {
         CORE_MODULE_VERSION => return Err(InspectError::CoreModule),
         other => return Err(InspectError::UnknownEncoding(other)),
     }
-    let mut validator = wasmtime::wasmparser::Validator::new_with_features(wasmtime::wasmparser::WasmFeatures::all());
+    let mut validator = wasmtime::wasmparser::Validator::new_with_features(
+        wasmtime::wasmparser::WasmFeatures::all(),
+    );
     validator
         .validate_all(bytes)
         .map(|_| ())
@@ -209,7 +213,10 @@ mod tests {
             check_binary(b"\0asm\x01\0\0\0"),
             Err(InspectError::CoreModule)
         );
-        assert!(matches!(check_binary(b"\0asm\x0d\0"), Err(InspectError::Malformed(_))));
+        assert!(matches!(
+            check_binary(b"\0asm\x0d\0"),
+            Err(InspectError::Malformed(_))
+        ));
         assert!(matches!(
             check_binary(b"\0asm\x0d\0\x01\0\x07"),
             Err(InspectError::Malformed(_))
@@ -219,10 +226,15 @@ mod tests {
     #[test]
     fn surface_checks() {
         let hooks = "ironhost:policy/hooks@0.1.0";
-        assert_eq!(check_policy_surface(&summary(&[], &["x:y/z"])), Err(InspectError::NoHooksExport));
+        assert_eq!(
+            check_policy_surface(&summary(&[], &["x:y/z"])),
+            Err(InspectError::NoHooksExport)
+        );
         assert_eq!(
             check_policy_surface(&summary(&[], &["ironhost:policy/hooks@0.9.0"])),
-            Err(InspectError::UnsupportedWit { found: "0.9.0".into() })
+            Err(InspectError::UnsupportedWit {
+                found: "0.9.0".into()
+            })
         );
         assert!(matches!(
             check_policy_surface(&summary(&["ironhost:policy/log@0.9.0"], &[hooks])),
@@ -238,7 +250,11 @@ mod tests {
         ));
         assert_eq!(
             check_policy_surface(&summary(
-                &["wasi:cli/environment@0.2.3", "ironhost:policy/state@0.1.0", "ironhost:policy/types@0.1.0"],
+                &[
+                    "wasi:cli/environment@0.2.3",
+                    "ironhost:policy/state@0.1.0",
+                    "ironhost:policy/types@0.1.0"
+                ],
                 &[hooks]
             )),
             Ok(())

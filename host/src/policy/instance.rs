@@ -80,7 +80,11 @@ impl PolicyStats {
             calls,
             denials: self.denials.load(Ordering::Relaxed),
             failures: self.failures.load(Ordering::Relaxed),
-            mean_latency_ns: self.total_ns.load(Ordering::Relaxed).checked_div(calls).unwrap_or(0),
+            mean_latency_ns: self
+                .total_ns
+                .load(Ordering::Relaxed)
+                .checked_div(calls)
+                .unwrap_or(0),
         }
     }
 }
@@ -226,12 +230,11 @@ impl LoadedPolicy {
         store.set_epoch_deadline(self.deadline_ticks);
         match self.pre.instantiate(&mut store) {
             Ok(bindings) => Ok(Warm { store, bindings }),
-            Err(e) => Err(classify(&e, &store, "instantiate", &self.entry.deadline_ms).unwrap_or_else(
-                || PolicyFailure {
+            Err(e) => Err(classify(&e, &store, "instantiate", &self.entry.deadline_ms)
+                .unwrap_or_else(|| PolicyFailure {
                     kind: FailureKind::Instantiate,
                     message: format!("cannot instantiate: {e:#}"),
-                },
-            )),
+                })),
         }
     }
 
@@ -264,7 +267,11 @@ impl LoadedPolicy {
         let result = f(warm.bindings.ironhost_policy_hooks(), &mut warm.store);
         let call = std::mem::take(&mut warm.store.data_mut().call);
         if call.dropped_events > 0 {
-            tracing::warn!(policy = self.name.as_str(), dropped = call.dropped_events, "policy emitted too many events in one call");
+            tracing::warn!(
+                policy = self.name.as_str(),
+                dropped = call.dropped_events,
+                "policy emitted too many events in one call"
+            );
         }
         match result {
             Ok(value) => {

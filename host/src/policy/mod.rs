@@ -19,5 +19,5 @@ pub mod state;
 pub use admission::{AdmissionError, AdmittedPolicy, admit_bundle, admit_policy};
 pub use bundle::{Bundle, BundleError, FailureMode, PolicyEntry};
 pub use chain::{Chain, ChainRun, PolicyReport};
-pub use engine::{EngineError, PolicyEngine, EngineOptions};
+pub use engine::{EngineError, EngineOptions, PolicyEngine};
 pub use model::Capability;

@@ -41,7 +41,12 @@ pub trait StateBackend: Send + Sync {
     fn set(&self, key: &StateKey, value: String);
     fn remove(&self, key: &StateKey);
     /// Replace the value if it equals `expected` (`None` = unset); `desired = None` removes.
-    fn compare_and_swap(&self, key: &StateKey, expected: Option<&str>, desired: Option<String>) -> bool;
+    fn compare_and_swap(
+        &self,
+        key: &StateKey,
+        expected: Option<&str>,
+        desired: Option<String>,
+    ) -> bool;
     /// Add to a counter (unset = 0), refusing to pass `ceiling`. Returns the new value.
     fn add(&self, key: &StateKey, delta: i64, ceiling: Option<i64>) -> Result<i64, AddError>;
 }
@@ -55,7 +60,12 @@ pub struct MemoryState {
 impl MemoryState {
     /// Every key and value, sorted: for inspection and tests.
     pub fn snapshot(&self) -> Vec<(StateKey, String)> {
-        let mut all: Vec<_> = self.map.lock().iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        let mut all: Vec<_> = self
+            .map
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
         all.sort();
         all
     }
@@ -74,7 +84,12 @@ impl StateBackend for MemoryState {
         self.map.lock().remove(key);
     }
 
-    fn compare_and_swap(&self, key: &StateKey, expected: Option<&str>, desired: Option<String>) -> bool {
+    fn compare_and_swap(
+        &self,
+        key: &StateKey,
+        expected: Option<&str>,
+        desired: Option<String>,
+    ) -> bool {
         let mut map = self.map.lock();
         if map.get(key).map(String::as_str) != expected {
             return false;
@@ -118,7 +133,10 @@ mod tests {
     fn add_respects_ceiling_and_rejects_text() {
         let s = MemoryState::default();
         assert_eq!(s.add(&key("c"), 5, Some(10)), Ok(5));
-        assert_eq!(s.add(&key("c"), 6, Some(10)), Err(AddError::CeilingExceeded(5)));
+        assert_eq!(
+            s.add(&key("c"), 6, Some(10)),
+            Err(AddError::CeilingExceeded(5))
+        );
         assert_eq!(s.add(&key("c"), 5, Some(10)), Ok(10));
         s.set(&key("t"), "hello".into());
         assert_eq!(s.add(&key("t"), 1, None), Err(AddError::NotACounter));
@@ -142,7 +160,9 @@ mod tests {
             .map(|_| {
                 let s = s.clone();
                 std::thread::spawn(move || {
-                    (0..1000).filter(|_| s.add(&key("budget"), 3, Some(1000)).is_ok()).count()
+                    (0..1000)
+                        .filter(|_| s.add(&key("budget"), 3, Some(1000)).is_ok())
+                        .count()
                 })
             })
             .collect();

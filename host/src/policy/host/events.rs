@@ -17,11 +17,18 @@ impl Host for PolicyCtx {
             return;
         }
         if kind.is_empty() || kind.len() > MAX_KIND_BYTES {
-            tracing::warn!(policy, "event refused: kind must be 1-{MAX_KIND_BYTES} bytes");
+            tracing::warn!(
+                policy,
+                "event refused: kind must be 1-{MAX_KIND_BYTES} bytes"
+            );
             return;
         }
         if detail.len() > MAX_DETAIL_BYTES {
-            tracing::warn!(policy, kind, "event refused: detail is over {MAX_DETAIL_BYTES} bytes");
+            tracing::warn!(
+                policy,
+                kind,
+                "event refused: detail is over {MAX_DETAIL_BYTES} bytes"
+            );
             return;
         }
         let detail = match serde_json::from_str::<serde_json::Value>(&detail) {

@@ -198,7 +198,11 @@ impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
 impl PolicyCtx {
     /// A fresh context: WASI with no files, no network, no environment, no arguments, frozen
     /// clocks and stdout discarded; stderr kept (bounded) for failure reports.
-    pub(crate) fn new(identity: Arc<PolicyIdentity>, services: HostServices, memory_cap: usize) -> PolicyCtx {
+    pub(crate) fn new(
+        identity: Arc<PolicyIdentity>,
+        services: HostServices,
+        memory_cap: usize,
+    ) -> PolicyCtx {
         let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
         let wasi = WasiCtxBuilder::new()
             .stderr(stderr.clone())
@@ -233,7 +237,10 @@ impl PolicyCtx {
     }
 
     fn state_backend(&self) -> &Arc<dyn StateBackend> {
-        self.call.state_override.as_ref().unwrap_or(&self.services.state)
+        self.call
+            .state_override
+            .as_ref()
+            .unwrap_or(&self.services.state)
     }
 }
 

@@ -67,10 +67,12 @@ impl Host for PolicyCtx {
         ceiling: Option<i64>,
     ) -> Result<i64, StateError> {
         let key = self.state_key(scope, key)?;
-        self.state_backend().add(&key, delta, ceiling).map_err(|e| match e {
-            AddError::NotACounter => StateError::NotACounter,
-            AddError::CeilingExceeded(current) => StateError::CeilingExceeded(current),
-            AddError::Overflow => StateError::Overflow,
-        })
+        self.state_backend()
+            .add(&key, delta, ceiling)
+            .map_err(|e| match e {
+                AddError::NotACounter => StateError::NotACounter,
+                AddError::CeilingExceeded(current) => StateError::CeilingExceeded(current),
+                AddError::Overflow => StateError::Overflow,
+            })
     }
 }

@@ -16,11 +16,14 @@ impl wit::tokens::Host for PolicyCtx {
     }
 
     fn price(&mut self, model: String) -> Option<wit::tokens::ModelPrice> {
-        self.services.tokens.price(&model).map(|p| wit::tokens::ModelPrice {
-            input_per_mtok: p.input_per_mtok,
-            output_per_mtok: p.output_per_mtok,
-            cached_input_per_mtok: p.cached_input_per_mtok,
-        })
+        self.services
+            .tokens
+            .price(&model)
+            .map(|p| wit::tokens::ModelPrice {
+                input_per_mtok: p.input_per_mtok,
+                output_per_mtok: p.output_per_mtok,
+                cached_input_per_mtok: p.cached_input_per_mtok,
+            })
     }
 }
 
@@ -49,7 +52,9 @@ impl TokenMeter for ApproxTokenMeter {
                     ContentPart::Image { .. } | ContentPart::Other { .. } => 0,
                 })
                 .fold(0u32, u32::saturating_add);
-            total.saturating_add(text).saturating_add(PER_MESSAGE_OVERHEAD)
+            total
+                .saturating_add(text)
+                .saturating_add(PER_MESSAGE_OVERHEAD)
         })
     }
 
