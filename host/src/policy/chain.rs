@@ -19,9 +19,12 @@ use arc_swap::ArcSwap;
 use parking_lot::Mutex;
 use serde::Serialize;
 
+use wasmtime::Store;
+
+use super::bindings::v0_1_0::exports::ironhost::policy::hooks::Guest;
 use super::bindings::wit::types as w;
 use super::bundle::FailureMode;
-use super::host::PolicyEvent;
+use super::host::{PolicyCtx, PolicyEvent};
 use super::instance::{CallOutput, CallTarget, FailureKind, LoadedPolicy, PolicyFailure};
 use super::model::{
     AgentInfo, CallContext, Denial, Hook, LlmChunk, LlmOutcome, LlmRequest, LlmResponse,
@@ -310,43 +313,19 @@ impl Chain {
         ctx: &CallContext,
         request: LlmRequest,
     ) -> ChainRun<Outcome<LlmRequest>> {
-        let state = self.snapshot();
-        let started = Instant::now();
-        let wctx = call_context(ctx);
-        let mut value: w::LlmRequest = request.into();
-        let mut reports = Vec::new();
-        for m in active(&state, Hook::LlmRequest) {
-            let p = &m.policy;
-            let out = p.call(target(ctx), "on-llm-request", |h, s| {
-                h.call_on_llm_request(s, &wctx, &value)
-            });
-            let out = map_output(out, |v| match v {
+        let run = self.run_hook(
+            Hook::LlmRequest,
+            ctx,
+            w::LlmRequest::from(request),
+            |h, s, c, v| h.call_on_llm_request(s, c, v),
+            |v| match v {
                 w::RequestVerdict::Pass => Ok(Step::Pass),
                 w::RequestVerdict::Rewrite(r) => Ok(Step::Rewrite(r)),
                 w::RequestVerdict::Deny(d) => Ok(Step::Deny(d)),
                 w::RequestVerdict::Respond(r) => Ok(Step::Respond(r)),
-            });
-            match apply(p, out, &mut reports, VerdictKind::Rewrite) {
-                Applied::Continue(Some(r)) => value = r,
-                Applied::Continue(None) => {}
-                Applied::Stop(outcome) => {
-                    return finish(
-                        outcome.map_value(|_| value.into()),
-                        reports,
-                        started,
-                        &state,
-                    );
-                }
-            }
-        }
-        finish(
-            Outcome::Continue {
-                value: value.into(),
             },
-            reports,
-            started,
-            &state,
-        )
+        );
+        run.map(LlmRequest::from)
     }
 
     /// Run `on-llm-response` on a provider outcome. A rewrite of an error outcome turns it into
@@ -357,40 +336,19 @@ impl Chain {
         request: LlmRequest,
         outcome: LlmOutcome,
     ) -> ChainRun<Outcome<LlmOutcome>> {
-        let state = self.snapshot();
-        let started = Instant::now();
-        let wctx = call_context(ctx);
-        let wreq: w::LlmRequest = request.into();
-        let original = outcome.clone();
-        let mut value: w::LlmOutcome = outcome.into();
-        let mut rewritten = false;
-        let mut reports = Vec::new();
-        for m in active(&state, Hook::LlmResponse) {
-            let p = &m.policy;
-            let out = p.call(target(ctx), "on-llm-response", |h, s| {
-                h.call_on_llm_response(s, &wctx, &wreq, &value)
-            });
-            let out = map_output(out, |v| match v {
+        let wreq = w::LlmRequest::from(request);
+        let run = self.run_hook(
+            Hook::LlmResponse,
+            ctx,
+            w::LlmOutcome::from(outcome),
+            |h, s, c, v| h.call_on_llm_response(s, c, &wreq, v),
+            |v| match v {
                 w::ResponseVerdict::Pass => Ok(Step::Pass),
-                w::ResponseVerdict::Rewrite(r) => Ok(Step::Rewrite(r)),
+                w::ResponseVerdict::Rewrite(r) => Ok(Step::Rewrite(w::LlmOutcome::Ok(r))),
                 w::ResponseVerdict::Deny(d) => Ok(Step::Deny(d)),
-            });
-            match apply(p, out, &mut reports, VerdictKind::Rewrite) {
-                Applied::Continue(Some(r)) => {
-                    value = w::LlmOutcome::Ok(r);
-                    rewritten = true;
-                }
-                Applied::Continue(None) => {}
-                Applied::Stop(outcome) => {
-                    return finish(outcome.map_value(|_| original), reports, started, &state);
-                }
-            }
-        }
-        let value = match (rewritten, value) {
-            (true, w::LlmOutcome::Ok(r)) => LlmOutcome::Ok(r.into()),
-            _ => original,
-        };
-        finish(Outcome::Continue { value }, reports, started, &state)
+            },
+        );
+        run.map(LlmOutcome::from)
     }
 
     /// Start a stream: every chunk of one streamed answer goes through the returned session,
@@ -409,17 +367,12 @@ impl Chain {
 
     /// Run `on-tool-call`.
     pub fn on_tool_call(&self, ctx: &CallContext, call: ToolCall) -> ChainRun<Outcome<ToolCall>> {
-        let state = self.snapshot();
-        let started = Instant::now();
-        let wctx = call_context(ctx);
-        let mut value: w::ToolCall = call.into();
-        let mut reports = Vec::new();
-        for m in active(&state, Hook::ToolCall) {
-            let p = &m.policy;
-            let out = p.call(target(ctx), "on-tool-call", |h, s| {
-                h.call_on_tool_call(s, &wctx, &value)
-            });
-            let out = map_output(out, |v| match v {
+        let run = self.run_hook(
+            Hook::ToolCall,
+            ctx,
+            w::ToolCall::from(call),
+            |h, s, c, v| h.call_on_tool_call(s, c, v),
+            |v| match v {
                 w::ToolVerdict::Pass => Ok(Step::Pass),
                 w::ToolVerdict::Rewrite(c) => Ok(Step::Rewrite(c)),
                 w::ToolVerdict::Deny(d) => Ok(Step::Deny(d)),
@@ -430,28 +383,9 @@ impl Chain {
                         Err("answered `fallback` with a value that is not JSON".to_owned())
                     }
                 }
-            });
-            match apply(p, out, &mut reports, VerdictKind::Rewrite) {
-                Applied::Continue(Some(c)) => value = c,
-                Applied::Continue(None) => {}
-                Applied::Stop(outcome) => {
-                    return finish(
-                        outcome.map_value(|_| value.into()),
-                        reports,
-                        started,
-                        &state,
-                    );
-                }
-            }
-        }
-        finish(
-            Outcome::Continue {
-                value: value.into(),
             },
-            reports,
-            started,
-            &state,
-        )
+        );
+        run.map(ToolCall::from)
     }
 
     /// Run `on-tool-result`.
@@ -461,43 +395,65 @@ impl Chain {
         call: ToolCall,
         outcome: ToolOutcome,
     ) -> ChainRun<Outcome<ToolOutcome>> {
-        let state = self.snapshot();
-        let started = Instant::now();
-        let wctx = call_context(ctx);
-        let wcall: w::ToolCall = call.into();
-        let mut value: w::ToolOutcome = outcome.into();
-        let mut reports = Vec::new();
-        for m in active(&state, Hook::ToolResult) {
-            let p = &m.policy;
-            let out = p.call(target(ctx), "on-tool-result", |h, s| {
-                h.call_on_tool_result(s, &wctx, &wcall, &value)
-            });
-            let out = map_output(out, |v| match v {
+        let wcall = w::ToolCall::from(call);
+        let run = self.run_hook(
+            Hook::ToolResult,
+            ctx,
+            w::ToolOutcome::from(outcome),
+            |h, s, c, v| h.call_on_tool_result(s, c, &wcall, v),
+            |v| match v {
                 w::ResultVerdict::Pass => Ok(Step::Pass),
                 w::ResultVerdict::Rewrite(o) => Ok(Step::Rewrite(o)),
                 w::ResultVerdict::Deny(d) => Ok(Step::Deny(d)),
+            },
+        );
+        run.map(ToolOutcome::from)
+    }
+
+    /// Run one hook across the active policies of the current snapshot, threading the value
+    /// (in the bindings' types) through rewrites.
+    fn run_hook<W, V>(
+        &self,
+        hook: Hook,
+        ctx: &CallContext,
+        mut value: W,
+        call: impl Fn(&Guest, &mut Store<PolicyCtx>, &w::CallContext, &W) -> wasmtime::Result<V>,
+        step: impl Fn(V) -> Result<Step<W>, String>,
+    ) -> ChainRun<Outcome<W>> {
+        let state = self.snapshot();
+        let started = Instant::now();
+        let wctx = call_context(ctx);
+        let mut reports = Vec::new();
+        for m in active(&state, hook) {
+            let p = &m.policy;
+            let out = p.call(target(ctx), hook.function_name(), |h, s| {
+                call(h, s, &wctx, &value)
             });
-            match apply(p, out, &mut reports, VerdictKind::Rewrite) {
-                Applied::Continue(Some(o)) => value = o,
+            match apply(
+                p,
+                map_output(out, &step),
+                &mut reports,
+                VerdictKind::Rewrite,
+            ) {
+                Applied::Continue(Some(v)) => value = v,
                 Applied::Continue(None) => {}
                 Applied::Stop(outcome) => {
-                    return finish(
-                        outcome.map_value(|_| value.into()),
-                        reports,
-                        started,
-                        &state,
-                    );
+                    return finish(outcome.map_value(|_| value), reports, started, &state);
                 }
             }
         }
-        finish(
-            Outcome::Continue {
-                value: value.into(),
-            },
-            reports,
-            started,
-            &state,
-        )
+        finish(Outcome::Continue { value }, reports, started, &state)
+    }
+}
+
+impl<T> ChainRun<Outcome<T>> {
+    fn map<U>(self, f: impl FnOnce(T) -> U) -> ChainRun<Outcome<U>> {
+        ChainRun {
+            outcome: self.outcome.map_value(f),
+            policies: self.policies,
+            latency_ns: self.latency_ns,
+            generation: self.generation,
+        }
     }
 }
 

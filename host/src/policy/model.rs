@@ -44,6 +44,18 @@ impl Hook {
         }
     }
 
+    /// The name of the exported WIT function for this hook.
+    pub fn function_name(self) -> &'static str {
+        match self {
+            Hook::AgentStart => "on-agent-start",
+            Hook::LlmRequest => "on-llm-request",
+            Hook::LlmResponse => "on-llm-response",
+            Hook::LlmChunk => "on-llm-chunk",
+            Hook::ToolCall => "on-tool-call",
+            Hook::ToolResult => "on-tool-result",
+        }
+    }
+
     /// Parse a kebab-case hook name.
     pub fn parse(name: &str) -> Option<Hook> {
         Hook::ALL.into_iter().find(|h| h.as_str() == name)
@@ -674,6 +686,34 @@ impl From<LlmOutcome> for w::LlmOutcome {
         match o {
             LlmOutcome::Ok(r) => w::LlmOutcome::Ok(r.into()),
             LlmOutcome::Error(e) => w::LlmOutcome::Error(w::ProviderError {
+                kind: e.kind.into(),
+                status: e.status,
+                message: e.message,
+                retry_after_ms: e.retry_after_ms,
+            }),
+        }
+    }
+}
+
+impl From<w::ProviderErrorKind> for ProviderErrorKind {
+    fn from(k: w::ProviderErrorKind) -> Self {
+        match k {
+            w::ProviderErrorKind::RateLimited => ProviderErrorKind::RateLimited,
+            w::ProviderErrorKind::ServerError => ProviderErrorKind::ServerError,
+            w::ProviderErrorKind::Timeout => ProviderErrorKind::Timeout,
+            w::ProviderErrorKind::Connection => ProviderErrorKind::Connection,
+            w::ProviderErrorKind::InvalidRequest => ProviderErrorKind::InvalidRequest,
+            w::ProviderErrorKind::Authentication => ProviderErrorKind::Authentication,
+            w::ProviderErrorKind::Other => ProviderErrorKind::Other,
+        }
+    }
+}
+
+impl From<w::LlmOutcome> for LlmOutcome {
+    fn from(o: w::LlmOutcome) -> Self {
+        match o {
+            w::LlmOutcome::Ok(r) => LlmOutcome::Ok(r.into()),
+            w::LlmOutcome::Error(e) => LlmOutcome::Error(ProviderError {
                 kind: e.kind.into(),
                 status: e.status,
                 message: e.message,
