@@ -214,6 +214,15 @@ fn policy_check_refuses_bad_files_with_one_line_naming_the_file() {
         assert_eq!(err.lines().count(), 1, "{file}: {err}");
         assert!(err.contains(file) && err.contains(reason), "{file}: {err}");
         assert!(stdout(&out).is_empty());
+        // With --json the same verdict is also on stdout, as JSON.
+        let json = ironhost(&["policy", "check", file, "--json"], d);
+        assert_eq!(json.status.code(), Some(2));
+        let v: serde_json::Value = serde_json::from_str(&stdout(&json)).expect("JSON verdict");
+        assert_eq!(v["valid"], false);
+        assert!(
+            v["error"].as_str().is_some_and(|e| e.contains(reason)),
+            "{v}"
+        );
     }
 }
 

@@ -247,6 +247,16 @@ struct CheckReport {
 }
 
 fn check(args: CheckArgs) -> Result<u8, CliError> {
+    let result = check_file(&args);
+    if let (Err(e), true) = (&result, args.json) {
+        // JSON consumers get the verdict on stdout too; the one-line reason still goes to stderr.
+        let verdict = serde_json::json!({"file": args.file, "valid": false, "error": e.message});
+        println!("{verdict}");
+    }
+    result
+}
+
+fn check_file(args: &CheckArgs) -> Result<u8, CliError> {
     let path = &args.file;
     let bytes = std::fs::read(path)
         .map_err(|e| CliError::input(format!("{}: cannot read: {e}", path.display())))?;
