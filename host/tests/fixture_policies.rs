@@ -213,6 +213,21 @@ fn monitor_mode_records_denials_without_enforcing_them() {
 }
 
 #[test]
+fn verdicts_on_an_already_streamed_answer_are_recorded_not_applied() {
+    let chain = chain_of(vec![entry(fx::DENY_ALL)]);
+    let mut streamed = request("hello");
+    streamed.stream = true;
+    let answer = LlmOutcome::Ok(response("hi"));
+    let run = chain.on_llm_response(&ctx("streamed"), streamed, answer.clone());
+    assert_eq!(run.policies[0].verdict, VerdictKind::Deny);
+    assert!(!run.policies[0].enforced);
+    assert_eq!(continued(run.outcome), answer);
+    // The same answer to a non-streamed request is denied.
+    let run = chain.on_llm_response(&ctx("streamed"), request("hello"), answer);
+    assert_eq!(denial(run.outcome).0, "deny-all");
+}
+
+#[test]
 fn rewrite_changes_what_later_policies_and_the_caller_see() {
     let rewrite = with_caps(entry(fx::REWRITE), &[Capability::Events, Capability::State]);
     let chain = chain_of(vec![rewrite]);

@@ -291,7 +291,7 @@ impl Chain {
                 w::StartVerdict::StartWith(e) => Ok(Step::Rewrite(e)),
                 w::StartVerdict::Deny(d) => Ok(Step::Deny(d)),
             });
-            match apply(p, out, &mut reports, VerdictKind::StartWith) {
+            match apply(p, out, &mut reports, VerdictKind::StartWith, false) {
                 Applied::Continue(Some(e)) => effects.env.extend(StartEffects::from(e).env),
                 Applied::Continue(None) => {}
                 Applied::Stop(outcome) => {
@@ -324,18 +324,21 @@ impl Chain {
                 w::RequestVerdict::Deny(d) => Ok(Step::Deny(d)),
                 w::RequestVerdict::Respond(r) => Ok(Step::Respond(r)),
             },
+            false,
         );
         run.map(LlmRequest::from)
     }
 
     /// Run `on-llm-response` on a provider outcome. A rewrite of an error outcome turns it into
-    /// a response.
+    /// a response. For a streamed request (the answer assembled after the last chunk, already
+    /// delivered) verdicts are recorded, not applied.
     pub fn on_llm_response(
         &self,
         ctx: &CallContext,
         request: LlmRequest,
         outcome: LlmOutcome,
     ) -> ChainRun<Outcome<LlmOutcome>> {
+        let streamed = request.stream;
         let wreq = w::LlmRequest::from(request);
         let run = self.run_hook(
             Hook::LlmResponse,
@@ -347,6 +350,7 @@ impl Chain {
                 w::ResponseVerdict::Rewrite(r) => Ok(Step::Rewrite(w::LlmOutcome::Ok(r))),
                 w::ResponseVerdict::Deny(d) => Ok(Step::Deny(d)),
             },
+            streamed,
         );
         run.map(LlmOutcome::from)
     }
@@ -384,6 +388,7 @@ impl Chain {
                     }
                 }
             },
+            false,
         );
         run.map(ToolCall::from)
     }
@@ -406,6 +411,7 @@ impl Chain {
                 w::ResultVerdict::Rewrite(o) => Ok(Step::Rewrite(o)),
                 w::ResultVerdict::Deny(d) => Ok(Step::Deny(d)),
             },
+            false,
         );
         run.map(ToolOutcome::from)
     }
@@ -419,6 +425,7 @@ impl Chain {
         mut value: W,
         call: impl Fn(&Guest, &mut Store<PolicyCtx>, &w::CallContext, &W) -> wasmtime::Result<V>,
         step: impl Fn(V) -> Result<Step<W>, String>,
+        record_only: bool,
     ) -> ChainRun<Outcome<W>> {
         let state = self.snapshot();
         let started = Instant::now();
@@ -434,6 +441,7 @@ impl Chain {
                 map_output(out, &step),
                 &mut reports,
                 VerdictKind::Rewrite,
+                record_only,
             ) {
                 Applied::Continue(Some(v)) => value = v,
                 Applied::Continue(None) => {}
@@ -519,8 +527,14 @@ fn apply<W>(
     out: CallOutput<Step<W>>,
     reports: &mut Vec<PolicyReport>,
     rewrite_kind: VerdictKind,
+    record_only: bool,
 ) -> Applied<W> {
-    let mode = p.entry.failure_mode;
+    // Recording only is what monitor mode does, whatever the policy's own mode.
+    let mode = if record_only {
+        FailureMode::Monitor
+    } else {
+        p.entry.failure_mode
+    };
     let enforce = mode != FailureMode::Monitor;
     let mut report = PolicyReport {
         policy: p.name.clone(),
@@ -690,7 +704,7 @@ impl ChainStream {
             if last {
                 released.push_str(&std::mem::take(&mut still_held));
             }
-            match apply(p, out, &mut reports, VerdictKind::Release) {
+            match apply(p, out, &mut reports, VerdictKind::Release, false) {
                 Applied::Stop(outcome) => {
                     self.done = true;
                     return finish(

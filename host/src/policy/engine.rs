@@ -33,7 +33,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             cache_dir: Some(default_cache_dir()),
-            max_instances: 256,
+            max_instances: 1000,
         }
     }
 }
