@@ -39,13 +39,6 @@ pub const WIT_VERSION: &str = "0.1.0";
 /// Generated bindings for the `ironhost:policy` world. Policy authors normally use [`types`]
 /// and the capability modules re-exported below instead.
 #[doc(hidden)]
-#[cfg_attr(
-    target_arch = "wasm32",
-    expect(
-        unsafe_code,
-        reason = "generated canonical-ABI glue; the safe API is the Policy trait"
-    )
-)]
 pub mod bindings {
     wit_bindgen::generate!({
         path: "../wit/v0.1.0",
