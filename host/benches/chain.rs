@@ -50,6 +50,7 @@ fn request_2kb() -> LlmRequest {
         temperature: Some(0.2),
         stream: false,
         extra: "{}".into(),
+        credential: None,
     }
 }
 

@@ -9,7 +9,7 @@ fn ironhost(args: &[&str], cwd: &Path) -> Output {
     Command::new(env!("CARGO_BIN_EXE_ironhost"))
         .args(args)
         .current_dir(cwd)
-        .env("IRONHOST_HOME", cwd.join(".ironhost"))
+        .env("IRONHOST_CACHE_DIR", cwd.join("cache"))
         .output()
         .expect("runs")
 }
@@ -370,4 +370,71 @@ fn policy_run_rejects_an_unknown_hook_and_bad_config() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn policy_run_goes_on_after_a_line_that_is_not_utf8() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut input = Vec::new();
+    input.extend_from_slice(b"{\"name\":\"search\"}\n");
+    input.extend_from_slice(b"{\"name\":\"caf\xe9\"}\n");
+    input.extend_from_slice(b"{\"name\":\"lookup\"}\r\n");
+    std::fs::write(dir.path().join("calls.jsonl"), input).expect("write");
+    let out = ironhost(
+        &[
+            "policy",
+            "run",
+            fx::ALLOW_ALL,
+            "--hook",
+            "tool-call",
+            "--input",
+            "calls.jsonl",
+        ],
+        dir.path(),
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let lines: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON"))
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[0]["value"]["name"], "search");
+    assert!(
+        lines[1]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("not UTF-8")),
+        "{}",
+        lines[1]
+    );
+    assert_eq!(lines[2]["value"]["name"], "lookup");
+    assert!(
+        stderr(&out).contains("calls.jsonl:2: not UTF-8"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn policy_run_accepts_a_null_tool_result() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("results.jsonl"),
+        "{\"call\":{\"name\":\"f\"},\"result\":null}\n",
+    )
+    .expect("write");
+    let out = ironhost(
+        &[
+            "policy",
+            "run",
+            fx::ALLOW_ALL,
+            "--hook",
+            "tool-result",
+            "--input",
+            "results.jsonl",
+        ],
+        dir.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let line: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
+    assert_eq!(line["value"]["ok"], "null");
 }

@@ -85,6 +85,7 @@ fn request(text: &str) -> LlmRequest {
         temperature: None,
         stream: false,
         extra: "{}".into(),
+        credential: None,
     }
 }
 
@@ -98,6 +99,7 @@ fn response(text: &str) -> LlmResponse {
             input_tokens: 10,
             output_tokens: 5,
             cached_input_tokens: 0,
+            cache_write_input_tokens: 0,
         }),
     }
 }
@@ -230,6 +232,24 @@ fn verdicts_on_an_already_streamed_answer_are_recorded_not_applied() {
 #[test]
 fn rewrite_changes_what_later_policies_and_the_caller_see() {
     let rewrite = with_caps(entry(fx::REWRITE), &[Capability::Events, Capability::State]);
+    // A later policy sees the rewritten request: this guard denies the redaction marker.
+    let mut guard = with_caps(entry(fx::KEYWORD_GUARD), &[Capability::Config]);
+    guard.config = serde_json::json!({"keyword": "[redacted] and your [redacted]"});
+    let guarded = chain_of(vec![rewrite.clone(), guard]);
+    let run = guarded.on_llm_request(
+        &ctx("rewrite-guarded"),
+        request("my secret and your secret"),
+    );
+    assert_eq!(denial(run.outcome).0, "keyword-guard");
+    assert_eq!(
+        continued(
+            guarded
+                .on_llm_request(&ctx("rewrite-guarded"), request("x"))
+                .outcome
+        ),
+        request("x")
+    );
+
     let chain = chain_of(vec![rewrite]);
     let agent = "rewrite-agent";
     let run = chain.on_llm_request(&ctx(agent), request("my secret and your secret"));
@@ -288,14 +308,12 @@ fn rewrite_catches_a_word_split_across_stream_chunks() {
         });
         emitted.push(continued(run.outcome));
     }
-    // No emitted piece ever carries a fragment of the word; the whole text is redacted.
-    assert!(
-        emitted
-            .iter()
-            .all(|e| !e.contains("se") || e.contains("[redacted]")),
-        "{emitted:?}"
+    // A possible start of the word is held back until the next chunk decides it, so no
+    // fragment of it is ever released, and nothing else is held longer than needed.
+    assert_eq!(
+        emitted,
+        ["the ", "", "[redacted] is o", "ut, ", "[redacted]"]
     );
-    assert_eq!(emitted.concat(), "the [redacted] is out, [redacted]");
     // After the last chunk the stream is finished.
     let after = stream.push(LlmChunk {
         index: 9,
@@ -383,13 +401,16 @@ fn trap_follows_each_failure_mode() {
 
     let closed = chain_of(vec![trap(FailureMode::FailClosed)]);
     let run = closed.on_llm_request(&ctx("trap"), request("boom"));
+    let failure = run.policies[0].failure.clone().expect("a failure");
+    assert!(
+        failure.message.contains("fixture trap on purpose"),
+        "the report keeps the panic message: {}",
+        failure.message
+    );
     let (_, d) = denial(run.outcome);
     assert_eq!(d.code, POLICY_FAILED);
-    assert!(
-        d.message.contains("fixture trap on purpose"),
-        "the panic message is kept: {}",
-        d.message
-    );
+    // The agent sees the kind of failure, never the policy's own output.
+    assert_eq!(d.message, "policy `trap` failed: it trapped");
     assert_eq!(
         run.policies[0].failure.as_ref().map(|f| f.kind),
         Some(FailureKind::Trap)
@@ -550,7 +571,17 @@ fn hot_swap_lets_calls_in_flight_finish_on_the_old_chain() {
         let chain = chain.clone();
         std::thread::spawn(move || chain.on_llm_request(&ctx("swap"), request("hello")))
     };
-    std::thread::sleep(Duration::from_millis(50));
+    // Wait until the call has taken the policy's warm instance: it is then running on the
+    // snapshot it started with.
+    let slow_policy = chain.snapshot().members[0].policy.clone();
+    let waiting = Instant::now();
+    while slow_policy.warm_instances() > 0 {
+        assert!(
+            waiting.elapsed() < Duration::from_secs(5),
+            "the call never started"
+        );
+        std::thread::yield_now();
+    }
     let deny = admit_policy(&host().engine, &entry(fx::DENY_ALL)).expect("admitted");
     let after = chain.swap_bundle("swapped", vec![deny]);
     assert!(after > before);
@@ -676,7 +707,7 @@ fn walk(dir: &std::path::Path) -> Vec<PathBuf> {
 }
 
 #[test]
-fn a_bundle_is_admitted_in_order_or_not_at_all() {
+fn a_bundle_is_admitted_whole_in_order_or_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
     let manifest = format!(
         "[bundle]\nname = \"t\"\n\n[[policy]]\ncomponent = {:?}\n\n[[policy]]\ncomponent = {:?}\nfailure-mode = \"monitor\"\n",
@@ -715,5 +746,213 @@ fn a_bundle_is_admitted_in_order_or_not_at_all() {
     assert!(
         err.to_string().contains("`allow-all` is already used"),
         "{err}"
+    );
+}
+
+#[test]
+fn policies_that_passed_a_request_are_told_when_it_is_abandoned() {
+    let rewrite = with_caps(entry(fx::REWRITE), &[Capability::Events, Capability::State]);
+    let chain = chain_of(vec![rewrite, entry(fx::ALLOW_ALL), entry(fx::DENY_ALL)]);
+    let agent = "abandon-agent";
+    let run = chain.on_llm_request(&ctx(agent), request("hello"));
+    let verdicts: Vec<_> = run
+        .policies
+        .iter()
+        .map(|r| (r.policy.as_str(), r.verdict))
+        .collect();
+    // deny-all stopped the call; the two before it were told, latest first.
+    assert_eq!(
+        verdicts,
+        [
+            ("rewrite", VerdictKind::Pass),
+            ("allow-all", VerdictKind::Pass),
+            ("deny-all", VerdictKind::Deny),
+            ("allow-all", VerdictKind::Notified),
+            ("rewrite", VerdictKind::Notified),
+        ]
+    );
+    let told = run
+        .events()
+        .find(|e| e.kind == "fixture.abandoned")
+        .expect("rewrite was told");
+    assert_eq!(told.detail["code"], "denied_by_fixture");
+    assert_eq!(told.detail["by"], "deny-all");
+    assert_eq!(denial(run.outcome).0, "deny-all");
+
+    // A policy answering the request itself abandons it too, with code `responded`.
+    let chain = chain_of(vec![
+        entry(fx::ALLOW_ALL),
+        with_caps(entry(fx::REWRITE), &[Capability::Events, Capability::State]),
+    ]);
+    let run = chain.on_llm_request(&ctx(agent), request("canned please"));
+    assert!(matches!(run.outcome, Outcome::Respond { .. }));
+    assert_eq!(
+        run.policies.last().map(|r| (r.policy.as_str(), r.verdict)),
+        Some(("allow-all", VerdictKind::Notified))
+    );
+
+    // The host can also report an abandonment itself (the agent gave up).
+    let chain = chain_of(vec![with_caps(
+        entry(fx::REWRITE),
+        &[Capability::Events, Capability::State],
+    )]);
+    let reason = Denial {
+        code: "cancelled".into(),
+        message: "agent stopped".into(),
+        retry_after_ms: None,
+    };
+    let run = chain.on_llm_abandoned(&ctx(agent), request("x"), reason, None, None);
+    assert_eq!(
+        run.events().next().map(|e| e.detail["code"].clone()),
+        Some(serde_json::json!("cancelled"))
+    );
+    let key = StateKey {
+        policy: "rewrite".into(),
+        agent: Some(agent.into()),
+        key: "abandoned".into(),
+    };
+    assert_eq!(host().state.get(&key).as_deref(), Some("2"));
+}
+
+#[test]
+fn a_rewrite_outside_what_the_hook_allows_is_a_policy_failure() {
+    let chain = chain_of(vec![with_caps(
+        entry(fx::REWRITE),
+        &[Capability::Events, Capability::State],
+    )]);
+    let run = chain.on_tool_call(&ctx("bad-rewrite"), tool("rename"));
+    let failure = run.policies[0].failure.clone().expect("a failure");
+    assert_eq!(failure.kind, FailureKind::BadVerdict);
+    assert!(
+        failure.message.contains("only `arguments` may change"),
+        "{}",
+        failure.message
+    );
+    let (_, d) = denial(run.outcome);
+    assert_eq!(
+        d.message,
+        "policy `rewrite` failed: it gave an answer the host cannot accept"
+    );
+}
+
+#[test]
+fn a_streamed_call_that_failed_can_still_be_denied_or_answered() {
+    let chain = chain_of(vec![entry(fx::DENY_ALL)]);
+    let mut streamed = request("hello");
+    streamed.stream = true;
+    let failed = LlmOutcome::Error(ProviderError {
+        kind: ProviderErrorKind::RateLimited,
+        status: Some(429),
+        message: "slow down".into(),
+        retry_after_ms: Some(1000),
+    });
+    let run = chain.on_llm_response(&ctx("streamed-error"), streamed, failed);
+    assert!(run.policies[0].enforced);
+    assert_eq!(denial(run.outcome).0, "deny-all");
+}
+
+#[test]
+fn a_policy_cannot_sleep_past_its_deadline() {
+    let chain = chain_of(vec![with_caps(
+        entry(fx::SANDBOX_PROBE),
+        &[Capability::Events],
+    )]);
+    let started = Instant::now();
+    let run = chain.on_llm_request(&ctx("sleeper"), request("please sleep"));
+    let took = started.elapsed();
+    // The policy asked for two seconds; the sandbox refused at once.
+    assert!(took < Duration::from_millis(500), "took {took:?}");
+    let failure = run.policies[0].failure.clone().expect("a failure");
+    assert!(
+        failure.message.contains("may not sleep or wait"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(denial(run.outcome).1.code, POLICY_FAILED);
+}
+
+#[test]
+fn writing_to_stderr_on_every_call_never_breaks_a_policy() {
+    let chain = chain_of(vec![with_caps(
+        entry(fx::SANDBOX_PROBE),
+        &[Capability::Events],
+    )]);
+    for i in 0..100 {
+        let run = chain.on_llm_request(&ctx("noisy"), request("noisy"));
+        assert!(
+            run.policies[0].failure.is_none(),
+            "call {i}: {:?}",
+            run.policies[0].failure
+        );
+    }
+}
+
+#[test]
+fn a_secrets_allowlist_limits_which_names_a_policy_can_read() {
+    struct OneSecret;
+    impl ironhost::policy::host::SecretResolver for OneSecret {
+        fn get(&self, _env: &str, name: &str) -> Option<String> {
+            (name == "OPENAI_API_KEY").then(|| "sk-test".to_owned())
+        }
+    }
+    let services = HostServices {
+        secrets: Arc::new(OneSecret),
+        ..HostServices::default()
+    };
+    let engine = PolicyEngine::new(
+        EngineOptions {
+            cache_dir: None,
+            max_instances: 16,
+        },
+        services,
+    )
+    .expect("engine");
+    let admit = |allow: Option<&[&str]>| {
+        let mut e = with_caps(entry(fx::UNGRANTED), &[Capability::Secrets]);
+        e.secrets = allow.map(|names| names.iter().map(|n| n.to_string()).collect());
+        Chain::new("t", vec![admit_policy(&engine, &e).expect("admitted")])
+    };
+    // The fixture passes when it can read OPENAI_API_KEY and denies with `no_key` otherwise.
+    let all = admit(None);
+    assert!(matches!(
+        all.on_llm_request(&ctx("s"), request("x")).outcome,
+        Outcome::Continue { .. }
+    ));
+    let listed = admit(Some(&["OPENAI_API_KEY"]));
+    assert!(matches!(
+        listed.on_llm_request(&ctx("s"), request("x")).outcome,
+        Outcome::Continue { .. }
+    ));
+    let other = admit(Some(&["ANTHROPIC_API_KEY"]));
+    assert_eq!(
+        denial(other.on_llm_request(&ctx("s"), request("x")).outcome)
+            .1
+            .code,
+        "no_key"
+    );
+}
+
+#[test]
+fn the_compile_cache_is_refused_when_others_can_write_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let shared = dir.path().join("shared");
+    std::fs::create_dir(&shared).expect("mkdir");
+    std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+    let options = EngineOptions {
+        cache_dir: Some(shared.clone()),
+        max_instances: 16,
+    };
+    let engine = PolicyEngine::new(options, HostServices::default()).expect("engine still works");
+    assert_eq!(engine.cache_dir(), None);
+    let bytes = std::fs::read(fx::ALLOW_ALL).expect("fixture");
+    assert_eq!(
+        engine.compile(&bytes).expect("compiles").1,
+        CompileSource::Compiled
+    );
+    assert_eq!(
+        walk(&shared).len(),
+        0,
+        "nothing was written to the shared directory"
     );
 }

@@ -85,7 +85,9 @@ pub trait Policy {
         RequestVerdict::Pass
     }
 
-    /// A non-streamed LLM call finished or failed.
+    /// An LLM call finished or failed. Also called once after a streamed answer ends, with the
+    /// answer assembled from the chunks (`request.stream` is true); that answer has already
+    /// reached the agent, so verdicts on it are recorded but not applied.
     fn on_llm_response(
         _ctx: CallContext,
         _request: LlmRequest,
@@ -98,6 +100,10 @@ pub trait Policy {
     fn on_llm_chunk(_ctx: CallContext, _state: StreamState, _chunk: LlmChunk) -> ChunkVerdict {
         ChunkVerdict::Pass
     }
+
+    /// A call whose request this policy passed ended without `on_llm_response` (a later
+    /// policy denied or answered it, or the agent gave up): release what the request reserved.
+    fn on_llm_abandoned(_ctx: CallContext, _request: LlmRequest, _abandonment: Abandonment) {}
 
     /// A tool function is about to run.
     fn on_tool_call(_ctx: CallContext, _call: ToolCall) -> ToolVerdict {
@@ -190,6 +196,13 @@ macro_rules! export_policy {
                     chunk: LlmChunk,
                 ) -> ChunkVerdict {
                     <$policy as $crate::Policy>::on_llm_chunk(ctx, state, chunk)
+                }
+                fn on_llm_abandoned(
+                    ctx: CallContext,
+                    request: LlmRequest,
+                    abandonment: Abandonment,
+                ) {
+                    <$policy as $crate::Policy>::on_llm_abandoned(ctx, request, abandonment)
                 }
                 fn on_tool_call(ctx: CallContext, call: ToolCall) -> ToolVerdict {
                     <$policy as $crate::Policy>::on_tool_call(ctx, call)

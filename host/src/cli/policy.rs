@@ -11,14 +11,14 @@ use serde::{Deserialize, Serialize};
 use super::CliError;
 use crate::policy::admission::{self, PROBE_AGENT};
 use crate::policy::bundle::{Bundle, PolicyEntry};
-use crate::policy::chain::{Chain, ChainStream, Outcome};
+use crate::policy::chain::{Chain, ChainRun, ChainStream, Outcome};
 use crate::policy::engine::{EngineOptions, PolicyEngine};
 use crate::policy::host::HostServices;
 use crate::policy::inspect::{self, ComponentSummary};
 use crate::policy::instance::{CallTarget, LoadedPolicy};
 use crate::policy::model::{
-    AgentInfo, CallContext, Capability, Hook, LlmOutcome, LlmRequest, LlmResponse, PolicyInfo,
-    ProviderError, ToolCall, ToolError, ToolOutcome,
+    AgentInfo, CallContext, Capability, Denial, Hook, LlmOutcome, LlmRequest, LlmResponse,
+    PolicyInfo, ProviderError, ToolCall, ToolError, ToolOutcome, Usage,
 };
 
 /// `ironhost policy ...`
@@ -343,10 +343,28 @@ struct ResponseInput {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct AbandonedInput {
+    request: LlmRequest,
+    reason: Denial,
+    #[serde(default)]
+    by_policy: Option<String>,
+    #[serde(default)]
+    usage: Option<Usage>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct ToolResultInput {
     call: ToolCall,
+    /// Present (even as `null`) or absent.
+    #[serde(default, deserialize_with = "present")]
     result: Option<serde_json::Value>,
     error: Option<ToolError>,
+}
+
+/// Deserialize a field that is present, whatever its value (`null` included), as `Some`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(d).map(Some)
 }
 
 /// One line of `policy run` output.
@@ -397,11 +415,18 @@ fn run_inputs(args: RunArgs) -> Result<u8, CliError> {
     let mut out = std::io::stdout().lock();
     let mut bad_lines = 0usize;
     let mut stream: Option<ChainStream> = None;
-    for (i, line) in reader.lines().enumerate() {
+    for (i, raw) in reader.split(b'\n').enumerate() {
         let n = i + 1;
-        let line =
-            line.map_err(|e| CliError::input(format!("{input_name}:{n}: cannot read: {e}")))?;
-        if line.trim().is_empty() {
+        let raw =
+            raw.map_err(|e| CliError::input(format!("{input_name}:{n}: cannot read: {e}")))?;
+        // A line that is not UTF-8 is one bad line, not the end of the run.
+        let decoded = String::from_utf8(raw).map_err(|e| {
+            format!(
+                "not UTF-8 (invalid byte at column {})",
+                e.utf8_error().valid_up_to() + 1
+            )
+        });
+        if decoded.as_ref().is_ok_and(|l| l.trim().is_empty()) {
             continue;
         }
         let ctx = CallContext {
@@ -410,16 +435,19 @@ fn run_inputs(args: RunArgs) -> Result<u8, CliError> {
             environment: "dev".to_owned(),
             attempt: 0,
         };
-        let written = match run_line(
-            &chain,
-            args.hook,
-            n,
-            &line,
-            &ctx,
-            &args.agent,
-            &mut stream,
-            &mut out,
-        ) {
+        let result = decoded.and_then(|line| {
+            run_line(
+                &chain,
+                args.hook,
+                n,
+                line.trim_end_matches('\r'),
+                &ctx,
+                &args.agent,
+                &mut stream,
+                &mut out,
+            )
+        });
+        let written = match result {
             Ok(w) => w,
             Err(reason) => {
                 bad_lines += 1;
@@ -514,6 +542,23 @@ fn run_line(
             if last || !matches!(run.outcome, Outcome::Continue { .. }) {
                 *stream = None;
             }
+            emit(out, hook, n, &run)
+        }
+        Hook::LlmAbandoned => {
+            let input: AbandonedInput = parse(hook, line)?;
+            let run = chain.on_llm_abandoned(
+                ctx,
+                input.request,
+                input.reason,
+                input.by_policy,
+                input.usage,
+            );
+            let run = ChainRun {
+                outcome: Outcome::Continue { value: () },
+                policies: run.policies,
+                latency_ns: run.latency_ns,
+                generation: run.generation,
+            };
             emit(out, hook, n, &run)
         }
         Hook::ToolCall => emit(out, hook, n, &chain.on_tool_call(ctx, parse(hook, line)?)),

@@ -257,6 +257,7 @@ fn probe(policy: &LoadedPolicy, target: CallTarget<'_>) -> Result<(), (Hook, Pol
         temperature: None,
         stream: false,
         extra: "{}".to_owned(),
+        credential: None,
     };
     let response = w::LlmResponse {
         id: "probe-response".to_owned(),
@@ -270,6 +271,7 @@ fn probe(policy: &LoadedPolicy, target: CallTarget<'_>) -> Result<(), (Hook, Pol
             input_tokens: 20,
             output_tokens: 2,
             cached_input_tokens: 0,
+            cache_write_input_tokens: 0,
         }),
     };
     let tool = w::ToolCall {
@@ -326,6 +328,22 @@ fn probe(policy: &LoadedPolicy, target: CallTarget<'_>) -> Result<(), (Hook, Pol
                     })
                     .result
                     .map(drop)
+            }
+            Hook::LlmAbandoned => {
+                let abandonment = w::Abandonment {
+                    reason: w::Denial {
+                        code: "probe".to_owned(),
+                        message: "admission probe".to_owned(),
+                        retry_after_ms: None,
+                    },
+                    by_policy: None,
+                    usage: None,
+                };
+                policy
+                    .call(target, Hook::LlmAbandoned.function_name(), |h, s| {
+                        h.call_on_llm_abandoned(s, &ctx, &request, &abandonment)
+                    })
+                    .result
             }
             Hook::ToolCall => policy
                 .call(target, "on-tool-call", |h, s| {

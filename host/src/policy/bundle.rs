@@ -8,6 +8,7 @@
 //! component = "pii_redact.wasm"    # path relative to the bundle directory
 //! name = "pii-redact"              # optional; defaults to the component's own name
 //! capabilities = ["log", "events"] # grants; anything else the component imports is refused
+//! secrets = ["OPENAI_API_KEY"]     # optional, with the `secrets` capability: the names allowed
 //! failure-mode = "fail-closed"     # fail-closed (default) | fail-open | monitor
 //! enabled = true                   # optional, default true
 //! deadline-ms = 10                 # optional, default 10
@@ -69,6 +70,8 @@ pub struct PolicyEntry {
     pub component: PathBuf,
     /// Capabilities granted.
     pub capabilities: BTreeSet<Capability>,
+    /// With the `secrets` capability: the secret names the policy may read (`None`: all).
+    pub secrets: Option<BTreeSet<String>>,
     pub failure_mode: FailureMode,
     pub enabled: bool,
     pub deadline_ms: u64,
@@ -84,6 +87,7 @@ impl PolicyEntry {
             name: None,
             component,
             capabilities: BTreeSet::new(),
+            secrets: None,
             failure_mode: FailureMode::default(),
             enabled: true,
             deadline_ms: DEFAULT_DEADLINE_MS,
@@ -149,6 +153,7 @@ struct RawPolicy {
     name: Option<String>,
     #[serde(default)]
     capabilities: Vec<Capability>,
+    secrets: Option<Vec<String>>,
     #[serde(default)]
     failure_mode: FailureMode,
     #[serde(default = "yes")]
@@ -225,12 +230,28 @@ impl Bundle {
                     format!("{memory_mib} is out of range 1..={MAX_MEMORY_MIB}"),
                 ));
             }
+            let capabilities: BTreeSet<Capability> = p.capabilities.into_iter().collect();
+            if p.secrets.is_some() && !capabilities.contains(&Capability::Secrets) {
+                return Err(invalid(
+                    index,
+                    "secrets",
+                    "names secrets, but the `secrets` capability is not granted".into(),
+                ));
+            }
+            if let Some(bad) = p.secrets.iter().flatten().find(|n| n.trim().is_empty()) {
+                return Err(invalid(
+                    index,
+                    "secrets",
+                    format!("{bad:?} is not a secret name"),
+                ));
+            }
             let config = serde_json::to_value(&p.config)
                 .map_err(|e| invalid(index, "config", e.to_string()))?;
             policies.push(PolicyEntry {
                 name: p.name,
                 component: dir.join(&p.component),
-                capabilities: p.capabilities.into_iter().collect(),
+                capabilities,
+                secrets: p.secrets.map(|names| names.into_iter().collect()),
                 failure_mode: p.failure_mode,
                 enabled: p.enabled,
                 deadline_ms,
@@ -270,9 +291,10 @@ pub fn validate_name(name: &str) -> Result<(), String> {
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
+    let before = text.get(..offset).unwrap_or(text);
     let line = before.matches('\n').count() + 1;
-    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let column = before[line_start..].chars().count() + 1;
     (line, column)
 }
 

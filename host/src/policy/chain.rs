@@ -28,7 +28,7 @@ use super::host::{PolicyCtx, PolicyEvent};
 use super::instance::{CallOutput, CallTarget, FailureKind, LoadedPolicy, PolicyFailure};
 use super::model::{
     AgentInfo, CallContext, Denial, Hook, LlmChunk, LlmOutcome, LlmRequest, LlmResponse,
-    StartEffects, ToolCall, ToolOutcome,
+    StartEffects, ToolCall, ToolOutcome, Usage,
 };
 
 /// Most text one policy may hold back in a stream, in bytes.
@@ -48,6 +48,8 @@ pub enum VerdictKind {
     Fallback,
     Release,
     StartWith,
+    /// The policy was told that a call it passed ended (`on-llm-abandoned`).
+    Notified,
     /// The policy failed; see `failure`.
     Failed,
 }
@@ -283,12 +285,12 @@ impl Chain {
         let mut reports = Vec::new();
         for m in active(&state, Hook::AgentStart) {
             let p = &m.policy;
-            let out = p.call(tgt, "on-agent-start", |h, s| {
+            let out = p.call(tgt, Hook::AgentStart.function_name(), |h, s| {
                 h.call_on_agent_start(s, &wagent)
             });
             let out = map_output(out, |v| match v {
                 w::StartVerdict::Pass => Ok(Step::Pass),
-                w::StartVerdict::StartWith(e) => Ok(Step::Rewrite(e)),
+                w::StartVerdict::StartWith(e) => validate_env(&e.env).map(|()| Step::Rewrite(e)),
                 w::StartVerdict::Deny(d) => Ok(Step::Deny(d)),
             });
             match apply(p, out, &mut reports, VerdictKind::StartWith, false) {
@@ -307,40 +309,112 @@ impl Chain {
         )
     }
 
-    /// Run `on-llm-request`.
+    /// Run `on-llm-request`. When a policy denies or answers the request, the policies that
+    /// passed it before are told with `on-llm-abandoned` (their reports say `notified`).
     pub fn on_llm_request(
         &self,
         ctx: &CallContext,
         request: LlmRequest,
     ) -> ChainRun<Outcome<LlmRequest>> {
-        let run = self.run_hook(
+        let state = self.snapshot();
+        let original = (request.provider.clone(), request.stream);
+        let (mut run, value) = run_hook(
+            &state,
             Hook::LlmRequest,
             ctx,
             w::LlmRequest::from(request),
             |h, s, c, v| h.call_on_llm_request(s, c, v),
             |v| match v {
                 w::RequestVerdict::Pass => Ok(Step::Pass),
-                w::RequestVerdict::Rewrite(r) => Ok(Step::Rewrite(r)),
+                w::RequestVerdict::Rewrite(r) => {
+                    validate_request(&r, &original.0, original.1).map(|()| Step::Rewrite(r))
+                }
                 w::RequestVerdict::Deny(d) => Ok(Step::Deny(d)),
                 w::RequestVerdict::Respond(r) => Ok(Step::Respond(r)),
             },
             false,
         );
-        run.map(LlmRequest::from)
+        let ended = match &run.outcome {
+            Outcome::Deny { policy, denial } => Some((denial.clone(), policy.clone())),
+            Outcome::Respond { policy, .. } => Some((
+                Denial {
+                    code: RESPONDED.to_owned(),
+                    message: format!("policy `{policy}` answered the request itself"),
+                    retry_after_ms: None,
+                },
+                policy.clone(),
+            )),
+            _ => None,
+        };
+        if let Some((reason, by)) = ended {
+            // Everyone before the policy that ended the call passed it.
+            let passed: Vec<String> = run
+                .policies
+                .iter()
+                .take(run.policies.len().saturating_sub(1))
+                .map(|r| r.policy.clone())
+                .collect();
+            let abandonment = w::Abandonment {
+                reason: reason.into(),
+                by_policy: Some(by),
+                usage: None,
+            };
+            let started = Instant::now();
+            notify_abandoned(
+                &state,
+                ctx,
+                &value,
+                &abandonment,
+                Some(&passed),
+                &mut run.policies,
+            );
+            run.latency_ns += started.elapsed().as_nanos() as u64;
+        }
+        run.map(|()| LlmRequest::from(value))
+    }
+
+    /// Tell every active policy that implements `on-llm-abandoned` that a call ended without a
+    /// response: the agent gave up, the host shut down, or a stream was denied part-way.
+    pub fn on_llm_abandoned(
+        &self,
+        ctx: &CallContext,
+        request: LlmRequest,
+        reason: Denial,
+        by_policy: Option<String>,
+        usage: Option<Usage>,
+    ) -> ChainRun<()> {
+        let state = self.snapshot();
+        let started = Instant::now();
+        let abandonment = w::Abandonment {
+            reason: reason.into(),
+            by_policy,
+            usage: usage.map(Into::into),
+        };
+        let mut reports = Vec::new();
+        let wreq = w::LlmRequest::from(request);
+        notify_abandoned(&state, ctx, &wreq, &abandonment, None, &mut reports);
+        ChainRun {
+            outcome: (),
+            policies: reports,
+            latency_ns: started.elapsed().as_nanos() as u64,
+            generation: state.generation,
+        }
     }
 
     /// Run `on-llm-response` on a provider outcome. A rewrite of an error outcome turns it into
-    /// a response. For a streamed request (the answer assembled after the last chunk, already
-    /// delivered) verdicts are recorded, not applied.
+    /// a response. For a streamed answer (assembled after the last chunk, already delivered)
+    /// verdicts are recorded, not applied; for a streamed call that failed they are applied.
     pub fn on_llm_response(
         &self,
         ctx: &CallContext,
         request: LlmRequest,
         outcome: LlmOutcome,
     ) -> ChainRun<Outcome<LlmOutcome>> {
-        let streamed = request.stream;
+        let state = self.snapshot();
+        let record_only = request.stream && matches!(outcome, LlmOutcome::Ok(_));
         let wreq = w::LlmRequest::from(request);
-        let run = self.run_hook(
+        let (run, value) = run_hook(
+            &state,
             Hook::LlmResponse,
             ctx,
             w::LlmOutcome::from(outcome),
@@ -350,9 +424,9 @@ impl Chain {
                 w::ResponseVerdict::Rewrite(r) => Ok(Step::Rewrite(w::LlmOutcome::Ok(r))),
                 w::ResponseVerdict::Deny(d) => Ok(Step::Deny(d)),
             },
-            streamed,
+            record_only,
         );
-        run.map(LlmOutcome::from)
+        run.map(|()| LlmOutcome::from(value))
     }
 
     /// Start a stream: every chunk of one streamed answer goes through the returned session,
@@ -371,26 +445,34 @@ impl Chain {
 
     /// Run `on-tool-call`.
     pub fn on_tool_call(&self, ctx: &CallContext, call: ToolCall) -> ChainRun<Outcome<ToolCall>> {
-        let run = self.run_hook(
+        let state = self.snapshot();
+        let original = (call.id.clone(), call.name.clone());
+        let (run, value) = run_hook(
+            &state,
             Hook::ToolCall,
             ctx,
             w::ToolCall::from(call),
             |h, s, c, v| h.call_on_tool_call(s, c, v),
             |v| match v {
                 w::ToolVerdict::Pass => Ok(Step::Pass),
-                w::ToolVerdict::Rewrite(c) => Ok(Step::Rewrite(c)),
+                w::ToolVerdict::Rewrite(c) => {
+                    if (&c.id, &c.name) != (&original.0, &original.1) {
+                        Err(
+                            "rewrote a tool call's `id` or `name`; only `arguments` may change"
+                                .to_owned(),
+                        )
+                    } else {
+                        json_text(&c.arguments, "rewrote tool arguments").map(|()| Step::Rewrite(c))
+                    }
+                }
                 w::ToolVerdict::Deny(d) => Ok(Step::Deny(d)),
                 w::ToolVerdict::Fallback(json) => {
-                    if serde_json::from_str::<serde_json::Value>(&json).is_ok() {
-                        Ok(Step::Fallback(json))
-                    } else {
-                        Err("answered `fallback` with a value that is not JSON".to_owned())
-                    }
+                    json_text(&json, "answered `fallback`").map(|()| Step::Fallback(json))
                 }
             },
             false,
         );
-        run.map(ToolCall::from)
+        run.map(|()| ToolCall::from(value))
     }
 
     /// Run `on-tool-result`.
@@ -400,58 +482,145 @@ impl Chain {
         call: ToolCall,
         outcome: ToolOutcome,
     ) -> ChainRun<Outcome<ToolOutcome>> {
+        let state = self.snapshot();
         let wcall = w::ToolCall::from(call);
-        let run = self.run_hook(
+        let (run, value) = run_hook(
+            &state,
             Hook::ToolResult,
             ctx,
             w::ToolOutcome::from(outcome),
             |h, s, c, v| h.call_on_tool_result(s, c, &wcall, v),
             |v| match v {
                 w::ResultVerdict::Pass => Ok(Step::Pass),
+                w::ResultVerdict::Rewrite(w::ToolOutcome::Ok(json)) => {
+                    json_text(&json, "rewrote the tool result")
+                        .map(|()| Step::Rewrite(w::ToolOutcome::Ok(json)))
+                }
                 w::ResultVerdict::Rewrite(o) => Ok(Step::Rewrite(o)),
                 w::ResultVerdict::Deny(d) => Ok(Step::Deny(d)),
             },
             false,
         );
-        run.map(ToolOutcome::from)
+        run.map(|()| ToolOutcome::from(value))
     }
+}
 
-    /// Run one hook across the active policies of the current snapshot, threading the value
-    /// (in the bindings' types) through rewrites.
-    fn run_hook<W, V>(
-        &self,
-        hook: Hook,
-        ctx: &CallContext,
-        mut value: W,
-        call: impl Fn(&Guest, &mut Store<PolicyCtx>, &w::CallContext, &W) -> wasmtime::Result<V>,
-        step: impl Fn(V) -> Result<Step<W>, String>,
-        record_only: bool,
-    ) -> ChainRun<Outcome<W>> {
-        let state = self.snapshot();
-        let started = Instant::now();
-        let wctx = call_context(ctx);
-        let mut reports = Vec::new();
-        for m in active(&state, hook) {
-            let p = &m.policy;
-            let out = p.call(target(ctx), hook.function_name(), |h, s| {
-                call(h, s, &wctx, &value)
-            });
-            match apply(
-                p,
-                map_output(out, &step),
-                &mut reports,
-                VerdictKind::Rewrite,
-                record_only,
-            ) {
-                Applied::Continue(Some(v)) => value = v,
-                Applied::Continue(None) => {}
-                Applied::Stop(outcome) => {
-                    return finish(outcome.map_value(|_| value), reports, started, &state);
-                }
-            }
+/// Denial code in an abandonment when a policy answered the request itself.
+pub const RESPONDED: &str = "responded";
+
+/// Run one hook across the active policies of `state`, threading the value (in the bindings'
+/// types) through rewrites. Returns the run and the final value.
+fn run_hook<W, V>(
+    state: &ChainState,
+    hook: Hook,
+    ctx: &CallContext,
+    mut value: W,
+    call: impl Fn(&Guest, &mut Store<PolicyCtx>, &w::CallContext, &W) -> wasmtime::Result<V>,
+    step: impl Fn(V) -> Result<Step<W>, String>,
+    record_only: bool,
+) -> (ChainRun<Outcome<()>>, W) {
+    let started = Instant::now();
+    let wctx = call_context(ctx);
+    let mut reports = Vec::new();
+    for m in active(state, hook) {
+        let p = &m.policy;
+        let out = p.call(target(ctx), hook.function_name(), |h, s| {
+            call(h, s, &wctx, &value)
+        });
+        match apply(
+            p,
+            map_output(out, &step),
+            &mut reports,
+            VerdictKind::Rewrite,
+            record_only,
+        ) {
+            Applied::Continue(Some(v)) => value = v,
+            Applied::Continue(None) => {}
+            Applied::Stop(outcome) => return (finish(outcome, reports, started, state), value),
         }
-        finish(Outcome::Continue { value }, reports, started, &state)
     }
+    let run = finish(Outcome::Continue { value: () }, reports, started, state);
+    (run, value)
+}
+
+/// Call `on-llm-abandoned` on the active policies implementing it, latest first; `only`
+/// limits it to the named policies. Failures are recorded; nothing can be enforced.
+fn notify_abandoned(
+    state: &ChainState,
+    ctx: &CallContext,
+    request: &w::LlmRequest,
+    abandonment: &w::Abandonment,
+    only: Option<&[String]>,
+    reports: &mut Vec<PolicyReport>,
+) {
+    let wctx = call_context(ctx);
+    let members: Vec<&Member> = active(state, Hook::LlmAbandoned)
+        .filter(|m| only.is_none_or(|names| names.contains(&m.policy.name)))
+        .collect();
+    for m in members.into_iter().rev() {
+        let p = &m.policy;
+        let out = p.call(target(ctx), Hook::LlmAbandoned.function_name(), |h, s| {
+            h.call_on_llm_abandoned(s, &wctx, request, abandonment)
+        });
+        reports.push(PolicyReport {
+            policy: p.name.clone(),
+            version: p.info.version.clone(),
+            verdict: if out.result.is_ok() {
+                VerdictKind::Notified
+            } else {
+                VerdictKind::Failed
+            },
+            enforced: false,
+            latency_ns: out.latency.as_nanos() as u64,
+            denial: None,
+            failure: out.result.err(),
+            events: out.events,
+        });
+    }
+}
+
+/// A rewritten request may change the model, messages, tools and parameters, but not the
+/// provider or whether it streams (the agent's client expects what it asked for), and
+/// `extra` must stay a JSON object.
+fn validate_request(r: &w::LlmRequest, provider: &str, stream: bool) -> Result<(), String> {
+    if r.provider != provider {
+        return Err(format!(
+            "rewrote the request's provider from `{provider}` to `{}`",
+            r.provider
+        ));
+    }
+    if r.stream != stream {
+        return Err("rewrote whether the request streams".to_owned());
+    }
+    match serde_json::from_str::<serde_json::Value>(&r.extra) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        _ => {
+            Err("rewrote the request's `extra` into something that is not a JSON object".to_owned())
+        }
+    }
+}
+
+fn json_text(text: &str, what: &str) -> Result<(), String> {
+    serde_json::from_str::<serde_json::Value>(text)
+        .map(drop)
+        .map_err(|_| format!("{what} with a value that is not JSON"))
+}
+
+/// Environment variables a policy asks to set must be settable.
+fn validate_env(env: &[(String, String)]) -> Result<(), String> {
+    for (k, v) in env {
+        if k.is_empty() || k.contains('=') || k.contains('\0') {
+            return Err(format!(
+                "asked to set an invalid environment variable name {k:?}"
+            ));
+        }
+        if v.contains('\0') {
+            return Err(format!(
+                "asked to set environment variable `{k}` to a value with a NUL byte"
+            ));
+        }
+    }
+    Ok(())
 }
 
 impl<T> ChainRun<Outcome<T>> {
@@ -553,9 +722,15 @@ fn apply<W>(
                 p.count_denial();
                 Applied::Stop(Outcome::Deny {
                     policy: p.name.clone(),
+                    // The details (which may quote the policy's own output) stay in the report
+                    // and the log; the agent gets the kind of failure only.
                     denial: Denial {
                         code: POLICY_FAILED.to_owned(),
-                        message: format!("policy `{}` failed: {}", p.name, failure.message),
+                        message: format!(
+                            "policy `{}` failed: {}",
+                            p.name,
+                            failure.kind.describe(p)
+                        ),
                         retry_after_ms: None,
                     },
                 })

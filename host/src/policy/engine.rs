@@ -32,18 +32,58 @@ pub struct EngineOptions {
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
-            cache_dir: Some(default_cache_dir()),
+            cache_dir: default_cache_dir(),
             max_instances: 1000,
         }
     }
 }
 
-/// `$IRONHOST_HOME/cache`, or `.ironhost/cache` under the working directory.
-pub fn default_cache_dir() -> PathBuf {
-    std::env::var_os("IRONHOST_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(".ironhost"))
-        .join("cache")
+/// `$IRONHOST_CACHE_DIR`, else `$XDG_CACHE_HOME/ironhost`, else `~/.cache/ironhost`.
+///
+/// Never a directory under the working directory: a precompiled component is native code, so
+/// the cache must be private to the user (see [`private_dir`]), and a project directory can
+/// come from anywhere.
+pub fn default_cache_dir() -> Option<PathBuf> {
+    let env = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("IRONHOST_CACHE_DIR")
+        .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("ironhost")))
+        .or_else(|| env("HOME").map(|d| d.join(".cache").join("ironhost")))
+}
+
+/// Create `dir` (mode 0700) if needed and check that it is private: owned by this user and not
+/// writable by anyone else. Anyone who can write the cache can run native code in the host.
+pub fn private_dir(dir: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(|e| format!("cannot create it: {e}"))?;
+        let meta = std::fs::metadata(dir).map_err(|e| e.to_string())?;
+        if meta.mode() & 0o022 != 0 {
+            return Err(format!(
+                "it is writable by other users (mode {:o}); run `chmod go-w` on it",
+                meta.mode() & 0o777
+            ));
+        }
+        // Whoever we are, a file we create is owned by us.
+        let probe = dir.join(format!(".owner-check-{}", std::process::id()));
+        std::fs::write(&probe, b"").map_err(|e| format!("cannot write to it: {e}"))?;
+        let mine = std::fs::metadata(&probe).map(|m| m.uid());
+        let _ = std::fs::remove_file(&probe);
+        if mine.map_err(|e| e.to_string())? != meta.uid() {
+            return Err("it is owned by another user".to_owned());
+        }
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create it: {e}"))?;
+    Ok(())
 }
 
 /// Why the engine could not be set up or could not compile a component.
@@ -125,13 +165,24 @@ impl PolicyEngine {
         let engine = Engine::new(&config).map_err(setup)?;
 
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(setup)?;
+        super::sandbox::add_to_linker(&mut linker).map_err(setup)?;
         v0_1_0::Policy::add_to_linker::<PolicyCtx, HasSelf<PolicyCtx>>(&mut linker, |ctx| ctx)
             .map_err(setup)?;
 
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let compat = format!("{:016x}", hasher.finish());
+
+        let cache_dir = options.cache_dir.and_then(|d| {
+            let versioned = d.join(&compat);
+            match private_dir(&d).and_then(|()| private_dir(&versioned)) {
+                Ok(()) => Some(d),
+                Err(reason) => {
+                    tracing::warn!(dir = %d.display(), "not using the compile cache: {reason}");
+                    None
+                }
+            }
+        });
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_ticker(engine.clone(), ticker_stop.clone())?;
@@ -141,7 +192,7 @@ impl PolicyEngine {
                 engine,
                 linker,
                 services,
-                cache_dir: options.cache_dir,
+                cache_dir,
                 compat,
                 compiled: Mutex::new(HashMap::new()),
                 ticker_stop,
@@ -225,7 +276,6 @@ fn store_cached(path: &Path, component: &Component) -> std::io::Result<()> {
         .serialize()
         .map_err(|e| std::io::Error::other(format!("{e:#}")))?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
     // Write beside the final name and rename, so a reader never sees half a file.
     let tmp = dir.join(format!(
         ".{}.{}.tmp",

@@ -41,6 +41,21 @@ pub enum FailureKind {
     Instantiate,
 }
 
+impl FailureKind {
+    /// A description that never quotes the policy's own output, for denials the agent sees.
+    pub fn describe(self, p: &LoadedPolicy) -> String {
+        match self {
+            FailureKind::Trap => "it trapped".to_owned(),
+            FailureKind::Deadline => format!("deadline of {} ms exceeded", p.entry.deadline_ms),
+            FailureKind::MemoryLimit => {
+                format!("memory limit of {} MiB reached", p.entry.memory_mib)
+            }
+            FailureKind::BadVerdict => "it gave an answer the host cannot accept".to_owned(),
+            FailureKind::Instantiate => "it could not be started".to_owned(),
+        }
+    }
+}
+
 /// A failed policy call.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PolicyFailure {
@@ -167,6 +182,7 @@ impl LoadedPolicy {
             .map_err(|e| format!("{e:#}"))?;
         let pre = v0_1_0::PolicyPre::new(instance_pre).map_err(|e| format!("{e:#}"))?;
         let config_json = entry.config.to_string();
+        let allowed_secrets = entry.secrets.clone();
         let deadline_ticks = entry
             .deadline_ms
             .div_ceil(EPOCH_TICK.as_millis() as u64)
@@ -190,6 +206,7 @@ impl LoadedPolicy {
             identity: Arc::new(PolicyIdentity {
                 name: provisional_name,
                 config_json,
+                allowed_secrets,
             }),
             idle: Mutex::new(Vec::new()),
             deadline_ticks,
@@ -202,6 +219,7 @@ impl LoadedPolicy {
         self.identity = Arc::new(PolicyIdentity {
             name: name.clone(),
             config_json: self.identity.config_json.clone(),
+            allowed_secrets: self.entry.secrets.clone(),
         });
         self.name = name;
         self.info = info;
@@ -212,6 +230,11 @@ impl LoadedPolicy {
     /// Whether the policy listed `hook` in `describe`.
     pub fn implements(&self, hook: Hook) -> bool {
         self.info.hooks.contains(&hook)
+    }
+
+    /// Instances kept warm for the next call.
+    pub fn warm_instances(&self) -> usize {
+        self.idle.lock().len()
     }
 
     /// The hook deadline.
@@ -258,6 +281,7 @@ impl LoadedPolicy {
             }
         };
         {
+            warm.store.data().stderr.clear();
             let call = &mut warm.store.data_mut().call;
             call.agent_id = target.agent_id.map(str::to_owned);
             target.environment.clone_into(&mut call.environment);

@@ -14,6 +14,7 @@ pub mod host;
 pub mod inspect;
 pub mod instance;
 pub mod model;
+pub mod sandbox;
 pub mod state;
 
 pub use admission::{AdmissionError, AdmittedPolicy, admit_bundle, admit_policy};

@@ -17,17 +17,19 @@ pub enum Hook {
     LlmRequest,
     LlmResponse,
     LlmChunk,
+    LlmAbandoned,
     ToolCall,
     ToolResult,
 }
 
 impl Hook {
     /// All hooks, in the order a call meets them.
-    pub const ALL: [Hook; 6] = [
+    pub const ALL: [Hook; 7] = [
         Hook::AgentStart,
         Hook::LlmRequest,
         Hook::LlmResponse,
         Hook::LlmChunk,
+        Hook::LlmAbandoned,
         Hook::ToolCall,
         Hook::ToolResult,
     ];
@@ -39,6 +41,7 @@ impl Hook {
             Hook::LlmRequest => "llm-request",
             Hook::LlmResponse => "llm-response",
             Hook::LlmChunk => "llm-chunk",
+            Hook::LlmAbandoned => "llm-abandoned",
             Hook::ToolCall => "tool-call",
             Hook::ToolResult => "tool-result",
         }
@@ -51,6 +54,7 @@ impl Hook {
             Hook::LlmRequest => "on-llm-request",
             Hook::LlmResponse => "on-llm-response",
             Hook::LlmChunk => "on-llm-chunk",
+            Hook::LlmAbandoned => "on-llm-abandoned",
             Hook::ToolCall => "on-tool-call",
             Hook::ToolResult => "on-tool-result",
         }
@@ -294,6 +298,9 @@ pub struct LlmRequest {
     /// Every other request parameter, as a JSON object text.
     #[serde(default = "empty_object")]
     pub extra: String,
+    /// Name of the secret whose value the host uses as the provider key at egress.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
 }
 
 fn default_provider() -> String {
@@ -307,6 +314,8 @@ pub struct Usage {
     pub output_tokens: u32,
     #[serde(default)]
     pub cached_input_tokens: u32,
+    #[serde(default)]
+    pub cache_write_input_tokens: u32,
 }
 
 /// A complete LLM answer.
@@ -394,10 +403,22 @@ pub struct ToolCall {
     pub arguments: String,
 }
 
+/// Class of a failed tool call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolErrorKind {
+    Timeout,
+    RateLimited,
+    Unavailable,
+    InvalidInput,
+    Exception,
+    Other,
+}
+
 /// How a tool call failed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolError {
-    pub kind: String,
+    pub kind: ToolErrorKind,
     #[serde(default)]
     pub message: String,
 }
@@ -428,6 +449,7 @@ impl From<w::Hook> for Hook {
             w::Hook::LlmRequest => Hook::LlmRequest,
             w::Hook::LlmResponse => Hook::LlmResponse,
             w::Hook::LlmChunk => Hook::LlmChunk,
+            w::Hook::LlmAbandoned => Hook::LlmAbandoned,
             w::Hook::ToolCall => Hook::ToolCall,
             w::Hook::ToolResult => Hook::ToolResult,
         }
@@ -596,6 +618,7 @@ impl From<LlmRequest> for w::LlmRequest {
             temperature: r.temperature,
             stream: r.stream,
             extra: r.extra,
+            credential: r.credential,
         }
     }
 }
@@ -619,6 +642,7 @@ impl From<w::LlmRequest> for LlmRequest {
             temperature: r.temperature,
             stream: r.stream,
             extra: r.extra,
+            credential: r.credential,
         }
     }
 }
@@ -629,6 +653,7 @@ impl From<Usage> for w::Usage {
             input_tokens: u.input_tokens,
             output_tokens: u.output_tokens,
             cached_input_tokens: u.cached_input_tokens,
+            cache_write_input_tokens: u.cache_write_input_tokens,
         }
     }
 }
@@ -639,6 +664,7 @@ impl From<w::Usage> for Usage {
             input_tokens: u.input_tokens,
             output_tokens: u.output_tokens,
             cached_input_tokens: u.cached_input_tokens,
+            cache_write_input_tokens: u.cache_write_input_tokens,
         }
     }
 }
@@ -770,7 +796,7 @@ impl From<ToolOutcome> for w::ToolOutcome {
         match o {
             ToolOutcome::Ok(v) => w::ToolOutcome::Ok(v),
             ToolOutcome::Error(e) => w::ToolOutcome::Error(w::ToolError {
-                kind: e.kind,
+                kind: e.kind.into(),
                 message: e.message,
             }),
         }
@@ -782,9 +808,45 @@ impl From<w::ToolOutcome> for ToolOutcome {
         match o {
             w::ToolOutcome::Ok(v) => ToolOutcome::Ok(v),
             w::ToolOutcome::Error(e) => ToolOutcome::Error(ToolError {
-                kind: e.kind,
+                kind: e.kind.into(),
                 message: e.message,
             }),
+        }
+    }
+}
+
+impl From<ToolErrorKind> for w::ToolErrorKind {
+    fn from(k: ToolErrorKind) -> Self {
+        match k {
+            ToolErrorKind::Timeout => w::ToolErrorKind::Timeout,
+            ToolErrorKind::RateLimited => w::ToolErrorKind::RateLimited,
+            ToolErrorKind::Unavailable => w::ToolErrorKind::Unavailable,
+            ToolErrorKind::InvalidInput => w::ToolErrorKind::InvalidInput,
+            ToolErrorKind::Exception => w::ToolErrorKind::Exception,
+            ToolErrorKind::Other => w::ToolErrorKind::Other,
+        }
+    }
+}
+
+impl From<w::ToolErrorKind> for ToolErrorKind {
+    fn from(k: w::ToolErrorKind) -> Self {
+        match k {
+            w::ToolErrorKind::Timeout => ToolErrorKind::Timeout,
+            w::ToolErrorKind::RateLimited => ToolErrorKind::RateLimited,
+            w::ToolErrorKind::Unavailable => ToolErrorKind::Unavailable,
+            w::ToolErrorKind::InvalidInput => ToolErrorKind::InvalidInput,
+            w::ToolErrorKind::Exception => ToolErrorKind::Exception,
+            w::ToolErrorKind::Other => ToolErrorKind::Other,
+        }
+    }
+}
+
+impl From<Denial> for w::Denial {
+    fn from(d: Denial) -> Self {
+        w::Denial {
+            code: d.code,
+            message: d.message,
+            retry_after_ms: d.retry_after_ms,
         }
     }
 }

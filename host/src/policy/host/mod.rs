@@ -15,11 +15,11 @@ mod tokens;
 use std::sync::Arc;
 
 use wasmtime::ResourceLimiter;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
-use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::wit;
 use super::model::{Message, Severity};
+use super::sandbox::{self, StderrTail};
 use super::state::{MemoryState, StateBackend};
 
 pub use tokens::ApproxTokenMeter;
@@ -28,8 +28,6 @@ pub use tokens::ApproxTokenMeter;
 pub const MAX_LOG_BYTES: usize = 16 * 1024;
 /// Most events one hook call may emit; the rest are dropped and logged.
 pub const MAX_EVENTS_PER_CALL: usize = 64;
-/// How much of a policy's stderr (panic messages) is kept for failure reports.
-const STDERR_CAPACITY: usize = 8 * 1024;
 
 /// Counts tokens and knows model prices: the `tokens` capability.
 pub trait TokenMeter: Send + Sync {
@@ -47,6 +45,7 @@ pub struct Price {
     pub input_per_mtok: f64,
     pub output_per_mtok: f64,
     pub cached_input_per_mtok: f64,
+    pub cache_write_per_mtok: f64,
 }
 
 /// Resolves secrets by name: the `secrets` capability.
@@ -105,6 +104,8 @@ pub struct PolicyIdentity {
     pub name: String,
     /// The `config` table as a JSON object text.
     pub config_json: String,
+    /// The secret names the policy may read (`None`: every secret).
+    pub allowed_secrets: Option<std::collections::BTreeSet<String>>,
 }
 
 /// Per-call data: who the call is for and what the policy emitted.
@@ -118,9 +119,11 @@ pub(crate) struct CallScope {
     pub state_override: Option<Arc<dyn StateBackend>>,
 }
 
-/// Memory and table caps of one policy instance.
+/// Memory and table caps of one policy instance. The memory cap counts every linear memory
+/// of the instance together.
 pub(crate) struct Limiter {
     pub memory_cap: usize,
+    pub memory_used: usize,
     pub memory_hit: bool,
 }
 
@@ -130,18 +133,20 @@ const MAX_TABLE_ELEMENTS: usize = 100_000;
 impl ResourceLimiter for Limiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_cap {
+        let total = (self.memory_used.saturating_sub(current)).saturating_add(desired);
+        if total > self.memory_cap {
             self.memory_hit = true;
             wasmtime::bail!(
-                "memory limit of {} MiB reached (asked for {} MiB)",
+                "memory limit of {} MiB reached (asked for {} MiB in all)",
                 self.memory_cap >> 20,
-                desired.div_ceil(1 << 20)
+                total.div_ceil(1 << 20)
             );
         }
+        self.memory_used = total;
         Ok(true)
     }
 
@@ -163,7 +168,7 @@ pub struct PolicyCtx {
     pub(crate) identity: Arc<PolicyIdentity>,
     pub(crate) services: HostServices,
     pub(crate) call: CallScope,
-    pub(crate) stderr: MemoryOutputPipe,
+    pub(crate) stderr: StderrTail,
 }
 
 impl std::fmt::Debug for PolicyCtx {
@@ -174,49 +179,20 @@ impl std::fmt::Debug for PolicyCtx {
     }
 }
 
-/// WASI clocks inside the sandbox read zero: time comes only through the `clock` capability.
-struct FrozenClock;
-
-impl wasmtime_wasi::HostWallClock for FrozenClock {
-    fn resolution(&self) -> std::time::Duration {
-        std::time::Duration::from_secs(1)
-    }
-    fn now(&self) -> std::time::Duration {
-        std::time::Duration::ZERO
-    }
-}
-
-impl wasmtime_wasi::HostMonotonicClock for FrozenClock {
-    fn resolution(&self) -> u64 {
-        1_000_000_000
-    }
-    fn now(&self) -> u64 {
-        0
-    }
-}
-
 impl PolicyCtx {
-    /// A fresh context: WASI with no files, no network, no environment, no arguments, frozen
-    /// clocks and stdout discarded; stderr kept (bounded) for failure reports.
+    /// A fresh context with the locked-down WASI of [`sandbox`].
     pub(crate) fn new(
         identity: Arc<PolicyIdentity>,
         services: HostServices,
         memory_cap: usize,
     ) -> PolicyCtx {
-        let stderr = MemoryOutputPipe::new(STDERR_CAPACITY);
-        let wasi = WasiCtxBuilder::new()
-            .stderr(stderr.clone())
-            .wall_clock(FrozenClock)
-            .monotonic_clock(FrozenClock)
-            .allow_tcp(false)
-            .allow_udp(false)
-            .allow_ip_name_lookup(false)
-            .build();
+        let stderr = StderrTail::default();
         PolicyCtx {
-            wasi,
+            wasi: sandbox::wasi_ctx(&stderr),
             table: ResourceTable::new(),
             limiter: Limiter {
                 memory_cap,
+                memory_used: 0,
                 memory_hit: false,
             },
             identity,
@@ -226,14 +202,9 @@ impl PolicyCtx {
         }
     }
 
-    /// The last line the policy wrote to stderr (a panic message, usually), if any.
+    /// The last line the policy wrote to stderr in this call (a panic message, usually).
     pub(crate) fn stderr_tail(&self) -> Option<String> {
-        let bytes = self.stderr.contents();
-        let text = String::from_utf8_lossy(&bytes);
-        text.lines()
-            .rev()
-            .find(|l| !l.trim().is_empty() && !l.starts_with("note:"))
-            .map(|l| l.trim().to_owned())
+        self.stderr.last_line()
     }
 
     fn state_backend(&self) -> &Arc<dyn StateBackend> {

@@ -5,6 +5,16 @@ use crate::policy::bindings::wit::secrets::Host;
 
 impl Host for PolicyCtx {
     fn get(&mut self, name: String) -> Option<String> {
+        if let Some(allowed) = &self.identity.allowed_secrets
+            && !allowed.contains(&name)
+        {
+            tracing::warn!(
+                policy = self.identity.name.as_str(),
+                secret = name.as_str(),
+                "policy asked for a secret its bundle entry does not list"
+            );
+            return None;
+        }
         let value = self.services.secrets.get(&self.call.environment, &name);
         // The value never goes into the log; the name and whether it resolved do.
         tracing::debug!(

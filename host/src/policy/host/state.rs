@@ -33,8 +33,9 @@ impl Host for PolicyCtx {
             return Err(StateError::TooLarge);
         }
         let key = self.state_key(scope, key)?;
-        self.state_backend().set(&key, value);
-        Ok(())
+        self.state_backend()
+            .set(&key, value)
+            .map_err(|_| StateError::TooLarge)
     }
 
     fn remove(&mut self, scope: Scope, key: String) -> Result<(), StateError> {
@@ -54,9 +55,9 @@ impl Host for PolicyCtx {
             return Err(StateError::TooLarge);
         }
         let key = self.state_key(scope, key)?;
-        Ok(self
-            .state_backend()
-            .compare_and_swap(&key, expected.as_deref(), desired))
+        self.state_backend()
+            .compare_and_swap(&key, expected.as_deref(), desired)
+            .map_err(|_| StateError::TooLarge)
     }
 
     fn add(
@@ -73,6 +74,7 @@ impl Host for PolicyCtx {
                 AddError::NotACounter => StateError::NotACounter,
                 AddError::CeilingExceeded(current) => StateError::CeilingExceeded(current),
                 AddError::Overflow => StateError::Overflow,
+                AddError::Quota(_) => StateError::TooLarge,
             })
     }
 }

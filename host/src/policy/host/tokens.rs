@@ -23,6 +23,7 @@ impl wit::tokens::Host for PolicyCtx {
                 input_per_mtok: p.input_per_mtok,
                 output_per_mtok: p.output_per_mtok,
                 cached_input_per_mtok: p.cached_input_per_mtok,
+                cache_write_per_mtok: p.cache_write_per_mtok,
             })
     }
 }
