@@ -956,3 +956,27 @@ fn the_compile_cache_is_refused_when_others_can_write_it() {
         "nothing was written to the shared directory"
     );
 }
+
+#[test]
+fn running_out_of_instance_slots_is_a_clear_admission_error() {
+    let options = EngineOptions {
+        cache_dir: None,
+        max_instances: 8,
+    };
+    let engine = PolicyEngine::new(options, HostServices::default()).expect("engine");
+    // Each admitted policy keeps one warm instance, so the ninth finds no free slot.
+    let mut kept = Vec::new();
+    let err = loop {
+        let mut e = entry(fx::ALLOW_ALL);
+        e.name = Some(format!("allow-{}", kept.len()));
+        match admit_policy(&engine, &e) {
+            Ok(p) => kept.push(p),
+            Err(err) => break err,
+        }
+        assert!(kept.len() <= 8, "the pool limit was never hit");
+    };
+    assert_eq!(kept.len(), 8);
+    let msg = err.to_string();
+    assert!(msg.contains("fixture_allow_all.wasm"), "{msg}");
+    assert!(msg.contains("instance"), "{msg}");
+}
