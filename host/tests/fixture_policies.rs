@@ -980,3 +980,89 @@ fn running_out_of_instance_slots_is_a_clear_admission_error() {
     assert!(msg.contains("fixture_allow_all.wasm"), "{msg}");
     assert!(msg.contains("instance"), "{msg}");
 }
+
+fn push_all(stream: &mut ironhost::policy::chain::ChainStream, pieces: &[&str]) -> Vec<String> {
+    pieces
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let run = stream.push(LlmChunk {
+                index: i as u32,
+                text: (*p).into(),
+                finish_reason: None,
+                usage: None,
+                last: i + 1 == pieces.len(),
+            });
+            continued(run.outcome)
+        })
+        .collect()
+}
+
+#[test]
+fn streams_through_several_holding_policies_lose_and_repeat_nothing() {
+    let rewrite = |name: &str| {
+        let mut e = with_caps(entry(fx::REWRITE), &[Capability::Events, Capability::State]);
+        e.name = Some(name.into());
+        e
+    };
+    let chain = chain_of(vec![
+        rewrite("first"),
+        entry(fx::ALLOW_ALL),
+        rewrite("second"),
+    ]);
+    let mut stream = chain.stream(&ctx("two-holders"));
+    let emitted = push_all(&mut stream, &["a s", "e", "cret, s", "ecre", "t b"]);
+    assert_eq!(emitted.concat(), "a [redacted], [redacted] b");
+    assert!(
+        emitted
+            .iter()
+            .all(|e| !e.contains('s') || e.contains("[redacted]")),
+        "{emitted:?}"
+    );
+}
+
+#[test]
+fn a_monitor_mode_policy_never_changes_a_stream() {
+    let mut e = with_caps(entry(fx::REWRITE), &[Capability::Events, Capability::State]);
+    e.failure_mode = FailureMode::Monitor;
+    let chain = chain_of(vec![e]);
+    let mut stream = chain.stream(&ctx("monitor-stream"));
+    let emitted = push_all(&mut stream, &["the se", "cret is out"]);
+    // Released exactly as the provider sent it, chunk by chunk, though the policy held back
+    // and rewrote (recorded, not enforced).
+    assert_eq!(emitted, ["the se", "cret is out"]);
+}
+
+#[test]
+fn a_fail_open_policy_failing_mid_stream_releases_what_it_held() {
+    let mut e = with_caps(entry(fx::REWRITE), &[Capability::Events, Capability::State]);
+    e.failure_mode = FailureMode::FailOpen;
+    let chain = chain_of(vec![e]);
+    let mut stream = chain.stream(&ctx("fail-open-stream"));
+    let emitted = push_all(&mut stream, &["the se", " boom", " end"]);
+    // "se" was held when the policy trapped on the next chunk: it is released, not lost.
+    assert_eq!(emitted, ["the ", "se boom", " end"]);
+
+    // Fail-closed, the same failure ends the stream with a denial.
+    let chain = chain_of(vec![with_caps(
+        entry(fx::REWRITE),
+        &[Capability::Events, Capability::State],
+    )]);
+    let mut stream = chain.stream(&ctx("fail-closed-stream"));
+    let first = stream.push(LlmChunk {
+        index: 0,
+        text: "the se".into(),
+        finish_reason: None,
+        usage: None,
+        last: false,
+    });
+    assert_eq!(continued(first.outcome), "the ");
+    let second = stream.push(LlmChunk {
+        index: 1,
+        text: " boom".into(),
+        finish_reason: None,
+        usage: None,
+        last: false,
+    });
+    assert_eq!(denial(second.outcome).1.code, POLICY_FAILED);
+}
