@@ -120,6 +120,19 @@ impl Samples {
     }
 }
 
+/// Run `one` `iters` times, keep every single duration in `samples`, return the total.
+fn timed<R>(iters: u64, samples: &Samples, mut one: impl FnMut() -> (Duration, R)) -> Duration {
+    let mut local = Vec::with_capacity(iters as usize);
+    for _ in 0..iters {
+        let (d, result) = one();
+        std::hint::black_box(result);
+        local.push(d);
+    }
+    let total = local.iter().sum();
+    samples.0.lock().extend(local);
+    total
+}
+
 fn benches(c: &mut Criterion) {
     let bundle = bundle_dir();
     let parsed = Bundle::load(bundle.path()).expect("bundle");
@@ -144,36 +157,22 @@ fn benches(c: &mut Criterion) {
     let mut group = c.benchmark_group("chain");
     group.bench_function("wasm-4", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut local = Vec::with_capacity(iters as usize);
-            for _ in 0..iters {
+            timed(iters, &wasm, || {
                 let req = request.clone();
                 let t = Instant::now();
                 let run = chain.on_llm_request(&ctx, req);
-                let d = t.elapsed();
-                std::hint::black_box(run);
-                total += d;
-                local.push(d);
-            }
-            wasm.0.lock().extend(local);
-            total
+                (t.elapsed(), run)
+            })
         })
     });
     group.bench_function("native-4", |b| {
         b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            let mut local = Vec::with_capacity(iters as usize);
-            for _ in 0..iters {
+            timed(iters, &native, || {
                 let req = request.clone();
                 let t = Instant::now();
                 let hit = native_chain(std::hint::black_box(&req));
-                let d = t.elapsed();
-                std::hint::black_box((hit, req));
-                total += d;
-                local.push(d);
-            }
-            native.0.lock().extend(local);
-            total
+                (t.elapsed(), (hit, req))
+            })
         })
     });
     group.finish();

@@ -296,18 +296,7 @@ fn rewrite_catches_a_word_split_across_stream_chunks() {
         &[Capability::Events, Capability::State],
     )]);
     let mut stream = chain.stream(&ctx("stream-agent"));
-    let pieces = ["the se", "cr", "et is o", "ut, sec", "ret"];
-    let mut emitted = Vec::new();
-    for (i, p) in pieces.iter().enumerate() {
-        let run = stream.push(LlmChunk {
-            index: i as u32,
-            text: (*p).into(),
-            finish_reason: None,
-            usage: None,
-            last: i + 1 == pieces.len(),
-        });
-        emitted.push(continued(run.outcome));
-    }
+    let emitted = push_all(&mut stream, &["the se", "cr", "et is o", "ut, sec", "ret"]);
     // A possible start of the word is held back until the next chunk decides it, so no
     // fragment of it is ever released, and nothing else is held longer than needed.
     assert_eq!(
