@@ -6,3 +6,5 @@ cd "$(dirname "$0")/.."
 
 ./scripts/setup.sh
 cargo test --release --workspace
+# The benchmark, once through each case (criterion's test mode), so it cannot rot unnoticed.
+cargo bench -p ironhost --bench chain -- --test
