@@ -259,6 +259,10 @@ fn rewrite_changes_what_later_policies_and_the_caller_see() {
     assert_eq!(events[0].kind, "fixture.rewrite");
     assert_eq!(events[0].severity, Severity::Medium);
     assert_eq!(events[0].detail["count"], 2);
+    // The event carries a keyed fingerprint of the value, never the value or a plain hash.
+    let fingerprint = host().engine.services().fingerprints.fingerprint("secret");
+    assert_eq!(events[0].detail["fingerprint"], fingerprint.as_str());
+    assert!(!events[0].detail.to_string().contains("\"secret\""));
     let sent = continued(run.outcome);
     assert_eq!(
         sent.messages[1].joined_text(),

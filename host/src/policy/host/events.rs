@@ -10,6 +10,10 @@ const MAX_KIND_BYTES: usize = 128;
 const MAX_DETAIL_BYTES: usize = 16 * 1024;
 
 impl Host for PolicyCtx {
+    fn fingerprint(&mut self, value: String) -> String {
+        self.services.fingerprints.fingerprint(&value)
+    }
+
     fn emit(&mut self, kind: String, severity: Severity, detail: String) {
         let policy = self.identity.name.as_str();
         if self.call.events.len() >= MAX_EVENTS_PER_CALL {

@@ -70,6 +70,7 @@ pub struct HostServices {
     pub state: Arc<dyn StateBackend>,
     pub tokens: Arc<dyn TokenMeter>,
     pub secrets: Arc<dyn SecretResolver>,
+    pub fingerprints: Fingerprinter,
 }
 
 impl Default for HostServices {
@@ -78,7 +79,77 @@ impl Default for HostServices {
             state: Arc::new(MemoryState::default()),
             tokens: Arc::new(ApproxTokenMeter),
             secrets: Arc::new(NoSecrets),
+            fingerprints: Fingerprinter::random(),
         }
+    }
+}
+
+/// Keyed fingerprints of sensitive values (`events.fingerprint`): HMAC-SHA-256.
+#[derive(Clone)]
+pub struct Fingerprinter {
+    key: Arc<[u8; 32]>,
+}
+
+impl Fingerprinter {
+    /// A fingerprinter with this key. The store keeps one key per installation so fingerprints
+    /// stay comparable across restarts.
+    pub fn with_key(key: [u8; 32]) -> Fingerprinter {
+        Fingerprinter { key: Arc::new(key) }
+    }
+
+    /// A fingerprinter with a fresh random key: fingerprints are comparable within this
+    /// process only.
+    pub fn random() -> Fingerprinter {
+        let mut key = [0u8; 32];
+        if getrandom::fill(&mut key).is_err() {
+            // Without OS randomness, fall back to std's randomly seeded hasher keys.
+            use std::hash::{BuildHasher, Hasher};
+            for (i, chunk) in key.chunks_mut(8).enumerate() {
+                let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+                h.write_usize(i);
+                chunk.copy_from_slice(&h.finish().to_le_bytes());
+            }
+        }
+        Fingerprinter::with_key(key)
+    }
+
+    /// The fingerprint of `value`, 64 hex digits.
+    pub fn fingerprint(&self, value: &str) -> String {
+        use hmac::{Mac, SimpleHmac};
+        let mut mac = <SimpleHmac<sha2::Sha256> as Mac>::new_from_slice(&self.key[..])
+            .expect("HMAC accepts keys of any length");
+        mac.update(value.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Fingerprinter;
+    use sha2::Digest;
+
+    #[test]
+    fn fingerprints_are_keyed_deterministic_and_not_plain_hashes() {
+        let a = Fingerprinter::with_key([7; 32]);
+        let fp = a.fingerprint("123-45-6789");
+        assert_eq!(fp.len(), 64);
+        assert_eq!(fp, a.fingerprint("123-45-6789"));
+        assert_ne!(fp, a.fingerprint("123-45-6788"));
+        assert_ne!(
+            fp,
+            Fingerprinter::with_key([8; 32]).fingerprint("123-45-6789")
+        );
+        assert_ne!(fp, hex::encode(sha2::Sha256::digest(b"123-45-6789")));
+        assert_ne!(
+            Fingerprinter::random().fingerprint("x"),
+            Fingerprinter::random().fingerprint("x")
+        );
+    }
+}
+
+impl std::fmt::Debug for Fingerprinter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Fingerprinter(key hidden)")
     }
 }
 
