@@ -181,6 +181,12 @@ fn policy_check_describes_a_valid_component() {
         report["capabilities"],
         serde_json::json!(["events", "state"])
     );
+    // The SDK stamped which SDK and WIT version built it.
+    let sdk = report["sdk"].as_str().unwrap_or_default();
+    assert!(
+        sdk.starts_with("ironhost-policy ") && sdk.ends_with("; ironhost:policy@0.1.0"),
+        "{report}"
+    );
 
     let text = ironhost(&["policy", "check", fx::REWRITE], dir.path());
     assert!(
@@ -437,4 +443,93 @@ fn policy_run_accepts_a_null_tool_result() {
     assert!(out.status.success(), "{}", stderr(&out));
     let line: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("JSON");
     assert_eq!(line["value"]["ok"], "null");
+}
+
+#[test]
+fn policy_new_scaffolds_a_crate_that_builds_checks_and_runs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let d = dir.path();
+    let out = ironhost(&["policy", "new", "topic-guard"], d);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let krate = d.join("topic-guard");
+    for file in [
+        "Cargo.toml",
+        "src/lib.rs",
+        "bundle/bundle.toml",
+        "vendor/ironhost-policy/wit/policy.wit",
+    ] {
+        assert!(krate.join(file).is_file(), "{file} missing");
+    }
+
+    // Refusals: an existing directory, a bad name; nothing half-written is left behind.
+    let again = ironhost(&["policy", "new", "topic-guard"], d);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(
+        stderr(&again).contains("already exists"),
+        "{}",
+        stderr(&again)
+    );
+    let bad = ironhost(&["policy", "new", "Topic Guard"], d);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        stderr(&bad).contains("not a valid policy name"),
+        "{}",
+        stderr(&bad)
+    );
+    let entries: Vec<_> = std::fs::read_dir(d)
+        .expect("list")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(entries, ["topic-guard"], "nothing else was left behind");
+
+    // The crate builds with plain cargo for wasm32-wasip2, exactly as its README says.
+    let cargo = option_env!("CARGO").unwrap_or("cargo");
+    let build = Command::new(cargo)
+        .args(["build", "--release", "--target", "wasm32-wasip2", "--quiet"])
+        .current_dir(&krate)
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .output()
+        .expect("cargo runs");
+    assert!(
+        build.status.success(),
+        "{}",
+        String::from_utf8_lossy(&build.stderr)
+    );
+
+    let check = ironhost(
+        &[
+            "policy",
+            "check",
+            "target/wasm32-wasip2/release/topic_guard.wasm",
+        ],
+        &krate,
+    );
+    assert!(check.status.success(), "{}", stderr(&check));
+    let run = ironhost(
+        &[
+            "policy",
+            "run",
+            "--bundle",
+            "bundle",
+            "--hook",
+            "llm-request",
+            "--input",
+            "inputs/requests.jsonl",
+        ],
+        &krate,
+    );
+    assert!(run.status.success(), "{}", stderr(&run));
+    let decisions: Vec<String> = stdout(&run)
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).expect("JSON")["decision"]
+                .as_str()
+                .unwrap_or("")
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(decisions, ["continue", "deny"]);
 }

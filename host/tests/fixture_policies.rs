@@ -1059,3 +1059,18 @@ fn a_fail_open_policy_failing_mid_stream_releases_what_it_held() {
     });
     assert_eq!(denial(second.outcome).1.code, POLICY_FAILED);
 }
+
+#[test]
+fn the_sdk_stamp_is_found_only_in_sdk_built_components() {
+    use ironhost::policy::inspect::sdk_stamp;
+    let stamped = sdk_stamp(&std::fs::read(fx::ALLOW_ALL).expect("fixture"));
+    assert_eq!(
+        stamped.as_deref(),
+        Some("ironhost-policy 0.1.0; ironhost:policy@0.1.0")
+    );
+    // wrong-wit is built with wit-bindgen directly, without the SDK.
+    assert_eq!(
+        sdk_stamp(&std::fs::read(fx::WRONG_WIT).expect("fixture")),
+        None
+    );
+}

@@ -30,18 +30,46 @@
 
 extern crate self as ironhost_policy;
 
+pub mod config;
+pub mod events;
+pub mod log;
+pub mod secrets;
+pub mod state;
+pub mod text;
+pub mod tokens;
+
 #[doc(hidden)]
 pub use wit_bindgen as __wit_bindgen;
 
 /// The WIT package version this SDK was built against.
 pub const WIT_VERSION: &str = "0.1.0";
 
+/// The stamp [`export_policy!`] puts into every component, in a custom section named
+/// `ironhost-policy-sdk`: which SDK and WIT version built it (`ironhost policy check` shows it).
+pub const STAMP: &str = concat!(
+    "ironhost-policy ",
+    env!("CARGO_PKG_VERSION"),
+    "; ironhost:policy@0.1.0"
+);
+
+#[doc(hidden)]
+pub const __STAMP_BYTES: [u8; STAMP.len()] = {
+    let mut out = [0u8; STAMP.len()];
+    let bytes = STAMP.as_bytes();
+    let mut i = 0;
+    while i < bytes.len() {
+        out[i] = bytes[i];
+        i += 1;
+    }
+    out
+};
+
 /// Generated bindings for the `ironhost:policy` world. Policy authors normally use [`types`]
 /// and the capability modules re-exported below instead.
 #[doc(hidden)]
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit/v0.1.0",
+        path: "wit",
         world: "policy",
         pub_export_macro: true,
         default_bindings_module: "ironhost_policy::bindings",
@@ -54,7 +82,8 @@ pub mod types {
     pub use crate::bindings::ironhost::policy::types::*;
 }
 
-/// Host capabilities. Each import must be granted to the policy in `bundle.toml`.
+/// The raw host capabilities, as generated. Prefer the typed modules ([`state`], [`config`],
+/// [`events`], [`tokens`], [`secrets`], [`log`]); each import must be granted in `bundle.toml`.
 pub mod host {
     pub use crate::bindings::ironhost::policy::{
         clock, config, events, log, secrets, state, tokens,
@@ -217,6 +246,10 @@ macro_rules! export_policy {
             }
 
     $crate::bindings::export!(IronhostExport with_types_in $crate::bindings);
+
+            #[used]
+            #[unsafe(link_section = "ironhost-policy-sdk")]
+            static STAMP: [u8; $crate::STAMP.len()] = $crate::__STAMP_BYTES;
         };
     };
 }

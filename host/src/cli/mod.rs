@@ -4,6 +4,7 @@
 //! components). Errors are one line on stderr that names the file and the reason.
 
 mod policy;
+mod scaffold;
 
 use std::process::ExitCode;
 

@@ -30,6 +30,17 @@ pub enum PolicyCommand {
     Check(CheckArgs),
     /// Feed JSON inputs through one hook of a component or bundle and print what happens.
     Run(RunArgs),
+    /// Create a policy crate that builds with `cargo build --release --target wasm32-wasip2`.
+    New(NewArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct NewArgs {
+    /// The policy's name: lower-case letters, digits, `-` or `_`, starting with a letter.
+    pub name: String,
+    /// Where to create the crate directory.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -90,6 +101,14 @@ pub fn run(cmd: PolicyCommand) -> Result<u8, CliError> {
         PolicyCommand::List(a) => list(a),
         PolicyCommand::Check(a) => check(a),
         PolicyCommand::Run(a) => run_inputs(a),
+        PolicyCommand::New(a) => {
+            let dir = super::scaffold::new_policy(&a.name, &a.dir)?;
+            println!(
+                "created {}: build it with `cargo build --release --target wasm32-wasip2` in that directory",
+                dir.display()
+            );
+            Ok(0)
+        }
     }
 }
 
@@ -322,6 +341,11 @@ fn print_check(out: &mut impl Write, r: &CheckReport) -> std::io::Result<()> {
         writeln!(out, "  declares:     {}", join(&p.capabilities))?;
     }
     writeln!(out, "  capabilities: {}", join(&s.capabilities))?;
+    writeln!(
+        out,
+        "  built with:   {}",
+        s.sdk.as_deref().unwrap_or("(no SDK stamp)")
+    )?;
     writeln!(out, "  exports:")?;
     for e in &s.exports {
         writeln!(out, "    {e}")?;

@@ -223,7 +223,8 @@ pub fn load_component(
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
-    let summary = inspect::summarize(engine.engine(), &component);
+    let mut summary = inspect::summarize(engine.engine(), &component);
+    summary.sdk = inspect::sdk_stamp(bytes);
     Ok((component, summary))
 }
 

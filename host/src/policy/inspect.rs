@@ -69,6 +69,26 @@ pub struct ComponentSummary {
     pub wit_version: Option<String>,
     /// The host capabilities it imports.
     pub capabilities: BTreeSet<Capability>,
+    /// The SDK stamp (`ironhost-policy X; ironhost:policy@Y`), if the SDK built it.
+    pub sdk: Option<String>,
+}
+
+/// Name of the custom section the SDK stamps into every policy.
+pub const SDK_STAMP_SECTION: &str = "ironhost-policy-sdk";
+
+/// The SDK stamp of a component, found in any of its modules.
+pub fn sdk_stamp(bytes: &[u8]) -> Option<String> {
+    use wasmtime::wasmparser::{Parser, Payload};
+    Parser::new(0)
+        .parse_all(bytes)
+        .find_map(|payload| match payload {
+            Ok(Payload::CustomSection(section)) if section.name() == SDK_STAMP_SECTION => {
+                std::str::from_utf8(section.data())
+                    .ok()
+                    .map(|s| s.chars().take(200).collect())
+            }
+            _ => None,
+        })
 }
 
 /// Check the header and validate the binary. Fast; nothing is compiled.
@@ -127,6 +147,7 @@ pub fn summarize(engine: &wasmtime::Engine, component: &Component) -> ComponentS
             None
         },
         capabilities,
+        sdk: None,
     }
 }
 
@@ -202,6 +223,7 @@ mod tests {
             exports: exports.iter().map(|s| s.to_string()).collect(),
             wit_version: None,
             capabilities: BTreeSet::new(),
+            sdk: None,
         }
     }
 
