@@ -192,6 +192,8 @@ pub fn deny(code: &str, message: &str) -> Denial {
 #[macro_export]
 macro_rules! export_policy {
     ($policy:ty) => {
+        // Exports exist only in the component; a native build (unit tests) links without them.
+        #[cfg(target_arch = "wasm32")]
         #[expect(unsafe_code, reason = "generated canonical-ABI exports")]
         const _: () = {
             use $crate::bindings::exports::ironhost::policy::hooks::Guest;
