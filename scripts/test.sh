@@ -8,3 +8,4 @@ cd "$(dirname "$0")/.."
 cargo test --release --workspace
 # The benchmark, once through each case (criterion's test mode), so it cannot rot unnoticed.
 cargo bench -p ironhost --bench chain -- --test
+cargo bench -p ironhost --bench pii -- --test

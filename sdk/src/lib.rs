@@ -192,7 +192,11 @@ pub fn deny(code: &str, message: &str) -> Denial {
 #[macro_export]
 macro_rules! export_policy {
     ($policy:ty) => {
-        // Exports exist only in the component; a native build (unit tests) links without them.
+        // Exports exist only in the component; a native build (unit tests) links without them,
+        // but still names the policy so its type and hooks count as used.
+        #[cfg(not(target_arch = "wasm32"))]
+        const _: fn() -> $crate::types::PolicyInfo = <$policy as $crate::Policy>::describe;
+
         #[cfg(target_arch = "wasm32")]
         #[expect(unsafe_code, reason = "generated canonical-ABI exports")]
         const _: () = {

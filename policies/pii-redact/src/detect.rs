@@ -131,7 +131,10 @@ fn secrets(b: &[u8]) -> Vec<Finding> {
             // OpenAI keys: sk-..., sk-proj-..., sk-svcacct-...; long and mixed.
             run >= 3 + 20 && token[3..].iter().any(u8::is_ascii_digit)
         } else if token.starts_with(b"AKIA") || token.starts_with(b"ASIA") {
-            run == 20 && token.iter().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+            run == 20
+                && token
+                    .iter()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
         } else if [&b"ghp_"[..], b"gho_", b"ghu_", b"ghs_", b"ghr_"]
             .iter()
             .any(|p| token.starts_with(p))
@@ -186,7 +189,9 @@ fn jwt_at(b: &[u8]) -> Option<usize> {
         return None;
     }
     let third = seg(third_at + 1);
-    (third >= 10).then_some(third_at + 1 + third).filter(|&n| n <= MAX_SPAN)
+    (third >= 10)
+        .then_some(third_at + 1 + third)
+        .filter(|&n| n <= MAX_SPAN)
 }
 
 // ---- emails ------------------------------------------------------------------------------
@@ -259,7 +264,11 @@ fn ibans(b: &[u8]) -> Vec<Finding> {
                 chars.push(b[j].to_ascii_uppercase());
                 j += 1;
                 end = j;
-            } else if b[j] == b' ' && j + 1 < b.len() && b[j + 1].is_ascii_alphanumeric() && chars.len() % 4 == 0 {
+            } else if b[j] == b' '
+                && j + 1 < b.len()
+                && b[j + 1].is_ascii_alphanumeric()
+                && chars.len().is_multiple_of(4)
+            {
                 j += 1;
             } else {
                 break;
@@ -290,7 +299,11 @@ pub fn iban_checksum_ok(chars: &[u8]) -> bool {
             b'A'..=b'Z' => u32::from(c - b'A') + 10,
             _ => return false,
         };
-        rem = if v >= 10 { (rem * 100 + v) % 97 } else { (rem * 10 + v) % 97 };
+        rem = if v >= 10 {
+            (rem * 100 + v) % 97
+        } else {
+            (rem * 10 + v) % 97
+        };
     }
     rem == 1
 }
@@ -339,8 +352,19 @@ fn ip_addresses(text: &str) -> Vec<Finding> {
 
 /// Words just before a number that make it something else than a phone number.
 const NOT_PHONE_CONTEXT: &[&str] = &[
-    "license", "licence", "zip", "postal", "passport", "account", "iban", "card", "ssn",
-    "social security", "order", "invoice", "tracking",
+    "license",
+    "licence",
+    "zip",
+    "postal",
+    "passport",
+    "account",
+    "iban",
+    "card",
+    "ssn",
+    "social security",
+    "order",
+    "invoice",
+    "tracking",
 ];
 /// Words just before a number that make it a phone number.
 const PHONE_CONTEXT: &[&str] = &[
@@ -363,7 +387,6 @@ struct NumberRun {
     digits: Vec<u8>,
     has_plus: bool,
     has_paren: bool,
-    separators: usize,
     /// Only digits, no separators at all.
     plain: bool,
 }
@@ -395,7 +418,7 @@ fn number_run(b: &[u8], start: usize, limit: usize) -> Option<NumberRun> {
         } else if (c == b'-' || c == b'.' || c == b' ') && j + 1 < b.len() {
             // A separator must lead to more of the number.
             let next = b[j + 1];
-            if next.is_ascii_digit() || next == b'(' || (c == b' ' && next == b'(') {
+            if next.is_ascii_digit() || next == b'(' {
                 separators += 1;
                 j += 1;
             } else {
@@ -427,7 +450,6 @@ fn number_run(b: &[u8], start: usize, limit: usize) -> Option<NumberRun> {
         digits,
         has_plus,
         has_paren,
-        separators,
         plain,
     })
 }
@@ -463,7 +485,13 @@ fn numbers(text: &str) -> Vec<Finding> {
         ends.reverse();
         let runs: Vec<NumberRun> = ends
             .iter()
-            .filter_map(|&end| if end == full.end { Some(full.clone()) } else { number_run(b, i, end) })
+            .filter_map(|&end| {
+                if end == full.end {
+                    Some(full.clone())
+                } else {
+                    number_run(b, i, end)
+                }
+            })
             .filter(|run| {
                 let after = run.end_with_ext;
                 !(after < b.len() && (is_word(b[after]) || b[after] == b'@'))
@@ -476,8 +504,16 @@ fn numbers(text: &str) -> Vec<Finding> {
         });
         i = match found {
             Some((kind, run)) => {
-                let end = if kind == Kind::Phone { run.end_with_ext } else { run.end };
-                out.push(Finding { kind, start: run.start, end });
+                let end = if kind == Kind::Phone {
+                    run.end_with_ext
+                } else {
+                    run.end
+                };
+                out.push(Finding {
+                    kind,
+                    start: run.start,
+                    end,
+                });
                 end
             }
             None => full.end_with_ext.max(i + 1),
@@ -527,14 +563,16 @@ fn classify(text: &str, run: &NumberRun, phones: bool) -> Option<Kind> {
     while k < b.len() && (b[k] == b' ' || b[k] == b'\t') {
         k += 1;
     }
-    let word_len = b[k..].iter().take_while(|c| c.is_ascii_alphabetic()).count();
+    let word_len = b[k..]
+        .iter()
+        .take_while(|c| c.is_ascii_alphabetic())
+        .count();
     if word_len > 0 && for_phone.is_none() {
         let word = text[k..k + word_len].to_ascii_lowercase();
         if !PHONE_LABELS.contains(&word.as_str()) {
             return None;
         }
     }
-    let _ = run.separators;
     Some(Kind::Phone)
 }
 
@@ -544,12 +582,18 @@ fn is_ssn(s: &str) -> bool {
     let shaped = b.len() == 11
         && b[3] == b'-'
         && b[6] == b'-'
-        && b.iter().enumerate().all(|(i, c)| i == 3 || i == 6 || c.is_ascii_digit());
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| i == 3 || i == 6 || c.is_ascii_digit());
     if !shaped {
         return false;
     }
     let area = &s[0..3];
-    area != "000" && area != "666" && !area.starts_with('9') && &s[4..6] != "00" && &s[7..11] != "0000"
+    area != "000"
+        && area != "666"
+        && !area.starts_with('9')
+        && &s[4..6] != "00"
+        && &s[7..11] != "0000"
 }
 
 /// `YYYY-MM-DD` (or with `.` or `/`), possibly followed by more.
@@ -578,7 +622,9 @@ fn is_postal_code(s: &str) -> bool {
 /// Cards printed in groups: 4-4-4-4(-3), 4-6-4 (Diners), 4-6-5 (Amex), with spaces or dashes.
 fn is_card_grouping(s: &str) -> bool {
     let groups: Vec<usize> = s.split([' ', '-']).map(str::len).collect();
-    let all_digits = s.bytes().all(|c| c.is_ascii_digit() || c == b' ' || c == b'-');
+    let all_digits = s
+        .bytes()
+        .all(|c| c.is_ascii_digit() || c == b' ' || c == b'-');
     all_digits
         && matches!(
             groups.as_slice(),
@@ -602,7 +648,7 @@ pub fn luhn_ok(digits: &[u8]) -> bool {
             }
         })
         .sum();
-    sum % 10 == 0
+    sum.is_multiple_of(10)
 }
 
 /// Up to `len` bytes before `at`, lower-cased, cut at a character boundary.
@@ -619,30 +665,51 @@ mod tests {
     use super::*;
 
     fn kinds(text: &str) -> Vec<(Kind, &str)> {
-        detect(text).into_iter().map(|f| (f.kind, &text[f.start..f.end])).collect()
+        detect(text)
+            .into_iter()
+            .map(|f| (f.kind, &text[f.start..f.end]))
+            .collect()
     }
 
     #[test]
     fn emails_with_plus_dots_and_subdomains() {
         assert_eq!(
             kinds("mail Jane.Doe+tag@mail.example.co.uk, or bob@x.io."),
-            [(Kind::Email, "Jane.Doe+tag@mail.example.co.uk"), (Kind::Email, "bob@x.io")]
+            [
+                (Kind::Email, "Jane.Doe+tag@mail.example.co.uk"),
+                (Kind::Email, "bob@x.io")
+            ]
         );
         assert_eq!(kinds("not@an email, @handle, a@b"), []);
     }
 
     #[test]
     fn cards_need_a_valid_luhn_checksum() {
-        assert_eq!(kinds("card 4111 1111 1111 1111 ok"), [(Kind::CreditCard, "4111 1111 1111 1111")]);
-        assert_eq!(kinds("card 4111-1111-1111-1111"), [(Kind::CreditCard, "4111-1111-1111-1111")]);
-        assert_eq!(kinds("amex 378282246310005"), [(Kind::CreditCard, "378282246310005")]);
+        assert_eq!(
+            kinds("card 4111 1111 1111 1111 ok"),
+            [(Kind::CreditCard, "4111 1111 1111 1111")]
+        );
+        assert_eq!(
+            kinds("card 4111-1111-1111-1111"),
+            [(Kind::CreditCard, "4111-1111-1111-1111")]
+        );
+        assert_eq!(
+            kinds("amex 378282246310005"),
+            [(Kind::CreditCard, "378282246310005")]
+        );
         assert_eq!(kinds("order 4111111111111112 shipped"), []);
     }
 
     #[test]
     fn ibans_need_a_valid_mod97_checksum_in_any_case_and_grouping() {
-        assert_eq!(kinds("pay GB82WEST12345698765432 now"), [(Kind::Iban, "GB82WEST12345698765432")]);
-        assert_eq!(kinds("iban gb82 west 1234 5698 7654 32"), [(Kind::Iban, "gb82 west 1234 5698 7654 32")]);
+        assert_eq!(
+            kinds("pay GB82WEST12345698765432 now"),
+            [(Kind::Iban, "GB82WEST12345698765432")]
+        );
+        assert_eq!(
+            kinds("iban gb82 west 1234 5698 7654 32"),
+            [(Kind::Iban, "gb82 west 1234 5698 7654 32")]
+        );
         assert_eq!(kinds("pay GB82WEST12345698765431 now"), []);
     }
 
@@ -654,8 +721,14 @@ mod tests {
 
     #[test]
     fn ip_addresses_v4_and_v6() {
-        assert_eq!(kinds("from 192.168.1.20."), [(Kind::IpAddress, "192.168.1.20")]);
-        assert_eq!(kinds("host 2001:db8::ff00:42:8329 down"), [(Kind::IpAddress, "2001:db8::ff00:42:8329")]);
+        assert_eq!(
+            kinds("from 192.168.1.20."),
+            [(Kind::IpAddress, "192.168.1.20")]
+        );
+        assert_eq!(
+            kinds("host 2001:db8::ff00:42:8329 down"),
+            [(Kind::IpAddress, "2001:db8::ff00:42:8329")]
+        );
         assert_eq!(kinds("version 1.2.3.4.5 and 256.1.1.1 and 10:30:00"), []);
     }
 
@@ -708,6 +781,9 @@ mod tests {
 
     #[test]
     fn multibyte_text_around_findings_is_safe() {
-        assert_eq!(kinds("café ☕ bob@x.io — ünïcode"), [(Kind::Email, "bob@x.io")]);
+        assert_eq!(
+            kinds("café ☕ bob@x.io — ünïcode"),
+            [(Kind::Email, "bob@x.io")]
+        );
     }
 }

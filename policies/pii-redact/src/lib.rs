@@ -69,10 +69,17 @@ impl Settings {
         for name in settings.types.iter().flatten() {
             if Kind::parse(name).is_none() {
                 let known: Vec<_> = Kind::ALL.iter().map(|k| k.name()).collect();
-                return Err(format!("types: unknown type `{name}` (known: {})", known.join(", ")));
+                return Err(format!(
+                    "types: unknown type `{name}` (known: {})",
+                    known.join(", ")
+                ));
             }
         }
-        if let Some(bad) = settings.allow_domains.iter().find(|d| d.trim().is_empty() || d.contains('@')) {
+        if let Some(bad) = settings
+            .allow_domains
+            .iter()
+            .find(|d| d.trim().is_empty() || d.contains('@'))
+        {
             return Err(format!("allow-domains: `{bad}` is not a domain"));
         }
         Ok(settings)
@@ -109,6 +116,17 @@ impl Settings {
     }
 }
 
+/// The name of a severity in events.
+pub fn severity_name(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Info => "info",
+        Severity::Low => "low",
+        Severity::Medium => "medium",
+        Severity::High => "high",
+        Severity::Critical => "critical",
+    }
+}
+
 /// How serious a finding of each kind is.
 pub fn severity(kind: Kind) -> Severity {
     match kind {
@@ -141,7 +159,7 @@ fn report(text: &str, findings: &[Finding], location: &str, mode: Mode, offset: 
         let sev = severity(f.kind);
         let detail = serde_json::json!({
             "type": f.kind.name(),
-            "severity": format!("{sev:?}").to_lowercase(),
+            "severity": severity_name(sev),
             "location": location,
             "action": mode.action(),
             "start": start,
@@ -204,7 +222,12 @@ impl Policy for PiiRedact {
             env!("CARGO_PKG_VERSION"),
             "Redacts, blocks or reports personal data and secrets in LLM traffic",
         )
-        .hooks(&[Hook::LlmRequest, Hook::LlmResponse, Hook::LlmChunk, Hook::ToolResult])
+        .hooks(&[
+            Hook::LlmRequest,
+            Hook::LlmResponse,
+            Hook::LlmChunk,
+            Hook::ToolResult,
+        ])
         .capabilities(&[Capability::Config, Capability::Events])
         .build()
     }
@@ -215,7 +238,8 @@ impl Policy for PiiRedact {
 
     fn on_llm_request(_ctx: CallContext, mut request: LlmRequest) -> RequestVerdict {
         let settings = settings();
-        let (found, changed) = treat_texts(text::request_texts_mut(&mut request), &settings, "request");
+        let (found, changed) =
+            treat_texts(text::request_texts_mut(&mut request), &settings, "request");
         if found.is_empty() {
             RequestVerdict::Pass
         } else if settings.mode == Mode::Block {
@@ -230,7 +254,11 @@ impl Policy for PiiRedact {
         }
     }
 
-    fn on_llm_response(_ctx: CallContext, request: LlmRequest, outcome: LlmOutcome) -> ResponseVerdict {
+    fn on_llm_response(
+        _ctx: CallContext,
+        request: LlmRequest,
+        outcome: LlmOutcome,
+    ) -> ResponseVerdict {
         // A streamed answer was scanned chunk by chunk; its findings are already reported.
         let LlmOutcome::Ok(mut response) = outcome else {
             return ResponseVerdict::Pass;
@@ -239,8 +267,11 @@ impl Policy for PiiRedact {
             return ResponseVerdict::Pass;
         }
         let settings = settings();
-        let (found, changed) =
-            treat_texts(text::message_texts_mut(&mut response.message), &settings, "response");
+        let (found, changed) = treat_texts(
+            text::message_texts_mut(&mut response.message),
+            &settings,
+            "response",
+        );
         if found.is_empty() {
             ResponseVerdict::Pass
         } else if settings.mode == Mode::Block {
@@ -258,21 +289,38 @@ impl Policy for PiiRedact {
     fn on_llm_chunk(_ctx: CallContext, state: StreamState, chunk: LlmChunk) -> ChunkVerdict {
         let settings = settings();
         let combined = state.held + &chunk.text;
-        let cut = if chunk.last { combined.len() } else { stream::hold_point(&combined) };
+        let cut = if chunk.last {
+            combined.len()
+        } else {
+            stream::hold_point(&combined)
+        };
         let (ready, hold) = combined.split_at(cut);
         // Only findings wholly in the released part count now; the held tail is scanned again
         // with the next chunk.
         let findings = settings.findings(ready);
         if !findings.is_empty() {
-            report(ready, &findings, "stream", settings.mode, state.emitted_chars);
+            report(
+                ready,
+                &findings,
+                "stream",
+                settings.mode,
+                state.emitted_chars,
+            );
             if settings.mode == Mode::Block {
                 return ChunkVerdict::Deny(ironhost_policy::deny(
                     "pii_detected",
-                    &format!("the answer contains personal data ({})", kinds_of(&findings)),
+                    &format!(
+                        "the answer contains personal data ({})",
+                        kinds_of(&findings)
+                    ),
                 ));
             }
         }
-        let emit = if settings.mode == Mode::Redact { redact(ready, &findings) } else { ready.to_owned() };
+        let emit = if settings.mode == Mode::Redact {
+            redact(ready, &findings)
+        } else {
+            ready.to_owned()
+        };
         ChunkVerdict::Release(ChunkRelease {
             emit,
             hold: hold.to_owned(),
@@ -292,7 +340,10 @@ impl Policy for PiiRedact {
         match settings.mode {
             Mode::Block => ResultVerdict::Deny(ironhost_policy::deny(
                 "pii_detected",
-                &format!("the tool result contains personal data ({})", kinds_of(&findings)),
+                &format!(
+                    "the tool result contains personal data ({})",
+                    kinds_of(&findings)
+                ),
             )),
             // The markers hold no quotes or backslashes, so the JSON stays valid.
             Mode::Redact => ResultVerdict::Rewrite(ToolOutcome::Ok(redact(&json, &findings))),
@@ -316,22 +367,48 @@ mod tests {
         let s = settings("{}");
         let text = "mail bob@x.io or call (415) 555-2671, ssn 078-05-1120";
         let out = redact(text, &s.findings(text));
-        assert_eq!(out, "mail [EMAIL_REDACTED] or call [PHONE_REDACTED], ssn [SSN_REDACTED]");
+        assert_eq!(
+            out,
+            "mail [EMAIL_REDACTED] or call [PHONE_REDACTED], ssn [SSN_REDACTED]"
+        );
     }
 
     #[test]
     fn allowlists_and_type_filters() {
-        let s = settings(r#"{"allow-domains": ["example.com"], "allow-values": ["078-05-1120"], "types": ["email", "ssn"]}"#);
-        let text = "a@example.com a@mail.example.com b@other.org 078-05-1120 219-09-9999 (415) 555-2671";
-        let kept: Vec<&str> = s.findings(text).iter().map(|f| &text[f.start..f.end]).collect();
+        let s = settings(
+            r#"{"allow-domains": ["example.com"], "allow-values": ["078-05-1120"], "types": ["email", "ssn"]}"#,
+        );
+        let text =
+            "a@example.com a@mail.example.com b@other.org 078-05-1120 219-09-9999 (415) 555-2671";
+        let kept: Vec<&str> = s
+            .findings(text)
+            .iter()
+            .map(|f| &text[f.start..f.end])
+            .collect();
         assert_eq!(kept, ["b@other.org", "219-09-9999"]);
     }
 
     #[test]
     fn config_errors_name_the_key() {
-        assert!(Settings::parse(r#"{"mode": "shout"}"#).unwrap_err().contains("shout"));
-        assert!(Settings::parse(r#"{"types": ["dna"]}"#).unwrap_err().contains("unknown type `dna`"));
-        assert!(Settings::parse(r#"{"allow-domains": ["a@b.c"]}"#).unwrap_err().contains("allow-domains"));
-        assert!(Settings::parse(r#"{"colour": 1}"#).unwrap_err().contains("colour"));
+        assert!(
+            Settings::parse(r#"{"mode": "shout"}"#)
+                .unwrap_err()
+                .contains("shout")
+        );
+        assert!(
+            Settings::parse(r#"{"types": ["dna"]}"#)
+                .unwrap_err()
+                .contains("unknown type `dna`")
+        );
+        assert!(
+            Settings::parse(r#"{"allow-domains": ["a@b.c"]}"#)
+                .unwrap_err()
+                .contains("allow-domains")
+        );
+        assert!(
+            Settings::parse(r#"{"colour": 1}"#)
+                .unwrap_err()
+                .contains("colour")
+        );
     }
 }

@@ -21,8 +21,12 @@ fn entity(kind: Kind) -> Option<&'static str> {
 
 #[test]
 fn precision_and_recall_are_at_least_95_percent_per_entity() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/bench/pii/synth_dataset_v2.json");
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e} (shared/ must sit beside the checkout)"));
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/bench/pii/synth_dataset_v2.json"
+    );
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{path}: {e} (shared/ must sit beside the checkout)"));
     let samples: Vec<serde_json::Value> = serde_json::from_str(&text).expect("dataset is JSON");
     assert_eq!(samples.len(), 1500);
     // (true positives, false positives, false negatives) per entity.
@@ -47,20 +51,33 @@ fn precision_and_recall_are_at_least_95_percent_per_entity() {
                 )
             })
             .collect();
-        let overlaps = |a: &(&str, usize, usize), b: &(&str, usize, usize)| a.0 == b.0 && a.1 < b.2 && b.1 < a.2;
+        let overlaps = |a: &(&str, usize, usize), b: &(&str, usize, usize)| {
+            a.0 == b.0 && a.1 < b.2 && b.1 < a.2
+        };
         for p in &predicted {
             let entry = score.entry(p.0).or_default();
             if gold.iter().any(|g| overlaps(p, g)) {
                 entry.0 += 1;
             } else {
                 entry.1 += 1;
-                eprintln!("false {}: {:?}", p.0, full.chars().skip(p.1).take(p.2 - p.1).collect::<String>());
+                eprintln!(
+                    "false {}: {:?}",
+                    p.0,
+                    full.chars().skip(p.1).take(p.2 - p.1).collect::<String>()
+                );
             }
         }
-        for g in gold.iter().filter(|g| Kind::ALL.iter().any(|k| entity(*k) == Some(g.0))) {
+        for g in gold
+            .iter()
+            .filter(|g| Kind::ALL.iter().any(|k| entity(*k) == Some(g.0)))
+        {
             if !predicted.iter().any(|p| overlaps(p, g)) {
                 score.entry(g.0).or_default().2 += 1;
-                eprintln!("missed {}: {:?}", g.0, full.chars().skip(g.1).take(g.2 - g.1).collect::<String>());
+                eprintln!(
+                    "missed {}: {:?}",
+                    g.0,
+                    full.chars().skip(g.1).take(g.2 - g.1).collect::<String>()
+                );
             }
         }
     }
@@ -68,7 +85,9 @@ fn precision_and_recall_are_at_least_95_percent_per_entity() {
     for (entity, (tp, fp, fn_)) in &score {
         let precision = f64::from(*tp) / f64::from((tp + fp).max(1));
         let recall = f64::from(*tp) / f64::from((tp + fn_).max(1));
-        eprintln!("{entity:<14} precision {precision:.3} recall {recall:.3} (tp {tp}, fp {fp}, fn {fn_})");
+        eprintln!(
+            "{entity:<14} precision {precision:.3} recall {recall:.3} (tp {tp}, fp {fp}, fn {fn_})"
+        );
         if precision < 0.95 || recall < 0.95 {
             failures.push(*entity);
         }
