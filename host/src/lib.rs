@@ -5,4 +5,5 @@
 //! `ironhost` command line.
 
 pub mod cli;
+pub mod llm;
 pub mod policy;

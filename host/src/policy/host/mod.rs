@@ -77,7 +77,7 @@ impl Default for HostServices {
     fn default() -> Self {
         HostServices {
             state: Arc::new(MemoryState::default()),
-            tokens: Arc::new(ApproxTokenMeter),
+            tokens: Arc::new(ApproxTokenMeter::default()),
             secrets: Arc::new(NoSecrets),
             fingerprints: Fingerprinter::random(),
         }

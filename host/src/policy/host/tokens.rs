@@ -1,7 +1,10 @@
 //! `ironhost:policy/tokens`, and the approximate meter used until a real tokenizer and
 //! pricing table are configured.
 
+use std::sync::Arc;
+
 use super::{PolicyCtx, Price, TokenMeter};
+use crate::llm::pricing::PricingTable;
 use crate::policy::bindings::wit;
 use crate::policy::model::{ContentPart, Message};
 
@@ -28,10 +31,20 @@ impl wit::tokens::Host for PolicyCtx {
     }
 }
 
-/// Counts about four bytes of text per token and knows no prices. It over-counts rather than
-/// under-counts for English text, which is the safe side for budget reservations.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct ApproxTokenMeter;
+/// Counts about four bytes of text per token (it over-counts rather than under-counts English
+/// text, the safe side for budget reservations) and prices models from a [`PricingTable`].
+#[derive(Debug, Clone)]
+pub struct ApproxTokenMeter {
+    pub prices: Arc<PricingTable>,
+}
+
+impl Default for ApproxTokenMeter {
+    fn default() -> Self {
+        ApproxTokenMeter {
+            prices: Arc::new(PricingTable::embedded()),
+        }
+    }
+}
 
 /// Tokens every message costs beyond its text (role and separators).
 const PER_MESSAGE_OVERHEAD: u32 = 4;
@@ -59,7 +72,7 @@ impl TokenMeter for ApproxTokenMeter {
         })
     }
 
-    fn price(&self, _model: &str) -> Option<Price> {
-        None
+    fn price(&self, model: &str) -> Option<Price> {
+        self.prices.price(model)
     }
 }
