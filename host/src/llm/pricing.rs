@@ -61,13 +61,23 @@ impl PricingTable {
                 cached_input_per_mtok: m.cached_input.unwrap_or(m.input),
                 cache_write_per_mtok: m.cache_write.unwrap_or(m.input),
             };
-            let all = [price.input_per_mtok, price.output_per_mtok, price.cached_input_per_mtok, price.cache_write_per_mtok];
+            let all = [
+                price.input_per_mtok,
+                price.output_per_mtok,
+                price.cached_input_per_mtok,
+                price.cache_write_per_mtok,
+            ];
             if all.iter().any(|p| !p.is_finite() || *p < 0.0) {
-                return Err(format!("model `{name}`: prices must be finite and not negative"));
+                return Err(format!(
+                    "model `{name}`: prices must be finite and not negative"
+                ));
             }
             models.insert(name, price);
         }
-        Ok(PricingTable { meta: raw.meta, models })
+        Ok(PricingTable {
+            meta: raw.meta,
+            models,
+        })
     }
 
     /// The price of `model`: an exact entry, else the longest entry that `model` extends with
@@ -79,7 +89,9 @@ impl PricingTable {
         self.models
             .iter()
             .filter(|(name, _)| {
-                model.len() > name.len() && model.starts_with(name.as_str()) && model.as_bytes()[name.len()] == b'-'
+                model.len() > name.len()
+                    && model.starts_with(name.as_str())
+                    && model.as_bytes()[name.len()] == b'-'
             })
             .max_by_key(|(name, _)| name.len())
             .map(|(_, p)| *p)
@@ -100,8 +112,18 @@ mod tests {
         let t = PricingTable::embedded();
         assert!(t.models().count() >= 10);
         let mini = t.price("gpt-4o-mini").expect("priced");
-        assert_eq!((mini.input_per_mtok, mini.output_per_mtok, mini.cached_input_per_mtok), (0.15, 0.60, 0.075));
-        assert_eq!(mini.cache_write_per_mtok, 0.15, "no write surcharge defaults to input");
+        assert_eq!(
+            (
+                mini.input_per_mtok,
+                mini.output_per_mtok,
+                mini.cached_input_per_mtok
+            ),
+            (0.15, 0.60, 0.075)
+        );
+        assert_eq!(
+            mini.cache_write_per_mtok, 0.15,
+            "no write surcharge defaults to input"
+        );
         let sonnet = t.price("claude-sonnet-4-5").expect("priced");
         assert_eq!(sonnet.cache_write_per_mtok, 3.75);
     }
@@ -111,16 +133,24 @@ mod tests {
         let t = PricingTable::embedded();
         assert_eq!(t.price("gpt-4o-mini-2024-07-18"), t.price("gpt-4o-mini"));
         assert_eq!(t.price("gpt-4o-2024-08-06"), t.price("gpt-4o"));
-        assert_eq!(t.price("claude-sonnet-4-5-20250929"), t.price("claude-sonnet-4-5"));
+        assert_eq!(
+            t.price("claude-sonnet-4-5-20250929"),
+            t.price("claude-sonnet-4-5")
+        );
         assert_eq!(t.price("gpt-4oo"), None);
         assert_eq!(t.price("llama-3"), None);
     }
 
     #[test]
     fn bad_tables_are_refused_with_a_reason() {
-        let err = PricingTable::parse("[meta]\nsource = \"x\"\nas-of = \"y\"\n[models.m]\ninput = -1.0\noutput = 1.0\n").expect_err("negative");
+        let err = PricingTable::parse(
+            "[meta]\nsource = \"x\"\nas-of = \"y\"\n[models.m]\ninput = -1.0\noutput = 1.0\n",
+        )
+        .expect_err("negative");
         assert!(err.contains("model `m`"), "{err}");
-        let err = PricingTable::parse("[meta]\nsource = \"x\"\nas-of = \"y\"\n[models.m]\ninput = 1.0\n").expect_err("no output");
+        let err =
+            PricingTable::parse("[meta]\nsource = \"x\"\nas-of = \"y\"\n[models.m]\ninput = 1.0\n")
+                .expect_err("no output");
         assert!(err.contains("output"), "{err}");
     }
 }
