@@ -533,3 +533,78 @@ fn policy_new_scaffolds_a_crate_that_builds_checks_and_runs() {
         .collect();
     assert_eq!(decisions, ["continue", "deny"]);
 }
+
+#[test]
+fn policy_run_never_prints_injected_values() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bundle = dir.path().join("b");
+    std::fs::create_dir_all(&bundle).expect("mkdir");
+    std::fs::write(
+        bundle.join("bundle.toml"),
+        format!(
+            "[[policy]]\ncomponent = {:?}\ncapabilities = [\"config\", \"secrets\", \"events\"]\n[policy.config]\ninject = [{{ env = \"SERP_API_KEY\" }}, {{ env = \"CRM_TOKEN\" }}]\n",
+            fx::SECRETS_INJECT
+        ),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.path().join("agents.jsonl"),
+        "{\"agent_id\":\"lg-1\",\"environment\":\"dev\"}\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_ironhost"))
+        .args([
+            "policy",
+            "run",
+            "--bundle",
+            "b",
+            "--hook",
+            "agent-start",
+            "--input",
+            "agents.jsonl",
+            "--secret",
+            "SERP_API_KEY",
+        ])
+        .current_dir(dir.path())
+        .env("IRONHOST_CACHE_DIR", dir.path().join("cache"))
+        .env("SERP_API_KEY", "serp-value-4242")
+        .output()
+        .expect("runs");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(
+        !text.contains("serp-value-4242"),
+        "the value leaked: {text}"
+    );
+    let line: serde_json::Value = serde_json::from_str(text.trim()).expect("JSON");
+    assert_eq!(
+        line["value"]["env"],
+        serde_json::json!([["SERP_API_KEY", "<set>"]])
+    );
+    assert_eq!(
+        line["events"][0]["detail"]["missing"],
+        serde_json::json!(["CRM_TOKEN"])
+    );
+
+    let missing = ironhost(
+        &[
+            "policy",
+            "run",
+            "--bundle",
+            "b",
+            "--hook",
+            "agent-start",
+            "--input",
+            "agents.jsonl",
+            "--secret",
+            "NOPE_NOT_SET",
+        ],
+        dir.path(),
+    );
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        stderr(&missing).contains("--secret NOPE_NOT_SET"),
+        "{}",
+        stderr(&missing)
+    );
+}

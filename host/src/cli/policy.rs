@@ -87,6 +87,19 @@ pub struct RunArgs {
     /// Agent id the calls are made for.
     #[arg(long, default_value = "local-run")]
     pub agent: String,
+    /// Make secret NAME available to the policies, with the value of the environment variable
+    /// of the same name (so values stay out of shell history). Repeatable.
+    #[arg(long = "secret", value_name = "NAME")]
+    pub secrets: Vec<String>,
+}
+
+/// Secrets for `policy run`, taken from the runner's environment.
+struct EnvSecrets(std::collections::BTreeMap<String, String>);
+
+impl crate::policy::host::SecretResolver for EnvSecrets {
+    fn get(&self, _environment: &str, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
 }
 
 fn parse_hook(s: &str) -> Result<Hook, String> {
@@ -113,7 +126,11 @@ pub fn run(cmd: PolicyCommand) -> Result<u8, CliError> {
 }
 
 fn engine() -> Result<PolicyEngine, CliError> {
-    PolicyEngine::new(EngineOptions::default(), HostServices::default()).map_err(CliError::failure)
+    engine_with(HostServices::default())
+}
+
+fn engine_with(services: HostServices) -> Result<PolicyEngine, CliError> {
+    PolicyEngine::new(EngineOptions::default(), services).map_err(CliError::failure)
 }
 
 fn load_bundle(dir: Option<&Path>, engine: &PolicyEngine) -> Result<Chain, CliError> {
@@ -404,7 +421,20 @@ struct RunLine<'a, T: Serialize> {
 }
 
 fn run_inputs(args: RunArgs) -> Result<u8, CliError> {
-    let engine = engine()?;
+    let mut secrets = std::collections::BTreeMap::new();
+    for name in &args.secrets {
+        let value = std::env::var(name).map_err(|_| {
+            CliError::input(format!(
+                "--secret {name}: no environment variable `{name}` holds its value"
+            ))
+        })?;
+        secrets.insert(name.clone(), value);
+    }
+    let services = HostServices {
+        secrets: std::sync::Arc::new(EnvSecrets(secrets)),
+        ..HostServices::default()
+    };
+    let engine = engine_with(services)?;
     let chain = match (&args.file, &args.bundle) {
         (Some(file), _) => {
             let bytes = std::fs::read(file)
@@ -537,7 +567,14 @@ fn run_line(
             if info.agent_id.is_empty() {
                 agent.clone_into(&mut info.agent_id);
             }
-            emit(out, hook, n, &chain.on_agent_start(&info))
+            let mut run = chain.on_agent_start(&info);
+            // Injected variables are usually secrets: show their names, never their values.
+            if let Outcome::Continue { value } = &mut run.outcome {
+                for (_, v) in &mut value.env {
+                    *v = "<set>".to_owned();
+                }
+            }
+            emit(out, hook, n, &run)
         }
         Hook::LlmRequest => emit(out, hook, n, &chain.on_llm_request(ctx, parse(hook, line)?)),
         Hook::LlmResponse => {
