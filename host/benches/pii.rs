@@ -44,7 +44,7 @@ fn main() {
         HostServices::default(),
     )
     .expect("engine");
-    let mut entry = PolicyEntry::for_component(PathBuf::from(ironhost_fixtures::PII_REDACT));
+    let mut entry = PolicyEntry::for_component(PathBuf::from("builtin:pii-redact"));
     entry.capabilities = [Capability::Config, Capability::Events]
         .into_iter()
         .collect();

@@ -38,7 +38,7 @@ fn host() -> &'static Host {
 }
 
 fn budget_entry(config: serde_json::Value) -> PolicyEntry {
-    let mut e = PolicyEntry::for_component(PathBuf::from(ironhost_fixtures::BUDGET));
+    let mut e = PolicyEntry::for_component(PathBuf::from("builtin:budget"));
     e.capabilities = [
         Capability::Config,
         Capability::Events,

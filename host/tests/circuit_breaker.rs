@@ -28,7 +28,7 @@ fn engine() -> &'static PolicyEngine {
 
 /// A breaker with its own name, so tests sharing the engine's state do not share circuits.
 fn breaker(name: &str, config: serde_json::Value) -> Chain {
-    let mut e = PolicyEntry::for_component(PathBuf::from(ironhost_fixtures::CIRCUIT_BREAKER));
+    let mut e = PolicyEntry::for_component(PathBuf::from("builtin:circuit-breaker"));
     e.name = Some(name.into());
     e.capabilities = [
         Capability::Config,

@@ -541,10 +541,7 @@ fn policy_run_never_prints_injected_values() {
     std::fs::create_dir_all(&bundle).expect("mkdir");
     std::fs::write(
         bundle.join("bundle.toml"),
-        format!(
-            "[[policy]]\ncomponent = {:?}\ncapabilities = [\"config\", \"secrets\", \"events\"]\n[policy.config]\ninject = [{{ env = \"SERP_API_KEY\" }}, {{ env = \"CRM_TOKEN\" }}]\n",
-            fx::SECRETS_INJECT
-        ),
+        "[[policy]]\ncomponent = \"builtin:secrets-inject\"\ncapabilities = [\"config\", \"secrets\", \"events\"]\n[policy.config]\ninject = [{ env = \"SERP_API_KEY\" }, { env = \"CRM_TOKEN\" }]\n",
     )
     .expect("write");
     std::fs::write(
@@ -607,4 +604,44 @@ fn policy_run_never_prints_injected_values() {
         "{}",
         stderr(&missing)
     );
+}
+
+#[test]
+fn the_default_bundle_is_built_into_the_binary() {
+    // An empty directory: nothing on disk but the binary.
+    let dir = tempfile::tempdir().expect("tempdir");
+    for args in [
+        &["policy", "list", "--json"][..],
+        &["policy", "list", "--bundle", "default", "--json"][..],
+    ] {
+        let out = ironhost(args, dir.path());
+        assert!(out.status.success(), "{}", stderr(&out));
+        let rows: serde_json::Value = serde_json::from_str(&stdout(&out)).expect("JSON");
+        let names: Vec<_> = rows
+            .as_array()
+            .expect("rows")
+            .iter()
+            .map(|r| r["name"].as_str().unwrap_or(""))
+            .collect();
+        assert_eq!(
+            names,
+            ["secrets-inject", "circuit-breaker", "budget", "pii-redact"]
+        );
+        assert!(rows.as_array().expect("rows").iter().all(|r| {
+            r["component"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("builtin:")
+        }));
+    }
+    // A bundle of one's own can use built-in components by name; unknown names are refused.
+    std::fs::create_dir_all(dir.path().join("b")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("b/bundle.toml"),
+        "[[policy]]\ncomponent = \"builtin:nope\"\n",
+    )
+    .expect("write");
+    let out = ironhost(&["policy", "list", "--bundle", "b"], dir.path());
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("builtin:nope: no such built-in component (built in: secrets-inject, circuit-breaker, budget, pii-redact)"), "{}", stderr(&out));
 }

@@ -23,7 +23,7 @@ fn engine() -> &'static PolicyEngine {
 }
 
 fn chain(config: serde_json::Value) -> Chain {
-    let mut entry = PolicyEntry::for_component(PathBuf::from(ironhost_fixtures::PII_REDACT));
+    let mut entry = PolicyEntry::for_component(PathBuf::from("builtin:pii-redact"));
     entry.capabilities = [Capability::Config, Capability::Events]
         .into_iter()
         .collect();
@@ -215,7 +215,7 @@ fn answers_and_tool_results_are_redacted_and_streamed_answers_not_reported_twice
 
 #[test]
 fn a_bad_config_is_refused_at_admission() {
-    let mut entry = PolicyEntry::for_component(PathBuf::from(ironhost_fixtures::PII_REDACT));
+    let mut entry = PolicyEntry::for_component(PathBuf::from("builtin:pii-redact"));
     entry.capabilities = [Capability::Config, Capability::Events]
         .into_iter()
         .collect();

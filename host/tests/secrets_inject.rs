@@ -38,7 +38,7 @@ fn chain(config: serde_json::Value) -> Chain {
         services,
     )
     .expect("engine");
-    let mut e = PolicyEntry::for_component(PathBuf::from(ironhost_fixtures::SECRETS_INJECT));
+    let mut e = PolicyEntry::for_component(PathBuf::from("builtin:secrets-inject"));
     e.capabilities = [Capability::Config, Capability::Secrets, Capability::Events]
         .into_iter()
         .collect();

@@ -45,7 +45,8 @@ pub struct NewArgs {
 
 #[derive(Debug, Args)]
 pub struct ListArgs {
-    /// The bundle directory (holding bundle.toml).
+    /// The bundle directory (holding bundle.toml), or `default` (the default: the bundle built
+    /// into ironhost).
     #[arg(long, value_name = "DIR")]
     pub bundle: Option<PathBuf>,
     /// Print JSON instead of a table.
@@ -72,7 +73,7 @@ pub struct RunArgs {
         conflicts_with = "bundle"
     )]
     pub file: Option<PathBuf>,
-    /// A bundle directory instead of a single component.
+    /// A bundle directory (or `default`) instead of a single component.
     #[arg(long, value_name = "DIR")]
     pub bundle: Option<PathBuf>,
     /// The hook: agent-start, llm-request, llm-response, llm-chunk, tool-call, tool-result.
@@ -133,11 +134,17 @@ fn engine_with(services: HostServices) -> Result<PolicyEngine, CliError> {
     PolicyEngine::new(EngineOptions::default(), services).map_err(CliError::failure)
 }
 
+/// `--bundle default` (or no `--bundle`) is the built-in default bundle; anything else is a
+/// directory holding bundle.toml (use `./default` for a directory of that name).
 fn load_bundle(dir: Option<&Path>, engine: &PolicyEngine) -> Result<Chain, CliError> {
-    let dir = dir.ok_or_else(|| {
-        CliError::input("no bundle given: pass --bundle DIR (a directory holding bundle.toml)")
-    })?;
-    let bundle = Bundle::load(dir).map_err(CliError::input)?;
+    let bundle = match dir {
+        None => crate::policy::defaults::default_bundle(),
+        Some(d) if d.as_os_str() == crate::policy::defaults::DEFAULT_BUNDLE_NAME => {
+            crate::policy::defaults::default_bundle()
+        }
+        Some(d) => Bundle::load(d),
+    }
+    .map_err(CliError::input)?;
     admission::admit_bundle(engine, &bundle).map_err(CliError::input)
 }
 

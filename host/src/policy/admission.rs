@@ -31,6 +31,8 @@ pub type AdmittedPolicy = Arc<LoadedPolicy>;
 /// Why a policy was refused. Every message names the component file.
 #[derive(Debug, thiserror::Error)]
 pub enum AdmissionError {
+    #[error("builtin:{name}: no such built-in component (built in: {known})")]
+    UnknownBuiltin { name: String, known: String },
     #[error("{}: cannot read component: {source}", path.display())]
     Read {
         path: PathBuf,
@@ -85,6 +87,16 @@ pub fn admit_policy(
     engine: &PolicyEngine,
     entry: &PolicyEntry,
 ) -> Result<AdmittedPolicy, AdmissionError> {
+    if let Some(name) = entry.builtin_name() {
+        let bytes =
+            super::defaults::builtin(name).ok_or_else(|| AdmissionError::UnknownBuiltin {
+                name: name.to_owned(),
+                known: super::defaults::builtin_names()
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })?;
+        return admit_bytes(engine, entry, bytes).map(Arc::new);
+    }
     let path = entry.component.clone();
     let bytes = std::fs::read(&path).map_err(|source| AdmissionError::Read {
         path: path.clone(),

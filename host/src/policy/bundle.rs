@@ -5,7 +5,8 @@
 //! name = "default"                 # optional; defaults to the directory name
 //!
 //! [[policy]]                       # one table per policy, in chain order
-//! component = "pii_redact.wasm"    # path relative to the bundle directory
+//! component = "pii_redact.wasm"    # path relative to the bundle directory, or
+//!                                  # "builtin:pii-redact" for a component built into ironhost
 //! name = "pii-redact"              # optional; defaults to the component's own name
 //! capabilities = ["log", "events"] # grants; anything else the component imports is refused
 //! secrets = ["OPENAI_API_KEY"]     # optional, with the `secrets` capability: the names allowed
@@ -66,7 +67,8 @@ impl FailureMode {
 pub struct PolicyEntry {
     /// Name in the chain: `name` from the manifest, else filled from the component at admission.
     pub name: Option<String>,
-    /// Absolute or bundle-relative path resolved against the bundle directory.
+    /// Absolute or bundle-relative path resolved against the bundle directory, or
+    /// `builtin:NAME` for a component built into the binary.
     pub component: PathBuf,
     /// Capabilities granted.
     pub capabilities: BTreeSet<Capability>,
@@ -81,6 +83,13 @@ pub struct PolicyEntry {
 }
 
 impl PolicyEntry {
+    /// The built-in component this entry names (`builtin:NAME`), if it names one.
+    pub fn builtin_name(&self) -> Option<&str> {
+        self.component
+            .to_str()
+            .and_then(|c| c.strip_prefix(super::defaults::BUILTIN_PREFIX))
+    }
+
     /// An entry for a single component file with defaults: used by `ironhost policy run FILE`.
     pub fn for_component(component: PathBuf) -> PolicyEntry {
         PolicyEntry {
@@ -247,9 +256,14 @@ impl Bundle {
             }
             let config = serde_json::to_value(&p.config)
                 .map_err(|e| invalid(index, "config", e.to_string()))?;
+            let component = if p.component.starts_with(super::defaults::BUILTIN_PREFIX) {
+                PathBuf::from(&p.component)
+            } else {
+                dir.join(&p.component)
+            };
             policies.push(PolicyEntry {
                 name: p.name,
-                component: dir.join(&p.component),
+                component,
                 capabilities,
                 secrets: p.secrets.map(|names| names.into_iter().collect()),
                 failure_mode: p.failure_mode,

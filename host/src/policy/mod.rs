@@ -9,6 +9,7 @@ pub mod admission;
 pub mod bindings;
 pub mod bundle;
 pub mod chain;
+pub mod defaults;
 pub mod engine;
 pub mod host;
 pub mod inspect;
