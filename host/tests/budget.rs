@@ -61,44 +61,22 @@ fn chain(limit: f64) -> Chain {
 }
 
 fn ctx(agent: &str, call: &str) -> CallContext {
-    CallContext {
-        agent_id: agent.into(),
-        call_id: call.into(),
-        environment: "dev".into(),
-        attempt: 0,
-    }
+    CallContext::new(agent, call)
 }
 
 fn request(model: &str, max_out: u32) -> LlmRequest {
-    LlmRequest {
-        provider: "openai".into(),
-        model: model.into(),
-        messages: vec![Message::text(
-            Role::User,
-            "Find the head of sales at Acme and draft a short intro email.",
-        )],
-        tools: vec![],
-        max_output_tokens: Some(max_out),
-        temperature: None,
-        stream: false,
-        extra: "{}".into(),
-        credential: None,
-    }
+    let text = "Find the head of sales at Acme and draft a short intro email.";
+    let mut r = LlmRequest::new("openai", model, vec![Message::text(Role::User, text)]);
+    r.max_output_tokens = Some(max_out);
+    r
 }
 
 fn answer(model: &str, input: u32, output: u32) -> LlmOutcome {
-    LlmOutcome::Ok(LlmResponse {
-        id: "r".into(),
-        model: model.into(),
-        message: Message::text(Role::Assistant, "Done."),
-        finish_reason: "stop".into(),
-        usage: Some(Usage {
-            input_tokens: input,
-            output_tokens: output,
-            cached_input_tokens: 0,
-            cache_write_input_tokens: 0,
-        }),
-    })
+    LlmOutcome::Ok(LlmResponse::text(
+        model,
+        "Done.",
+        Some(Usage::new(input, output)),
+    ))
 }
 
 fn micros(agent: &str, key: &str) -> i64 {

@@ -43,26 +43,15 @@ fn breaker(name: &str, config: serde_json::Value) -> Chain {
 }
 
 fn ctx(agent: &str) -> CallContext {
-    CallContext {
-        agent_id: agent.into(),
-        call_id: "c".into(),
-        environment: "dev".into(),
-        attempt: 0,
-    }
+    CallContext::new(agent, "c")
 }
 
 fn request() -> LlmRequest {
-    LlmRequest {
-        provider: "openai".into(),
-        model: "gpt-4o-mini".into(),
-        messages: vec![Message::text(Role::User, "hi")],
-        tools: vec![],
-        max_output_tokens: None,
-        temperature: None,
-        stream: false,
-        extra: "{}".into(),
-        credential: None,
-    }
+    LlmRequest::new(
+        "openai",
+        "gpt-4o-mini",
+        vec![Message::text(Role::User, "hi")],
+    )
 }
 
 fn failure(kind: ProviderErrorKind) -> LlmOutcome {
@@ -75,13 +64,7 @@ fn failure(kind: ProviderErrorKind) -> LlmOutcome {
 }
 
 fn ok() -> LlmOutcome {
-    LlmOutcome::Ok(LlmResponse {
-        id: "r".into(),
-        model: "gpt-4o-mini".into(),
-        message: Message::text(Role::Assistant, "hello"),
-        finish_reason: "stop".into(),
-        usage: None,
-    })
+    LlmOutcome::Ok(LlmResponse::text("gpt-4o-mini", "hello", None))
 }
 
 fn kinds<T>(run: &ironhost::policy::chain::ChainRun<T>) -> Vec<String> {

@@ -18,29 +18,16 @@ fn a_request_goes_through_all_four_default_policies() {
     )
     .expect("engine");
     let chain = admit_bundle(&engine, &default_bundle().expect("parses")).expect("admitted");
-    let ctx = CallContext {
-        agent_id: "lg-7a3f9c2d".into(),
-        call_id: "c1".into(),
-        environment: "dev".into(),
-        attempt: 0,
-    };
-    let request = LlmRequest {
-        provider: "openai".into(),
-        model: "gpt-4o-mini".into(),
-        messages: vec![
-            Message::text(Role::System, "You qualify sales leads."),
-            Message::text(
-                Role::User,
-                "Score this lead: Dana Ruiz, dana.ruiz@northwind.example, +1 415 555 0134.",
-            ),
-        ],
-        tools: vec![],
-        max_output_tokens: Some(300),
-        temperature: None,
-        stream: false,
-        extra: "{}".into(),
-        credential: None,
-    };
+    let ctx = CallContext::new("lg-7a3f9c2d", "c1");
+    let messages = vec![
+        Message::text(Role::System, "You qualify sales leads."),
+        Message::text(
+            Role::User,
+            "Score this lead: Dana Ruiz, dana.ruiz@northwind.example, +1 415 555 0134.",
+        ),
+    ];
+    let mut request = LlmRequest::new("openai", "gpt-4o-mini", messages);
+    request.max_output_tokens = Some(300);
     let run = chain.on_llm_request(&ctx, request);
     let verdicts: Vec<_> = run
         .policies
@@ -72,18 +59,11 @@ fn a_request_goes_through_all_four_default_policies() {
     assert_eq!(kinds, ["pii.finding", "pii.finding"]);
 
     // The answer settles the budget.
-    let answer = LlmOutcome::Ok(LlmResponse {
-        id: "r1".into(),
-        model: "gpt-4o-mini".into(),
-        message: Message::text(Role::Assistant, "Score: 82/100."),
-        finish_reason: "stop".into(),
-        usage: Some(Usage {
-            input_tokens: 40,
-            output_tokens: 8,
-            cached_input_tokens: 0,
-            cache_write_input_tokens: 0,
-        }),
-    });
+    let answer = LlmOutcome::Ok(LlmResponse::text(
+        "gpt-4o-mini",
+        "Score: 82/100.",
+        Some(Usage::new(40, 8)),
+    ));
     let Outcome::Continue { value: sent } = run.outcome else {
         unreachable!()
     };

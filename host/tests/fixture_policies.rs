@@ -64,43 +64,23 @@ fn chain_of(entries: Vec<PolicyEntry>) -> Chain {
 }
 
 fn ctx(agent: &str) -> CallContext {
-    CallContext {
-        agent_id: agent.to_owned(),
-        call_id: "c1".to_owned(),
-        environment: "dev".to_owned(),
-        attempt: 0,
-    }
+    CallContext::new(agent, "c1")
 }
 
 fn request(text: &str) -> LlmRequest {
-    LlmRequest {
-        provider: "openai".into(),
-        model: "gpt-4o-mini".into(),
-        messages: vec![
-            Message::text(Role::System, "be brief"),
-            Message::text(Role::User, text),
-        ],
-        tools: vec![],
-        max_output_tokens: Some(100),
-        temperature: None,
-        stream: false,
-        extra: "{}".into(),
-        credential: None,
-    }
+    let messages = vec![
+        Message::text(Role::System, "be brief"),
+        Message::text(Role::User, text),
+    ];
+    let mut r = LlmRequest::new("openai", "gpt-4o-mini", messages);
+    r.max_output_tokens = Some(100);
+    r
 }
 
 fn response(text: &str) -> LlmResponse {
     LlmResponse {
         id: "r1".into(),
-        model: "gpt-4o-mini".into(),
-        message: Message::text(Role::Assistant, text),
-        finish_reason: "stop".into(),
-        usage: Some(Usage {
-            input_tokens: 10,
-            output_tokens: 5,
-            cached_input_tokens: 0,
-            cache_write_input_tokens: 0,
-        }),
+        ..LlmResponse::text("gpt-4o-mini", text, Some(Usage::new(10, 5)))
     }
 }
 

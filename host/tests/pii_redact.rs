@@ -35,26 +35,15 @@ fn chain(config: serde_json::Value) -> Chain {
 }
 
 fn ctx() -> CallContext {
-    CallContext {
-        agent_id: "pii-agent".into(),
-        call_id: "c1".into(),
-        environment: "dev".into(),
-        attempt: 0,
-    }
+    CallContext::new("pii-agent", "c1")
 }
 
 fn request(text: &str) -> LlmRequest {
-    LlmRequest {
-        provider: "openai".into(),
-        model: "gpt-4o-mini".into(),
-        messages: vec![Message::text(Role::User, text)],
-        tools: vec![],
-        max_output_tokens: None,
-        temperature: None,
-        stream: false,
-        extra: "{}".into(),
-        credential: None,
-    }
+    LlmRequest::new(
+        "openai",
+        "gpt-4o-mini",
+        vec![Message::text(Role::User, text)],
+    )
 }
 
 const TEXT: &str = "Reach Jane at jane.doe@acme.io or (415) 555-2671; SSN 078-05-1120.";

@@ -118,23 +118,12 @@ fn a_required_secret_that_is_missing_stops_the_agent_with_its_name() {
 #[test]
 fn provider_keys_are_named_for_egress_and_never_read() {
     let c = chain(config());
-    let ctx = CallContext {
-        agent_id: "lg-1".into(),
-        call_id: "c".into(),
-        environment: "dev".into(),
-        attempt: 0,
-    };
-    let mut request = LlmRequest {
-        provider: "openai".into(),
-        model: "gpt-4o-mini".into(),
-        messages: vec![Message::text(Role::User, "hi")],
-        tools: vec![],
-        max_output_tokens: None,
-        temperature: None,
-        stream: false,
-        extra: "{}".into(),
-        credential: None,
-    };
+    let ctx = CallContext::new("lg-1", "c");
+    let mut request = LlmRequest::new(
+        "openai",
+        "gpt-4o-mini",
+        vec![Message::text(Role::User, "hi")],
+    );
     let run = c.on_llm_request(&ctx, request.clone());
     let Outcome::Continue { value } = run.outcome else {
         panic!("continues")

@@ -307,6 +307,59 @@ fn default_provider() -> String {
     "openai".to_owned()
 }
 
+impl LlmRequest {
+    /// A request with these messages and every optional parameter unset.
+    pub fn new(provider: &str, model: &str, messages: Vec<Message>) -> LlmRequest {
+        LlmRequest {
+            provider: provider.to_owned(),
+            model: model.to_owned(),
+            messages,
+            tools: Vec::new(),
+            max_output_tokens: None,
+            temperature: None,
+            stream: false,
+            extra: empty_object(),
+            credential: None,
+        }
+    }
+}
+
+impl LlmResponse {
+    /// A complete answer with one text part.
+    pub fn text(model: &str, text: &str, usage: Option<Usage>) -> LlmResponse {
+        LlmResponse {
+            id: String::new(),
+            model: model.to_owned(),
+            message: Message::text(Role::Assistant, text),
+            finish_reason: default_finish(),
+            usage,
+        }
+    }
+}
+
+impl Usage {
+    /// Usage without prompt caching.
+    pub fn new(input_tokens: u32, output_tokens: u32) -> Usage {
+        Usage {
+            input_tokens,
+            output_tokens,
+            ..Usage::default()
+        }
+    }
+}
+
+impl CallContext {
+    /// The first attempt of call `call_id` of agent `agent_id`, in `dev`.
+    pub fn new(agent_id: &str, call_id: &str) -> CallContext {
+        CallContext {
+            agent_id: agent_id.to_owned(),
+            call_id: call_id.to_owned(),
+            environment: default_environment(),
+            attempt: 0,
+        }
+    }
+}
+
 /// Token usage of one call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Usage {
