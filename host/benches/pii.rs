@@ -26,11 +26,12 @@ const ENTITIES: [(&str, &str); 6] = [
 ];
 
 fn main() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../shared/bench/pii/synth_dataset_v2.json"
-    );
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    // shared/ sits beside the checkout (as in CI); IRONHOST_SHARED points elsewhere.
+    let shared = std::env::var("IRONHOST_SHARED")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared").to_owned());
+    let path = format!("{shared}/bench/pii/synth_dataset_v2.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{path}: {e} (set IRONHOST_SHARED to the shared/ directory)"));
     let samples: Vec<serde_json::Value> = serde_json::from_str(&text).expect("dataset is JSON");
     // `cargo test --benches` / `cargo bench -- --test` pass --test: a quick pass over a few samples.
     let quick = std::env::args().any(|a| a == "--test");
