@@ -2,3 +2,4 @@
 //! capability; the provider adapters and the simulator come with the agent runtime.
 
 pub mod pricing;
+pub mod tokens;

@@ -22,8 +22,6 @@ use super::model::{Message, Severity};
 use super::sandbox::{self, StderrTail};
 use super::state::{MemoryState, StateBackend};
 
-pub use tokens::ApproxTokenMeter;
-
 /// Largest log line kept, in bytes.
 pub const MAX_LOG_BYTES: usize = 16 * 1024;
 /// Most events one hook call may emit; the rest are dropped and logged.
@@ -77,7 +75,7 @@ impl Default for HostServices {
     fn default() -> Self {
         HostServices {
             state: Arc::new(MemoryState::default()),
-            tokens: Arc::new(ApproxTokenMeter::default()),
+            tokens: Arc::new(crate::llm::tokens::ModelTokenMeter::embedded()),
             secrets: Arc::new(NoSecrets),
             fingerprints: Fingerprinter::random(),
         }

@@ -1,0 +1,148 @@
+//! Token counting behind the `tokens` capability: tiktoken (the real BPE vocabularies, embedded)
+//! for OpenAI models; for Anthropic models, which have no public tokenizer, an approximation
+//! of 3.5 characters per token; 4 bytes per token for anything else.
+
+use std::sync::Arc;
+
+use tiktoken_rs::CoreBPE;
+use tiktoken_rs::tokenizer::{Tokenizer, get_tokenizer};
+
+use super::pricing::PricingTable;
+use crate::policy::host::{Price, TokenMeter};
+use crate::policy::model::{ContentPart, Message};
+
+/// OpenAI's chat format adds this many tokens per message, and this many to prime the reply.
+const OPENAI_PER_MESSAGE: u32 = 3;
+const OPENAI_REPLY_PRIMING: u32 = 3;
+/// Characters per token for Anthropic models (an approximation; there is no public tokenizer).
+const ANTHROPIC_CHARS_PER_TOKEN: f64 = 3.5;
+
+/// Counts tokens per model family and prices models from a [`PricingTable`].
+#[derive(Clone)]
+pub struct ModelTokenMeter {
+    prices: Arc<PricingTable>,
+}
+
+impl std::fmt::Debug for ModelTokenMeter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ModelTokenMeter").finish_non_exhaustive()
+    }
+}
+
+enum Family {
+    OpenAi(&'static CoreBPE),
+    Anthropic,
+    Other,
+}
+
+fn bpe(tokenizer: Tokenizer) -> Option<&'static CoreBPE> {
+    tiktoken_rs::bpe_for_tokenizer(tokenizer).ok()
+}
+
+fn family(model: &str) -> Family {
+    if model.starts_with("claude") {
+        return Family::Anthropic;
+    }
+    match get_tokenizer(model).and_then(bpe) {
+        Some(b) => Family::OpenAi(b),
+        None => Family::Other,
+    }
+}
+
+impl ModelTokenMeter {
+    /// A meter over `prices`. Loads the tiktoken vocabularies now (a few hundred ms once per
+    /// process), so no policy call ever pays for it under its deadline.
+    pub fn new(prices: Arc<PricingTable>) -> ModelTokenMeter {
+        for t in [Tokenizer::O200kBase, Tokenizer::Cl100kBase] {
+            let _ = bpe(t);
+        }
+        ModelTokenMeter { prices }
+    }
+
+    /// A meter over the embedded pricing table.
+    pub fn embedded() -> ModelTokenMeter {
+        ModelTokenMeter::new(Arc::new(PricingTable::embedded()))
+    }
+
+    fn text_tokens(family: &Family, text: &str) -> u32 {
+        let n = match family {
+            Family::OpenAi(bpe) => bpe.encode_ordinary(text).len(),
+            Family::Anthropic => {
+                (text.chars().count() as f64 / ANTHROPIC_CHARS_PER_TOKEN).ceil() as usize
+            }
+            Family::Other => text.len().div_ceil(4),
+        };
+        u32::try_from(n).unwrap_or(u32::MAX)
+    }
+}
+
+impl TokenMeter for ModelTokenMeter {
+    fn count_text(&self, model: &str, text: &str) -> u32 {
+        ModelTokenMeter::text_tokens(&family(model), text)
+    }
+
+    fn count_messages(&self, model: &str, messages: &[Message]) -> u32 {
+        let family = family(model);
+        let (per_message, priming) = match family {
+            Family::OpenAi(_) => (OPENAI_PER_MESSAGE, OPENAI_REPLY_PRIMING),
+            Family::Anthropic | Family::Other => (4, 3),
+        };
+        messages.iter().fold(priming, |total, m| {
+            let text: u32 = m
+                .content
+                .iter()
+                .map(|p| match p {
+                    ContentPart::Text { text } => ModelTokenMeter::text_tokens(&family, text),
+                    ContentPart::ToolUse(u) => ModelTokenMeter::text_tokens(&family, &u.arguments),
+                    ContentPart::ToolOutput { content, .. } => {
+                        ModelTokenMeter::text_tokens(&family, content)
+                    }
+                    ContentPart::Image { .. } | ContentPart::Other { .. } => 0,
+                })
+                .fold(0u32, u32::saturating_add);
+            total.saturating_add(text).saturating_add(per_message)
+        })
+    }
+
+    fn price(&self, model: &str) -> Option<Price> {
+        self.prices.price(model)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::policy::model::Role;
+
+    #[test]
+    fn openai_models_use_their_real_vocabulary() {
+        let m = ModelTokenMeter::embedded();
+        // "hello world" is two tokens in both cl100k_base and o200k_base.
+        assert_eq!(m.count_text("gpt-4o-mini", "hello world"), 2);
+        assert_eq!(m.count_text("gpt-4", "hello world"), 2);
+        // o200k_base encodes this sentence in fewer tokens than 4-bytes-per-token would guess.
+        let sentence = "The quick brown fox jumps over the lazy dog.";
+        assert_eq!(m.count_text("gpt-4o", sentence), 10);
+    }
+
+    #[test]
+    fn chat_messages_add_the_documented_overhead() {
+        let m = ModelTokenMeter::embedded();
+        let messages = [
+            Message::text(Role::System, "hello world"),
+            Message::text(Role::User, "hello world"),
+        ];
+        // 2 + 2 text tokens, 3 per message, 3 to prime the reply.
+        assert_eq!(
+            m.count_messages("gpt-4o-mini", &messages),
+            2 + 2 + 3 + 3 + 3
+        );
+    }
+
+    #[test]
+    fn anthropic_and_unknown_models_are_approximated() {
+        let m = ModelTokenMeter::embedded();
+        assert_eq!(m.count_text("claude-sonnet-4-5", "abcdefg"), 2);
+        assert_eq!(m.count_text("my-local-model", "abcdefgh"), 2);
+    }
+}
