@@ -37,14 +37,8 @@ fn main() {
     let quick = std::env::args().any(|a| a == "--test");
     let samples = if quick { &samples[..50] } else { &samples[..] };
 
-    let engine = PolicyEngine::new(
-        EngineOptions {
-            cache_dir: None,
-            max_instances: 16,
-        },
-        HostServices::default(),
-    )
-    .expect("engine");
+    let engine =
+        PolicyEngine::new(EngineOptions::in_memory(16), HostServices::default()).expect("engine");
     let mut entry = PolicyEntry::for_component(PathBuf::from("builtin:pii-redact"));
     entry.capabilities = [Capability::Config, Capability::Events]
         .into_iter()

@@ -25,14 +25,7 @@ fn host() -> &'static Host {
             state: state.clone(),
             ..HostServices::default()
         };
-        let engine = PolicyEngine::new(
-            EngineOptions {
-                cache_dir: None,
-                max_instances: 128,
-            },
-            services,
-        )
-        .expect("engine");
+        let engine = PolicyEngine::new(EngineOptions::in_memory(128), services).expect("engine");
         Host { engine, state }
     })
 }

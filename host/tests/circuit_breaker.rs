@@ -15,14 +15,7 @@ use ironhost::policy::model::*;
 fn engine() -> &'static PolicyEngine {
     static ENGINE: OnceLock<PolicyEngine> = OnceLock::new();
     ENGINE.get_or_init(|| {
-        PolicyEngine::new(
-            EngineOptions {
-                cache_dir: None,
-                max_instances: 64,
-            },
-            HostServices::default(),
-        )
-        .expect("engine")
+        PolicyEngine::new(EngineOptions::in_memory(64), HostServices::default()).expect("engine")
     })
 }
 

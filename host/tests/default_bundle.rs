@@ -9,14 +9,8 @@ use ironhost::policy::model::*;
 
 #[test]
 fn a_request_goes_through_all_four_default_policies() {
-    let engine = PolicyEngine::new(
-        EngineOptions {
-            cache_dir: None,
-            max_instances: 32,
-        },
-        HostServices::default(),
-    )
-    .expect("engine");
+    let engine =
+        PolicyEngine::new(EngineOptions::in_memory(32), HostServices::default()).expect("engine");
     let chain = admit_bundle(&engine, &default_bundle().expect("parses")).expect("admitted");
     let ctx = CallContext::new("lg-7a3f9c2d", "c1");
     let messages = vec![

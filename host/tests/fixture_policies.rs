@@ -30,10 +30,7 @@ fn host() -> &'static Host {
             state: state.clone(),
             ..HostServices::default()
         };
-        let options = EngineOptions {
-            cache_dir: None,
-            max_instances: 256,
-        };
+        let options = EngineOptions::in_memory(256);
         Host {
             engine: PolicyEngine::new(options, services).expect("engine"),
             state,
@@ -872,14 +869,7 @@ fn a_secrets_allowlist_limits_which_names_a_policy_can_read() {
         secrets: Arc::new(OneSecret),
         ..HostServices::default()
     };
-    let engine = PolicyEngine::new(
-        EngineOptions {
-            cache_dir: None,
-            max_instances: 16,
-        },
-        services,
-    )
-    .expect("engine");
+    let engine = PolicyEngine::new(EngineOptions::in_memory(16), services).expect("engine");
     let admit = |allow: Option<&[&str]>| {
         let mut e = with_caps(entry(fx::UNGRANTED), &[Capability::Secrets]);
         e.secrets = allow.map(|names| names.iter().map(|n| n.to_string()).collect());
@@ -932,10 +922,7 @@ fn the_compile_cache_is_refused_when_others_can_write_it() {
 
 #[test]
 fn running_out_of_instance_slots_is_a_clear_admission_error() {
-    let options = EngineOptions {
-        cache_dir: None,
-        max_instances: 8,
-    };
+    let options = EngineOptions::in_memory(8);
     let engine = PolicyEngine::new(options, HostServices::default()).expect("engine");
     // Each admitted policy keeps one warm instance, so the ninth finds no free slot.
     let mut kept = Vec::new();

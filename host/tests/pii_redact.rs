@@ -14,10 +14,7 @@ use ironhost::policy::model::*;
 fn engine() -> &'static PolicyEngine {
     static ENGINE: OnceLock<PolicyEngine> = OnceLock::new();
     ENGINE.get_or_init(|| {
-        let options = EngineOptions {
-            cache_dir: None,
-            max_instances: 64,
-        };
+        let options = EngineOptions::in_memory(64);
         PolicyEngine::new(options, HostServices::default()).expect("engine")
     })
 }

@@ -30,14 +30,7 @@ fn chain(config: serde_json::Value) -> Chain {
         secrets: Arc::new(Store),
         ..HostServices::default()
     };
-    let engine = PolicyEngine::new(
-        EngineOptions {
-            cache_dir: None,
-            max_instances: 16,
-        },
-        services,
-    )
-    .expect("engine");
+    let engine = PolicyEngine::new(EngineOptions::in_memory(16), services).expect("engine");
     let mut e = PolicyEntry::for_component(PathBuf::from("builtin:secrets-inject"));
     e.capabilities = [Capability::Config, Capability::Secrets, Capability::Events]
         .into_iter()

@@ -38,6 +38,17 @@ impl Default for EngineOptions {
     }
 }
 
+impl EngineOptions {
+    /// No disk cache and room for `max_instances` live instances: for tests, benchmarks and
+    /// one-off runs that must not touch the user's cache.
+    pub fn in_memory(max_instances: u32) -> EngineOptions {
+        EngineOptions {
+            cache_dir: None,
+            max_instances,
+        }
+    }
+}
+
 /// `$IRONHOST_CACHE_DIR`, else `$XDG_CACHE_HOME/ironhost`, else `~/.cache/ironhost`.
 ///
 /// Never a directory under the working directory: a precompiled component is native code, so

@@ -19,6 +19,12 @@ fn entity(kind: Kind) -> Option<&'static str> {
     })
 }
 
+/// The characters `start..end` of `text` (character offsets, as the corpus counts them).
+fn char_span(text: &str, start: usize, end: usize) -> &str {
+    let byte = |i: usize| text.char_indices().nth(i).map_or(text.len(), |(b, _)| b);
+    &text[byte(start)..byte(end)]
+}
+
 #[test]
 fn precision_and_recall_are_at_least_95_percent_per_entity() {
     // shared/ sits beside the checkout (as in CI); IRONHOST_SHARED points elsewhere.
@@ -60,11 +66,7 @@ fn precision_and_recall_are_at_least_95_percent_per_entity() {
                 entry.0 += 1;
             } else {
                 entry.1 += 1;
-                eprintln!(
-                    "false {}: {:?}",
-                    p.0,
-                    full.chars().skip(p.1).take(p.2 - p.1).collect::<String>()
-                );
+                eprintln!("false {}: {:?}", p.0, char_span(full, p.1, p.2));
             }
         }
         for g in gold
@@ -73,11 +75,7 @@ fn precision_and_recall_are_at_least_95_percent_per_entity() {
         {
             if !predicted.iter().any(|p| overlaps(p, g)) {
                 score.entry(g.0).or_default().2 += 1;
-                eprintln!(
-                    "missed {}: {:?}",
-                    g.0,
-                    full.chars().skip(g.1).take(g.2 - g.1).collect::<String>()
-                );
+                eprintln!("missed {}: {:?}", g.0, char_span(full, g.1, g.2));
             }
         }
     }
