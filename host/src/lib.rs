@@ -4,6 +4,8 @@
 //! them, and runs hook chains under deadlines and memory caps. The [`cli`] module is the
 //! `ironhost` command line.
 
+pub mod agent;
 pub mod cli;
+pub mod config;
 pub mod llm;
 pub mod policy;

@@ -3,8 +3,10 @@
 //! Exit codes: 0 success, 1 failure while running, 2 bad input (arguments, files, manifests,
 //! components). Errors are one line on stderr that names the file and the reason.
 
+pub mod logging;
 mod policy;
 mod scaffold;
+mod start;
 
 use std::process::ExitCode;
 
@@ -31,6 +33,8 @@ pub enum Command {
     /// Inspect, check and try out policy components and bundles.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// Run a Python agent under the policy bundle.
+    Start(start::StartArgs),
 }
 
 /// A command's error: what to print and which exit code to use.
@@ -71,9 +75,12 @@ fn init_logging() {
 
 /// Run a parsed command line and return the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
-    init_logging();
     let result = match cli.command {
-        Command::Policy(cmd) => policy::run(cmd),
+        Command::Policy(cmd) => {
+            init_logging();
+            policy::run(cmd)
+        }
+        Command::Start(args) => start::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

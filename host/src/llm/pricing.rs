@@ -80,6 +80,20 @@ impl PricingTable {
         })
     }
 
+    /// This table with `models` (a TOML `[models]` table of the file's shape) added or
+    /// replacing entries of the same name.
+    pub fn with_overrides(mut self, models: &toml::Table) -> Result<PricingTable, String> {
+        let mut doc = toml::Table::new();
+        let mut meta = toml::Table::new();
+        meta.insert("source".into(), self.meta.source.clone().into());
+        meta.insert("as-of".into(), self.meta.as_of.clone().into());
+        doc.insert("meta".into(), meta.into());
+        doc.insert("models".into(), models.clone().into());
+        let extra = PricingTable::parse(&doc.to_string())?;
+        self.models.extend(extra.models);
+        Ok(self)
+    }
+
     /// The price of `model`: an exact entry, else the longest entry that `model` extends with
     /// a `-` (dated variants such as `gpt-4o-mini-2024-07-18`).
     pub fn price(&self, model: &str) -> Option<Price> {

@@ -1,0 +1,1334 @@
+//! The call path: an SDK's HTTP request in, the policy chain, the provider (simulator or real),
+//! the chain again, and a provider-shaped answer out. Tool calls take the same path with the
+//! tool hooks. Every call is counted, priced, logged and published on the bus.
+//!
+//! Nothing here knows about Python: the embedding hands over bytes and gets bytes back, so the
+//! same path serves the benchmark and any other front end.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use super::events::{CallOutcome, EventBus, EventKind, VerdictSummary};
+use super::metrics::{LlmTally, Metrics};
+use crate::llm::http::HttpUpstream;
+use crate::llm::simulator::Simulator;
+use crate::llm::sse::SseEvent;
+use crate::llm::upstream::{Egress, EventStream, Interrupt, Upstream, UpstreamReply, sleep};
+use crate::llm::wire::{Api, ParsedRequest, UsagePart};
+use crate::llm::{anthropic, retry_after_ms, retryable};
+use crate::policy::chain::{Chain, ChainRun, ChainStream, Outcome};
+use crate::policy::host::{PolicyEvent, SecretResolver, TokenMeter};
+use crate::policy::model::{
+    AgentInfo, CallContext, Denial, Hook, LlmChunk, LlmOutcome, LlmRequest, LlmResponse, Message,
+    ProviderError, ProviderErrorKind, Role, Severity, ToolCall, ToolOutcome, Usage,
+};
+
+/// The key the host gives an agent that has none, so the SDKs construct; never sent anywhere.
+pub const PLACEHOLDER_KEY: &str = "ironhost-placeholder-key";
+
+/// Where LLM calls go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LlmMode {
+    /// The real provider when a key is available, else the simulator.
+    Auto,
+    /// Always the simulator.
+    Simulator,
+    /// Always the real provider; a call without a key fails.
+    Live,
+}
+
+/// How the gateway calls providers.
+#[derive(Debug, Clone)]
+pub struct GatewayOptions {
+    pub mode: LlmMode,
+    /// Limit for one attempt (for a stream: until the first event, then between events).
+    pub timeout: Duration,
+    /// Retries after a rate limit, server error, timeout or connection failure.
+    pub max_retries: u32,
+    /// First backoff; doubles per retry.
+    pub backoff: Duration,
+    /// Longest wait between two attempts, `Retry-After` included.
+    pub max_backoff: Duration,
+    /// The agent's budget, for the log's running total.
+    pub budget_usd: Option<f64>,
+}
+
+impl Default for GatewayOptions {
+    fn default() -> GatewayOptions {
+        GatewayOptions {
+            mode: LlmMode::Auto,
+            timeout: Duration::from_secs(60),
+            max_retries: 2,
+            backoff: Duration::from_millis(500),
+            max_backoff: Duration::from_secs(30),
+            budget_usd: None,
+        }
+    }
+}
+
+/// An HTTP request as the SDK built it.
+#[derive(Debug, Clone)]
+pub struct HttpRequest {
+    pub method: String,
+    /// Path and query, e.g. `/v1/chat/completions`.
+    pub path: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// What the agent gets back.
+#[derive(Debug)]
+pub enum GatewayReply {
+    /// A complete HTTP answer (success or provider error).
+    Full {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// A `200` event stream; pull its bytes with [`StreamReply::next_bytes`].
+    Stream(StreamReply),
+}
+
+/// Why a call did not produce an HTTP answer.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum GatewayError {
+    #[error("policy `{policy}` denied the call ({}): {}", denial.code, denial.message)]
+    Denied { policy: String, denial: Denial },
+    #[error("the provider did not answer in time: {0}")]
+    Timeout(String),
+    #[error("cannot reach the provider: {0}")]
+    Connection(String),
+    #[error("the call was cancelled")]
+    Interrupted,
+    #[error("{0}")]
+    NoKey(String),
+}
+
+/// The services the call path needs.
+pub struct Gateway {
+    chain: Arc<Chain>,
+    simulator: Arc<Simulator>,
+    http: Option<Arc<HttpUpstream>>,
+    secrets: Arc<dyn SecretResolver>,
+    /// Provider keys from the host's own environment, by variable name.
+    env_keys: BTreeMap<String, String>,
+    meter: Arc<dyn TokenMeter>,
+    bus: EventBus,
+    metrics: Arc<Metrics>,
+    agent: AgentInfo,
+    options: GatewayOptions,
+    seq: AtomicU64,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("agent", &self.agent)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What one call collected from the chain across its hooks.
+#[derive(Debug, Default)]
+struct Trail {
+    verdicts: Vec<VerdictSummary>,
+    events: Vec<PolicyEvent>,
+    policy_ns: u64,
+}
+
+impl Trail {
+    fn absorb<T>(&mut self, hook: Hook, run: &ChainRun<T>) {
+        self.policy_ns += run.latency_ns;
+        for r in &run.policies {
+            self.verdicts.push(VerdictSummary {
+                policy: r.policy.clone(),
+                hook: hook.as_str(),
+                verdict: format!("{:?}", r.verdict).to_lowercase(),
+                enforced: r.enforced,
+                latency_us: r.latency_ns / 1000,
+                code: r.denial.as_ref().map(|d| d.code.clone()),
+            });
+            self.events.extend(r.events.iter().cloned());
+        }
+    }
+
+    /// What the policies did, for the log line: `pii-redact rewrite`, `budget deny`.
+    fn actions(&self) -> Vec<String> {
+        let mut out: Vec<String> = Vec::new();
+        for v in &self.verdicts {
+            let shown = matches!(
+                v.verdict.as_str(),
+                "rewrite" | "deny" | "respond" | "fallback" | "failed"
+            );
+            let text = format!("{} {}", v.policy, v.verdict);
+            if shown && !out.contains(&text) {
+                out.push(text);
+            }
+        }
+        out
+    }
+}
+
+/// The neutral usage of an answer, or the tokens the request would cost as a fallback when the
+/// provider reported none.
+fn usage_or_zero(u: Option<Usage>) -> Usage {
+    u.unwrap_or_default()
+}
+
+fn error_of_status(
+    api: Api,
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> ProviderError {
+    let retry = retry_after_ms(headers.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    api.parse_error(status, body, retry)
+}
+
+/// Headers of the provider's answer worth passing to the agent (the body may have changed).
+fn answer_headers(headers: Vec<(String, String)>) -> Vec<(String, String)> {
+    headers
+        .into_iter()
+        .filter(|(k, _)| {
+            ![
+                "content-length",
+                "transfer-encoding",
+                "content-encoding",
+                "connection",
+            ]
+            .iter()
+            .any(|h| k.eq_ignore_ascii_case(h))
+        })
+        .collect()
+}
+
+fn json_headers() -> Vec<(String, String)> {
+    vec![("content-type".to_owned(), "application/json".to_owned())]
+}
+
+impl Gateway {
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "built once, by the runtime, from its parts"
+    )]
+    pub fn new(
+        chain: Arc<Chain>,
+        simulator: Arc<Simulator>,
+        http: Option<Arc<HttpUpstream>>,
+        secrets: Arc<dyn SecretResolver>,
+        env_keys: BTreeMap<String, String>,
+        meter: Arc<dyn TokenMeter>,
+        bus: EventBus,
+        metrics: Arc<Metrics>,
+        agent: AgentInfo,
+        options: GatewayOptions,
+    ) -> Gateway {
+        Gateway {
+            chain,
+            simulator,
+            http,
+            secrets,
+            env_keys,
+            meter,
+            bus,
+            metrics,
+            agent,
+            options,
+            seq: AtomicU64::new(0),
+        }
+    }
+
+    pub fn agent(&self) -> &AgentInfo {
+        &self.agent
+    }
+
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    pub fn bus(&self) -> &EventBus {
+        &self.bus
+    }
+
+    pub fn chain(&self) -> &Arc<Chain> {
+        &self.chain
+    }
+
+    pub fn options(&self) -> &GatewayOptions {
+        &self.options
+    }
+
+    fn context(&self, call_id: &str, attempt: u32) -> CallContext {
+        CallContext {
+            agent_id: self.agent.agent_id.clone(),
+            call_id: call_id.to_owned(),
+            environment: self.agent.environment.clone(),
+            attempt,
+        }
+    }
+
+    fn next_call_id(&self, prefix: &str) -> String {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        format!("{}-{prefix}{n}", self.agent.agent_id)
+    }
+
+    /// The key for this call: the agent's own (unless it is the placeholder), else the secret
+    /// the chain named, else the host's environment.
+    fn key_for(
+        &self,
+        api: Api,
+        request: &LlmRequest,
+        headers: &[(String, String)],
+    ) -> Option<String> {
+        let from_agent = headers.iter().find_map(|(k, v)| {
+            if k.eq_ignore_ascii_case("authorization") {
+                v.strip_prefix("Bearer ").map(str::to_owned)
+            } else if k.eq_ignore_ascii_case("x-api-key") {
+                Some(v.clone())
+            } else {
+                None
+            }
+        });
+        if let Some(k) = from_agent.filter(|k| !k.is_empty() && k != PLACEHOLDER_KEY) {
+            return Some(k);
+        }
+        let default_name = match api {
+            Api::OpenAi => "OPENAI_API_KEY",
+            Api::Anthropic => "ANTHROPIC_API_KEY",
+        };
+        let name = request.credential.as_deref().unwrap_or(default_name);
+        self.secrets
+            .get(&self.agent.environment, name)
+            .or_else(|| self.env_keys.get(name).cloned())
+            .filter(|k| !k.is_empty() && k != PLACEHOLDER_KEY)
+    }
+
+    fn route(
+        &self,
+        api: Api,
+        request: &LlmRequest,
+        headers: &[(String, String)],
+    ) -> Result<(Upstream, Option<String>), GatewayError> {
+        let sim = || Upstream::Simulator(self.simulator.clone());
+        if self.options.mode == LlmMode::Simulator {
+            return Ok((sim(), None));
+        }
+        let key = self.key_for(api, request, headers);
+        match (self.options.mode, key, &self.http) {
+            (_, Some(key), Some(http)) => Ok((Upstream::Http(http.clone()), Some(key))),
+            (LlmMode::Auto, None, _) => Ok((sim(), None)),
+            (_, _, None) => Err(GatewayError::NoKey(
+                "the HTTPS client for real providers is not available".to_owned(),
+            )),
+            (_, None, _) => Err(GatewayError::NoKey(format!(
+                "llm.mode is `live` but no {} key is set (environment, secret store or request)",
+                api.provider()
+            ))),
+        }
+    }
+
+    fn backoff(&self, attempt: u32, retry_after_ms: Option<u64>) -> Duration {
+        let exp = self
+            .options
+            .backoff
+            .saturating_mul(1u32.checked_shl(attempt).unwrap_or(u32::MAX));
+        let asked = Duration::from_millis(retry_after_ms.unwrap_or(0));
+        exp.max(asked).min(self.options.max_backoff)
+    }
+
+    /// Handle one HTTP request from an SDK.
+    pub fn handle(
+        self: &Arc<Self>,
+        req: HttpRequest,
+        interrupt: Interrupt<'_>,
+    ) -> Result<GatewayReply, GatewayError> {
+        let started = Instant::now();
+        let Some(api) =
+            Api::from_path(&req.path).filter(|_| req.method.eq_ignore_ascii_case("POST"))
+        else {
+            return Ok(not_routed(&req));
+        };
+        let parsed = match api.parse_request(&req.body) {
+            Ok(p) => p,
+            Err(e) => {
+                let (status, body) = api.render_error(&ProviderError {
+                    kind: ProviderErrorKind::InvalidRequest,
+                    status: Some(400),
+                    message: e.0,
+                    retry_after_ms: None,
+                });
+                return Ok(GatewayReply::Full {
+                    status,
+                    headers: json_headers(),
+                    body,
+                });
+            }
+        };
+        let call_id = self.next_call_id("llm");
+        let mut trail = Trail::default();
+        let mut attempt = 0;
+        let mut call = CallRecord {
+            call_id: call_id.clone(),
+            provider: api.provider(),
+            model: parsed.request.model.clone(),
+            stream: parsed.request.stream,
+            simulated: true,
+            attempts: 0,
+            started,
+        };
+        loop {
+            call.attempts = attempt + 1;
+            let ctx = self.context(&call_id, attempt);
+            let run = self.chain.on_llm_request(&ctx, parsed.request.clone());
+            trail.absorb(Hook::LlmRequest, &run);
+            let request = match run.outcome {
+                Outcome::Continue { value } => value,
+                Outcome::Deny { policy, denial } => {
+                    self.finish(
+                        &call,
+                        trail,
+                        CallOutcome::Denied,
+                        None,
+                        Some(&denial.code),
+                        None,
+                    );
+                    return Err(GatewayError::Denied { policy, denial });
+                }
+                Outcome::Respond { response, .. } => {
+                    self.finish(&call, trail, CallOutcome::Fallback, None, None, None);
+                    return Ok(render_answer(api, &parsed, &response));
+                }
+                Outcome::Fallback { policy, .. } => {
+                    let denial = Denial {
+                        code: "invalid_verdict".to_owned(),
+                        message: "a tool fallback cannot answer an LLM call".to_owned(),
+                        retry_after_ms: None,
+                    };
+                    self.finish(
+                        &call,
+                        trail,
+                        CallOutcome::Denied,
+                        None,
+                        Some(&denial.code),
+                        None,
+                    );
+                    return Err(GatewayError::Denied { policy, denial });
+                }
+            };
+            let (upstream, key) = match self.route(api, &request, &req.headers) {
+                Ok(r) => r,
+                Err(e) => {
+                    self.abandon(
+                        &ctx,
+                        &request,
+                        "no_provider_key",
+                        &e.to_string(),
+                        None,
+                        &mut trail,
+                    );
+                    self.finish(&call, trail, CallOutcome::Error, None, None, None);
+                    return Err(e);
+                }
+            };
+            call.simulated = upstream.is_simulator();
+            // Unchanged requests leave byte for byte; OpenAI streams must also ask for usage.
+            let verbatim = request == parsed.request
+                && (!request.stream || api == Api::Anthropic || parsed.wants_stream_usage);
+            let body = if verbatim {
+                req.body.clone()
+            } else {
+                api.render_request(&parsed, &request)
+            };
+            let egress = Egress {
+                api,
+                path: &req.path,
+                headers: &req.headers,
+                body,
+                stream: request.stream,
+                key: key.as_deref(),
+            };
+            let (error, raw) = match upstream.send(egress, self.options.timeout, interrupt) {
+                UpstreamReply::Interrupted => {
+                    self.abandon(
+                        &ctx,
+                        &request,
+                        "cancelled",
+                        "the agent stopped waiting",
+                        None,
+                        &mut trail,
+                    );
+                    self.finish(&call, trail, CallOutcome::Cancelled, None, None, None);
+                    return Err(GatewayError::Interrupted);
+                }
+                UpstreamReply::Stream { headers, events } => {
+                    let stream = self.chain.stream(&ctx);
+                    return Ok(GatewayReply::Stream(StreamReply {
+                        gateway: self.clone(),
+                        api,
+                        ctx,
+                        request,
+                        headers: answer_headers(headers),
+                        events,
+                        stream,
+                        wants_usage: parsed.wants_stream_usage,
+                        out: VecDeque::new(),
+                        template: None,
+                        held_stop: None,
+                        usage: UsagePart::default(),
+                        text: String::new(),
+                        finish: None,
+                        index: 0,
+                        last_pushed: false,
+                        done: false,
+                        call: Some(call),
+                        trail: Some(trail),
+                    }));
+                }
+                UpstreamReply::Body {
+                    status,
+                    headers,
+                    body,
+                } if (200..300).contains(&status) => {
+                    let Ok(response) = api.parse_response(&body) else {
+                        // Not an answer this host understands: the agent's SDK decides.
+                        self.finish(&call, trail, CallOutcome::Error, Some(status), None, None);
+                        return Ok(GatewayReply::Full {
+                            status,
+                            headers: answer_headers(headers),
+                            body,
+                        });
+                    };
+                    let run = self.chain.on_llm_response(
+                        &ctx,
+                        request.clone(),
+                        LlmOutcome::Ok(response.clone()),
+                    );
+                    trail.absorb(Hook::LlmResponse, &run);
+                    return match run.outcome {
+                        Outcome::Continue {
+                            value: LlmOutcome::Ok(answer),
+                        } => {
+                            let usage = answer.usage.or(response.usage);
+                            let out = if answer == response {
+                                body
+                            } else {
+                                api.render_response(Some(&body), &answer)
+                            };
+                            self.finish(&call, trail, CallOutcome::Ok, Some(status), None, usage);
+                            Ok(GatewayReply::Full {
+                                status,
+                                headers: answer_headers(headers),
+                                body: out,
+                            })
+                        }
+                        Outcome::Deny { policy, denial } => {
+                            self.finish(
+                                &call,
+                                trail,
+                                CallOutcome::Denied,
+                                Some(status),
+                                Some(&denial.code),
+                                response.usage,
+                            );
+                            Err(GatewayError::Denied { policy, denial })
+                        }
+                        _ => {
+                            self.finish(
+                                &call,
+                                trail,
+                                CallOutcome::Error,
+                                Some(status),
+                                None,
+                                response.usage,
+                            );
+                            Ok(GatewayReply::Full {
+                                status,
+                                headers: answer_headers(headers),
+                                body,
+                            })
+                        }
+                    };
+                }
+                UpstreamReply::Body {
+                    status,
+                    headers,
+                    body,
+                } => (
+                    error_of_status(api, status, &headers, &body),
+                    Some((status, headers, body)),
+                ),
+                UpstreamReply::Failed(e) => (e, None),
+            };
+            // The provider failed: the chain sees it (a circuit breaker counts it, a policy may
+            // answer instead), then the host retries or reports it.
+            let run =
+                self.chain
+                    .on_llm_response(&ctx, request.clone(), LlmOutcome::Error(error.clone()));
+            trail.absorb(Hook::LlmResponse, &run);
+            match run.outcome {
+                Outcome::Continue {
+                    value: LlmOutcome::Ok(answer),
+                } => {
+                    self.finish(&call, trail, CallOutcome::Fallback, None, None, None);
+                    return Ok(render_answer(api, &parsed, &answer));
+                }
+                Outcome::Deny { policy, denial } => {
+                    self.finish(
+                        &call,
+                        trail,
+                        CallOutcome::Denied,
+                        error.status,
+                        Some(&denial.code),
+                        None,
+                    );
+                    return Err(GatewayError::Denied { policy, denial });
+                }
+                _ => {}
+            }
+            if retryable(&error) && attempt < self.options.max_retries {
+                let wait = self.backoff(attempt, error.retry_after_ms);
+                tracing::warn!(
+                    "{} {} failed ({}); retry {} of {} in {} ms",
+                    call.provider,
+                    call.model,
+                    describe(&error),
+                    attempt + 1,
+                    self.options.max_retries,
+                    wait.as_millis()
+                );
+                if !sleep(wait, interrupt) {
+                    self.finish(
+                        &call,
+                        trail,
+                        CallOutcome::Cancelled,
+                        error.status,
+                        None,
+                        None,
+                    );
+                    return Err(GatewayError::Interrupted);
+                }
+                attempt += 1;
+                continue;
+            }
+            self.finish(&call, trail, CallOutcome::Error, error.status, None, None);
+            return match raw {
+                Some((status, headers, body)) => {
+                    let mut headers = answer_headers(headers);
+                    // The host already retried; the SDK must not multiply the attempts.
+                    headers.push(("x-should-retry".to_owned(), "false".to_owned()));
+                    Ok(GatewayReply::Full {
+                        status,
+                        headers,
+                        body,
+                    })
+                }
+                None if error.kind == ProviderErrorKind::Timeout => {
+                    Err(GatewayError::Timeout(error.message))
+                }
+                None => Err(GatewayError::Connection(error.message)),
+            };
+        }
+    }
+
+    /// Tell the chain a call it passed ended without an answer.
+    fn abandon(
+        &self,
+        ctx: &CallContext,
+        request: &LlmRequest,
+        code: &str,
+        message: &str,
+        usage: Option<Usage>,
+        trail: &mut Trail,
+    ) {
+        let run = self.chain.on_llm_abandoned(
+            ctx,
+            request.clone(),
+            Denial {
+                code: code.to_owned(),
+                message: message.to_owned(),
+                retry_after_ms: None,
+            },
+            None,
+            usage,
+        );
+        trail.absorb(Hook::LlmAbandoned, &run);
+    }
+
+    /// Count, price, log and publish a finished LLM call.
+    fn finish(
+        &self,
+        call: &CallRecord,
+        trail: Trail,
+        outcome: CallOutcome,
+        status: Option<u16>,
+        code: Option<&str>,
+        usage: Option<Usage>,
+    ) {
+        let latency_ms = call.started.elapsed().as_secs_f64() * 1000.0;
+        let usage = usage_or_zero(usage);
+        let cost = self.cost(&call.model, &usage);
+        let tally = match outcome {
+            CallOutcome::Ok => LlmTally::Answered {
+                input: usage.input_tokens,
+                output: usage.output_tokens,
+                cost,
+            },
+            CallOutcome::Denied => LlmTally::Denied,
+            CallOutcome::Fallback => LlmTally::Fallback,
+            CallOutcome::Error | CallOutcome::Cancelled => LlmTally::Error,
+        };
+        let total = self.metrics.llm(&call.model, tally, latency_ms);
+        let spent = match self.options.budget_usd {
+            Some(limit) => format!("${total:.2} / ${limit:.2}"),
+            None => format!("${total:.2} spent"),
+        };
+        let mut line = format!(
+            "llm {} {}→{} tok {} | {spent} | {latency_ms:.0} ms",
+            call.model,
+            usage.input_tokens,
+            usage.output_tokens,
+            money(cost)
+        );
+        match outcome {
+            CallOutcome::Ok => {}
+            CallOutcome::Denied => line.push_str(&format!(" | denied: {}", code.unwrap_or("?"))),
+            CallOutcome::Fallback => line.push_str(" | answered by a policy"),
+            CallOutcome::Error => line.push_str(&format!(
+                " | failed{}",
+                status.map(|s| format!(" ({s})")).unwrap_or_default()
+            )),
+            CallOutcome::Cancelled => line.push_str(" | cancelled"),
+        }
+        let actions = trail.actions();
+        if !actions.is_empty() {
+            line.push_str(&format!(" | {}", actions.join(", ")));
+        }
+        if call.attempts > 1 {
+            line.push_str(&format!(" | {} attempts", call.attempts));
+        }
+        match outcome {
+            CallOutcome::Ok | CallOutcome::Fallback => tracing::info!("{line}"),
+            _ => tracing::warn!("{line}"),
+        }
+        let severity = match outcome {
+            CallOutcome::Ok | CallOutcome::Fallback => Severity::Info,
+            CallOutcome::Denied | CallOutcome::Cancelled => Severity::Medium,
+            CallOutcome::Error => Severity::High,
+        };
+        self.publish_policy_events(&trail.events, total);
+        let policy_us = trail.policy_ns / 1000;
+        self.bus.publish(
+            &self.agent.agent_id,
+            severity,
+            EventKind::LlmCall {
+                call_id: call.call_id.clone(),
+                provider: call.provider.to_owned(),
+                model: call.model.clone(),
+                stream: call.stream,
+                outcome,
+                status,
+                code: code.map(str::to_owned),
+                input_tokens: usage.input_tokens,
+                output_tokens: usage.output_tokens,
+                cost_usd: cost,
+                latency_ms,
+                policy_us,
+                attempts: call.attempts,
+                simulated: call.simulated,
+                verdicts: trail.verdicts,
+            },
+        );
+    }
+
+    fn publish_policy_events(&self, events: &[PolicyEvent], spent: f64) {
+        for e in events {
+            let kind = EventKind::from_policy(e, spent);
+            match &kind {
+                EventKind::PiiFinding { detail, .. } => {
+                    self.metrics.pii(1);
+                    tracing::warn!(
+                        "pii {} {} ({})",
+                        detail
+                            .get("action")
+                            .and_then(|v| v.as_str())
+                            .unwrap_or("found"),
+                        detail
+                            .get("type")
+                            .and_then(|v| v.as_str())
+                            .unwrap_or("value"),
+                        e.policy
+                    );
+                }
+                EventKind::BudgetWarning { detail, .. } => tracing::warn!(
+                    "budget warning: {}% of ${:.2} used",
+                    detail
+                        .get("percent_used")
+                        .and_then(|v| v.as_f64())
+                        .unwrap_or(0.0),
+                    detail
+                        .get("limit_usd")
+                        .and_then(|v| v.as_f64())
+                        .unwrap_or(0.0)
+                ),
+                EventKind::BudgetExceeded { .. } => {
+                    tracing::error!("budget exceeded: the call was refused")
+                }
+                EventKind::CircuitOpened { detail, .. } => tracing::warn!(
+                    "circuit opened for {}",
+                    detail
+                        .get("service")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("a service")
+                ),
+                EventKind::CircuitClosed { detail, .. } => tracing::info!(
+                    "circuit closed for {}",
+                    detail
+                        .get("service")
+                        .and_then(|v| v.as_str())
+                        .unwrap_or("a service")
+                ),
+                _ => {}
+            }
+            self.bus.publish(&self.agent.agent_id, e.severity, kind);
+        }
+    }
+
+    /// The price of `usage` on `model`, from the pricing table; 0 for an unknown model.
+    pub fn cost(&self, model: &str, usage: &Usage) -> f64 {
+        let Some(p) = self.meter.price(model) else {
+            return 0.0;
+        };
+        let cached = f64::from(usage.cached_input_tokens);
+        let written = f64::from(usage.cache_write_input_tokens);
+        let plain = f64::from(usage.input_tokens) - cached - written;
+        (plain.max(0.0) * p.input_per_mtok
+            + cached * p.cached_input_per_mtok
+            + written * p.cache_write_per_mtok
+            + f64::from(usage.output_tokens) * p.output_per_mtok)
+            / 1_000_000.0
+    }
+
+    // ---- tools ---------------------------------------------------------------------------
+
+    /// Before a tool runs: the chain's `on-tool-call`.
+    pub fn tool_begin(&self, name: &str, arguments: String) -> Result<ToolStart, GatewayError> {
+        let started = Instant::now();
+        let call_id = self.next_call_id("tool");
+        let ctx = self.context(&call_id, 0);
+        let call = ToolCall {
+            id: call_id.clone(),
+            name: name.to_owned(),
+            arguments,
+        };
+        let run = self.chain.on_tool_call(&ctx, call);
+        let mut trail = Trail::default();
+        trail.absorb(Hook::ToolCall, &run);
+        match run.outcome {
+            Outcome::Continue { value } => Ok(ToolStart::Run(ToolTicket {
+                call: value,
+                started,
+                trail,
+            })),
+            Outcome::Fallback { result, policy } => {
+                self.finish_tool(name, &call_id, started, trail, CallOutcome::Fallback, None);
+                tracing::info!("tool {name}: answered by {policy} (fallback)");
+                Ok(ToolStart::Answered(result))
+            }
+            Outcome::Deny { policy, denial } => {
+                self.finish_tool(
+                    name,
+                    &call_id,
+                    started,
+                    trail,
+                    CallOutcome::Denied,
+                    Some(&denial.code),
+                );
+                Err(GatewayError::Denied { policy, denial })
+            }
+            Outcome::Respond { policy, .. } => Err(GatewayError::Denied {
+                policy,
+                denial: Denial {
+                    code: "invalid_verdict".to_owned(),
+                    message: "an LLM answer cannot answer a tool call".to_owned(),
+                    retry_after_ms: None,
+                },
+            }),
+        }
+    }
+
+    /// After a tool ran: the chain's `on-tool-result`. `Ok(None)` keeps the tool's own result.
+    pub fn tool_end(
+        &self,
+        ticket: ToolTicket,
+        outcome: ToolOutcome,
+    ) -> Result<Option<ToolOutcome>, GatewayError> {
+        let ToolTicket {
+            call,
+            started,
+            mut trail,
+        } = ticket;
+        let ctx = self.context(&call.id, 0);
+        let failed = matches!(outcome, ToolOutcome::Error(_));
+        let run = self
+            .chain
+            .on_tool_result(&ctx, call.clone(), outcome.clone());
+        trail.absorb(Hook::ToolResult, &run);
+        match run.outcome {
+            Outcome::Continue { value } => {
+                let kind = match (&value, failed) {
+                    (ToolOutcome::Ok(_), true) => CallOutcome::Fallback,
+                    (ToolOutcome::Error(_), _) => CallOutcome::Error,
+                    _ => CallOutcome::Ok,
+                };
+                self.finish_tool(&call.name, &call.id, started, trail, kind, None);
+                Ok((value != outcome).then_some(value))
+            }
+            Outcome::Deny { policy, denial } => {
+                self.finish_tool(
+                    &call.name,
+                    &call.id,
+                    started,
+                    trail,
+                    CallOutcome::Denied,
+                    Some(&denial.code),
+                );
+                Err(GatewayError::Denied { policy, denial })
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn finish_tool(
+        &self,
+        name: &str,
+        call_id: &str,
+        started: Instant,
+        trail: Trail,
+        outcome: CallOutcome,
+        code: Option<&str>,
+    ) {
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        self.metrics.tool(
+            outcome == CallOutcome::Error,
+            outcome == CallOutcome::Fallback,
+            outcome == CallOutcome::Denied,
+        );
+        let mut line = format!("tool {name} {latency_ms:.0} ms");
+        match outcome {
+            CallOutcome::Ok => {}
+            CallOutcome::Fallback => line.push_str(" | fallback"),
+            CallOutcome::Denied => line.push_str(&format!(" | denied: {}", code.unwrap_or("?"))),
+            CallOutcome::Error => line.push_str(" | failed"),
+            CallOutcome::Cancelled => line.push_str(" | cancelled"),
+        }
+        let actions = trail.actions();
+        if !actions.is_empty() {
+            line.push_str(&format!(" | {}", actions.join(", ")));
+        }
+        if outcome == CallOutcome::Ok {
+            tracing::info!("{line}");
+        } else {
+            tracing::warn!("{line}");
+        }
+        self.publish_policy_events(&trail.events, self.metrics.cost_usd());
+        self.bus.publish(
+            &self.agent.agent_id,
+            if outcome == CallOutcome::Ok {
+                Severity::Info
+            } else {
+                Severity::Medium
+            },
+            EventKind::ToolCall {
+                call_id: call_id.to_owned(),
+                tool: name.to_owned(),
+                outcome,
+                code: code.map(str::to_owned),
+                latency_ms,
+                verdicts: trail.verdicts,
+            },
+        );
+    }
+}
+
+/// A tool call the chain let run.
+#[derive(Debug)]
+pub struct ToolTicket {
+    /// The call, arguments possibly rewritten by a policy.
+    pub call: ToolCall,
+    started: Instant,
+    trail: Trail,
+}
+
+/// What to do with a tool call.
+#[derive(Debug)]
+pub enum ToolStart {
+    /// Run the tool with `ticket.call.arguments`, then call [`Gateway::tool_end`].
+    Run(ToolTicket),
+    /// Do not run it: this JSON is the result.
+    Answered(String),
+}
+
+#[derive(Debug)]
+struct CallRecord {
+    call_id: String,
+    provider: &'static str,
+    model: String,
+    stream: bool,
+    simulated: bool,
+    attempts: u32,
+    started: Instant,
+}
+
+/// A call's cost: cents for ordinary calls, more digits for the many tiny ones.
+fn money(usd: f64) -> String {
+    if usd == 0.0 || usd >= 0.01 {
+        format!("${usd:.4}")
+    } else {
+        format!("${usd:.6}")
+    }
+}
+
+fn describe(e: &ProviderError) -> String {
+    match e.status {
+        Some(s) => format!("{s} {:?}", e.kind).to_lowercase(),
+        None => format!("{:?}", e.kind).to_lowercase(),
+    }
+}
+
+fn not_routed(req: &HttpRequest) -> GatewayReply {
+    let body = serde_json::json!({"error": {
+        "message": format!(
+            "ironhost routes chat completions (OpenAI) and messages (Anthropic); {} {} is not routed",
+            req.method, req.path),
+        "type": "invalid_request_error", "param": null, "code": "not_routed"}});
+    GatewayReply::Full {
+        status: 404,
+        headers: vec![
+            ("content-type".to_owned(), "application/json".to_owned()),
+            ("x-should-retry".to_owned(), "false".to_owned()),
+        ],
+        body: body.to_string().into_bytes(),
+    }
+}
+
+/// An answer a policy produced, in the shape the agent asked for.
+fn render_answer(api: Api, parsed: &ParsedRequest, response: &LlmResponse) -> GatewayReply {
+    let mut response = response.clone();
+    if response.model.is_empty() {
+        response.model = parsed.request.model.clone();
+    }
+    if parsed.request.stream {
+        let body: Vec<u8> = api
+            .render_stream(&response, parsed.wants_stream_usage)
+            .iter()
+            .flat_map(SseEvent::to_bytes)
+            .collect();
+        GatewayReply::Full {
+            status: 200,
+            headers: vec![("content-type".to_owned(), "text/event-stream".to_owned())],
+            body,
+        }
+    } else {
+        GatewayReply::Full {
+            status: 200,
+            headers: json_headers(),
+            body: api.render_response(None, &response),
+        }
+    }
+}
+
+/// A streamed answer on its way to the agent: each provider event is parsed, its text passed
+/// through the chain's `on-llm-chunk`, and re-sent with the text the chain released.
+pub struct StreamReply {
+    gateway: Arc<Gateway>,
+    api: Api,
+    ctx: CallContext,
+    request: LlmRequest,
+    headers: Vec<(String, String)>,
+    events: EventStream,
+    stream: ChainStream,
+    wants_usage: bool,
+    out: VecDeque<Vec<u8>>,
+    /// The last text event, the shape for text the chain releases later.
+    template: Option<SseEvent>,
+    /// Anthropic: the end of the text block, held until the chain flushed.
+    held_stop: Option<SseEvent>,
+    usage: UsagePart,
+    /// The text the agent received.
+    text: String,
+    finish: Option<String>,
+    index: u32,
+    last_pushed: bool,
+    done: bool,
+    call: Option<CallRecord>,
+    trail: Option<Trail>,
+}
+
+impl std::fmt::Debug for StreamReply {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamReply")
+            .field("api", &self.api)
+            .field("ctx", &self.ctx)
+            .field("done", &self.done)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StreamReply {
+    /// Headers for the agent's response.
+    pub fn headers(&self) -> &[(String, String)] {
+        &self.headers
+    }
+
+    fn usage(&self) -> Usage {
+        match self.api {
+            Api::OpenAi => {
+                let mut u = Usage::default();
+                self.usage.apply(&mut u);
+                u
+            }
+            Api::Anthropic => anthropic::neutral_usage(&self.usage),
+        }
+    }
+
+    /// The next bytes for the agent; `Ok(None)` at the end.
+    pub fn next_bytes(
+        &mut self,
+        interrupt: Interrupt<'_>,
+    ) -> Result<Option<Vec<u8>>, GatewayError> {
+        loop {
+            if let Some(b) = self.out.pop_front() {
+                return Ok(Some(b));
+            }
+            if self.done {
+                return Ok(None);
+            }
+            match self.events.next(interrupt) {
+                Ok(Some(ev)) => self.process(ev)?,
+                Ok(None) => {
+                    self.flush_last()?;
+                    self.complete(None);
+                }
+                Err(e) if e.message == "cancelled" && e.status.is_none() => {
+                    self.cancel("the agent stopped waiting");
+                    return Err(GatewayError::Interrupted);
+                }
+                Err(e) => {
+                    // The provider failed part-way; the agent has what it got so far.
+                    self.complete(Some(e.clone()));
+                    return Err(match e.kind {
+                        ProviderErrorKind::Timeout => GatewayError::Timeout(e.message),
+                        _ => GatewayError::Connection(e.message),
+                    });
+                }
+            }
+        }
+    }
+
+    fn emit(&mut self, ev: &SseEvent) {
+        self.out.push_back(ev.to_bytes());
+    }
+
+    fn release_stop(&mut self) {
+        if let Some(stop) = self.held_stop.take() {
+            self.emit(&stop);
+        }
+    }
+
+    /// Push one chunk through the chain; emits what it releases.
+    fn push(&mut self, text: String, last: bool) -> Result<(), GatewayError> {
+        let chunk = LlmChunk {
+            index: self.index,
+            text,
+            finish_reason: if last { self.finish.clone() } else { None },
+            usage: None,
+            last,
+        };
+        self.index += 1;
+        let run = self.stream.push(chunk);
+        if let Some(t) = self.trail.as_mut() {
+            t.absorb(Hook::LlmChunk, &run);
+        }
+        match run.outcome {
+            Outcome::Continue { value } => {
+                if !value.is_empty() {
+                    let ev = match &self.template {
+                        Some(t) => self.api.with_text(t, &value),
+                        None => return Ok(()),
+                    };
+                    self.text.push_str(&value);
+                    self.emit(&ev);
+                }
+                Ok(())
+            }
+            Outcome::Deny { policy, denial } => {
+                let usage = self.usage();
+                let run = self.gateway.chain.on_llm_abandoned(
+                    &self.ctx,
+                    self.request.clone(),
+                    denial.clone(),
+                    Some(policy.clone()),
+                    Some(usage),
+                );
+                if let Some(t) = self.trail.as_mut() {
+                    t.absorb(Hook::LlmAbandoned, &run);
+                }
+                self.done = true;
+                self.out.clear();
+                self.record(CallOutcome::Denied, Some(&denial.code), Some(usage));
+                Err(GatewayError::Denied { policy, denial })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn flush_last(&mut self) -> Result<(), GatewayError> {
+        if self.last_pushed {
+            return Ok(());
+        }
+        self.last_pushed = true;
+        self.push(String::new(), true)?;
+        self.release_stop();
+        Ok(())
+    }
+
+    fn process(&mut self, ev: SseEvent) -> Result<(), GatewayError> {
+        let info = self.api.event_info(&ev);
+        if let Some(u) = &info.usage {
+            merge(&mut self.usage, u);
+        }
+        if info.error.is_some() {
+            self.release_stop();
+            self.emit(&ev);
+            return Ok(());
+        }
+        if let Some(text) = info.text {
+            self.release_stop();
+            if text.is_empty() || self.last_pushed {
+                self.emit(&ev);
+            } else {
+                self.template = Some(ev);
+                self.push(text, false)?;
+            }
+            return Ok(());
+        }
+        if self.api == Api::Anthropic
+            && info.block_stop
+            && self.template.is_some()
+            && !self.last_pushed
+        {
+            self.release_stop();
+            self.held_stop = Some(ev);
+            return Ok(());
+        }
+        if let Some(f) = info.finish {
+            self.finish = Some(f);
+            self.flush_last()?;
+        }
+        if info.done {
+            self.flush_last()?;
+        }
+        if info.usage_only && !self.wants_usage {
+            // The host asked for usage; the agent did not and will not see it.
+        } else {
+            self.release_stop();
+            self.emit(&ev);
+        }
+        if info.done {
+            self.complete(None);
+        }
+        Ok(())
+    }
+
+    /// The stream ended: `on-llm-response` with the answer as the agent received it
+    /// (recorded, not applied: it was delivered), then the call is counted.
+    fn complete(&mut self, failure: Option<ProviderError>) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let usage = self.usage();
+        let outcome = match &failure {
+            None => LlmOutcome::Ok(LlmResponse {
+                id: String::new(),
+                model: self.request.model.clone(),
+                message: Message::text(Role::Assistant, self.text.clone()),
+                finish_reason: self.finish.clone().unwrap_or_else(|| "stop".to_owned()),
+                usage: Some(usage),
+            }),
+            Some(e) => LlmOutcome::Error(e.clone()),
+        };
+        let run = self
+            .gateway
+            .chain
+            .on_llm_response(&self.ctx, self.request.clone(), outcome);
+        if let Some(t) = self.trail.as_mut() {
+            t.absorb(Hook::LlmResponse, &run);
+        }
+        let kind = if failure.is_some() {
+            CallOutcome::Error
+        } else {
+            CallOutcome::Ok
+        };
+        self.record(kind, None, Some(usage));
+    }
+
+    fn cancel(&mut self, why: &str) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let usage = self.usage();
+        let run = self.gateway.chain.on_llm_abandoned(
+            &self.ctx,
+            self.request.clone(),
+            Denial {
+                code: "cancelled".to_owned(),
+                message: why.to_owned(),
+                retry_after_ms: None,
+            },
+            None,
+            Some(usage),
+        );
+        if let Some(t) = self.trail.as_mut() {
+            t.absorb(Hook::LlmAbandoned, &run);
+        }
+        self.record(CallOutcome::Cancelled, None, Some(usage));
+    }
+
+    fn record(&mut self, outcome: CallOutcome, code: Option<&str>, usage: Option<Usage>) {
+        if let (Some(call), Some(trail)) = (self.call.take(), self.trail.take()) {
+            let status = (outcome == CallOutcome::Ok).then_some(200);
+            self.gateway
+                .finish(&call, trail, outcome, status, code, usage);
+        }
+    }
+}
+
+impl Drop for StreamReply {
+    /// An agent that stops reading part-way abandons the call: reservations are released.
+    fn drop(&mut self) {
+        self.cancel("the agent closed the stream before its end");
+    }
+}
+
+fn merge(into: &mut UsagePart, from: &UsagePart) {
+    if from.input_tokens.is_some() {
+        into.input_tokens = from.input_tokens;
+    }
+    if from.output_tokens.is_some() {
+        into.output_tokens = from.output_tokens;
+    }
+    if from.cached_input_tokens.is_some() {
+        into.cached_input_tokens = from.cached_input_tokens;
+    }
+    if from.cache_write_input_tokens.is_some() {
+        into.cache_write_input_tokens = from.cache_write_input_tokens;
+    }
+}

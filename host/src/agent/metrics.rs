@@ -1,0 +1,167 @@
+//! Live figures of one agent: calls, tokens, cost, latency. Kept by the host across restarts
+//! of the agent, read by `ironhost.current()`, the log and (later) the API.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+
+/// Latencies kept for percentiles.
+const WINDOW: usize = 10_000;
+
+/// Running totals.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    llm_calls: u64,
+    llm_errors: u64,
+    denied: u64,
+    fallbacks: u64,
+    input_tokens: u64,
+    output_tokens: u64,
+    cost_usd: f64,
+    cost_by_model: BTreeMap<String, f64>,
+    tool_calls: u64,
+    tool_errors: u64,
+    tool_fallbacks: u64,
+    pii_findings: u64,
+    latencies_ms: VecDeque<f64>,
+}
+
+/// A copy of the figures at one moment.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MetricsSnapshot {
+    pub llm_calls: u64,
+    pub llm_errors: u64,
+    pub denied: u64,
+    pub fallbacks: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_usd: f64,
+    pub cost_by_model: BTreeMap<String, f64>,
+    pub tool_calls: u64,
+    pub tool_errors: u64,
+    pub tool_fallbacks: u64,
+    pub pii_findings: u64,
+    pub latency_p50_ms: Option<f64>,
+    pub latency_p95_ms: Option<f64>,
+    pub latency_p99_ms: Option<f64>,
+}
+
+/// What one finished LLM call adds.
+#[derive(Debug, Clone, Copy)]
+pub enum LlmTally {
+    Answered { input: u32, output: u32, cost: f64 },
+    Error,
+    Denied,
+    Fallback,
+}
+
+fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted.get(rank.min(sorted.len() - 1)).copied()
+}
+
+impl Metrics {
+    /// Count one LLM call; returns the agent's cost so far.
+    pub fn llm(&self, model: &str, tally: LlmTally, latency_ms: f64) -> f64 {
+        let mut m = self.inner.lock();
+        m.llm_calls += 1;
+        match tally {
+            LlmTally::Answered {
+                input,
+                output,
+                cost,
+            } => {
+                m.input_tokens += u64::from(input);
+                m.output_tokens += u64::from(output);
+                m.cost_usd += cost;
+                *m.cost_by_model.entry(model.to_owned()).or_default() += cost;
+                if m.latencies_ms.len() == WINDOW {
+                    m.latencies_ms.pop_front();
+                }
+                m.latencies_ms.push_back(latency_ms);
+            }
+            LlmTally::Error => m.llm_errors += 1,
+            LlmTally::Denied => m.denied += 1,
+            LlmTally::Fallback => m.fallbacks += 1,
+        }
+        m.cost_usd
+    }
+
+    /// Count one tool call.
+    pub fn tool(&self, failed: bool, fallback: bool, denied: bool) {
+        let mut m = self.inner.lock();
+        m.tool_calls += 1;
+        m.tool_errors += u64::from(failed);
+        m.tool_fallbacks += u64::from(fallback);
+        m.denied += u64::from(denied);
+    }
+
+    /// Count PII findings.
+    pub fn pii(&self, n: u64) {
+        self.inner.lock().pii_findings += n;
+    }
+
+    /// The agent's cost so far.
+    pub fn cost_usd(&self) -> f64 {
+        self.inner.lock().cost_usd
+    }
+
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let m = self.inner.lock();
+        let mut sorted: Vec<f64> = m.latencies_ms.iter().copied().collect();
+        sorted.sort_by(f64::total_cmp);
+        MetricsSnapshot {
+            llm_calls: m.llm_calls,
+            llm_errors: m.llm_errors,
+            denied: m.denied,
+            fallbacks: m.fallbacks,
+            input_tokens: m.input_tokens,
+            output_tokens: m.output_tokens,
+            cost_usd: m.cost_usd,
+            cost_by_model: m.cost_by_model.clone(),
+            tool_calls: m.tool_calls,
+            tool_errors: m.tool_errors,
+            tool_fallbacks: m.tool_fallbacks,
+            pii_findings: m.pii_findings,
+            latency_p50_ms: percentile(&sorted, 50.0),
+            latency_p95_ms: percentile(&sorted, 95.0),
+            latency_p99_ms: percentile(&sorted, 99.0),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn totals_and_percentiles() {
+        let m = Metrics::default();
+        for i in 1..=100 {
+            m.llm(
+                "gpt-4o",
+                LlmTally::Answered {
+                    input: 10,
+                    output: 5,
+                    cost: 0.01,
+                },
+                f64::from(i),
+            );
+        }
+        m.llm("gpt-4o", LlmTally::Denied, 0.0);
+        let s = m.snapshot();
+        assert_eq!((s.llm_calls, s.denied, s.input_tokens), (101, 1, 1000));
+        assert!((s.cost_usd - 1.0).abs() < 1e-9);
+        assert_eq!(s.latency_p50_ms, Some(51.0));
+        assert_eq!(s.latency_p99_ms, Some(99.0));
+    }
+}

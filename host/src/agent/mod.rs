@@ -1,0 +1,9 @@
+//! The agent runtime: the call path every LLM and tool call takes ([`gateway`]), the event bus
+//! ([`events`]), live figures ([`metrics`]), and the embedded Python interpreter that runs the
+//! agent ([`python`]) under a lifecycle ([`runtime`]).
+
+pub mod events;
+pub mod gateway;
+pub mod metrics;
+pub mod python;
+pub mod runtime;

@@ -1,0 +1,429 @@
+//! CPython embedded in the host: the `ironhost` Python package (its pure-Python layer from
+//! `python/ironhost/`, compiled into the binary) and its native half `ironhost._native`, which
+//! hands SDK requests and tool calls to the [`Gateway`].
+//!
+//! Waits in native code release the GIL. On the main thread they check for signals every
+//! [`POLL`](crate::llm::upstream::POLL), so Ctrl-C or SIGTERM interrupts a call in flight with
+//! `KeyboardInterrupt` (and the chain is told the call was abandoned).
+
+use std::ffi::CString;
+use std::sync::Arc;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::thread::ThreadId;
+
+use parking_lot::{Mutex, RwLock};
+use pyo3::exceptions::PyRuntimeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict, PyTuple};
+
+use super::events::AgentState;
+use super::gateway::{
+    Gateway, GatewayError, GatewayReply, HttpRequest, StreamReply, ToolStart, ToolTicket,
+};
+use crate::policy::model::{ToolError, ToolErrorKind, ToolOutcome};
+
+/// The pure-Python layer, as `(module name, is package, source)`.
+const SOURCES: [(&str, bool, &str); 6] = [
+    (
+        "ironhost",
+        true,
+        include_str!("../../../python/ironhost/__init__.py"),
+    ),
+    (
+        "ironhost.errors",
+        false,
+        include_str!("../../../python/ironhost/errors.py"),
+    ),
+    (
+        "ironhost._agent",
+        false,
+        include_str!("../../../python/ironhost/_agent.py"),
+    ),
+    (
+        "ironhost._tools",
+        false,
+        include_str!("../../../python/ironhost/_tools.py"),
+    ),
+    (
+        "ironhost._intercept",
+        false,
+        include_str!("../../../python/ironhost/_intercept.py"),
+    ),
+    (
+        "ironhost._runner",
+        false,
+        include_str!("../../../python/ironhost/_runner.py"),
+    ),
+];
+
+/// Serves the embedded sources to `import`, ahead of anything installed.
+const FINDER: &str = r#"
+import importlib.abc, importlib.util, sys
+
+class EmbeddedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def __init__(self, sources):
+        self.sources = sources
+
+    def find_spec(self, name, path=None, target=None):
+        if name not in self.sources:
+            return None
+        is_pkg = self.sources[name][0]
+        return importlib.util.spec_from_loader(
+            name, self, origin="<ironhost>/" + name, is_package=is_pkg)
+
+    def create_module(self, spec):
+        return None
+
+    def exec_module(self, module):
+        source = self.sources[module.__name__][1]
+        exec(compile(source, module.__spec__.origin, "exec"), module.__dict__)
+
+def install(sources):
+    sys.meta_path.insert(0, EmbeddedFinder(sources))
+"#;
+
+static GATEWAY: RwLock<Option<Arc<Gateway>>> = RwLock::new(None);
+static STATUS: Mutex<(AgentState, u32)> = Mutex::new((AgentState::Starting, 0));
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+static SHUTDOWN: AtomicBool = AtomicBool::new(false);
+static MAIN_THREAD: OnceLock<ThreadId> = OnceLock::new();
+
+/// Serve SDK calls in this process through `gateway`.
+pub fn install_gateway(gateway: Arc<Gateway>) {
+    *GATEWAY.write() = Some(gateway);
+}
+
+/// Record where the agent is in its life, for `ironhost.current()`.
+pub fn set_status(state: AgentState, run: u32) {
+    *STATUS.lock() = (state, run);
+}
+
+/// The first stop signal received, if any.
+pub fn signal_received() -> Option<i32> {
+    match SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+/// Record a stop signal: waits in other threads end, and the exit code says which signal.
+pub fn note_signal_number(signum: i32) {
+    let _ = SIGNAL.compare_exchange(0, signum, Ordering::SeqCst, Ordering::SeqCst);
+    SHUTDOWN.store(true, Ordering::SeqCst);
+}
+
+fn gateway() -> PyResult<Arc<Gateway>> {
+    GATEWAY
+        .read()
+        .clone()
+        .ok_or_else(|| PyRuntimeError::new_err("ironhost is not running an agent in this process"))
+}
+
+fn on_main_thread() -> bool {
+    MAIN_THREAD.get() == Some(&std::thread::current().id())
+}
+
+/// Run `f` without the GIL; its interrupt asks Python for pending signals (main thread) or
+/// looks at the shutdown flag (other threads). Returns the signal handler's exception, if any.
+fn detached<T: Send>(
+    py: Python<'_>,
+    f: impl FnOnce(&dyn Fn() -> bool) -> T + Send,
+) -> (T, Option<PyErr>) {
+    let pending: Mutex<Option<PyErr>> = Mutex::new(None);
+    let main = on_main_thread();
+    let out = py.detach(|| {
+        let check = || {
+            if main {
+                if let Err(e) = Python::attach(|py| py.check_signals()) {
+                    *pending.lock() = Some(e);
+                    return true;
+                }
+                false
+            } else {
+                SHUTDOWN.load(Ordering::SeqCst)
+            }
+        };
+        f(&check)
+    });
+    (out, pending.into_inner())
+}
+
+fn error_class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+    py.import("ironhost.errors")?.getattr(name)
+}
+
+/// The Python exception for a gateway error.
+fn to_py(py: Python<'_>, e: GatewayError, pending: Option<PyErr>) -> PyErr {
+    if let Some(p) = pending {
+        return p;
+    }
+    let made = match &e {
+        GatewayError::Denied { policy, denial } => error_class(py, "_denial").and_then(|f| {
+            f.call1((
+                denial.message.clone(),
+                denial.code.clone(),
+                policy.clone(),
+                denial.retry_after_ms.map(|ms| ms as f64 / 1000.0),
+            ))
+        }),
+        GatewayError::Timeout(m) => {
+            error_class(py, "_ProviderTimeout").and_then(|c| c.call1((m.clone(),)))
+        }
+        GatewayError::Connection(m) => {
+            error_class(py, "_ProviderUnreachable").and_then(|c| c.call1((m.clone(),)))
+        }
+        GatewayError::NoKey(m) => {
+            error_class(py, "ConfigurationError").and_then(|c| c.call1((m.clone(),)))
+        }
+        GatewayError::Interrupted => {
+            return pyo3::exceptions::PyKeyboardInterrupt::new_err("the call was interrupted");
+        }
+    };
+    match made {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(err) => err,
+    }
+}
+
+/// A streamed answer, pulled by the SDK's byte stream.
+#[pyclass(module = "ironhost._native", name = "NativeStream")]
+struct NativeStream {
+    inner: Mutex<Option<StreamReply>>,
+}
+
+#[pymethods]
+impl NativeStream {
+    /// The next bytes, or `None` at the end.
+    fn next<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
+        let (out, pending) = detached(py, |interrupt| {
+            let mut guard = self.inner.lock();
+            match guard.as_mut() {
+                Some(s) => {
+                    let r = s.next_bytes(interrupt);
+                    if !matches!(r, Ok(Some(_))) {
+                        // Ended, denied or failed: the call is recorded; drop it now.
+                        *guard = None;
+                    }
+                    r
+                }
+                None => Ok(None),
+            }
+        });
+        match out {
+            Ok(Some(b)) => Ok(Some(PyBytes::new(py, &b))),
+            Ok(None) => Ok(None),
+            Err(e) => Err(to_py(py, e, pending)),
+        }
+    }
+
+    /// The agent stopped reading: the call is abandoned.
+    fn close(&self, py: Python<'_>) {
+        let taken = self.inner.lock().take();
+        py.detach(move || drop(taken));
+    }
+}
+
+#[pyfunction]
+fn handle_http<'py>(
+    py: Python<'py>,
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: &[u8],
+) -> PyResult<Bound<'py, PyTuple>> {
+    let gw = gateway()?;
+    let req = HttpRequest {
+        method,
+        path,
+        headers,
+        body: body.to_vec(),
+    };
+    let (out, pending) = detached(py, |interrupt| gw.handle(req, interrupt));
+    match out {
+        Ok(GatewayReply::Full {
+            status,
+            headers,
+            body,
+        }) => (status, headers, PyBytes::new(py, &body)).into_pyobject(py),
+        Ok(GatewayReply::Stream(s)) => {
+            let headers = s.headers().to_vec();
+            let stream = Py::new(
+                py,
+                NativeStream {
+                    inner: Mutex::new(Some(s)),
+                },
+            )?;
+            (200u16, headers, stream).into_pyobject(py)
+        }
+        Err(e) => Err(to_py(py, e, pending)),
+    }
+}
+
+/// A tool call the chain let run.
+#[pyclass(module = "ironhost._native", name = "ToolTicket")]
+struct PyToolTicket {
+    inner: Mutex<Option<ToolTicket>>,
+}
+
+#[pyfunction]
+fn tool_begin<'py>(
+    py: Python<'py>,
+    name: String,
+    arguments: String,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let gw = gateway()?;
+    let (out, pending) = detached(py, |_| gw.tool_begin(&name, arguments));
+    match out {
+        Ok(ToolStart::Run(ticket)) => {
+            let args = ticket.call.arguments.clone();
+            let t = Py::new(
+                py,
+                PyToolTicket {
+                    inner: Mutex::new(Some(ticket)),
+                },
+            )?;
+            (t.into_any(), args).into_pyobject(py)
+        }
+        Ok(ToolStart::Answered(json)) => (py.None(), json).into_pyobject(py),
+        Err(e) => Err(to_py(py, e, pending)),
+    }
+}
+
+fn tool_error_kind(kind: &str) -> ToolErrorKind {
+    match kind {
+        "timeout" => ToolErrorKind::Timeout,
+        "rate-limited" => ToolErrorKind::RateLimited,
+        "unavailable" => ToolErrorKind::Unavailable,
+        "invalid-input" => ToolErrorKind::InvalidInput,
+        "exception" => ToolErrorKind::Exception,
+        _ => ToolErrorKind::Other,
+    }
+}
+
+#[pyfunction]
+fn tool_end<'py>(
+    py: Python<'py>,
+    ticket: &Bound<'py, PyToolTicket>,
+    ok: bool,
+    payload: String,
+    kind: String,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let gw = gateway()?;
+    let ticket = ticket
+        .borrow()
+        .inner
+        .lock()
+        .take()
+        .ok_or_else(|| PyRuntimeError::new_err("this tool call has already ended"))?;
+    let outcome = if ok {
+        ToolOutcome::Ok(payload)
+    } else {
+        ToolOutcome::Error(ToolError {
+            kind: tool_error_kind(&kind),
+            message: payload,
+        })
+    };
+    let (out, pending) = detached(py, |_| gw.tool_end(ticket, outcome));
+    match out {
+        Ok(None) => (false, ok, py.None()).into_pyobject(py),
+        Ok(Some(ToolOutcome::Ok(json))) => (true, true, json).into_pyobject(py),
+        Ok(Some(ToolOutcome::Error(e))) => (true, false, e.message).into_pyobject(py),
+        Err(e) => Err(to_py(py, e, pending)),
+    }
+}
+
+#[pyfunction]
+fn current() -> PyResult<String> {
+    let gw = gateway()?;
+    let (state, run) = *STATUS.lock();
+    let agent = gw.agent();
+    Ok(serde_json::json!({
+        "agent_id": agent.agent_id,
+        "name": agent.name,
+        "environment": agent.environment,
+        "state": state.as_str(),
+        "run": run,
+        "budget_usd": gw.options().budget_usd,
+        "metrics": gw.metrics().snapshot(),
+    })
+    .to_string())
+}
+
+#[pyfunction]
+fn note_signal(signum: i32) {
+    note_signal_number(signum);
+}
+
+fn native_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+    let m = PyModule::new(py, "ironhost._native")?;
+    m.add_function(wrap_pyfunction!(handle_http, &m)?)?;
+    m.add_function(wrap_pyfunction!(tool_begin, &m)?)?;
+    m.add_function(wrap_pyfunction!(tool_end, &m)?)?;
+    m.add_function(wrap_pyfunction!(current, &m)?)?;
+    m.add_function(wrap_pyfunction!(note_signal, &m)?)?;
+    m.add_class::<NativeStream>()?;
+    m.add_class::<PyToolTicket>()?;
+    Ok(m)
+}
+
+/// Start the interpreter in this thread (which becomes Python's main thread) and make the
+/// `ironhost` package importable; with `venv`, the virtualenv's packages too.
+pub fn start_interpreter(venv: Option<&std::path::Path>) -> PyResult<()> {
+    let _ = MAIN_THREAD.set(std::thread::current().id());
+    Python::initialize();
+    Python::attach(|py| {
+        let native = native_module(py)?;
+        py.import("sys")?
+            .getattr("modules")?
+            .set_item("ironhost._native", native)?;
+        let sources = PyDict::new(py);
+        for (name, is_pkg, src) in SOURCES {
+            sources.set_item(name, (is_pkg, src))?;
+        }
+        let finder = PyModule::from_code(
+            py,
+            &CString::new(FINDER).map_err(|e| PyRuntimeError::new_err(e.to_string()))?,
+            c"<ironhost-finder>",
+            c"_ironhost_finder",
+        )?;
+        finder.getattr("install")?.call1((sources,))?;
+        if let Some(venv) = venv {
+            py.import("ironhost._runner")?
+                .getattr("use_virtualenv")?
+                .call1((venv.to_string_lossy().into_owned(),))?;
+        }
+        Ok(())
+    })
+}
+
+/// One-time preparation before the first run: signal handlers, SDK keys, HTTP hooks. Returns
+/// the HTTP libraries hooked.
+pub fn prepare(
+    env: &[(String, String)],
+    extra_hosts: &[String],
+    wakeup_fd: i32,
+) -> PyResult<Vec<String>> {
+    Python::attach(|py| {
+        let env = PyDict::from_sequence(&env.to_vec().into_pyobject(py)?)?;
+        py.import("ironhost._runner")?
+            .getattr("prepare")?
+            .call1((env, extra_hosts.to_vec(), wakeup_fd))?
+            .extract()
+    })
+}
+
+/// Run the script as `__main__`; its exit code.
+pub fn run_script(path: &std::path::Path, argv: &[String]) -> PyResult<i32> {
+    Python::attach(|py| {
+        py.import("ironhost._runner")?
+            .getattr("run")?
+            .call1((path.to_string_lossy().into_owned(), argv.to_vec()))?
+            .extract()
+    })
+}
+
+/// A Python error as text (type and message), for the host's own messages.
+pub fn describe(e: &PyErr) -> String {
+    Python::attach(|py| e.value(py).to_string())
+}

@@ -1,0 +1,370 @@
+//! One agent's life: build the host (engine, chain, simulator or providers, gateway), start
+//! CPython, run the script as `__main__`, and watch it: states starting → running →
+//! completed / failed / stopped, restarts on failure, and a clean stop on SIGINT/SIGTERM.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use super::events::{AgentState, EventBus, EventKind};
+use super::gateway::{Gateway, GatewayOptions, LlmMode};
+use super::metrics::Metrics;
+use super::python;
+use crate::config::{BundleChoice, Restart, Settings};
+use crate::llm::http::{HttpUpstream, ProviderConfig};
+use crate::llm::simulator::Simulator;
+use crate::llm::tokens::ModelTokenMeter;
+use crate::policy::admission::admit_bundle;
+use crate::policy::bundle::{Bundle, PolicyEntry};
+use crate::policy::engine::{EngineOptions, PolicyEngine};
+use crate::policy::host::{HostServices, TokenMeter};
+use crate::policy::model::{AgentInfo, Severity};
+
+/// How long an agent has to stop after SIGINT/SIGTERM before the host exits anyway.
+pub const STOP_GRACE: Duration = Duration::from_secs(5);
+/// Pause before restarting a crashed agent.
+pub const RESTART_DELAY: Duration = Duration::from_secs(1);
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct AgentSpec {
+    pub script: PathBuf,
+    pub args: Vec<String>,
+}
+
+/// Why the agent could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A setting that only shows up as wrong when the host is built (exit code 2).
+    #[error("{0}")]
+    Config(String),
+    /// Anything else (exit code 1).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// An agent id: a prefix from the script name and 8 random hex digits (`lg-7a3f9c2d`).
+pub fn agent_id(script: &Path) -> String {
+    let stem = script
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let words: Vec<&str> = stem
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    let prefix: String = match words.as_slice() {
+        [] => "agent".to_owned(),
+        [one] => one.chars().take(2).collect(),
+        many => many
+            .iter()
+            .take(3)
+            .filter_map(|w| w.chars().next())
+            .collect(),
+    };
+    let mut bytes = [0u8; 4];
+    if getrandom::fill(&mut bytes).is_err() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        bytes = (nanos ^ std::process::id()).to_le_bytes();
+    }
+    format!("{prefix}-{}", hex::encode(bytes))
+}
+
+fn policy_named<'a>(bundle: &'a mut Bundle, name: &str) -> Option<&'a mut PolicyEntry> {
+    bundle.policies.iter_mut().find(|p| {
+        p.name.as_deref() == Some(name)
+            || p.builtin_name() == Some(name)
+            || p.component.file_stem().and_then(|s| s.to_str()) == Some(name)
+    })
+}
+
+fn set_config(entry: &mut PolicyEntry, key: &str, value: serde_json::Value) {
+    if !entry.config.is_object() {
+        entry.config = serde_json::json!({});
+    }
+    if let Some(o) = entry.config.as_object_mut() {
+        o.insert(key.to_owned(), value);
+    }
+}
+
+/// The bundle to run, with `--budget` and `--safety-mode` applied to its policies.
+pub fn bundle_for(settings: &Settings) -> Result<Bundle, StartError> {
+    let mut bundle = match &settings.bundle {
+        BundleChoice::Default => crate::policy::defaults::default_bundle(),
+        BundleChoice::Dir(d) => Bundle::load(d),
+    }
+    .map_err(|e| StartError::Config(format!("bundle: {e}")))?;
+    let bundle_name = bundle.name.clone();
+    if let Some(budget) = settings.budget {
+        let entry = policy_named(&mut bundle, "budget").ok_or_else(|| {
+            StartError::Config(format!(
+                "budget: bundle `{bundle_name}` has no `budget` policy to apply a budget to"
+            ))
+        })?;
+        set_config(entry, "limit-usd", serde_json::json!(budget));
+    }
+    if let Some(mode) = &settings.safety_mode {
+        let entry = policy_named(&mut bundle, "pii-redact").ok_or_else(|| {
+            StartError::Config(format!(
+                "safety-mode: bundle `{bundle_name}` has no `pii-redact` policy to set a mode on"
+            ))
+        })?;
+        set_config(entry, "mode", serde_json::json!(mode));
+    }
+    Ok(bundle)
+}
+
+/// The budget the bundle enforces (its `budget` policy's `limit-usd`), for the log.
+fn bundle_budget(bundle: &mut Bundle) -> Option<f64> {
+    policy_named(bundle, "budget").and_then(|p| {
+        p.config
+            .get("limit-usd")
+            .and_then(serde_json::Value::as_f64)
+    })
+}
+
+/// The host side of an agent, built and ready; shared with the Python module.
+#[derive(Debug)]
+pub struct Host {
+    pub gateway: Arc<Gateway>,
+    pub bus: EventBus,
+    pub bundle_name: String,
+    /// Owns the worker threads of the HTTPS client.
+    _runtime: tokio::runtime::Runtime,
+}
+
+/// Build the engine, admit the bundle and set up the call path.
+pub fn build_host(
+    settings: &Settings,
+    name: &str,
+    id: String,
+    env_vars: &BTreeMap<String, String>,
+) -> Result<Host, StartError> {
+    let mut bundle = bundle_for(settings)?;
+    let budget = bundle_budget(&mut bundle);
+    let meter = Arc::new(ModelTokenMeter::new(Arc::new(settings.pricing.clone())));
+    let services = HostServices {
+        tokens: meter.clone(),
+        ..HostServices::default()
+    };
+    let secrets = services.secrets.clone();
+    let engine = PolicyEngine::new(EngineOptions::default(), services)
+        .map_err(|e| StartError::Failed(format!("policy engine: {e}")))?;
+    let chain = admit_bundle(&engine, &bundle)
+        .map_err(|e| StartError::Config(format!("bundle `{}`: {e}", bundle.name)))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("ironhost-io")
+        .enable_all()
+        .build()
+        .map_err(|e| StartError::Failed(format!("cannot start the I/O runtime: {e}")))?;
+    let llm = &settings.llm;
+    let mode = llm.mode.unwrap_or(LlmMode::Auto);
+    let timeout = Duration::from_millis(llm.timeout_ms.unwrap_or(60_000));
+    let http = if mode == LlmMode::Simulator {
+        None
+    } else {
+        let openai = llm.openai.clone().unwrap_or(ProviderConfig {
+            base_url: "https://api.openai.com".to_owned(),
+        });
+        let anthropic = llm.anthropic.clone().unwrap_or(ProviderConfig {
+            base_url: "https://api.anthropic.com".to_owned(),
+        });
+        Some(Arc::new(
+            HttpUpstream::new(runtime.handle().clone(), &openai, &anthropic, timeout)
+                .map_err(|e| StartError::Failed(e.to_string()))?,
+        ))
+    };
+    let tokens: Arc<dyn TokenMeter> = meter;
+    let simulator = Arc::new(Simulator::new(settings.simulator.clone(), tokens.clone()));
+    let env_keys: BTreeMap<String, String> = env_vars
+        .iter()
+        .filter(|(k, _)| k.ends_with("_API_KEY"))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let bus = EventBus::new();
+    let options = GatewayOptions {
+        mode,
+        timeout,
+        max_retries: llm.max_retries.unwrap_or(2),
+        backoff: Duration::from_millis(llm.backoff_ms.unwrap_or(500)),
+        max_backoff: Duration::from_millis(llm.max_backoff_ms.unwrap_or(30_000)),
+        budget_usd: budget,
+    };
+    let agent = AgentInfo {
+        agent_id: id,
+        name: name.to_owned(),
+        environment: settings.environment.clone(),
+    };
+    let gateway = Arc::new(Gateway::new(
+        Arc::new(chain),
+        simulator,
+        http,
+        secrets,
+        env_keys,
+        tokens,
+        bus.clone(),
+        Arc::new(Metrics::default()),
+        agent,
+        options,
+    ));
+    Ok(Host {
+        gateway,
+        bus,
+        bundle_name: bundle.name,
+        _runtime: runtime,
+    })
+}
+
+/// Set by the runtime when the agent is done; the stop watchdog then stands down.
+static FINISHED: AtomicBool = AtomicBool::new(false);
+
+/// Python writes the number of every signal it catches to this socket (its wakeup fd); a
+/// thread here notes it and, if the agent is still running after [`STOP_GRACE`], exits.
+fn watch_signals(agent_id: String) -> std::io::Result<UnixStream> {
+    let (mut reader, writer) = UnixStream::pair()?;
+    writer.set_nonblocking(true)?;
+    std::thread::Builder::new()
+        .name("ironhost-signals".to_owned())
+        .spawn(move || {
+            let mut byte = [0u8; 1];
+            let mut armed = false;
+            while let Ok(1) = reader.read(&mut byte) {
+                let signum = i32::from(byte[0]);
+                python::note_signal_number(signum);
+                if armed {
+                    continue;
+                }
+                armed = true;
+                let id = agent_id.clone();
+                let _ = std::thread::Builder::new()
+                    .name("ironhost-stop".to_owned())
+                    .spawn(move || {
+                        std::thread::sleep(STOP_GRACE);
+                        if !FINISHED.load(Ordering::SeqCst) {
+                            let code = 128 + python::signal_received().unwrap_or(signum);
+                            tracing::error!(
+                                "agent {id} did not stop within {} s of the signal; exiting with {code}",
+                                STOP_GRACE.as_secs()
+                            );
+                            std::process::exit(code);
+                        }
+                    });
+            }
+        })?;
+    Ok(writer)
+}
+
+/// Run the agent to its end (restarts included); returns the exit code.
+pub fn run_agent(
+    host: &Host,
+    spec: &AgentSpec,
+    settings: &Settings,
+    env_vars: &BTreeMap<String, String>,
+) -> Result<i32, StartError> {
+    let gateway = &host.gateway;
+    let agent = gateway.agent().clone();
+    python::install_gateway(gateway.clone());
+    python::set_status(AgentState::Starting, 1);
+    let venv = env_vars.get("VIRTUAL_ENV").map(PathBuf::from);
+    python::start_interpreter(venv.as_deref()).map_err(|e| {
+        StartError::Failed(format!("cannot start Python: {}", python::describe(&e)))
+    })?;
+
+    // Policies may refuse the agent or set its environment.
+    let start = gateway.chain().on_agent_start(&agent);
+    let env = match start.outcome {
+        crate::policy::chain::Outcome::Continue { value } => value.env,
+        crate::policy::chain::Outcome::Deny { policy, denial } => {
+            return Err(StartError::Failed(format!(
+                "policy `{policy}` refused to start the agent ({}): {}",
+                denial.code, denial.message
+            )));
+        }
+        _ => Vec::new(),
+    };
+    let signals = watch_signals(agent.agent_id.clone())
+        .map_err(|e| StartError::Failed(format!("cannot watch signals: {e}")))?;
+    let hooked = python::prepare(&env, &settings.llm.intercept_hosts, signals.as_raw_fd())
+        .map_err(|e| {
+            StartError::Failed(format!("cannot prepare Python: {}", python::describe(&e)))
+        })?;
+    tracing::debug!("HTTP libraries hooked: {}", hooked.join(", "));
+
+    let max_restarts = match settings.restart {
+        Restart::Never => 0,
+        Restart::OnFailure(n) => n,
+    };
+    let mut run = 1;
+    loop {
+        python::set_status(AgentState::Running, run);
+        host.bus.publish(
+            &agent.agent_id,
+            Severity::Info,
+            EventKind::AgentStarted {
+                name: agent.name.clone(),
+                script: spec.script.display().to_string(),
+                run,
+            },
+        );
+        let code = python::run_script(&spec.script, &spec.args)
+            .map_err(|e| StartError::Failed(format!("agent runner: {}", python::describe(&e))))?;
+        let (state, code) = match python::signal_received() {
+            Some(sig) => (AgentState::Stopped, 128 + sig),
+            None if code == 0 => (AgentState::Completed, 0),
+            None => (AgentState::Failed, code),
+        };
+        python::set_status(state, run);
+        host.bus.publish(
+            &agent.agent_id,
+            if state == AgentState::Failed {
+                Severity::High
+            } else {
+                Severity::Info
+            },
+            EventKind::AgentStopped {
+                state,
+                exit_code: code,
+                run,
+            },
+        );
+        let snap = gateway.metrics().snapshot();
+        let spent = match gateway.options().budget_usd {
+            Some(limit) => format!("${:.2} / ${limit:.2}", snap.cost_usd),
+            None => format!("${:.2}", snap.cost_usd),
+        };
+        let line = format!(
+            "agent {} (exit {code}): {} LLM calls, {} tool calls, {spent}",
+            state.as_str(),
+            snap.llm_calls,
+            snap.tool_calls
+        );
+        if state == AgentState::Failed && run <= max_restarts {
+            tracing::warn!(
+                "{line}; restarting in {} s (restart {run} of {max_restarts})",
+                RESTART_DELAY.as_secs()
+            );
+            std::thread::sleep(RESTART_DELAY);
+            if python::signal_received().is_none() {
+                run += 1;
+                continue;
+            }
+        }
+        if state == AgentState::Completed {
+            tracing::info!("{line}");
+        } else {
+            tracing::warn!("{line}");
+        }
+        FINISHED.store(true, Ordering::SeqCst);
+        drop(signals);
+        return Ok(code);
+    }
+}

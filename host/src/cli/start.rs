@@ -1,0 +1,115 @@
+//! `ironhost start AGENT.py`: run a Python agent under the policy bundle.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use clap::Args;
+
+use super::{CliError, logging};
+use crate::agent::gateway::LlmMode;
+use crate::agent::runtime::{self, AgentSpec, StartError};
+use crate::config::{self, Flags};
+
+/// `ironhost start` arguments.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// The agent script, run as `__main__`.
+    pub script: PathBuf,
+    /// The agent's budget in US dollars (the `budget` policy's `limit-usd`).
+    #[arg(long, value_name = "USD", allow_negative_numbers = true)]
+    pub budget: Option<f64>,
+    /// A bundle directory, or `default` for the built-in bundle.
+    #[arg(long, value_name = "DIR|default")]
+    pub bundle: Option<String>,
+    /// What `pii-redact` does with a finding.
+    #[arg(long, value_name = "redact|block|warn")]
+    pub safety_mode: Option<String>,
+    /// The configuration file (default: ./ironhost.toml when it exists).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// The deployment environment the policies see.
+    #[arg(long, value_name = "dev|staging|production")]
+    pub env: Option<String>,
+    /// Show debug lines.
+    #[arg(long)]
+    pub verbose: bool,
+    /// Log line format.
+    #[arg(long, value_name = "human|json")]
+    pub log_format: Option<String>,
+    /// Restart the agent after a crash: `no`, `on-failure` or `on-failure:N`.
+    #[arg(long, value_name = "POLICY")]
+    pub restart: Option<String>,
+    /// Arguments for the agent (after `--`).
+    #[arg(last = true)]
+    pub args: Vec<String>,
+}
+
+/// Run the agent; the exit code mirrors the agent's.
+pub fn run(args: StartArgs) -> Result<u8, CliError> {
+    let vars: BTreeMap<String, String> = std::env::vars().collect();
+    let cwd = std::env::current_dir()
+        .map_err(|e| CliError::failure(format!("cannot read the current directory: {e}")))?;
+    let flags = Flags {
+        config: args.config,
+        budget: args.budget,
+        bundle: args.bundle,
+        safety_mode: args.safety_mode,
+        env: args.env,
+        log_format: args.log_format,
+        verbose: args.verbose,
+        restart: args.restart,
+    };
+    let settings =
+        config::load(&flags, &vars, &cwd).map_err(|e| CliError::input(format!("config: {e}")))?;
+    let script = cwd.join(&args.script);
+    if !script.is_file() {
+        return Err(CliError::input(format!(
+            "{}: the agent script does not exist or is not a file",
+            args.script.display()
+        )));
+    }
+    logging::init(settings.log_format, settings.verbose);
+    let id = runtime::agent_id(&script);
+    logging::set_agent_id(&id);
+    let name = script
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let host = runtime::build_host(&settings, &name, id.clone(), &vars).map_err(start_error)?;
+    // The pilot's format: the id first, on its own line, on stdout.
+    println!("agent_id: {id}");
+    let spent = match host.gateway.options().budget_usd {
+        Some(b) => format!("budget ${b:.2}"),
+        None => "no budget".to_owned(),
+    };
+    let has_key = ["OPENAI_API_KEY", "ANTHROPIC_API_KEY"]
+        .iter()
+        .any(|k| vars.get(*k).is_some_and(|v| !v.is_empty()));
+    let llm = match (host.gateway.options().mode, has_key) {
+        (LlmMode::Simulator, _) | (LlmMode::Auto, false) => {
+            "LLM calls go to the built-in simulator"
+        }
+        (LlmMode::Live, _) => "LLM calls go to the providers",
+        (LlmMode::Auto, true) => {
+            "LLM calls go to the providers that have a key, else the simulator"
+        }
+    };
+    tracing::info!(
+        "starting {} under bundle `{}` ({spent}; {llm})",
+        args.script.display(),
+        host.bundle_name,
+    );
+    let spec = AgentSpec {
+        script,
+        args: args.args,
+    };
+    let code = runtime::run_agent(&host, &spec, &settings, &vars).map_err(start_error)?;
+    Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
+}
+
+fn start_error(e: StartError) -> CliError {
+    match e {
+        StartError::Config(m) => CliError::input(format!("config: {m}")),
+        StartError::Failed(m) => CliError::failure(m),
+    }
+}

@@ -1,0 +1,575 @@
+//! Host configuration: `ironhost.toml`, then `IRONHOST_*` environment variables, then command
+//! line flags, each overriding the one before. Everything is checked before anything starts;
+//! an error names the setting, where it came from, and why it is refused.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::agent::gateway::LlmMode;
+use crate::llm::http::ProviderConfig;
+use crate::llm::simulator::SimulatorConfig;
+
+/// The file read when `--config` is not given and it exists.
+pub const DEFAULT_FILE: &str = "ironhost.toml";
+
+/// `IRONHOST_*` variables that are not settings of this file (read elsewhere).
+const OTHER_VARS: [&str; 8] = [
+    "IRONHOST_LOG",
+    "IRONHOST_CACHE_DIR",
+    "IRONHOST_SHARED",
+    "IRONHOST_BLESS",
+    "IRONHOST_HOME",
+    "IRONHOST_MASTER_KEY",
+    "IRONHOST_ADMIN_PASSWORD",
+    "IRONHOST_CONFIG",
+];
+
+/// A refused setting.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {reason} (from {origin})")]
+pub struct ConfigError {
+    /// The setting, as written in the file (`budget`, `llm.timeout-ms`).
+    pub key: String,
+    pub reason: String,
+    /// `ironhost.toml`, `IRONHOST_BUDGET`, `--budget`...
+    pub origin: String,
+}
+
+impl ConfigError {
+    pub fn new(key: &str, reason: impl Into<String>, origin: impl Into<String>) -> ConfigError {
+        ConfigError {
+            key: key.to_owned(),
+            reason: reason.into(),
+            origin: origin.into(),
+        }
+    }
+}
+
+/// `ironhost.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct FileConfig {
+    pub budget: Option<f64>,
+    pub bundle: Option<String>,
+    pub safety_mode: Option<String>,
+    pub env: Option<String>,
+    pub log_format: Option<String>,
+    pub verbose: Option<bool>,
+    pub restart: Option<String>,
+    #[serde(default)]
+    pub llm: LlmFileConfig,
+    pub simulator: Option<SimulatorConfig>,
+    #[serde(default)]
+    pub pricing: PricingFileConfig,
+}
+
+/// `[llm]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LlmFileConfig {
+    pub mode: Option<LlmMode>,
+    pub timeout_ms: Option<u64>,
+    pub max_retries: Option<u32>,
+    pub backoff_ms: Option<u64>,
+    pub max_backoff_ms: Option<u64>,
+    /// More hosts whose requests go through the chain (an Azure or proxy endpoint).
+    #[serde(default)]
+    pub intercept_hosts: Vec<String>,
+    pub openai: Option<ProviderConfig>,
+    pub anthropic: Option<ProviderConfig>,
+}
+
+/// `[pricing]`: `file` replaces the embedded table; `[pricing.models.NAME]` adds or replaces
+/// single models.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct PricingFileConfig {
+    pub file: Option<PathBuf>,
+    pub models: Option<toml::Table>,
+}
+
+/// When to restart a crashed agent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Restart {
+    Never,
+    /// Up to this many restarts after non-zero exits.
+    OnFailure(u32),
+}
+
+impl Restart {
+    /// `no`, `on-failure` (3 restarts) or `on-failure:N`.
+    pub fn parse(text: &str) -> Result<Restart, String> {
+        match text {
+            "no" | "never" => Ok(Restart::Never),
+            "on-failure" => Ok(Restart::OnFailure(3)),
+            _ => match text.strip_prefix("on-failure:").map(str::parse::<u32>) {
+                Some(Ok(n)) if n >= 1 => Ok(Restart::OnFailure(n)),
+                Some(_) => Err(format!(
+                    "`{text}`: the restart count after `on-failure:` must be a whole number of at least 1"
+                )),
+                None => Err(format!(
+                    "`{text}` is not `no`, `on-failure` or `on-failure:N`"
+                )),
+            },
+        }
+    }
+}
+
+/// Which bundle to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BundleChoice {
+    Default,
+    Dir(PathBuf),
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+/// The flags of `ironhost start` that are settings (the rest are positional).
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub config: Option<PathBuf>,
+    pub budget: Option<f64>,
+    pub bundle: Option<String>,
+    pub safety_mode: Option<String>,
+    pub env: Option<String>,
+    pub log_format: Option<String>,
+    pub verbose: bool,
+    pub restart: Option<String>,
+}
+
+/// The checked settings of one `ironhost start`.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub budget: Option<f64>,
+    pub bundle: BundleChoice,
+    pub safety_mode: Option<String>,
+    pub environment: String,
+    pub log_format: LogFormat,
+    pub verbose: bool,
+    pub restart: Restart,
+    pub llm: LlmFileConfig,
+    pub simulator: SimulatorConfig,
+    pub pricing: crate::llm::pricing::PricingTable,
+    /// Where the file settings came from, if a file was read.
+    pub file: Option<PathBuf>,
+}
+
+/// A value with where it came from.
+struct Sourced<T> {
+    value: T,
+    source: String,
+}
+
+fn pick<T: Clone>(
+    file: Option<T>,
+    env: Option<(T, String)>,
+    flag: Option<T>,
+    flag_name: &str,
+    file_name: &str,
+) -> Option<Sourced<T>> {
+    if let Some(v) = flag {
+        return Some(Sourced {
+            value: v,
+            source: flag_name.to_owned(),
+        });
+    }
+    if let Some((v, var)) = env {
+        return Some(Sourced {
+            value: v,
+            source: var,
+        });
+    }
+    file.map(|v| Sourced {
+        value: v,
+        source: file_name.to_owned(),
+    })
+}
+
+/// Read the settings from `flags`, the environment `vars` and the config file.
+pub fn load(
+    flags: &Flags,
+    vars: &BTreeMap<String, String>,
+    cwd: &Path,
+) -> Result<Settings, ConfigError> {
+    // The file: --config, else IRONHOST_CONFIG, else ./ironhost.toml if present.
+    let (path, explicit, path_source) = match (&flags.config, vars.get("IRONHOST_CONFIG")) {
+        (Some(p), _) => (cwd.join(p), true, "--config".to_owned()),
+        (None, Some(p)) => (cwd.join(p), true, "IRONHOST_CONFIG".to_owned()),
+        (None, None) => (cwd.join(DEFAULT_FILE), false, DEFAULT_FILE.to_owned()),
+    };
+    let (file, file_path) = match std::fs::read_to_string(&path) {
+        Ok(text) => {
+            let f: FileConfig = toml::from_str(&text).map_err(|e| {
+                let key = e.message().split('`').nth(1).unwrap_or("config").to_owned();
+                ConfigError::new(
+                    &key,
+                    e.message().trim().to_owned(),
+                    path.display().to_string(),
+                )
+            })?;
+            (f, Some(path.clone()))
+        }
+        Err(e) if explicit => {
+            return Err(ConfigError::new(
+                "config",
+                format!("cannot read {}: {e}", path.display()),
+                path_source,
+            ));
+        }
+        Err(_) => (FileConfig::default(), None),
+    };
+    let file_name = file_path
+        .as_ref()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| DEFAULT_FILE.to_owned());
+
+    // The environment: only known variables; a typo is an error, not a silent default.
+    let mut env = BTreeMap::new();
+    for (k, v) in vars {
+        let Some(name) = k.strip_prefix("IRONHOST_") else {
+            continue;
+        };
+        if OTHER_VARS.contains(&k.as_str()) {
+            continue;
+        }
+        let key = match name {
+            "BUDGET" => "budget",
+            "BUNDLE" => "bundle",
+            "SAFETY_MODE" => "safety-mode",
+            "ENV" => "env",
+            "LOG_FORMAT" => "log-format",
+            "VERBOSE" => "verbose",
+            "RESTART" => "restart",
+            "LLM_MODE" => "llm.mode",
+            "SIMULATOR_SEED" => "simulator.seed",
+            "SIMULATOR_LATENCY_MS" => "simulator.latency-ms",
+            _ => {
+                return Err(ConfigError::new(
+                    k,
+                    "unknown setting; see the README's configuration table for the IRONHOST_* variables",
+                    "the environment",
+                ));
+            }
+        };
+        env.insert(key, (v.clone(), k.clone()));
+    }
+    let env_f64 = |key: &str| -> Result<Option<(f64, String)>, ConfigError> {
+        env.get(key)
+            .map(|(v, var)| {
+                v.trim()
+                    .parse::<f64>()
+                    .map(|n| (n, var.clone()))
+                    .map_err(|_| {
+                        ConfigError::new(key, format!("`{v}` is not a number"), var.clone())
+                    })
+            })
+            .transpose()
+    };
+    let env_str = |key: &str| env.get(key).map(|(v, var)| (v.clone(), var.clone()));
+
+    let budget = pick(
+        file.budget,
+        env_f64("budget")?,
+        flags.budget,
+        "--budget",
+        &file_name,
+    );
+    if let Some(b) = &budget
+        && !(b.value.is_finite() && b.value > 0.0)
+    {
+        return Err(ConfigError::new(
+            "budget",
+            format!("{} is not a positive amount of US dollars", b.value),
+            b.source.clone(),
+        ));
+    }
+
+    let bundle = match pick(
+        file.bundle.clone(),
+        env_str("bundle"),
+        flags.bundle.clone(),
+        "--bundle",
+        &file_name,
+    ) {
+        None => BundleChoice::Default,
+        Some(b) if b.value == crate::policy::defaults::DEFAULT_BUNDLE_NAME => BundleChoice::Default,
+        Some(b) => {
+            // A bundle path in the file is relative to the file.
+            let base = if b.source == file_name {
+                file_path
+                    .as_deref()
+                    .and_then(Path::parent)
+                    .unwrap_or(cwd)
+                    .to_path_buf()
+            } else {
+                cwd.to_path_buf()
+            };
+            let dir = base.join(&b.value);
+            if !dir.join("bundle.toml").is_file() {
+                return Err(ConfigError::new(
+                    "bundle",
+                    format!(
+                        "{} is not a bundle directory (no bundle.toml); use `default` for the built-in bundle",
+                        dir.display()
+                    ),
+                    b.source,
+                ));
+            }
+            BundleChoice::Dir(dir)
+        }
+    };
+
+    let safety_mode = pick(
+        file.safety_mode.clone(),
+        env_str("safety-mode"),
+        flags.safety_mode.clone(),
+        "--safety-mode",
+        &file_name,
+    );
+    if let Some(m) = &safety_mode
+        && !["redact", "block", "warn"].contains(&m.value.as_str())
+    {
+        return Err(ConfigError::new(
+            "safety-mode",
+            format!("`{}` is not `redact`, `block` or `warn`", m.value),
+            m.source.clone(),
+        ));
+    }
+
+    let environment = pick(
+        file.env.clone(),
+        env_str("env"),
+        flags.env.clone(),
+        "--env",
+        &file_name,
+    );
+    if let Some(e) = &environment
+        && !["dev", "staging", "production"].contains(&e.value.as_str())
+    {
+        return Err(ConfigError::new(
+            "env",
+            format!("`{}` is not `dev`, `staging` or `production`", e.value),
+            e.source.clone(),
+        ));
+    }
+
+    let log_format = match pick(
+        file.log_format.clone(),
+        env_str("log-format"),
+        flags.log_format.clone(),
+        "--log-format",
+        &file_name,
+    ) {
+        None => LogFormat::Human,
+        Some(f) => match f.value.as_str() {
+            "human" => LogFormat::Human,
+            "json" => LogFormat::Json,
+            other => {
+                return Err(ConfigError::new(
+                    "log-format",
+                    format!("`{other}` is not `human` or `json`"),
+                    f.source,
+                ));
+            }
+        },
+    };
+
+    let verbose = if flags.verbose {
+        true
+    } else if let Some((v, var)) = env_str("verbose") {
+        match v.as_str() {
+            "1" | "true" | "yes" => true,
+            "0" | "false" | "no" | "" => false,
+            _ => {
+                return Err(ConfigError::new(
+                    "verbose",
+                    format!("`{v}` is not true or false"),
+                    var,
+                ));
+            }
+        }
+    } else {
+        file.verbose.unwrap_or(false)
+    };
+
+    let restart = match pick(
+        file.restart.clone(),
+        env_str("restart"),
+        flags.restart.clone(),
+        "--restart",
+        &file_name,
+    ) {
+        None => Restart::Never,
+        Some(r) => {
+            Restart::parse(&r.value).map_err(|e| ConfigError::new("restart", e, r.source))?
+        }
+    };
+
+    let mut llm = file.llm.clone();
+    if let Some((v, var)) = env_str("llm.mode") {
+        llm.mode = Some(match v.as_str() {
+            "auto" => LlmMode::Auto,
+            "simulator" => LlmMode::Simulator,
+            "live" => LlmMode::Live,
+            _ => {
+                return Err(ConfigError::new(
+                    "llm.mode",
+                    format!("`{v}` is not `auto`, `simulator` or `live`"),
+                    var,
+                ));
+            }
+        });
+    }
+    if llm.timeout_ms == Some(0) {
+        return Err(ConfigError::new(
+            "llm.timeout-ms",
+            "must be more than 0",
+            file_name.clone(),
+        ));
+    }
+    for (key, url) in [
+        ("llm.openai.base-url", &llm.openai),
+        ("llm.anthropic.base-url", &llm.anthropic),
+    ] {
+        if let Some(p) = url
+            && !(p.base_url.starts_with("https://") || p.base_url.starts_with("http://"))
+        {
+            return Err(ConfigError::new(
+                key,
+                format!("`{}` is not an http(s) URL", p.base_url),
+                file_name.clone(),
+            ));
+        }
+    }
+
+    let mut simulator = file.simulator.clone().unwrap_or_default();
+    if let Some((v, var)) = env_str("simulator.seed") {
+        simulator.seed = v.parse().map_err(|_| {
+            ConfigError::new(
+                "simulator.seed",
+                format!("`{v}` is not a whole number"),
+                var,
+            )
+        })?;
+    }
+    if let Some((v, var)) = env_str("simulator.latency-ms") {
+        simulator.latency_ms = v.parse().map_err(|_| {
+            ConfigError::new(
+                "simulator.latency-ms",
+                format!("`{v}` is not a whole number of milliseconds"),
+                var,
+            )
+        })?;
+    }
+    simulator.check().map_err(|e| {
+        let (key, reason) = e.split_once(": ").unwrap_or(("simulator", e.as_str()));
+        ConfigError::new(key, reason.to_owned(), file_name.clone())
+    })?;
+
+    let mut pricing = crate::llm::pricing::PricingTable::embedded();
+    if let Some(p) = &file.pricing.file {
+        let base = file_path.as_deref().and_then(Path::parent).unwrap_or(cwd);
+        let path = base.join(p);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            ConfigError::new(
+                "pricing.file",
+                format!("cannot read {}: {e}", path.display()),
+                file_name.clone(),
+            )
+        })?;
+        pricing = crate::llm::pricing::PricingTable::parse(&text).map_err(|e| {
+            ConfigError::new(
+                "pricing.file",
+                format!("{}: {e}", path.display()),
+                file_name.clone(),
+            )
+        })?;
+    }
+    if let Some(models) = &file.pricing.models {
+        pricing = pricing
+            .with_overrides(models)
+            .map_err(|e| ConfigError::new("pricing.models", e, file_name.clone()))?;
+    }
+
+    Ok(Settings {
+        budget: budget.map(|b| b.value),
+        bundle,
+        safety_mode: safety_mode.map(|m| m.value),
+        environment: environment
+            .map(|e| e.value)
+            .unwrap_or_else(|| "dev".to_owned()),
+        log_format,
+        verbose,
+        restart,
+        llm,
+        simulator,
+        pricing,
+        file: file_path,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn flags_beat_the_environment_which_beats_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(DEFAULT_FILE),
+            "budget = 10.0\nenv = \"staging\"\nsafety-mode = \"warn\"\n",
+        )
+        .unwrap();
+        let s = load(&Flags::default(), &vars(&[]), dir.path()).unwrap();
+        assert_eq!((s.budget, s.environment.as_str()), (Some(10.0), "staging"));
+        let s = load(
+            &Flags::default(),
+            &vars(&[("IRONHOST_BUDGET", "20")]),
+            dir.path(),
+        )
+        .unwrap();
+        assert_eq!(s.budget, Some(20.0));
+        let flags = Flags {
+            budget: Some(30.0),
+            ..Flags::default()
+        };
+        let s = load(&flags, &vars(&[("IRONHOST_BUDGET", "20")]), dir.path()).unwrap();
+        assert_eq!(s.budget, Some(30.0));
+        assert_eq!(s.safety_mode.as_deref(), Some("warn"));
+    }
+
+    #[test]
+    fn restart_policies_parse() {
+        assert_eq!(Restart::parse("on-failure:2"), Ok(Restart::OnFailure(2)));
+        assert_eq!(Restart::parse("no"), Ok(Restart::Never));
+        assert!(Restart::parse("on-failure:0").is_err());
+        assert!(Restart::parse("always").is_err());
+    }
+
+    #[test]
+    fn pricing_overrides_add_models() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(DEFAULT_FILE),
+            "[pricing.models.\"my-model\"]\ninput = 1.0\noutput = 2.0\n",
+        )
+        .unwrap();
+        let s = load(&Flags::default(), &vars(&[]), dir.path()).unwrap();
+        assert_eq!(s.pricing.price("my-model").unwrap().output_per_mtok, 2.0);
+        assert!(s.pricing.price("gpt-4o").is_some());
+    }
+}

@@ -1,0 +1,608 @@
+//! Anthropic messages: `POST /v1/messages`, JSON and SSE.
+
+use serde_json::{Map, Value, json};
+
+use super::sse::SseEvent;
+use super::wire::{
+    EventInfo, ParsedRequest, UsagePart, WireError, extra_map, json_text, json_value, str_field,
+    u32_field,
+};
+use crate::policy::model::{
+    ContentPart, LlmRequest, LlmResponse, Message, ProviderError, ProviderErrorKind, Role,
+    ToolSpec, ToolUse, Usage,
+};
+
+const MODELLED: [&str; 7] = [
+    "model",
+    "messages",
+    "system",
+    "tools",
+    "max_tokens",
+    "temperature",
+    "stream",
+];
+
+fn err(msg: impl Into<String>) -> WireError {
+    WireError(msg.into())
+}
+
+/// A plain `{"type": "text", "text": …}` block (no citations, no cache control).
+fn plain_text(block: &Value) -> Option<String> {
+    let o = block.as_object()?;
+    (o.len() == 2 && str_field(o, "type") == Some("text"))
+        .then(|| str_field(o, "text").map(str::to_owned))
+        .flatten()
+}
+
+fn parse_block(block: &Value) -> ContentPart {
+    if let Some(text) = plain_text(block) {
+        return ContentPart::Text { text };
+    }
+    match block.get("type").and_then(Value::as_str) {
+        Some("tool_use") => ContentPart::ToolUse(ToolUse {
+            id: block.get("id").map(json_text).unwrap_or_default(),
+            name: block.get("name").map(json_text).unwrap_or_default(),
+            arguments: block
+                .get("input")
+                .map(Value::to_string)
+                .unwrap_or_else(|| "{}".to_owned()),
+        }),
+        Some("tool_result") => {
+            let content = match block.get("content") {
+                None | Some(Value::Null) => Some(String::new()),
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Array(parts)) => parts
+                    .iter()
+                    .map(plain_text)
+                    .collect::<Option<Vec<_>>>()
+                    .map(|t| t.concat()),
+                Some(_) => None,
+            };
+            match content {
+                Some(content) if block.as_object().is_some_and(|o| o.len() <= 4) => {
+                    ContentPart::ToolOutput {
+                        tool_use_id: block.get("tool_use_id").map(json_text).unwrap_or_default(),
+                        content,
+                        is_error: block
+                            .get("is_error")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false),
+                    }
+                }
+                _ => ContentPart::Other {
+                    json: block.to_string(),
+                },
+            }
+        }
+        _ => ContentPart::Other {
+            json: block.to_string(),
+        },
+    }
+}
+
+fn parse_content(content: Option<&Value>, at: &str) -> Result<Vec<ContentPart>, WireError> {
+    match content {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::String(s)) => Ok(vec![ContentPart::Text { text: s.clone() }]),
+        Some(Value::Array(blocks)) => Ok(blocks.iter().map(parse_block).collect()),
+        Some(_) => Err(err(format!("`{at}` must be a string or a list of blocks"))),
+    }
+}
+
+pub(super) fn parse_request(original: Map<String, Value>) -> Result<ParsedRequest, WireError> {
+    let model = str_field(&original, "model")
+        .ok_or_else(|| err("`model` is missing or not a string"))?
+        .to_owned();
+    let mut messages = Vec::new();
+    if let Some(system) = original.get("system") {
+        messages.push(Message {
+            role: Role::System,
+            content: parse_content(Some(system), "system")?,
+        });
+    }
+    let list = original
+        .get("messages")
+        .and_then(Value::as_array)
+        .ok_or_else(|| err("`messages` is missing or not a list"))?;
+    for (i, m) in list.iter().enumerate() {
+        let role = match m.get("role").and_then(Value::as_str) {
+            Some("user") => Role::User,
+            Some("assistant") => Role::Assistant,
+            Some(other) => {
+                return Err(err(format!(
+                    "`messages[{i}].role` `{other}` is not `user` or `assistant`"
+                )));
+            }
+            None => return Err(err(format!("`messages[{i}].role` is missing"))),
+        };
+        messages.push(Message {
+            role,
+            content: parse_content(m.get("content"), &format!("messages[{i}].content"))?,
+        });
+    }
+    let mut extra = Map::new();
+    for (k, v) in &original {
+        if !MODELLED.contains(&k.as_str()) {
+            extra.insert(k.clone(), v.clone());
+        }
+    }
+    let mut tools = Vec::new();
+    if let Some(list) = original.get("tools").and_then(Value::as_array) {
+        let custom = |t: &Value| {
+            matches!(t.get("type").and_then(Value::as_str), None | Some("custom"))
+                && t.as_object().is_some_and(|o| {
+                    o.keys().all(|k| {
+                        matches!(k.as_str(), "name" | "description" | "input_schema" | "type")
+                    })
+                })
+        };
+        if list.iter().all(custom) {
+            tools = list
+                .iter()
+                .map(|t| ToolSpec {
+                    name: t.get("name").map(json_text).unwrap_or_default(),
+                    description: t.get("description").map(json_text).unwrap_or_default(),
+                    parameters: t
+                        .get("input_schema")
+                        .map(Value::to_string)
+                        .unwrap_or_else(|| "{}".to_owned()),
+                })
+                .collect();
+        } else {
+            extra.insert("tools".to_owned(), Value::Array(list.clone()));
+        }
+    }
+    let request = LlmRequest {
+        provider: "anthropic".to_owned(),
+        model,
+        messages,
+        tools,
+        max_output_tokens: original
+            .get("max_tokens")
+            .and_then(Value::as_u64)
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+        temperature: original.get("temperature").and_then(Value::as_f64),
+        stream: original
+            .get("stream")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        extra: Value::Object(extra).to_string(),
+        credential: None,
+    };
+    Ok(ParsedRequest {
+        request,
+        original,
+        wants_stream_usage: true,
+    })
+}
+
+fn render_block(p: &ContentPart) -> Value {
+    match p {
+        ContentPart::Text { text } => json!({"type": "text", "text": text}),
+        ContentPart::ToolUse(u) => {
+            json!({"type": "tool_use", "id": u.id, "name": u.name, "input": json_value(&u.arguments)})
+        }
+        ContentPart::ToolOutput {
+            tool_use_id,
+            content,
+            is_error,
+        } => {
+            let mut b =
+                json!({"type": "tool_result", "tool_use_id": tool_use_id, "content": content});
+            if *is_error && let Value::Object(o) = &mut b {
+                o.insert("is_error".to_owned(), json!(true));
+            }
+            b
+        }
+        ContentPart::Image { url } => {
+            json!({"type": "image", "source": {"type": "url", "url": url}})
+        }
+        ContentPart::Other { json } => json_value(json),
+    }
+}
+
+/// Content as a string when the agent sent a string and it is still one text, else blocks.
+fn render_content(parts: &[ContentPart], was_string: bool) -> Value {
+    match parts {
+        [ContentPart::Text { text }] if was_string => json!(text),
+        _ => Value::Array(parts.iter().map(render_block).collect()),
+    }
+}
+
+pub(super) fn render_request(parsed: &ParsedRequest, request: &LlmRequest) -> Vec<u8> {
+    let mut out = extra_map(request);
+    out.insert("model".to_owned(), json!(request.model));
+    let mut rest = request.messages.as_slice();
+    let mut system_parts: Vec<ContentPart> = Vec::new();
+    while let Some((first, tail)) = rest.split_first() {
+        if first.role != Role::System {
+            break;
+        }
+        system_parts.extend(first.content.iter().cloned());
+        rest = tail;
+    }
+    if !system_parts.is_empty() {
+        let was_string = matches!(parsed.original.get("system"), Some(Value::String(_)) | None);
+        out.insert(
+            "system".to_owned(),
+            render_content(&system_parts, was_string),
+        );
+    }
+    let originals = parsed
+        .original
+        .get("messages")
+        .and_then(Value::as_array)
+        .filter(|o| o.len() == rest.len());
+    let messages: Vec<Value> = rest
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let orig = originals.and_then(|o| o.get(i)).and_then(Value::as_object);
+            let mut msg = orig.cloned().unwrap_or_default();
+            let was_string = matches!(orig.and_then(|o| o.get("content")), Some(Value::String(_)));
+            // Tool results travel in user messages on this API.
+            let role = if m.role == Role::Assistant {
+                "assistant"
+            } else {
+                "user"
+            };
+            msg.insert("role".to_owned(), json!(role));
+            msg.insert("content".to_owned(), render_content(&m.content, was_string));
+            Value::Object(msg)
+        })
+        .collect();
+    out.insert("messages".to_owned(), Value::Array(messages));
+    if !request.tools.is_empty() {
+        let tools: Vec<Value> = request
+            .tools
+            .iter()
+            .map(|t| {
+                json!({"name": t.name, "description": t.description,
+                    "input_schema": json_value(&t.parameters)})
+            })
+            .collect();
+        out.insert("tools".to_owned(), Value::Array(tools));
+    }
+    if let Some(n) = request.max_output_tokens {
+        out.insert("max_tokens".to_owned(), json!(n));
+    }
+    if let Some(t) = request.temperature {
+        out.insert("temperature".to_owned(), json!(t));
+    }
+    if request.stream || parsed.original.contains_key("stream") {
+        out.insert("stream".to_owned(), json!(request.stream));
+    }
+    Value::Object(out).to_string().into_bytes()
+}
+
+fn finish_from(reason: &str) -> String {
+    match reason {
+        "end_turn" | "stop_sequence" => "stop".to_owned(),
+        "max_tokens" => "length".to_owned(),
+        "tool_use" => "tool-use".to_owned(),
+        "refusal" => "content-filter".to_owned(),
+        other => other.to_owned(),
+    }
+}
+
+fn finish_to(reason: &str, original: Option<&str>) -> String {
+    match (reason, original) {
+        ("stop", Some("stop_sequence")) => "stop_sequence".to_owned(),
+        ("stop", _) => "end_turn".to_owned(),
+        ("length", _) => "max_tokens".to_owned(),
+        ("tool-use", _) => "tool_use".to_owned(),
+        ("content-filter", _) => "refusal".to_owned(),
+        (other, _) => other.to_owned(),
+    }
+}
+
+fn usage_part(u: &Value) -> UsagePart {
+    UsagePart {
+        input_tokens: u32_field(u, "/input_tokens"),
+        output_tokens: u32_field(u, "/output_tokens"),
+        cached_input_tokens: u32_field(u, "/cache_read_input_tokens"),
+        cache_write_input_tokens: u32_field(u, "/cache_creation_input_tokens"),
+    }
+}
+
+/// Anthropic reports cache reads and writes beside `input_tokens`; the neutral form counts
+/// them inside it.
+pub(crate) fn neutral_usage(part: &UsagePart) -> Usage {
+    let cached = part.cached_input_tokens.unwrap_or(0);
+    let written = part.cache_write_input_tokens.unwrap_or(0);
+    Usage {
+        input_tokens: part
+            .input_tokens
+            .unwrap_or(0)
+            .saturating_add(cached)
+            .saturating_add(written),
+        output_tokens: part.output_tokens.unwrap_or(0),
+        cached_input_tokens: cached,
+        cache_write_input_tokens: written,
+    }
+}
+
+fn usage_to(u: &Usage, original: Option<&Value>) -> Value {
+    let mut out = match original {
+        Some(Value::Object(o)) => o.clone(),
+        _ => Map::new(),
+    };
+    let uncached = u
+        .input_tokens
+        .saturating_sub(u.cached_input_tokens)
+        .saturating_sub(u.cache_write_input_tokens);
+    out.insert("input_tokens".to_owned(), json!(uncached));
+    out.insert(
+        "cache_creation_input_tokens".to_owned(),
+        json!(u.cache_write_input_tokens),
+    );
+    out.insert(
+        "cache_read_input_tokens".to_owned(),
+        json!(u.cached_input_tokens),
+    );
+    out.insert("output_tokens".to_owned(), json!(u.output_tokens));
+    out.entry("service_tier").or_insert(json!("standard"));
+    Value::Object(out)
+}
+
+pub(super) fn parse_response(v: &Value) -> Result<LlmResponse, WireError> {
+    let content = v
+        .get("content")
+        .and_then(Value::as_array)
+        .ok_or_else(|| err("the answer has no `content` list"))?;
+    Ok(LlmResponse {
+        id: v.get("id").map(json_text).unwrap_or_default(),
+        model: v.get("model").map(json_text).unwrap_or_default(),
+        message: Message {
+            role: Role::Assistant,
+            content: content.iter().map(parse_block).collect(),
+        },
+        finish_reason: v
+            .get("stop_reason")
+            .and_then(Value::as_str)
+            .map(finish_from)
+            .unwrap_or_else(|| "stop".to_owned()),
+        usage: v.get("usage").map(|u| neutral_usage(&usage_part(u))),
+    })
+}
+
+pub(super) fn render_response(original: Option<Map<String, Value>>, r: &LlmResponse) -> Vec<u8> {
+    let mut out = original.unwrap_or_else(|| {
+        match json!({"id": r.id, "type": "message", "role": "assistant", "model": r.model,
+            "content": [], "stop_reason": null, "stop_sequence": null})
+        {
+            Value::Object(o) => o,
+            _ => Map::new(),
+        }
+    });
+    let blocks: Vec<Value> = r.message.content.iter().map(render_block).collect();
+    out.insert("content".to_owned(), Value::Array(blocks));
+    let before = out
+        .get("stop_reason")
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    out.insert(
+        "stop_reason".to_owned(),
+        json!(finish_to(&r.finish_reason, before.as_deref())),
+    );
+    if let Some(u) = &r.usage {
+        let rendered = usage_to(u, out.get("usage"));
+        out.insert("usage".to_owned(), rendered);
+    }
+    Value::Object(out).to_string().into_bytes()
+}
+
+fn event(kind: &str, data: Value) -> SseEvent {
+    SseEvent::named(kind, data.to_string())
+}
+
+pub(super) fn render_stream(r: &LlmResponse) -> Vec<SseEvent> {
+    let usage = r.usage.unwrap_or_default();
+    let mut start_usage = usage_to(&usage, None);
+    if let Value::Object(o) = &mut start_usage {
+        o.insert("output_tokens".to_owned(), json!(1));
+    }
+    let mut events = vec![event(
+        "message_start",
+        json!({"type": "message_start", "message": {"id": r.id, "type": "message",
+            "role": "assistant", "model": r.model, "content": [], "stop_reason": null,
+            "stop_sequence": null, "usage": start_usage}}),
+    )];
+    for (index, part) in r.message.content.iter().enumerate() {
+        match part {
+            ContentPart::Text { text } => {
+                events.push(event(
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": index,
+                        "content_block": {"type": "text", "text": ""}}),
+                ));
+                if index == 0 {
+                    events.push(event("ping", json!({"type": "ping"})));
+                }
+                for piece in super::openai::pieces(text) {
+                    events.push(event(
+                        "content_block_delta",
+                        json!({"type": "content_block_delta", "index": index,
+                            "delta": {"type": "text_delta", "text": piece}}),
+                    ));
+                }
+            }
+            ContentPart::ToolUse(u) => {
+                events.push(event(
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": index,
+                        "content_block": {"type": "tool_use", "id": u.id, "name": u.name, "input": {}}}),
+                ));
+                events.push(event(
+                    "content_block_delta",
+                    json!({"type": "content_block_delta", "index": index,
+                        "delta": {"type": "input_json_delta", "partial_json": u.arguments}}),
+                ));
+            }
+            other => {
+                events.push(event(
+                    "content_block_start",
+                    json!({"type": "content_block_start", "index": index,
+                        "content_block": render_block(other)}),
+                ));
+            }
+        }
+        events.push(event(
+            "content_block_stop",
+            json!({"type": "content_block_stop", "index": index}),
+        ));
+    }
+    events.push(event(
+        "message_delta",
+        json!({"type": "message_delta",
+            "delta": {"stop_reason": finish_to(&r.finish_reason, None), "stop_sequence": null},
+            "usage": {"output_tokens": usage.output_tokens}}),
+    ));
+    events.push(event("message_stop", json!({"type": "message_stop"})));
+    events
+}
+
+pub(super) fn event_info(ev: &SseEvent) -> EventInfo {
+    let mut info = EventInfo::default();
+    let Ok(v) = serde_json::from_str::<Value>(&ev.data) else {
+        return info;
+    };
+    match v.get("type").and_then(Value::as_str) {
+        Some("message_start") => {
+            info.usage = v.pointer("/message/usage").map(usage_part);
+        }
+        Some("content_block_delta") => {
+            if v.pointer("/delta/type").and_then(Value::as_str) == Some("text_delta") {
+                info.text = Some(v.pointer("/delta/text").map(json_text).unwrap_or_default());
+            }
+        }
+        Some("content_block_stop") => info.block_stop = true,
+        Some("message_delta") => {
+            info.finish = v
+                .pointer("/delta/stop_reason")
+                .and_then(Value::as_str)
+                .map(finish_from);
+            info.usage = v.get("usage").map(usage_part);
+        }
+        Some("message_stop") => info.done = true,
+        Some("error") => {
+            info.error = Some(
+                v.pointer("/error/message")
+                    .map(json_text)
+                    .unwrap_or_else(|| v.to_string()),
+            );
+        }
+        _ => {}
+    }
+    info
+}
+
+pub(super) fn with_text(template: &SseEvent, text: &str) -> SseEvent {
+    let mut v: Value = serde_json::from_str(&template.data).unwrap_or_else(|_| json!({}));
+    if let Some(Value::Object(d)) = v.get_mut("delta") {
+        d.insert("text".to_owned(), json!(text));
+    }
+    SseEvent::named("content_block_delta", v.to_string())
+}
+
+pub(super) fn error_body(e: &ProviderError, _status: u16) -> Vec<u8> {
+    let kind = match e.kind {
+        ProviderErrorKind::RateLimited => "rate_limit_error",
+        ProviderErrorKind::ServerError if e.status == Some(529) => "overloaded_error",
+        ProviderErrorKind::ServerError => "api_error",
+        ProviderErrorKind::Timeout => "timeout_error",
+        ProviderErrorKind::Authentication => "authentication_error",
+        ProviderErrorKind::InvalidRequest => "invalid_request_error",
+        ProviderErrorKind::Connection | ProviderErrorKind::Other => "api_error",
+    };
+    json!({"type": "error", "error": {"type": kind, "message": e.message}})
+        .to_string()
+        .into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::sse::SseParser;
+    use crate::llm::wire::Api;
+
+    const REQUEST: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":100,"system":"Be brief.",
+      "messages":[{"role":"user","content":"Hi"},
+        {"role":"assistant","content":[{"type":"text","text":"Let me look."},{"type":"tool_use","id":"tu_1","name":"lookup","input":{"q":1}}]},
+        {"role":"user","content":[{"type":"tool_result","tool_use_id":"tu_1","content":"ok"}]}],
+      "tools":[{"name":"lookup","description":"d","input_schema":{"type":"object"}}],
+      "stream":true,"metadata":{"user_id":"u"}}"#;
+
+    #[test]
+    fn requests_parse_and_render_back() {
+        let p = Api::Anthropic.parse_request(REQUEST.as_bytes()).unwrap();
+        let r = &p.request;
+        assert_eq!(r.messages[0].role, Role::System);
+        assert_eq!(r.messages[0].joined_text(), "Be brief.");
+        assert!(
+            matches!(&r.messages[2].content[1], ContentPart::ToolUse(u) if u.arguments == r#"{"q":1}"#)
+        );
+        assert!(
+            matches!(&r.messages[3].content[0], ContentPart::ToolOutput { content, .. } if content == "ok")
+        );
+        assert_eq!(r.max_output_tokens, Some(100));
+        assert_eq!(r.tools[0].parameters, r#"{"type":"object"}"#);
+        let mut changed = r.clone();
+        changed.messages[1] = Message::text(Role::User, "Hello");
+        let body: Value =
+            serde_json::from_slice(&Api::Anthropic.render_request(&p, &changed)).unwrap();
+        assert_eq!(body["system"], "Be brief.");
+        assert_eq!(body["messages"][0]["content"], "Hello");
+        assert_eq!(body["messages"][1]["content"][1]["input"]["q"], 1);
+        assert_eq!(body["messages"][2]["content"][0]["tool_use_id"], "tu_1");
+        assert_eq!(body["metadata"]["user_id"], "u");
+        assert_eq!(body["max_tokens"], 100);
+    }
+
+    #[test]
+    fn usage_counts_cache_inside_input() {
+        let body = br#"{"id":"msg_1","type":"message","role":"assistant","model":"claude-x",
+            "content":[{"type":"text","text":"Hi"}],"stop_reason":"end_turn","stop_sequence":null,
+            "usage":{"input_tokens":10,"cache_read_input_tokens":90,"cache_creation_input_tokens":5,"output_tokens":2}}"#;
+        let r = Api::Anthropic.parse_response(body).unwrap();
+        let u = r.usage.unwrap();
+        assert_eq!(
+            (
+                u.input_tokens,
+                u.cached_input_tokens,
+                u.cache_write_input_tokens
+            ),
+            (105, 90, 5)
+        );
+        let out: Value =
+            serde_json::from_slice(&Api::Anthropic.render_response(Some(body), &r)).unwrap();
+        assert_eq!(out["usage"]["input_tokens"], 10);
+        assert_eq!(out["stop_reason"], "end_turn");
+    }
+
+    #[test]
+    fn streams_carry_text_finish_and_usage() {
+        let r = LlmResponse::text("claude-x", "one two", Some(Usage::new(7, 2)));
+        let wire: Vec<u8> = Api::Anthropic
+            .render_stream(&r, true)
+            .iter()
+            .flat_map(|e| e.to_bytes())
+            .collect();
+        let events = SseParser::default().feed(&wire);
+        let infos: Vec<EventInfo> = events
+            .iter()
+            .map(|e| Api::Anthropic.event_info(e))
+            .collect();
+        let text: String = infos.iter().filter_map(|i| i.text.clone()).collect();
+        assert_eq!(text, "one two");
+        let mut usage = Usage::default();
+        for i in &infos {
+            if let Some(u) = &i.usage {
+                u.apply(&mut usage);
+            }
+        }
+        assert_eq!((usage.input_tokens, usage.output_tokens), (7, 2));
+        assert!(infos.iter().any(|i| i.finish.as_deref() == Some("stop")));
+        assert!(infos.last().unwrap().done);
+    }
+}

@@ -1,0 +1,54 @@
+"""``ironhost.current()``: the running agent and its live figures."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, Dict, Optional
+
+from . import _native
+
+
+@dataclass(frozen=True)
+class AgentStatus:
+    """A snapshot of the running agent."""
+
+    agent_id: str
+    name: str
+    environment: str
+    state: str
+    run: int
+    budget_usd: Optional[float]
+    cost_usd: float
+    llm_calls: int
+    tool_calls: int
+    input_tokens: int
+    output_tokens: int
+    metrics: Dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def budget_left_usd(self) -> Optional[float]:
+        """What is left of the budget, if there is one."""
+        if self.budget_usd is None:
+            return None
+        return max(self.budget_usd - self.cost_usd, 0.0)
+
+
+def current() -> AgentStatus:
+    """The agent this code runs in, with its figures at this moment."""
+    data = json.loads(_native.current())
+    m = data["metrics"]
+    return AgentStatus(
+        agent_id=data["agent_id"],
+        name=data["name"],
+        environment=data["environment"],
+        state=data["state"],
+        run=data["run"],
+        budget_usd=data.get("budget_usd"),
+        cost_usd=m["cost_usd"],
+        llm_calls=m["llm_calls"],
+        tool_calls=m["tool_calls"],
+        input_tokens=m["input_tokens"],
+        output_tokens=m["output_tokens"],
+        metrics=m,
+    )

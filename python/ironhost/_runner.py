@@ -1,0 +1,103 @@
+"""Runs an agent script as ``__main__`` inside the host, the way ``python agent.py`` would."""
+
+from __future__ import annotations
+
+import os
+import runpy
+import signal
+import sys
+import traceback
+from typing import Dict, List
+
+from . import _native
+
+PLACEHOLDER_KEY = "ironhost-placeholder-key"
+
+
+def _stop(signum: int, frame: object) -> None:
+    # The host records which signal it was (exit code 130 or 143), then the agent unwinds as
+    # it would on Ctrl-C.
+    _native.note_signal(signum)
+    raise KeyboardInterrupt
+
+
+def prepare(env: Dict[str, str], extra_hosts: List[str], wakeup_fd: int) -> List[str]:
+    """Set up the interpreter once: signals, SDK keys, the HTTP hooks."""
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    if wakeup_fd >= 0:
+        signal.set_wakeup_fd(wakeup_fd, warn_on_full_buffer=False)
+    os.environ.update(env)
+    # The SDKs refuse to construct without a key; the real one is added at egress.
+    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+        if not os.environ.get(var):
+            os.environ[var] = PLACEHOLDER_KEY
+    from . import _intercept
+
+    return _intercept.install(extra_hosts)
+
+
+def run(path: str, argv: List[str]) -> int:
+    """Run the script; returns its exit code."""
+    sys.argv = [path, *argv]
+    folder = os.path.dirname(os.path.abspath(path))
+    if not sys.path or sys.path[0] != folder:
+        sys.path.insert(0, folder)
+    try:
+        runpy.run_path(path, run_name="__main__")
+        return 0
+    except SystemExit as exc:
+        code = exc.code
+        if code is None:
+            return 0
+        if isinstance(code, int):
+            return code
+        print(code, file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BaseException as exc:
+        # Show the traceback from the script down, as `python agent.py` would.
+        tb = exc.__traceback__
+        script = os.path.abspath(path)
+        while tb is not None and os.path.abspath(tb.tb_frame.f_code.co_filename) != script:
+            tb = tb.tb_next
+        traceback.print_exception(type(exc), exc, tb or exc.__traceback__)
+        return 1
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+
+
+def use_virtualenv(venv: str) -> None:
+    """Make the packages of the active virtualenv importable, as its own python would."""
+    import site
+
+    version = f"python{sys.version_info[0]}.{sys.version_info[1]}"
+    site_packages = os.path.join(venv, "lib", version, "site-packages")
+    cfg = os.path.join(venv, "pyvenv.cfg")
+    include_system = False
+    if os.path.exists(cfg):
+        with open(cfg, encoding="utf-8") as f:
+            for line in f:
+                key, _, value = line.partition("=")
+                key, value = key.strip().lower(), value.strip()
+                if key == "include-system-site-packages":
+                    include_system = value.lower() == "true"
+                if key in ("version", "version_info"):
+                    major_minor = ".".join(value.split(".")[:2])
+                    mine = f"{sys.version_info[0]}.{sys.version_info[1]}"
+                    if major_minor != mine:
+                        raise RuntimeError(
+                            f"the active virtualenv {venv} is for Python {major_minor}; "
+                            f"ironhost embeds Python {mine}"
+                        )
+    if not os.path.isdir(site_packages):
+        raise RuntimeError(f"the active virtualenv {venv} has no {site_packages}")
+    if not include_system:
+        sys.path[:] = [p for p in sys.path if "site-packages" not in p]
+    site.addsitedir(site_packages)
+    sys.prefix = sys.exec_prefix = venv
