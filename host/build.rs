@@ -18,6 +18,7 @@ fn main() {
     for dir in ["policies", "sdk", "wit", "build-support"] {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
+    embed_python_rpath();
     let packages: Vec<String> = POLICIES.iter().map(|p| p.to_string()).collect();
     let files = components::build(&workspace, &out_dir, &packages);
     let mut code = String::from(
@@ -32,4 +33,14 @@ fn main() {
     code.push_str("];\n");
     std::fs::write(out_dir.join("default_policies.rs"), code)
         .expect("cannot write default_policies.rs");
+}
+
+/// The binary embeds the Python it was built against; find that Python's shared library at run
+/// time first, not another libpython of the same version elsewhere on the system (whose
+/// standard library and prefix differ).
+fn embed_python_rpath() {
+    let config = pyo3_build_config::get();
+    if let Some(dir) = config.lib_dir() {
+        println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+    }
 }
