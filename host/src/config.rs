@@ -192,6 +192,31 @@ fn pick<T: Clone>(
     })
 }
 
+/// Parse the file; an error is (dotted key, reason, line).
+fn parse_file(text: &str) -> Result<FileConfig, (String, String, usize)> {
+    let line_of = |offset: usize| text[..offset.min(text.len())].lines().count().max(1);
+    let table: toml::Table = toml::from_str(text).map_err(|e| {
+        let line = e.span().map(|s| line_of(s.start)).unwrap_or(1);
+        ("config".to_owned(), e.message().trim().to_owned(), line)
+    })?;
+    serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.inner().message().trim().to_owned();
+        let key = if path == "." {
+            "config".to_owned()
+        } else {
+            path
+        };
+        let first = key.split('.').next_back().unwrap_or(&key).to_owned();
+        let line = text
+            .lines()
+            .position(|l| l.trim_start().starts_with(&first))
+            .map(|i| i + 1)
+            .unwrap_or(1);
+        (key, message, line)
+    })
+}
+
 /// Read the settings from `flags`, the environment `vars` and the config file.
 pub fn load(
     flags: &Flags,
@@ -206,13 +231,8 @@ pub fn load(
     };
     let (file, file_path) = match std::fs::read_to_string(&path) {
         Ok(text) => {
-            let f: FileConfig = toml::from_str(&text).map_err(|e| {
-                let key = e.message().split('`').nth(1).unwrap_or("config").to_owned();
-                ConfigError::new(
-                    &key,
-                    e.message().trim().to_owned(),
-                    path.display().to_string(),
-                )
+            let f = parse_file(&text).map_err(|(key, reason, line)| {
+                ConfigError::new(&key, reason, format!("{}:{line}", path.display()))
             })?;
             (f, Some(path.clone()))
         }
@@ -550,6 +570,22 @@ mod tests {
         let s = load(&flags, &vars(&[("IRONHOST_BUDGET", "20")]), dir.path()).unwrap();
         assert_eq!(s.budget, Some(30.0));
         assert_eq!(s.safety_mode.as_deref(), Some("warn"));
+    }
+
+    #[test]
+    fn file_errors_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(DEFAULT_FILE);
+        for (text, key) in [
+            ("budgett = 5\n", "budgett"),
+            ("budget = \"lots\"\n", "budget"),
+            ("[llm]\ntimeout-ms = -3\n", "llm.timeout-ms"),
+            ("[simulator]\nseeed = 1\n", "simulator.seeed"),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let e = load(&Flags::default(), &vars(&[]), dir.path()).unwrap_err();
+            assert_eq!(e.key, key, "{text:?}: {e}");
+        }
     }
 
     #[test]

@@ -1,0 +1,474 @@
+//! `ironhost start` end to end: real agent scripts (`tests/agents/`) using the official
+//! `openai` and `anthropic` SDKs from `.venv`, the default bundle, and the simulator.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn venv() -> PathBuf {
+    let v = repo().join(".venv");
+    assert!(
+        v.join("bin/python").exists(),
+        "{} is missing: run scripts/setup.sh first",
+        v.display()
+    );
+    v
+}
+
+fn agent(name: &str) -> PathBuf {
+    repo().join("tests/agents").join(name)
+}
+
+/// `ironhost start` in `dir`, offline, with the test virtualenv and no inherited settings.
+fn ironhost(dir: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ironhost"));
+    c.current_dir(dir)
+        .env("VIRTUAL_ENV", venv())
+        .env("IRONHOST_LLM_MODE", "simulator")
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("IRONHOST_LOG");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("IRONHOST_") && k != "IRONHOST_CACHE_DIR" {
+            c.env_remove(k);
+        }
+    }
+    c.env("IRONHOST_LLM_MODE", "simulator");
+    c
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    ironhost(dir)
+        .arg("start")
+        .args(args)
+        .output()
+        .expect("ironhost runs")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// The text after `label: ` on stdout.
+fn line<'a>(stdout: &'a str, label: &str) -> &'a str {
+    let prefix = format!("{label}: ");
+    stdout
+        .lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .unwrap_or_else(|| panic!("no `{label}` line in:\n{stdout}"))
+}
+
+const EMAIL: &str = "jane.doe@example.org";
+const ANSWER_EMAIL: &str = "sales@acme-corp.example.com";
+
+#[test]
+fn every_sdk_shape_is_redacted_both_ways() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ironhost.toml"),
+        format!(
+            "[[simulator.replies]]\nwhen = \"contact\"\ntext = \"Our contact is {ANSWER_EMAIL}, write today.\"\n"
+        ),
+    )
+    .unwrap();
+    let out = run(dir.path(), &[agent("sdk_calls.py").to_str().unwrap()]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    for label in [
+        "openai-sync-out",
+        "openai-stream-out",
+        "anthropic-sync-out",
+        "openai-async-out",
+        "anthropic-async-out",
+    ] {
+        // The echo model shows what the provider received.
+        let got = line(&stdout, label);
+        assert!(
+            got.starts_with("Mail ") && got.contains("[EMAIL_REDACTED]") && !got.contains(EMAIL),
+            "{label}: the prompt reached the provider as {got:?}"
+        );
+    }
+    for label in [
+        "openai-sync-in",
+        "openai-stream-in",
+        "anthropic-stream-in",
+        "anthropic-sync-in",
+        "openai-async-in",
+        "openai-async-stream-in",
+    ] {
+        let got = line(&stdout, label);
+        assert_eq!(
+            got, "Our contact is [EMAIL_REDACTED], write today.",
+            "{label}: the answer reached the agent as {got:?}"
+        );
+    }
+    // The agent asked for usage on that stream, so it gets the usage chunk.
+    assert_ne!(line(&stdout, "openai-stream-usage"), "None");
+    // Nothing sensitive in the host's own log either.
+    assert!(
+        !stderr.contains(EMAIL) && !stderr.contains(ANSWER_EMAIL),
+        "{stderr}"
+    );
+    assert!(stderr.contains("pii redacted email"), "{stderr}");
+}
+
+#[test]
+fn a_budget_of_a_few_cents_stops_the_agent_with_budget_exceeded() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        dir.path(),
+        &[
+            "--budget",
+            "0.03",
+            agent("budget_loop.py").to_str().unwrap(),
+        ],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("call 1 done"), "{stdout}");
+    assert!(
+        stderr.contains("ironhost.errors.BudgetExceeded"),
+        "the agent did not end with BudgetExceeded:\n{stderr}"
+    );
+    assert!(stderr.contains("denied: budget_exceeded"), "{stderr}");
+    assert!(
+        stderr.contains("/ $0.03"),
+        "running total missing:\n{stderr}"
+    );
+}
+
+#[test]
+fn a_tool_failing_five_times_opens_the_circuit_and_the_fallback_is_returned() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &[agent("tool_circuit.py").to_str().unwrap()]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert_eq!(
+        line(&stdout, "first"),
+        "{'company': 'Acme', 'employees': 120}"
+    );
+    assert!(
+        stdout.contains("failure 5: 429 Too Many Requests"),
+        "{stdout}"
+    );
+    assert_eq!(
+        line(&stdout, "fallback"),
+        "{'company': 'Acme', 'employees': 120}"
+    );
+    // The circuit is open: the tool itself did not run for the fallback.
+    assert_eq!(line(&stdout, "ran after open"), "0");
+    assert_eq!(line(&stdout, "no fallback"), "circuit_open");
+    assert!(
+        stderr.contains("circuit opened for tool:linkedin"),
+        "{stderr}"
+    );
+}
+
+/// Start `slow_call.py` (answer in 60 s), send `signal` once it is waiting, and return the
+/// exit code, stdout and stderr, and how long it took to stop.
+fn stop_with(signal: &str) -> (Option<i32>, String, String, Duration) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ironhost.toml"),
+        "[simulator]\nlatency-ms = 60000\n",
+    )
+    .unwrap();
+    let mut child = ironhost(dir.path())
+        .args(["start", agent("slow_call.py").to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut seen = String::new();
+    while !seen.contains("calling") {
+        let mut l = String::new();
+        assert!(
+            stdout.read_line(&mut l).unwrap() > 0,
+            "agent ended early: {seen}"
+        );
+        seen.push_str(&l);
+    }
+    // Let the call reach the simulator's wait.
+    std::thread::sleep(Duration::from_millis(300));
+    let sent = Instant::now();
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let code = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(Instant::now() < deadline, "the agent did not stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = sent.elapsed();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    (code, seen + &rest, err, took)
+}
+
+#[test]
+fn sigterm_during_a_call_stops_the_agent_cleanly() {
+    let (code, stdout, stderr, took) = stop_with("-TERM");
+    assert_eq!(code, Some(143), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    // Stopped through KeyboardInterrupt in the agent (its `finally` ran), not by the watchdog.
+    assert!(stdout.contains("unwound"), "{stdout}");
+    assert!(stderr.contains("agent stopped (exit 143)"), "{stderr}");
+    assert!(!stderr.contains("did not stop within"), "{stderr}");
+    // The call in flight was abandoned, so its budget reservation is released.
+    assert!(stderr.contains("| cancelled"), "{stderr}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+}
+
+#[test]
+fn sigint_during_a_call_exits_130() {
+    let (code, stdout, stderr, _) = stop_with("-INT");
+    assert_eq!(code, Some(130), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    assert!(stdout.contains("unwound"), "{stdout}");
+}
+
+#[test]
+fn a_crash_with_restart_on_failure_restarts_with_the_spent_budget_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        dir.path(),
+        &[
+            "--restart",
+            "on-failure:2",
+            agent("crash_once.py").to_str().unwrap(),
+        ],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    let spent: f64 = line(&stdout, "run 1 spent").parse().unwrap();
+    assert!(spent > 0.0);
+    let id = line(&stdout, "agent_id");
+    assert!(
+        stdout.contains(&format!("run 2 sees {spent:.6} spent by {id}")),
+        "the restarted run lost the spend or the id:\n{stdout}"
+    );
+    assert!(
+        stderr.contains("RuntimeError: the agent crashed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("restarting in 1 s (restart 1 of 2)"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_crash_without_restart_exits_with_the_agents_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &[agent("crash_once.py").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!text(&out.stdout).contains("run 2"));
+}
+
+#[test]
+fn the_script_runs_as_main_with_its_arguments_and_exit_code() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        dir.path(),
+        &[agent("argv_env.py").to_str().unwrap(), "--", "--leads", "5"],
+    );
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(7), "{stdout}");
+    assert_eq!(line(&stdout, "argv"), "['--leads', '5']");
+    assert_eq!(line(&stdout, "name"), "__main__");
+    let id = line(&stdout, "agent_id");
+    assert_eq!(line(&stdout, "id"), id);
+    // `ae-` from argv_env.py, then 8 hex digits.
+    let (prefix, hex) = id.split_once('-').unwrap();
+    assert_eq!(prefix, "ae");
+    assert!(
+        hex.len() == 8 && hex.chars().all(|c| c.is_ascii_hexdigit()),
+        "{id}"
+    );
+}
+
+#[test]
+fn log_lines_carry_time_and_agent_id_and_json_logs_parse() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        dir.path(),
+        &["--budget", "50", agent("crash_once.py").to_str().unwrap()],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    let id = line(&stdout, "agent_id").to_owned();
+    let call = stderr
+        .lines()
+        .find(|l| l.contains(" llm gpt-4o "))
+        .unwrap_or_else(|| panic!("no call line:\n{stderr}"));
+    // [HH:MM:SS] lg-xxxxxxxx llm MODEL IN→OUT tok $COST | $TOTAL / $LIMIT | N ms
+    let b = call.as_bytes();
+    assert!(
+        b[0] == b'[' && b[3] == b':' && b[6] == b':' && b[9] == b']',
+        "{call}"
+    );
+    assert!(call[11..].starts_with(&id), "{call}");
+    assert!(call.contains(" / $50.00 | "), "{call}");
+
+    let out = run(
+        dir.path(),
+        &[
+            "--log-format",
+            "json",
+            agent("crash_once.py").to_str().unwrap(),
+        ],
+    );
+    let stderr = text(&out.stderr);
+    let mut parsed = 0;
+    for l in stderr.lines().filter(|l| l.starts_with('{')) {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        assert!(v["agent_id"].as_str().unwrap().starts_with("co-"), "{l}");
+        assert!(v["message"].is_string() && v["level"].is_string());
+        parsed += 1;
+    }
+    assert!(parsed >= 3, "{stderr}");
+}
+
+/// Every refused setting: exit code 2, one message naming the setting and why, nothing run.
+#[test]
+fn config_errors_are_refused_before_anything_starts() {
+    let script = agent("argv_env.py");
+    let script = script.to_str().unwrap();
+    let no_budget_bundle = repo().join("tests/fixtures/bundle");
+    let cases: Vec<(Vec<&str>, Option<&str>, Vec<(&str, &str)>, &str)> = vec![
+        (
+            vec!["--budget", "-5", script],
+            None,
+            vec![],
+            "budget: -5 is not a positive amount of US dollars (from --budget)",
+        ),
+        (
+            vec!["--budget", "0", script],
+            None,
+            vec![],
+            "budget: 0 is not a positive amount",
+        ),
+        (
+            vec!["missing_agent.py"],
+            None,
+            vec![],
+            "missing_agent.py: the agent script does not exist",
+        ),
+        (
+            vec!["--bundle", "no/such/bundle", script],
+            None,
+            vec![],
+            "bundle: ",
+        ),
+        (
+            vec!["--safety-mode", "shout", script],
+            None,
+            vec![],
+            "safety-mode: `shout` is not `redact`, `block` or `warn`",
+        ),
+        (
+            vec!["--restart", "sometimes", script],
+            None,
+            vec![],
+            "restart: `sometimes` is not `no`, `on-failure` or `on-failure:N`",
+        ),
+        (
+            vec!["--env", "qa", script],
+            None,
+            vec![],
+            "env: `qa` is not `dev`, `staging` or `production`",
+        ),
+        (
+            vec![script],
+            Some("budgett = 5\n"),
+            vec![],
+            "config: budgett: unknown field `budgett`",
+        ),
+        (
+            vec![script],
+            Some("budget = \"lots\"\n"),
+            vec![],
+            "config: budget: invalid type: string \"lots\", expected f64",
+        ),
+        (
+            vec![script],
+            Some("budget = -2.5\n"),
+            vec![],
+            "budget: -2.5 is not a positive amount of US dollars (from ",
+        ),
+        (
+            vec![script],
+            Some("[llm]\ntimeout-ms = \"soon\"\n"),
+            vec![],
+            "config: llm.timeout-ms: invalid type",
+        ),
+        (
+            vec![script],
+            None,
+            vec![("IRONHOST_BUDGET", "abc")],
+            "budget: `abc` is not a number (from IRONHOST_BUDGET)",
+        ),
+        (
+            vec![script],
+            None,
+            vec![("IRONHOST_BUDGTE", "5")],
+            "IRONHOST_BUDGTE: unknown setting",
+        ),
+        (
+            vec![
+                "--budget",
+                "5",
+                "--bundle",
+                no_budget_bundle.to_str().unwrap(),
+                script,
+            ],
+            None,
+            vec![],
+            "has no `budget` policy",
+        ),
+        (
+            vec!["--config", "nope.toml", script],
+            None,
+            vec![],
+            "config: config: cannot read",
+        ),
+    ];
+    for (args, file, env, expected) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        if let Some(f) = file {
+            std::fs::write(dir.path().join("ironhost.toml"), f).unwrap();
+        }
+        let mut cmd = ironhost(dir.path());
+        cmd.arg("start").args(&args);
+        for (k, v) in &env {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?} {file:?} {env:?}: {stderr}"
+        );
+        assert!(
+            stderr.contains(expected),
+            "{args:?} {file:?} {env:?}: expected {expected:?} in:\n{stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+        assert!(!stdout.contains("agent_id"), "something started: {stdout}");
+    }
+}

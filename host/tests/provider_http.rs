@@ -1,0 +1,950 @@
+//! The real-provider path of the gateway (`llm.mode = "live"`), end to end over HTTP: the
+//! default bundle, the `HttpUpstream` client and a fake provider on 127.0.0.1 that records what
+//! it receives and answers from a script.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::io::{ErrorKind, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde_json::{Value, json};
+use tokio::sync::broadcast;
+
+use ironhost::agent::events::{CallOutcome, Event, EventBus, EventKind};
+use ironhost::agent::gateway::{
+    Gateway, GatewayError, GatewayOptions, GatewayReply, HttpRequest, LlmMode, PLACEHOLDER_KEY,
+};
+use ironhost::agent::metrics::Metrics;
+use ironhost::llm::http::{HttpUpstream, ProviderConfig};
+use ironhost::llm::simulator::{Simulator, SimulatorConfig};
+use ironhost::llm::sse::{SseEvent, SseParser};
+use ironhost::llm::tokens::ModelTokenMeter;
+use ironhost::llm::wire::Api;
+use ironhost::policy::admit_bundle;
+use ironhost::policy::defaults::default_bundle;
+use ironhost::policy::engine::{EngineOptions, PolicyEngine};
+use ironhost::policy::host::{HostServices, NoSecrets, TokenMeter};
+use ironhost::policy::model::{AgentInfo, LlmResponse, ProviderError, ProviderErrorKind, Usage};
+
+const OPENAI_KEY: &str = "sk-test-123";
+const ANTHROPIC_KEY: &str = "sk-ant-test-456";
+const EMAIL: &str = "jane.doe@example.org";
+/// Longest a fake provider lives, whatever a test does.
+const SERVER_LIFETIME: Duration = Duration::from_secs(30);
+
+// ---- the fake provider ----------------------------------------------------------------------
+
+/// One request as the fake provider received it (header names lower-cased).
+#[derive(Debug, Clone)]
+struct Received {
+    method: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).expect("the provider received JSON")
+    }
+}
+
+/// What the fake provider answers to one request.
+enum Script {
+    /// A complete answer with `Content-Length`.
+    Full {
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    },
+    /// A `200 text/event-stream`, chunked, one event per chunk.
+    Sse(Vec<SseEvent>),
+    /// Read the request and never answer (until the provider is dropped).
+    Hang,
+}
+
+fn json_answer(status: u16, extra_headers: &[(&str, &str)], body: Vec<u8>) -> Script {
+    let mut headers = vec![("content-type".to_owned(), "application/json".to_owned())];
+    headers.extend(
+        extra_headers
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+    );
+    Script::Full {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn openai_error(status: u16, kind: ProviderErrorKind, extra_headers: &[(&str, &str)]) -> Script {
+    let (status, body) = Api::OpenAi.render_error(&ProviderError {
+        kind,
+        status: Some(status),
+        message: format!("scripted {status}"),
+        retry_after_ms: None,
+    });
+    json_answer(status, extra_headers, body)
+}
+
+struct FakeProvider {
+    port: u16,
+    received: Arc<Mutex<Vec<Received>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl FakeProvider {
+    fn start(script: Vec<Script>) -> FakeProvider {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let thread = {
+            let received = received.clone();
+            let stop = stop.clone();
+            let mut script: VecDeque<Script> = script.into();
+            std::thread::spawn(move || {
+                let deadline = Instant::now() + SERVER_LIFETIME;
+                while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                    match listener.accept() {
+                        Ok((conn, _)) => {
+                            serve(conn, &received, &mut script, &stop, deadline);
+                        }
+                        Err(e) if e.kind() == ErrorKind::WouldBlock => {
+                            std::thread::sleep(Duration::from_millis(5));
+                        }
+                        Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                    }
+                }
+            })
+        };
+        FakeProvider {
+            port,
+            received,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.received.lock().clone()
+    }
+}
+
+impl Drop for FakeProvider {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Read one request, record it, answer it from the script; the connection is then closed.
+fn serve(
+    mut conn: TcpStream,
+    received: &Mutex<Vec<Received>>,
+    script: &mut VecDeque<Script>,
+    stop: &AtomicBool,
+    deadline: Instant,
+) {
+    if conn.set_nonblocking(false).is_err()
+        || conn.set_read_timeout(Some(Duration::from_secs(5))).is_err()
+    {
+        return;
+    }
+    let Some(request) = read_request(&mut conn) else {
+        return;
+    };
+    received.lock().push(request);
+    let reply = script.pop_front().unwrap_or_else(|| Script::Full {
+        status: 599,
+        headers: Vec::new(),
+        body: b"the fake provider has no scripted answer left".to_vec(),
+    });
+    let _ = match reply {
+        Script::Full {
+            status,
+            headers,
+            body,
+        } => write_full(&mut conn, status, &headers, &body),
+        Script::Sse(events) => write_sse(&mut conn, &events),
+        Script::Hang => {
+            while !stop.load(Ordering::SeqCst) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(())
+        }
+    };
+    let _ = conn.shutdown(std::net::Shutdown::Both);
+}
+
+fn read_request(conn: &mut TcpStream) -> Option<Received> {
+    const MAX_HEAD: usize = 64 * 1024;
+    const MAX_BODY: usize = 4 * 1024 * 1024;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 8192];
+    let head_end = loop {
+        if let Some(p) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break p;
+        }
+        if buf.len() > MAX_HEAD {
+            return None;
+        }
+        let n = conn.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next()?.split(' ');
+    let method = first.next()?.to_owned();
+    let path = first.next()?.to_owned();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            Some((k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        })
+        .collect();
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    if length > MAX_BODY {
+        return None;
+    }
+    let mut body = buf[head_end + 4..].to_vec();
+    while body.len() < length {
+        let n = conn.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    body.truncate(length);
+    Some(Received {
+        method,
+        path,
+        headers,
+        body,
+    })
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
+        _ => "Status",
+    }
+}
+
+fn write_full(
+    conn: &mut TcpStream,
+    status: u16,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> std::io::Result<()> {
+    let mut out = format!("HTTP/1.1 {status} {}\r\n", reason(status));
+    for (k, v) in headers {
+        out.push_str(&format!("{k}: {v}\r\n"));
+    }
+    out.push_str(&format!(
+        "content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    ));
+    conn.write_all(out.as_bytes())?;
+    conn.write_all(body)?;
+    conn.flush()
+}
+
+fn write_sse(conn: &mut TcpStream, events: &[SseEvent]) -> std::io::Result<()> {
+    conn.write_all(
+        b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream; charset=utf-8\r\n\
+          cache-control: no-cache\r\ntransfer-encoding: chunked\r\nconnection: close\r\n\r\n",
+    )?;
+    conn.flush()?;
+    for ev in events {
+        let bytes = ev.to_bytes();
+        conn.write_all(format!("{:x}\r\n", bytes.len()).as_bytes())?;
+        conn.write_all(&bytes)?;
+        conn.write_all(b"\r\n")?;
+        conn.flush()?;
+        // Separate reads on the host's side, as from a real provider.
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    conn.write_all(b"0\r\n\r\n")?;
+    conn.flush()
+}
+
+// ---- the gateway under test -----------------------------------------------------------------
+
+struct Harness {
+    gateway: Arc<Gateway>,
+    events: broadcast::Receiver<Arc<Event>>,
+    // Declared last: dropped after the gateway and its HTTP client.
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn options(timeout: Duration, max_retries: u32) -> GatewayOptions {
+    GatewayOptions {
+        mode: LlmMode::Live,
+        timeout,
+        max_retries,
+        backoff: Duration::from_millis(10),
+        max_backoff: Duration::from_secs(2),
+        budget_usd: None,
+    }
+}
+
+fn harness(provider: &FakeProvider, options: GatewayOptions) -> Harness {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let meter: Arc<dyn TokenMeter> = Arc::new(ModelTokenMeter::embedded());
+    let services = HostServices {
+        tokens: meter.clone(),
+        ..HostServices::default()
+    };
+    let engine = PolicyEngine::new(EngineOptions::in_memory(32), services).expect("engine");
+    let chain = admit_bundle(&engine, &default_bundle().expect("parses")).expect("admitted");
+    let base = ProviderConfig {
+        base_url: provider.base_url(),
+    };
+    let http = HttpUpstream::new(runtime.handle().clone(), &base, &base, options.timeout)
+        .expect("http client");
+    let env_keys: BTreeMap<String, String> = [
+        ("OPENAI_API_KEY".to_owned(), OPENAI_KEY.to_owned()),
+        ("ANTHROPIC_API_KEY".to_owned(), ANTHROPIC_KEY.to_owned()),
+    ]
+    .into_iter()
+    .collect();
+    let bus = EventBus::new();
+    let events = bus.subscribe();
+    let gateway = Arc::new(Gateway::new(
+        Arc::new(chain),
+        Arc::new(Simulator::new(SimulatorConfig::default(), meter.clone())),
+        Some(Arc::new(http)),
+        Arc::new(NoSecrets),
+        env_keys,
+        meter,
+        bus,
+        Arc::new(Metrics::default()),
+        AgentInfo {
+            agent_id: "ag-provider-http".to_owned(),
+            name: "provider-http".to_owned(),
+            environment: "dev".to_owned(),
+        },
+        options,
+    ));
+    Harness {
+        gateway,
+        events,
+        _runtime: runtime,
+    }
+}
+
+impl Harness {
+    fn handle(&self, req: HttpRequest) -> Result<GatewayReply, GatewayError> {
+        self.gateway.handle(req, &|| false)
+    }
+
+    /// The `LlmCall` events published so far (and not yet taken).
+    fn llm_calls(&mut self) -> Vec<EventKind> {
+        let mut out = Vec::new();
+        while let Ok(e) = self.events.try_recv() {
+            if matches!(e.kind, EventKind::LlmCall { .. }) {
+                out.push(e.kind.clone());
+            }
+        }
+        out
+    }
+}
+
+fn openai_request(body: &Value) -> HttpRequest {
+    HttpRequest {
+        method: "POST".to_owned(),
+        path: "/v1/chat/completions".to_owned(),
+        headers: vec![
+            (
+                "Authorization".to_owned(),
+                format!("Bearer {PLACEHOLDER_KEY}"),
+            ),
+            ("Content-Type".to_owned(), "application/json".to_owned()),
+            ("X-Stainless-Lang".to_owned(), "python".to_owned()),
+        ],
+        body: body.to_string().into_bytes(),
+    }
+}
+
+fn chat_body(text: &str) -> Value {
+    json!({
+        "model": "gpt-4o-mini",
+        "max_tokens": 200,
+        "messages": [
+            {"role": "system", "content": "You qualify sales leads."},
+            {"role": "user", "content": text},
+        ],
+    })
+}
+
+fn answer(model: &str, id: &str, text: &str, usage: Usage) -> LlmResponse {
+    let mut r = LlmResponse::text(model, text, Some(usage));
+    r.id = id.to_owned();
+    r
+}
+
+fn full(reply: GatewayReply) -> (u16, Vec<(String, String)>, Vec<u8>) {
+    match reply {
+        GatewayReply::Full {
+            status,
+            headers,
+            body,
+        } => (status, headers, body),
+        GatewayReply::Stream(s) => panic!("expected a complete answer, got {s:?}"),
+    }
+}
+
+fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Every text content of a chat request's messages, joined.
+fn message_texts(body: &Value) -> String {
+    body["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .map(|m| match &m["content"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+// ---- the tests ------------------------------------------------------------------------------
+
+#[test]
+fn openai_call_gets_the_real_key_and_a_redacted_prompt() {
+    let server_answer = "Score: 82/100. A strong lead.";
+    let provider = FakeProvider::start(vec![json_answer(
+        200,
+        &[("x-request-id", "req_abc")],
+        Api::OpenAi.render_response(
+            None,
+            &answer(
+                "gpt-4o-mini",
+                "chatcmpl-1",
+                server_answer,
+                Usage::new(31, 9),
+            ),
+        ),
+    )]);
+    let mut h = harness(&provider, options(Duration::from_secs(2), 2));
+
+    let prompt = format!("Score this lead: Jane Doe, {EMAIL}, VP of Sales.");
+    let reply = h
+        .handle(openai_request(&chat_body(&prompt)))
+        .expect("answered");
+
+    let got = provider.received();
+    assert_eq!(got.len(), 1, "one attempt");
+    let sent = &got[0];
+    assert_eq!(sent.method, "POST");
+    assert_eq!(sent.path, "/v1/chat/completions");
+    assert_eq!(
+        sent.header("authorization"),
+        Some(format!("Bearer {OPENAI_KEY}").as_str()),
+        "the real key is added at egress"
+    );
+    assert!(
+        sent.headers
+            .iter()
+            .all(|(_, v)| !v.contains(PLACEHOLDER_KEY)),
+        "the placeholder never leaves the host: {:?}",
+        sent.headers
+    );
+    assert_eq!(
+        sent.header("x-stainless-lang"),
+        Some("python"),
+        "the SDK's own headers are passed on"
+    );
+    let body = sent.json();
+    assert_eq!(body["model"], "gpt-4o-mini");
+    let texts = message_texts(&body);
+    assert!(!texts.contains(EMAIL), "the email left the host: {texts}");
+    assert!(texts.contains("[EMAIL_REDACTED]"), "{texts}");
+    assert!(texts.contains("Score this lead: Jane Doe"), "{texts}");
+
+    let (status, headers, body) = full(reply);
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "x-request-id"), Some("req_abc"));
+    let v: Value = serde_json::from_slice(&body).expect("JSON answer");
+    assert_eq!(v["choices"][0]["message"]["content"], server_answer);
+    assert_eq!(v["id"], "chatcmpl-1");
+
+    let calls = h.llm_calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let EventKind::LlmCall {
+        outcome,
+        status,
+        simulated,
+        attempts,
+        input_tokens,
+        output_tokens,
+        cost_usd,
+        ..
+    } = &calls[0]
+    else {
+        unreachable!()
+    };
+    assert_eq!(*outcome, CallOutcome::Ok);
+    assert_eq!(*status, Some(200));
+    assert!(!simulated, "the call went to the provider");
+    assert_eq!(*attempts, 1);
+    assert_eq!((*input_tokens, *output_tokens), (31, 9));
+    assert!(*cost_usd > 0.0, "priced from the provider's usage");
+}
+
+#[test]
+fn a_rate_limit_is_retried_after_the_wait_the_provider_asked_for() {
+    let provider = FakeProvider::start(vec![
+        openai_error(
+            429,
+            ProviderErrorKind::RateLimited,
+            &[("retry-after-ms", "20")],
+        ),
+        json_answer(
+            200,
+            &[],
+            Api::OpenAi.render_response(
+                None,
+                &answer(
+                    "gpt-4o-mini",
+                    "chatcmpl-2",
+                    "Hello again.",
+                    Usage::new(10, 3),
+                ),
+            ),
+        ),
+    ]);
+    let mut h = harness(&provider, options(Duration::from_secs(2), 2));
+
+    let started = Instant::now();
+    let reply = h
+        .handle(openai_request(&chat_body("Say hello.")))
+        .expect("answered");
+    let took = started.elapsed();
+
+    let (status, _, body) = full(reply);
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_slice(&body).expect("JSON answer");
+    assert_eq!(v["choices"][0]["message"]["content"], "Hello again.");
+    let got = provider.received();
+    assert_eq!(got.len(), 2, "the 429 was retried once");
+    assert_eq!(got[0].body, got[1].body, "the retry sends the same request");
+    assert!(
+        took >= Duration::from_millis(20),
+        "the retry waited for retry-after-ms (took {took:?})"
+    );
+
+    let calls = h.llm_calls();
+    assert_eq!(calls.len(), 1, "one call, however many attempts: {calls:?}");
+    let EventKind::LlmCall {
+        outcome,
+        status,
+        attempts,
+        ..
+    } = &calls[0]
+    else {
+        unreachable!()
+    };
+    assert_eq!(*outcome, CallOutcome::Ok);
+    assert_eq!(*status, Some(200));
+    assert_eq!(*attempts, 2);
+}
+
+#[test]
+fn a_persistent_server_error_is_reported_after_the_retries() {
+    let provider = FakeProvider::start(
+        (0..3)
+            .map(|_| openai_error(500, ProviderErrorKind::ServerError, &[]))
+            .collect(),
+    );
+    let mut h = harness(&provider, options(Duration::from_secs(2), 2));
+
+    let reply = h
+        .handle(openai_request(&chat_body("Say hello.")))
+        .expect("an HTTP answer");
+
+    assert_eq!(provider.received().len(), 3, "1 attempt + 2 retries");
+    let (status, headers, body) = full(reply);
+    assert_eq!(status, 500);
+    assert_eq!(
+        header(&headers, "x-should-retry"),
+        Some("false"),
+        "the SDK must not retry again: {headers:?}"
+    );
+    let v: Value = serde_json::from_slice(&body).expect("JSON error");
+    assert_eq!(
+        v["error"]["message"], "scripted 500",
+        "the provider's error body"
+    );
+
+    let calls = h.llm_calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let EventKind::LlmCall {
+        outcome,
+        status,
+        attempts,
+        ..
+    } = &calls[0]
+    else {
+        unreachable!()
+    };
+    assert_eq!(*outcome, CallOutcome::Error);
+    assert_eq!(*status, Some(500));
+    assert_eq!(*attempts, 3);
+}
+
+#[test]
+fn a_streamed_answer_is_redacted_and_the_usage_chunk_is_kept_from_the_agent() {
+    let text = format!("Reach Jane at {EMAIL} before Friday.");
+    let events = Api::OpenAi.render_stream(
+        &answer("gpt-4o-mini", "chatcmpl-3", &text, Usage::new(42, 11)),
+        true,
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| { Api::OpenAi.event_info(e).usage_only }),
+        "the provider's stream ends with a usage-only chunk"
+    );
+    let provider = FakeProvider::start(vec![Script::Sse(events)]);
+    let mut h = harness(&provider, options(Duration::from_secs(2), 2));
+
+    let mut body = chat_body("Who should I call?");
+    body["stream"] = json!(true);
+    let reply = h.handle(openai_request(&body)).expect("answered");
+
+    let got = provider.received();
+    assert_eq!(got.len(), 1);
+    let sent = got[0].json();
+    assert_eq!(sent["stream"], true);
+    assert_eq!(
+        sent["stream_options"]["include_usage"], true,
+        "the host asks for usage: {sent}"
+    );
+    assert_eq!(
+        got[0].header("authorization"),
+        Some(format!("Bearer {OPENAI_KEY}").as_str())
+    );
+
+    let GatewayReply::Stream(mut stream) = reply else {
+        panic!("expected a stream, got {reply:?}")
+    };
+    assert!(
+        header(stream.headers(), "content-type")
+            .is_some_and(|c| c.starts_with("text/event-stream")),
+        "{:?}",
+        stream.headers()
+    );
+    let mut parser = SseParser::default();
+    let mut received = Vec::new();
+    let mut reads = 0;
+    while let Some(bytes) = stream.next_bytes(&|| false).expect("stream") {
+        received.extend(parser.feed(&bytes));
+        reads += 1;
+        assert!(reads < 1000, "the stream does not end");
+    }
+    received.extend(parser.finish());
+    drop(stream);
+
+    let mut agent_text = String::new();
+    let mut saw_done = false;
+    let mut finish = None;
+    for ev in &received {
+        if ev.data == "[DONE]" {
+            saw_done = true;
+            continue;
+        }
+        let v: Value = serde_json::from_str(&ev.data).expect("JSON chunk");
+        let choices = v["choices"].as_array().expect("choices");
+        assert!(
+            !choices.is_empty(),
+            "the usage-only chunk reached an agent that did not ask for it: {v}"
+        );
+        assert!(
+            v.get("usage").is_none_or(Value::is_null),
+            "usage reached the agent: {v}"
+        );
+        if let Some(t) = v
+            .pointer("/choices/0/delta/content")
+            .and_then(Value::as_str)
+        {
+            agent_text.push_str(t);
+        }
+        if let Some(f) = v
+            .pointer("/choices/0/finish_reason")
+            .and_then(Value::as_str)
+        {
+            finish = Some(f.to_owned());
+        }
+    }
+    assert!(saw_done, "the stream ends with [DONE]");
+    assert_eq!(finish.as_deref(), Some("stop"));
+    assert_eq!(agent_text, "Reach Jane at [EMAIL_REDACTED] before Friday.");
+
+    let calls = h.llm_calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let EventKind::LlmCall {
+        outcome,
+        stream,
+        input_tokens,
+        output_tokens,
+        ..
+    } = &calls[0]
+    else {
+        unreachable!()
+    };
+    assert_eq!(*outcome, CallOutcome::Ok);
+    assert!(*stream);
+    assert_eq!(
+        (*input_tokens, *output_tokens),
+        (42, 11),
+        "the call is settled from the provider's usage chunk"
+    );
+}
+
+#[test]
+fn anthropic_call_gets_the_key_as_x_api_key() {
+    let server_answer = "Bonjour.";
+    let provider = FakeProvider::start(vec![json_answer(
+        200,
+        &[],
+        Api::Anthropic.render_response(
+            None,
+            &answer(
+                "claude-haiku-4-5",
+                "msg_01",
+                server_answer,
+                Usage::new(14, 4),
+            ),
+        ),
+    )]);
+    let mut h = harness(&provider, options(Duration::from_secs(2), 2));
+
+    let reply = h
+        .handle(HttpRequest {
+            method: "POST".to_owned(),
+            path: "/v1/messages".to_owned(),
+            headers: vec![
+                ("x-api-key".to_owned(), PLACEHOLDER_KEY.to_owned()),
+                ("anthropic-version".to_owned(), "2023-06-01".to_owned()),
+                ("content-type".to_owned(), "application/json".to_owned()),
+            ],
+            body: json!({
+                "model": "claude-haiku-4-5",
+                "max_tokens": 100,
+                "messages": [{"role": "user", "content": "Say hello in French."}],
+            })
+            .to_string()
+            .into_bytes(),
+        })
+        .expect("answered");
+
+    let got = provider.received();
+    assert_eq!(got.len(), 1);
+    let sent = &got[0];
+    assert_eq!(sent.path, "/v1/messages");
+    assert_eq!(sent.header("x-api-key"), Some(ANTHROPIC_KEY));
+    assert_eq!(
+        sent.header("authorization"),
+        None,
+        "no bearer token to Anthropic: {:?}",
+        sent.headers
+    );
+    assert_eq!(sent.header("anthropic-version"), Some("2023-06-01"));
+    assert_eq!(sent.json()["model"], "claude-haiku-4-5");
+
+    let (status, _, body) = full(reply);
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_slice(&body).expect("JSON answer");
+    assert_eq!(v["content"][0]["text"], server_answer);
+
+    let calls = h.llm_calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let EventKind::LlmCall {
+        provider,
+        outcome,
+        simulated,
+        ..
+    } = &calls[0]
+    else {
+        unreachable!()
+    };
+    assert_eq!(provider, "anthropic");
+    assert_eq!(*outcome, CallOutcome::Ok);
+    assert!(!simulated);
+}
+
+#[test]
+fn a_provider_that_never_answers_times_out() {
+    let provider = FakeProvider::start(vec![Script::Hang]);
+    let mut h = harness(&provider, options(Duration::from_millis(300), 0));
+
+    let started = Instant::now();
+    let result = h.handle(openai_request(&chat_body("Say hello.")));
+    let took = started.elapsed();
+
+    assert!(
+        matches!(result, Err(GatewayError::Timeout(_))),
+        "{result:?}"
+    );
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_secs(2),
+        "timed out after {took:?}"
+    );
+    assert_eq!(provider.received().len(), 1, "no retry with max_retries 0");
+
+    let calls = h.llm_calls();
+    assert_eq!(calls.len(), 1, "{calls:?}");
+    let EventKind::LlmCall {
+        outcome, attempts, ..
+    } = &calls[0]
+    else {
+        unreachable!()
+    };
+    assert_eq!(*outcome, CallOutcome::Error);
+    assert_eq!(*attempts, 1);
+}
+
+#[test]
+fn an_agent_that_asks_for_stream_usage_gets_the_usage_chunk() {
+    let events = Api::OpenAi.render_stream(
+        &answer("gpt-4o-mini", "chatcmpl-4", "All clear.", Usage::new(20, 4)),
+        true,
+    );
+    let provider = FakeProvider::start(vec![Script::Sse(events)]);
+    let h = harness(&provider, options(Duration::from_secs(2), 2));
+
+    let mut body = chat_body("Status?");
+    body["stream"] = json!(true);
+    body["stream_options"] = json!({"include_usage": true});
+    let reply = h.handle(openai_request(&body)).expect("answered");
+    assert_eq!(
+        provider.received()[0].json()["stream_options"]["include_usage"],
+        true
+    );
+    let GatewayReply::Stream(mut stream) = reply else {
+        panic!("expected a stream, got {reply:?}")
+    };
+    let mut parser = SseParser::default();
+    let mut received = Vec::new();
+    let mut reads = 0;
+    while let Some(bytes) = stream.next_bytes(&|| false).expect("stream") {
+        received.extend(parser.feed(&bytes));
+        reads += 1;
+        assert!(reads < 1000, "the stream does not end");
+    }
+    received.extend(parser.finish());
+    let usage: Vec<Value> = received
+        .iter()
+        .filter(|e| Api::OpenAi.event_info(e).usage_only)
+        .map(|e| serde_json::from_str(&e.data).expect("JSON chunk"))
+        .collect();
+    assert_eq!(usage.len(), 1, "{received:?}");
+    assert_eq!(usage[0]["usage"]["prompt_tokens"], 20);
+    assert_eq!(usage[0]["usage"]["completion_tokens"], 4);
+    assert_eq!(received.last().map(|e| e.data.as_str()), Some("[DONE]"));
+}
+
+#[test]
+fn personal_data_in_a_provider_answer_is_redacted_for_the_agent() {
+    let provider = FakeProvider::start(vec![json_answer(
+        200,
+        &[],
+        Api::OpenAi.render_response(
+            None,
+            &answer(
+                "gpt-4o-mini",
+                "chatcmpl-5",
+                &format!("Write to {EMAIL}."),
+                Usage::new(12, 6),
+            ),
+        ),
+    )]);
+    let h = harness(&provider, options(Duration::from_secs(2), 2));
+
+    let reply = h
+        .handle(openai_request(&chat_body("Whom do I write to?")))
+        .expect("answered");
+    let (status, headers, body) = full(reply);
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_slice(&body).expect("JSON answer");
+    assert_eq!(
+        v["choices"][0]["message"]["content"],
+        "Write to [EMAIL_REDACTED]."
+    );
+    assert_eq!(
+        v["id"], "chatcmpl-5",
+        "the provider's other fields are kept"
+    );
+    assert_eq!(v["usage"]["completion_tokens"], 6);
+    assert!(
+        header(&headers, "content-length").is_none(),
+        "the provider's length no longer fits the rewritten body: {headers:?}"
+    );
+}
+
+/// The OpenAI SDK always sends `Content-Type: application/json`; the host forwards it and
+/// adds its own, so the provider receives the header twice.
+#[test]
+#[ignore = "known bug: HttpUpstream::send forwards the agent's content-type and appends its own"]
+fn the_provider_receives_a_single_content_type() {
+    let provider = FakeProvider::start(vec![json_answer(
+        200,
+        &[],
+        Api::OpenAi.render_response(
+            None,
+            &answer("gpt-4o-mini", "chatcmpl-6", "Hi.", Usage::new(5, 1)),
+        ),
+    )]);
+    let h = harness(&provider, options(Duration::from_secs(2), 2));
+    h.handle(openai_request(&chat_body("Hi")))
+        .expect("answered");
+    let got = provider.received();
+    let types: Vec<&str> = got[0]
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "content-type")
+        .map(|(_, v)| v.as_str())
+        .collect();
+    assert_eq!(types, ["application/json"]);
+}

@@ -1,0 +1,10 @@
+"""Makes one call the simulator takes long to answer; the test stops it with a signal."""
+
+import openai
+
+client = openai.OpenAI()
+print("calling", flush=True)
+try:
+    client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
+finally:
+    print("unwound", flush=True)
