@@ -176,24 +176,24 @@ fn a_tool_failing_five_times_opens_the_circuit_and_the_fallback_is_returned() {
 /// Start `slow_call.py` (answer in 60 s), send `signal` once it is waiting, and return the
 /// exit code, stdout and stderr, and how long it took to stop.
 fn stop_with(signal: &str) -> (Option<i32>, String, String, Duration) {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("test setup");
     std::fs::write(
         dir.path().join("ironhost.toml"),
         "[simulator]\nlatency-ms = 60000\n",
     )
-    .unwrap();
+    .expect("test setup");
     let mut child = ironhost(dir.path())
-        .args(["start", agent("slow_call.py").to_str().unwrap()])
+        .args(["start", agent("slow_call.py").to_str().expect("test setup")])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        .expect("test setup");
+    let mut stdout = BufReader::new(child.stdout.take().expect("test setup"));
     let mut seen = String::new();
     while !seen.contains("calling") {
         let mut l = String::new();
         assert!(
-            stdout.read_line(&mut l).unwrap() > 0,
+            stdout.read_line(&mut l).expect("test setup") > 0,
             "agent ended early: {seen}"
         );
         seen.push_str(&l);
@@ -204,11 +204,11 @@ fn stop_with(signal: &str) -> (Option<i32>, String, String, Duration) {
     let status = Command::new("kill")
         .args([signal, &child.id().to_string()])
         .status()
-        .unwrap();
+        .expect("test setup");
     assert!(status.success());
     let deadline = Instant::now() + Duration::from_secs(20);
     let code = loop {
-        if let Some(s) = child.try_wait().unwrap() {
+        if let Some(s) = child.try_wait().expect("test setup") {
             break s.code();
         }
         assert!(Instant::now() < deadline, "the agent did not stop");
@@ -216,9 +216,10 @@ fn stop_with(signal: &str) -> (Option<i32>, String, String, Duration) {
     };
     let took = sent.elapsed();
     let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).expect("test setup");
     let mut err = String::new();
-    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("test setup"), &mut err)
+        .expect("test setup");
     (code, seen + &rest, err, took)
 }
 
@@ -349,7 +350,14 @@ fn config_errors_are_refused_before_anything_starts() {
     let script = agent("argv_env.py");
     let script = script.to_str().unwrap();
     let no_budget_bundle = repo().join("tests/fixtures/bundle");
-    let cases: Vec<(Vec<&str>, Option<&str>, Vec<(&str, &str)>, &str)> = vec![
+    // (arguments, ironhost.toml, environment, expected message)
+    type Case<'a> = (
+        Vec<&'a str>,
+        Option<&'a str>,
+        Vec<(&'a str, &'a str)>,
+        &'a str,
+    );
+    let cases: Vec<Case<'_>> = vec![
         (
             vec!["--budget", "-5", script],
             None,

@@ -923,10 +923,9 @@ fn personal_data_in_a_provider_answer_is_redacted_for_the_agent() {
     );
 }
 
-/// The OpenAI SDK always sends `Content-Type: application/json`; the host forwards it and
-/// adds its own, so the provider receives the header twice.
+/// The OpenAI SDK always sends `Content-Type: application/json` and the host sets its own: the
+/// provider must receive the header once (RFC 9110 allows no repeats of it).
 #[test]
-#[ignore = "known bug: HttpUpstream::send forwards the agent's content-type and appends its own"]
 fn the_provider_receives_a_single_content_type() {
     let provider = FakeProvider::start(vec![json_answer(
         200,

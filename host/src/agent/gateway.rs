@@ -91,7 +91,7 @@ pub enum GatewayReply {
         body: Vec<u8>,
     },
     /// A `200` event stream; pull its bytes with [`StreamReply::next_bytes`].
-    Stream(StreamReply),
+    Stream(Box<StreamReply>),
 }
 
 /// Why a call did not produce an HTTP answer.
@@ -438,7 +438,8 @@ impl Gateway {
             };
             call.simulated = upstream.is_simulator();
             // Unchanged requests leave byte for byte; OpenAI streams must also ask for usage.
-            let verbatim = request == parsed.request
+            // (The credential is the host's business: naming one changes nothing on the wire.)
+            let verbatim = same_on_wire(&request, &parsed.request)
                 && (!request.stream || api == Api::Anthropic || parsed.wants_stream_usage);
             let body = if verbatim {
                 req.body.clone()
@@ -468,7 +469,7 @@ impl Gateway {
                 }
                 UpstreamReply::Stream { headers, events } => {
                     let stream = self.chain.stream(&ctx);
-                    return Ok(GatewayReply::Stream(StreamReply {
+                    return Ok(GatewayReply::Stream(Box::new(StreamReply {
                         gateway: self.clone(),
                         api,
                         ctx,
@@ -488,7 +489,7 @@ impl Gateway {
                         done: false,
                         call: Some(call),
                         trail: Some(trail),
-                    }));
+                    })));
                 }
                 UpstreamReply::Body {
                     status,
@@ -983,6 +984,18 @@ struct CallRecord {
     simulated: bool,
     attempts: u32,
     started: Instant,
+}
+
+/// Whether two requests render to the same body (the credential never goes on the wire).
+fn same_on_wire(a: &LlmRequest, b: &LlmRequest) -> bool {
+    a.provider == b.provider
+        && a.model == b.model
+        && a.messages == b.messages
+        && a.tools == b.tools
+        && a.max_output_tokens == b.max_output_tokens
+        && a.temperature == b.temperature
+        && a.stream == b.stream
+        && a.extra == b.extra
 }
 
 /// A call's cost: cents for ordinary calls, more digits for the many tiny ones.

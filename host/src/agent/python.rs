@@ -251,7 +251,7 @@ fn handle_http<'py>(
             let stream = Py::new(
                 py,
                 NativeStream {
-                    inner: Mutex::new(Some(s)),
+                    inner: Mutex::new(Some(*s)),
                 },
             )?;
             (200u16, headers, stream).into_pyobject(py)

@@ -471,10 +471,10 @@ pub(super) fn event_info(ev: &SseEvent) -> EventInfo {
         Some("message_start") => {
             info.usage = v.pointer("/message/usage").map(usage_part);
         }
-        Some("content_block_delta") => {
-            if v.pointer("/delta/type").and_then(Value::as_str) == Some("text_delta") {
-                info.text = Some(v.pointer("/delta/text").map(json_text).unwrap_or_default());
-            }
+        Some("content_block_delta")
+            if v.pointer("/delta/type").and_then(Value::as_str) == Some("text_delta") =>
+        {
+            info.text = Some(v.pointer("/delta/text").map(json_text).unwrap_or_default());
         }
         Some("content_block_stop") => info.block_stop = true,
         Some("message_delta") => {

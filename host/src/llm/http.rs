@@ -21,8 +21,9 @@ pub struct ProviderConfig {
 }
 
 /// Headers the host sets itself (or that describe the agent's connection, not the request).
-const HOP_HEADERS: [&str; 8] = [
+const HOP_HEADERS: [&str; 9] = [
     "host",
+    "content-type",
     "content-length",
     "authorization",
     "x-api-key",

@@ -2,7 +2,10 @@
 //! for OpenAI models; for Anthropic models, which have no public tokenizer, an approximation
 //! of 3.5 characters per token; 4 bytes per token for anything else.
 
+use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+
+use parking_lot::Mutex;
 
 use tiktoken_rs::CoreBPE;
 use tiktoken_rs::tokenizer::{Tokenizer, get_tokenizer};
@@ -21,7 +24,15 @@ const ANTHROPIC_CHARS_PER_TOKEN: f64 = 3.5;
 #[derive(Clone)]
 pub struct ModelTokenMeter {
     prices: Arc<PricingTable>,
+    /// Counts of recent long texts: one call counts its prompt several times (the budget's
+    /// estimate, the simulator's usage), and BPE is the costly part of a call's overhead.
+    recent: Arc<Mutex<Vec<(u64, u32)>>>,
 }
+
+/// Slots of the recent-count cache (direct-mapped by hash).
+const RECENT_SLOTS: usize = 256;
+/// Shorter texts are counted directly: hashing them costs about as much.
+const RECENT_MIN_LEN: usize = 256;
 
 impl std::fmt::Debug for ModelTokenMeter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -56,7 +67,10 @@ impl ModelTokenMeter {
         for t in [Tokenizer::O200kBase, Tokenizer::Cl100kBase] {
             let _ = bpe(t);
         }
-        ModelTokenMeter { prices }
+        ModelTokenMeter {
+            prices,
+            recent: Arc::new(Mutex::new(vec![(0, 0); RECENT_SLOTS])),
+        }
     }
 
     /// A meter over the embedded pricing table.
@@ -64,8 +78,26 @@ impl ModelTokenMeter {
         ModelTokenMeter::new(Arc::new(PricingTable::embedded()))
     }
 
-    fn text_tokens(family: &Family, text: &str) -> u32 {
+    fn text_tokens(&self, family: &Family, text: &str) -> u32 {
         let n = match family {
+            Family::OpenAi(bpe) if text.len() >= RECENT_MIN_LEN => {
+                let mut h = std::hash::DefaultHasher::new();
+                (std::ptr::from_ref::<CoreBPE>(bpe) as usize).hash(&mut h);
+                text.hash(&mut h);
+                // 0 marks an empty slot.
+                let key = h.finish() | 1;
+                let slot = (key as usize >> 1) % RECENT_SLOTS;
+                if let Some(&(k, n)) = self.recent.lock().get(slot)
+                    && k == key
+                {
+                    return n;
+                }
+                let n = u32::try_from(bpe.encode_ordinary(text).len()).unwrap_or(u32::MAX);
+                if let Some(s) = self.recent.lock().get_mut(slot) {
+                    *s = (key, n);
+                }
+                return n;
+            }
             Family::OpenAi(bpe) => bpe.encode_ordinary(text).len(),
             Family::Anthropic => {
                 (text.chars().count() as f64 / ANTHROPIC_CHARS_PER_TOKEN).ceil() as usize
@@ -78,7 +110,7 @@ impl ModelTokenMeter {
 
 impl TokenMeter for ModelTokenMeter {
     fn count_text(&self, model: &str, text: &str) -> u32 {
-        ModelTokenMeter::text_tokens(&family(model), text)
+        self.text_tokens(&family(model), text)
     }
 
     fn count_messages(&self, model: &str, messages: &[Message]) -> u32 {
@@ -92,11 +124,9 @@ impl TokenMeter for ModelTokenMeter {
                 .content
                 .iter()
                 .map(|p| match p {
-                    ContentPart::Text { text } => ModelTokenMeter::text_tokens(&family, text),
-                    ContentPart::ToolUse(u) => ModelTokenMeter::text_tokens(&family, &u.arguments),
-                    ContentPart::ToolOutput { content, .. } => {
-                        ModelTokenMeter::text_tokens(&family, content)
-                    }
+                    ContentPart::Text { text } => self.text_tokens(&family, text),
+                    ContentPart::ToolUse(u) => self.text_tokens(&family, &u.arguments),
+                    ContentPart::ToolOutput { content, .. } => self.text_tokens(&family, content),
                     ContentPart::Image { .. } | ContentPart::Other { .. } => 0,
                 })
                 .fold(0u32, u32::saturating_add);

@@ -85,20 +85,33 @@ pub fn detect(text: &str) -> Vec<Finding> {
             found.push(f);
         }
     };
+    // Most text has no `@` and many prompts no digit: one cheap pass decides which detectors
+    // can possibly match, so plain prose costs little more than a scan.
+    let has_at = b.contains(&b'@');
+    let has_digit = b.iter().any(u8::is_ascii_digit);
+    let has_colons = b.windows(2).any(|w| w == b"::");
     for f in secrets(b) {
         add(&mut found, f);
     }
-    for f in emails(b) {
-        add(&mut found, f);
+    if has_at {
+        for f in emails(b) {
+            add(&mut found, f);
+        }
     }
-    for f in ibans(b) {
-        add(&mut found, f);
+    if has_digit {
+        for f in ibans(b) {
+            add(&mut found, f);
+        }
     }
-    for f in ip_addresses(text) {
-        add(&mut found, f);
+    if has_digit || has_colons {
+        for f in ip_addresses(text) {
+            add(&mut found, f);
+        }
     }
-    for f in numbers(text) {
-        add(&mut found, f);
+    if has_digit {
+        for f in numbers(text) {
+            add(&mut found, f);
+        }
     }
     found.sort_by_key(|f| f.start);
     found
