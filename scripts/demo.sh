@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# The main job: build ironhost (with the default policies built in), then run the default
-# bundle's chain on sample lead-generation requests. Until the agent runtime lands this shows
-# the policies in order and what they do to each request; then it runs the lead-gen agent.
+# The main job: build ironhost (with the default policies built in), show the default bundle,
+# run its chain on sample lead-generation requests, then run an agent on the official OpenAI
+# SDK under `ironhost start` (offline: the built-in simulator answers). The lead-generation
+# demo agent replaces the last step when it lands.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -20,3 +21,7 @@ echo
 echo "== ironhost policy run --bundle $bundle --hook llm-request --input $input"
 "$ironhost" policy run --bundle "$bundle" --hook llm-request --input "$input" |
     python3 scripts/summarize_run.py
+
+echo
+echo "== ironhost start examples/quickstart/agent.py --budget 5"
+VIRTUAL_ENV="$PWD/.venv" "$ironhost" start examples/quickstart/agent.py --budget 5

@@ -9,3 +9,4 @@ cargo test --release --workspace
 # The benchmark, once through each case (criterion's test mode), so it cannot rot unnoticed.
 cargo bench -p ironhost --bench chain -- --test
 cargo bench -p ironhost --bench pii -- --test
+cargo bench -p ironhost --bench gateway -- --test
