@@ -162,10 +162,14 @@ impl Trail {
     fn actions(&self) -> Vec<String> {
         let mut out: Vec<String> = Vec::new();
         for v in &self.verdicts {
-            let shown = matches!(
-                v.verdict.as_str(),
-                "rewrite" | "deny" | "respond" | "fallback" | "failed"
-            );
+            // A rewrite is worth a mention when the policy said why (an event): naming a
+            // credential for egress, for one, changes nothing the agent or provider sees.
+            let explained = self.events.iter().any(|e| e.policy == v.policy);
+            let shown = match v.verdict.as_str() {
+                "rewrite" => explained,
+                "deny" | "respond" | "fallback" | "failed" => true,
+                _ => false,
+            };
             let text = format!("{} {}", v.policy, v.verdict);
             if shown && !out.contains(&text) {
                 out.push(text);

@@ -213,6 +213,17 @@ fn render_tool_use(u: &ToolUse) -> Value {
     json!({"id": u.id, "type": "function", "function": {"name": u.name, "arguments": u.arguments}})
 }
 
+/// The `tool_calls` list of a message's tool uses.
+fn tool_calls(parts: &[ContentPart]) -> Vec<Value> {
+    parts
+        .iter()
+        .filter_map(|p| match p {
+            ContentPart::ToolUse(u) => Some(render_tool_use(u)),
+            _ => None,
+        })
+        .collect()
+}
+
 fn render_message(m: &Message, original: Option<&Value>) -> Value {
     // Start from the agent's own message where it lines up, so fields the neutral form does
     // not model (`name`, a `developer` role) are kept.
@@ -224,14 +235,7 @@ fn render_message(m: &Message, original: Option<&Value>) -> Value {
             o
         }
     };
-    let uses: Vec<Value> = m
-        .content
-        .iter()
-        .filter_map(|p| match p {
-            ContentPart::ToolUse(u) => Some(render_tool_use(u)),
-            _ => None,
-        })
-        .collect();
+    let uses = tool_calls(&m.content);
     if m.role == Role::Tool {
         for p in &m.content {
             if let ContentPart::ToolOutput {
@@ -427,15 +431,7 @@ pub(super) fn render_response(original: Option<Map<String, Value>>, r: &LlmRespo
         .content
         .iter()
         .any(|p| matches!(p, ContentPart::Text { .. }));
-    let uses: Vec<Value> = r
-        .message
-        .content
-        .iter()
-        .filter_map(|p| match p {
-            ContentPart::ToolUse(u) => Some(render_tool_use(u)),
-            _ => None,
-        })
-        .collect();
+    let uses = tool_calls(&r.message.content);
     let mut out = original.unwrap_or_else(|| {
         match json!({
             "id": r.id, "object": "chat.completion", "created": unix_now(), "model": r.model,
