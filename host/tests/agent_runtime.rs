@@ -173,6 +173,33 @@ fn a_tool_failing_five_times_opens_the_circuit_and_the_fallback_is_returned() {
     );
 }
 
+#[test]
+fn provider_failures_are_retried_by_the_host_and_not_again_by_the_sdk() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ironhost.toml"),
+        "[llm]\nbackoff-ms = 10\n\n\
+         [[simulator.failures]]\nkind = \"rate-limit\"\nat-calls = [1]\nretry-after-ms = 50\n\n\
+         [[simulator.failures]]\nkind = \"server-error\"\nat-calls = [3, 4, 5, 6, 7, 8, 9]\n",
+    )
+    .unwrap();
+    let out = run(dir.path(), &[agent("retries.py").to_str().unwrap()]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
+    // Call 1 was rate-limited, call 2 answered: one retry after the provider's wait.
+    assert_eq!(line(&stdout, "first answered"), "True");
+    assert!(
+        stderr.contains("429 rate limited); retry 1 of 2 in 50 ms"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("| 2 attempts"), "{stderr}");
+    // Calls 3-5 failed: the host tried 3 times, then the SDK got the 500 and did not retry
+    // (it would have reached calls 6-9 and logged more attempts).
+    assert_eq!(line(&stdout, "second failed"), "500");
+    assert!(stderr.contains("| failed (500) | 3 attempts"), "{stderr}");
+    assert_eq!(stderr.matches("| failed (500)").count(), 1, "{stderr}");
+}
+
 /// Start `slow_call.py` (answer in 60 s), send `signal` once it is waiting, and return the
 /// exit code, stdout and stderr, and how long it took to stop.
 fn stop_with(signal: &str) -> (Option<i32>, String, String, Duration) {

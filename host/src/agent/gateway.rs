@@ -1012,9 +1012,18 @@ fn money(usd: f64) -> String {
 }
 
 fn describe(e: &ProviderError) -> String {
+    let kind = match e.kind {
+        ProviderErrorKind::RateLimited => "rate limited",
+        ProviderErrorKind::ServerError => "server error",
+        ProviderErrorKind::Timeout => "timeout",
+        ProviderErrorKind::Connection => "connection failed",
+        ProviderErrorKind::InvalidRequest => "invalid request",
+        ProviderErrorKind::Authentication => "authentication",
+        ProviderErrorKind::Other => "error",
+    };
     match e.status {
-        Some(s) => format!("{s} {:?}", e.kind).to_lowercase(),
-        None => format!("{:?}", e.kind).to_lowercase(),
+        Some(s) => format!("{s} {kind}"),
+        None => kind.to_owned(),
     }
 }
 
