@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use serde::Serialize;
 use tokio::sync::broadcast;
 
+use crate::policy::chain::VerdictKind;
 use crate::policy::host::PolicyEvent;
 use crate::policy::model::Severity;
 
@@ -58,7 +59,7 @@ pub enum CallOutcome {
 pub struct VerdictSummary {
     pub policy: String,
     pub hook: &'static str,
-    pub verdict: String,
+    pub verdict: VerdictKind,
     pub enforced: bool,
     pub latency_us: u64,
     #[serde(skip_serializing_if = "Option::is_none")]

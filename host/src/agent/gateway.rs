@@ -17,10 +17,12 @@ use super::metrics::{LlmTally, Metrics};
 use crate::llm::http::HttpUpstream;
 use crate::llm::simulator::Simulator;
 use crate::llm::sse::SseEvent;
-use crate::llm::upstream::{Egress, EventStream, Interrupt, Upstream, UpstreamReply, sleep};
+use crate::llm::upstream::{
+    Egress, EventStream, Interrupt, StreamError, Upstream, UpstreamReply, sleep,
+};
 use crate::llm::wire::{Api, ParsedRequest, UsagePart};
 use crate::llm::{anthropic, retry_after_ms, retryable};
-use crate::policy::chain::{Chain, ChainRun, ChainStream, Outcome};
+use crate::policy::chain::{Chain, ChainRun, ChainStream, Outcome, VerdictKind};
 use crate::policy::host::{PolicyEvent, SecretResolver, TokenMeter};
 use crate::policy::model::{
     AgentInfo, CallContext, Denial, Hook, LlmChunk, LlmOutcome, LlmRequest, LlmResponse, Message,
@@ -149,7 +151,7 @@ impl Trail {
             self.verdicts.push(VerdictSummary {
                 policy: r.policy.clone(),
                 hook: hook.as_str(),
-                verdict: format!("{:?}", r.verdict).to_lowercase(),
+                verdict: r.verdict,
                 enforced: r.enforced,
                 latency_us: r.latency_ns / 1000,
                 code: r.denial.as_ref().map(|d| d.code.clone()),
@@ -165,24 +167,21 @@ impl Trail {
             // A rewrite is worth a mention when the policy said why (an event): naming a
             // credential for egress, for one, changes nothing the agent or provider sees.
             let explained = self.events.iter().any(|e| e.policy == v.policy);
-            let shown = match v.verdict.as_str() {
-                "rewrite" => explained,
-                "deny" | "respond" | "fallback" | "failed" => true,
+            let shown = match v.verdict {
+                VerdictKind::Rewrite => explained,
+                VerdictKind::Deny
+                | VerdictKind::Respond
+                | VerdictKind::Fallback
+                | VerdictKind::Failed => true,
                 _ => false,
             };
-            let text = format!("{} {}", v.policy, v.verdict);
+            let text = format!("{} {}", v.policy, v.verdict.as_str());
             if shown && !out.contains(&text) {
                 out.push(text);
             }
         }
         out
     }
-}
-
-/// The neutral usage of an answer, or the tokens the request would cost as a fallback when the
-/// provider reported none.
-fn usage_or_zero(u: Option<Usage>) -> Usage {
-    u.unwrap_or_default()
 }
 
 fn error_of_status(
@@ -676,7 +675,7 @@ impl Gateway {
         usage: Option<Usage>,
     ) {
         let latency_ms = call.started.elapsed().as_secs_f64() * 1000.0;
-        let usage = usage_or_zero(usage);
+        let usage = usage.unwrap_or_default();
         let cost = self.cost(&call.model, &usage);
         let tally = match outcome {
             CallOutcome::Ok => LlmTally::Answered {
@@ -806,17 +805,7 @@ impl Gateway {
 
     /// The price of `usage` on `model`, from the pricing table; 0 for an unknown model.
     pub fn cost(&self, model: &str, usage: &Usage) -> f64 {
-        let Some(p) = self.meter.price(model) else {
-            return 0.0;
-        };
-        let cached = f64::from(usage.cached_input_tokens);
-        let written = f64::from(usage.cache_write_input_tokens);
-        let plain = f64::from(usage.input_tokens) - cached - written;
-        (plain.max(0.0) * p.input_per_mtok
-            + cached * p.cached_input_per_mtok
-            + written * p.cache_write_per_mtok
-            + f64::from(usage.output_tokens) * p.output_per_mtok)
-            / 1_000_000.0
+        self.meter.price(model).map_or(0.0, |p| p.usd(usage))
     }
 
     // ---- tools ---------------------------------------------------------------------------
@@ -1141,11 +1130,11 @@ impl StreamReply {
                     self.flush_last()?;
                     self.complete(None);
                 }
-                Err(e) if e.message == "cancelled" && e.status.is_none() => {
+                Err(StreamError::Interrupted) => {
                     self.cancel("the agent stopped waiting");
                     return Err(GatewayError::Interrupted);
                 }
-                Err(e) => {
+                Err(StreamError::Provider(e)) => {
                     // The provider failed part-way; the agent has what it got so far.
                     self.complete(Some(e.clone()));
                     return Err(match e.kind {
@@ -1227,7 +1216,7 @@ impl StreamReply {
     fn process(&mut self, ev: SseEvent) -> Result<(), GatewayError> {
         let info = self.api.event_info(&ev);
         if let Some(u) = &info.usage {
-            merge(&mut self.usage, u);
+            self.usage.merge(u);
         }
         if info.error.is_some() {
             self.release_stop();
@@ -1341,20 +1330,5 @@ impl Drop for StreamReply {
     /// An agent that stops reading part-way abandons the call: reservations are released.
     fn drop(&mut self) {
         self.cancel("the agent closed the stream before its end");
-    }
-}
-
-fn merge(into: &mut UsagePart, from: &UsagePart) {
-    if from.input_tokens.is_some() {
-        into.input_tokens = from.input_tokens;
-    }
-    if from.output_tokens.is_some() {
-        into.output_tokens = from.output_tokens;
-    }
-    if from.cached_input_tokens.is_some() {
-        into.cached_input_tokens = from.cached_input_tokens;
-    }
-    if from.cache_write_input_tokens.is_some() {
-        into.cache_write_input_tokens = from.cache_write_input_tokens;
     }
 }

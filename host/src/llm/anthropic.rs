@@ -505,7 +505,7 @@ pub(super) fn with_text(template: &SseEvent, text: &str) -> SseEvent {
     SseEvent::named("content_block_delta", v.to_string())
 }
 
-pub(super) fn error_body(e: &ProviderError, _status: u16) -> Vec<u8> {
+pub(super) fn error_body(e: &ProviderError) -> Vec<u8> {
     let kind = match e.kind {
         ProviderErrorKind::RateLimited => "rate_limit_error",
         ProviderErrorKind::ServerError if e.status == Some(529) => "overloaded_error",

@@ -13,6 +13,19 @@ pub mod wire;
 
 use crate::policy::model::{ProviderError, ProviderErrorKind};
 
+/// FNV-1a over `parts` (each ended by a separator): stable across runs and builds, for the
+/// simulator's seeded choices and ids that must not change between releases.
+pub fn stable_hash(parts: &[&[u8]]) -> u64 {
+    let mut h = 0xcbf2_9ce4_8422_2325_u64;
+    for p in parts {
+        for b in *p {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x1000_0000_01b3);
+        }
+        h = (h ^ 0xff).wrapping_mul(0x1000_0000_01b3);
+    }
+    h
+}
+
 /// The class of a failed call with this HTTP status.
 pub fn error_kind(status: u16) -> ProviderErrorKind {
     match status {

@@ -418,9 +418,7 @@ fn unix_now() -> u64 {
 
 /// A stable `system_fingerprint` for a model, shaped like OpenAI's.
 fn fingerprint(model: &str) -> String {
-    let h = model.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x1000_0000_01b3)
-    });
+    let h = super::stable_hash(&[model.as_bytes()]);
     format!("fp_{:010x}", h & 0xff_ffff_ffff)
 }
 
@@ -597,7 +595,7 @@ pub(super) fn with_text(template: &SseEvent, text: &str) -> SseEvent {
     SseEvent::data(v.to_string())
 }
 
-pub(super) fn error_body(e: &ProviderError, status: u16) -> Vec<u8> {
+pub(super) fn error_body(e: &ProviderError) -> Vec<u8> {
     let (kind, code) = match e.kind {
         ProviderErrorKind::RateLimited => ("requests", "rate_limit_exceeded"),
         ProviderErrorKind::ServerError => ("server_error", "server_error"),
@@ -606,7 +604,6 @@ pub(super) fn error_body(e: &ProviderError, status: u16) -> Vec<u8> {
         ProviderErrorKind::InvalidRequest => ("invalid_request_error", "invalid_request"),
         ProviderErrorKind::Connection | ProviderErrorKind::Other => ("api_error", "api_error"),
     };
-    let _ = status;
     json!({"error": {"message": e.message, "type": kind, "param": null, "code": code}})
         .to_string()
         .into_bytes()

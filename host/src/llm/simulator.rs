@@ -14,6 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use super::sse::SseEvent;
+use super::stable_hash;
 use super::wire::Api;
 use crate::policy::host::TokenMeter;
 use crate::policy::model::{
@@ -174,17 +175,6 @@ impl Rng {
     }
 }
 
-fn hash(parts: &[&[u8]]) -> u64 {
-    let mut h = 0xcbf2_9ce4_8422_2325_u64;
-    for p in parts {
-        for b in *p {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x1000_0000_01b3);
-        }
-        h = (h ^ 0xff).wrapping_mul(0x1000_0000_01b3);
-    }
-    h
-}
-
 const OPENINGS: [&str; 6] = [
     "Here is a short answer.",
     "Sure.",
@@ -291,7 +281,7 @@ impl Simulator {
             cached_input_tokens: 0,
             cache_write_input_tokens: 0,
         };
-        let id_hash = hash(&[&self.config.seed.to_le_bytes(), &call.to_le_bytes()]);
+        let id_hash = stable_hash(&[&self.config.seed.to_le_bytes(), &call.to_le_bytes()]);
         let id = match api {
             Api::OpenAi => format!("chatcmpl-sim{id_hash:016x}"),
             Api::Anthropic => format!("msg_sim{id_hash:016x}"),
@@ -311,7 +301,7 @@ impl Simulator {
     }
 
     fn injected_failure(&self, api: Api, call: u64, model: &str) -> Option<SimReply> {
-        let mut rng = Rng(hash(&[
+        let mut rng = Rng(stable_hash(&[
             &self.config.seed.to_le_bytes(),
             b"failure",
             &call.to_le_bytes(),
@@ -381,7 +371,7 @@ impl Simulator {
 
     /// A deterministic answer: the same seed, model and prompt give the same text.
     fn compose(&self, model: &str, prompt: &str) -> String {
-        let mut rng = Rng(hash(&[
+        let mut rng = Rng(stable_hash(&[
             &self.config.seed.to_le_bytes(),
             model.as_bytes(),
             prompt.as_bytes(),

@@ -86,34 +86,33 @@ impl std::fmt::Debug for EventStream {
     }
 }
 
+/// Why a stream gave no next event.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StreamError {
+    /// The provider failed part-way (or went silent for too long).
+    Provider(ProviderError),
+    /// The caller's interrupt stopped the wait.
+    Interrupted,
+}
+
 impl EventStream {
     /// The next event; `Ok(None)` at the end of the stream.
-    pub fn next(&mut self, interrupt: Interrupt<'_>) -> Result<Option<SseEvent>, ProviderError> {
+    pub fn next(&mut self, interrupt: Interrupt<'_>) -> Result<Option<SseEvent>, StreamError> {
         match self {
             EventStream::Ready(it) => Ok(it.next()),
             EventStream::Live { rx, idle } => match recv(rx, *idle, interrupt) {
                 Ok(Ok(ev)) => Ok(Some(ev)),
-                Ok(Err(e)) => Err(e),
+                Ok(Err(e)) => Err(StreamError::Provider(e)),
                 Err(WaitError::Closed) => Ok(None),
-                Err(WaitError::Timeout) => Err(ProviderError {
+                Err(WaitError::Timeout) => Err(StreamError::Provider(ProviderError {
                     kind: ProviderErrorKind::Timeout,
                     status: None,
                     message: format!("the provider sent nothing for {} ms", idle.as_millis()),
                     retry_after_ms: None,
-                }),
-                Err(WaitError::Interrupted) => Err(interrupted()),
+                })),
+                Err(WaitError::Interrupted) => Err(StreamError::Interrupted),
             },
         }
-    }
-}
-
-/// The error a wait cut short by its interrupt reports.
-pub fn interrupted() -> ProviderError {
-    ProviderError {
-        kind: ProviderErrorKind::Other,
-        status: None,
-        message: "cancelled".to_owned(),
-        retry_after_ms: None,
     }
 }
 

@@ -124,8 +124,8 @@ impl Api {
     pub fn render_error(self, error: &ProviderError) -> (u16, Vec<u8>) {
         let status = super::error_status(error);
         let body = match self {
-            Api::OpenAi => openai::error_body(error, status),
-            Api::Anthropic => anthropic::error_body(error, status),
+            Api::OpenAi => openai::error_body(error),
+            Api::Anthropic => anthropic::error_body(error),
         };
         (status, body)
     }
@@ -192,6 +192,16 @@ pub struct UsagePart {
 }
 
 impl UsagePart {
+    /// Take the figures `later` reports; the others stay as they were.
+    pub fn merge(&mut self, later: &UsagePart) {
+        self.input_tokens = later.input_tokens.or(self.input_tokens);
+        self.output_tokens = later.output_tokens.or(self.output_tokens);
+        self.cached_input_tokens = later.cached_input_tokens.or(self.cached_input_tokens);
+        self.cache_write_input_tokens = later
+            .cache_write_input_tokens
+            .or(self.cache_write_input_tokens);
+    }
+
     /// Fold this report into `usage` (later reports win).
     pub fn apply(&self, usage: &mut Usage) {
         if let Some(v) = self.input_tokens {

@@ -54,6 +54,23 @@ pub enum VerdictKind {
     Failed,
 }
 
+impl VerdictKind {
+    /// The name reports and log lines use (the same as its JSON).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            VerdictKind::Pass => "pass",
+            VerdictKind::Rewrite => "rewrite",
+            VerdictKind::Deny => "deny",
+            VerdictKind::Respond => "respond",
+            VerdictKind::Fallback => "fallback",
+            VerdictKind::Release => "release",
+            VerdictKind::StartWith => "start-with",
+            VerdictKind::Notified => "notified",
+            VerdictKind::Failed => "failed",
+        }
+    }
+}
+
 /// One policy's part in one chain run.
 #[derive(Debug, Clone, Serialize)]
 pub struct PolicyReport {

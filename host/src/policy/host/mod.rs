@@ -46,6 +46,21 @@ pub struct Price {
     pub cache_write_per_mtok: f64,
 }
 
+impl Price {
+    /// What `usage` costs in USD: cache reads and writes at their own rates, the rest of the
+    /// input at the input rate.
+    pub fn usd(&self, usage: &crate::policy::model::Usage) -> f64 {
+        let cached = f64::from(usage.cached_input_tokens);
+        let written = f64::from(usage.cache_write_input_tokens);
+        let plain = (f64::from(usage.input_tokens) - cached - written).max(0.0);
+        (plain * self.input_per_mtok
+            + cached * self.cached_input_per_mtok
+            + written * self.cache_write_per_mtok
+            + f64::from(usage.output_tokens) * self.output_per_mtok)
+            / 1_000_000.0
+    }
+}
+
 /// Resolves secrets by name: the `secrets` capability.
 pub trait SecretResolver: Send + Sync {
     /// The secret `name` in `environment`, if there is one.
