@@ -15,12 +15,11 @@ use crate::llm::simulator::SimulatorConfig;
 pub const DEFAULT_FILE: &str = "ironhost.toml";
 
 /// `IRONHOST_*` variables that are not settings of this file (read elsewhere).
-const OTHER_VARS: [&str; 8] = [
+const OTHER_VARS: [&str; 7] = [
     "IRONHOST_LOG",
     "IRONHOST_CACHE_DIR",
     "IRONHOST_SHARED",
     "IRONHOST_BLESS",
-    "IRONHOST_HOME",
     "IRONHOST_MASTER_KEY",
     "IRONHOST_ADMIN_PASSWORD",
     "IRONHOST_CONFIG",
@@ -63,7 +62,33 @@ pub struct FileConfig {
     pub simulator: Option<SimulatorConfig>,
     #[serde(default)]
     pub pricing: PricingFileConfig,
+    /// The ironhost home: the store, the generated master key.
+    pub home: Option<PathBuf>,
+    #[serde(default)]
+    pub api: ApiFileConfig,
 }
+
+/// `[api]`: the control plane.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct ApiFileConfig {
+    /// Serve the control plane beside the agent (default true).
+    pub enabled: Option<bool>,
+    /// Address to listen on (default 127.0.0.1:7400).
+    pub listen: Option<String>,
+}
+
+/// Where the control plane listens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiSettings {
+    pub enabled: bool,
+    pub listen: String,
+    /// True when the address was chosen (not the default): then a busy port is an error.
+    pub explicit: bool,
+}
+
+/// The default ironhost home, relative to the working directory.
+pub const DEFAULT_HOME: &str = ".ironhost";
 
 /// `[llm]`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -142,6 +167,8 @@ pub struct Flags {
     pub log_format: Option<String>,
     pub verbose: bool,
     pub restart: Option<String>,
+    pub listen: Option<String>,
+    pub no_api: bool,
 }
 
 /// The checked settings of one `ironhost start`.
@@ -159,6 +186,9 @@ pub struct Settings {
     pub pricing: crate::llm::pricing::PricingTable,
     /// Where the file settings came from, if a file was read.
     pub file: Option<PathBuf>,
+    /// The ironhost home (store, generated master key).
+    pub home: PathBuf,
+    pub api: ApiSettings,
 }
 
 /// A value with where it came from.
@@ -270,6 +300,8 @@ pub fn load(
             "LLM_MODE" => "llm.mode",
             "SIMULATOR_SEED" => "simulator.seed",
             "SIMULATOR_LATENCY_MS" => "simulator.latency-ms",
+            "HOME" => "home",
+            "LISTEN" => "api.listen",
             _ => {
                 return Err(ConfigError::new(
                     k,
@@ -469,6 +501,51 @@ pub fn load(
         }
     }
 
+    let home = match pick(
+        file.home.clone(),
+        env_str("home").map(|(v, var)| (PathBuf::from(v), var)),
+        None,
+        "",
+        &file_name,
+    ) {
+        None => cwd.join(DEFAULT_HOME),
+        Some(h) if h.value.as_os_str().is_empty() => {
+            return Err(ConfigError::new("home", "must not be empty", h.source));
+        }
+        Some(h) => {
+            let base = if h.source == file_name {
+                file_path.as_deref().and_then(Path::parent).unwrap_or(cwd)
+            } else {
+                cwd
+            };
+            base.join(h.value)
+        }
+    };
+    let listen = pick(
+        file.api.listen.clone(),
+        env_str("api.listen"),
+        flags.listen.clone(),
+        "--listen",
+        &file_name,
+    );
+    if let Some(l) = &listen
+        && l.value.parse::<std::net::SocketAddr>().is_err()
+    {
+        return Err(ConfigError::new(
+            "api.listen",
+            format!(
+                "`{}` is not an address and port such as 127.0.0.1:7400",
+                l.value
+            ),
+            l.source.clone(),
+        ));
+    }
+    let api = ApiSettings {
+        enabled: !flags.no_api && file.api.enabled.unwrap_or(true),
+        explicit: listen.is_some(),
+        listen: listen.map_or_else(|| crate::api::DEFAULT_LISTEN.to_owned(), |l| l.value),
+    };
+
     let mut simulator = file.simulator.clone().unwrap_or_default();
     if let Some((v, var)) = env_str("simulator.seed") {
         simulator.seed = v.parse().map_err(|_| {
@@ -532,6 +609,8 @@ pub fn load(
         simulator,
         pricing,
         file: file_path,
+        home,
+        api,
     })
 }
 

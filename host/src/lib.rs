@@ -1,11 +1,21 @@
 //! ironhost: runs AI agents under sandboxed WebAssembly policies.
 //!
-//! The [`policy`] module is the policy engine: it loads policy components from bundles, admits
-//! them, and runs hook chains under deadlines and memory caps. The [`cli`] module is the
-//! `ironhost` command line.
+//! - [`policy`]: the policy engine — loads components from bundles, admits them, runs hook
+//!   chains under deadlines and memory caps.
+//! - [`llm`]: provider wire formats, the simulator, HTTPS adapters, tokens and prices.
+//! - [`agent`]: the embedded CPython agent, the gateway every call goes through, the event bus.
+//! - [`store`]: the SQLite store (sqlx): agents, calls, events, audit, policy state.
+//! - [`secrets`]: the encrypted secret store and the installation's keys.
+//! - [`auth`]: roles, passwords, API tokens, session JWTs.
+//! - [`api`]: the control plane (REST + WebSocket, axum).
+//! - [`cli`]: the `ironhost` command line.
 
 pub mod agent;
+pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod llm;
 pub mod policy;
+pub mod secrets;
+pub mod store;

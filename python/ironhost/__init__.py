@@ -7,6 +7,7 @@ code. What the agent can use directly:
 - ``@ironhost.tool("name")`` marks a tool function (sync or async): policies see each call and
   its result, and a circuit breaker can answer with a fallback instead of running it.
 - ``ironhost.current()`` tells the agent its id and live figures (calls, tokens, cost).
+- ``ironhost.progress(done, total, unit)`` reports progress to the control plane.
 - The exceptions ``PolicyDenied``, ``BudgetExceeded`` and ``CircuitOpen``.
 """
 
@@ -19,7 +20,7 @@ from .errors import (
     IronhostError,
     PolicyDenied,
 )
-from ._agent import AgentStatus, current
+from ._agent import AgentStatus, current, progress
 from ._tools import ToolError, tool
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "PolicyDenied",
     "ToolError",
     "current",
+    "progress",
     "tool",
 ]
 

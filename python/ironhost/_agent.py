@@ -52,3 +52,13 @@ def current() -> AgentStatus:
         output_tokens=m["output_tokens"],
         metrics=m,
     )
+
+
+def progress(done: int, total: Optional[int] = None, unit: Optional[str] = None) -> None:
+    """Report how far the agent is (``progress(23, 100, "leads")``): the dashboard and the
+    API show it as ``23 / 100 (23%)``."""
+    if isinstance(done, bool) or not isinstance(done, int) or done < 0:
+        raise ValueError(f"progress: done must be a whole number >= 0, not {done!r}")
+    if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
+        raise ValueError(f"progress: total must be a whole number >= 0, not {total!r}")
+    _native.progress(done, total, unit)

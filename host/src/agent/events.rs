@@ -9,7 +9,7 @@ use serde::Serialize;
 use tokio::sync::broadcast;
 
 use crate::policy::chain::VerdictKind;
-use crate::policy::host::PolicyEvent;
+use crate::policy::host::{PolicyEvent, SensitiveValue};
 use crate::policy::model::Severity;
 
 /// Events kept for a subscriber that falls behind.
@@ -117,7 +117,12 @@ pub enum EventKind {
     },
     PiiFinding {
         policy: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        call_id: Option<String>,
         detail: serde_json::Value,
+        /// The found value, for the encrypted audit only: never serialized.
+        #[serde(skip)]
+        original: Option<SensitiveValue>,
     },
     BudgetWarning {
         policy: String,
@@ -140,6 +145,26 @@ pub enum EventKind {
         hook: &'static str,
         message: String,
     },
+    /// The agent's own account of its progress (`ironhost.progress(done, total, unit)`).
+    AgentProgress {
+        done: u64,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        total: Option<u64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        unit: Option<String>,
+    },
+    /// Secrets changed and the agent's environment was updated: names only, never values.
+    SecretsRotated {
+        secrets: Vec<String>,
+        env_vars: Vec<String>,
+    },
+    /// The chain was changed through the control plane.
+    PolicyChanged {
+        action: String,
+        policy: String,
+        actor: String,
+        generation: u64,
+    },
     /// Any other event a policy emitted.
     Policy {
         policy: String,
@@ -161,7 +186,12 @@ impl EventKind {
             },
             "budget.warning" => EventKind::BudgetWarning { policy, detail },
             "budget.exceeded" => EventKind::BudgetExceeded { policy, detail },
-            "pii.finding" => EventKind::PiiFinding { policy, detail },
+            "pii.finding" => EventKind::PiiFinding {
+                policy,
+                call_id: None,
+                detail,
+                original: e.original.clone(),
+            },
             "circuit.opened" => EventKind::CircuitOpened { policy, detail },
             "circuit.closed" => EventKind::CircuitClosed { policy, detail },
             _ => EventKind::Policy {
@@ -225,6 +255,11 @@ impl EventBus {
         event
     }
 
+    /// The sequence number of the last event published (0: none yet).
+    pub fn last_seq(&self) -> u64 {
+        self.seq.load(Ordering::Relaxed)
+    }
+
     /// A new subscription; it sees events published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Arc<Event>> {
         self.tx.subscribe()
@@ -272,10 +307,19 @@ mod tests {
             kind: "pii.finding".into(),
             severity: Severity::High,
             detail: serde_json::json!({"type": "email"}),
+            original: Some(SensitiveValue::new("ada@example.com".into())),
         };
+        let kind = EventKind::from_policy(&e, 0.0);
         assert!(matches!(
-            EventKind::from_policy(&e, 0.0),
-            EventKind::PiiFinding { .. }
+            kind,
+            EventKind::PiiFinding {
+                original: Some(_),
+                ..
+            }
         ));
+        // The value goes nowhere a reader could see it.
+        let json = serde_json::to_string(&kind).unwrap();
+        assert!(!json.contains("ada@"), "{json}");
+        assert!(!format!("{kind:?}").contains("ada@"));
     }
 }

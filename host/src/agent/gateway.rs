@@ -725,7 +725,7 @@ impl Gateway {
             CallOutcome::Denied | CallOutcome::Cancelled => Severity::Medium,
             CallOutcome::Error => Severity::High,
         };
-        self.publish_policy_events(&trail.events, total);
+        self.publish_policy_events(&trail.events, total, &call.call_id);
         let policy_us = trail.policy_ns / 1000;
         self.bus.publish(
             &self.agent.agent_id,
@@ -750,9 +750,12 @@ impl Gateway {
         );
     }
 
-    fn publish_policy_events(&self, events: &[PolicyEvent], spent: f64) {
+    fn publish_policy_events(&self, events: &[PolicyEvent], spent: f64, call: &str) {
         for e in events {
-            let kind = EventKind::from_policy(e, spent);
+            let mut kind = EventKind::from_policy(e, spent);
+            if let EventKind::PiiFinding { call_id, .. } = &mut kind {
+                *call_id = Some(call.to_owned());
+            }
             match &kind {
                 EventKind::PiiFinding { detail, .. } => {
                     self.metrics.pii(1);
@@ -930,7 +933,7 @@ impl Gateway {
         } else {
             tracing::warn!("{line}");
         }
-        self.publish_policy_events(&trail.events, self.metrics.cost_usd());
+        self.publish_policy_events(&trail.events, self.metrics.cost_usd(), call_id);
         self.bus.publish(
             &self.agent.agent_id,
             if outcome == CallOutcome::Ok {

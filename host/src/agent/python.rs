@@ -355,6 +355,35 @@ fn note_signal(signum: i32) {
     note_signal_number(signum);
 }
 
+#[pyfunction]
+#[pyo3(signature = (done, total=None, unit=None))]
+fn progress(done: u64, total: Option<u64>, unit: Option<String>) -> PyResult<()> {
+    if total.is_some_and(|t| done > t) {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "progress: done ({done}) is more than total ({})",
+            total.unwrap_or(0)
+        )));
+    }
+    let gw = gateway()?;
+    gw.bus().publish(
+        &gw.agent().agent_id,
+        crate::policy::model::Severity::Info,
+        super::events::EventKind::AgentProgress { done, total, unit },
+    );
+    Ok(())
+}
+
+/// Set variables in the running agent's `os.environ` (a rotated secret), from any thread.
+pub fn update_environ(vars: &[(String, String)]) -> PyResult<()> {
+    Python::attach(|py| {
+        let environ = py.import("os")?.getattr("environ")?;
+        for (k, v) in vars {
+            environ.set_item(k, v)?;
+        }
+        Ok(())
+    })
+}
+
 fn native_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     let m = PyModule::new(py, "ironhost._native")?;
     m.add_function(wrap_pyfunction!(handle_http, &m)?)?;
@@ -362,6 +391,7 @@ fn native_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     m.add_function(wrap_pyfunction!(tool_end, &m)?)?;
     m.add_function(wrap_pyfunction!(current, &m)?)?;
     m.add_function(wrap_pyfunction!(note_signal, &m)?)?;
+    m.add_function(wrap_pyfunction!(progress, &m)?)?;
     m.add_class::<NativeStream>()?;
     m.add_class::<PyToolTicket>()?;
     Ok(m)

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
@@ -15,6 +16,8 @@ use super::events::{AgentState, EventBus, EventKind};
 use super::gateway::{Gateway, GatewayOptions, LlmMode};
 use super::metrics::Metrics;
 use super::python;
+use crate::api::plane::{self, Plane, PlaneError};
+use crate::api::{LiveChain, ws};
 use crate::config::{BundleChoice, Restart, Settings};
 use crate::llm::http::{HttpUpstream, ProviderConfig};
 use crate::llm::simulator::Simulator;
@@ -22,8 +25,11 @@ use crate::llm::tokens::ModelTokenMeter;
 use crate::policy::admission::admit_bundle;
 use crate::policy::bundle::{Bundle, PolicyEntry};
 use crate::policy::engine::{EngineOptions, PolicyEngine};
-use crate::policy::host::{HostServices, TokenMeter};
+use crate::policy::host::TokenMeter;
 use crate::policy::model::{AgentInfo, Severity};
+use crate::secrets::{Actor, SecretStore};
+use crate::store::queries::NewAgent;
+use crate::store::recorder::Recorder;
 
 /// How long an agent has to stop after SIGINT/SIGTERM before the host exits anyway.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -76,6 +82,22 @@ pub fn agent_id(script: &Path) -> String {
         bytes = (nanos ^ std::process::id()).to_le_bytes();
     }
     format!("{prefix}-{}", hex::encode(bytes))
+}
+
+/// Check an agent id given by the operator (`--agent-id`): it names store rows and URLs.
+pub fn check_agent_id(id: &str) -> Result<(), String> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{id}` is not an agent id (1-64 letters, digits, `-`, `_`, `.`)"
+        ))
+    }
 }
 
 fn policy_named<'a>(bundle: &'a mut Bundle, name: &str) -> Option<&'a mut PolicyEntry> {
@@ -137,35 +159,97 @@ pub struct Host {
     pub gateway: Arc<Gateway>,
     pub bus: EventBus,
     pub bundle_name: String,
-    /// Owns the worker threads of the HTTPS client.
-    _runtime: tokio::runtime::Runtime,
+    pub engine: PolicyEngine,
+    /// The store, secrets and persistent state.
+    pub plane: Plane,
+    pub recorder: Recorder,
+    /// Where this process serves the control plane, if it does.
+    pub api_addr: Option<SocketAddr>,
+    /// Runs the store's writers, the API and the HTTPS client.
+    runtime: tokio::runtime::Runtime,
 }
 
-/// Build the engine, admit the bundle and set up the call path.
+impl Host {
+    /// Wait (at most 5 s) until every event so far and all policy state are in the store.
+    pub fn flush(&self) {
+        let seq = self.bus.last_seq();
+        let written = self.runtime.block_on(async {
+            let written = self.recorder.flush(seq, Duration::from_secs(5)).await;
+            self.plane.state.flush().await;
+            written
+        });
+        if !written {
+            tracing::warn!("the store did not record the last events within 5 s");
+        }
+    }
+}
+
+/// The budget to run with: a limit set through the API for this agent wins; then
+/// `--budget`/config; then the global limit.
+fn budget_from_limits(
+    settings: &mut Settings,
+    plane: &Plane,
+    runtime: &tokio::runtime::Runtime,
+    id: &str,
+) -> Result<(), StartError> {
+    let limit = runtime
+        .block_on(plane.store.limit_for(id))
+        .map_err(|e| StartError::Failed(e.to_string()))?;
+    match limit {
+        Some(l) if l.agent_id.is_some() => {
+            tracing::info!(
+                "budget ${:.2} from the limit set for agent {id}",
+                l.limit_usd
+            );
+            settings.budget = Some(l.limit_usd);
+        }
+        Some(l) if settings.budget.is_none() => {
+            tracing::info!("budget ${:.2} from the global limit", l.limit_usd);
+            settings.budget = Some(l.limit_usd);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Build the engine, admit the bundle, open the store and set up the call path and, unless
+/// disabled, the control plane.
 pub fn build_host(
     settings: &Settings,
     name: &str,
+    script: &Path,
     id: String,
     env_vars: &BTreeMap<String, String>,
 ) -> Result<Host, StartError> {
-    let mut bundle = bundle_for(settings)?;
-    let budget = bundle_budget(&mut bundle);
-    let meter = Arc::new(ModelTokenMeter::new(Arc::new(settings.pricing.clone())));
-    let services = HostServices {
-        tokens: meter.clone(),
-        ..HostServices::default()
-    };
-    let secrets = services.secrets.clone();
-    let engine = PolicyEngine::new(EngineOptions::default(), services)
-        .map_err(|e| StartError::Failed(format!("policy engine: {e}")))?;
-    let chain = admit_bundle(&engine, &bundle)
-        .map_err(|e| StartError::Config(format!("bundle `{}`: {e}", bundle.name)))?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .thread_name("ironhost-io")
         .enable_all()
         .build()
         .map_err(|e| StartError::Failed(format!("cannot start the I/O runtime: {e}")))?;
+    // Check the bundle and the flags on it before anything is created on disk.
+    bundle_for(settings)?;
+    let _entered = runtime.enter();
+    // SIGUSR1 reloads secrets; handle it before anything else can be signalled.
+    let usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1())
+        .map_err(|e| StartError::Failed(format!("cannot handle SIGUSR1: {e}")))?;
+    let plane = runtime
+        .block_on(Plane::open(&settings.home, env_vars))
+        .map_err(|e| match e {
+            PlaneError::Input(m) => StartError::Config(m),
+            PlaneError::Failed(m) => StartError::Failed(m),
+        })?;
+    let mut settings = settings.clone();
+    budget_from_limits(&mut settings, &plane, &runtime, &id)?;
+    let mut bundle = bundle_for(&settings)?;
+    let budget = bundle_budget(&mut bundle);
+    let meter = Arc::new(ModelTokenMeter::new(Arc::new(settings.pricing.clone())));
+    let services = plane.services(meter.clone());
+    let secrets = services.secrets.clone();
+    let engine = PolicyEngine::new(EngineOptions::default(), services)
+        .map_err(|e| StartError::Failed(format!("policy engine: {e}")))?;
+    let chain = admit_bundle(&engine, &bundle)
+        .map_err(|e| StartError::Config(format!("bundle `{}`: {e}", bundle.name)))?;
     let llm = &settings.llm;
     let mode = llm.mode.unwrap_or(LlmMode::Auto);
     let timeout = Duration::from_millis(llm.timeout_ms.unwrap_or(60_000));
@@ -191,6 +275,7 @@ pub fn build_host(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let bus = EventBus::new();
+    let recorder = Recorder::spawn(plane.store.clone(), &bus, Some(plane.keyring.data_key()));
     let options = GatewayOptions {
         mode,
         timeout,
@@ -200,12 +285,13 @@ pub fn build_host(
         budget_usd: budget,
     };
     let agent = AgentInfo {
-        agent_id: id,
+        agent_id: id.clone(),
         name: name.to_owned(),
         environment: settings.environment.clone(),
     };
+    let chain = Arc::new(chain);
     let gateway = Arc::new(Gateway::new(
-        Arc::new(chain),
+        chain.clone(),
         simulator,
         http,
         secrets,
@@ -216,12 +302,137 @@ pub fn build_host(
         agent,
         options,
     ));
+    runtime
+        .block_on(plane.store.register_agent(&NewAgent {
+            id: &id,
+            name,
+            script: &script.display().to_string(),
+            bundle: &bundle.name,
+            environment: &settings.environment,
+            budget_usd: budget,
+            pid: std::process::id(),
+        }))
+        .map_err(|e| StartError::Failed(e.to_string()))?;
+    watch_usr1(usr1, plane.secrets.clone());
+    let api_addr = if settings.api.enabled {
+        let feed = ws::feed();
+        ws::feed_from_bus(&bus, feed.clone());
+        let live = LiveChain {
+            chain,
+            engine: engine.clone(),
+            agent_id: Some(id),
+            bus: bus.clone(),
+        };
+        let state = plane.app_state(Some(live), feed);
+        match runtime.block_on(plane::bind(&settings.api, state)) {
+            Ok(Some(server)) => {
+                let addr = server.addr;
+                runtime.spawn(async move {
+                    if let Err(e) = server.run(std::future::pending()).await {
+                        tracing::error!("control plane stopped: {e}");
+                    }
+                });
+                Some(addr)
+            }
+            Ok(None) => None,
+            Err(e) => return Err(StartError::Config(e)),
+        }
+    } else {
+        None
+    };
+    drop(_entered);
     Ok(Host {
         gateway,
         bus,
         bundle_name: bundle.name,
-        _runtime: runtime,
+        engine,
+        plane,
+        recorder,
+        api_addr,
+        runtime,
     })
+}
+
+/// SIGUSR1: re-read the secrets from the store; changes reach the agent as on an API update.
+fn watch_usr1(mut usr1: tokio::signal::unix::Signal, secrets: Arc<SecretStore>) {
+    tokio::spawn(async move {
+        while usr1.recv().await.is_some() {
+            match secrets.reload().await {
+                Ok(changed) if changed.is_empty() => {
+                    tracing::info!("SIGUSR1: secrets reloaded; none changed")
+                }
+                Ok(changed) => {
+                    tracing::info!("SIGUSR1: secrets reloaded; changed: {}", changed.join(", "))
+                }
+                Err(e) => tracing::error!("SIGUSR1: cannot reload secrets: {e}"),
+            }
+        }
+    });
+}
+
+/// Keep the agent's environment in step with its secrets: on every change, run
+/// `on-agent-start` again and set what differs in `os.environ`. Calls in flight are not
+/// touched; the next call uses the new values (egress keys are resolved per call).
+fn follow_secrets(host: &Host, first_env: Vec<(String, String)>) {
+    let mut changes = host.plane.secrets.subscribe();
+    let gateway = host.gateway.clone();
+    let secrets = host.plane.secrets.clone();
+    let bus = host.bus.clone();
+    let mut applied: BTreeMap<String, String> = first_env.into_iter().collect();
+    host.runtime.spawn(async move {
+        while changes.changed().await.is_ok() {
+            let names = changes.borrow_and_update().clone();
+            let gw = gateway.clone();
+            let start = tokio::task::spawn_blocking(move || gw.chain().on_agent_start(gw.agent())).await;
+            let env = match start.map(|r| r.outcome) {
+                Ok(crate::policy::chain::Outcome::Continue { value }) => value.env,
+                Ok(crate::policy::chain::Outcome::Deny { policy, denial }) => {
+                    tracing::warn!(
+                        "secrets changed ({}), but policy `{policy}` refused the new environment ({}): {}; the agent keeps its current one",
+                        names.join(", "),
+                        denial.code,
+                        denial.message
+                    );
+                    continue;
+                }
+                _ => continue,
+            };
+            let changed: Vec<(String, String)> = env
+                .into_iter()
+                .filter(|(k, v)| applied.get(k) != Some(v))
+                .collect();
+            if changed.is_empty() {
+                continue;
+            }
+            let update = changed.clone();
+            let result = tokio::task::spawn_blocking(move || python::update_environ(&update)).await;
+            if !matches!(result, Ok(Ok(()))) {
+                tracing::error!("cannot update the agent's environment after a secret change");
+                continue;
+            }
+            let vars: Vec<String> = changed.iter().map(|(k, _)| k.clone()).collect();
+            applied.extend(changed);
+            let agent = gateway.agent();
+            tracing::info!(
+                "secrets rotated ({}): {} updated in the agent's environment",
+                names.join(", "),
+                vars.join(", ")
+            );
+            for name in &names {
+                let _ = secrets
+                    .record(name, &agent.environment, "rotate", &Actor::host(), &format!("agent {}: {}", agent.agent_id, vars.join(", ")))
+                    .await;
+            }
+            bus.publish(
+                &agent.agent_id,
+                Severity::Info,
+                EventKind::SecretsRotated {
+                    secrets: names,
+                    env_vars: vars,
+                },
+            );
+        }
+    });
 }
 
 /// Set by the runtime when the agent is done; the stop watchdog then stands down.
@@ -298,6 +509,7 @@ pub fn run_agent(
             StartError::Failed(format!("cannot prepare Python: {}", python::describe(&e)))
         })?;
     tracing::debug!("HTTP libraries hooked: {}", hooked.join(", "));
+    follow_secrets(host, env.clone());
 
     let max_restarts = match settings.restart {
         Restart::Never => 0,
@@ -365,6 +577,7 @@ pub fn run_agent(
         }
         FINISHED.store(true, Ordering::SeqCst);
         drop(signals);
+        host.flush();
         return Ok(code);
     }
 }

@@ -6,6 +6,7 @@
 pub mod logging;
 mod policy;
 mod scaffold;
+mod serve;
 mod start;
 
 use std::process::ExitCode;
@@ -33,8 +34,10 @@ pub enum Command {
     /// Inspect, check and try out policy components and bundles.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
-    /// Run a Python agent under the policy bundle.
+    /// Run a Python agent under the policy bundle (and the control plane beside it).
     Start(start::StartArgs),
+    /// Run the control plane (REST API, WebSocket) without an agent.
+    Serve(serve::ServeArgs),
 }
 
 /// A command's error: what to print and which exit code to use.
@@ -81,6 +84,7 @@ pub fn run(cli: Cli) -> ExitCode {
             policy::run(cmd)
         }
         Command::Start(args) => start::run(args),
+        Command::Serve(args) => serve::run(args),
     };
     match result {
         Ok(code) => ExitCode::from(code),

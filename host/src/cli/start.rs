@@ -39,6 +39,15 @@ pub struct StartArgs {
     /// Restart the agent after a crash: `no`, `on-failure` or `on-failure:N`.
     #[arg(long, value_name = "POLICY")]
     pub restart: Option<String>,
+    /// Serve the control plane (REST + WebSocket) at this address instead of 127.0.0.1:7400.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// Do not serve the control plane from this process (the store still records the run).
+    #[arg(long)]
+    pub no_api: bool,
+    /// Resume an agent id (its spend and policy state carry on) instead of a new one.
+    #[arg(long, value_name = "ID")]
+    pub agent_id: Option<String>,
     /// Arguments for the agent (after `--`).
     #[arg(last = true)]
     pub args: Vec<String>,
@@ -58,6 +67,8 @@ pub fn run(args: StartArgs) -> Result<u8, CliError> {
         log_format: args.log_format,
         verbose: args.verbose,
         restart: args.restart,
+        listen: args.listen,
+        no_api: args.no_api,
     };
     let settings =
         config::load(&flags, &vars, &cwd).map_err(|e| CliError::input(format!("config: {e}")))?;
@@ -69,15 +80,26 @@ pub fn run(args: StartArgs) -> Result<u8, CliError> {
         )));
     }
     logging::init(settings.log_format, settings.verbose);
-    let id = runtime::agent_id(&script);
+    let id = match args.agent_id {
+        Some(id) => {
+            runtime::check_agent_id(&id)
+                .map_err(|e| CliError::input(format!("--agent-id: {e}")))?;
+            id
+        }
+        None => runtime::agent_id(&script),
+    };
     logging::set_agent_id(&id);
     let name = script
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let host = runtime::build_host(&settings, &name, id.clone(), &vars).map_err(start_error)?;
+    let host =
+        runtime::build_host(&settings, &name, &script, id.clone(), &vars).map_err(start_error)?;
     // The pilot's format: the id first, on its own line, on stdout.
     println!("agent_id: {id}");
+    if let Some(addr) = host.api_addr {
+        println!("dashboard: {}", crate::api::plane::url(addr));
+    }
     let spent = match host.gateway.options().budget_usd {
         Some(b) => format!("budget ${b:.2}"),
         None => "no budget".to_owned(),

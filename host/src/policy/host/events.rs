@@ -11,7 +11,13 @@ const MAX_DETAIL_BYTES: usize = 16 * 1024;
 
 impl Host for PolicyCtx {
     fn fingerprint(&mut self, value: String) -> String {
-        self.services.fingerprints.fingerprint(&value)
+        let fp = self.services.fingerprints.fingerprint(&value);
+        if self.call.fingerprinted.len() < MAX_EVENTS_PER_CALL {
+            self.call
+                .fingerprinted
+                .push((fp.clone(), super::SensitiveValue::new(value)));
+        }
+        fp
     }
 
     fn emit(&mut self, kind: String, severity: Severity, detail: String) {
@@ -42,11 +48,17 @@ impl Host for PolicyCtx {
                 return;
             }
         };
+        let original = detail
+            .get("fingerprint")
+            .and_then(|f| f.as_str())
+            .and_then(|fp| self.call.fingerprinted.iter().find(|(k, _)| k == fp))
+            .map(|(_, v)| v.clone());
         self.call.events.push(PolicyEvent {
             policy: policy.to_owned(),
             kind,
             severity: severity.into(),
             detail,
+            original,
         });
     }
 }

@@ -179,6 +179,32 @@ pub struct PolicyEvent {
     pub kind: String,
     pub severity: Severity,
     pub detail: serde_json::Value,
+    /// The value behind the detail's `fingerprint`, when the policy fingerprinted it in this
+    /// call: kept only for the encrypted audit, never serialized or printed.
+    #[serde(skip)]
+    pub original: Option<SensitiveValue>,
+}
+
+/// A sensitive value (a PII finding's original text) on its way to encrypted storage. It has no
+/// `Serialize`, and `Debug` hides it, so it cannot reach a log, an event or a response.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SensitiveValue(Arc<zeroize::Zeroizing<String>>);
+
+impl SensitiveValue {
+    pub fn new(value: String) -> SensitiveValue {
+        SensitiveValue(Arc::new(zeroize::Zeroizing::new(value)))
+    }
+
+    /// The value, for encryption.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for SensitiveValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[sensitive]")
+    }
 }
 
 /// What a policy instance knows about itself; shared by all its instances.
@@ -199,6 +225,9 @@ pub(crate) struct CallScope {
     pub environment: String,
     pub events: Vec<PolicyEvent>,
     pub dropped_events: usize,
+    /// Values fingerprinted in this call (fingerprint, value), so an event naming the
+    /// fingerprint can carry the value to the encrypted audit.
+    pub fingerprinted: Vec<(String, SensitiveValue)>,
     /// The admission probe runs against scratch state so it never touches real values.
     pub state_override: Option<Arc<dyn StateBackend>>,
 }

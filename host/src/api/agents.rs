@@ -1,0 +1,84 @@
+//! `agents`: what the store knows of every agent, its figures, and stopping one.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+
+use super::auth::{Admin, Reader};
+use super::{ApiError, AppState};
+use crate::store::queries::AgentRecord;
+
+async fn find(state: &AppState, id: &str) -> Result<AgentRecord, ApiError> {
+    state
+        .store
+        .agent(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no agent `{id}`")))
+}
+
+/// `GET /api/agents`: every agent with its figures.
+pub async fn list(State(state): State<AppState>, _: Reader) -> Result<impl IntoResponse, ApiError> {
+    let mut out = Vec::new();
+    for a in state.store.agents().await? {
+        let metrics = state.store.agent_metrics(&a).await?;
+        out.push(serde_json::json!({"agent": a, "metrics": metrics}));
+    }
+    Ok(Json(out))
+}
+
+/// `GET /api/agents/{id}`.
+pub async fn show(
+    State(state): State<AppState>,
+    _: Reader,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(find(&state, &id).await?))
+}
+
+/// `GET /api/agents/{id}/metrics`: progress, success rate, throughput, latency, cost.
+pub async fn metrics(
+    State(state): State<AppState>,
+    _: Reader,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let a = find(&state, &id).await?;
+    Ok(Json(state.store.agent_metrics(&a).await?))
+}
+
+/// Whether `pid` is an ironhost process (so a recycled pid is never signalled).
+fn is_ironhost(pid: i64) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .ok()
+        .and_then(|c| c.split(|b| *b == 0).next().map(|argv0| argv0.to_vec()))
+        .is_some_and(|argv0| String::from_utf8_lossy(&argv0).ends_with("ironhost"))
+}
+
+/// `POST /api/agents/{id}/stop` (admin): the agent's host gets SIGTERM, as from a terminal:
+/// the agent sees `KeyboardInterrupt`, runs its cleanup, and stops (143).
+pub async fn stop(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let a = find(&state, &id).await?;
+    if !matches!(a.state.as_str(), "starting" | "running") {
+        return Err(ApiError::conflict(format!(
+            "agent `{id}` is not running (it is {})",
+            a.state
+        )));
+    }
+    let pid = a
+        .pid
+        .filter(|p| *p > 0 && is_ironhost(*p))
+        .ok_or_else(|| ApiError::conflict(format!("agent `{id}`: its ironhost process is gone")))?;
+    let target = rustix::process::Pid::from_raw(pid as i32)
+        .ok_or_else(|| ApiError::conflict(format!("agent `{id}`: bad process id {pid}")))?;
+    rustix::process::kill_process(target, rustix::process::Signal::TERM)
+        .map_err(|e| ApiError::internal("stopping the agent", e))?;
+    tracing::warn!("agent {id} stopped through the API by {}", caller.name);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({"agent_id": id, "state": "stopping"})),
+    ))
+}

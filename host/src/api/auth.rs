@@ -1,0 +1,464 @@
+//! Authentication and roles at the API edge: the extractors that admit callers by role, and
+//! the `auth`, `users` and `tokens` routes.
+//!
+//! A caller presents `Authorization: Bearer TOKEN` (or `?access_token=TOKEN`, for browsers'
+//! WebSocket connections), where TOKEN is an access JWT from `auth/login` or an API token
+//! (`ih_...`).
+
+use axum::Json;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::IntoResponse;
+use serde::{Deserialize, Serialize};
+
+use super::error::JsonBody;
+use super::{ApiError, AppState};
+use crate::auth::jwt::{ACCESS_TTL_SECS, Claims, REFRESH_TTL_SECS, TokenType};
+use crate::auth::{self as authn, Role};
+use crate::secrets::{Actor, crypto};
+use crate::store::Store;
+
+/// An authenticated caller.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+    /// The login session, for JWT callers (logout revokes it).
+    pub session: Option<String>,
+}
+
+impl Caller {
+    pub fn actor(&self) -> Actor {
+        Actor {
+            name: self.name.clone(),
+            role: self.role,
+        }
+    }
+
+    fn require(self, roles: &[Role]) -> Result<Caller, ApiError> {
+        if roles.contains(&self.role) {
+            Ok(self)
+        } else {
+            Err(ApiError::forbidden(format!(
+                "this needs the {} role; you are {}",
+                roles
+                    .iter()
+                    .map(|r| r.as_str())
+                    .collect::<Vec<_>>()
+                    .join(" or "),
+                self.role.as_str()
+            )))
+        }
+    }
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn bearer(parts: &Parts) -> Option<String> {
+    if let Some(h) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+        let text = h.to_str().ok()?;
+        let (scheme, token) = text.split_once(' ')?;
+        return scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned());
+    }
+    axum::extract::Query::<std::collections::HashMap<String, String>>::try_from_uri(&parts.uri)
+        .ok()?
+        .0
+        .remove("access_token")
+}
+
+/// Who holds `token`, if anyone.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiError> {
+    if token.starts_with(authn::TOKEN_PREFIX) {
+        let record = state
+            .store
+            .token_by_digest(&authn::token_digest(token))
+            .await?
+            .ok_or_else(|| ApiError::unauthorized("unknown or revoked API token"))?;
+        let role = Role::parse(&record.role).map_err(|e| ApiError::internal("token role", e))?;
+        return Ok(Caller {
+            name: format!("token:{}", record.name),
+            role,
+            session: None,
+        });
+    }
+    let claims = state
+        .signer
+        .verify(token, now_secs())
+        .map_err(|e| ApiError::unauthorized(format!("{e}; log in again")))?;
+    if claims.typ != TokenType::Access {
+        return Err(ApiError::unauthorized(
+            "a refresh token cannot be used for requests",
+        ));
+    }
+    if !state.store.session_live(&claims.sid).await? {
+        return Err(ApiError::unauthorized(
+            "the session has ended; log in again",
+        ));
+    }
+    Ok(Caller {
+        name: claims.sub,
+        role: claims.role,
+        session: Some(claims.sid),
+    })
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
+        let token = bearer(parts).ok_or_else(|| {
+            ApiError::unauthorized("sign in: send `Authorization: Bearer TOKEN` (a login access token or an API token)")
+        })?;
+        authenticate(state, &token).await
+    }
+}
+
+/// A caller with the admin role.
+#[derive(Debug, Clone)]
+pub struct Admin(pub Caller);
+
+/// A caller who may read: admin, viewer or agent.
+#[derive(Debug, Clone)]
+pub struct Reader(pub Caller);
+
+/// A human reader: admin or viewer (not agents).
+#[derive(Debug, Clone)]
+pub struct Operator(pub Caller);
+
+impl FromRequestParts<AppState> for Admin {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Admin, ApiError> {
+        Ok(Admin(
+            Caller::from_request_parts(parts, state)
+                .await?
+                .require(&[Role::Admin])?,
+        ))
+    }
+}
+
+impl FromRequestParts<AppState> for Reader {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Reader, ApiError> {
+        Ok(Reader(
+            Caller::from_request_parts(parts, state).await?.require(&[
+                Role::Admin,
+                Role::Viewer,
+                Role::Agent,
+            ])?,
+        ))
+    }
+}
+
+impl FromRequestParts<AppState> for Operator {
+    type Rejection = ApiError;
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Operator, ApiError> {
+        Ok(Operator(
+            Caller::from_request_parts(parts, state)
+                .await?
+                .require(&[Role::Admin, Role::Viewer])?,
+        ))
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    pub username: String,
+    pub password: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TokenPair {
+    pub access_token: String,
+    pub refresh_token: String,
+    pub token_type: &'static str,
+    pub expires_in: u64,
+    pub username: String,
+    pub role: Role,
+}
+
+fn session_tokens(state: &AppState, username: &str, role: Role, sid: &str) -> (String, String) {
+    let now = now_secs();
+    let claims = |typ, ttl| Claims {
+        sub: username.to_owned(),
+        role,
+        sid: sid.to_owned(),
+        typ,
+        iat: now,
+        exp: now + ttl,
+    };
+    (
+        state
+            .signer
+            .sign(&claims(TokenType::Access, ACCESS_TTL_SECS)),
+        state
+            .signer
+            .sign(&claims(TokenType::Refresh, REFRESH_TTL_SECS)),
+    )
+}
+
+/// `POST /api/auth/login`.
+pub async fn login(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<LoginRequest>,
+) -> Result<Json<TokenPair>, ApiError> {
+    let refused = || ApiError::unauthorized("wrong user name or password");
+    let user = state.store.user_by_name(&req.username).await?;
+    let Some(user) = user else {
+        // Spend the same time as a real check so names cannot be probed by timing.
+        let _ = tokio::task::spawn_blocking(|| authn::verify_password("x", dummy_hash())).await;
+        return Err(refused());
+    };
+    let hash = user.password_hash.clone();
+    let password = zeroize::Zeroizing::new(req.password);
+    let ok = tokio::task::spawn_blocking(move || authn::verify_password(&password, &hash))
+        .await
+        .unwrap_or(false);
+    if !ok {
+        tracing::warn!(user = user.username.as_str(), "failed login");
+        return Err(refused());
+    }
+    let role = Role::parse(&user.role).map_err(|e| ApiError::internal("user role", e))?;
+    let sid = hex::encode(crypto::random::<16>().map_err(|e| ApiError::internal("randomness", e))?);
+    let expires = crate::store::now_ms() + (REFRESH_TTL_SECS * 1000) as i64;
+    state.store.create_session(&sid, user.id, expires).await?;
+    let (access_token, refresh_token) = session_tokens(&state, &user.username, role, &sid);
+    Ok(Json(TokenPair {
+        access_token,
+        refresh_token,
+        token_type: "Bearer",
+        expires_in: ACCESS_TTL_SECS,
+        username: user.username,
+        role,
+    }))
+}
+
+/// A real Argon2id hash of a random password, so failed logins of unknown users take as
+/// long as those of known ones.
+fn dummy_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        authn::generate_password()
+            .and_then(|p| authn::hash_password(&p))
+            .unwrap_or_default()
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    pub refresh_token: String,
+}
+
+/// `POST /api/auth/refresh`: a new access token for a live session.
+pub async fn refresh(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<RefreshRequest>,
+) -> Result<Json<TokenPair>, ApiError> {
+    let claims = state
+        .signer
+        .verify(&req.refresh_token, now_secs())
+        .map_err(|e| ApiError::unauthorized(format!("{e}; log in again")))?;
+    if claims.typ != TokenType::Refresh {
+        return Err(ApiError::unauthorized("not a refresh token"));
+    }
+    if !state.store.session_live(&claims.sid).await? {
+        return Err(ApiError::unauthorized(
+            "the session has ended; log in again",
+        ));
+    }
+    let (access_token, _) = session_tokens(&state, &claims.sub, claims.role, &claims.sid);
+    Ok(Json(TokenPair {
+        access_token,
+        refresh_token: req.refresh_token,
+        token_type: "Bearer",
+        expires_in: ACCESS_TTL_SECS,
+        username: claims.sub,
+        role: claims.role,
+    }))
+}
+
+/// `POST /api/auth/logout`: ends the caller's session (its access and refresh tokens).
+pub async fn logout(State(state): State<AppState>, caller: Caller) -> Result<StatusCode, ApiError> {
+    match &caller.session {
+        Some(sid) => {
+            state.store.revoke_session(sid).await?;
+            Ok(StatusCode::NO_CONTENT)
+        }
+        None => Err(ApiError::bad_request(
+            "API tokens have no session to end; revoke the token instead (DELETE /api/tokens/{id})",
+        )),
+    }
+}
+
+/// `GET /api/auth/me`.
+pub async fn me(caller: Caller) -> Json<serde_json::Value> {
+    Json(serde_json::json!({"name": caller.name, "role": caller.role}))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    pub username: String,
+    pub password: String,
+    pub role: String,
+}
+
+/// Shortest password accepted.
+pub const MIN_PASSWORD_LEN: usize = 8;
+
+fn check_username(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '@'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::unprocessable(
+            "invalid_user",
+            "username: use 1-64 letters, digits, `_`, `-`, `.` or `@`",
+        ))
+    }
+}
+
+/// `GET /api/users` (admin).
+pub async fn list_users(
+    State(state): State<AppState>,
+    _: Admin,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(state.store.users().await?))
+}
+
+/// `POST /api/users` (admin).
+pub async fn create_user(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    JsonBody(req): JsonBody<NewUser>,
+) -> Result<impl IntoResponse, ApiError> {
+    check_username(&req.username)?;
+    let role = Role::parse(&req.role)
+        .map_err(|e| ApiError::unprocessable("invalid_user", format!("role: {e}")))?;
+    if req.password.chars().count() < MIN_PASSWORD_LEN {
+        return Err(ApiError::unprocessable(
+            "invalid_user",
+            format!("password: at least {MIN_PASSWORD_LEN} characters"),
+        ));
+    }
+    let password = zeroize::Zeroizing::new(req.password);
+    let hash = tokio::task::spawn_blocking(move || authn::hash_password(&password))
+        .await
+        .map_err(|e| ApiError::internal("password hashing", e))?
+        .map_err(|e| ApiError::internal("password hashing", e))?;
+    let user = state
+        .store
+        .create_user(&req.username, &hash, role.as_str())
+        .await?
+        .ok_or_else(|| ApiError::conflict(format!("user `{}` exists", req.username)))?;
+    tracing::info!(
+        "user {} ({}) created by {}",
+        user.username,
+        user.role,
+        caller.name
+    );
+    Ok((StatusCode::CREATED, Json(user)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    pub name: String,
+    pub role: String,
+}
+
+/// `GET /api/tokens` (admin): token records, never tokens.
+pub async fn list_tokens(
+    State(state): State<AppState>,
+    _: Admin,
+) -> Result<impl IntoResponse, ApiError> {
+    Ok(Json(state.store.tokens().await?))
+}
+
+/// `POST /api/tokens` (admin): the token is in this response and nowhere else, ever.
+pub async fn create_token(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    JsonBody(req): JsonBody<NewToken>,
+) -> Result<impl IntoResponse, ApiError> {
+    if req.name.trim().is_empty() || req.name.len() > 128 {
+        return Err(ApiError::unprocessable(
+            "invalid_token",
+            "name: 1-128 characters",
+        ));
+    }
+    let role = Role::parse(&req.role)
+        .map_err(|e| ApiError::unprocessable("invalid_token", format!("role: {e}")))?;
+    let token = authn::new_api_token().map_err(|e| ApiError::internal("randomness", e))?;
+    let record = state
+        .store
+        .create_token(
+            req.name.trim(),
+            &authn::token_digest(&token),
+            role.as_str(),
+            &caller.name,
+        )
+        .await?;
+    let mut body = serde_json::to_value(&record).unwrap_or_default();
+    if let Some(o) = body.as_object_mut() {
+        o.insert("token".into(), token.into());
+    }
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// `DELETE /api/tokens/{id}` (admin).
+pub async fn revoke_token(
+    State(state): State<AppState>,
+    _: Admin,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id: i64 = id
+        .parse()
+        .map_err(|_| ApiError::bad_request(format!("token id `{id}`: not a number")))?;
+    if state.store.revoke_token(id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("no live token {id}")))
+    }
+}
+
+/// Create the first admin if there are no users: with `password`, or a generated one that is
+/// returned (for the caller to print once). `Ok(None)`: users exist, or the given password
+/// was used.
+pub async fn bootstrap_admin(
+    store: &Store,
+    password: Option<&str>,
+) -> Result<Option<String>, String> {
+    if store.user_count().await.map_err(|e| e.to_string())? > 0 {
+        return Ok(None);
+    }
+    let (password, generated) = match password.filter(|p| !p.is_empty()) {
+        Some(p) if p.chars().count() < MIN_PASSWORD_LEN => {
+            return Err(format!(
+                "IRONHOST_ADMIN_PASSWORD: at least {MIN_PASSWORD_LEN} characters"
+            ));
+        }
+        Some(p) => (p.to_owned(), false),
+        None => (authn::generate_password()?, true),
+    };
+    let hash = authn::hash_password(&password)?;
+    match store.create_user("admin", &hash, "admin").await {
+        Ok(Some(_)) => Ok(generated.then_some(password)),
+        // Another process created it first.
+        Ok(None) => Ok(None),
+        Err(e) => Err(e.to_string()),
+    }
+}

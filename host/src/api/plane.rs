@@ -1,0 +1,143 @@
+//! Opening the control plane's parts in an ironhost home: the store, the keyring (master
+//! key), the secret store, persistent policy state, the first admin; and serving the API.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tokio::sync::broadcast;
+
+use super::{AppState, Inner, LiveChain, Server};
+use crate::auth::jwt::Signer;
+use crate::config::ApiSettings;
+use crate::policy::host::{Fingerprinter, HostServices, TokenMeter};
+use crate::secrets::{Keyring, SecretStore, SecretsError};
+use crate::store::state::StoredState;
+use crate::store::{Store, StoreError};
+
+/// Why the control plane's parts could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum PlaneError {
+    /// Bad input from the operator (a wrong or missing master key, a short password): exit 2.
+    #[error("{0}")]
+    Input(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<StoreError> for PlaneError {
+    fn from(e: StoreError) -> PlaneError {
+        PlaneError::Failed(e.to_string())
+    }
+}
+
+impl From<SecretsError> for PlaneError {
+    fn from(e: SecretsError) -> PlaneError {
+        match e {
+            SecretsError::Store(s) => s.into(),
+            other => PlaneError::Input(other.to_string()),
+        }
+    }
+}
+
+/// The opened parts.
+#[derive(Debug, Clone)]
+pub struct Plane {
+    pub store: Store,
+    pub keyring: Arc<Keyring>,
+    pub secrets: Arc<SecretStore>,
+    pub state: Arc<StoredState>,
+}
+
+impl Plane {
+    /// Open everything in `home`; must run inside a multi-threaded Tokio runtime. On the first
+    /// run this creates the admin user (`IRONHOST_ADMIN_PASSWORD`, or a generated password
+    /// printed once on stderr).
+    pub async fn open(home: &Path, vars: &BTreeMap<String, String>) -> Result<Plane, PlaneError> {
+        let store = Store::open(home).await?;
+        let keyring = Arc::new(
+            Keyring::unlock(
+                &store,
+                home,
+                vars.get("IRONHOST_MASTER_KEY").map(String::as_str),
+            )
+            .await?,
+        );
+        let secrets = SecretStore::load(store.clone(), keyring.clone()).await?;
+        let state = StoredState::load(&store).await?;
+        let admin_password = vars.get("IRONHOST_ADMIN_PASSWORD").map(String::as_str);
+        match super::auth::bootstrap_admin(&store, admin_password).await {
+            Ok(Some(generated)) => {
+                // Once, on the terminal, never in the log or the store.
+                eprintln!(
+                    "ironhost: created the control plane user `admin` with password {generated}\n\
+                     ironhost: it is shown only this once; set IRONHOST_ADMIN_PASSWORD before the first run to choose it"
+                );
+            }
+            Ok(None) => {}
+            Err(e) if e.starts_with("IRONHOST_ADMIN_PASSWORD") => return Err(PlaneError::Input(e)),
+            Err(e) => {
+                return Err(PlaneError::Failed(format!(
+                    "cannot create the admin user: {e}"
+                )));
+            }
+        }
+        Ok(Plane {
+            store,
+            keyring,
+            secrets,
+            state,
+        })
+    }
+
+    /// The services policies get: persistent state, the secret store, the installation's
+    /// fingerprint key.
+    pub fn services(&self, tokens: Arc<dyn TokenMeter>) -> HostServices {
+        HostServices {
+            state: self.state.clone(),
+            tokens,
+            secrets: self.secrets.clone(),
+            fingerprints: Fingerprinter::with_key(self.keyring.fingerprint_key()),
+        }
+    }
+
+    /// The router state over these parts.
+    pub fn app_state(
+        &self,
+        live: Option<LiveChain>,
+        feed: broadcast::Sender<Arc<str>>,
+    ) -> AppState {
+        AppState(Arc::new(Inner {
+            store: self.store.clone(),
+            secrets: self.secrets.clone(),
+            signer: Signer::new(self.keyring.jwt_key()),
+            feed,
+            live,
+            started: Instant::now(),
+        }))
+    }
+}
+
+/// Bind the API as `api` says. `Ok(None)`: the default address was busy (another ironhost
+/// serves it) and the agent runs without its own control plane; a chosen address that is busy
+/// is an error.
+pub async fn bind(api: &ApiSettings, state: AppState) -> Result<Option<Server>, String> {
+    match Server::bind(&api.listen, state).await {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && !api.explicit => {
+            tracing::warn!(
+                "control plane not started: {} is in use (is `ironhost serve` running?); use --listen ADDR to pick another",
+                api.listen
+            );
+            Ok(None)
+        }
+        Err(e) => Err(format!("api.listen: cannot listen on {}: {e}", api.listen)),
+    }
+}
+
+/// Where to point a browser.
+pub fn url(addr: SocketAddr) -> String {
+    format!("http://{addr}/")
+}

@@ -1,0 +1,124 @@
+//! `/ws`: the live event stream. Each event is serialized once and shared by every client;
+//! a client that falls behind is told how many events it missed and carries on, without
+//! slowing anyone else.
+//!
+//! Authenticate with `Authorization: Bearer TOKEN` or `/ws?access_token=TOKEN` (browsers
+//! cannot set headers on WebSocket requests). Messages are the bus's event JSON, plus
+//! `{"type": "hello", ...}` first and `{"type": "lagged", "missed": N}` when events were lost.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::response::Response;
+use tokio::sync::broadcast;
+
+use super::AppState;
+use super::auth::Reader;
+use crate::agent::events::EventBus;
+use crate::store::Store;
+
+/// Events kept for a client that falls behind.
+pub const FEED_CAPACITY: usize = 8192;
+/// How often `ironhost serve` looks for events other processes stored.
+pub const TAIL_EVERY: Duration = Duration::from_millis(100);
+
+/// A new feed.
+pub fn feed() -> broadcast::Sender<Arc<str>> {
+    broadcast::channel(FEED_CAPACITY).0
+}
+
+/// Forward this process's bus into the feed.
+pub fn feed_from_bus(bus: &EventBus, feed: broadcast::Sender<Arc<str>>) {
+    let mut rx = bus.subscribe();
+    tokio::spawn(async move {
+        loop {
+            match rx.recv().await {
+                Ok(event) => {
+                    if let Ok(text) = serde_json::to_string(&*event) {
+                        let _ = feed.send(Arc::from(text));
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!("the live feed fell behind the bus; {n} events not streamed");
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+}
+
+/// Follow the store: events other processes write appear in the feed within [`TAIL_EVERY`]
+/// plus their writer's batching.
+pub fn feed_from_store(store: Store, feed: broadcast::Sender<Arc<str>>) {
+    tokio::spawn(async move {
+        let mut after = match store.last_event_id().await {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!("cannot follow the store's events: {e}");
+                return;
+            }
+        };
+        let mut tick = tokio::time::interval(TAIL_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            match store.events(after, None, None, 1000, false).await {
+                Ok(rows) => {
+                    for row in rows {
+                        if let Some(id) = row.get("id").and_then(|v| v.as_i64()) {
+                            after = after.max(id);
+                        }
+                        let _ = feed.send(Arc::from(row.to_string()));
+                    }
+                }
+                Err(e) => tracing::warn!("cannot read new events: {e}"),
+            }
+        }
+    });
+}
+
+/// `GET /ws` (admin, viewer, agent).
+pub async fn upgrade(
+    State(state): State<AppState>,
+    Reader(caller): Reader,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let rx = state.feed.subscribe();
+    ws.on_upgrade(move |socket| client(socket, rx, caller.name))
+}
+
+async fn client(mut socket: WebSocket, mut rx: broadcast::Receiver<Arc<str>>, who: String) {
+    let hello =
+        serde_json::json!({"type": "hello", "user": who, "version": env!("CARGO_PKG_VERSION")});
+    if socket
+        .send(Message::Text(hello.to_string().into()))
+        .await
+        .is_err()
+    {
+        return;
+    }
+    loop {
+        tokio::select! {
+            event = rx.recv() => match event {
+                Ok(text) => {
+                    if socket.send(Message::Text(Utf8Bytes::from(&*text))).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    let note = serde_json::json!({"type": "lagged", "missed": n});
+                    if socket.send(Message::Text(note.to_string().into())).await.is_err() {
+                        return;
+                    }
+                }
+                Err(broadcast::error::RecvError::Closed) => return,
+            },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}

@@ -1,0 +1,122 @@
+//! `ironhost serve`: the control plane without an agent. It shows every agent in the store
+//! (their processes write to it) and streams the events they record; its policy chain is the
+//! configured bundle, for inspection and for admitting new components.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use clap::Args;
+
+use super::{CliError, logging};
+use crate::agent::events::EventBus;
+use crate::agent::runtime::bundle_for;
+use crate::api::plane::{self, Plane, PlaneError};
+use crate::api::{LiveChain, ws};
+use crate::config::{self, Flags};
+use crate::llm::tokens::ModelTokenMeter;
+use crate::policy::admission::admit_bundle;
+use crate::policy::engine::{EngineOptions, PolicyEngine};
+use crate::store::recorder::Recorder;
+
+/// `ironhost serve` arguments.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (default 127.0.0.1:7400).
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<String>,
+    /// The bundle whose chain the API shows and manages.
+    #[arg(long, value_name = "DIR|default")]
+    pub bundle: Option<String>,
+    /// The configuration file (default: ./ironhost.toml when it exists).
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Show debug lines.
+    #[arg(long)]
+    pub verbose: bool,
+    /// Log line format.
+    #[arg(long, value_name = "human|json")]
+    pub log_format: Option<String>,
+}
+
+/// Serve until SIGINT or SIGTERM.
+pub fn run(args: ServeArgs) -> Result<u8, CliError> {
+    let vars: BTreeMap<String, String> = std::env::vars().collect();
+    let cwd = std::env::current_dir()
+        .map_err(|e| CliError::failure(format!("cannot read the current directory: {e}")))?;
+    let flags = Flags {
+        config: args.config,
+        bundle: args.bundle,
+        log_format: args.log_format,
+        verbose: args.verbose,
+        listen: args.listen,
+        ..Flags::default()
+    };
+    let settings =
+        config::load(&flags, &vars, &cwd).map_err(|e| CliError::input(format!("config: {e}")))?;
+    logging::init(settings.log_format, settings.verbose);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .thread_name("ironhost-api")
+        .enable_all()
+        .build()
+        .map_err(|e| CliError::failure(format!("cannot start the I/O runtime: {e}")))?;
+    runtime.block_on(async move {
+        let plane = Plane::open(&settings.home, &vars)
+            .await
+            .map_err(|e| match e {
+                PlaneError::Input(m) => CliError::input(m),
+                PlaneError::Failed(m) => CliError::failure(m),
+            })?;
+        let bundle = bundle_for(&settings).map_err(|e| CliError::input(e.to_string()))?;
+        let meter = Arc::new(ModelTokenMeter::new(Arc::new(settings.pricing.clone())));
+        let engine = PolicyEngine::new(EngineOptions::default(), plane.services(meter))
+            .map_err(|e| CliError::failure(format!("policy engine: {e}")))?;
+        let chain = tokio::task::block_in_place(|| admit_bundle(&engine, &bundle))
+            .map_err(|e| CliError::input(format!("bundle `{}`: {e}", bundle.name)))?;
+        // Changes made here are recorded like any process's events, and reach clients
+        // through the store, with everyone else's.
+        let bus = EventBus::new();
+        let _recorder = Recorder::spawn(plane.store.clone(), &bus, Some(plane.keyring.data_key()));
+        let feed = ws::feed();
+        ws::feed_from_store(plane.store.clone(), feed.clone());
+        let live = LiveChain {
+            chain: Arc::new(chain),
+            engine,
+            agent_id: None,
+            bus,
+        };
+        let state = plane.app_state(Some(live), feed);
+        let api = config::ApiSettings {
+            explicit: true,
+            ..settings.api.clone()
+        };
+        let server = plane::bind(&api, state)
+            .await
+            .map_err(CliError::input)?
+            .ok_or_else(|| CliError::input(format!("cannot listen on {}", api.listen)))?;
+        println!("control plane: {}", plane::url(server.addr));
+        tracing::info!(
+            "serving the control plane for {} (store {})",
+            settings.home.display(),
+            plane.store.path().display()
+        );
+        server
+            .run(async {
+                let mut term =
+                    match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                    {
+                        Ok(s) => s,
+                        Err(_) => return std::future::pending().await,
+                    };
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+                tracing::info!("stopping the control plane");
+            })
+            .await
+            .map_err(|e| CliError::failure(format!("control plane: {e}")))?;
+        Ok(0)
+    })
+}

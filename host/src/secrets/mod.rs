@@ -1,0 +1,704 @@
+//! The secret store: values sealed with AES-256-GCM under keys Argon2id derives from the master
+//! key (`IRONHOST_MASTER_KEY`) and a fresh salt per secret version; environments `dev`,
+//! `staging`, `production`; soft delete; every change and every read through the API written
+//! to the append-only `secret_audit_log`.
+//!
+//! The [`Keyring`] holds what the master key unlocks for the whole installation: the data key
+//! (PII audit values, signing keys) and the key check that turns a wrong master key into a
+//! clear error instead of garbage. [`SecretStore`] serves secrets to policies (synchronously,
+//! from memory) and to the API, and announces changes so a running agent's environment is
+//! updated without a restart.
+
+pub mod crypto;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use serde::Serialize;
+use sqlx::Row;
+use tokio::sync::watch;
+use zeroize::Zeroizing;
+
+use crate::auth::Role;
+use crate::policy::host::SecretResolver;
+use crate::store::{Store, StoreError, now_ms};
+use crypto::{CryptoError, Key, MasterKey, SALT_LEN};
+
+/// The environments a secret can belong to.
+pub const ENVIRONMENTS: [&str; 3] = ["dev", "staging", "production"];
+/// Largest secret value accepted, in bytes.
+pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+/// The file a generated master key is kept in, inside the ironhost home.
+pub const MASTER_KEY_FILE: &str = "master.key";
+
+const KEY_CHECK: &[u8] = b"ironhost key check v1";
+
+/// What went wrong. Never carries a secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum SecretsError {
+    #[error(
+        "the master key does not match the one {path} was created with; set IRONHOST_MASTER_KEY to the original key (the secrets cannot be decrypted with this one)"
+    )]
+    WrongMasterKey { path: PathBuf },
+    #[error(
+        "{path} holds encrypted data but no master key was given: set IRONHOST_MASTER_KEY (or restore {key_file})"
+    )]
+    NoMasterKey { path: PathBuf, key_file: PathBuf },
+    #[error("IRONHOST_MASTER_KEY: {0}")]
+    BadMasterKey(String),
+    #[error("{path}: {reason}")]
+    KeyFile { path: PathBuf, reason: String },
+    #[error("secret name `{0}`: use 1-128 letters, digits, `_`, `-` or `.`")]
+    BadName(String),
+    #[error("environment `{0}`: must be one of dev, staging, production")]
+    BadEnvironment(String),
+    #[error("secret `{name}`: {reason}")]
+    BadValue { name: String, reason: String },
+    #[error("no secret `{name}` in environment `{environment}`")]
+    NotFound { name: String, environment: String },
+    #[error("secret `{name}` in `{environment}` cannot be decrypted: {source}")]
+    Crypto {
+        name: String,
+        environment: String,
+        source: CryptoError,
+    },
+    #[error("{0}")]
+    Key(#[from] CryptoError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<sqlx::Error> for SecretsError {
+    fn from(e: sqlx::Error) -> SecretsError {
+        SecretsError::Store(StoreError::Query(e))
+    }
+}
+
+/// Who does something to a secret, for the audit log.
+#[derive(Debug, Clone)]
+pub struct Actor {
+    pub name: String,
+    pub role: Role,
+}
+
+impl Actor {
+    /// The host itself (start-up, rotation, signals).
+    pub fn host() -> Actor {
+        Actor {
+            name: "ironhost".to_owned(),
+            role: Role::Admin,
+        }
+    }
+}
+
+/// What the master key unlocks for the installation.
+pub struct Keyring {
+    master: MasterKey,
+    data_key: Arc<Key>,
+    fingerprint_key: [u8; 32],
+    jwt_key: Zeroizing<Vec<u8>>,
+    derived: Mutex<HashMap<[u8; SALT_LEN], Key>>,
+}
+
+impl std::fmt::Debug for Keyring {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keyring(keys hidden)")
+    }
+}
+
+/// The master key: `IRONHOST_MASTER_KEY` if set; else the home's `master.key`; else, for a
+/// store that holds nothing encrypted yet, a new random key written to `master.key`.
+fn master_key(
+    store: &Store,
+    home: &Path,
+    from_env: Option<&str>,
+    initialized: bool,
+) -> Result<MasterKey, SecretsError> {
+    if let Some(text) = from_env.filter(|t| !t.is_empty()) {
+        return MasterKey::new(text).map_err(SecretsError::BadMasterKey);
+    }
+    let file = home.join(MASTER_KEY_FILE);
+    match std::fs::read_to_string(&file) {
+        Ok(text) => {
+            return MasterKey::new(&text)
+                .map_err(|reason| SecretsError::KeyFile { path: file, reason });
+        }
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(SecretsError::KeyFile {
+                path: file,
+                reason: format!("cannot read: {e}"),
+            });
+        }
+        Err(_) => {}
+    }
+    if initialized {
+        return Err(SecretsError::NoMasterKey {
+            path: store.path().to_path_buf(),
+            key_file: file,
+        });
+    }
+    let text = hex::encode(crypto::random::<32>()?);
+    write_private(&file, &text).map_err(|reason| SecretsError::KeyFile {
+        path: file.clone(),
+        reason,
+    })?;
+    tracing::warn!(
+        "no IRONHOST_MASTER_KEY: generated a master key in {} (back it up; set IRONHOST_MASTER_KEY in production)",
+        file.display()
+    );
+    MasterKey::new(&text).map_err(SecretsError::BadMasterKey)
+}
+
+fn write_private(path: &Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| format!("cannot create: {e}"))?;
+    f.write_all(text.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| format!("cannot write: {e}"))
+}
+
+impl Keyring {
+    /// Unlock the installation's keys with the master key, creating them on first use.
+    pub async fn unlock(
+        store: &Store,
+        home: &Path,
+        from_env: Option<&str>,
+    ) -> Result<Keyring, SecretsError> {
+        let existing = store.meta("key_check").await?;
+        let master = master_key(store, home, from_env, existing.is_some())?;
+        let record = match existing {
+            Some(r) => r,
+            None => {
+                let salt = crypto::random::<SALT_LEN>()?;
+                let key = derive_blocking(&master, salt).await?;
+                let (nonce, ct) = crypto::seal(&key, KEY_CHECK, b"key-check")?;
+                let record = [&salt[..], &nonce[..], &ct[..]].concat();
+                store.meta_init("key_check", &record).await?
+            }
+        };
+        if record.len() < SALT_LEN + crypto::NONCE_LEN {
+            return Err(CryptoError::Malformed("key check record").into());
+        }
+        let mut salt = [0u8; SALT_LEN];
+        salt.copy_from_slice(&record[..SALT_LEN]);
+        let (nonce, ct) = record[SALT_LEN..].split_at(crypto::NONCE_LEN);
+        let data_key = derive_blocking(&master, salt).await?;
+        match crypto::open(&data_key, nonce, ct, b"key-check") {
+            Ok(v) if &v[..] == KEY_CHECK => {}
+            _ => {
+                return Err(SecretsError::WrongMasterKey {
+                    path: store.path().to_path_buf(),
+                });
+            }
+        }
+        let fingerprint = installation_key(store, &data_key, "fingerprint_key").await?;
+        let jwt = installation_key(store, &data_key, "jwt_key").await?;
+        let mut fingerprint_key = [0u8; 32];
+        fingerprint_key.copy_from_slice(&fingerprint[..32]);
+        Ok(Keyring {
+            master,
+            data_key: Arc::new(data_key),
+            fingerprint_key,
+            jwt_key: jwt,
+            derived: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The key sealing PII audit values.
+    pub fn data_key(&self) -> Arc<Key> {
+        self.data_key.clone()
+    }
+
+    /// The HMAC key of PII fingerprints: one per installation, so fingerprints stay
+    /// comparable across runs.
+    pub fn fingerprint_key(&self) -> [u8; 32] {
+        self.fingerprint_key
+    }
+
+    /// The key signing session tokens.
+    pub fn jwt_key(&self) -> &[u8] {
+        &self.jwt_key
+    }
+
+    /// The key for a secret's salt; derivations are cached (Argon2id is deliberately slow).
+    fn key_for(&self, salt: &[u8]) -> Result<Key, CryptoError> {
+        let salt: [u8; SALT_LEN] = salt
+            .try_into()
+            .map_err(|_| CryptoError::Malformed("salt must be 16 bytes"))?;
+        if let Some(k) = self.derived.lock().get(&salt) {
+            return Ok(k.clone());
+        }
+        let key = self.master.derive(&salt)?;
+        let mut cache = self.derived.lock();
+        if cache.len() > 4096 {
+            cache.clear();
+        }
+        cache.insert(salt, key.clone());
+        Ok(key)
+    }
+}
+
+async fn derive_blocking(master: &MasterKey, salt: [u8; SALT_LEN]) -> Result<Key, CryptoError> {
+    slow(|| master.derive(&salt))
+}
+
+/// Run CPU-heavy work (Argon2id) without starving other tasks on a multi-threaded runtime.
+fn slow<T>(f: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+/// A random 32-byte installation key, stored sealed under the data key.
+async fn installation_key(
+    store: &Store,
+    data_key: &Key,
+    name: &str,
+) -> Result<Zeroizing<Vec<u8>>, SecretsError> {
+    let aad = name.as_bytes();
+    let record = match store.meta(name).await? {
+        Some(r) => r,
+        None => {
+            let fresh = Zeroizing::new(crypto::random::<32>()?);
+            let (nonce, ct) = crypto::seal(data_key, &fresh[..], aad)?;
+            store
+                .meta_init(name, &[&nonce[..], &ct[..]].concat())
+                .await?
+        }
+    };
+    if record.len() < crypto::NONCE_LEN {
+        return Err(CryptoError::Malformed("installation key record").into());
+    }
+    let (nonce, ct) = record.split_at(crypto::NONCE_LEN);
+    let key = crypto::open(data_key, nonce, ct, aad)?;
+    if key.len() != 32 {
+        return Err(CryptoError::Malformed("installation key length").into());
+    }
+    Ok(key)
+}
+
+/// A secret without its value.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretMeta {
+    pub name: String,
+    pub environment: String,
+    pub version: i64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// One line of the secret audit log.
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub ts_ms: i64,
+    pub secret_name: String,
+    pub environment: String,
+    pub action: String,
+    pub actor: String,
+    pub role: String,
+    pub detail: Option<String>,
+}
+
+struct Entry {
+    meta: SecretMeta,
+    salt: Vec<u8>,
+    nonce: Vec<u8>,
+    ciphertext: Vec<u8>,
+    /// Decrypted on first use.
+    plain: Option<Zeroizing<String>>,
+}
+
+type Cache = BTreeMap<(String, String), Entry>;
+
+fn aad(environment: &str, name: &str) -> Vec<u8> {
+    format!("secret:{environment}:{name}").into_bytes()
+}
+
+/// Check a secret name.
+pub fn validate_name(name: &str) -> Result<(), SecretsError> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(SecretsError::BadName(name.chars().take(140).collect()))
+    }
+}
+
+/// Check an environment name.
+pub fn validate_environment(environment: &str) -> Result<(), SecretsError> {
+    if ENVIRONMENTS.contains(&environment) {
+        Ok(())
+    } else {
+        Err(SecretsError::BadEnvironment(
+            environment.chars().take(40).collect(),
+        ))
+    }
+}
+
+/// The secrets of an installation.
+pub struct SecretStore {
+    store: Store,
+    keyring: Arc<Keyring>,
+    cache: RwLock<Cache>,
+    changes: watch::Sender<Vec<String>>,
+}
+
+impl std::fmt::Debug for SecretStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretStore").finish_non_exhaustive()
+    }
+}
+
+impl SecretStore {
+    /// Read every live secret's ciphertext (values are decrypted when first used).
+    pub async fn load(
+        store: Store,
+        keyring: Arc<Keyring>,
+    ) -> Result<Arc<SecretStore>, SecretsError> {
+        let cache = read_all(&store).await?;
+        let (changes, _) = watch::channel(Vec::new());
+        Ok(Arc::new(SecretStore {
+            store,
+            keyring,
+            cache: RwLock::new(cache),
+            changes,
+        }))
+    }
+
+    /// Changes: the names of secrets changed most recently. Receivers wake on every change.
+    pub fn subscribe(&self) -> watch::Receiver<Vec<String>> {
+        self.changes.subscribe()
+    }
+
+    /// Re-read the database (another process may have changed it). Returns the names of
+    /// secrets that changed, and announces them if any did.
+    pub async fn reload(&self) -> Result<Vec<String>, SecretsError> {
+        let fresh = read_all(&self.store).await?;
+        let mut changed = Vec::new();
+        {
+            let mut cache = self.cache.write();
+            for (k, e) in &fresh {
+                if cache.get(k).is_none_or(|old| {
+                    old.meta.version != e.meta.version || old.meta.updated_ms != e.meta.updated_ms
+                }) {
+                    changed.push(k.1.clone());
+                }
+            }
+            for k in cache.keys() {
+                if !fresh.contains_key(k) {
+                    changed.push(k.1.clone());
+                }
+            }
+            *cache = fresh;
+        }
+        changed.sort();
+        changed.dedup();
+        if !changed.is_empty() {
+            self.changes.send_replace(changed.clone());
+        }
+        Ok(changed)
+    }
+
+    /// Every live secret, without values, optionally in one environment.
+    pub fn list(&self, environment: Option<&str>) -> Vec<SecretMeta> {
+        self.cache
+            .read()
+            .values()
+            .filter(|e| environment.is_none_or(|env| e.meta.environment == env))
+            .map(|e| e.meta.clone())
+            .collect()
+    }
+
+    pub fn meta(&self, environment: &str, name: &str) -> Option<SecretMeta> {
+        self.cache
+            .read()
+            .get(&(environment.to_owned(), name.to_owned()))
+            .map(|e| e.meta.clone())
+    }
+
+    /// The value of a secret.
+    pub fn value(&self, environment: &str, name: &str) -> Result<Zeroizing<String>, SecretsError> {
+        let key = (environment.to_owned(), name.to_owned());
+        let not_found = || SecretsError::NotFound {
+            name: name.to_owned(),
+            environment: environment.to_owned(),
+        };
+        {
+            let cache = self.cache.read();
+            let entry = cache.get(&key).ok_or_else(not_found)?;
+            if let Some(p) = &entry.plain {
+                return Ok(p.clone());
+            }
+        }
+        let mut cache = self.cache.write();
+        let entry = cache.get_mut(&key).ok_or_else(not_found)?;
+        let crypto_err = |source| SecretsError::Crypto {
+            name: name.to_owned(),
+            environment: environment.to_owned(),
+            source,
+        };
+        let k = slow(|| self.keyring.key_for(&entry.salt)).map_err(crypto_err)?;
+        let bytes = crypto::open(&k, &entry.nonce, &entry.ciphertext, &aad(environment, name))
+            .map_err(crypto_err)?;
+        let text = String::from_utf8(bytes.to_vec())
+            .map_err(|_| crypto_err(CryptoError::Malformed("value is not UTF-8")))?;
+        let plain = Zeroizing::new(text);
+        entry.plain = Some(plain.clone());
+        Ok(plain)
+    }
+
+    /// Create or update (rotate) a secret. Returns its metadata and whether it was created.
+    pub async fn put(
+        &self,
+        name: &str,
+        environment: &str,
+        value: &str,
+        actor: &Actor,
+    ) -> Result<(SecretMeta, bool), SecretsError> {
+        validate_name(name)?;
+        validate_environment(environment)?;
+        if value.is_empty() || value.len() > MAX_VALUE_BYTES {
+            return Err(SecretsError::BadValue {
+                name: name.to_owned(),
+                reason: format!("the value must be 1 to {MAX_VALUE_BYTES} bytes"),
+            });
+        }
+        let salt = crypto::random::<SALT_LEN>()?;
+        let keyring = self.keyring.clone();
+        let key = slow(|| keyring.key_for(&salt))?;
+        let (nonce, ct) = crypto::seal(&key, value.as_bytes(), &aad(environment, name))?;
+        let now = now_ms();
+        let mut tx = self.store.pool().begin().await?;
+        let updated = sqlx::query(
+            "UPDATE secrets SET salt = ?, nonce = ?, ciphertext = ?, version = version + 1, updated_ms = ?
+             WHERE name = ? AND environment = ? AND deleted_ms IS NULL",
+        )
+        .bind(&salt[..])
+        .bind(&nonce[..])
+        .bind(&ct)
+        .bind(now)
+        .bind(name)
+        .bind(environment)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            == 1;
+        if !updated {
+            sqlx::query(
+                "INSERT INTO secrets (name, environment, salt, nonce, ciphertext, version, created_ms, updated_ms)
+                 VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
+            )
+            .bind(name)
+            .bind(environment)
+            .bind(&salt[..])
+            .bind(&nonce[..])
+            .bind(&ct)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        audit(
+            &mut tx,
+            name,
+            environment,
+            if updated { "update" } else { "create" },
+            actor,
+            None,
+        )
+        .await?;
+        let row = sqlx::query(
+            "SELECT * FROM secrets WHERE name = ? AND environment = ? AND deleted_ms IS NULL",
+        )
+        .bind(name)
+        .bind(environment)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        let mut entry = entry(&row);
+        entry.plain = Some(Zeroizing::new(value.to_owned()));
+        let meta = entry.meta.clone();
+        self.cache
+            .write()
+            .insert((environment.to_owned(), name.to_owned()), entry);
+        self.changes.send_replace(vec![name.to_owned()]);
+        Ok((meta, !updated))
+    }
+
+    /// Soft-delete a secret (the row stays, marked deleted; the audit log says who).
+    pub async fn delete(
+        &self,
+        name: &str,
+        environment: &str,
+        actor: &Actor,
+    ) -> Result<SecretMeta, SecretsError> {
+        validate_environment(environment)?;
+        let mut tx = self.store.pool().begin().await?;
+        let n = sqlx::query("UPDATE secrets SET deleted_ms = ? WHERE name = ? AND environment = ? AND deleted_ms IS NULL")
+            .bind(now_ms())
+            .bind(name)
+            .bind(environment)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(SecretsError::NotFound {
+                name: name.to_owned(),
+                environment: environment.to_owned(),
+            });
+        }
+        audit(&mut tx, name, environment, "delete", actor, None).await?;
+        tx.commit().await?;
+        let removed = self
+            .cache
+            .write()
+            .remove(&(environment.to_owned(), name.to_owned()));
+        self.changes.send_replace(vec![name.to_owned()]);
+        Ok(removed.map(|e| e.meta).unwrap_or(SecretMeta {
+            name: name.to_owned(),
+            environment: environment.to_owned(),
+            version: 0,
+            created_ms: 0,
+            updated_ms: 0,
+        }))
+    }
+
+    /// Note a read of a value (`read` by an agent, `reveal` by an admin) in the audit log.
+    pub async fn record_access(
+        &self,
+        name: &str,
+        environment: &str,
+        action: &str,
+        actor: &Actor,
+    ) -> Result<(), SecretsError> {
+        let mut tx = self.store.pool().begin().await?;
+        audit(&mut tx, name, environment, action, actor, None).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Note an event concerning secrets that is not an API operation (rotation into a
+    /// running agent).
+    pub async fn record(
+        &self,
+        name: &str,
+        environment: &str,
+        action: &str,
+        actor: &Actor,
+        detail: &str,
+    ) -> Result<(), SecretsError> {
+        let mut tx = self.store.pool().begin().await?;
+        audit(&mut tx, name, environment, action, actor, Some(detail)).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The audit log, newest first, optionally for one secret name.
+    pub async fn audit_log(
+        &self,
+        name: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>, SecretsError> {
+        let rows = sqlx::query(
+            "SELECT * FROM secret_audit_log WHERE (?1 IS NULL OR secret_name = ?1) ORDER BY id DESC LIMIT ?2",
+        )
+        .bind(name)
+        .bind(limit)
+        .fetch_all(self.store.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| AuditEntry {
+                id: r.get("id"),
+                ts_ms: r.get("ts_ms"),
+                secret_name: r.get("secret_name"),
+                environment: r.get("environment"),
+                action: r.get("action"),
+                actor: r.get("actor"),
+                role: r.get("role"),
+                detail: r.get("detail"),
+            })
+            .collect())
+    }
+}
+
+async fn audit(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    name: &str,
+    environment: &str,
+    action: &str,
+    actor: &Actor,
+    detail: Option<&str>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO secret_audit_log (ts_ms, secret_name, environment, action, actor, role, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(now_ms())
+    .bind(name)
+    .bind(environment)
+    .bind(action)
+    .bind(&actor.name)
+    .bind(actor.role.as_str())
+    .bind(detail)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+fn entry(row: &sqlx::sqlite::SqliteRow) -> Entry {
+    Entry {
+        meta: SecretMeta {
+            name: row.get("name"),
+            environment: row.get("environment"),
+            version: row.get("version"),
+            created_ms: row.get("created_ms"),
+            updated_ms: row.get("updated_ms"),
+        },
+        salt: row.get("salt"),
+        nonce: row.get("nonce"),
+        ciphertext: row.get("ciphertext"),
+        plain: None,
+    }
+}
+
+async fn read_all(store: &Store) -> Result<Cache, SecretsError> {
+    let rows = sqlx::query("SELECT * FROM secrets WHERE deleted_ms IS NULL")
+        .fetch_all(store.pool())
+        .await?;
+    Ok(rows
+        .iter()
+        .map(|r| {
+            let e = entry(r);
+            ((e.meta.environment.clone(), e.meta.name.clone()), e)
+        })
+        .collect())
+}
+
+impl SecretResolver for SecretStore {
+    fn get(&self, environment: &str, name: &str) -> Option<String> {
+        match self.value(environment, name) {
+            Ok(v) => Some(v.to_string()),
+            Err(SecretsError::NotFound { .. }) => None,
+            Err(e) => {
+                tracing::error!("{e}");
+                None
+            }
+        }
+    }
+}

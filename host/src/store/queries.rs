@@ -1,0 +1,789 @@
+//! What the control plane reads and writes besides the recorder: agents, usage, traces,
+//! events, limits, users, API tokens and sessions.
+
+use serde::Serialize;
+use sqlx::Row;
+use sqlx::sqlite::SqliteRow;
+
+use super::{Store, StoreError, now_ms};
+
+/// An agent as the store knows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentRecord {
+    pub id: String,
+    pub name: String,
+    pub script: String,
+    pub bundle: String,
+    pub environment: String,
+    pub state: String,
+    pub budget_usd: Option<f64>,
+    pub pid: Option<i64>,
+    pub exit_code: Option<i64>,
+    pub progress: Option<Progress>,
+    pub runs: i64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// What the agent reported of its progress.
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    pub done: i64,
+    pub total: Option<i64>,
+    pub unit: Option<String>,
+    pub percent: Option<f64>,
+}
+
+/// What a new agent is registered with.
+#[derive(Debug, Clone)]
+pub struct NewAgent<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub script: &'a str,
+    pub bundle: &'a str,
+    pub environment: &'a str,
+    pub budget_usd: Option<f64>,
+    pub pid: u32,
+}
+
+/// Latency percentiles in milliseconds.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+}
+
+impl Percentiles {
+    /// Nearest-rank percentiles of `values`.
+    pub fn of(mut values: Vec<f64>) -> Percentiles {
+        if values.is_empty() {
+            return Percentiles::default();
+        }
+        values.sort_by(f64::total_cmp);
+        let at = |p: f64| {
+            let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
+            values[rank.clamp(1, values.len()) - 1]
+        };
+        Percentiles {
+            p50: at(50.0),
+            p95: at(95.0),
+            p99: at(99.0),
+        }
+    }
+}
+
+/// An agent's figures, from its call records.
+#[derive(Debug, Clone, Serialize)]
+pub struct AgentMetrics {
+    pub agent_id: String,
+    pub state: String,
+    pub progress: Option<Progress>,
+    pub llm_calls: i64,
+    pub tool_calls: i64,
+    /// Calls answered (by the provider, the tool, or a policy's fallback) over all calls.
+    pub success_rate: f64,
+    pub denials: i64,
+    pub errors: i64,
+    pub fallbacks: i64,
+    /// Calls per minute over the agent's life so far.
+    pub throughput_per_min: f64,
+    pub latency_ms: Percentiles,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_usd: f64,
+    pub budget_usd: Option<f64>,
+    pub pii_findings: i64,
+    pub uptime_s: f64,
+}
+
+/// Totals over a set of call records.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UsageTotals {
+    pub calls: i64,
+    pub llm_calls: i64,
+    pub tool_calls: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_usd: f64,
+}
+
+/// Usage by one key (a model or an agent).
+#[derive(Debug, Clone, Serialize)]
+pub struct UsageRow {
+    pub key: String,
+    pub calls: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cost_usd: f64,
+    pub mean_latency_ms: f64,
+}
+
+/// Usage with breakdowns.
+#[derive(Debug, Clone, Serialize)]
+pub struct Usage {
+    pub totals: UsageTotals,
+    pub by_model: Vec<UsageRow>,
+    pub by_agent: Vec<UsageRow>,
+}
+
+/// Which call records to count.
+#[derive(Debug, Clone, Default)]
+pub struct UsageFilter {
+    pub agent_id: Option<String>,
+    pub model: Option<String>,
+    pub since_ms: Option<i64>,
+}
+
+/// One call, as traces list it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TraceSummary {
+    pub id: String,
+    pub agent_id: String,
+    pub kind: String,
+    pub provider: Option<String>,
+    pub model: Option<String>,
+    pub tool: Option<String>,
+    pub outcome: String,
+    pub status: Option<i64>,
+    pub code: Option<String>,
+    pub cost_usd: f64,
+    pub latency_ms: f64,
+    pub policy_us: i64,
+    pub ts_ms: i64,
+}
+
+/// One call with every policy's verdict.
+#[derive(Debug, Clone, Serialize)]
+pub struct Trace {
+    #[serde(flatten)]
+    pub summary: TraceSummary,
+    pub stream: bool,
+    pub simulated: bool,
+    pub attempts: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub verdicts: serde_json::Value,
+}
+
+/// A budget set through the API.
+#[derive(Debug, Clone, Serialize)]
+pub struct Limit {
+    pub id: i64,
+    /// `None`: the limit for every agent without one of its own.
+    pub agent_id: Option<String>,
+    pub limit_usd: f64,
+    pub warn_at: f64,
+    pub created_ms: i64,
+    pub updated_ms: i64,
+}
+
+/// A user, without the password hash.
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    pub id: i64,
+    pub username: String,
+    pub role: String,
+    pub created_ms: i64,
+    #[serde(skip)]
+    pub password_hash: String,
+}
+
+/// An API token's record (never the token).
+#[derive(Debug, Clone, Serialize)]
+pub struct ApiToken {
+    pub id: i64,
+    pub name: String,
+    pub role: String,
+    pub created_by: String,
+    pub created_ms: i64,
+    pub revoked_ms: Option<i64>,
+}
+
+/// PII findings counted by type and action.
+#[derive(Debug, Clone, Serialize)]
+pub struct PiiCount {
+    pub pii_type: String,
+    pub action: String,
+    pub count: i64,
+}
+
+fn progress(row: &SqliteRow) -> Option<Progress> {
+    let done: Option<i64> = row.get("progress_done");
+    let total: Option<i64> = row.get("progress_total");
+    done.map(|done| Progress {
+        done,
+        total,
+        unit: row.get("progress_unit"),
+        percent: total
+            .filter(|t| *t > 0)
+            .map(|t| (done as f64 * 100.0 / t as f64 * 10.0).round() / 10.0),
+    })
+}
+
+fn agent(row: &SqliteRow) -> AgentRecord {
+    AgentRecord {
+        id: row.get("id"),
+        name: row.get("name"),
+        script: row.get("script"),
+        bundle: row.get("bundle"),
+        environment: row.get("environment"),
+        state: row.get("state"),
+        budget_usd: row.get("budget_usd"),
+        pid: row.get("pid"),
+        exit_code: row.get("exit_code"),
+        progress: progress(row),
+        runs: row.get("runs"),
+        created_ms: row.get("created_ms"),
+        updated_ms: row.get("updated_ms"),
+    }
+}
+
+const AGENT_COLUMNS: &str =
+    "SELECT a.*, (SELECT COUNT(*) FROM agent_runs r WHERE r.agent_id = a.id) AS runs FROM agents a";
+
+fn trace_summary(row: &SqliteRow) -> TraceSummary {
+    TraceSummary {
+        id: row.get("id"),
+        agent_id: row.get("agent_id"),
+        kind: row.get("kind"),
+        provider: row.get("provider"),
+        model: row.get("model"),
+        tool: row.get("tool"),
+        outcome: row.get("outcome"),
+        status: row.get("status"),
+        code: row.get("code"),
+        cost_usd: row.get("cost_usd"),
+        latency_ms: row.get("latency_ms"),
+        policy_us: row.get("policy_us"),
+        ts_ms: row.get("ts_ms"),
+    }
+}
+
+fn limit(row: &SqliteRow) -> Limit {
+    Limit {
+        id: row.get("id"),
+        agent_id: row.get("agent_id"),
+        limit_usd: row.get("limit_usd"),
+        warn_at: row.get("warn_at"),
+        created_ms: row.get("created_ms"),
+        updated_ms: row.get("updated_ms"),
+    }
+}
+
+fn user(row: &SqliteRow) -> User {
+    User {
+        id: row.get("id"),
+        username: row.get("username"),
+        role: row.get("role"),
+        created_ms: row.get("created_ms"),
+        password_hash: row.get("password_hash"),
+    }
+}
+
+fn token(row: &SqliteRow) -> ApiToken {
+    ApiToken {
+        id: row.get("id"),
+        name: row.get("name"),
+        role: row.get("role"),
+        created_by: row.get("created_by"),
+        created_ms: row.get("created_ms"),
+        revoked_ms: row.get("revoked_ms"),
+    }
+}
+
+impl Store {
+    /// Record an agent about to start (or restart under the same id).
+    pub async fn register_agent(&self, a: &NewAgent<'_>) -> Result<(), StoreError> {
+        let now = now_ms();
+        sqlx::query(
+            "INSERT INTO agents (id, name, script, bundle, environment, state, budget_usd, pid, created_ms, updated_ms)
+             VALUES (?, ?, ?, ?, ?, 'starting', ?, ?, ?, ?)
+             ON CONFLICT (id) DO UPDATE SET state = 'starting', script = excluded.script, bundle = excluded.bundle,
+               environment = excluded.environment, budget_usd = excluded.budget_usd, pid = excluded.pid,
+               exit_code = NULL, updated_ms = excluded.updated_ms",
+        )
+        .bind(a.id)
+        .bind(a.name)
+        .bind(a.script)
+        .bind(a.bundle)
+        .bind(a.environment)
+        .bind(a.budget_usd)
+        .bind(i64::from(a.pid))
+        .bind(now)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Every agent, newest first.
+    pub async fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
+        let rows = sqlx::query(&format!("{AGENT_COLUMNS} ORDER BY a.created_ms DESC, a.id"))
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.iter().map(agent).collect())
+    }
+
+    pub async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
+        let row = sqlx::query(&format!("{AGENT_COLUMNS} WHERE a.id = ?"))
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.as_ref().map(agent))
+    }
+
+    /// The figures of one agent.
+    pub async fn agent_metrics(&self, a: &AgentRecord) -> Result<AgentMetrics, StoreError> {
+        let row = sqlx::query(
+            "SELECT
+               COALESCE(SUM(kind = 'llm'), 0) AS llm, COALESCE(SUM(kind = 'tool'), 0) AS tool,
+               COALESCE(SUM(outcome IN ('ok', 'fallback')), 0) AS ok,
+               COALESCE(SUM(outcome = 'denied'), 0) AS denied, COALESCE(SUM(outcome = 'error'), 0) AS errors,
+               COALESCE(SUM(outcome = 'fallback'), 0) AS fallbacks,
+               COALESCE(SUM(input_tokens), 0) AS input, COALESCE(SUM(output_tokens), 0) AS output,
+               COALESCE(SUM(cost_usd), 0.0) AS cost
+             FROM calls WHERE agent_id = ?",
+        )
+        .bind(&a.id)
+        .fetch_one(self.pool())
+        .await?;
+        let latencies: Vec<f64> =
+            sqlx::query_scalar("SELECT latency_ms FROM calls WHERE agent_id = ? AND kind = 'llm'")
+                .bind(&a.id)
+                .fetch_all(self.pool())
+                .await?;
+        let pii: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pii_audit WHERE agent_id = ?")
+            .bind(&a.id)
+            .fetch_one(self.pool())
+            .await?;
+        let (llm, tool, ok): (i64, i64, i64) = (row.get("llm"), row.get("tool"), row.get("ok"));
+        let total = llm + tool;
+        let running = matches!(a.state.as_str(), "starting" | "running");
+        let end = if running { now_ms() } else { a.updated_ms };
+        let uptime_s = ((end - a.created_ms).max(0) as f64) / 1000.0;
+        Ok(AgentMetrics {
+            agent_id: a.id.clone(),
+            state: a.state.clone(),
+            progress: a.progress.clone(),
+            llm_calls: llm,
+            tool_calls: tool,
+            success_rate: if total == 0 {
+                1.0
+            } else {
+                ok as f64 / total as f64
+            },
+            denials: row.get("denied"),
+            errors: row.get("errors"),
+            fallbacks: row.get("fallbacks"),
+            throughput_per_min: if uptime_s > 0.0 {
+                total as f64 * 60.0 / uptime_s
+            } else {
+                0.0
+            },
+            latency_ms: Percentiles::of(latencies),
+            input_tokens: row.get("input"),
+            output_tokens: row.get("output"),
+            cost_usd: row.get("cost"),
+            budget_usd: a.budget_usd,
+            pii_findings: pii,
+            uptime_s,
+        })
+    }
+
+    /// Usage totals and breakdowns by model and by agent.
+    pub async fn usage(&self, f: &UsageFilter) -> Result<Usage, StoreError> {
+        const WHERE: &str =
+            "WHERE (?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR model = ?2) AND ts_ms >= ?3";
+        let since = f.since_ms.unwrap_or(0);
+        let totals = sqlx::query(&format!(
+            "SELECT COUNT(*) AS calls, COALESCE(SUM(kind = 'llm'), 0) AS llm, COALESCE(SUM(kind = 'tool'), 0) AS tool,
+               COALESCE(SUM(input_tokens), 0) AS input, COALESCE(SUM(output_tokens), 0) AS output,
+               COALESCE(SUM(cost_usd), 0.0) AS cost FROM calls {WHERE}"
+        ))
+        .bind(&f.agent_id)
+        .bind(&f.model)
+        .bind(since)
+        .fetch_one(self.pool())
+        .await?;
+        let breakdown = |column: &str| {
+            format!(
+                "SELECT {column} AS key, COUNT(*) AS calls, COALESCE(SUM(input_tokens), 0) AS input,
+                   COALESCE(SUM(output_tokens), 0) AS output, COALESCE(SUM(cost_usd), 0.0) AS cost,
+                   COALESCE(AVG(latency_ms), 0.0) AS latency
+                 FROM calls {WHERE} AND kind = 'llm' GROUP BY {column} ORDER BY cost DESC, key"
+            )
+        };
+        let mut by = Vec::new();
+        for column in ["model", "agent_id"] {
+            let rows = sqlx::query(&breakdown(column))
+                .bind(&f.agent_id)
+                .bind(&f.model)
+                .bind(since)
+                .fetch_all(self.pool())
+                .await?;
+            by.push(
+                rows.iter()
+                    .map(|r| UsageRow {
+                        key: r.get::<Option<String>, _>("key").unwrap_or_default(),
+                        calls: r.get("calls"),
+                        input_tokens: r.get("input"),
+                        output_tokens: r.get("output"),
+                        cost_usd: r.get("cost"),
+                        mean_latency_ms: r.get("latency"),
+                    })
+                    .collect::<Vec<_>>(),
+            );
+        }
+        let by_agent = by.pop().unwrap_or_default();
+        let by_model = by.pop().unwrap_or_default();
+        Ok(Usage {
+            totals: UsageTotals {
+                calls: totals.get("calls"),
+                llm_calls: totals.get("llm"),
+                tool_calls: totals.get("tool"),
+                input_tokens: totals.get("input"),
+                output_tokens: totals.get("output"),
+                cost_usd: totals.get("cost"),
+            },
+            by_model,
+            by_agent,
+        })
+    }
+
+    /// Recent calls, newest first.
+    pub async fn traces(
+        &self,
+        agent_id: Option<&str>,
+        before_ms: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<TraceSummary>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM calls WHERE (?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR ts_ms < ?2)
+             ORDER BY ts_ms DESC, id DESC LIMIT ?3",
+        )
+        .bind(agent_id)
+        .bind(before_ms)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows.iter().map(trace_summary).collect())
+    }
+
+    pub async fn trace(&self, id: &str) -> Result<Option<Trace>, StoreError> {
+        let row = sqlx::query("SELECT * FROM calls WHERE id = ?")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.map(|r| Trace {
+            summary: trace_summary(&r),
+            stream: r.get("stream"),
+            simulated: r.get("simulated"),
+            attempts: r.get("attempts"),
+            input_tokens: r.get("input_tokens"),
+            output_tokens: r.get("output_tokens"),
+            verdicts: serde_json::from_str(&r.get::<String, _>("verdicts")).unwrap_or_default(),
+        }))
+    }
+
+    /// Stored events with `id > after`, oldest first (with `newest`: the latest, newest
+    /// first). Each is the bus's JSON with the store's `id` added.
+    pub async fn events(
+        &self,
+        after: i64,
+        agent_id: Option<&str>,
+        kind: Option<&str>,
+        limit: i64,
+        newest: bool,
+    ) -> Result<Vec<serde_json::Value>, StoreError> {
+        let order = if newest { "DESC" } else { "ASC" };
+        let rows = sqlx::query(&format!(
+            "SELECT id, body FROM events WHERE id > ?1 AND (?2 IS NULL OR agent_id = ?2) AND (?3 IS NULL OR type = ?3)
+             ORDER BY id {order} LIMIT ?4"
+        ))
+        .bind(after)
+        .bind(agent_id)
+        .bind(kind)
+        .bind(limit)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let mut body: serde_json::Value =
+                    serde_json::from_str(&r.get::<String, _>("body")).unwrap_or_default();
+                if let Some(o) = body.as_object_mut() {
+                    o.insert("id".into(), r.get::<i64, _>("id").into());
+                }
+                body
+            })
+            .collect())
+    }
+
+    /// The highest event id stored (0: none).
+    pub async fn last_event_id(&self) -> Result<i64, StoreError> {
+        Ok(
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events")
+                .fetch_one(self.pool())
+                .await?,
+        )
+    }
+
+    /// PII findings by type and action (all agents, or one).
+    pub async fn pii_counts(&self, agent_id: Option<&str>) -> Result<Vec<PiiCount>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT pii_type, action, COUNT(*) AS n FROM pii_audit WHERE (?1 IS NULL OR agent_id = ?1)
+             GROUP BY pii_type, action ORDER BY n DESC, pii_type",
+        )
+        .bind(agent_id)
+        .fetch_all(self.pool())
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| PiiCount {
+                pii_type: r.get("pii_type"),
+                action: r.get("action"),
+                count: r.get("n"),
+            })
+            .collect())
+    }
+
+    pub async fn limits(&self) -> Result<Vec<Limit>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM limits ORDER BY agent_id IS NOT NULL, agent_id")
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.iter().map(limit).collect())
+    }
+
+    pub async fn limit(&self, id: i64) -> Result<Option<Limit>, StoreError> {
+        let row = sqlx::query("SELECT * FROM limits WHERE id = ?")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.as_ref().map(limit))
+    }
+
+    /// The limit that applies to `agent_id`: its own, else the global one.
+    pub async fn limit_for(&self, agent_id: &str) -> Result<Option<Limit>, StoreError> {
+        let row = sqlx::query("SELECT * FROM limits WHERE agent_id = ? OR agent_id IS NULL ORDER BY agent_id IS NULL LIMIT 1")
+            .bind(agent_id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.as_ref().map(limit))
+    }
+
+    /// Create a limit; `Ok(None)` if that scope already has one.
+    pub async fn create_limit(
+        &self,
+        agent_id: Option<&str>,
+        limit_usd: f64,
+        warn_at: f64,
+    ) -> Result<Option<Limit>, StoreError> {
+        let now = now_ms();
+        let result = sqlx::query(
+            "INSERT OR IGNORE INTO limits (agent_id, limit_usd, warn_at, created_ms, updated_ms) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(agent_id)
+        .bind(limit_usd)
+        .bind(warn_at)
+        .bind(now)
+        .bind(now)
+        .execute(self.pool())
+        .await?;
+        if result.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.limit(result.last_insert_rowid()).await
+    }
+
+    pub async fn update_limit(
+        &self,
+        id: i64,
+        limit_usd: f64,
+        warn_at: f64,
+    ) -> Result<Option<Limit>, StoreError> {
+        let n = sqlx::query(
+            "UPDATE limits SET limit_usd = ?, warn_at = ?, updated_ms = ? WHERE id = ?",
+        )
+        .bind(limit_usd)
+        .bind(warn_at)
+        .bind(now_ms())
+        .bind(id)
+        .execute(self.pool())
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Ok(None);
+        }
+        self.limit(id).await
+    }
+
+    pub async fn delete_limit(&self, id: i64) -> Result<Option<Limit>, StoreError> {
+        let existing = self.limit(id).await?;
+        if existing.is_some() {
+            sqlx::query("DELETE FROM limits WHERE id = ?")
+                .bind(id)
+                .execute(self.pool())
+                .await?;
+        }
+        Ok(existing)
+    }
+
+    pub async fn user_count(&self) -> Result<i64, StoreError> {
+        Ok(sqlx::query_scalar("SELECT COUNT(*) FROM users")
+            .fetch_one(self.pool())
+            .await?)
+    }
+
+    pub async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query("SELECT * FROM users WHERE username = ?")
+            .bind(username)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.as_ref().map(user))
+    }
+
+    pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
+        let row = sqlx::query("SELECT * FROM users WHERE id = ?")
+            .bind(id)
+            .fetch_optional(self.pool())
+            .await?;
+        Ok(row.as_ref().map(user))
+    }
+
+    pub async fn users(&self) -> Result<Vec<User>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM users ORDER BY id")
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.iter().map(user).collect())
+    }
+
+    /// Create a user; `Ok(None)` if the name is taken.
+    pub async fn create_user(
+        &self,
+        username: &str,
+        password_hash: &str,
+        role: &str,
+    ) -> Result<Option<User>, StoreError> {
+        let result = sqlx::query(
+            "INSERT OR IGNORE INTO users (username, password_hash, role, created_ms) VALUES (?, ?, ?, ?)",
+        )
+        .bind(username)
+        .bind(password_hash)
+        .bind(role)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await?;
+        if result.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.user_by_id(result.last_insert_rowid()).await
+    }
+
+    pub async fn create_token(
+        &self,
+        name: &str,
+        digest: &str,
+        role: &str,
+        created_by: &str,
+    ) -> Result<ApiToken, StoreError> {
+        let id = sqlx::query(
+            "INSERT INTO api_tokens (name, token_sha256, role, created_by, created_ms) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(name)
+        .bind(digest)
+        .bind(role)
+        .bind(created_by)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await?
+        .last_insert_rowid();
+        let row = sqlx::query("SELECT * FROM api_tokens WHERE id = ?")
+            .bind(id)
+            .fetch_one(self.pool())
+            .await?;
+        Ok(token(&row))
+    }
+
+    /// The live (unrevoked) token with this digest.
+    pub async fn token_by_digest(&self, digest: &str) -> Result<Option<ApiToken>, StoreError> {
+        let row =
+            sqlx::query("SELECT * FROM api_tokens WHERE token_sha256 = ? AND revoked_ms IS NULL")
+                .bind(digest)
+                .fetch_optional(self.pool())
+                .await?;
+        Ok(row.as_ref().map(token))
+    }
+
+    pub async fn tokens(&self) -> Result<Vec<ApiToken>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM api_tokens ORDER BY id")
+            .fetch_all(self.pool())
+            .await?;
+        Ok(rows.iter().map(token).collect())
+    }
+
+    /// Revoke a token; false if there is no live token with this id.
+    pub async fn revoke_token(&self, id: i64) -> Result<bool, StoreError> {
+        Ok(
+            sqlx::query("UPDATE api_tokens SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL")
+                .bind(now_ms())
+                .bind(id)
+                .execute(self.pool())
+                .await?
+                .rows_affected()
+                == 1,
+        )
+    }
+
+    pub async fn create_session(
+        &self,
+        id: &str,
+        user_id: i64,
+        expires_ms: i64,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, created_ms, expires_ms) VALUES (?, ?, ?, ?)",
+        )
+        .bind(id)
+        .bind(user_id)
+        .bind(now_ms())
+        .bind(expires_ms)
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    /// Whether the session exists, is unexpired and not revoked.
+    pub async fn session_live(&self, id: &str) -> Result<bool, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM sessions WHERE id = ? AND revoked_ms IS NULL AND expires_ms > ?",
+        )
+        .bind(id)
+        .bind(now_ms())
+        .fetch_one(self.pool())
+        .await?;
+        Ok(n == 1)
+    }
+
+    pub async fn revoke_session(&self, id: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE sessions SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL")
+            .bind(now_ms())
+            .bind(id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_use_nearest_rank() {
+        let p = Percentiles::of((1..=100).map(f64::from).collect());
+        assert_eq!((p.p50, p.p95, p.p99), (50.0, 95.0, 99.0));
+        assert_eq!(Percentiles::of(vec![]).p99, 0.0);
+        assert_eq!(Percentiles::of(vec![7.0]).p50, 7.0);
+    }
+}
