@@ -26,6 +26,7 @@ use tokio::sync::broadcast;
 use tower_http::cors::CorsLayer;
 
 pub use error::ApiError;
+pub use records::OPENAPI;
 
 use crate::agent::events::EventBus;
 use crate::auth::jwt::Signer;

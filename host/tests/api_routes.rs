@@ -1,0 +1,947 @@
+//! The control plane's router, without a server (`Router` + `oneshot`): every route of the
+//! OpenAPI document × every role (admin, viewer, agent, anonymous) gets the status its
+//! `x-roles` promise; and what the routes do with secrets, sessions, tokens and policies.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use ironhost::agent::events::EventBus;
+use ironhost::api::plane::{Plane, PlaneError};
+use ironhost::api::{LiveChain, router, ws};
+use ironhost::llm::tokens::ModelTokenMeter;
+use ironhost::policy::admission::admit_bundle;
+use ironhost::policy::defaults::{builtin, default_bundle};
+use ironhost::policy::engine::{EngineOptions, PolicyEngine};
+use ironhost::store::queries::NewAgent;
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const MASTER_KEY: &str = "test-master-key-0123456789";
+const ADMIN_PASSWORD: &str = "admin-password-1";
+const AGENT_ID: &str = "lg-00000001";
+const CALL_ID: &str = "lg-00000001-llm1";
+const ROLES: [&str; 4] = ["admin", "viewer", "agent", "anonymous"];
+
+fn vars(master: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("IRONHOST_MASTER_KEY".to_owned(), master.to_owned()),
+        (
+            "IRONHOST_ADMIN_PASSWORD".to_owned(),
+            ADMIN_PASSWORD.to_owned(),
+        ),
+    ])
+}
+
+struct Fixture {
+    dir: tempfile::TempDir,
+    app: Router,
+    plane: Plane,
+    /// Access tokens by role.
+    tokens: BTreeMap<&'static str, String>,
+    passwords: BTreeMap<&'static str, String>,
+    counter: AtomicU32,
+}
+
+impl Fixture {
+    fn next(&self) -> u32 {
+        self.counter.fetch_add(1, Ordering::Relaxed)
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        let body = match body {
+            Some(v) => {
+                req = req.header("content-type", "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.send(req.body(body).expect("request")).await
+    }
+
+    async fn send(&self, req: Request<Body>) -> (StatusCode, Value) {
+        let resp = self.app.clone().oneshot(req).await.expect("router answers");
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.expect("body").to_bytes();
+        let value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        (status, value)
+    }
+
+    async fn as_role(
+        &self,
+        role: &str,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let token = self.tokens.get(role).cloned();
+        self.call(method, path, token.as_deref(), body).await
+    }
+
+    async fn login(&self, role: &str) -> Value {
+        let (username, password) = if role == "admin" {
+            ("admin".to_owned(), ADMIN_PASSWORD.to_owned())
+        } else {
+            (format!("{role}-user"), self.passwords[role].clone())
+        };
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/auth/login",
+                None,
+                Some(json!({"username": username, "password": password})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "login as {role}: {body}");
+        body
+    }
+}
+
+fn multipart(file_name: &str, bytes: &[u8], settings: Option<&str>) -> Request<Body> {
+    let boundary = "ironhost-test-boundary";
+    let mut body = Vec::new();
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"component\"; filename=\"{file_name}\"\r\nContent-Type: application/wasm\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(bytes);
+    body.extend_from_slice(b"\r\n");
+    if let Some(s) = settings {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"settings\"\r\n\r\n{s}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    Request::builder()
+        .method("POST")
+        .uri("/api/policies")
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(Body::from(body))
+        .expect("request")
+}
+
+async fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plane = Plane::open(dir.path(), &vars(MASTER_KEY))
+        .await
+        .expect("plane opens");
+    let engine = PolicyEngine::new(
+        EngineOptions::default(),
+        plane.services(Arc::new(ModelTokenMeter::embedded())),
+    )
+    .expect("engine");
+    let bundle = default_bundle().expect("default bundle");
+    let chain = tokio::task::block_in_place(|| admit_bundle(&engine, &bundle)).expect("admitted");
+    let live = LiveChain {
+        chain: Arc::new(chain),
+        engine,
+        agent_id: Some(AGENT_ID.to_owned()),
+        bus: EventBus::new(),
+    };
+    let app = router(plane.app_state(Some(live), ws::feed()));
+    plane
+        .store
+        .register_agent(&NewAgent {
+            id: AGENT_ID,
+            name: "lead_gen",
+            script: "lead_gen.py",
+            bundle: "default",
+            environment: "dev",
+            budget_usd: Some(50.0),
+            pid: 1,
+        })
+        .await
+        .expect("agent");
+    sqlx::query("UPDATE agents SET state = 'completed'")
+        .execute(plane.store.pool())
+        .await
+        .expect("state");
+    sqlx::query(
+        "INSERT INTO calls (id, agent_id, kind, provider, model, outcome, latency_ms, verdicts, ts_ms, cost_usd, input_tokens, output_tokens)
+         VALUES (?, ?, 'llm', 'openai', 'gpt-4o-mini', 'ok', 12.5, ?, 1, 0.25, 100, 50)",
+    )
+    .bind(CALL_ID)
+    .bind(AGENT_ID)
+    .bind(json!([{"policy": "budget", "hook": "on-llm-request", "verdict": "pass", "enforced": true, "latency_us": 7}]).to_string())
+    .execute(plane.store.pool())
+    .await
+    .expect("call");
+    let mut fx = Fixture {
+        dir,
+        app,
+        plane,
+        tokens: BTreeMap::new(),
+        passwords: BTreeMap::new(),
+        counter: AtomicU32::new(0),
+    };
+    let admin = fx.login("admin").await;
+    fx.tokens.insert(
+        "admin",
+        admin["access_token"].as_str().expect("token").to_owned(),
+    );
+    for role in ["viewer", "agent"] {
+        let password = format!("{role}-password-1");
+        let (status, body) = fx
+            .as_role(
+                "admin",
+                "POST",
+                "/api/users",
+                Some(
+                    json!({"username": format!("{role}-user"), "password": password, "role": role}),
+                ),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        fx.passwords.insert(role, password);
+        let tokens = fx.login(role).await;
+        fx.tokens.insert(
+            role,
+            tokens["access_token"].as_str().expect("token").to_owned(),
+        );
+    }
+    fx
+}
+
+/// The OpenAPI document's operations: (method, path template) → roles.
+fn documented() -> BTreeMap<(String, String), BTreeSet<String>> {
+    let doc: Value = serde_json::from_str(ironhost::api::OPENAPI).expect("openapi.json is JSON");
+    let mut ops = BTreeMap::new();
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("operations") {
+            let roles = op["x-roles"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{method} {path} has no x-roles"))
+                .iter()
+                .map(|r| r.as_str().expect("role").to_owned())
+                .collect();
+            ops.insert((method.to_uppercase(), path.clone()), roles);
+        }
+    }
+    ops
+}
+
+/// The status an allowed caller gets from our request to this operation.
+fn success(method: &str, template: &str) -> StatusCode {
+    match (method, template) {
+        ("POST", "/api/users" | "/api/tokens" | "/api/limits") => StatusCode::CREATED,
+        ("PUT", "/api/secrets/{name}") => StatusCode::CREATED,
+        ("DELETE", _) | ("POST", "/api/auth/logout") => StatusCode::NO_CONTENT,
+        // The agent exists but has completed: allowed, and refused as a conflict.
+        ("POST", "/api/agents/{id}/stop") => StatusCode::CONFLICT,
+        ("POST", "/api/agents") => StatusCode::ACCEPTED,
+        // Not a WebSocket handshake: past the role check, then refused by the upgrade.
+        ("GET", "/ws") => StatusCode::BAD_REQUEST,
+        _ => StatusCode::OK,
+    }
+}
+
+/// A request for one operation, with whatever it needs set up first.
+async fn request(fx: &Fixture, method: &str, template: &str) -> Request<Body> {
+    let n = fx.next();
+    let json_req = |path: String, body: Option<Value>| {
+        let mut r = Request::builder().method(method).uri(path);
+        let body = match body {
+            Some(v) => {
+                r = r.header("content-type", "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        r.body(body).expect("request")
+    };
+    let secret = |name: String| async move {
+        fx.plane
+            .secrets
+            .put(
+                &name,
+                "dev",
+                "sk-proj-abcdefghijklmnopqrstuvwxyz",
+                &ironhost::secrets::Actor::host(),
+            )
+            .await
+            .expect("secret");
+        name
+    };
+    match (method, template) {
+        ("POST", "/api/auth/login") => json_req(
+            template.to_owned(),
+            Some(json!({"username": "admin", "password": ADMIN_PASSWORD})),
+        ),
+        ("POST", "/api/auth/refresh") => {
+            let tokens = fx.login("admin").await;
+            json_req(
+                template.to_owned(),
+                Some(json!({"refresh_token": tokens["refresh_token"]})),
+            )
+        }
+        ("POST", "/api/users") => json_req(
+            template.to_owned(),
+            Some(
+                json!({"username": format!("user{n}"), "password": "password-123", "role": "viewer"}),
+            ),
+        ),
+        ("POST", "/api/tokens") => json_req(
+            template.to_owned(),
+            Some(json!({"name": format!("t{n}"), "role": "agent"})),
+        ),
+        ("DELETE", "/api/tokens/{id}") => {
+            let id = fx
+                .plane
+                .store
+                .create_token(&format!("t{n}"), &format!("{n:064}"), "agent", "test")
+                .await
+                .expect("token")
+                .id;
+            json_req(format!("/api/tokens/{id}"), None)
+        }
+        ("POST", "/api/policies") => {
+            let bytes = builtin("budget").expect("budget component");
+            let mut req = multipart("budget.wasm", bytes, None);
+            *req.uri_mut() = "/api/policies".parse().expect("uri");
+            req
+        }
+        ("PUT", "/api/policies/order") => json_req(
+            template.to_owned(),
+            Some(json!({"order": ["secrets-inject", "circuit-breaker", "budget", "pii-redact"]})),
+        ),
+        ("PUT", "/api/secrets/{name}") => json_req(
+            format!("/api/secrets/new-{n}"),
+            Some(json!({"value": "sk-proj-zyxwvutsrqponmlkjihgfedcba", "environment": "dev"})),
+        ),
+        ("GET", "/api/secrets/{name}") => json_req(
+            format!(
+                "/api/secrets/{}?environment=dev",
+                secret(format!("s{n}")).await
+            ),
+            None,
+        ),
+        ("DELETE", "/api/secrets/{name}") => json_req(
+            format!(
+                "/api/secrets/{}?environment=dev",
+                secret(format!("s{n}")).await
+            ),
+            None,
+        ),
+        ("POST", "/api/secrets/{name}/reveal") => json_req(
+            format!(
+                "/api/secrets/{}/reveal?environment=dev",
+                secret(format!("s{n}")).await
+            ),
+            None,
+        ),
+        ("POST", "/api/limits") => json_req(
+            template.to_owned(),
+            Some(json!({"agent_id": format!("ag-{n}"), "limit_usd": 10.0})),
+        ),
+        ("GET" | "PUT" | "DELETE", "/api/limits/{id}") => {
+            let limit = fx
+                .plane
+                .store
+                .create_limit(Some(&format!("ag-{n}")), 5.0, 0.9)
+                .await
+                .expect("limit")
+                .expect("new scope");
+            let body = (method == "PUT").then(|| json!({"limit_usd": 7.5}));
+            json_req(format!("/api/limits/{}", limit.id), body)
+        }
+        _ => {
+            let path = template
+                .replace(
+                    "{id}",
+                    if template.contains("traces") {
+                        CALL_ID
+                    } else {
+                        AGENT_ID
+                    },
+                )
+                .replace(
+                    "{name}",
+                    if template.contains("policies") {
+                        "pii-redact"
+                    } else {
+                        "gpt-4o-mini"
+                    },
+                );
+            json_req(path, None)
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_admits_exactly_its_roles() {
+    let fx = fixture().await;
+    let ops = documented();
+    assert!(
+        ops.len() >= 39,
+        "the document lists {} operations",
+        ops.len()
+    );
+    let mut failures = Vec::new();
+    for ((method, template), roles) in &ops {
+        for role in ROLES {
+            // Logging out ends the session: use a fresh one so the other rows keep theirs.
+            let token = if template == "/api/auth/logout" && role != "anonymous" {
+                let body = if role == "admin" {
+                    fx.login("admin").await
+                } else {
+                    fx.login(role).await
+                };
+                Some(body["access_token"].as_str().expect("token").to_owned())
+            } else {
+                fx.tokens.get(role).cloned()
+            };
+            let mut req = request(&fx, method, template).await;
+            if let Some(t) = &token {
+                req.headers_mut().insert(
+                    "authorization",
+                    format!("Bearer {t}").parse().expect("header"),
+                );
+            }
+            let (status, body) = fx.send(req).await;
+            let expected = if roles.contains(role) {
+                success(method, template)
+            } else if role == "anonymous" {
+                StatusCode::UNAUTHORIZED
+            } else {
+                StatusCode::FORBIDDEN
+            };
+            if status != expected {
+                failures.push(format!(
+                    "{method} {template} as {role}: {status}, expected {expected}: {body}"
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} mismatches:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    // Unknown routes are JSON 404s, for everyone.
+    let (status, body) = fx.as_role("admin", "GET", "/api/nope", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], "not_found");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_masked_for_viewers_full_for_agents_revealed_for_admins_and_never_stored_in_clear()
+ {
+    let fx = fixture().await;
+    let value = "sk-proj-Q7vXtL2mN9pR4sKw8yZ3";
+    let (status, body) = fx
+        .as_role(
+            "admin",
+            "PUT",
+            "/api/secrets/OPENAI_API_KEY",
+            Some(json!({"value": value, "environment": "production"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(body["value"], "sk-proj-Q7...Z3");
+
+    let path = "/api/secrets/OPENAI_API_KEY?environment=production";
+    let (_, viewer) = fx.as_role("viewer", "GET", path, None).await;
+    assert_eq!(
+        (viewer["value"].as_str(), viewer["masked"].as_bool()),
+        (Some("sk-proj-Q7...Z3"), Some(true))
+    );
+    let (_, admin) = fx.as_role("admin", "GET", path, None).await;
+    assert_eq!(admin["masked"], true);
+    let (_, agent) = fx.as_role("agent", "GET", path, None).await;
+    assert_eq!(
+        (agent["value"].as_str(), agent["masked"].as_bool()),
+        (Some(value), Some(false))
+    );
+    let (status, revealed) = fx
+        .as_role(
+            "admin",
+            "POST",
+            "/api/secrets/OPENAI_API_KEY/reveal?environment=production",
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, revealed["value"].as_str()),
+        (StatusCode::OK, Some(value))
+    );
+    let (status, _) = fx
+        .as_role(
+            "viewer",
+            "POST",
+            "/api/secrets/OPENAI_API_KEY/reveal?environment=production",
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    // Rotation, then soft delete; the audit log has every step and no value.
+    let (status, _) = fx
+        .as_role(
+            "admin",
+            "PUT",
+            "/api/secrets/OPENAI_API_KEY",
+            Some(json!({"value": "sk-proj-rotated-value-0001", "environment": "production"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = fx.as_role("admin", "DELETE", path, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = fx.as_role("agent", "GET", path, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, log) = fx
+        .as_role(
+            "viewer",
+            "GET",
+            "/api/secrets/audit?secret_name=OPENAI_API_KEY",
+            None,
+        )
+        .await;
+    let actions: Vec<&str> = log
+        .as_array()
+        .expect("log")
+        .iter()
+        .rev()
+        .map(|e| e["action"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        actions,
+        ["create", "read", "reveal", "update", "delete"],
+        "{log}"
+    );
+    let actors: BTreeSet<&str> = log
+        .as_array()
+        .expect("log")
+        .iter()
+        .map(|e| e["actor"].as_str().unwrap_or(""))
+        .collect();
+    assert!(
+        actors.contains("admin") && actors.contains("agent-user"),
+        "{actors:?}"
+    );
+
+    // Nothing a viewer can read holds the value, nor any error message.
+    let mut seen = String::new();
+    for p in [
+        "/api/secrets",
+        "/api/secrets/audit",
+        "/api/events",
+        "/api/agents",
+        "/api/policies",
+    ] {
+        seen.push_str(&fx.as_role("viewer", "GET", p, None).await.1.to_string());
+    }
+    let (_, bad) = fx
+        .as_role(
+            "admin",
+            "PUT",
+            "/api/secrets/bad%20name",
+            Some(json!({"value": value})),
+        )
+        .await;
+    seen.push_str(&bad.to_string());
+    assert!(
+        bad["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("secret name"),
+        "{bad}"
+    );
+    assert!(
+        !seen.contains("Q7vXtL2mN9pR4sKw8yZ3") && !seen.contains("rotated-value"),
+        "{seen}"
+    );
+
+    // The database file holds ciphertext only.
+    fx.plane.store.pool().close().await;
+    let mut raw = Vec::new();
+    for f in ["ironhost.db", "ironhost.db-wal"] {
+        raw.extend(std::fs::read(fx.dir.path().join(f)).unwrap_or_default());
+    }
+    assert!(raw.len() > 4096);
+    for needle in [
+        value.as_bytes(),
+        b"rotated-value".as_slice(),
+        b"Q7vXtL2m".as_slice(),
+    ] {
+        assert!(
+            !raw.windows(needle.len()).any(|w| w == needle),
+            "plaintext {} in the database file",
+            String::from_utf8_lossy(needle)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_master_key_is_refused_clearly_and_the_right_one_still_opens() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let plane = Plane::open(dir.path(), &vars(MASTER_KEY))
+            .await
+            .expect("first open");
+        plane
+            .secrets
+            .put(
+                "db-password",
+                "staging",
+                "correct-horse-battery",
+                &ironhost::secrets::Actor::host(),
+            )
+            .await
+            .expect("put");
+        plane.store.pool().close().await;
+    }
+    let err = Plane::open(dir.path(), &vars("another-master-key-9876"))
+        .await
+        .expect_err("wrong key");
+    let message = err.to_string();
+    assert!(matches!(err, PlaneError::Input(_)), "{message}");
+    assert!(message.contains("master key does not match"), "{message}");
+    assert!(message.contains("ironhost.db"), "{message}");
+    assert!(!message.contains("correct-horse"), "{message}");
+    let short = Plane::open(dir.path(), &vars("short"))
+        .await
+        .expect_err("short key")
+        .to_string();
+    assert!(
+        short.contains("IRONHOST_MASTER_KEY") && short.contains("at least 16"),
+        "{short}"
+    );
+
+    let plane = Plane::open(dir.path(), &vars(MASTER_KEY))
+        .await
+        .expect("right key");
+    assert_eq!(
+        &*plane
+            .secrets
+            .value("staging", "db-password")
+            .expect("value"),
+        "correct-horse-battery"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn logout_revokes_the_session_and_api_tokens_are_kept_as_digests() {
+    let fx = fixture().await;
+    let session = fx.login("viewer").await;
+    let access = session["access_token"].as_str().expect("access").to_owned();
+    let refresh = session["refresh_token"]
+        .as_str()
+        .expect("refresh")
+        .to_owned();
+    assert_eq!(
+        fx.call("GET", "/api/auth/me", Some(&access), None).await.0,
+        StatusCode::OK
+    );
+    // A refresh token is not an access token.
+    assert_eq!(
+        fx.call("GET", "/api/auth/me", Some(&refresh), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, renewed) = fx
+        .call(
+            "POST",
+            "/api/auth/refresh",
+            None,
+            Some(json!({"refresh_token": refresh})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{renewed}");
+    let renewed_access = renewed["access_token"].as_str().expect("access").to_owned();
+    assert_eq!(
+        fx.call("POST", "/api/auth/logout", Some(&access), None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    for token in [&access, &renewed_access] {
+        let (status, body) = fx.call("GET", "/api/auth/me", Some(token), None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    }
+    let (status, _) = fx
+        .call(
+            "POST",
+            "/api/auth/refresh",
+            None,
+            Some(json!({"refresh_token": refresh})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = fx
+        .call(
+            "POST",
+            "/api/auth/login",
+            None,
+            Some(json!({"username": "viewer-user", "password": "nope-nope"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // API tokens: shown once, stored as SHA-256, usable with their role, revocable.
+    let (status, created) = fx
+        .as_role(
+            "admin",
+            "POST",
+            "/api/tokens",
+            Some(json!({"name": "ci", "role": "agent"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let token = created["token"].as_str().expect("token").to_owned();
+    assert!(token.starts_with("ih_") && token.len() == 67, "{token}");
+    let stored: Vec<String> = sqlx::query_scalar("SELECT token_sha256 FROM api_tokens")
+        .fetch_all(fx.plane.store.pool())
+        .await
+        .expect("tokens");
+    assert!(stored.contains(&ironhost::auth::token_digest(&token)));
+    assert!(stored.iter().all(|s| !s.contains(&token[3..])));
+    let (_, listed) = fx.as_role("admin", "GET", "/api/tokens", None).await;
+    assert!(!listed.to_string().contains(&token[3..]));
+    let (status, me) = fx.call("GET", "/api/auth/me", Some(&token), None).await;
+    assert_eq!(
+        (status, me["role"].as_str()),
+        (StatusCode::OK, Some("agent"))
+    );
+    assert_eq!(
+        fx.call("GET", "/api/users", Some(&token), None).await.0,
+        StatusCode::FORBIDDEN
+    );
+    let id = created["id"].as_i64().expect("id");
+    assert_eq!(
+        fx.as_role("admin", "DELETE", &format!("/api/tokens/{id}"), None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        fx.call("GET", "/api/auth/me", Some(&token), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_routes_show_change_and_guard_the_chain() {
+    let fx = fixture().await;
+    let (_, chain) = fx.as_role("viewer", "GET", "/api/policies", None).await;
+    let names: Vec<&str> = chain["policies"]
+        .as_array()
+        .expect("policies")
+        .iter()
+        .map(|p| p["name"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(
+        names,
+        ["secrets-inject", "circuit-breaker", "budget", "pii-redact"]
+    );
+    let pii = &chain["policies"][3];
+    assert_eq!(pii["wit_version"], "0.1.0");
+    assert_eq!(pii["failure_mode"], "fail-closed");
+    assert_eq!(pii["status"], "active");
+    assert!(
+        pii["hooks"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|x| x == "llm-request"))
+    );
+
+    let (_, after) = fx
+        .as_role("admin", "POST", "/api/policies/pii-redact/disable", None)
+        .await;
+    assert_eq!(after["policies"][3]["status"], "disabled");
+    let (status, body) = fx
+        .as_role("admin", "POST", "/api/policies/nope/enable", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, body) = fx
+        .as_role(
+            "admin",
+            "PUT",
+            "/api/policies/order",
+            Some(json!({"order": ["budget", "pii-redact"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("every policy"),
+        "{body}"
+    );
+    let (_, reordered) = fx
+        .as_role(
+            "admin",
+            "PUT",
+            "/api/policies/order",
+            Some(json!({"order": ["pii-redact", "secrets-inject", "circuit-breaker", "budget"]})),
+        )
+        .await;
+    assert_eq!(reordered["policies"][0]["name"], "pii-redact");
+
+    // Admission errors come back verbatim.
+    let mut req = multipart("junk.wasm", b"not a component", None);
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", fx.tokens["admin"])
+            .parse()
+            .expect("header"),
+    );
+    let (status, body) = fx.send(req).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["error"]["code"], "admission_failed");
+    // pii-redact under a new name, without the capabilities it imports.
+    let bytes = builtin("pii-redact").expect("pii-redact");
+    let mut req = multipart(
+        "x.wasm",
+        bytes,
+        Some(r#"{"name": "pii-strict", "capabilities": ["config"]}"#),
+    );
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", fx.tokens["admin"])
+            .parse()
+            .expect("header"),
+    );
+    let (status, body) = fx.send(req).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("events"),
+        "{body}"
+    );
+    let mut req = multipart(
+        "x.wasm",
+        bytes,
+        Some(r#"{"name": "pii-strict", "bogus": 1}"#),
+    );
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", fx.tokens["admin"])
+            .parse()
+            .expect("header"),
+    );
+    let (status, body) = fx.send(req).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("bogus"),
+        "{body}"
+    );
+    // With the grants, it is appended under its new name.
+    let mut req = multipart(
+        "x.wasm",
+        bytes,
+        Some(
+            r#"{"name": "pii-strict", "capabilities": ["config", "events"], "config": {"mode": "block"}}"#,
+        ),
+    );
+    req.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", fx.tokens["admin"])
+            .parse()
+            .expect("header"),
+    );
+    let (status, body) = fx.send(req).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["policies"][4]["name"], "pii-strict");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_traces_and_limits_read_the_store() {
+    let fx = fixture().await;
+    let (_, usage) = fx
+        .as_role("viewer", "GET", "/api/usage/aggregate", None)
+        .await;
+    assert_eq!(usage["totals"]["llm_calls"], 1);
+    assert_eq!(usage["by_model"][0]["key"], "gpt-4o-mini");
+    assert_eq!(usage["by_model"][0]["cost_usd"], 0.25);
+    let (_, by_agent) = fx
+        .as_role(
+            "agent",
+            "GET",
+            &format!("/api/usage/by-agent/{AGENT_ID}"),
+            None,
+        )
+        .await;
+    assert_eq!(by_agent["totals"]["input_tokens"], 100);
+    let (status, _) = fx
+        .as_role("agent", "GET", "/api/usage/by-agent/nobody", None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, trace) = fx
+        .as_role("viewer", "GET", &format!("/api/traces/{CALL_ID}"), None)
+        .await;
+    assert_eq!(trace["verdicts"][0]["policy"], "budget");
+    assert_eq!(trace["latency_ms"], 12.5);
+    let (_, metrics) = fx
+        .as_role(
+            "viewer",
+            "GET",
+            &format!("/api/agents/{AGENT_ID}/metrics"),
+            None,
+        )
+        .await;
+    assert_eq!(metrics["llm_calls"], 1);
+    assert_eq!(metrics["success_rate"], 1.0);
+    assert_eq!(metrics["latency_ms"]["p50"], 12.5);
+
+    let (status, limit) = fx
+        .as_role(
+            "admin",
+            "POST",
+            "/api/limits",
+            Some(json!({"limit_usd": 20.0})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{limit}");
+    assert!(limit["agent_id"].is_null());
+    let (status, body) = fx
+        .as_role(
+            "admin",
+            "POST",
+            "/api/limits",
+            Some(json!({"limit_usd": 30.0})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = fx
+        .as_role(
+            "admin",
+            "POST",
+            "/api/limits",
+            Some(json!({"limit_usd": -1.0, "agent_id": "x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    // The running agent's budget policy now enforces the global limit.
+    let (_, chain) = fx.as_role("viewer", "GET", "/api/policies", None).await;
+    assert!(chain["generation"].as_u64().unwrap_or(0) > 1, "{chain}");
+    let (status, body) = fx.as_role("viewer", "GET", "/api/limits/abc", None).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+}
