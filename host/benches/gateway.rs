@@ -7,6 +7,12 @@
 //!   reaches it: parse, the default bundle's `on-llm-request`, re-render, the simulator (zero
 //!   latency), the bundle's `on-llm-response`, pricing, metrics, the event bus and the log call.
 //!
+//! - `gateway/through-host-recorded`: the same, with the control plane's parts attached as
+//!   `ironhost start` attaches them: policy state written behind to SQLite, the secret store,
+//!   the recorder writing every event, and the WebSocket feed serializing them. The difference
+//!   to `through-host` is what the store costs the call path (it should be noise: writes are
+//!   batched off the path).
+//!
 //! After criterion's report a summary prints p50/p99 of single calls of each and the difference:
 //! the latency ironhost adds per call.
 
@@ -18,6 +24,8 @@ use criterion::{Criterion, criterion_group};
 use ironhost::agent::events::EventBus;
 use ironhost::agent::gateway::{Gateway, GatewayOptions, GatewayReply, HttpRequest, LlmMode};
 use ironhost::agent::metrics::Metrics;
+use ironhost::api::plane::Plane;
+use ironhost::api::ws;
 use ironhost::llm::simulator::{Simulator, SimulatorConfig};
 use ironhost::llm::tokens::ModelTokenMeter;
 use ironhost::llm::wire::Api;
@@ -25,6 +33,7 @@ use ironhost::policy::admit_bundle;
 use ironhost::policy::engine::{EngineOptions, PolicyEngine};
 use ironhost::policy::host::{HostServices, NoSecrets, TokenMeter};
 use ironhost::policy::model::AgentInfo;
+use ironhost::store::recorder::Recorder;
 use parking_lot::Mutex;
 
 /// A 2 KB request; `n` makes each call's prompt unique, so nothing cached in one call helps
@@ -47,12 +56,62 @@ fn body_2kb(n: u64) -> Vec<u8> {
     .into_bytes()
 }
 
+/// The control plane's parts, kept alive for the benchmark.
+struct Recorded {
+    _dir: tempfile::TempDir,
+    _runtime: tokio::runtime::Runtime,
+}
+
+fn setup_recorded() -> (Arc<Gateway>, Recorded) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let vars = BTreeMap::from([
+        (
+            "IRONHOST_MASTER_KEY".to_owned(),
+            "bench-master-key-0123456789".to_owned(),
+        ),
+        (
+            "IRONHOST_ADMIN_PASSWORD".to_owned(),
+            "bench-password".to_owned(),
+        ),
+    ]);
+    let _entered = runtime.enter();
+    let plane = runtime
+        .block_on(Plane::open(dir.path(), &vars))
+        .expect("plane");
+    let meter: Arc<dyn TokenMeter> = Arc::new(ModelTokenMeter::embedded());
+    let bus = EventBus::new();
+    let _recorder = Recorder::spawn(plane.store.clone(), &bus, Some(plane.keyring.data_key()));
+    ws::feed_from_bus(&bus, ws::feed());
+    let (gateway, _) = build(plane.services(meter.clone()), meter, bus);
+    drop(_entered);
+    (
+        gateway,
+        Recorded {
+            _dir: dir,
+            _runtime: runtime,
+        },
+    )
+}
+
 fn setup() -> (Arc<Gateway>, Arc<Simulator>) {
     let meter: Arc<dyn TokenMeter> = Arc::new(ModelTokenMeter::embedded());
     let services = HostServices {
         tokens: meter.clone(),
         ..HostServices::default()
     };
+    build(services, meter, EventBus::new())
+}
+
+fn build(
+    services: HostServices,
+    meter: Arc<dyn TokenMeter>,
+    bus: EventBus,
+) -> (Arc<Gateway>, Arc<Simulator>) {
     let engine = PolicyEngine::new(EngineOptions::in_memory(64), services).expect("engine");
     let mut bundle = ironhost::policy::defaults::default_bundle().expect("default bundle");
     for p in &mut bundle.policies {
@@ -70,7 +129,7 @@ fn setup() -> (Arc<Gateway>, Arc<Simulator>) {
         Arc::new(NoSecrets),
         BTreeMap::new(),
         meter,
-        EventBus::new(),
+        bus,
         Arc::new(Metrics::default()),
         AgentInfo {
             agent_id: "bench-00000000".into(),
@@ -102,6 +161,27 @@ fn request(body: &[u8]) -> HttpRequest {
 
 static DIRECT: Mutex<Vec<Duration>> = Mutex::new(Vec::new());
 static HOST: Mutex<Vec<Duration>> = Mutex::new(Vec::new());
+static RECORDED: Mutex<Vec<Duration>> = Mutex::new(Vec::new());
+
+fn through(
+    gateway: &Arc<Gateway>,
+    n: &mut u64,
+    iters: u64,
+    samples: &Mutex<Vec<Duration>>,
+) -> Duration {
+    let mut total = Duration::ZERO;
+    for _ in 0..iters {
+        *n += 1;
+        let req = request(&body_2kb(*n));
+        let t = Instant::now();
+        let reply = gateway.handle(req, &|| false);
+        let d = t.elapsed();
+        assert!(matches!(reply, Ok(GatewayReply::Full { status: 200, .. })));
+        samples.lock().push(d);
+        total += d;
+    }
+    total
+}
 
 fn benches(c: &mut Criterion) {
     let (gateway, simulator) = setup();
@@ -123,20 +203,11 @@ fn benches(c: &mut Criterion) {
         })
     });
     g.bench_function("through-host", |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                n += 1;
-                let req = request(&body_2kb(n));
-                let t = Instant::now();
-                let reply = gateway.handle(req, &|| false);
-                let d = t.elapsed();
-                assert!(matches!(reply, Ok(GatewayReply::Full { status: 200, .. })));
-                HOST.lock().push(d);
-                total += d;
-            }
-            total
-        })
+        b.iter_custom(|iters| through(&gateway, &mut n, iters, &HOST))
+    });
+    let (recorded, _parts) = setup_recorded();
+    g.bench_function("through-host-recorded", |b| {
+        b.iter_custom(|iters| through(&recorded, &mut n, iters, &RECORDED))
     });
     g.finish();
 }
@@ -165,5 +236,13 @@ fn main() {
         "  added by ironhost  p50 {:8.1}  p99 {:8.1}  (targets: p50 <= 100, p99 <= 300)",
         h50 - d50,
         h99 - d99
+    );
+    let (r50, r99, rn) = percentiles(&RECORDED);
+    println!("  with the store     p50 {r50:8.1}  p99 {r99:8.1}  ({rn} calls)");
+    println!(
+        "  store vs in-memory p50 {:+8.1}  p99 {:+8.1}  (ratio p50 {:.2})",
+        r50 - h50,
+        r99 - h99,
+        if h50 > 0.0 { r50 / h50 } else { 0.0 }
     );
 }

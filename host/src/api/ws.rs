@@ -29,21 +29,37 @@ pub fn feed() -> broadcast::Sender<Arc<str>> {
     broadcast::channel(FEED_CAPACITY).0
 }
 
-/// Forward this process's bus into the feed.
+/// How often the feed collects this process's bus. Polling keeps publishing free of wake-ups
+/// on the call path; events still reach clients within this plus the send.
+pub const COLLECT_EVERY: Duration = Duration::from_millis(20);
+
+/// Forward this process's bus into the feed (serializing each event once, and only while
+/// someone is connected).
 pub fn feed_from_bus(bus: &EventBus, feed: broadcast::Sender<Arc<str>>) {
     let mut rx = bus.subscribe();
     tokio::spawn(async move {
+        let mut tick = tokio::time::interval(COLLECT_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            match rx.recv().await {
-                Ok(event) => {
-                    if let Ok(text) = serde_json::to_string(&*event) {
-                        let _ = feed.send(Arc::from(text));
+            tick.tick().await;
+            loop {
+                match rx.try_recv() {
+                    Ok(event) => {
+                        if feed.receiver_count() == 0 {
+                            continue;
+                        }
+                        if let Ok(text) = serde_json::to_string(&*event) {
+                            let _ = feed.send(Arc::from(text));
+                        }
                     }
+                    Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                        tracing::warn!(
+                            "the live feed fell behind the bus; {n} events not streamed"
+                        );
+                    }
+                    Err(broadcast::error::TryRecvError::Empty) => break,
+                    Err(broadcast::error::TryRecvError::Closed) => return,
                 }
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    tracing::warn!("the live feed fell behind the bus; {n} events not streamed");
-                }
-                Err(broadcast::error::RecvError::Closed) => return,
             }
         }
     });

@@ -316,7 +316,7 @@ struct Entry {
     salt: Vec<u8>,
     nonce: Vec<u8>,
     ciphertext: Vec<u8>,
-    /// Decrypted on first use.
+    /// The value; `None` only if it failed to decrypt.
     plain: Option<Zeroizing<String>>,
 }
 
@@ -355,6 +355,8 @@ pub fn validate_environment(environment: &str) -> Result<(), SecretsError> {
 pub struct SecretStore {
     store: Store,
     keyring: Arc<Keyring>,
+    /// Every live secret, decrypted (values are needed inside hooks, where there is no time
+    /// for Argon2id).
     cache: RwLock<Cache>,
     changes: watch::Sender<Vec<String>>,
 }
@@ -389,7 +391,20 @@ impl SecretStore {
     /// Re-read the database (another process may have changed it). Returns the names of
     /// secrets that changed, and announces them if any did.
     pub async fn reload(&self) -> Result<Vec<String>, SecretsError> {
-        let fresh = read_all(&self.store).await?;
+        let mut fresh = read_all(&self.store).await?;
+        {
+            // Keep what is already decrypted; decrypt the rest before swapping it in.
+            let cache = self.cache.read();
+            for (k, e) in fresh.iter_mut() {
+                if let Some(old) = cache.get(k)
+                    && old.meta.version == e.meta.version
+                    && old.meta.updated_ms == e.meta.updated_ms
+                {
+                    e.plain = old.plain.clone();
+                }
+            }
+        }
+        decrypt_all(&self.keyring, &mut fresh);
         let mut changed = Vec::new();
         {
             let mut cache = self.cache.write();
@@ -675,6 +690,36 @@ fn entry(row: &sqlx::sqlite::SqliteRow) -> Entry {
         ciphertext: row.get("ciphertext"),
         plain: None,
     }
+}
+
+/// Decrypt every entry not yet decrypted; one that fails is logged (by name) and stays
+/// encrypted, so reading it reports the error.
+fn decrypt_all(keyring: &Keyring, cache: &mut Cache) {
+    for ((environment, name), entry) in cache.iter_mut().filter(|(_, e)| e.plain.is_none()) {
+        match decrypt(keyring, environment, name, entry) {
+            Ok(v) => entry.plain = Some(v),
+            Err(e) => tracing::error!("{e}"),
+        }
+    }
+}
+
+fn decrypt(
+    keyring: &Keyring,
+    environment: &str,
+    name: &str,
+    entry: &Entry,
+) -> Result<Zeroizing<String>, SecretsError> {
+    let crypto_err = |source| SecretsError::Crypto {
+        name: name.to_owned(),
+        environment: environment.to_owned(),
+        source,
+    };
+    let k = slow(|| keyring.key_for(&entry.salt)).map_err(crypto_err)?;
+    let bytes = crypto::open(&k, &entry.nonce, &entry.ciphertext, &aad(environment, name))
+        .map_err(crypto_err)?;
+    let text = String::from_utf8(bytes.to_vec())
+        .map_err(|_| crypto_err(CryptoError::Malformed("value is not UTF-8")))?;
+    Ok(Zeroizing::new(text))
 }
 
 async fn read_all(store: &Store) -> Result<Cache, SecretsError> {

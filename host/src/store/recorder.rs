@@ -15,6 +15,10 @@ use crate::secrets::crypto::{self, Key};
 
 /// Most events written in one transaction.
 const MAX_BATCH: usize = 512;
+/// How often the recorder collects what the bus published. It polls rather than waits on the
+/// channel so that publishing an event never has to wake it: the call path pays a channel
+/// push, nothing more.
+pub const COLLECT_EVERY: Duration = Duration::from_millis(50);
 /// How often old events and calls are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -53,18 +57,12 @@ async fn run(
     if let Err(e) = store.prune(now_ms()).await {
         tracing::warn!("cannot prune old records: {e}");
     }
+    let mut tick = tokio::time::interval(COLLECT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let first = match rx.recv().await {
-            Ok(e) => e,
-            Err(broadcast::error::RecvError::Lagged(n)) => {
-                tracing::error!(
-                    "the store fell behind the event bus; {n} events were not recorded"
-                );
-                continue;
-            }
-            Err(broadcast::error::RecvError::Closed) => return,
-        };
-        let mut batch = vec![first];
+        tick.tick().await;
+        let mut batch = Vec::new();
+        let mut closed = false;
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(e) => batch.push(e),
@@ -73,8 +71,22 @@ async fn run(
                         "the store fell behind the event bus; {n} events were not recorded"
                     );
                 }
-                Err(_) => break,
+                Err(broadcast::error::TryRecvError::Closed) => {
+                    closed = true;
+                    break;
+                }
+                Err(broadcast::error::TryRecvError::Empty) => break,
             }
+        }
+        if batch.is_empty() {
+            if closed {
+                return;
+            }
+            continue;
+        }
+        if batch.len() == MAX_BATCH {
+            // More may be waiting: come back at once.
+            tick.reset_immediately();
         }
         let last = batch.last().map_or(0, |e| e.seq);
         if let Err(e) = write_batch(&store, &batch, data_key.as_deref()).await {

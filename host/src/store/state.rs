@@ -1,34 +1,31 @@
 //! Policy state that outlives the process: kept in memory for the hook chain (every operation
 //! stays a map lookup), loaded from `policy_state` at start and written behind.
 //!
-//! A write marks its key dirty; the writer task later stores whatever the key holds *then*,
-//! so racing writers can never leave an older value in the database than in memory.
+//! A write marks its key dirty (a set insert under a mutex: no channel, no wake-up); the writer
+//! task stores whatever each dirty key holds *then*, every [`WRITE_EVERY`], so racing writers
+//! can never leave an older value in the database than in memory.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
+use parking_lot::Mutex;
 use sqlx::Row;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, oneshot};
 
 use super::{Store, StoreError};
 use crate::policy::state::{AddError, MemoryState, QuotaExceeded, StateBackend, StateKey};
 
-enum Msg {
-    Dirty(StateKey),
-    Flush(oneshot::Sender<()>),
-}
+/// How often dirty keys are written.
+pub const WRITE_EVERY: Duration = Duration::from_millis(100);
 
 /// The persistent [`StateBackend`].
 #[derive(Debug)]
 pub struct StoredState {
     mem: MemoryState,
-    tx: mpsc::UnboundedSender<Msg>,
-}
-
-impl std::fmt::Debug for Msg {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("StateMsg")
-    }
+    dirty: Mutex<BTreeSet<StateKey>>,
+    flushes: Mutex<Vec<oneshot::Sender<()>>>,
+    wake: Notify,
 }
 
 impl StoredState {
@@ -53,57 +50,52 @@ impl StoredState {
                 );
             }
         }
-        let (tx, rx) = mpsc::unbounded_channel();
-        let state = Arc::new(StoredState { mem, tx });
-        tokio::spawn(writer(store.clone(), Arc::downgrade(&state), rx));
+        let state = Arc::new(StoredState {
+            mem,
+            dirty: Mutex::new(BTreeSet::new()),
+            flushes: Mutex::new(Vec::new()),
+            wake: Notify::new(),
+        });
+        tokio::spawn(writer(store.clone(), Arc::downgrade(&state)));
         Ok(state)
     }
 
     /// Wait until every write made so far is in the database.
     pub async fn flush(&self) {
         let (tx, rx) = oneshot::channel();
-        if self.tx.send(Msg::Flush(tx)).is_ok() {
-            let _ = rx.await;
-        }
+        self.flushes.lock().push(tx);
+        self.wake.notify_one();
+        let _ = rx.await;
     }
 
     fn dirty(&self, key: &StateKey) {
-        let _ = self.tx.send(Msg::Dirty(key.clone()));
+        let mut dirty = self.dirty.lock();
+        if !dirty.contains(key) {
+            dirty.insert(key.clone());
+        }
     }
 }
 
-async fn writer(
-    store: Store,
-    state: std::sync::Weak<StoredState>,
-    mut rx: mpsc::UnboundedReceiver<Msg>,
-) {
-    while let Some(first) = rx.recv().await {
-        let mut keys = BTreeSet::new();
-        let mut waiters = Vec::new();
-        let mut next = Some(first);
-        while let Some(msg) = next {
-            match msg {
-                Msg::Dirty(k) => {
-                    keys.insert(k);
-                }
-                Msg::Flush(w) => waiters.push(w),
-            }
-            next = if keys.len() < 1024 {
-                rx.try_recv().ok()
-            } else {
-                None
-            };
+async fn writer(store: Store, state: std::sync::Weak<StoredState>) {
+    loop {
+        {
+            let Some(s) = state.upgrade() else { return };
+            let _ = tokio::time::timeout(WRITE_EVERY, s.wake.notified()).await;
         }
-        let Some(state) = state.upgrade() else { return };
+        let Some(s) = state.upgrade() else { return };
+        let waiters = std::mem::take(&mut *s.flushes.lock());
+        let keys = std::mem::take(&mut *s.dirty.lock());
         let values: Vec<(StateKey, Option<String>)> = keys
             .into_iter()
             .map(|k| {
-                let v = state.mem.get(&k);
+                let v = s.mem.get(&k);
                 (k, v)
             })
             .collect();
-        drop(state);
-        if let Err(e) = write(&store, &values).await {
+        drop(s);
+        if !values.is_empty()
+            && let Err(e) = write(&store, &values).await
+        {
             tracing::error!("cannot persist policy state ({} keys): {e}", values.len());
         }
         for w in waiters {

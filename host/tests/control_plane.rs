@@ -1,0 +1,949 @@
+//! The control plane end to end: real `ironhost start` and `ironhost serve` processes on a
+//! temporary home, driven over REST and WebSocket, with agents from `tests/agents/cp_*.py`
+//! (the official `openai` SDK from `.venv`, the simulator as the provider).
+//!
+//! The tests take turns (one at a time): each runs several processes, and one of them measures
+//! latency, which a neighbour on the same two cores would distort.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+
+const MASTER_KEY: &str = "cp-test-master-key-4d2f90a1";
+const OTHER_MASTER_KEY: &str = "cp-test-another-key-77b1e3c5";
+const ADMIN_PASSWORD: &str = "cp-admin-pass-9c41";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn venv() -> PathBuf {
+    let v = repo().join(".venv");
+    assert!(
+        v.join("bin/python").exists(),
+        "{} is missing: run scripts/setup.sh first",
+        v.display()
+    );
+    v
+}
+
+fn agent(name: &str) -> String {
+    repo()
+        .join("tests/agents")
+        .join(name)
+        .to_str()
+        .expect("UTF-8 path")
+        .to_owned()
+}
+
+/// `ironhost` in `dir`, offline, with the test virtualenv, no inherited settings, and the
+/// control plane's home and keys set.
+fn ironhost(dir: &Path, home: &Path, master_key: &str) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_ironhost"));
+    c.current_dir(dir)
+        .env("VIRTUAL_ENV", venv())
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("ANTHROPIC_API_KEY")
+        .env_remove("IRONHOST_LOG");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("IRONHOST_") && k != "IRONHOST_CACHE_DIR" {
+            c.env_remove(k);
+        }
+    }
+    c.env("IRONHOST_LLM_MODE", "simulator")
+        .env("IRONHOST_HOME", home)
+        .env("IRONHOST_MASTER_KEY", master_key)
+        .env("IRONHOST_ADMIN_PASSWORD", ADMIN_PASSWORD);
+    c
+}
+
+/// The library's view of the same settings (for writing to the store "from another process").
+fn plane_vars() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("IRONHOST_MASTER_KEY".to_owned(), MASTER_KEY.to_owned()),
+        (
+            "IRONHOST_ADMIN_PASSWORD".to_owned(),
+            ADMIN_PASSWORD.to_owned(),
+        ),
+    ])
+}
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+/// Run one test's body on a multi-threaded runtime, one test at a time.
+fn serial(test: impl std::future::Future<Output = ()>) {
+    let _turn = SERIAL
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a Tokio runtime")
+        .block_on(test);
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+fn contains_bytes(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+/// A running `ironhost` process whose stdout lines and stderr text are collected as they come.
+struct Proc {
+    child: Child,
+    out: Arc<Mutex<Vec<String>>>,
+    err: Arc<Mutex<String>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Proc {
+    fn spawn(mut cmd: Command) -> Proc {
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("ironhost runs");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let stderr = child.stderr.take().expect("piped stderr");
+        let out = Arc::new(Mutex::new(Vec::new()));
+        let err = Arc::new(Mutex::new(String::new()));
+        let o = out.clone();
+        let e = err.clone();
+        let readers = vec![
+            std::thread::spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    lock(&o).push(line);
+                }
+            }),
+            std::thread::spawn(move || {
+                let mut r = BufReader::new(stderr);
+                let mut buf = Vec::new();
+                while matches!(r.read_until(b'\n', &mut buf), Ok(n) if n > 0) {
+                    lock(&e).push_str(&String::from_utf8_lossy(&buf));
+                    buf.clear();
+                }
+            }),
+        ];
+        Proc {
+            child,
+            out,
+            err,
+            readers,
+        }
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn lines(&self) -> Vec<String> {
+        lock(&self.out).clone()
+    }
+
+    fn stderr(&self) -> String {
+        lock(&self.err).clone()
+    }
+
+    fn report(&self) -> String {
+        format!(
+            "stdout:\n{}\nstderr:\n{}",
+            self.lines().join("\n"),
+            self.stderr()
+        )
+    }
+
+    /// Wait for the readers to reach the end of the output (after the process exited).
+    fn drain(&mut self) {
+        for r in self.readers.drain(..) {
+            let _ = r.join();
+        }
+    }
+
+    /// Wait until the stdout lines satisfy `done`; returns them.
+    async fn wait_until(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        done: impl Fn(&[String]) -> bool,
+    ) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let lines = self.lines();
+            if done(&lines) {
+                return lines;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.drain();
+                let lines = self.lines();
+                if done(&lines) {
+                    return lines;
+                }
+                panic!(
+                    "ironhost exited ({status}) before {what}\n{}",
+                    self.report()
+                );
+            }
+            if Instant::now() > deadline {
+                panic!("no {what} within {timeout:?}\n{}", self.report());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The text after `prefix` on the first stdout line that starts with it.
+    async fn wait_prefix(&mut self, prefix: &str, timeout: Duration) -> String {
+        let lines = self
+            .wait_until(timeout, &format!("`{prefix}` line"), |ls| {
+                ls.iter().any(|l| l.starts_with(prefix))
+            })
+            .await;
+        lines
+            .iter()
+            .find_map(|l| l.strip_prefix(prefix))
+            .expect("the line was found")
+            .to_owned()
+    }
+
+    /// Wait for the exit (killing the process after `timeout`) and for all its output.
+    async fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                self.drain();
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                self.drain();
+                panic!(
+                    "ironhost did not exit within {timeout:?}\n{}",
+                    self.report()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// `ironhost start ARGS` on `home`.
+fn start(dir: &Path, home: &Path, master_key: &str, args: &[&str]) -> Proc {
+    let mut c = ironhost(dir, home, master_key);
+    c.arg("start").args(args);
+    Proc::spawn(c)
+}
+
+/// `ironhost serve --listen 127.0.0.1:0` on `home`, and its base URL.
+async fn serve(dir: &Path, home: &Path) -> (Proc, String) {
+    let mut c = ironhost(dir, home, MASTER_KEY);
+    c.args(["serve", "--listen", "127.0.0.1:0"]);
+    let mut p = Proc::spawn(c);
+    let url = p
+        .wait_prefix("control plane: ", Duration::from_secs(20))
+        .await;
+    (p, url.trim_end_matches('/').to_owned())
+}
+
+/// A started agent's id and, if it serves the API, its base URL.
+async fn started(p: &mut Proc, with_api: bool) -> (String, Option<String>) {
+    let id = p.wait_prefix("agent_id: ", Duration::from_secs(20)).await;
+    let base = if with_api {
+        let url = p.wait_prefix("dashboard: ", Duration::from_secs(5)).await;
+        Some(url.trim_end_matches('/').to_owned())
+    } else {
+        None
+    };
+    (id, base)
+}
+
+/// A logged-in admin session on one control plane.
+struct Api {
+    base: String,
+    http: reqwest::Client,
+    token: String,
+}
+
+impl Api {
+    async fn login(base: &str) -> Api {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(20))
+            .build()
+            .expect("an HTTP client");
+        let r = http
+            .post(format!("{base}/api/auth/login"))
+            .json(&json!({"username": "admin", "password": ADMIN_PASSWORD}))
+            .send()
+            .await
+            .expect("the login request is answered");
+        let status = r.status();
+        let body: Value = r.json().await.expect("the login answer is JSON");
+        assert!(status.is_success(), "login: {status} {body}");
+        let token = body["access_token"]
+            .as_str()
+            .expect("an access_token")
+            .to_owned();
+        Api {
+            base: base.to_owned(),
+            http,
+            token,
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
+        let r = req
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("the API answers");
+        let status = r.status().as_u16();
+        let text = r.text().await.expect("a readable body");
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        (status, body)
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(self.http.get(format!("{}{path}", self.base)))
+            .await
+    }
+
+    async fn post(&self, path: &str) -> (u16, Value) {
+        self.send(self.http.post(format!("{}{path}", self.base)))
+            .await
+    }
+
+    async fn put_json(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(self.http.put(format!("{}{path}", self.base)).json(&body))
+            .await
+    }
+
+    /// `POST /api/policies` with a component file and settings, as multipart/form-data.
+    async fn upload_policy(&self, file_name: &str, bytes: &[u8], settings: &str) -> (u16, Value) {
+        let boundary = "ironhost-cp-test-boundary-5f1c";
+        let mut body = Vec::new();
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"component\"; filename=\"{file_name}\"\r\nContent-Type: application/wasm\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(bytes);
+        body.extend_from_slice(
+            format!(
+                "\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"settings\"\r\nContent-Type: application/json\r\n\r\n{settings}\r\n--{boundary}--\r\n"
+            )
+            .as_bytes(),
+        );
+        self.send(
+            self.http
+                .post(format!("{}/api/policies", self.base))
+                .header(
+                    "content-type",
+                    format!("multipart/form-data; boundary={boundary}"),
+                )
+                .body(body),
+        )
+        .await
+    }
+
+    /// The stored events of agent `id`, oldest first.
+    async fn events(&self, id: &str) -> Vec<Value> {
+        let (status, body) = self
+            .get(&format!("/api/events?agent_id={id}&after=0&limit=1000"))
+            .await;
+        assert_eq!(status, 200, "GET /api/events: {body}");
+        body.as_array().expect("a list of events").clone()
+    }
+}
+
+fn of_type<'a>(events: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    events.iter().filter(|e| e["type"] == kind).collect()
+}
+
+fn types(events: &[Value]) -> Vec<String> {
+    events
+        .iter()
+        .map(|e| e["type"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+/// The default bundle with `secrets-inject` also injecting `DEMO_TOKEN` from `demo-token`.
+fn inject_bundle(dir: &Path) -> PathBuf {
+    let default = std::fs::read_to_string(repo().join("policies/bundles/default.toml"))
+        .expect("the default bundle's manifest");
+    let egress = "egress = { openai = \"OPENAI_API_KEY\", anthropic = \"ANTHROPIC_API_KEY\" }\n";
+    assert!(
+        default.contains(egress),
+        "the default bundle changed:\n{default}"
+    );
+    let manifest = default.replacen(
+        egress,
+        &format!("{egress}inject = [{{ env = \"DEMO_TOKEN\", secret = \"demo-token\" }}]\n"),
+        1,
+    );
+    let bundle = dir.join("bundle");
+    std::fs::create_dir_all(&bundle).expect("a bundle directory");
+    std::fs::write(bundle.join("bundle.toml"), manifest).expect("bundle.toml written");
+    bundle
+}
+
+#[test]
+fn a_rotated_secret_reaches_the_running_agent_without_restart() {
+    const V1: &str = "tok-v1-4f9a2c";
+    const V2: &str = "tok-v2-8d3e71";
+    serial(async {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let bundle = inject_bundle(dir.path());
+        let mut agent_proc = start(
+            dir.path(),
+            &home,
+            MASTER_KEY,
+            &[
+                "--bundle",
+                bundle.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                &agent("cp_secret_watch.py"),
+            ],
+        );
+        let (id, base) = started(&mut agent_proc, true).await;
+        agent_proc
+            .wait_prefix("watching", Duration::from_secs(20))
+            .await;
+        let api = Api::login(&base.unwrap()).await;
+
+        // 1. Through the agent's own API.
+        let (status, body) = api
+            .put_json(
+                "/api/secrets/demo-token",
+                json!({"value": V1, "environment": "dev"}),
+            )
+            .await;
+        assert_eq!(status, 201, "{body}");
+        assert!(!body.to_string().contains(V1), "value echoed: {body}");
+        agent_proc
+            .wait_prefix(&format!("token: {V1}"), Duration::from_secs(10))
+            .await;
+
+        // 2. Another process changes the store; SIGUSR1 makes the agent's host re-read it.
+        let plane = ironhost::api::plane::Plane::open(&home, &plane_vars())
+            .await
+            .unwrap();
+        plane
+            .secrets
+            .put("demo-token", "dev", V2, &ironhost::secrets::Actor::host())
+            .await
+            .unwrap();
+        drop(plane);
+        let pid = rustix::process::Pid::from_raw(agent_proc.pid() as i32).unwrap();
+        rustix::process::kill_process(pid, rustix::process::Signal::USR1).unwrap();
+        agent_proc
+            .wait_prefix(&format!("token: {V2}"), Duration::from_secs(10))
+            .await;
+
+        let status = agent_proc.wait_exit(Duration::from_secs(15)).await;
+        let report = agent_proc.report();
+        assert_eq!(status.code(), Some(0), "{report}");
+        let lines = agent_proc.lines();
+        let tokens: Vec<&String> = lines.iter().filter(|l| l.starts_with("token:")).collect();
+        assert_eq!(
+            tokens,
+            [&format!("token: {V1}"), &format!("token: {V2}")],
+            "{report}"
+        );
+        // Still the same agent: one id on stdout.
+        let ids: Vec<&String> = lines
+            .iter()
+            .filter(|l| l.starts_with("agent_id:"))
+            .collect();
+        assert_eq!(ids.len(), 1, "{report}");
+        let stderr = agent_proc.stderr();
+        assert!(
+            !stderr.contains(V1) && !stderr.contains(V2),
+            "a secret value is in the host's log:\n{stderr}"
+        );
+
+        // The record, read through a control plane on the same home.
+        let (_serve, sbase) = serve(dir.path(), &home).await;
+        let sapi = Api::login(&sbase).await;
+        let events = sapi.events(&id).await;
+        let all = serde_json::to_string(&events).unwrap();
+        assert!(
+            !all.contains(V1) && !all.contains(V2),
+            "a secret value is in the events:\n{all}"
+        );
+        let kinds = types(&events);
+        assert_eq!(
+            of_type(&events, "agent_started").len(),
+            1,
+            "the agent was restarted: {kinds:?}"
+        );
+        let rotated = of_type(&events, "secrets_rotated");
+        assert_eq!(
+            rotated.len(),
+            2,
+            "one secrets_rotated per change: {rotated:?}"
+        );
+        for e in &rotated {
+            assert_eq!(e["agent_id"], id.as_str(), "{e}");
+            assert_eq!(e["secrets"], json!(["demo-token"]), "{e}");
+            assert_eq!(e["env_vars"], json!(["DEMO_TOKEN"]), "{e}");
+        }
+        let stopped = of_type(&events, "agent_stopped");
+        assert_eq!(stopped.len(), 1, "{kinds:?}");
+        assert_eq!(stopped[0]["state"], "completed", "{}", stopped[0]);
+
+        // Nothing in the database's bytes either (values are sealed).
+        let db = home.join("ironhost.db");
+        assert!(db.exists(), "no store at {}", db.display());
+        for file in [db.clone(), home.join("ironhost.db-wal")] {
+            if let Ok(bytes) = std::fs::read(&file) {
+                for v in [V1, V2] {
+                    assert!(
+                        !contains_bytes(&bytes, v.as_bytes()),
+                        "{v} is in {} in plain text",
+                        file.display()
+                    );
+                }
+            }
+        }
+    });
+}
+
+#[test]
+fn stopping_an_agent_through_the_api_ends_it_like_sigterm() {
+    serial(async {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let mut agent_proc = start(
+            dir.path(),
+            &home,
+            MASTER_KEY,
+            &["--listen", "127.0.0.1:0", &agent("cp_loop.py")],
+        );
+        let (id, base) = started(&mut agent_proc, true).await;
+        agent_proc
+            .wait_prefix("call 2 done", Duration::from_secs(20))
+            .await;
+        let api = Api::login(&base.unwrap()).await;
+        let (status, body) = api.get(&format!("/api/agents/{id}")).await;
+        assert_eq!((status, &body["state"]), (200, &json!("running")), "{body}");
+
+        let asked = Instant::now();
+        let (status, body) = api.post(&format!("/api/agents/{id}/stop")).await;
+        assert_eq!(status, 202, "{body}");
+        let status = agent_proc.wait_exit(Duration::from_secs(10)).await;
+        let took = asked.elapsed();
+        let report = agent_proc.report();
+        assert_eq!(status.code(), Some(143), "{report}");
+        // The host's watchdog also exits with 143, but only 5 s after the signal: the agent
+        // must have stopped by itself, through KeyboardInterrupt, well before that.
+        assert!(
+            took < Duration::from_secs(4),
+            "stopping took {took:?}\n{report}"
+        );
+        assert!(
+            agent_proc.lines().iter().any(|l| l == "interrupted"),
+            "the agent did not see KeyboardInterrupt\n{report}"
+        );
+        assert!(
+            !agent_proc.lines().iter().any(|l| l == "ran out of calls"),
+            "{report}"
+        );
+
+        let (_serve, sbase) = serve(dir.path(), &home).await;
+        let sapi = Api::login(&sbase).await;
+        let (status, record) = sapi.get(&format!("/api/agents/{id}")).await;
+        assert_eq!(status, 200, "{record}");
+        assert_eq!(record["state"], "stopped", "{record}");
+        assert_eq!(record["exit_code"], 143, "{record}");
+        let events = sapi.events(&id).await;
+        let stopped = of_type(&events, "agent_stopped");
+        assert_eq!(stopped.len(), 1, "{:?}", types(&events));
+        assert_eq!(stopped[0]["state"], "stopped", "{}", stopped[0]);
+        assert_eq!(stopped[0]["exit_code"], 143, "{}", stopped[0]);
+        // A stopped agent cannot be stopped again.
+        let (status, body) = sapi.post(&format!("/api/agents/{id}/stop")).await;
+        assert_eq!(status, 409, "{body}");
+    });
+}
+
+/// What one WebSocket client received: (event id, receive time in ms since the epoch).
+#[derive(Debug, Default)]
+struct Inbox {
+    got: Vec<(i64, i64)>,
+    lagged: u64,
+    problems: Vec<String>,
+}
+
+async fn ws_client(
+    url: String,
+    inbox: Arc<Mutex<Inbox>>,
+    ready: tokio::sync::mpsc::Sender<()>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+        .await
+        .expect("the WebSocket connects");
+    let first = ws
+        .next()
+        .await
+        .expect("a first message")
+        .expect("a readable first message");
+    let hello: Value =
+        serde_json::from_str(first.to_text().expect("a text message")).expect("JSON hello");
+    assert_eq!(hello["type"], "hello", "{hello}");
+    ready.send(()).await.expect("the test is waiting");
+    loop {
+        tokio::select! {
+            msg = ws.next() => {
+                let at = now_ms();
+                match msg {
+                    Some(Ok(Message::Text(text))) => {
+                        let v: Value = serde_json::from_str(text.as_str()).unwrap_or(Value::Null);
+                        let mut inbox = lock(&inbox);
+                        if let Some(id) = v["id"].as_i64() {
+                            inbox.got.push((id, at));
+                        } else if v["type"] == "lagged" {
+                            inbox.lagged += v["missed"].as_u64().unwrap_or(1);
+                        } else {
+                            inbox.problems.push(format!("unexpected message {text}"));
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => {
+                        lock(&inbox).problems.push(format!("read error: {e}"));
+                        return;
+                    }
+                    None => {
+                        lock(&inbox).problems.push("closed by the server".to_owned());
+                        return;
+                    }
+                }
+            }
+            _ = stop.changed() => {
+                let _ = ws.close(None).await;
+                return;
+            }
+        }
+    }
+}
+
+#[test]
+fn hundred_websocket_clients_receive_every_event_within_500_ms() {
+    const CLIENTS: usize = 100;
+    serial(async {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let (_serve, base) = serve(dir.path(), &home).await;
+        let api = Api::login(&base).await;
+        let ws_url = format!(
+            "{}/ws?access_token={}",
+            base.replacen("http://", "ws://", 1),
+            api.token
+        );
+
+        let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel(CLIENTS);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let inboxes: Vec<Arc<Mutex<Inbox>>> = (0..CLIENTS).map(|_| Arc::default()).collect();
+        let tasks: Vec<_> = inboxes
+            .iter()
+            .map(|inbox| {
+                tokio::spawn(ws_client(
+                    ws_url.clone(),
+                    inbox.clone(),
+                    ready_tx.clone(),
+                    stop_rx.clone(),
+                ))
+            })
+            .collect();
+        drop(ready_tx);
+        for n in 0..CLIENTS {
+            tokio::time::timeout(Duration::from_secs(20), ready_rx.recv())
+                .await
+                .unwrap_or_else(|_| panic!("only {n} of {CLIENTS} clients got their hello"))
+                .unwrap_or_else(|| panic!("a client failed after {n} were ready"));
+        }
+
+        // Another process, same home, no API of its own: its events reach the clients
+        // through `serve` following the store.
+        let mut agent_proc = start(
+            dir.path(),
+            &home,
+            MASTER_KEY,
+            &["--no-api", &agent("cp_burst.py")],
+        );
+        let (id, _) = started(&mut agent_proc, false).await;
+        let status = agent_proc.wait_exit(Duration::from_secs(30)).await;
+        assert_eq!(status.code(), Some(0), "{}", agent_proc.report());
+
+        let events = api.events(&id).await;
+        let kinds = types(&events);
+        assert_eq!(of_type(&events, "llm_call").len(), 10, "{kinds:?}");
+        assert_eq!(of_type(&events, "tool_call").len(), 2, "{kinds:?}");
+        assert_eq!(of_type(&events, "agent_progress").len(), 10, "{kinds:?}");
+        // The store's figures for the run, as the dashboard reads them.
+        let (status, m) = api.get(&format!("/api/agents/{id}/metrics")).await;
+        assert_eq!(status, 200, "{m}");
+        assert_eq!(m["progress"]["done"], 10, "{m}");
+        assert_eq!(m["progress"]["total"], 10, "{m}");
+        assert_eq!(m["progress"]["percent"], 100.0, "{m}");
+        assert_eq!(
+            (m["llm_calls"].as_i64(), m["tool_calls"].as_i64()),
+            (Some(10), Some(2)),
+            "{m}"
+        );
+        assert_eq!(m["success_rate"], 1.0, "{m}");
+        assert_eq!(m["pii_findings"], 1, "{m}");
+        assert_eq!(m["state"], "completed", "{m}");
+        for kind in [
+            "agent_started",
+            "pii_finding",
+            "cost_update",
+            "agent_stopped",
+        ] {
+            assert!(kinds.iter().any(|k| k == kind), "no {kind}: {kinds:?}");
+        }
+        let sent: HashMap<i64, i64> = events
+            .iter()
+            .map(|e| {
+                (
+                    e["id"].as_i64().expect("a stored id"),
+                    e["ts_ms"].as_i64().expect("ts_ms"),
+                )
+            })
+            .collect();
+        assert_eq!(sent.len(), events.len(), "duplicate ids: {events:?}");
+
+        // Every event is stored by now; give the last ones time to reach every client.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let complete = inboxes.iter().all(|inbox| {
+                let got: std::collections::HashSet<i64> =
+                    lock(inbox).got.iter().map(|(id, _)| *id).collect();
+                sent.keys().all(|id| got.contains(id))
+            });
+            if complete || Instant::now() > deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        stop_tx.send(true).unwrap();
+        for t in tasks {
+            t.await.unwrap();
+        }
+
+        let mut max = 0i64;
+        let mut failures = Vec::new();
+        for (n, inbox) in inboxes.iter().enumerate() {
+            let inbox = lock(inbox);
+            if inbox.lagged > 0 || !inbox.problems.is_empty() {
+                failures.push(format!(
+                    "client {n}: lagged {} {:?}",
+                    inbox.lagged, inbox.problems
+                ));
+            }
+            let first: HashMap<i64, i64> =
+                inbox.got.iter().fold(HashMap::new(), |mut m, (id, at)| {
+                    m.entry(*id).or_insert(*at);
+                    m
+                });
+            for (id, ts) in &sent {
+                match first.get(id) {
+                    None => failures.push(format!("client {n}: event {id} never arrived")),
+                    Some(at) => {
+                        let latency = at - ts;
+                        max = max.max(latency);
+                        if latency > 500 {
+                            failures.push(format!("client {n}: event {id} after {latency} ms"));
+                        }
+                    }
+                }
+            }
+        }
+        println!(
+            "{CLIENTS} clients x {} events: max latency {max} ms",
+            sent.len()
+        );
+        assert!(
+            failures.is_empty(),
+            "{} failures (max latency {max} ms), first ones: {:#?}",
+            failures.len(),
+            &failures[..failures.len().min(20)]
+        );
+    });
+}
+
+/// The `call K: TEXT` lines, checked to be numbered 1, 2, 3...
+fn calls(lines: &[String]) -> Vec<String> {
+    let calls: Vec<String> = lines
+        .iter()
+        .filter(|l| l.starts_with("call "))
+        .cloned()
+        .collect();
+    for (i, l) in calls.iter().enumerate() {
+        assert!(
+            l.starts_with(&format!("call {}: ", i + 1)),
+            "line {i} is {l:?}"
+        );
+    }
+    calls
+}
+
+#[test]
+fn replacing_a_policy_during_a_run_changes_the_next_call_without_failures() {
+    const EMAIL: &str = "ada@example.org";
+    const REDACTED: &str = "[EMAIL_REDACTED]";
+    serial(async {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let stop_file = dir.path().join("stop");
+        let mut agent_proc = start(
+            dir.path(),
+            &home,
+            MASTER_KEY,
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                &agent("cp_echo_loop.py"),
+                "--",
+                stop_file.to_str().unwrap(),
+            ],
+        );
+        let (id, base) = started(&mut agent_proc, true).await;
+        agent_proc
+            .wait_until(Duration::from_secs(20), "three redacted calls", |ls| {
+                calls(ls).len() >= 3
+            })
+            .await;
+        let api = Api::login(&base.unwrap()).await;
+
+        let before = calls(&agent_proc.lines()).len();
+        let bytes = ironhost::policy::defaults::builtin("pii-redact").expect("built in");
+        let (status, body) = api
+            .upload_policy("pii-redact.wasm", bytes, r#"{"config":{"mode":"warn"}}"#)
+            .await;
+        let after = calls(&agent_proc.lines()).len();
+        assert_eq!(status, 200, "{body}");
+        let names: Vec<&str> = body["policies"]
+            .as_array()
+            .expect("the chain")
+            .iter()
+            .filter_map(|p| p["name"].as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["secrets-inject", "circuit-breaker", "budget", "pii-redact"],
+            "{body}"
+        );
+
+        agent_proc
+            .wait_until(Duration::from_secs(20), "four calls after the swap", |ls| {
+                calls(ls).len() >= after + 5
+            })
+            .await;
+        std::fs::write(&stop_file, b"stop").unwrap();
+        let status = agent_proc.wait_exit(Duration::from_secs(15)).await;
+        let report = agent_proc.report();
+        assert_eq!(status.code(), Some(0), "{report}");
+
+        let lines = calls(&agent_proc.lines());
+        let redacted = |l: &String| l.contains(REDACTED) && !l.contains(EMAIL);
+        let raw = |l: &String| l.contains(EMAIL) && !l.contains(REDACTED);
+        // Finished before the upload was sent: the old chain.
+        assert!(lines[..before].iter().all(redacted), "{report}");
+        // Started after the upload returned (one call may have been in flight): the new one.
+        assert!(lines.len() >= after + 4, "{report}");
+        assert!(lines[after + 1..].iter().all(raw), "{report}");
+        // One switch, never back.
+        let first_raw = lines.iter().position(raw).expect("a raw line");
+        assert!(lines[..first_raw].iter().all(redacted), "{report}");
+        assert!(lines[first_raw..].iter().all(raw), "{report}");
+        println!(
+            "{} calls; {before} printed before the upload, {after} when it returned; first unredacted: call {}",
+            lines.len(),
+            first_raw + 1
+        );
+
+        let (_serve, sbase) = serve(dir.path(), &home).await;
+        let sapi = Api::login(&sbase).await;
+        let events = sapi.events(&id).await;
+        let llm = of_type(&events, "llm_call");
+        assert_eq!(llm.len(), lines.len(), "{:?}", types(&events));
+        for e in &llm {
+            assert_eq!(e["outcome"], "ok", "{e}");
+        }
+        let changed = of_type(&events, "policy_changed");
+        assert_eq!(changed.len(), 1, "{:?}", types(&events));
+        assert_eq!(changed[0]["policy"], "pii-redact", "{}", changed[0]);
+        assert_eq!(changed[0]["action"], "replaced", "{}", changed[0]);
+        assert_eq!(changed[0]["actor"], "admin", "{}", changed[0]);
+    });
+}
+
+#[test]
+fn a_wrong_master_key_fails_clearly() {
+    serial(async {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let hello = agent("cp_hello.py");
+
+        let mut first = start(dir.path(), &home, MASTER_KEY, &["--no-api", &hello]);
+        let status = first.wait_exit(Duration::from_secs(30)).await;
+        assert_eq!(status.code(), Some(0), "{}", first.report());
+        assert!(
+            first.lines().iter().any(|l| l == "hello from the agent"),
+            "{}",
+            first.report()
+        );
+
+        let mut wrong = start(dir.path(), &home, OTHER_MASTER_KEY, &["--no-api", &hello]);
+        let status = wrong.wait_exit(Duration::from_secs(30)).await;
+        let report = wrong.report();
+        assert_eq!(status.code(), Some(2), "{report}");
+        assert!(
+            wrong.lines().is_empty(),
+            "something started (or printed) anyway:\n{report}"
+        );
+        let stderr = wrong.stderr();
+        let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        assert_eq!(lines.len(), 1, "one clear line expected:\n{stderr}");
+        assert!(
+            lines[0].starts_with("ironhost: ") && lines[0].contains("master key does not match"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains(OTHER_MASTER_KEY) && !stderr.contains(MASTER_KEY));
+
+        // The wrong key changed nothing: the right one still works.
+        let mut again = start(dir.path(), &home, MASTER_KEY, &["--no-api", &hello]);
+        let status = again.wait_exit(Duration::from_secs(30)).await;
+        assert_eq!(status.code(), Some(0), "{}", again.report());
+    });
+}
