@@ -507,3 +507,70 @@ fn config_errors_are_refused_before_anything_starts() {
         assert!(!stdout.contains("agent_id"), "something started: {stdout}");
     }
 }
+
+#[test]
+fn spend_survives_a_new_process_under_the_same_agent_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = agent("budget_loop.py");
+    let script = script.to_str().unwrap();
+    let first = run(
+        dir.path(),
+        &[
+            "--budget",
+            "0.03",
+            "--agent-id",
+            "bl-0000beef",
+            "--no-api",
+            script,
+        ],
+    );
+    let stdout = text(&first.stdout);
+    assert_eq!(
+        first.status.code(),
+        Some(1),
+        "{stdout}\n{}",
+        text(&first.stderr)
+    );
+    assert!(stdout.contains("agent_id: bl-0000beef"), "{stdout}");
+    assert!(stdout.contains("call 1 done"), "{stdout}");
+
+    // A new process, the same agent: the budget policy's spend comes back from the store, so
+    // the very first call is refused.
+    let again = run(
+        dir.path(),
+        &[
+            "--budget",
+            "0.03",
+            "--agent-id",
+            "bl-0000beef",
+            "--no-api",
+            script,
+        ],
+    );
+    let (stdout, stderr) = (text(&again.stdout), text(&again.stderr));
+    assert_eq!(again.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        !stdout.contains("call 1 done"),
+        "the spend was forgotten:\n{stdout}"
+    );
+    assert!(
+        stderr.contains("ironhost.errors.BudgetExceeded"),
+        "{stderr}"
+    );
+
+    // Another agent id starts from zero.
+    let other = run(dir.path(), &["--budget", "0.03", "--no-api", script]);
+    assert!(
+        text(&other.stdout).contains("call 1 done"),
+        "{}",
+        text(&other.stdout)
+    );
+
+    let bad = run(dir.path(), &["--agent-id", "no spaces", "--no-api", script]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        text(&bad.stderr).contains("--agent-id"),
+        "{}",
+        text(&bad.stderr)
+    );
+}

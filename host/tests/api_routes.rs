@@ -159,6 +159,7 @@ async fn fixture() -> Fixture {
         chain: Arc::new(chain),
         engine,
         agent_id: Some(AGENT_ID.to_owned()),
+        gateway: None,
         bus: EventBus::new(),
     };
     let app = router(plane.app_state(Some(live), ws::feed()));

@@ -124,6 +124,9 @@ pub struct Gateway {
     metrics: Arc<Metrics>,
     agent: AgentInfo,
     options: GatewayOptions,
+    /// The budget shown in log lines and figures (f64 bits; NaN: none). Starts as
+    /// `options.budget_usd`; a limit changed through the control plane updates it.
+    budget_bits: AtomicU64,
     seq: AtomicU64,
 }
 
@@ -242,9 +245,22 @@ impl Gateway {
             bus,
             metrics,
             agent,
+            budget_bits: AtomicU64::new(options.budget_usd.unwrap_or(f64::NAN).to_bits()),
             options,
             seq: AtomicU64::new(0),
         }
+    }
+
+    /// The budget the agent runs under now, in USD.
+    pub fn budget_usd(&self) -> Option<f64> {
+        let v = f64::from_bits(self.budget_bits.load(Ordering::Relaxed));
+        (!v.is_nan()).then_some(v)
+    }
+
+    /// Record a new budget (the budget policy was re-admitted with it).
+    pub fn set_budget_usd(&self, usd: Option<f64>) {
+        self.budget_bits
+            .store(usd.unwrap_or(f64::NAN).to_bits(), Ordering::Relaxed);
     }
 
     pub fn agent(&self) -> &AgentInfo {
@@ -688,7 +704,7 @@ impl Gateway {
             CallOutcome::Error | CallOutcome::Cancelled => LlmTally::Error,
         };
         let total = self.metrics.llm(&call.model, tally, latency_ms);
-        let spent = match self.options.budget_usd {
+        let spent = match self.budget_usd() {
             Some(limit) => format!("${total:.2} / ${limit:.2}"),
             None => format!("${total:.2} spent"),
         };

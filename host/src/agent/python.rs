@@ -344,7 +344,7 @@ fn current() -> PyResult<String> {
         "environment": agent.environment,
         "state": state.as_str(),
         "run": run,
-        "budget_usd": gw.options().budget_usd,
+        "budget_usd": gw.budget_usd(),
         "metrics": gw.metrics().snapshot(),
     })
     .to_string())

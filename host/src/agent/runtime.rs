@@ -321,6 +321,7 @@ pub fn build_host(
             chain,
             engine: engine.clone(),
             agent_id: Some(id),
+            gateway: Some(gateway.clone()),
             bus: bus.clone(),
         };
         let state = plane.app_state(Some(live), feed);
@@ -549,7 +550,7 @@ pub fn run_agent(
             },
         );
         let snap = gateway.metrics().snapshot();
-        let spent = match gateway.options().budget_usd {
+        let spent = match gateway.budget_usd() {
             Some(limit) => format!("${:.2} / ${limit:.2}", snap.cost_usd),
             None => format!("${:.2}", snap.cost_usd),
         };

@@ -49,6 +49,8 @@ pub struct LiveChain {
     pub engine: PolicyEngine,
     /// The agent running in this process, if any.
     pub agent_id: Option<String>,
+    /// Its gateway (to show a changed budget in its figures).
+    pub gateway: Option<Arc<crate::agent::gateway::Gateway>>,
     /// The bus of this process: API changes are announced on it.
     pub bus: EventBus,
 }

@@ -224,6 +224,15 @@ async fn apply(state: &AppState, caller: &Caller, limit: &Limit) -> Result<(), A
         .map_err(|e| ApiError::internal("admission", e))?
         .map_err(|e| ApiError::unprocessable("admission_failed", e.to_string()))?;
     let generation = live.chain.upsert_policy(policy);
+    if let Some(gateway) = &live.gateway {
+        gateway.set_budget_usd(Some(limit.limit_usd));
+    }
+    sqlx::query("UPDATE agents SET budget_usd = ? WHERE id = ?")
+        .bind(limit.limit_usd)
+        .bind(&agent)
+        .execute(state.store.pool())
+        .await
+        .map_err(|e| ApiError::internal("the store", e))?;
     live.bus.publish(
         &agent,
         Severity::Info,

@@ -84,6 +84,7 @@ pub fn run(args: ServeArgs) -> Result<u8, CliError> {
             chain: Arc::new(chain),
             engine,
             agent_id: None,
+            gateway: None,
             bus,
         };
         let state = plane.app_state(Some(live), feed);

@@ -100,7 +100,7 @@ pub fn run(args: StartArgs) -> Result<u8, CliError> {
     if let Some(addr) = host.api_addr {
         println!("dashboard: {}", crate::api::plane::url(addr));
     }
-    let spent = match host.gateway.options().budget_usd {
+    let spent = match host.gateway.budget_usd() {
         Some(b) => format!("budget ${b:.2}"),
         None => "no budget".to_owned(),
     };
