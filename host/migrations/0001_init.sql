@@ -7,7 +7,8 @@ CREATE TABLE meta (
     value BLOB NOT NULL
 );
 
--- One row per agent id; `pid` is the ironhost process running it (for stop).
+-- One row per agent id; `pid` and `pid_start` (its start time in clock ticks after boot, so a
+-- recycled pid is never taken for it) name the ironhost process running it, for stop.
 CREATE TABLE agents (
     id          TEXT PRIMARY KEY,
     name        TEXT NOT NULL,
@@ -17,6 +18,7 @@ CREATE TABLE agents (
     state       TEXT NOT NULL,
     budget_usd  REAL,
     pid         INTEGER,
+    pid_start   INTEGER,
     exit_code   INTEGER,
     -- What the agent reported with ironhost.progress(done, total, unit).
     progress_done  INTEGER,

@@ -82,6 +82,20 @@ impl Fixture {
         (status, value)
     }
 
+    /// `POST /api/policies` as admin.
+    async fn upload(
+        &self,
+        file: &str,
+        bytes: &[u8],
+        settings: Option<&str>,
+    ) -> (StatusCode, Value) {
+        let mut req = multipart(file, bytes, settings);
+        let auth = format!("Bearer {}", self.tokens["admin"]);
+        req.headers_mut()
+            .insert("authorization", auth.parse().expect("header"));
+        self.send(req).await
+    }
+
     async fn as_role(
         &self,
         role: &str,
@@ -110,6 +124,11 @@ impl Fixture {
         assert_eq!(status, StatusCode::OK, "login as {role}: {body}");
         body
     }
+}
+
+/// The message of an error body.
+fn message(body: &Value) -> &str {
+    body["error"]["message"].as_str().unwrap_or("")
 }
 
 fn multipart(file_name: &str, bytes: &[u8], settings: Option<&str>) -> Request<Body> {
@@ -160,6 +179,7 @@ async fn fixture() -> Fixture {
         engine,
         agent_id: Some(AGENT_ID.to_owned()),
         gateway: None,
+        explicit_budget: false,
         bus: EventBus::new(),
     };
     let app = router(plane.app_state(Some(live), ws::feed()));
@@ -173,6 +193,7 @@ async fn fixture() -> Fixture {
             environment: "dev",
             budget_usd: Some(50.0),
             pid: 1,
+            pid_start: None,
         })
         .await
         .expect("agent");
@@ -318,12 +339,11 @@ async fn request(fx: &Fixture, method: &str, template: &str) -> Request<Body> {
                 .id;
             json_req(format!("/api/tokens/{id}"), None)
         }
-        ("POST", "/api/policies") => {
-            let bytes = builtin("budget").expect("budget component");
-            let mut req = multipart("budget.wasm", bytes, None);
-            *req.uri_mut() = "/api/policies".parse().expect("uri");
-            req
-        }
+        ("POST", "/api/policies") => multipart(
+            "budget.wasm",
+            builtin("budget").expect("budget component"),
+            None,
+        ),
         ("PUT", "/api/policies/order") => json_req(
             template.to_owned(),
             Some(json!({"order": ["secrets-inject", "circuit-breaker", "budget", "pii-redact"]})),
@@ -564,13 +584,7 @@ async fn secrets_are_masked_for_viewers_full_for_agents_revealed_for_admins_and_
         )
         .await;
     seen.push_str(&bad.to_string());
-    assert!(
-        bad["error"]["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("secret name"),
-        "{bad}"
-    );
+    assert!(message(&bad).contains("secret name"), "{bad}");
     assert!(
         !seen.contains("Q7vXtL2mN9pR4sKw8yZ3") && !seen.contains("rotated-value"),
         "{seen}"
@@ -784,13 +798,7 @@ async fn the_policy_routes_show_change_and_guard_the_chain() {
         )
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("every policy"),
-        "{body}"
-    );
+    assert!(message(&body).contains("every policy"), "{body}");
     let (_, reordered) = fx
         .as_role(
             "admin",
@@ -802,73 +810,35 @@ async fn the_policy_routes_show_change_and_guard_the_chain() {
     assert_eq!(reordered["policies"][0]["name"], "pii-redact");
 
     // Admission errors come back verbatim.
-    let mut req = multipart("junk.wasm", b"not a component", None);
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", fx.tokens["admin"])
-            .parse()
-            .expect("header"),
-    );
-    let (status, body) = fx.send(req).await;
+    let (status, body) = fx.upload("junk.wasm", b"not a component", None).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(body["error"]["code"], "admission_failed");
     // pii-redact under a new name, without the capabilities it imports.
     let bytes = builtin("pii-redact").expect("pii-redact");
-    let mut req = multipart(
-        "x.wasm",
-        bytes,
-        Some(r#"{"name": "pii-strict", "capabilities": ["config"]}"#),
-    );
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", fx.tokens["admin"])
-            .parse()
-            .expect("header"),
-    );
-    let (status, body) = fx.send(req).await;
+    let (status, body) = fx
+        .upload(
+            "x.wasm",
+            bytes,
+            Some(r#"{"name": "pii-strict", "capabilities": ["config"]}"#),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("events"),
-        "{body}"
-    );
-    let mut req = multipart(
-        "x.wasm",
-        bytes,
-        Some(r#"{"name": "pii-strict", "bogus": 1}"#),
-    );
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", fx.tokens["admin"])
-            .parse()
-            .expect("header"),
-    );
-    let (status, body) = fx.send(req).await;
+    assert!(message(&body).contains("events"), "{body}");
+    let (status, body) = fx
+        .upload(
+            "x.wasm",
+            bytes,
+            Some(r#"{"name": "pii-strict", "bogus": 1}"#),
+        )
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("bogus"),
-        "{body}"
-    );
+    assert!(message(&body).contains("bogus"), "{body}");
     // With the grants, it is appended under its new name.
-    let mut req = multipart(
-        "x.wasm",
+    let (status, body) = fx.upload("x.wasm",
         bytes,
         Some(
             r#"{"name": "pii-strict", "capabilities": ["config", "events"], "config": {"mode": "block"}}"#,
-        ),
-    );
-    req.headers_mut().insert(
-        "authorization",
-        format!("Bearer {}", fx.tokens["admin"])
-            .parse()
-            .expect("header"),
-    );
-    let (status, body) = fx.send(req).await;
+        )).await;
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body["policies"][4]["name"], "pii-strict");
 }

@@ -478,6 +478,10 @@ fn a_rotated_secret_reaches_the_running_agent_without_restart() {
             [&format!("token: {V1}"), &format!("token: {V2}")],
             "{report}"
         );
+        assert!(
+            lines.iter().any(|l| l == "host credentials visible: []"),
+            "the agent can read the master key or admin password:\n{report}"
+        );
         // Still the same agent: one id on stdout.
         let ids: Vec<&String> = lines
             .iter()

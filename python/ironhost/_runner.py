@@ -21,8 +21,11 @@ def _stop(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def prepare(env: Dict[str, str], extra_hosts: List[str], wakeup_fd: int) -> List[str]:
-    """Set up the interpreter once: signals, SDK keys, the HTTP hooks."""
+def prepare(env: Dict[str, str], extra_hosts: List[str], wakeup_fd: int, scrub: List[str]) -> List[str]:
+    """Set up the interpreter once: signals, SDK keys, the HTTP hooks. The host's own
+    credentials (``scrub``) leave the environment: the agent and its subprocesses never see them."""
+    for var in scrub:
+        os.environ.pop(var, None)
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     if wakeup_fd >= 0:
@@ -35,6 +38,13 @@ def prepare(env: Dict[str, str], extra_hosts: List[str], wakeup_fd: int) -> List
     from . import _intercept
 
     return _intercept.install(extra_hosts)
+
+
+def update_environ(set_vars: Dict[str, str], unset_vars: List[str]) -> None:
+    """A secret changed: the running agent's environment follows."""
+    os.environ.update(set_vars)
+    for var in unset_vars:
+        os.environ.pop(var, None)
 
 
 def run(path: str, argv: List[str]) -> int:

@@ -5,6 +5,9 @@ import sys
 import time
 
 stop_at = sys.argv[1] if len(sys.argv) > 1 else None
+# The host's own credentials never reach the agent.
+hidden = [v for v in ("IRONHOST_MASTER_KEY", "IRONHOST_ADMIN_PASSWORD") if v in os.environ]
+print(f"host credentials visible: {hidden}", flush=True)
 print("watching", flush=True)
 seen = []
 last = None

@@ -99,6 +99,11 @@ pub fn set_status(state: AgentState, run: u32) {
     *STATUS.lock() = (state, run);
 }
 
+/// The agent's state and run number now.
+pub fn status() -> (AgentState, u32) {
+    *STATUS.lock()
+}
+
 /// The first stop signal received, if any.
 pub fn signal_received() -> Option<i32> {
     match SIGNAL.load(Ordering::SeqCst) {
@@ -373,16 +378,20 @@ fn progress(done: u64, total: Option<u64>, unit: Option<String>) -> PyResult<()>
     Ok(())
 }
 
-/// Set variables in the running agent's `os.environ` (a rotated secret), from any thread.
-pub fn update_environ(vars: &[(String, String)]) -> PyResult<()> {
+/// Set and remove variables in the running agent's `os.environ` (a rotated or deleted
+/// secret), from any thread.
+pub fn update_environ(set: &[(String, String)], unset: &[String]) -> PyResult<()> {
     Python::attach(|py| {
-        let environ = py.import("os")?.getattr("environ")?;
-        for (k, v) in vars {
-            environ.set_item(k, v)?;
-        }
+        let set = PyDict::from_sequence(&set.to_vec().into_pyobject(py)?)?;
+        py.import("ironhost._runner")?
+            .getattr("update_environ")?
+            .call1((set, unset.to_vec()))?;
         Ok(())
     })
 }
+
+/// The host's own credentials: removed from the environment before the agent runs.
+pub const SCRUBBED_VARS: [&str; 2] = ["IRONHOST_MASTER_KEY", "IRONHOST_ADMIN_PASSWORD"];
 
 fn native_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     let m = PyModule::new(py, "ironhost._native")?;
@@ -438,7 +447,7 @@ pub fn prepare(
         let env = PyDict::from_sequence(&env.to_vec().into_pyobject(py)?)?;
         py.import("ironhost._runner")?
             .getattr("prepare")?
-            .call1((env, extra_hosts.to_vec(), wakeup_fd))?
+            .call1((env, extra_hosts.to_vec(), wakeup_fd, SCRUBBED_VARS.to_vec()))?
             .extract()
     })
 }

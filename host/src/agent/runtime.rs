@@ -28,6 +28,7 @@ use crate::policy::engine::{EngineOptions, PolicyEngine};
 use crate::policy::host::TokenMeter;
 use crate::policy::model::{AgentInfo, Severity};
 use crate::secrets::{Actor, SecretStore};
+use crate::store::Store;
 use crate::store::queries::NewAgent;
 use crate::store::recorder::Recorder;
 
@@ -175,11 +176,12 @@ impl Host {
         let seq = self.bus.last_seq();
         let written = self.runtime.block_on(async {
             let written = self.recorder.flush(seq, Duration::from_secs(5)).await;
-            self.plane.state.flush().await;
-            written
+            let state =
+                tokio::time::timeout(Duration::from_secs(5), self.plane.state.flush()).await;
+            written && state.is_ok()
         });
         if !written {
-            tracing::warn!("the store did not record the last events within 5 s");
+            tracing::warn!("the store did not record the last events and policy state within 5 s");
         }
     }
 }
@@ -239,6 +241,7 @@ pub fn build_host(
             PlaneError::Input(m) => StartError::Config(m),
             PlaneError::Failed(m) => StartError::Failed(m),
         })?;
+    let explicit_budget = settings.budget.is_some();
     let mut settings = settings.clone();
     budget_from_limits(&mut settings, &plane, &runtime, &id)?;
     let mut bundle = bundle_for(&settings)?;
@@ -311,19 +314,26 @@ pub fn build_host(
             environment: &settings.environment,
             budget_usd: budget,
             pid: std::process::id(),
+            pid_start: crate::store::queries::process_start(i64::from(std::process::id())),
         }))
         .map_err(|e| StartError::Failed(e.to_string()))?;
-    watch_usr1(usr1, plane.secrets.clone());
+    let live = LiveChain {
+        chain,
+        engine: engine.clone(),
+        agent_id: Some(id),
+        gateway: Some(gateway.clone()),
+        explicit_budget,
+        bus: bus.clone(),
+    };
+    watch_usr1(
+        usr1,
+        plane.secrets.clone(),
+        live.clone(),
+        plane.store.clone(),
+    );
     let api_addr = if settings.api.enabled {
         let feed = ws::feed();
         ws::feed_from_bus(&bus, feed.clone());
-        let live = LiveChain {
-            chain,
-            engine: engine.clone(),
-            agent_id: Some(id),
-            gateway: Some(gateway.clone()),
-            bus: bus.clone(),
-        };
         let state = plane.app_state(Some(live), feed);
         match runtime.block_on(plane::bind(&settings.api, state)) {
             Ok(Some(server)) => {
@@ -354,10 +364,19 @@ pub fn build_host(
     })
 }
 
-/// SIGUSR1: re-read the secrets from the store; changes reach the agent as on an API update.
-fn watch_usr1(mut usr1: tokio::signal::unix::Signal, secrets: Arc<SecretStore>) {
+/// SIGUSR1: re-read the secrets and the agent's limit from the store (another ironhost process
+/// changed them); changes reach the agent as on an API update here.
+fn watch_usr1(
+    mut usr1: tokio::signal::unix::Signal,
+    secrets: Arc<SecretStore>,
+    live: LiveChain,
+    store: Store,
+) {
     tokio::spawn(async move {
         while usr1.recv().await.is_some() {
+            if let Err(e) = crate::api::limits::reload_limit(&live, &store).await {
+                tracing::error!("SIGUSR1: cannot apply the stored limit: {e}");
+            }
             match secrets.reload().await {
                 Ok(changed) if changed.is_empty() => {
                     tracing::info!("SIGUSR1: secrets reloaded; none changed")
@@ -399,20 +418,32 @@ fn follow_secrets(host: &Host, first_env: Vec<(String, String)>) {
                 _ => continue,
             };
             let changed: Vec<(String, String)> = env
-                .into_iter()
+                .iter()
                 .filter(|(k, v)| applied.get(k) != Some(v))
+                .cloned()
                 .collect();
-            if changed.is_empty() {
+            // A variable no longer given (its secret was deleted) leaves the environment.
+            let removed: Vec<String> = applied
+                .keys()
+                .filter(|k| !env.iter().any(|(e, _)| e == *k))
+                .cloned()
+                .collect();
+            if changed.is_empty() && removed.is_empty() {
                 continue;
             }
-            let update = changed.clone();
-            let result = tokio::task::spawn_blocking(move || python::update_environ(&update)).await;
+            let (update, unset) = (changed.clone(), removed.clone());
+            let result =
+                tokio::task::spawn_blocking(move || python::update_environ(&update, &unset)).await;
             if !matches!(result, Ok(Ok(()))) {
                 tracing::error!("cannot update the agent's environment after a secret change");
                 continue;
             }
-            let vars: Vec<String> = changed.iter().map(|(k, _)| k.clone()).collect();
+            let mut vars: Vec<String> = changed.iter().map(|(k, _)| k.clone()).collect();
+            vars.extend(removed.iter().cloned());
             applied.extend(changed);
+            for k in &removed {
+                applied.remove(k);
+            }
             let agent = gateway.agent();
             tracing::info!(
                 "secrets rotated ({}): {} updated in the agent's environment",
@@ -467,6 +498,9 @@ fn watch_signals(agent_id: String) -> std::io::Result<UnixStream> {
                                 "agent {id} did not stop within {} s of the signal; exiting with {code}",
                                 STOP_GRACE.as_secs()
                             );
+                            if let Some(hook) = EXIT_HOOK.get() {
+                                hook(code);
+                            }
                             std::process::exit(code);
                         }
                     });
@@ -477,6 +511,66 @@ fn watch_signals(agent_id: String) -> std::io::Result<UnixStream> {
 
 /// Run the agent to its end (restarts included); returns the exit code.
 pub fn run_agent(
+    host: &Host,
+    spec: &AgentSpec,
+    settings: &Settings,
+    env_vars: &BTreeMap<String, String>,
+) -> Result<i32, StartError> {
+    let _ = EXIT_HOOK.set(exit_hook(host));
+    let result = run_agent_inner(host, spec, settings, env_vars);
+    if let Err(e) = &result {
+        // The store must not keep showing an agent that could not run as starting or running.
+        let (_, run) = python::status();
+        host.bus.publish(
+            &host.gateway.agent().agent_id,
+            Severity::High,
+            EventKind::AgentStopped {
+                state: AgentState::Failed,
+                exit_code: if matches!(e, StartError::Config(_)) {
+                    2
+                } else {
+                    1
+                },
+                run: run.max(1),
+            },
+        );
+        host.flush();
+    }
+    result
+}
+
+/// What the stop watchdog runs before it ends the process: the stop is recorded and the store
+/// flushed, as on a normal exit.
+type ExitHook = Box<dyn Fn(i32) + Send + Sync>;
+static EXIT_HOOK: std::sync::OnceLock<ExitHook> = std::sync::OnceLock::new();
+
+fn exit_hook(host: &Host) -> ExitHook {
+    let bus = host.bus.clone();
+    let recorder = host.recorder.clone();
+    let state = host.plane.state.clone();
+    let handle = host.runtime.handle().clone();
+    let agent_id = host.gateway.agent().agent_id.clone();
+    Box::new(move |code| {
+        let (_, run) = python::status();
+        let seq = bus
+            .publish(
+                &agent_id,
+                Severity::Medium,
+                EventKind::AgentStopped {
+                    state: AgentState::Stopped,
+                    exit_code: code,
+                    run: run.max(1),
+                },
+            )
+            .seq;
+        handle.block_on(async {
+            recorder.flush(seq, Duration::from_secs(2)).await;
+            let _ = tokio::time::timeout(Duration::from_secs(2), state.flush()).await;
+        });
+    })
+}
+
+fn run_agent_inner(
     host: &Host,
     spec: &AgentSpec,
     settings: &Settings,

@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 
 use super::auth::{Admin, Reader};
 use super::{ApiError, AppState};
-use crate::store::queries::AgentRecord;
+use crate::store::queries::{AgentRecord, process_start};
 
 async fn find(state: &AppState, id: &str) -> Result<AgentRecord, ApiError> {
     state
@@ -46,12 +46,12 @@ pub async fn metrics(
     Ok(Json(state.store.agent_metrics(&a).await?))
 }
 
-/// Whether `pid` is an ironhost process (so a recycled pid is never signalled).
-fn is_ironhost(pid: i64) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .ok()
-        .and_then(|c| c.split(|b| *b == 0).next().map(|argv0| argv0.to_vec()))
-        .is_some_and(|argv0| String::from_utf8_lossy(&argv0).ends_with("ironhost"))
+/// The agent's host process, if it is still the one that registered it (same pid, same start
+/// time: a recycled pid is never signalled).
+pub fn live_process(a: &AgentRecord) -> Option<i64> {
+    let pid = a.pid.filter(|p| *p > 0)?;
+    let started = a.pid_start?;
+    (process_start(pid) == Some(started)).then_some(pid)
 }
 
 /// `POST /api/agents/{id}/stop` (admin): the agent's host gets SIGTERM, as from a terminal:
@@ -68,9 +68,7 @@ pub async fn stop(
             a.state
         )));
     }
-    let pid = a
-        .pid
-        .filter(|p| *p > 0 && is_ironhost(*p))
+    let pid = live_process(&a)
         .ok_or_else(|| ApiError::conflict(format!("agent `{id}`: its ironhost process is gone")))?;
     let target = rustix::process::Pid::from_raw(pid as i32)
         .ok_or_else(|| ApiError::conflict(format!("agent `{id}`: bad process id {pid}")))?;

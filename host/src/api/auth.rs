@@ -61,14 +61,19 @@ fn now_secs() -> u64 {
 }
 
 fn bearer(parts: &Parts) -> Option<String> {
-    if let Some(h) = parts.headers.get(axum::http::header::AUTHORIZATION) {
+    bearer_token(&parts.headers, &parts.uri)
+}
+
+/// The token of a request: `Authorization: Bearer TOKEN`, else `?access_token=TOKEN`.
+pub fn bearer_token(headers: &axum::http::HeaderMap, uri: &axum::http::Uri) -> Option<String> {
+    if let Some(h) = headers.get(axum::http::header::AUTHORIZATION) {
         let text = h.to_str().ok()?;
         let (scheme, token) = text.split_once(' ')?;
         return scheme
             .eq_ignore_ascii_case("bearer")
             .then(|| token.trim().to_owned());
     }
-    axum::extract::Query::<std::collections::HashMap<String, String>>::try_from_uri(&parts.uri)
+    axum::extract::Query::<std::collections::HashMap<String, String>>::try_from_uri(uri)
         .ok()?
         .0
         .remove("access_token")
@@ -211,6 +216,11 @@ pub async fn login(
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
     let refused = || ApiError::unauthorized("wrong user name or password");
+    // Each check takes ~19 MiB and tens of ms: a flood of logins must not take the host down.
+    let _permit = LOGIN_CHECKS
+        .acquire()
+        .await
+        .map_err(|e| ApiError::internal("login", e))?;
     let user = state.store.user_by_name(&req.username).await?;
     let Some(user) = user else {
         // Spend the same time as a real check so names cannot be probed by timing.
@@ -240,6 +250,9 @@ pub async fn login(
         role,
     }))
 }
+
+/// Password checks running at once, at most.
+static LOGIN_CHECKS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(4);
 
 /// A real Argon2id hash of a random password, so failed logins of unknown users take as
 /// long as those of known ones.

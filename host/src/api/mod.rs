@@ -9,6 +9,7 @@
 mod agents;
 pub mod auth;
 mod error;
+pub mod limits;
 pub mod plane;
 mod policies;
 mod records;
@@ -51,6 +52,9 @@ pub struct LiveChain {
     pub agent_id: Option<String>,
     /// Its gateway (to show a changed budget in its figures).
     pub gateway: Option<Arc<crate::agent::gateway::Gateway>>,
+    /// The agent was started with `--budget` (or `budget` in the config): the global limit
+    /// does not override it, its own limit does.
+    pub explicit_budget: bool,
     /// The bus of this process: API changes are announced on it.
     pub bus: EventBus,
 }

@@ -344,6 +344,7 @@ pub async fn upload(
         entry_of(&live, &stem).map(|_| stem)
     });
     let existing = target.as_deref().and_then(|n| entry_of(&live, n));
+    let enabled = settings.enabled;
     let mut entry = entry_for(settings, existing.as_ref(), &file)?;
     if entry.name.is_none() {
         entry.name = target;
@@ -360,7 +361,14 @@ pub async fn upload(
         .members
         .iter()
         .any(|m| m.policy.name == name);
-    let generation = live.chain.upsert_policy(Arc::new(policy));
+    let mut generation = live.chain.upsert_policy(Arc::new(policy));
+    // A replaced policy keeps its on/off switch unless the upload says otherwise.
+    if let Some(enabled) = enabled {
+        generation = live
+            .chain
+            .set_enabled(&name, enabled)
+            .map_err(|e| ApiError::internal("enabling the policy", e))?;
+    }
     announce(
         &live,
         &caller,

@@ -9,13 +9,11 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 
-use super::auth::{Admin, Caller, Reader};
+use super::auth::{Admin, Reader};
 use super::error::{JsonBody, QueryArgs};
+use super::limits::{Prepared, commit_limit, prepare_limit};
 use super::{ApiError, AppState};
-use crate::agent::events::EventKind;
-use crate::policy::admission::admit_policy;
-use crate::policy::model::Severity;
-use crate::store::queries::{Limit, UsageFilter};
+use crate::store::queries::{Usage, UsageFilter};
 
 /// The OpenAPI document (checked in; a test keeps it in step with the router).
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -49,15 +47,21 @@ pub async fn usage_aggregate(
     _: Reader,
     QueryArgs(q): QueryArgs<SinceQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(
-        state
-            .store
-            .usage(&UsageFilter {
-                since_ms: q.since_ms,
-                ..UsageFilter::default()
-            })
-            .await?,
-    ))
+    usage(&state, None, None, q).await
+}
+
+async fn usage(
+    state: &AppState,
+    agent_id: Option<String>,
+    model: Option<String>,
+    q: SinceQuery,
+) -> Result<Json<Usage>, ApiError> {
+    let filter = UsageFilter {
+        agent_id,
+        model,
+        since_ms: q.since_ms,
+    };
+    Ok(Json(state.store.usage(&filter).await?))
 }
 
 /// `GET /api/usage/by-agent/{id}`.
@@ -70,16 +74,7 @@ pub async fn usage_by_agent(
     if state.store.agent(&id).await?.is_none() {
         return Err(ApiError::not_found(format!("no agent `{id}`")));
     }
-    Ok(Json(
-        state
-            .store
-            .usage(&UsageFilter {
-                agent_id: Some(id),
-                since_ms: q.since_ms,
-                ..UsageFilter::default()
-            })
-            .await?,
-    ))
+    usage(&state, Some(id), None, q).await
 }
 
 /// `GET /api/usage/by-model/{name}`.
@@ -89,16 +84,7 @@ pub async fn usage_by_model(
     Path(name): Path<String>,
     QueryArgs(q): QueryArgs<SinceQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    Ok(Json(
-        state
-            .store
-            .usage(&UsageFilter {
-                model: Some(name),
-                since_ms: q.since_ms,
-                ..UsageFilter::default()
-            })
-            .await?,
-    ))
+    usage(&state, None, Some(name), q).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,72 +169,51 @@ fn check_limit(limit_usd: f64, warn_at: f64) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Apply a limit to the agent running in this process, if it concerns it: its `budget`
-/// policy is admitted again with the new limit and swapped in (spend is in host state, so it
-/// carries over).
-async fn apply(state: &AppState, caller: &Caller, limit: &Limit) -> Result<(), ApiError> {
+/// Whether a limit for `scope` (an agent id, or `None` for the global limit) governs the agent
+/// running in this process: its own always; the global one only if the agent has no own limit
+/// and did not start with an explicit `--budget`.
+async fn concerns(state: &AppState, scope: Option<&str>) -> Result<bool, ApiError> {
     let Some(live) = &state.live else {
-        return Ok(());
+        return Ok(false);
     };
-    let Some(agent) = live.agent_id.clone() else {
-        return Ok(());
+    let Some(agent) = &live.agent_id else {
+        return Ok(false);
     };
-    match &limit.agent_id {
-        Some(a) if *a != agent => return Ok(()),
+    Ok(match scope {
+        Some(a) => a == agent,
         None => {
-            // The global limit yields to the agent's own.
-            if state
-                .store
-                .limit_for(&agent)
-                .await?
-                .is_some_and(|l| l.agent_id.is_some())
-            {
-                return Ok(());
-            }
+            !live.explicit_budget
+                && state
+                    .store
+                    .limit_for(agent)
+                    .await?
+                    .is_none_or(|l| l.agent_id.is_none())
         }
-        Some(_) => {}
+    })
+}
+
+/// The running agent's `budget` policy admitted with a new limit, ready to swap in: done before
+/// the limit is saved, so a limit that cannot apply is refused whole.
+async fn prepare(
+    state: &AppState,
+    scope: Option<&str>,
+    limit_usd: f64,
+    warn_at: f64,
+) -> Result<Option<Prepared>, ApiError> {
+    if !concerns(state, scope).await? {
+        return Ok(None);
     }
-    let snap = live.chain.snapshot();
-    let Some(member) = snap.members.iter().find(|m| m.policy.name == "budget") else {
-        return Ok(());
+    let Some(live) = &state.live else {
+        return Ok(None);
     };
-    let mut entry = member.policy.entry.clone();
-    entry.name = Some("budget".to_owned());
-    if let Some(o) = entry.config.as_object_mut() {
-        o.insert("limit-usd".into(), limit.limit_usd.into());
-        o.insert("warning-threshold".into(), limit.warn_at.into());
-    }
-    let engine = live.engine.clone();
-    let policy = tokio::task::spawn_blocking(move || admit_policy(&engine, &entry))
+    prepare_limit(live, limit_usd, warn_at)
         .await
-        .map_err(|e| ApiError::internal("admission", e))?
-        .map_err(|e| ApiError::unprocessable("admission_failed", e.to_string()))?;
-    let generation = live.chain.upsert_policy(policy);
-    if let Some(gateway) = &live.gateway {
-        gateway.set_budget_usd(Some(limit.limit_usd));
-    }
-    sqlx::query("UPDATE agents SET budget_usd = ? WHERE id = ?")
-        .bind(limit.limit_usd)
-        .bind(&agent)
-        .execute(state.store.pool())
-        .await
-        .map_err(|e| ApiError::internal("the store", e))?;
-    live.bus.publish(
-        &agent,
-        Severity::Info,
-        EventKind::PolicyChanged {
-            action: format!("limit set to ${:.2}", limit.limit_usd),
-            policy: "budget".to_owned(),
-            actor: caller.name.clone(),
-            generation,
-        },
-    );
-    tracing::info!(
-        "budget limit set to ${:.2} by {}",
-        limit.limit_usd,
-        caller.name
-    );
-    Ok(())
+        .map_err(|e| ApiError::unprocessable("admission_failed", e))
+}
+
+/// After a limit is saved: other ironhost processes re-read their limits and secrets.
+async fn tell_other_agents(state: &AppState) {
+    super::secrets::signal_agents(state).await;
 }
 
 /// `POST /api/limits` (admin): 201, or 409 if that scope has a limit.
@@ -259,6 +224,7 @@ pub async fn create_limit(
 ) -> Result<impl IntoResponse, ApiError> {
     let warn_at = req.warn_at.unwrap_or(0.9);
     check_limit(req.limit_usd, warn_at)?;
+    let prepared = prepare(&state, req.agent_id.as_deref(), req.limit_usd, warn_at).await?;
     let limit = state
         .store
         .create_limit(req.agent_id.as_deref(), req.limit_usd, warn_at)
@@ -269,7 +235,10 @@ pub async fn create_limit(
                 None => "there is a global limit; update it instead".to_owned(),
             })
         })?;
-    apply(&state, &caller, &limit).await?;
+    if let (Some(p), Some(live)) = (prepared, &state.live) {
+        commit_limit(live, &state.store, p, &caller.name).await;
+    }
+    tell_other_agents(&state).await;
     Ok((StatusCode::CREATED, Json(limit)))
 }
 
@@ -295,12 +264,16 @@ pub async fn update_limit(
         .ok_or_else(|| ApiError::not_found(format!("no limit {id}")))?;
     let warn_at = req.warn_at.unwrap_or(current.warn_at);
     check_limit(req.limit_usd, warn_at)?;
+    let prepared = prepare(&state, current.agent_id.as_deref(), req.limit_usd, warn_at).await?;
     let limit = state
         .store
         .update_limit(id, req.limit_usd, warn_at)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no limit {id}")))?;
-    apply(&state, &caller, &limit).await?;
+    if let (Some(p), Some(live)) = (prepared, &state.live) {
+        commit_limit(live, &state.store, p, &caller.name).await;
+    }
+    tell_other_agents(&state).await;
     Ok(Json(limit))
 }
 

@@ -35,6 +35,42 @@ fn environment(q: &EnvQuery) -> Result<String, ApiError> {
     Ok(env)
 }
 
+/// The environment asked for and the secret's metadata, or 404 naming both.
+fn find(state: &AppState, name: &str, q: &EnvQuery) -> Result<(String, SecretMeta), ApiError> {
+    let env = environment(q)?;
+    let meta = state
+        .secrets
+        .meta(&env, name)
+        .ok_or_else(|| ApiError::not_found(format!("no secret `{name}` in environment `{env}`")))?;
+    Ok((env, meta))
+}
+
+/// Tell the agents other ironhost processes run (SIGUSR1) to re-read secrets and limits from
+/// the store; this process follows its own changes directly.
+pub async fn signal_agents(state: &AppState) {
+    let me = i64::from(std::process::id());
+    let agents = match state.store.agents().await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!("cannot tell running agents about the change: {e}");
+            return;
+        }
+    };
+    for a in agents
+        .iter()
+        .filter(|a| matches!(a.state.as_str(), "starting" | "running"))
+    {
+        let Some(pid) = super::agents::live_process(a).filter(|p| *p != me) else {
+            continue;
+        };
+        if let Some(target) = rustix::process::Pid::from_raw(pid as i32)
+            && let Err(e) = rustix::process::kill_process(target, rustix::process::Signal::USR1)
+        {
+            tracing::warn!("cannot signal agent {} (pid {pid}): {e}", a.id);
+        }
+    }
+}
+
 async fn view(state: &AppState, caller: &Caller, meta: SecretMeta) -> Result<SecretView, ApiError> {
     let value = state.secrets.value(&meta.environment, &meta.name)?;
     let full = caller.role == Role::Agent;
@@ -78,11 +114,7 @@ pub async fn show(
     Path(name): Path<String>,
     QueryArgs(q): QueryArgs<EnvQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let env = environment(&q)?;
-    let meta = state
-        .secrets
-        .meta(&env, &name)
-        .ok_or_else(|| ApiError::not_found(format!("no secret `{name}` in environment `{env}`")))?;
+    let (_, meta) = find(&state, &name, &q)?;
     Ok(Json(view(&state, &caller, meta).await?))
 }
 
@@ -93,11 +125,7 @@ pub async fn reveal(
     Path(name): Path<String>,
     QueryArgs(q): QueryArgs<EnvQuery>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let env = environment(&q)?;
-    let meta = state
-        .secrets
-        .meta(&env, &name)
-        .ok_or_else(|| ApiError::not_found(format!("no secret `{name}` in environment `{env}`")))?;
+    let (env, meta) = find(&state, &name, &q)?;
     let value = state.secrets.value(&env, &name)?;
     state
         .secrets
@@ -130,6 +158,7 @@ pub async fn put(
         .secrets
         .put(&name, &env, &value, &caller.actor())
         .await?;
+    signal_agents(&state).await;
     tracing::info!(
         "secret {name} ({env}) {} by {}",
         if created { "created" } else { "updated" },
@@ -159,6 +188,7 @@ pub async fn delete(
 ) -> Result<impl IntoResponse, ApiError> {
     let env = environment(&q)?;
     state.secrets.delete(&name, &env, &caller.actor()).await?;
+    signal_agents(&state).await;
     tracing::info!("secret {name} ({env}) deleted by {}", caller.name);
     Ok(StatusCode::NO_CONTENT)
 }

@@ -95,17 +95,32 @@ pub fn feed_from_store(store: Store, feed: broadcast::Sender<Arc<str>>) {
     });
 }
 
+/// How often an open connection's token is checked again: logout, revocation and expiry end
+/// the stream within this.
+pub const RECHECK_EVERY: Duration = Duration::from_secs(30);
+
 /// `GET /ws` (admin, viewer, agent).
 pub async fn upgrade(
     State(state): State<AppState>,
     Reader(caller): Reader,
+    headers: axum::http::HeaderMap,
+    uri: axum::http::Uri,
     ws: WebSocketUpgrade,
 ) -> Response {
     let rx = state.feed.subscribe();
-    ws.on_upgrade(move |socket| client(socket, rx, caller.name))
+    let token = super::auth::bearer_token(&headers, &uri).unwrap_or_default();
+    ws.on_upgrade(move |socket| client(socket, rx, caller.name, state, token))
 }
 
-async fn client(mut socket: WebSocket, mut rx: broadcast::Receiver<Arc<str>>, who: String) {
+async fn client(
+    mut socket: WebSocket,
+    mut rx: broadcast::Receiver<Arc<str>>,
+    who: String,
+    state: AppState,
+    token: String,
+) {
+    let mut recheck =
+        tokio::time::interval_at(tokio::time::Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
     let hello =
         serde_json::json!({"type": "hello", "user": who, "version": env!("CARGO_PKG_VERSION")});
     if socket
@@ -131,6 +146,16 @@ async fn client(mut socket: WebSocket, mut rx: broadcast::Receiver<Arc<str>>, wh
                 }
                 Err(broadcast::error::RecvError::Closed) => return,
             },
+            _ = recheck.tick() => {
+                if let Err(e) = super::auth::authenticate(&state, &token).await {
+                    let close = axum::extract::ws::CloseFrame {
+                        code: 4401,
+                        reason: Utf8Bytes::from(e.message.chars().take(120).collect::<String>()),
+                    };
+                    let _ = socket.send(Message::Close(Some(close))).await;
+                    return;
+                }
+            }
             incoming = socket.recv() => match incoming {
                 Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
                 Some(Ok(_)) => {}

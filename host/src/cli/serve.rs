@@ -85,6 +85,7 @@ pub fn run(args: ServeArgs) -> Result<u8, CliError> {
             engine,
             agent_id: None,
             gateway: None,
+            explicit_budget: false,
             bus,
         };
         let state = plane.app_state(Some(live), feed);

@@ -126,20 +126,23 @@ pub fn open(
         .map_err(|_| CryptoError::Mismatch)
 }
 
-/// A secret value shown to a viewer: the first and last two characters of a long value with
-/// its prefix (`sk-proj-ab...yz`), stars for a short one.
+/// A secret value shown to a viewer: a recognisable prefix (`sk-proj-`, up to the last dash in
+/// the first 8 characters), then the first and last two characters of the rest, only when the
+/// rest is long enough (12+) that four characters give nothing useful away; otherwise stars,
+/// always 8, so the mask does not even tell the length.
 pub fn mask(value: &str) -> String {
+    const STARS: &str = "********";
     let chars: Vec<char> = value.chars().collect();
-    if chars.len() < 12 {
-        return "*".repeat(chars.len().clamp(3, 8));
-    }
-    // Keep a recognisable prefix such as `sk-proj-` (up to the last dash in the first 8).
-    let head: String = chars[..8].iter().collect();
+    let head: String = chars.iter().take(8).collect();
     let prefix_len = head.rfind('-').map_or(0, |i| head[..=i].chars().count());
-    let shown = prefix_len + 2;
-    let start: String = chars[..shown].iter().collect();
-    let end: String = chars[chars.len() - 2..].iter().collect();
-    format!("{start}...{end}")
+    let rest = &chars[prefix_len..];
+    if rest.len() < 12 {
+        return STARS.to_owned();
+    }
+    let prefix: String = chars[..prefix_len].iter().collect();
+    let start: String = rest[..2].iter().collect();
+    let end: String = rest[rest.len() - 2..].iter().collect();
+    format!("{prefix}{start}...{end}")
 }
 
 #[cfg(test)]
@@ -195,7 +198,28 @@ mod tests {
     fn masks_keep_prefix_and_ends_only() {
         assert_eq!(mask("sk-proj-abcdefghijklmnopyz"), "sk-proj-ab...yz");
         assert_eq!(mask("ghp_1234567890abcdef"), "gh...ef");
-        assert_eq!(mask("hunter2"), "*******");
-        assert_eq!(mask("ab"), "***");
+        for short in [
+            "hunter2",
+            "ab",
+            "sk-proj-abcd",
+            "hunter2-abcd",
+            "sk-proj-abcdefghijk",
+        ] {
+            assert_eq!(mask(short), "********", "{short}");
+        }
+        // Whatever the value, at most four characters past the prefix show.
+        for len in 0..40 {
+            let value: String = "sk-proj-"
+                .chars()
+                .chain((0..len).map(|i| char::from(b'a' + (i % 26) as u8)))
+                .collect();
+            let m = mask(&value);
+            assert_ne!(m, value);
+            let shown = m
+                .trim_start_matches("sk-proj-")
+                .replace("...", "")
+                .replace('*', "");
+            assert!(shown.len() <= 4, "{value} -> {m}");
+        }
     }
 }

@@ -312,12 +312,27 @@ pub struct AuditEntry {
 }
 
 struct Entry {
+    /// The row: a secret deleted and created again is a new row.
+    row: i64,
     meta: SecretMeta,
     salt: Vec<u8>,
     nonce: Vec<u8>,
     ciphertext: Vec<u8>,
     /// The value; `None` only if it failed to decrypt.
     plain: Option<Zeroizing<String>>,
+}
+
+impl Entry {
+    fn clone_entry(&self) -> Entry {
+        Entry {
+            row: self.row,
+            meta: self.meta.clone(),
+            salt: self.salt.clone(),
+            nonce: self.nonce.clone(),
+            ciphertext: self.ciphertext.clone(),
+            plain: self.plain.clone(),
+        }
+    }
 }
 
 type Cache = BTreeMap<(String, String), Entry>;
@@ -397,8 +412,8 @@ impl SecretStore {
             let cache = self.cache.read();
             for (k, e) in fresh.iter_mut() {
                 if let Some(old) = cache.get(k)
+                    && old.row == e.row
                     && old.meta.version == e.meta.version
-                    && old.meta.updated_ms == e.meta.updated_ms
                 {
                     e.plain = old.plain.clone();
                 }
@@ -408,6 +423,15 @@ impl SecretStore {
         let mut changed = Vec::new();
         {
             let mut cache = self.cache.write();
+            // A `put` that committed after we read keeps its newer version.
+            for (k, old) in cache.iter() {
+                if let Some(e) = fresh.get_mut(k)
+                    && old.row == e.row
+                    && old.meta.version > e.meta.version
+                {
+                    *e = old.clone_entry();
+                }
+            }
             for (k, e) in &fresh {
                 if cache.get(k).is_none_or(|old| {
                     old.meta.version != e.meta.version || old.meta.updated_ms != e.meta.updated_ms
@@ -678,6 +702,7 @@ async fn audit(
 
 fn entry(row: &sqlx::sqlite::SqliteRow) -> Entry {
     Entry {
+        row: row.get("id"),
         meta: SecretMeta {
             name: row.get("name"),
             environment: row.get("environment"),

@@ -120,18 +120,29 @@ impl Store {
         &self.path
     }
 
+    /// Apply the missing migrations, all in one `BEGIN IMMEDIATE` transaction: two processes
+    /// opening a fresh home at once take turns, and the second finds the work done.
     async fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.pool.acquire().await?;
+        sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await?;
+        let result = self.migrate_in(&mut conn).await;
+        let end = if result.is_ok() { "COMMIT" } else { "ROLLBACK" };
+        sqlx::raw_sql(end).execute(&mut *conn).await?;
+        result
+    }
+
+    async fn migrate_in(&self, conn: &mut sqlx::SqliteConnection) -> Result<(), StoreError> {
         let path = &self.path;
         sqlx::raw_sql(
             "CREATE TABLE IF NOT EXISTS _ironhost_migrations (
                 version INTEGER PRIMARY KEY, name TEXT NOT NULL, sha256 TEXT NOT NULL,
                 applied_ms INTEGER NOT NULL)",
         )
-        .execute(&self.pool)
+        .execute(&mut *conn)
         .await?;
         let applied: Vec<(i64, String)> =
             sqlx::query_as("SELECT version, sha256 FROM _ironhost_migrations ORDER BY version")
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *conn)
                 .await?;
         let known = MIGRATIONS.last().map_or(0, |m| m.0);
         if let Some((found, _)) = applied.iter().find(|(v, _)| *v > known) {
@@ -158,17 +169,15 @@ impl Store {
                 name,
                 source,
             };
-            let mut tx = self.pool.begin().await.map_err(fail)?;
-            sqlx::raw_sql(sql).execute(&mut *tx).await.map_err(fail)?;
+            sqlx::raw_sql(sql).execute(&mut *conn).await.map_err(fail)?;
             sqlx::query("INSERT INTO _ironhost_migrations (version, name, sha256, applied_ms) VALUES (?, ?, ?, ?)")
                 .bind(version)
                 .bind(*name)
                 .bind(&digest)
                 .bind(now_ms())
-                .execute(&mut *tx)
+                .execute(&mut *conn)
                 .await
                 .map_err(fail)?;
-            tx.commit().await.map_err(fail)?;
         }
         Ok(())
     }
@@ -262,6 +271,21 @@ mod tests {
             let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM secret_audit_log")
                 .fetch_one(store.pool()).await.expect("count");
             assert_eq!(n, 1);
+        });
+    }
+
+    #[test]
+    fn two_processes_opening_a_fresh_home_at_once_both_succeed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        rt().block_on(async {
+            let (a, b) = tokio::join!(Store::open(dir.path()), Store::open(dir.path()));
+            a.expect("first");
+            let b = b.expect("second");
+            let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM _ironhost_migrations")
+                .fetch_one(b.pool())
+                .await
+                .expect("count");
+            assert_eq!(n, MIGRATIONS.len() as i64);
         });
     }
 

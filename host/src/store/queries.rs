@@ -18,6 +18,8 @@ pub struct AgentRecord {
     pub state: String,
     pub budget_usd: Option<f64>,
     pub pid: Option<i64>,
+    #[serde(skip)]
+    pub pid_start: Option<i64>,
     pub exit_code: Option<i64>,
     pub progress: Option<Progress>,
     pub runs: i64,
@@ -44,6 +46,8 @@ pub struct NewAgent<'a> {
     pub environment: &'a str,
     pub budget_usd: Option<f64>,
     pub pid: u32,
+    /// When that process started (see [`process_start`]).
+    pub pid_start: Option<i64>,
 }
 
 /// Latency percentiles in milliseconds.
@@ -208,6 +212,15 @@ pub struct PiiCount {
     pub count: i64,
 }
 
+/// When process `pid` started, in clock ticks after boot (`/proc/PID/stat` field 22), if it
+/// is running.
+pub fn process_start(pid: i64) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may contain spaces and parentheses: count from the last `)`.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
 fn progress(row: &SqliteRow) -> Option<Progress> {
     let done: Option<i64> = row.get("progress_done");
     let total: Option<i64> = row.get("progress_total");
@@ -231,6 +244,7 @@ fn agent(row: &SqliteRow) -> AgentRecord {
         state: row.get("state"),
         budget_usd: row.get("budget_usd"),
         pid: row.get("pid"),
+        pid_start: row.get("pid_start"),
         exit_code: row.get("exit_code"),
         progress: progress(row),
         runs: row.get("runs"),
@@ -297,10 +311,10 @@ impl Store {
     pub async fn register_agent(&self, a: &NewAgent<'_>) -> Result<(), StoreError> {
         let now = now_ms();
         sqlx::query(
-            "INSERT INTO agents (id, name, script, bundle, environment, state, budget_usd, pid, created_ms, updated_ms)
-             VALUES (?, ?, ?, ?, ?, 'starting', ?, ?, ?, ?)
+            "INSERT INTO agents (id, name, script, bundle, environment, state, budget_usd, pid, pid_start, created_ms, updated_ms)
+             VALUES (?, ?, ?, ?, ?, 'starting', ?, ?, ?, ?, ?)
              ON CONFLICT (id) DO UPDATE SET state = 'starting', script = excluded.script, bundle = excluded.bundle,
-               environment = excluded.environment, budget_usd = excluded.budget_usd, pid = excluded.pid,
+               environment = excluded.environment, budget_usd = excluded.budget_usd, pid = excluded.pid, pid_start = excluded.pid_start,
                exit_code = NULL, updated_ms = excluded.updated_ms",
         )
         .bind(a.id)
@@ -310,6 +324,7 @@ impl Store {
         .bind(a.environment)
         .bind(a.budget_usd)
         .bind(i64::from(a.pid))
+        .bind(a.pid_start)
         .bind(now)
         .bind(now)
         .execute(self.pool())
@@ -778,6 +793,14 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_running_process_has_a_start_time_and_a_missing_one_none() {
+        let me = process_start(i64::from(std::process::id())).expect("our own start time");
+        assert!(me > 0);
+        assert_eq!(process_start(i64::from(std::process::id())), Some(me));
+        assert_eq!(process_start(i64::from(i32::MAX)), None);
+    }
 
     #[test]
     fn percentiles_use_nearest_rank() {

@@ -19,6 +19,8 @@ const MAX_BATCH: usize = 512;
 /// channel so that publishing an event never has to wake it: the call path pays a channel
 /// push, nothing more.
 pub const COLLECT_EVERY: Duration = Duration::from_millis(50);
+/// Retries of a batch the database refused (busy, disk full) before it is dropped.
+const WRITE_ATTEMPTS: u32 = 5;
 /// How often old events and calls are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -88,11 +90,30 @@ async fn run(
             // More may be waiting: come back at once.
             tick.reset_immediately();
         }
-        let last = batch.last().map_or(0, |e| e.seq);
-        if let Err(e) = write_batch(&store, &batch, data_key.as_deref()).await {
-            tracing::error!("cannot record {} events: {e}", batch.len());
+        // Publishers number events before they send them, so a batch may arrive out of order.
+        let last = batch.iter().map(|e| e.seq).max().unwrap_or(0);
+        let mut attempt = 0;
+        loop {
+            match write_batch(&store, &batch, data_key.as_deref()).await {
+                Ok(()) => break,
+                Err(e) if attempt < WRITE_ATTEMPTS => {
+                    attempt += 1;
+                    tracing::warn!(
+                        "cannot record {} events (attempt {attempt}): {e}; retrying",
+                        batch.len()
+                    );
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                }
+                Err(e) => {
+                    tracing::error!(
+                        "cannot record {} events after {attempt} retries, dropping them: {e}",
+                        batch.len()
+                    );
+                    break;
+                }
+            }
         }
-        written.send_replace(last);
+        written.send_modify(|done| *done = (*done).max(last));
         if last_prune.elapsed() > PRUNE_EVERY {
             last_prune = std::time::Instant::now();
             match store.prune(now_ms()).await {

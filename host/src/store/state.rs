@@ -96,7 +96,20 @@ async fn writer(store: Store, state: std::sync::Weak<StoredState>) {
         if !values.is_empty()
             && let Err(e) = write(&store, &values).await
         {
-            tracing::error!("cannot persist policy state ({} keys): {e}", values.len());
+            tracing::error!(
+                "cannot persist policy state ({} keys): {e}; will retry",
+                values.len()
+            );
+            // Dirty again: the next round writes whatever they hold then.
+            if let Some(s) = state.upgrade() {
+                s.dirty.lock().extend(values.into_iter().map(|(k, _)| k));
+            }
+            // Flush waiters wait for the retry.
+            if let Some(s) = state.upgrade() {
+                s.flushes.lock().extend(waiters);
+            }
+            tokio::time::sleep(WRITE_EVERY).await;
+            continue;
         }
         for w in waiters {
             let _ = w.send(());

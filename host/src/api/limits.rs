@@ -1,0 +1,103 @@
+//! Applying a budget limit to a running agent: its `budget` policy is admitted again with the
+//! new `limit-usd` and swapped into the chain (spend lives in policy state, so it carries
+//! over). Used by the `limits` routes and by the agent's SIGUSR1 reload.
+
+use std::sync::Arc;
+
+use super::LiveChain;
+use crate::agent::events::EventKind;
+use crate::policy::admission::admit_policy;
+use crate::policy::instance::LoadedPolicy;
+use crate::policy::model::Severity;
+use crate::store::Store;
+
+/// The name of the policy a limit configures.
+pub const BUDGET_POLICY: &str = "budget";
+
+/// A `budget` policy admitted with a new limit, not yet in the chain.
+#[derive(Debug)]
+pub struct Prepared {
+    policy: Arc<LoadedPolicy>,
+    limit_usd: f64,
+}
+
+/// Admit the chain's `budget` policy again with `limit_usd` and `warn_at`. `Ok(None)` if the
+/// chain has no budget policy.
+pub async fn prepare_limit(
+    live: &LiveChain,
+    limit_usd: f64,
+    warn_at: f64,
+) -> Result<Option<Prepared>, String> {
+    let snap = live.chain.snapshot();
+    let Some(member) = snap.members.iter().find(|m| m.policy.name == BUDGET_POLICY) else {
+        return Ok(None);
+    };
+    if member.policy.entry.component.starts_with("upload:") {
+        return Err(format!(
+            "the running `{BUDGET_POLICY}` policy was uploaded through the API; upload it again with `limit-usd` = {limit_usd} in its config"
+        ));
+    }
+    let mut entry = member.policy.entry.clone();
+    entry.name = Some(BUDGET_POLICY.to_owned());
+    if let Some(o) = entry.config.as_object_mut() {
+        o.insert("limit-usd".into(), limit_usd.into());
+        o.insert("warning-threshold".into(), warn_at.into());
+    }
+    let engine = live.engine.clone();
+    let policy = tokio::task::spawn_blocking(move || admit_policy(&engine, &entry))
+        .await
+        .map_err(|e| format!("admission: {e}"))?
+        .map_err(|e| e.to_string())?;
+    Ok(Some(Prepared { policy, limit_usd }))
+}
+
+/// Swap the prepared policy in; the agent's figures, its store row and the event stream follow.
+pub async fn commit_limit(live: &LiveChain, store: &Store, prepared: Prepared, actor: &str) {
+    let generation = live.chain.upsert_policy(prepared.policy);
+    let usd = prepared.limit_usd;
+    if let Some(gateway) = &live.gateway {
+        gateway.set_budget_usd(Some(usd));
+    }
+    let agent = live.agent_id.clone().unwrap_or_default();
+    if let Err(e) = sqlx::query("UPDATE agents SET budget_usd = ? WHERE id = ?")
+        .bind(usd)
+        .bind(&agent)
+        .execute(store.pool())
+        .await
+    {
+        tracing::warn!("cannot record the new budget of {agent}: {e}");
+    }
+    live.bus.publish(
+        &agent,
+        Severity::Info,
+        EventKind::PolicyChanged {
+            action: format!("limit set to ${usd:.2}"),
+            policy: BUDGET_POLICY.to_owned(),
+            actor: actor.to_owned(),
+            generation,
+        },
+    );
+    tracing::info!("budget limit set to ${usd:.2} by {actor}");
+}
+
+/// The limit the store holds for the agent of `live` now, if it should replace the one running:
+/// its own limit always, the global one unless `--budget` was given. For the SIGUSR1 reload.
+pub async fn reload_limit(live: &LiveChain, store: &Store) -> Result<(), String> {
+    let Some(agent) = &live.agent_id else {
+        return Ok(());
+    };
+    let Some(limit) = store.limit_for(agent).await.map_err(|e| e.to_string())? else {
+        return Ok(());
+    };
+    if limit.agent_id.is_none() && live.explicit_budget {
+        return Ok(());
+    }
+    let running = live.gateway.as_ref().and_then(|g| g.budget_usd());
+    if running == Some(limit.limit_usd) {
+        return Ok(());
+    }
+    if let Some(p) = prepare_limit(live, limit.limit_usd, limit.warn_at).await? {
+        commit_limit(live, store, p, "SIGUSR1").await;
+    }
+    Ok(())
+}
