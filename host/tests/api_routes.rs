@@ -916,3 +916,111 @@ async fn usage_traces_and_limits_read_the_store() {
     let (status, body) = fx.as_role("viewer", "GET", "/api/limits/abc", None).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_websocket_streams_events_and_closes_after_logout() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let plane = Plane::open(dir.path(), &vars(MASTER_KEY))
+        .await
+        .expect("plane opens");
+    let bus = EventBus::new();
+    let feed = ws::feed();
+    ws::feed_from_bus(&bus, feed.clone());
+    let mut state = plane.app_state(None, feed);
+    // Check the token every 200 ms instead of 30 s.
+    Arc::get_mut(&mut state.0).expect("unshared").ws_recheck =
+        std::time::Duration::from_millis(200);
+    let server = ironhost::api::Server::bind("127.0.0.1:0", state.clone())
+        .await
+        .expect("bind");
+    let addr = server.addr;
+    tokio::spawn(server.run(std::future::pending()));
+
+    let app = router(state);
+    let login = app
+        .oneshot(
+            Request::post("/api/auth/login")
+                .header("content-type", "application/json")
+                .body(Body::from(
+                    json!({"username": "admin", "password": ADMIN_PASSWORD}).to_string(),
+                ))
+                .expect("request"),
+        )
+        .await
+        .expect("login");
+    let body: Value =
+        serde_json::from_slice(&login.into_body().collect().await.expect("body").to_bytes())
+            .expect("json");
+    let token = body["access_token"].as_str().expect("token").to_owned();
+
+    let refused = tokio_tungstenite::connect_async(format!("ws://{addr}/ws")).await;
+    assert!(refused.is_err(), "a WebSocket without a token was accepted");
+    let (mut socket, _) =
+        tokio_tungstenite::connect_async(format!("ws://{addr}/ws?access_token={token}"))
+            .await
+            .expect("connect");
+    let next_text = |m: Option<Result<Message, _>>| match m {
+        Some(Ok(Message::Text(t))) => serde_json::from_str::<Value>(&t).expect("json"),
+        other => panic!("expected a text message, got {other:?}"),
+    };
+    let hello = next_text(socket.next().await);
+    assert_eq!(hello["type"], "hello");
+    bus.publish(
+        "lg-1",
+        ironhost::policy::model::Severity::Info,
+        ironhost::agent::events::EventKind::AgentProgress {
+            done: 3,
+            total: Some(10),
+            unit: None,
+        },
+    );
+    let event = next_text(
+        tokio::time::timeout(std::time::Duration::from_secs(2), socket.next())
+            .await
+            .expect("an event in time"),
+    );
+    assert_eq!(
+        (event["type"].as_str(), event["done"].as_u64()),
+        (Some("agent_progress"), Some(3))
+    );
+
+    // Logging out ends the stream.
+    let client = logout_over_http(addr, &token).await;
+    assert_eq!(client, 204);
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(Message::Close(frame))) => return frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                _ => return None,
+            }
+        }
+    })
+    .await
+    .expect("the server closes the socket after logout");
+    assert_eq!(closed, Some(4401));
+}
+
+/// `POST /api/auth/logout` over a real connection (plain HTTP/1.1 by hand).
+async fn logout_over_http(addr: std::net::SocketAddr, token: &str) -> u16 {
+    let req = format!(
+        "POST /api/auth/logout HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    tokio::task::spawn_blocking(move || {
+        use std::io::{Read, Write};
+        let mut conn = std::net::TcpStream::connect(addr).expect("connect");
+        conn.write_all(req.as_bytes()).expect("send");
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).expect("read");
+        answer
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .expect("a status code")
+    })
+    .await
+    .expect("logout")
+}

@@ -69,6 +69,8 @@ pub struct Inner {
     pub feed: broadcast::Sender<Arc<str>>,
     pub live: Option<LiveChain>,
     pub started: Instant,
+    /// How often an open WebSocket's token is checked again ([`ws::RECHECK_EVERY`]).
+    pub ws_recheck: std::time::Duration,
 }
 
 /// Shared state of the router.

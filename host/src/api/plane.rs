@@ -116,6 +116,7 @@ impl Plane {
             feed,
             live,
             started: Instant::now(),
+            ws_recheck: super::ws::RECHECK_EVERY,
         }))
     }
 }

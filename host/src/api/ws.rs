@@ -119,8 +119,8 @@ async fn client(
     state: AppState,
     token: String,
 ) {
-    let mut recheck =
-        tokio::time::interval_at(tokio::time::Instant::now() + RECHECK_EVERY, RECHECK_EVERY);
+    let every = state.ws_recheck;
+    let mut recheck = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     let hello =
         serde_json::json!({"type": "hello", "user": who, "version": env!("CARGO_PKG_VERSION")});
     if socket
