@@ -6,19 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn venv() -> PathBuf {
-    let v = repo().join(".venv");
-    assert!(
-        v.join("bin/python").exists(),
-        "{} is missing: run scripts/setup.sh first",
-        v.display()
-    );
-    v
-}
+mod common;
+use common::{repo, venv};
 
 fn agent(name: &str) -> PathBuf {
     repo().join("tests/agents").join(name)

@@ -20,19 +20,8 @@ const MASTER_KEY: &str = "cp-test-master-key-4d2f90a1";
 const OTHER_MASTER_KEY: &str = "cp-test-another-key-77b1e3c5";
 const ADMIN_PASSWORD: &str = "cp-admin-pass-9c41";
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-fn venv() -> PathBuf {
-    let v = repo().join(".venv");
-    assert!(
-        v.join("bin/python").exists(),
-        "{} is missing: run scripts/setup.sh first",
-        v.display()
-    );
-    v
-}
+mod common;
+use common::{repo, venv};
 
 fn agent(name: &str) -> String {
     repo()

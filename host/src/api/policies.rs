@@ -2,7 +2,6 @@
 //! reorder, and upload a component to add or replace a policy (after the same admission
 //! checks as a bundle). Changes are atomic: calls in flight finish on the chain they started.
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use axum::Json;
@@ -16,8 +15,7 @@ use super::{ApiError, AppState, LiveChain};
 use crate::agent::events::EventKind;
 use crate::policy::admission::admit_bytes;
 use crate::policy::bundle::{
-    DEFAULT_DEADLINE_MS, DEFAULT_MEMORY_MIB, FailureMode, MAX_DEADLINE_MS, MAX_MEMORY_MIB,
-    PolicyEntry, validate_name,
+    FailureMode, MAX_DEADLINE_MS, MAX_MEMORY_MIB, PolicyEntry, validate_name,
 };
 use crate::policy::model::{Capability, Severity};
 
@@ -226,17 +224,9 @@ fn entry_for(
     existing: Option<&PolicyEntry>,
     file_name: &str,
 ) -> Result<PolicyEntry, ApiError> {
-    let mut entry = existing.cloned().unwrap_or_else(|| PolicyEntry {
-        name: None,
-        component: file_name.into(),
-        capabilities: BTreeSet::new(),
-        secrets: None,
-        failure_mode: FailureMode::default(),
-        enabled: true,
-        deadline_ms: DEFAULT_DEADLINE_MS,
-        memory_mib: DEFAULT_MEMORY_MIB,
-        config: serde_json::json!({}),
-    });
+    let mut entry = existing
+        .cloned()
+        .unwrap_or_else(|| PolicyEntry::for_component(file_name.into()));
     entry.component = format!("upload:{file_name}").into();
     if let Some(name) = settings.name {
         validate_name(&name).map_err(|m| invalid("name", m))?;
