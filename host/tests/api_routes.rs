@@ -1024,3 +1024,37 @@ async fn logout_over_http(addr: std::net::SocketAddr, token: &str) -> u16 {
     .await
     .expect("logout")
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cors_admits_the_dashboard_dev_origin_only() {
+    let fx = fixture().await;
+    let preflight = |origin: &str| {
+        Request::builder()
+            .method("OPTIONS")
+            .uri("/api/agents")
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header("access-control-request-headers", "authorization")
+            .body(Body::empty())
+            .expect("request")
+    };
+    let resp = fx
+        .app
+        .clone()
+        .oneshot(preflight("http://localhost:5173"))
+        .await
+        .expect("answer");
+    assert_eq!(
+        resp.headers()
+            .get("access-control-allow-origin")
+            .and_then(|v| v.to_str().ok()),
+        Some("http://localhost:5173")
+    );
+    let resp = fx
+        .app
+        .clone()
+        .oneshot(preflight("https://evil.example"))
+        .await
+        .expect("answer");
+    assert!(resp.headers().get("access-control-allow-origin").is_none());
+}
