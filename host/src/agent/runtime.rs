@@ -31,6 +31,7 @@ use crate::secrets::{Actor, SecretStore};
 use crate::store::Store;
 use crate::store::queries::NewAgent;
 use crate::store::recorder::Recorder;
+use crate::store::state::StoredState;
 
 /// How long an agent has to stop after SIGINT/SIGTERM before the host exits anyway.
 pub const STOP_GRACE: Duration = Duration::from_secs(5);
@@ -174,12 +175,12 @@ impl Host {
     /// Wait (at most 5 s) until every event so far and all policy state are in the store.
     pub fn flush(&self) {
         let seq = self.bus.last_seq();
-        let written = self.runtime.block_on(async {
-            let written = self.recorder.flush(seq, Duration::from_secs(5)).await;
-            let state =
-                tokio::time::timeout(Duration::from_secs(5), self.plane.state.flush()).await;
-            written && state.is_ok()
-        });
+        let written = self.runtime.block_on(flush_store(
+            &self.recorder,
+            &self.plane.state,
+            seq,
+            Duration::from_secs(5),
+        ));
         if !written {
             tracing::warn!("the store did not record the last events and policy state within 5 s");
         }
@@ -452,7 +453,13 @@ fn follow_secrets(host: &Host, first_env: Vec<(String, String)>) {
             );
             for name in &names {
                 let _ = secrets
-                    .record(name, &agent.environment, "rotate", &Actor::host(), &format!("agent {}: {}", agent.agent_id, vars.join(", ")))
+                    .record(
+                        name,
+                        &agent.environment,
+                        "rotate",
+                        &Actor::host(),
+                        Some(&format!("agent {}: {}", agent.agent_id, vars.join(", "))),
+                    )
                     .await;
             }
             bus.publish(
@@ -498,8 +505,8 @@ fn watch_signals(agent_id: String) -> std::io::Result<UnixStream> {
                                 "agent {id} did not stop within {} s of the signal; exiting with {code}",
                                 STOP_GRACE.as_secs()
                             );
-                            if let Some(hook) = EXIT_HOOK.get() {
-                                hook(code);
+                            if let Some(record_stop) = EXIT_HOOK.get() {
+                                record_stop(AgentState::Stopped, code);
                             }
                             std::process::exit(code);
                         }
@@ -516,32 +523,23 @@ pub fn run_agent(
     settings: &Settings,
     env_vars: &BTreeMap<String, String>,
 ) -> Result<i32, StartError> {
-    let _ = EXIT_HOOK.set(exit_hook(host));
+    let record_stop = EXIT_HOOK.get_or_init(|| exit_hook(host));
     let result = run_agent_inner(host, spec, settings, env_vars);
     if let Err(e) = &result {
         // The store must not keep showing an agent that could not run as starting or running.
-        let (_, run) = python::status();
-        host.bus.publish(
-            &host.gateway.agent().agent_id,
-            Severity::High,
-            EventKind::AgentStopped {
-                state: AgentState::Failed,
-                exit_code: if matches!(e, StartError::Config(_)) {
-                    2
-                } else {
-                    1
-                },
-                run: run.max(1),
-            },
-        );
-        host.flush();
+        let code = if matches!(e, StartError::Config(_)) {
+            2
+        } else {
+            1
+        };
+        record_stop(AgentState::Failed, code);
     }
     result
 }
 
-/// What the stop watchdog runs before it ends the process: the stop is recorded and the store
-/// flushed, as on a normal exit.
-type ExitHook = Box<dyn Fn(i32) + Send + Sync>;
+/// Records how the agent ended (an `agent_stopped` event) and flushes the store: for the exits
+/// that do not pass the run loop's own accounting (a start that fails, the stop watchdog).
+type ExitHook = Box<dyn Fn(AgentState, i32) + Send + Sync>;
 static EXIT_HOOK: std::sync::OnceLock<ExitHook> = std::sync::OnceLock::new();
 
 fn exit_hook(host: &Host) -> ExitHook {
@@ -550,24 +548,29 @@ fn exit_hook(host: &Host) -> ExitHook {
     let state = host.plane.state.clone();
     let handle = host.runtime.handle().clone();
     let agent_id = host.gateway.agent().agent_id.clone();
-    Box::new(move |code| {
+    Box::new(move |stopped, code| {
         let (_, run) = python::status();
-        let seq = bus
-            .publish(
-                &agent_id,
-                Severity::Medium,
-                EventKind::AgentStopped {
-                    state: AgentState::Stopped,
-                    exit_code: code,
-                    run: run.max(1),
-                },
-            )
-            .seq;
-        handle.block_on(async {
-            recorder.flush(seq, Duration::from_secs(2)).await;
-            let _ = tokio::time::timeout(Duration::from_secs(2), state.flush()).await;
-        });
+        let severity = if stopped == AgentState::Failed {
+            Severity::High
+        } else {
+            Severity::Medium
+        };
+        let kind = EventKind::AgentStopped {
+            state: stopped,
+            exit_code: code,
+            run: run.max(1),
+        };
+        let seq = bus.publish(&agent_id, severity, kind).seq;
+        handle.block_on(flush_store(&recorder, &state, seq, Duration::from_secs(2)));
     })
+}
+
+/// Wait (at most `limit` for each) until the events up to `seq` and all policy state are in
+/// the store. False if either did not make it.
+async fn flush_store(recorder: &Recorder, state: &StoredState, seq: u64, limit: Duration) -> bool {
+    let written = recorder.flush(seq, limit).await;
+    let persisted = tokio::time::timeout(limit, state.flush()).await;
+    written && persisted.is_ok()
 }
 
 fn run_agent_inner(

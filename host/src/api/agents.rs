@@ -80,3 +80,29 @@ pub async fn stop(
         Json(serde_json::json!({"agent_id": id, "state": "stopping"})),
     ))
 }
+
+/// Tell the agents other ironhost processes run (SIGUSR1) to re-read secrets and limits from
+/// the store; this process follows its own changes directly.
+pub async fn signal_agents(state: &AppState) {
+    let me = i64::from(std::process::id());
+    let agents = match state.store.agents().await {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::warn!("cannot tell running agents about the change: {e}");
+            return;
+        }
+    };
+    for a in agents
+        .iter()
+        .filter(|a| matches!(a.state.as_str(), "starting" | "running"))
+    {
+        let Some(pid) = live_process(a).filter(|p| *p != me) else {
+            continue;
+        };
+        if let Some(target) = rustix::process::Pid::from_raw(pid as i32)
+            && let Err(e) = rustix::process::kill_process(target, rustix::process::Signal::USR1)
+        {
+            tracing::warn!("cannot signal agent {} (pid {pid}): {e}", a.id);
+        }
+    }
+}

@@ -17,7 +17,6 @@ use super::{ApiError, AppState};
 use crate::auth::jwt::{ACCESS_TTL_SECS, Claims, REFRESH_TTL_SECS, TokenType};
 use crate::auth::{self as authn, Role};
 use crate::secrets::{Actor, crypto};
-use crate::store::Store;
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]
@@ -445,33 +444,5 @@ pub async fn revoke_token(
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found(format!("no live token {id}")))
-    }
-}
-
-/// Create the first admin if there are no users: with `password`, or a generated one that is
-/// returned (for the caller to print once). `Ok(None)`: users exist, or the given password
-/// was used.
-pub async fn bootstrap_admin(
-    store: &Store,
-    password: Option<&str>,
-) -> Result<Option<String>, String> {
-    if store.user_count().await.map_err(|e| e.to_string())? > 0 {
-        return Ok(None);
-    }
-    let (password, generated) = match password.filter(|p| !p.is_empty()) {
-        Some(p) if p.chars().count() < MIN_PASSWORD_LEN => {
-            return Err(format!(
-                "IRONHOST_ADMIN_PASSWORD: at least {MIN_PASSWORD_LEN} characters"
-            ));
-        }
-        Some(p) => (p.to_owned(), false),
-        None => (authn::generate_password()?, true),
-    };
-    let hash = authn::hash_password(&password)?;
-    match store.create_user("admin", &hash, "admin").await {
-        Ok(Some(_)) => Ok(generated.then_some(password)),
-        // Another process created it first.
-        Ok(None) => Ok(None),
-        Err(e) => Err(e.to_string()),
     }
 }

@@ -9,7 +9,7 @@ use crate::agent::events::EventKind;
 use crate::policy::admission::admit_policy;
 use crate::policy::instance::LoadedPolicy;
 use crate::policy::model::Severity;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 
 /// The name of the policy a limit configures.
 pub const BUDGET_POLICY: &str = "budget";
@@ -80,8 +80,31 @@ pub async fn commit_limit(live: &LiveChain, store: &Store, prepared: Prepared, a
     tracing::info!("budget limit set to ${usd:.2} by {actor}");
 }
 
-/// The limit the store holds for the agent of `live` now, if it should replace the one running:
-/// its own limit always, the global one unless `--budget` was given. For the SIGUSR1 reload.
+/// Whether a limit for `scope` (an agent id, or `None` for the global limit) governs the agent
+/// of `live`: its own always; the global one only if the agent has no own limit and did not
+/// start with an explicit `--budget`.
+pub async fn governs(
+    live: &LiveChain,
+    store: &Store,
+    scope: Option<&str>,
+) -> Result<bool, StoreError> {
+    let Some(agent) = &live.agent_id else {
+        return Ok(false);
+    };
+    Ok(match scope {
+        Some(a) => a == agent,
+        None => {
+            !live.explicit_budget
+                && store
+                    .limit_for(agent)
+                    .await?
+                    .is_none_or(|l| l.agent_id.is_none())
+        }
+    })
+}
+
+/// Apply the limit the store holds for the agent of `live` now, if it [`governs`] it and
+/// differs from the running one. For the SIGUSR1 reload.
 pub async fn reload_limit(live: &LiveChain, store: &Store) -> Result<(), String> {
     let Some(agent) = &live.agent_id else {
         return Ok(());
@@ -89,7 +112,10 @@ pub async fn reload_limit(live: &LiveChain, store: &Store) -> Result<(), String>
     let Some(limit) = store.limit_for(agent).await.map_err(|e| e.to_string())? else {
         return Ok(());
     };
-    if limit.agent_id.is_none() && live.explicit_budget {
+    if !governs(live, store, limit.agent_id.as_deref())
+        .await
+        .map_err(|e| e.to_string())?
+    {
         return Ok(());
     }
     let running = live.gateway.as_ref().and_then(|g| g.budget_usd());

@@ -9,7 +9,9 @@ use std::time::Instant;
 
 use tokio::sync::broadcast;
 
+use super::auth::MIN_PASSWORD_LEN;
 use super::{AppState, Inner, LiveChain, Server};
+use crate::auth;
 use crate::auth::jwt::Signer;
 use crate::config::ApiSettings;
 use crate::policy::host::{Fingerprinter, HostServices, TokenMeter};
@@ -68,21 +70,12 @@ impl Plane {
         let secrets = SecretStore::load(store.clone(), keyring.clone()).await?;
         let state = StoredState::load(&store).await?;
         let admin_password = vars.get("IRONHOST_ADMIN_PASSWORD").map(String::as_str);
-        match super::auth::bootstrap_admin(&store, admin_password).await {
-            Ok(Some(generated)) => {
-                // Once, on the terminal, never in the log or the store.
-                eprintln!(
-                    "ironhost: created the control plane user `admin` with password {generated}\n\
-                     ironhost: it is shown only this once; set IRONHOST_ADMIN_PASSWORD before the first run to choose it"
-                );
-            }
-            Ok(None) => {}
-            Err(e) if e.starts_with("IRONHOST_ADMIN_PASSWORD") => return Err(PlaneError::Input(e)),
-            Err(e) => {
-                return Err(PlaneError::Failed(format!(
-                    "cannot create the admin user: {e}"
-                )));
-            }
+        if let Some(generated) = bootstrap_admin(&store, admin_password).await? {
+            // Once, on the terminal, never in the log or the store.
+            eprintln!(
+                "ironhost: created the control plane user `admin` with password {generated}\n\
+                 ironhost: it is shown only this once; set IRONHOST_ADMIN_PASSWORD before the first run to choose it"
+            );
         }
         Ok(Plane {
             store,
@@ -119,6 +112,32 @@ impl Plane {
             ws_recheck: super::ws::RECHECK_EVERY,
         }))
     }
+}
+
+/// Create the first admin if there are no users: with `password`, or a generated one that is
+/// returned (for the caller to print once). `Ok(None)`: users exist, or the given password
+/// was used.
+async fn bootstrap_admin(
+    store: &Store,
+    password: Option<&str>,
+) -> Result<Option<String>, PlaneError> {
+    if store.user_count().await? > 0 {
+        return Ok(None);
+    }
+    let failed = |e: String| PlaneError::Failed(format!("cannot create the admin user: {e}"));
+    let (password, generated) = match password.filter(|p| !p.is_empty()) {
+        Some(p) if p.chars().count() < MIN_PASSWORD_LEN => {
+            return Err(PlaneError::Input(format!(
+                "IRONHOST_ADMIN_PASSWORD: at least {MIN_PASSWORD_LEN} characters"
+            )));
+        }
+        Some(p) => (p.to_owned(), false),
+        None => (auth::generate_password().map_err(failed)?, true),
+    };
+    let hash = auth::hash_password(&password).map_err(failed)?;
+    // `None`: another process created it first.
+    let created = store.create_user("admin", &hash, "admin").await?;
+    Ok((created.is_some() && generated).then_some(password))
 }
 
 /// Bind the API as `api` says. `Ok(None)`: the default address was busy (another ironhost

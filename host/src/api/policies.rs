@@ -14,9 +14,7 @@ use super::error::JsonBody;
 use super::{ApiError, AppState, LiveChain};
 use crate::agent::events::EventKind;
 use crate::policy::admission::admit_bytes;
-use crate::policy::bundle::{
-    FailureMode, MAX_DEADLINE_MS, MAX_MEMORY_MIB, PolicyEntry, validate_name,
-};
+use crate::policy::bundle::{FailureMode, PolicyEntry, validate_name};
 use crate::policy::model::{Capability, Severity};
 
 /// One policy of the chain as the API shows it.
@@ -238,12 +236,6 @@ fn entry_for(
     if let Some(s) = settings.secrets {
         entry.secrets = Some(s.into_iter().collect());
     }
-    if entry.secrets.is_some() && !entry.capabilities.contains(&Capability::Secrets) {
-        return Err(invalid(
-            "secrets",
-            "names secrets, but the `secrets` capability is not granted",
-        ));
-    }
     if let Some(f) = settings.failure_mode {
         entry.failure_mode = f;
     }
@@ -251,23 +243,12 @@ fn entry_for(
         entry.enabled = e;
     }
     if let Some(d) = settings.deadline_ms {
-        if d == 0 || d > MAX_DEADLINE_MS {
-            return Err(invalid(
-                "deadline-ms",
-                format!("{d} is out of range 1..={MAX_DEADLINE_MS}"),
-            ));
-        }
         entry.deadline_ms = d;
     }
     if let Some(m) = settings.memory_mib {
-        if m == 0 || m > MAX_MEMORY_MIB {
-            return Err(invalid(
-                "memory-mib",
-                format!("{m} is out of range 1..={MAX_MEMORY_MIB}"),
-            ));
-        }
         entry.memory_mib = m;
     }
+    entry.check().map_err(|(key, m)| invalid(key, m))?;
     if let Some(c) = settings.config {
         if !c.is_object() {
             return Err(invalid("config", "must be a JSON object"));

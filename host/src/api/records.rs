@@ -9,9 +9,10 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 
+use super::agents::signal_agents;
 use super::auth::{Admin, Reader};
 use super::error::{JsonBody, QueryArgs};
-use super::limits::{Prepared, commit_limit, prepare_limit};
+use super::limits::{Prepared, commit_limit, governs, prepare_limit};
 use super::{ApiError, AppState};
 use crate::store::queries::{Usage, UsageFilter};
 
@@ -169,29 +170,6 @@ fn check_limit(limit_usd: f64, warn_at: f64) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// Whether a limit for `scope` (an agent id, or `None` for the global limit) governs the agent
-/// running in this process: its own always; the global one only if the agent has no own limit
-/// and did not start with an explicit `--budget`.
-async fn concerns(state: &AppState, scope: Option<&str>) -> Result<bool, ApiError> {
-    let Some(live) = &state.live else {
-        return Ok(false);
-    };
-    let Some(agent) = &live.agent_id else {
-        return Ok(false);
-    };
-    Ok(match scope {
-        Some(a) => a == agent,
-        None => {
-            !live.explicit_budget
-                && state
-                    .store
-                    .limit_for(agent)
-                    .await?
-                    .is_none_or(|l| l.agent_id.is_none())
-        }
-    })
-}
-
 /// The running agent's `budget` policy admitted with a new limit, ready to swap in: done before
 /// the limit is saved, so a limit that cannot apply is refused whole.
 async fn prepare(
@@ -200,20 +178,15 @@ async fn prepare(
     limit_usd: f64,
     warn_at: f64,
 ) -> Result<Option<Prepared>, ApiError> {
-    if !concerns(state, scope).await? {
-        return Ok(None);
-    }
     let Some(live) = &state.live else {
         return Ok(None);
     };
+    if !governs(live, &state.store, scope).await? {
+        return Ok(None);
+    }
     prepare_limit(live, limit_usd, warn_at)
         .await
         .map_err(|e| ApiError::unprocessable("admission_failed", e))
-}
-
-/// After a limit is saved: other ironhost processes re-read their limits and secrets.
-async fn tell_other_agents(state: &AppState) {
-    super::secrets::signal_agents(state).await;
 }
 
 /// `POST /api/limits` (admin): 201, or 409 if that scope has a limit.
@@ -238,7 +211,7 @@ pub async fn create_limit(
     if let (Some(p), Some(live)) = (prepared, &state.live) {
         commit_limit(live, &state.store, p, &caller.name).await;
     }
-    tell_other_agents(&state).await;
+    signal_agents(&state).await;
     Ok((StatusCode::CREATED, Json(limit)))
 }
 
@@ -273,7 +246,7 @@ pub async fn update_limit(
     if let (Some(p), Some(live)) = (prepared, &state.live) {
         commit_limit(live, &state.store, p, &caller.name).await;
     }
-    tell_other_agents(&state).await;
+    signal_agents(&state).await;
     Ok(Json(limit))
 }
 

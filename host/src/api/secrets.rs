@@ -45,39 +45,13 @@ fn find(state: &AppState, name: &str, q: &EnvQuery) -> Result<(String, SecretMet
     Ok((env, meta))
 }
 
-/// Tell the agents other ironhost processes run (SIGUSR1) to re-read secrets and limits from
-/// the store; this process follows its own changes directly.
-pub async fn signal_agents(state: &AppState) {
-    let me = i64::from(std::process::id());
-    let agents = match state.store.agents().await {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::warn!("cannot tell running agents about the change: {e}");
-            return;
-        }
-    };
-    for a in agents
-        .iter()
-        .filter(|a| matches!(a.state.as_str(), "starting" | "running"))
-    {
-        let Some(pid) = super::agents::live_process(a).filter(|p| *p != me) else {
-            continue;
-        };
-        if let Some(target) = rustix::process::Pid::from_raw(pid as i32)
-            && let Err(e) = rustix::process::kill_process(target, rustix::process::Signal::USR1)
-        {
-            tracing::warn!("cannot signal agent {} (pid {pid}): {e}", a.id);
-        }
-    }
-}
-
 async fn view(state: &AppState, caller: &Caller, meta: SecretMeta) -> Result<SecretView, ApiError> {
     let value = state.secrets.value(&meta.environment, &meta.name)?;
     let full = caller.role == Role::Agent;
     if full {
         state
             .secrets
-            .record_access(&meta.name, &meta.environment, "read", &caller.actor())
+            .record(&meta.name, &meta.environment, "read", &caller.actor(), None)
             .await?;
     }
     Ok(SecretView {
@@ -129,7 +103,7 @@ pub async fn reveal(
     let value = state.secrets.value(&env, &name)?;
     state
         .secrets
-        .record_access(&name, &env, "reveal", &caller.actor())
+        .record(&name, &env, "reveal", &caller.actor(), None)
         .await?;
     Ok(Json(SecretView {
         meta,
@@ -158,7 +132,7 @@ pub async fn put(
         .secrets
         .put(&name, &env, &value, &caller.actor())
         .await?;
-    signal_agents(&state).await;
+    super::agents::signal_agents(&state).await;
     tracing::info!(
         "secret {name} ({env}) {} by {}",
         if created { "created" } else { "updated" },
@@ -188,7 +162,7 @@ pub async fn delete(
 ) -> Result<impl IntoResponse, ApiError> {
     let env = environment(&q)?;
     state.secrets.delete(&name, &env, &caller.actor()).await?;
-    signal_agents(&state).await;
+    super::agents::signal_agents(&state).await;
     tracing::info!("secret {name} ({env}) deleted by {}", caller.name);
     Ok(StatusCode::NO_CONTENT)
 }

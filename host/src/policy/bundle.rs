@@ -90,6 +90,35 @@ impl PolicyEntry {
             .and_then(|c| c.strip_prefix(super::defaults::BUILTIN_PREFIX))
     }
 
+    /// Check the settings every entry must satisfy, wherever it comes from (a manifest, an
+    /// upload): limits in range, secrets named only with the `secrets` capability and never
+    /// blank. The error
+    /// is (key, reason).
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        if self.deadline_ms == 0 || self.deadline_ms > MAX_DEADLINE_MS {
+            return Err((
+                "deadline-ms",
+                format!("{} is out of range 1..={MAX_DEADLINE_MS}", self.deadline_ms),
+            ));
+        }
+        if self.memory_mib == 0 || self.memory_mib > MAX_MEMORY_MIB {
+            return Err((
+                "memory-mib",
+                format!("{} is out of range 1..={MAX_MEMORY_MIB}", self.memory_mib),
+            ));
+        }
+        if self.secrets.is_some() && !self.capabilities.contains(&Capability::Secrets) {
+            return Err((
+                "secrets",
+                "names secrets, but the `secrets` capability is not granted".into(),
+            ));
+        }
+        if let Some(bad) = self.secrets.iter().flatten().find(|n| n.trim().is_empty()) {
+            return Err(("secrets", format!("{bad:?} is not a secret name")));
+        }
+        Ok(())
+    }
+
     /// An entry for a single component file with defaults: used by `ironhost policy run FILE`.
     pub fn for_component(component: PathBuf) -> PolicyEntry {
         PolicyEntry {
@@ -223,55 +252,26 @@ impl Bundle {
                     ));
                 }
             }
-            let deadline_ms = p.deadline_ms.unwrap_or(DEFAULT_DEADLINE_MS);
-            if deadline_ms == 0 || deadline_ms > MAX_DEADLINE_MS {
-                return Err(invalid(
-                    index,
-                    "deadline-ms",
-                    format!("{deadline_ms} is out of range 1..={MAX_DEADLINE_MS}"),
-                ));
-            }
-            let memory_mib = p.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB);
-            if memory_mib == 0 || memory_mib > MAX_MEMORY_MIB {
-                return Err(invalid(
-                    index,
-                    "memory-mib",
-                    format!("{memory_mib} is out of range 1..={MAX_MEMORY_MIB}"),
-                ));
-            }
-            let capabilities: BTreeSet<Capability> = p.capabilities.into_iter().collect();
-            if p.secrets.is_some() && !capabilities.contains(&Capability::Secrets) {
-                return Err(invalid(
-                    index,
-                    "secrets",
-                    "names secrets, but the `secrets` capability is not granted".into(),
-                ));
-            }
-            if let Some(bad) = p.secrets.iter().flatten().find(|n| n.trim().is_empty()) {
-                return Err(invalid(
-                    index,
-                    "secrets",
-                    format!("{bad:?} is not a secret name"),
-                ));
-            }
-            let config = serde_json::to_value(&p.config)
-                .map_err(|e| invalid(index, "config", e.to_string()))?;
             let component = if p.component.starts_with(super::defaults::BUILTIN_PREFIX) {
                 PathBuf::from(&p.component)
             } else {
                 dir.join(&p.component)
             };
-            policies.push(PolicyEntry {
+            let entry = PolicyEntry {
                 name: p.name,
                 component,
-                capabilities,
+                capabilities: p.capabilities.into_iter().collect(),
                 secrets: p.secrets.map(|names| names.into_iter().collect()),
                 failure_mode: p.failure_mode,
                 enabled: p.enabled,
-                deadline_ms,
-                memory_mib,
-                config,
-            });
+                deadline_ms: p.deadline_ms.unwrap_or(DEFAULT_DEADLINE_MS),
+                memory_mib: p.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB),
+                config: serde_json::Value::Null,
+            };
+            entry.check().map_err(|(key, m)| invalid(index, key, m))?;
+            let config = serde_json::to_value(&p.config)
+                .map_err(|e| invalid(index, "config", e.to_string()))?;
+            policies.push(PolicyEntry { config, ..entry });
         }
         let name = raw.bundle.name.unwrap_or_else(|| {
             dir.canonicalize()

@@ -178,7 +178,7 @@ impl Keyring {
             Some(r) => r,
             None => {
                 let salt = crypto::random::<SALT_LEN>()?;
-                let key = derive_blocking(&master, salt).await?;
+                let key = slow(|| master.derive(&salt))?;
                 let (nonce, ct) = crypto::seal(&key, KEY_CHECK, b"key-check")?;
                 let record = [&salt[..], &nonce[..], &ct[..]].concat();
                 store.meta_init("key_check", &record).await?
@@ -190,7 +190,7 @@ impl Keyring {
         let mut salt = [0u8; SALT_LEN];
         salt.copy_from_slice(&record[..SALT_LEN]);
         let (nonce, ct) = record[SALT_LEN..].split_at(crypto::NONCE_LEN);
-        let data_key = derive_blocking(&master, salt).await?;
+        let data_key = slow(|| master.derive(&salt))?;
         match crypto::open(&data_key, nonce, ct, b"key-check") {
             Ok(v) if &v[..] == KEY_CHECK => {}
             _ => {
@@ -244,10 +244,6 @@ impl Keyring {
         cache.insert(salt, key.clone());
         Ok(key)
     }
-}
-
-async fn derive_blocking(master: &MasterKey, salt: [u8; SALT_LEN]) -> Result<Key, CryptoError> {
-    slow(|| master.derive(&salt))
 }
 
 /// Run CPU-heavy work (Argon2id) without starving other tasks on a multi-threaded runtime.
@@ -311,6 +307,7 @@ pub struct AuditEntry {
     pub detail: Option<String>,
 }
 
+#[derive(Clone)]
 struct Entry {
     /// The row: a secret deleted and created again is a new row.
     row: i64,
@@ -320,19 +317,6 @@ struct Entry {
     ciphertext: Vec<u8>,
     /// The value; `None` only if it failed to decrypt.
     plain: Option<Zeroizing<String>>,
-}
-
-impl Entry {
-    fn clone_entry(&self) -> Entry {
-        Entry {
-            row: self.row,
-            meta: self.meta.clone(),
-            salt: self.salt.clone(),
-            nonce: self.nonce.clone(),
-            ciphertext: self.ciphertext.clone(),
-            plain: self.plain.clone(),
-        }
-    }
 }
 
 type Cache = BTreeMap<(String, String), Entry>;
@@ -429,7 +413,7 @@ impl SecretStore {
                     && old.row == e.row
                     && old.meta.version > e.meta.version
                 {
-                    *e = old.clone_entry();
+                    *e = old.clone();
                 }
             }
             for (k, e) in &fresh {
@@ -586,7 +570,7 @@ impl SecretStore {
         name: &str,
         environment: &str,
         actor: &Actor,
-    ) -> Result<SecretMeta, SecretsError> {
+    ) -> Result<(), SecretsError> {
         validate_environment(environment)?;
         let mut tx = self.store.pool().begin().await?;
         let n = sqlx::query("UPDATE secrets SET deleted_ms = ? WHERE name = ? AND environment = ? AND deleted_ms IS NULL")
@@ -604,46 +588,25 @@ impl SecretStore {
         }
         audit(&mut tx, name, environment, "delete", actor, None).await?;
         tx.commit().await?;
-        let removed = self
-            .cache
+        self.cache
             .write()
             .remove(&(environment.to_owned(), name.to_owned()));
         self.changes.send_replace(vec![name.to_owned()]);
-        Ok(removed.map(|e| e.meta).unwrap_or(SecretMeta {
-            name: name.to_owned(),
-            environment: environment.to_owned(),
-            version: 0,
-            created_ms: 0,
-            updated_ms: 0,
-        }))
-    }
-
-    /// Note a read of a value (`read` by an agent, `reveal` by an admin) in the audit log.
-    pub async fn record_access(
-        &self,
-        name: &str,
-        environment: &str,
-        action: &str,
-        actor: &Actor,
-    ) -> Result<(), SecretsError> {
-        let mut tx = self.store.pool().begin().await?;
-        audit(&mut tx, name, environment, action, actor, None).await?;
-        tx.commit().await?;
         Ok(())
     }
 
-    /// Note an event concerning secrets that is not an API operation (rotation into a
-    /// running agent).
+    /// Note in the audit log what is not a change: a read of a value (`read` by an agent,
+    /// `reveal` by an admin), or a rotation into a running agent.
     pub async fn record(
         &self,
         name: &str,
         environment: &str,
         action: &str,
         actor: &Actor,
-        detail: &str,
+        detail: Option<&str>,
     ) -> Result<(), SecretsError> {
         let mut tx = self.store.pool().begin().await?;
-        audit(&mut tx, name, environment, action, actor, Some(detail)).await?;
+        audit(&mut tx, name, environment, action, actor, detail).await?;
         tx.commit().await?;
         Ok(())
     }

@@ -100,12 +100,10 @@ async fn writer(store: Store, state: std::sync::Weak<StoredState>) {
                 "cannot persist policy state ({} keys): {e}; will retry",
                 values.len()
             );
-            // Dirty again: the next round writes whatever they hold then.
+            // Dirty again (the next round writes whatever they hold then); flush waiters wait
+            // for that round.
             if let Some(s) = state.upgrade() {
                 s.dirty.lock().extend(values.into_iter().map(|(k, _)| k));
-            }
-            // Flush waiters wait for the retry.
-            if let Some(s) = state.upgrade() {
                 s.flushes.lock().extend(waiters);
             }
             tokio::time::sleep(WRITE_EVERY).await;
