@@ -19,6 +19,7 @@ fn main() {
         println!("cargo:rerun-if-changed={}", workspace.join(dir).display());
     }
     embed_python_rpath();
+    embed_dashboard(&workspace, &out_dir);
     let packages: Vec<String> = POLICIES.iter().map(|p| p.to_string()).collect();
     let files = components::build(&workspace, &out_dir, &packages);
     let mut code = String::from(
@@ -42,5 +43,57 @@ fn embed_python_rpath() {
     let config = pyo3_build_config::get();
     if let Some(dir) = config.lib_dir() {
         println!("cargo:rustc-link-arg=-Wl,-rpath,{dir}");
+    }
+}
+
+/// Embed the dashboard's built assets (`dashboard/dist`, made by `scripts/build-dashboard.sh`)
+/// as `(url path, bytes)` pairs, so the binary serves the dashboard with no Node.js at run time.
+/// Without a build, the list is empty and the control plane says how to make one.
+fn embed_dashboard(workspace: &std::path::Path, out_dir: &std::path::Path) {
+    let dist = workspace.join("dashboard").join("dist");
+    let mut files = Vec::new();
+    if dist.join("index.html").is_file() {
+        println!("cargo:rerun-if-changed={}", dist.display());
+        collect_files(&dist, &mut files);
+        files.sort();
+    } else {
+        // Watch the folder the build will appear in (a missing path would rerun every build).
+        println!(
+            "cargo:rerun-if-changed={}",
+            workspace.join("dashboard").display()
+        );
+        println!(
+            "cargo:warning=dashboard/dist is missing: this binary serves no dashboard (run scripts/build-dashboard.sh, then build again)"
+        );
+    }
+    let mut code = String::from(
+        "/// The dashboard's built files: (URL path, bytes).\npub const ASSETS: &[(&str, &[u8])] = &[\n",
+    );
+    for file in files {
+        let rel = file
+            .strip_prefix(&dist)
+            .expect("collected under dist")
+            .to_string_lossy()
+            .replace('\\', "/");
+        code.push_str(&format!(
+            "    ({:?}, include_bytes!({:?})),\n",
+            format!("/{rel}"),
+            file.display().to_string()
+        ));
+    }
+    code.push_str("];\n");
+    std::fs::write(out_dir.join("dashboard_assets.rs"), code)
+        .expect("cannot write dashboard_assets.rs");
+}
+
+fn collect_files(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
+    let entries = std::fs::read_dir(dir).expect("cannot read dashboard/dist");
+    for entry in entries {
+        let path = entry.expect("cannot read dashboard/dist").path();
+        if path.is_dir() {
+            collect_files(&path, out);
+        } else {
+            out.push(path);
+        }
     }
 }

@@ -16,3 +16,7 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 .venv/bin/pip install -q --disable-pip-version-check -r python/requirements-test.txt
+
+# The web dashboard, built to dashboard/dist for the host to embed (Node.js is needed to build
+# it, not to run it).
+./scripts/build-dashboard.sh

@@ -5,8 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/setup.sh
+./scripts/setup-browser.sh
 cargo test --release --workspace
 # The benchmark, once through each case (criterion's test mode), so it cannot rot unnoticed.
 cargo bench -p ironhost --bench chain -- --test
 cargo bench -p ironhost --bench pii -- --test
 cargo bench -p ironhost --bench gateway -- --test
+# The dashboard in a real browser (headless Debian Chromium) against the real binary.
+(cd dashboard && npm test)

@@ -940,3 +940,78 @@ fn a_wrong_master_key_fails_clearly() {
         assert_eq!(status.code(), Some(0), "{}", again.report());
     });
 }
+
+#[test]
+fn serve_gives_the_embedded_dashboard_with_no_node_on_the_path() {
+    serial(async {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let mut c = ironhost(dir.path(), &home, MASTER_KEY);
+        // Nothing to run: not node, not npm (the binary is started by its full path).
+        c.env("PATH", dir.path())
+            .args(["serve", "--listen", "127.0.0.1:0"]);
+        let mut p = Proc::spawn(c);
+        let base = p
+            .wait_prefix("control plane: ", Duration::from_secs(20))
+            .await;
+        let base = base.trim_end_matches('/');
+        let http = reqwest::Client::new();
+
+        let page = http.get(format!("{base}/")).send().await.unwrap();
+        assert_eq!(page.status(), 200);
+        let headers = page.headers().clone();
+        assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+        assert_eq!(headers["cache-control"], "no-cache");
+        assert!(
+            headers["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .starts_with("default-src 'self'")
+        );
+        let html = page.text().await.unwrap();
+        let built = std::fs::read_to_string(repo().join("dashboard/dist/index.html"))
+            .expect("scripts/setup.sh builds dashboard/dist");
+        assert_eq!(html, built, "/ is not the built dashboard");
+
+        // Its script: the built file, byte for byte, cached for good.
+        let script = html
+            .split("src=\"")
+            .nth(1)
+            .and_then(|s| s.split('"').next())
+            .expect("index.html loads a script");
+        assert!(script.starts_with("/assets/index-"), "{script}");
+        let js = http.get(format!("{base}{script}")).send().await.unwrap();
+        assert_eq!(js.status(), 200);
+        assert_eq!(
+            js.headers()["content-type"],
+            "text/javascript; charset=utf-8"
+        );
+        assert_eq!(
+            js.headers()["cache-control"],
+            "public, max-age=31536000, immutable"
+        );
+        let on_disk = std::fs::read(repo().join("dashboard/dist").join(&script[1..])).unwrap();
+        assert_eq!(js.bytes().await.unwrap().as_ref(), on_disk.as_slice());
+
+        // A view's path gets the page; a missing file and an unknown API route do not.
+        let view = http.get(format!("{base}/policies")).send().await.unwrap();
+        assert_eq!(view.text().await.unwrap(), built);
+        let missing = http
+            .get(format!("{base}/assets/none.js"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(missing.status(), 404);
+        let api = http
+            .get(format!("{base}/api/nothing"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(api.status(), 404);
+        let body: Value = api.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "not_found");
+        let post = http.post(format!("{base}/")).send().await.unwrap();
+        assert_eq!(post.status(), 405);
+        drop(p);
+    });
+}

@@ -1,5 +1,5 @@
-//! The control plane: a REST API under `/api` and a WebSocket at `/ws` (axum), bound to
-//! 127.0.0.1 by default. Every route names the roles it admits through its extractor
+//! The control plane: a REST API under `/api`, a WebSocket at `/ws` and the web dashboard at
+//! `/` (axum), bound to 127.0.0.1 by default. Every route names the roles it admits through its extractor
 //! ([`auth::Admin`], [`auth::Reader`], [`auth::Caller`]); the route table in `openapi.json`
 //! documents the same.
 //!
@@ -8,6 +8,7 @@
 
 mod agents;
 pub mod auth;
+pub mod dashboard;
 mod error;
 pub mod limits;
 pub mod plane;
@@ -84,7 +85,7 @@ impl std::ops::Deref for AppState {
     }
 }
 
-/// The router: `/api/...`, `/ws`.
+/// The router: `/api/...`, `/ws`, and the dashboard for everything else.
 pub fn router(state: AppState) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(DEV_ORIGINS.map(HeaderValue::from_static))
@@ -136,6 +137,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api", api)
         .route("/ws", get(ws::upgrade))
+        .fallback(get(dashboard::serve))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(cors)
         .with_state(state)
