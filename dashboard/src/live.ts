@@ -4,6 +4,7 @@
 
 import { reactive } from 'vue'
 import { accessToken, api, refresh, session } from './api'
+import { pct, usd } from './format'
 import type { AgentEntry, Health, IhEvent, Limit, PolicyList, Protection, Trace, Usage } from './types'
 
 /** Events kept in the log. */
@@ -164,9 +165,9 @@ function toastFor(e: IhEvent): void {
       t = {
         kind: 'budget',
         title: 'Budget warning',
-        body: `${fmtPct(d.percent_used)} of $${Number(d.limit_usd ?? 0).toFixed(2)} spent ($${Number(
-          d.spent_usd ?? 0,
-        ).toFixed(2)})`,
+        body: `${pct(Number(d.percent_used), Number(d.percent_used) < 1 ? 2 : 0)} of ${usd(Number(d.limit_usd))} spent (${usd(
+          Number(d.spent_usd),
+        )})`,
         agentId,
         limitUsd: typeof d.limit_usd === 'number' ? d.limit_usd : undefined,
       }
@@ -189,10 +190,6 @@ function toastFor(e: IhEvent): void {
   }
   live.toasts.push({ ...t, id: ++toastSeq, count: 1, ts: Date.now() })
   if (live.toasts.length > 5) live.toasts.splice(0, live.toasts.length - 5)
-}
-
-function fmtPct(v: unknown): string {
-  return typeof v === 'number' ? `${v.toFixed(0)}%` : 'most'
 }
 
 export function dismiss(id: number): void {

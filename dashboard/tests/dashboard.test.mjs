@@ -205,6 +205,13 @@ describe('dashboard on `ironhost start` with an agent on the simulator', () => {
     await toast.waitFor({ timeout: 1000 })
     assert.match(await toast.textContent(), /crm_lookup/)
     await page.locator('[data-testid="circuit"][data-open="true"]').filter({ hasText: 'crm_lookup' }).waitFor()
+    // In the log at least as a warning: the host's severity high is ERROR (red), medium WARN (yellow).
+    const row = page.locator('[data-testid="event-row"][data-type="circuit_opened"]').first()
+    await row.click()
+    const { severity } = JSON.parse(await row.getByTestId('event-detail').textContent())
+    const level = { high: 'ERROR', critical: 'ERROR' }[severity] ?? 'WARN'
+    assert.equal(await row.getAttribute('data-level'), level)
+    assert.match(await row.locator('span').nth(1).getAttribute('class'), level === 'ERROR' ? /text-rose-400/ : /text-amber-300/)
     await toast.getByTestId('toast-dismiss').click()
   })
 
