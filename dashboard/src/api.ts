@@ -85,7 +85,17 @@ export async function login(username: string, password: string): Promise<void> {
     body: JSON.stringify({ username, password }),
   })
   if (!res.ok) throw await errorOf(res)
-  save(tokensOf(await res.json()))
+  const answer: LoginAnswer = await res.json()
+  if (answer.role === 'agent') {
+    // Agent accounts read secrets in full: they are for agents and scripts, not for a browser.
+    await fetch('/api/auth/logout', { method: 'POST', headers: { authorization: `Bearer ${answer.access_token}` } })
+    throw new ApiError(
+      `${answer.username} has the agent role, which is for agents and scripts: sign in as an admin or a viewer`,
+      403,
+      'forbidden',
+    )
+  }
+  save(tokensOf(answer))
 }
 
 let refreshing: Promise<boolean> | null = null
@@ -101,12 +111,15 @@ export function refresh(): Promise<boolean> {
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ refresh_token: t.refresh }),
       })
+      // Logged out (or in again) meanwhile: this answer belongs to a session that is gone.
+      if (session.tokens?.refresh !== t.refresh) return false
       if (res.status === 401 || res.status === 403) {
         save(null)
         return false
       }
       if (!res.ok) return false
       const a = await res.json()
+      if (session.tokens?.refresh !== t.refresh) return false
       save({ ...tokensOf({ ...a, username: a.username ?? t.username, role: a.role ?? t.role }, t.refresh) })
       return true
     } catch {
@@ -126,8 +139,10 @@ export async function accessToken(): Promise<string | null> {
   return session.tokens?.access ?? null
 }
 
+/** End the session on the server (revoking its tokens) and here. */
 export async function logout(): Promise<void> {
-  const token = session.tokens?.access
+  // A fresh access token, so that an expired one does not leave the server's session alive.
+  const token = await accessToken().catch(() => null)
   save(null)
   if (token) {
     await fetch('/api/auth/logout', { method: 'POST', headers: { authorization: `Bearer ${token}` } }).catch(
@@ -135,6 +150,9 @@ export async function logout(): Promise<void> {
     )
   }
 }
+
+/** A request that has not answered in this long is abandoned. */
+const TIMEOUT_MS = 10_000
 
 /** A request to `/api{path}`; JSON in and out. Throws [`ApiError`]. */
 export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
@@ -150,9 +168,14 @@ export async function api<T>(method: string, path: string, body?: unknown): Prom
     }
     let res: Response
     try {
-      res = await fetch('/api' + path, { method, headers, body: payload })
-    } catch {
-      throw new ApiError('the control plane cannot be reached', 0, 'network')
+      res = await fetch('/api' + path, { method, headers, body: payload, signal: AbortSignal.timeout(TIMEOUT_MS) })
+    } catch (e) {
+      const timedOut = (e as Error).name === 'TimeoutError'
+      throw new ApiError(
+        timedOut ? `${method} /api${path}: no answer within ${TIMEOUT_MS / 1000} s` : 'the control plane cannot be reached',
+        0,
+        timedOut ? 'timeout' : 'network',
+      )
     }
     if (res.status === 401 && attempt === 0 && session.tokens && (await refresh())) continue
     if (res.status === 401) save(null)

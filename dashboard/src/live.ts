@@ -67,6 +67,17 @@ let refreshing = false
 let refreshAgain = false
 let toastSeq = 0
 const seen = new Set<string>()
+/** Bumped at login and logout: answers to an earlier session's requests are dropped. */
+let epoch = 0
+/** Bumped by every change of the chain made here: a refresh begun before it must not undo it. */
+let policyWrites = 0
+
+/** Show the chain a change through the API answered with. */
+export function setPolicies(list: PolicyList): void {
+  policyWrites++
+  live.policies = list
+  scheduleRefresh()
+}
 
 function keyOf(e: IhEvent): string {
   return `${e.agent_id ?? ''}|${e.seq ?? e.id ?? ''}|${e.type}|${e.ts_ms}`
@@ -79,6 +90,8 @@ export async function refreshAll(): Promise<void> {
     return
   }
   refreshing = true
+  const mine = epoch
+  const writes = policyWrites
   try {
     const [agents, policies, usage, protection, limits, health] = await Promise.all([
       api<AgentEntry[]>('GET', '/agents'),
@@ -90,9 +103,11 @@ export async function refreshAll(): Promise<void> {
     ])
     const id = selectedId(agents)
     const agentUsage = id ? await api<Usage>('GET', `/usage/by-agent/${encodeURIComponent(id)}`) : null
-    Object.assign(live, { agents, policies, usage, agentUsage, protection, limits, health, loadError: '', loaded: true })
+    if (mine !== epoch) return
+    Object.assign(live, { agents, usage, agentUsage, protection, limits, health, loadError: '', loaded: true })
+    if (writes === policyWrites) live.policies = policies
   } catch (e) {
-    live.loadError = (e as Error).message
+    if (mine === epoch) live.loadError = (e as Error).message
   } finally {
     refreshing = false
     if (refreshAgain) {
@@ -217,9 +232,9 @@ async function loadEvents(): Promise<void> {
 
 async function connect(): Promise<void> {
   if (stopped) return
-  live.conn = 'connecting'
+  const mine = epoch
   const token = await accessToken()
-  if (!token) return
+  if (!token || stopped || mine !== epoch) return
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws'
   const ws = new WebSocket(`${scheme}://${location.host}/ws?access_token=${encodeURIComponent(token)}`)
   socket = ws
@@ -232,6 +247,7 @@ async function connect(): Promise<void> {
     void refreshAll()
   }
   ws.onmessage = (m) => {
+    if (socket !== ws) return
     let e: IhEvent
     try {
       e = JSON.parse(String(m.data))
@@ -252,11 +268,20 @@ async function connect(): Promise<void> {
   ws.onclose = async (c) => {
     if (socket !== ws) return
     socket = null
-    if (live.conn === 'open' || live.downSince === 0) live.downSince = Date.now()
-    live.conn = 'closed'
     if (stopped) return
-    // 4401: the token expired or the session ended; a refresh decides which.
-    if (c.code === 4401 && !(await refresh())) return
+    if (c.code === 4401) {
+      // The token expired (every 15 minutes) or the session ended: a refresh decides which.
+      // Not a disconnection, so no banner; a logged-out session shows the login screen.
+      live.conn = 'connecting'
+      await refresh()
+      if (!session.tokens || stopped) return
+      if (tokenFresh()) {
+        void connect()
+        return
+      }
+    }
+    if (live.conn !== 'closed') live.downSince = Date.now()
+    live.conn = 'closed'
     const wait = backoff
     backoff = Math.min(backoff * 2, 5000)
     live.reconnectIn = Math.round(wait / 1000)
@@ -264,10 +289,17 @@ async function connect(): Promise<void> {
   }
 }
 
+/** Whether the access token is fresh (a refresh that failed on the network leaves it stale). */
+function tokenFresh(): boolean {
+  const t = session.tokens
+  return !!t && t.expires - Date.now() > 60_000
+}
+
 /** Start streaming (after login). */
 export function start(): void {
   if (!stopped) return
   stopped = false
+  epoch++
   live.downSince = 0
   void refreshAll()
   void connect()
@@ -279,9 +311,15 @@ export function start(): void {
 /** Stop streaming and forget what was shown (logout). */
 export function stop(): void {
   stopped = true
+  epoch++
   window.clearTimeout(reconnectTimer)
   window.clearInterval(pollTimer)
   window.clearTimeout(settleTimer)
+  window.clearTimeout(refreshTimer)
+  refreshTimer = undefined
+  refreshing = false
+  refreshAgain = false
+  backoff = 500
   socket?.close()
   socket = null
   seen.clear()

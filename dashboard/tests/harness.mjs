@@ -181,7 +181,13 @@ export async function loggedIn(b, host, username = 'admin', password = ADMIN_PAS
   await page.getByTestId('login-submit').click()
   await page.getByTestId('user-name').waitFor({ timeout: 10_000 })
   await page.locator('[data-testid="conn-state"][data-state="open"]').waitFor({ timeout: 10_000 })
+  await loaded(page)
   return page
+}
+
+/** Wait until the page has the API's figures (empty states render before them). */
+export function loaded(page) {
+  return page.locator('[data-testid="main"][data-loaded="true"]').waitFor({ timeout: 10_000 })
 }
 
 export async function shot(page, name) {

@@ -15,7 +15,8 @@ const NOT_BUILT: &str = "<!doctype html><meta charset=utf-8><title>ironhost</tit
 (or <code>scripts/setup.sh</code>) and build again. The API is at <a href=/api/health>/api/health</a>.";
 
 /// Content security policy of the dashboard: its own scripts and the control plane only.
-const CSP: &str = "default-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; \
+/// (CSP level 3: `'self'` covers the WebSocket to the same host and port.)
+const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; \
 style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
 /// Whether this binary carries a built dashboard.
@@ -58,7 +59,12 @@ pub async fn serve(uri: Uri) -> Response {
         if is_page {
             return page(StatusCode::OK, NOT_BUILT.as_bytes(), "no-cache");
         }
-        return (StatusCode::NOT_FOUND, format!("no file {path}")).into_response();
+        let mut res = (StatusCode::NOT_FOUND, "no such file").into_response();
+        res.headers_mut().insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        return res;
     };
     let cache = if file.starts_with("/assets/") {
         "public, max-age=31536000, immutable"
