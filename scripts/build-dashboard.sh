@@ -24,5 +24,6 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
     fi
     rm -f "$pinned"
 fi
-npm run --silent build >/dev/null
+# Type errors and build errors are printed as the tools word them.
+npm run --silent build
 echo "build-dashboard: dashboard/dist is up to date"

@@ -131,11 +131,16 @@ export function refresh(): Promise<boolean> {
   return refreshing
 }
 
+/** Whether there is an access token with more than a minute to live. */
+export function tokenFresh(): boolean {
+  const t = session.tokens
+  return !!t && t.expires - Date.now() > 60_000
+}
+
 /** The access token, refreshed first when it is about to expire. */
 export async function accessToken(): Promise<string | null> {
-  const t = session.tokens
-  if (!t) return null
-  if (t.expires - Date.now() < 60_000) await refresh()
+  if (!session.tokens) return null
+  if (!tokenFresh()) await refresh()
   return session.tokens?.access ?? null
 }
 

@@ -3,9 +3,9 @@
 // flight), so a change shows within a second; a slow poll covers anything the stream missed.
 
 import { reactive } from 'vue'
-import { accessToken, api, refresh, session } from './api'
+import { accessToken, api, refresh, session, tokenFresh } from './api'
 import { pct, usd } from './format'
-import type { AgentEntry, Health, IhEvent, Limit, PolicyList, Protection, Trace, Usage } from './types'
+import type { AgentEntry, Health, IhEvent, PolicyList, Protection, Trace, Usage } from './types'
 
 /** Events kept in the log. */
 const MAX_EVENTS = 500
@@ -40,11 +40,9 @@ export const live = reactive({
   reconnectIn: 0 as number,
   agents: [] as AgentEntry[],
   policies: null as PolicyList | null,
-  usage: null as Usage | null,
   /** Usage of the agent the overview shows. */
   agentUsage: null as Usage | null,
   protection: null as Protection | null,
-  limits: [] as Limit[],
   health: null as Health | null,
   events: [] as IhEvent[],
   /** (time, latency ms, model, agent) of recent LLM calls, oldest first. */
@@ -79,7 +77,8 @@ export function setPolicies(list: PolicyList): void {
   scheduleRefresh()
 }
 
-function keyOf(e: IhEvent): string {
+/** What tells events apart (stored and streamed copies of one event share it). */
+export function eventKey(e: IhEvent): string {
   return `${e.agent_id ?? ''}|${e.seq ?? e.id ?? ''}|${e.type}|${e.ts_ms}`
 }
 
@@ -93,18 +92,16 @@ export async function refreshAll(): Promise<void> {
   const mine = epoch
   const writes = policyWrites
   try {
-    const [agents, policies, usage, protection, limits, health] = await Promise.all([
+    const [agents, policies, protection, health] = await Promise.all([
       api<AgentEntry[]>('GET', '/agents'),
       api<PolicyList>('GET', '/policies'),
-      api<Usage>('GET', '/usage/aggregate'),
       api<Protection>('GET', '/protection'),
-      api<Limit[]>('GET', '/limits'),
       api<Health>('GET', '/health'),
     ])
     const id = selectedId(agents)
     const agentUsage = id ? await api<Usage>('GET', `/usage/by-agent/${encodeURIComponent(id)}`) : null
     if (mine !== epoch) return
-    Object.assign(live, { agents, usage, agentUsage, protection, limits, health, loadError: '', loaded: true })
+    Object.assign(live, { agents, agentUsage, protection, health, loadError: '', loaded: true })
     if (writes === policyWrites) live.policies = policies
   } catch (e) {
     if (mine === epoch) live.loadError = (e as Error).message
@@ -133,12 +130,12 @@ export function scheduleRefresh(): void {
 }
 
 function addEvent(e: IhEvent, notify: boolean): void {
-  const key = keyOf(e)
+  const key = eventKey(e)
   if (seen.has(key)) return
   seen.add(key)
   live.events.push(e)
   if (live.events.length > MAX_EVENTS) {
-    for (const old of live.events.splice(0, live.events.length - MAX_EVENTS)) seen.delete(keyOf(old))
+    for (const old of live.events.splice(0, live.events.length - MAX_EVENTS)) seen.delete(eventKey(old))
   }
   if (e.type === 'llm_call' && typeof e.latency_ms === 'number') {
     live.latency.push({ ts: e.ts_ms, ms: e.latency_ms, model: String(e.model ?? ''), agent: e.agent_id ?? '' })
@@ -289,12 +286,6 @@ async function connect(): Promise<void> {
   }
 }
 
-/** Whether the access token is fresh (a refresh that failed on the network leaves it stale). */
-function tokenFresh(): boolean {
-  const t = session.tokens
-  return !!t && t.expires - Date.now() > 60_000
-}
-
 /** Start streaming (after login). */
 export function start(): void {
   if (!stopped) return
@@ -328,10 +319,8 @@ export function stop(): void {
     downSince: 0,
     agents: [],
     policies: null,
-    usage: null,
     agentUsage: null,
     protection: null,
-    limits: [],
     health: null,
     events: [],
     latency: [],

@@ -19,11 +19,6 @@ const NOT_BUILT: &str = "<!doctype html><meta charset=utf-8><title>ironhost</tit
 const CSP: &str = "default-src 'self'; connect-src 'self'; img-src 'self' data:; \
 style-src 'self' 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'";
 
-/// Whether this binary carries a built dashboard.
-pub fn built() -> bool {
-    ASSETS.iter().any(|(path, _)| *path == "/index.html")
-}
-
 fn find(path: &str) -> Option<&'static [u8]> {
     ASSETS.iter().find(|(p, _)| *p == path).map(|(_, b)| *b)
 }

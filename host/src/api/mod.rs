@@ -1,7 +1,7 @@
 //! The control plane: a REST API under `/api`, a WebSocket at `/ws` and the web dashboard at
-//! `/` (axum), bound to 127.0.0.1 by default. Every route names the roles it admits through its extractor
-//! ([`auth::Admin`], [`auth::Reader`], [`auth::Caller`]); the route table in `openapi.json`
-//! documents the same.
+//! `/` (axum), bound to 127.0.0.1 by default. Every route names the roles it admits through its
+//! extractor ([`auth::Admin`], [`auth::Reader`], [`auth::Caller`]); the route table in
+//! `openapi.json` documents the same.
 //!
 //! `ironhost start` serves it in-process beside the agent; `ironhost serve` runs it alone and
 //! follows the store for events other processes write.
