@@ -66,6 +66,8 @@ pub struct FileConfig {
     pub home: Option<PathBuf>,
     #[serde(default)]
     pub api: ApiFileConfig,
+    #[serde(default)]
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 /// `[api]`: the control plane.
@@ -189,6 +191,7 @@ pub struct Settings {
     /// The ironhost home (store, generated master key).
     pub home: PathBuf,
     pub api: ApiSettings,
+    pub alerts: crate::alerts::AlertsConfig,
 }
 
 /// A value with where it came from.
@@ -570,6 +573,10 @@ pub fn load(
         ConfigError::new(key, reason.to_owned(), file_name.clone())
     })?;
 
+    file.alerts
+        .check()
+        .map_err(|(key, reason)| ConfigError::new(&key, reason, file_name.clone()))?;
+
     let mut pricing = crate::llm::pricing::PricingTable::embedded();
     if let Some(p) = &file.pricing.file {
         let base = file_path.as_deref().and_then(Path::parent).unwrap_or(cwd);
@@ -611,6 +618,7 @@ pub fn load(
         file: file_path,
         home,
         api,
+        alerts: file.alerts.clone(),
     })
 }
 
@@ -660,6 +668,14 @@ mod tests {
             ("budget = \"lots\"\n", "budget"),
             ("[llm]\ntimeout-ms = -3\n", "llm.timeout-ms"),
             ("[simulator]\nseeed = 1\n", "simulator.seeed"),
+            (
+                "[[alerts.webhook]]\nurl = \"hooks.example.com\"\n",
+                "alerts.webhook[0].url",
+            ),
+            (
+                "[[alerts.webhook]]\nurl = \"http://127.0.0.1:9/\"\nevents = [\"budget\"]\n",
+                "alerts.webhook[0].events",
+            ),
         ] {
             std::fs::write(&file, text).unwrap();
             let e = load(&Flags::default(), &vars(&[]), dir.path()).unwrap_err();

@@ -8,9 +8,11 @@
 //! - [`secrets`]: the encrypted secret store and the installation's keys.
 //! - [`auth`]: roles, passwords, API tokens, session JWTs.
 //! - [`api`]: the control plane (REST + WebSocket, axum).
+//! - [`alerts`]: alert webhooks (events POSTed to an operator's endpoint).
 //! - [`cli`]: the `ironhost` command line.
 
 pub mod agent;
+pub mod alerts;
 pub mod api;
 pub mod auth;
 pub mod cli;

@@ -25,9 +25,13 @@ use crate::llm::{anthropic, retry_after_ms, retryable};
 use crate::policy::chain::{Chain, ChainRun, ChainStream, Outcome, VerdictKind};
 use crate::policy::host::{PolicyEvent, SecretResolver, TokenMeter};
 use crate::policy::model::{
-    AgentInfo, CallContext, Denial, Hook, LlmChunk, LlmOutcome, LlmRequest, LlmResponse, Message,
-    ProviderError, ProviderErrorKind, Role, Severity, ToolCall, ToolOutcome, Usage,
+    AgentInfo, CallContext, ContentPart, Denial, Hook, LlmChunk, LlmOutcome, LlmRequest,
+    LlmResponse, Message, ProviderError, ProviderErrorKind, Role, Severity, ToolCall, ToolOutcome,
+    Usage,
 };
+
+/// Prompts at least this long (bytes of text) are counted before the chain runs.
+const LONG_PROMPT_BYTES: usize = 8 * 1024;
 
 /// The key the host gives an agent that has none, so the SDKs construct; never sent anywhere.
 pub const PLACEHOLDER_KEY: &str = "ironhost-placeholder-key";
@@ -390,6 +394,7 @@ impl Gateway {
             }
         };
         let call_id = self.next_call_id("llm");
+        self.count_long_prompt(&parsed.request);
         let mut trail = Trail::default();
         let mut attempt = 0;
         let mut call = CallRecord {
@@ -819,6 +824,28 @@ impl Gateway {
                 _ => {}
             }
             self.bus.publish(&self.agent.agent_id, e.severity, kind);
+        }
+    }
+
+    /// Count a long prompt's tokens now, outside any policy's deadline: BPE over tens of
+    /// thousands of tokens takes milliseconds, and a policy that asks for the count (the
+    /// budget's estimate) would otherwise pay for it under its own deadline. The meter keeps
+    /// recent long counts, so the policy's question is then a lookup. Short prompts are left
+    /// to the policies: counting them costs microseconds.
+    fn count_long_prompt(&self, request: &LlmRequest) {
+        let chars: usize = request
+            .messages
+            .iter()
+            .flat_map(|m| &m.content)
+            .map(|p| match p {
+                ContentPart::Text { text } => text.len(),
+                ContentPart::ToolOutput { content, .. } => content.len(),
+                ContentPart::ToolUse(u) => u.arguments.len(),
+                _ => 0,
+            })
+            .sum();
+        if chars >= LONG_PROMPT_BYTES {
+            self.meter.count_messages(&request.model, &request.messages);
         }
     }
 

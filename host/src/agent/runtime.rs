@@ -16,6 +16,7 @@ use super::events::{AgentState, EventBus, EventKind};
 use super::gateway::{Gateway, GatewayOptions, LlmMode};
 use super::metrics::Metrics;
 use super::python;
+use crate::alerts::Alerts;
 use crate::api::plane::{self, Plane, PlaneError};
 use crate::api::{LiveChain, ws};
 use crate::config::{BundleChoice, Restart, Settings};
@@ -56,12 +57,32 @@ pub enum StartError {
     Failed(String),
 }
 
-/// An agent id: a prefix from the script name and 8 random hex digits (`lg-7a3f9c2d`).
-pub fn agent_id(script: &Path) -> String {
+/// Script names that say nothing about the agent: its folder names it instead.
+const GENERIC_STEMS: [&str; 5] = ["agent", "main", "__main__", "app", "run"];
+
+/// The agent's name: the script's file name without `.py`, or, for a generic one such as
+/// `agent.py`, its folder's name (`examples/lead_gen/agent.py` is `lead_gen`).
+pub fn agent_name(script: &Path) -> String {
     let stem = script
         .file_stem()
-        .map(|s| s.to_string_lossy().to_lowercase())
+        .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default();
+    if GENERIC_STEMS.contains(&stem.to_lowercase().as_str())
+        && let Some(dir) = script
+            .parent()
+            .and_then(Path::file_name)
+            .map(|d| d.to_string_lossy().into_owned())
+            .filter(|d| !d.is_empty())
+    {
+        return dir;
+    }
+    stem
+}
+
+/// An agent id: a prefix from the agent's name ([`agent_name`]) and 8 random hex digits
+/// (`lead_gen` gives `lg-7a3f9c2d`).
+pub fn agent_id(script: &Path) -> String {
+    let stem = agent_name(script).to_lowercase();
     let words: Vec<&str> = stem
         .split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|w| !w.is_empty())
@@ -165,6 +186,8 @@ pub struct Host {
     /// The store, secrets and persistent state.
     pub plane: Plane,
     pub recorder: Recorder,
+    /// Alert webhooks, when configured.
+    pub alerts: Option<Alerts>,
     /// Where this process serves the control plane, if it does.
     pub api_addr: Option<SocketAddr>,
     /// Runs the store's writers, the API and the HTTPS client.
@@ -183,6 +206,15 @@ impl Host {
         ));
         if !written {
             tracing::warn!("the store did not record the last events and policy state within 5 s");
+        }
+        if let Some(alerts) = &self.alerts {
+            // A delivery takes at most 3 attempts of the webhook's timeout plus backoff.
+            let sent = self
+                .runtime
+                .block_on(alerts.flush(seq, Duration::from_secs(20)));
+            if !sent {
+                tracing::warn!("alert webhooks did not finish within 20 s");
+            }
         }
     }
 }
@@ -280,6 +312,7 @@ pub fn build_host(
         .collect();
     let bus = EventBus::new();
     let recorder = Recorder::spawn(plane.store.clone(), &bus, Some(plane.keyring.data_key()));
+    let alerts = Alerts::spawn(&settings.alerts, &bus).map_err(StartError::Failed)?;
     let options = GatewayOptions {
         mode,
         timeout,
@@ -360,6 +393,7 @@ pub fn build_host(
         engine,
         plane,
         recorder,
+        alerts,
         api_addr,
         runtime,
     })
@@ -545,6 +579,7 @@ static EXIT_HOOK: std::sync::OnceLock<ExitHook> = std::sync::OnceLock::new();
 fn exit_hook(host: &Host) -> ExitHook {
     let bus = host.bus.clone();
     let recorder = host.recorder.clone();
+    let alerts = host.alerts.clone();
     let state = host.plane.state.clone();
     let handle = host.runtime.handle().clone();
     let agent_id = host.gateway.agent().agent_id.clone();
@@ -562,6 +597,9 @@ fn exit_hook(host: &Host) -> ExitHook {
         };
         let seq = bus.publish(&agent_id, severity, kind).seq;
         handle.block_on(flush_store(&recorder, &state, seq, Duration::from_secs(2)));
+        if let Some(alerts) = &alerts {
+            handle.block_on(alerts.flush(seq, Duration::from_secs(5)));
+        }
     })
 }
 
@@ -677,5 +715,28 @@ fn run_agent_inner(
         drop(signals);
         host.flush();
         return Ok(code);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_generic_script_name_takes_its_folders_name() {
+        assert_eq!(
+            agent_name(Path::new("examples/lead_gen/agent.py")),
+            "lead_gen"
+        );
+        assert_eq!(agent_name(Path::new("/srv/crm-sync/main.py")), "crm-sync");
+        assert_eq!(agent_name(Path::new("lead_gen.py")), "lead_gen");
+        assert_eq!(agent_name(Path::new("bots/Support_Bot.py")), "Support_Bot");
+        // No folder to name it: the stem stays.
+        assert_eq!(agent_name(Path::new("agent.py")), "agent");
+        let id = agent_id(Path::new("examples/lead_gen/agent.py"));
+        let (prefix, hex) = id.split_once('-').unwrap();
+        assert_eq!(prefix, "lg");
+        assert_eq!(hex.len(), 8);
+        assert!(hex.chars().all(|c| c.is_ascii_hexdigit()));
     }
 }

@@ -89,10 +89,7 @@ pub fn run(args: StartArgs) -> Result<u8, CliError> {
         None => runtime::agent_id(&script),
     };
     logging::set_agent_id(&id);
-    let name = script
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    let name = runtime::agent_name(&script);
     let host =
         runtime::build_host(&settings, &name, &script, id.clone(), &vars).map_err(start_error)?;
     // The pilot's format: the id first, on its own line, on stdout.
