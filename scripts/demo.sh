@@ -6,7 +6,9 @@
 #
 # Each run keeps its own store in examples/lead_gen/.runs/<time>/ (the circuit breaker
 # remembers failing services across runs, as it should in production; a fresh store makes
-# every demo run start clean). Arguments go to the agent: ./scripts/demo.sh --pace 30m
+# every demo run start clean). Arguments go to the agent: ./scripts/demo.sh --pace 30m.
+# IRONHOST_BUDGET sets the budget (default 50): IRONHOST_BUDGET=20 ./scripts/demo.sh stops with
+# BudgetExceeded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,11 +25,12 @@ echo "== ironhost policy list --bundle default"
 "$ironhost" policy list --bundle default
 
 echo
-echo "== ironhost start agent.py --budget 50   (in examples/lead_gen; store in ${run#"$repo"/})"
+budget=${IRONHOST_BUDGET:-50}
+echo "== ironhost start agent.py --budget $budget   (in examples/lead_gen; store in ${run#"$repo"/})"
 cd examples/lead_gen
 status=0
 IRONHOST_HOME="$run" VIRTUAL_ENV="$repo/.venv" \
-    "$ironhost" start agent.py --budget 50 -- --out "$run/qualified_leads.csv" "$@" || status=$?
+    "$ironhost" start agent.py --budget "$budget" -- --out "$run/qualified_leads.csv" "$@" || status=$?
 
 echo
 echo "The run's store, results and audit are in ${run#"$repo"/}. To look at it again in the dashboard:"

@@ -20,6 +20,7 @@ import argparse
 import asyncio
 import csv
 import json
+import math
 import os
 import re
 import sys
@@ -27,17 +28,20 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import ironhost
+import openai
 from openai import AsyncOpenAI
 
 from services import (
+    LIVE_AS_OF,
+    SECTIONS,
     ClearbitAPI,
     Company,
     Latency,
     LinkedInAPI,
-    SECTIONS,
+    NotFound,
     RateLimited,
     SiteCrawler,
 )
@@ -45,8 +49,13 @@ from services import (
 HERE = Path(__file__).resolve().parent
 
 # Exit codes besides 0 (all leads processed).
-EXIT_BUDGET = 3  # stopped: the budget does not cover the next call
+EXIT_OUTPUT = 1  # the results could not be written
 EXIT_INPUT = 2  # bad arguments or input files
+EXIT_BUDGET = 3  # stopped: the budget does not cover the next call
+EXIT_INTERRUPTED = 130  # Ctrl-C: what was done is written
+
+#: LinkedIn's median answer time, for the time the open circuit saved.
+LINKEDIN_MEDIAN_S = 0.140
 
 
 def parse_duration(text: str) -> float:
@@ -72,9 +81,6 @@ def arguments(argv: List[str]) -> argparse.Namespace:
                         "(default 33: the rate limit hits at lead 34; -1 for none)")
     p.add_argument("--linkedin-window", type=parse_duration, default=3600.0,
                    help="how long LinkedIn's quota window lasts (default 1h)")
-    p.add_argument("--lookup-price", type=float, default=0.10,
-                   help="what one paid LinkedIn lookup costs, for the savings figure "
-                        "(default $0.10)")
     p.add_argument("--research-min-intent", type=int, default=20,
                    help="leads with at least this intent score get a deep-research brief")
     p.add_argument("--max-pages", type=int, default=18, help="site pages read per company")
@@ -88,10 +94,10 @@ def arguments(argv: List[str]) -> argparse.Namespace:
     a = p.parse_args(argv)
     if a.limit is not None and a.limit < 1:
         p.error(f"--limit must be at least 1, not {a.limit}")
+    if a.linkedin_window <= 0:
+        p.error("--linkedin-window must be more than 0")
     if a.linkedin_quota < -1:
         p.error(f"--linkedin-quota must be -1 (no quota) or more, not {a.linkedin_quota}")
-    if a.lookup_price < 0:
-        p.error(f"--lookup-price must not be negative, not {a.lookup_price}")
     if a.max_pages < 1:
         p.error(f"--max-pages must be at least 1, not {a.max_pages}")
     if a.latency_scale < 0:
@@ -102,22 +108,29 @@ def arguments(argv: List[str]) -> argparse.Namespace:
 def load_leads(path: Path) -> List[Company]:
     need = ["lead_id", "company", "domain", "industry", "country", "employees",
             "intent_score", "site_pages"]
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        missing = [c for c in need if c not in (reader.fieldnames or [])]
-        if missing:
-            raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
-        leads = []
-        for n, row in enumerate(reader, start=2):
-            try:
-                leads.append(Company(
-                    lead_id=row["lead_id"], name=row["company"], domain=row["domain"],
-                    industry=row["industry"], country=row["country"],
-                    employees=int(row["employees"]), intent_score=int(row["intent_score"]),
-                    site_pages=int(row["site_pages"]),
-                ))
-            except ValueError as e:
-                raise ValueError(f"{path}:{n}: {e}") from None
+    leads = []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in need if c not in (reader.fieldnames or [])]
+            if missing:
+                raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
+            for row in reader:
+                n = reader.line_num
+                empty = [c for c in need if row.get(c) in (None, "")]
+                if empty:
+                    raise ValueError(f"{path}:{n}: no value for {', '.join(empty)}")
+                try:
+                    leads.append(Company(
+                        lead_id=row["lead_id"], name=row["company"], domain=row["domain"],
+                        industry=row["industry"], country=row["country"],
+                        employees=int(row["employees"]), intent_score=int(row["intent_score"]),
+                        site_pages=int(row["site_pages"]),
+                    ))
+                except ValueError as e:
+                    raise ValueError(f"{path}:{n}: {e}") from None
+    except (csv.Error, UnicodeDecodeError) as e:
+        raise ValueError(f"{path}: not a readable CSV file: {e}") from None
     if not leads:
         raise ValueError(f"{path}: no leads")
     return leads
@@ -147,7 +160,8 @@ def percentile(values: List[float], p: float) -> Optional[float]:
     if not values:
         return None
     s = sorted(values)
-    return s[min(len(s) - 1, round(p / 100 * (len(s) - 1)))]
+    # Halves round up, as Rust's round() does (Python's round() would go to even).
+    return s[min(len(s) - 1, math.floor(p / 100 * (len(s) - 1) + 0.5))]
 
 
 @dataclass
@@ -173,8 +187,9 @@ class Run:
     blocked: int = 0
     circuit_seen_at: Optional[str] = None
     redactions_seen: List[str] = field(default_factory=list)
-    budget_warned_at: Optional[str] = None
+    budget_90_at: Optional[str] = None
     stopped: Optional[str] = None
+    interrupted: bool = False
 
 
 class Agent:
@@ -185,12 +200,11 @@ class Agent:
         scale = args.latency_scale
         quota = None if args.linkedin_quota < 0 else args.linkedin_quota
         self.linkedin = LinkedInAPI(by_name, quota, args.linkedin_window,
-                                    Latency("linkedin", 140, scale), as_of=time.strftime("%Y-%m-%d"))
+                                    Latency("linkedin", LINKEDIN_MEDIAN_S * 1000, scale),
+                                    as_of=LIVE_AS_OF)
         self.clearbit = ClearbitAPI(by_name, Latency("clearbit", 110, scale))
         self.crawler = SiteCrawler(by_name, Latency("crawler", 160, scale))
-        snapshot = json.loads(args.snapshot.read_text())
-        self.snapshot_date: str = snapshot["exported"]
-        self.snapshot: Dict[str, dict] = snapshot["profiles"]
+        self.snapshot_date, self.snapshot = load_snapshot(args.snapshot)
         self.llm = AsyncOpenAI()
         self.run = Run()
 
@@ -251,7 +265,11 @@ class Agent:
         lookups = [self.linkedin_profile(lead), self.clearbit_enrich(c.domain)]
         if deep:
             lookups += [self.fetch_site(c.domain, s, a.max_pages) for s in SECTIONS]
-        found = await asyncio.gather(*lookups)
+        # Wait for all of them even when one fails, so nothing of this lead runs on later.
+        found = await asyncio.gather(*lookups, return_exceptions=True)
+        failed = next((f for f in found if isinstance(f, BaseException)), None)
+        if failed is not None:
+            raise failed
         profile, firmo, sections = found[0], found[1], found[2:]
         people = profile.get("decision_makers") or []
         if people:
@@ -310,9 +328,15 @@ class Agent:
         )
         return answer.choices[0].message.content or ""
 
-    async def main(self) -> int:
-        total = len(self.leads)
+    async def work(self) -> None:
         started = time.monotonic()
+        try:
+            await self.leads_in_turn(started)
+        finally:
+            self.elapsed = time.monotonic() - started
+
+    async def leads_in_turn(self, started: float) -> None:
+        total = len(self.leads)
         slot = self.args.pace / total if self.args.pace else 0.0
         ironhost.progress(0, total, "leads")
         for n, company in enumerate(self.leads, start=1):
@@ -323,6 +347,7 @@ class Agent:
                 await self.process(lead)
             except ironhost.BudgetExceeded as e:
                 self.run.stopped = company.lead_id
+                self.note_budget(company)
                 say(f"{company.lead_id} {e}")
                 say(f"stopping at lead {company.lead_id}: {spend_line()} spent and the next "
                     f"call would pass the budget")
@@ -330,6 +355,9 @@ class Agent:
             except ironhost.PolicyDenied as e:
                 lead.error = str(e)
                 say(f"{company.lead_id} {company.name}: refused by ironhost: {e}")
+            except (ironhost.ToolError, NotFound, openai.APIError) as e:
+                lead.error = f"{type(e).__name__}: {e}"
+                say(f"{company.lead_id} {company.name}: failed: {lead.error}")
             lead.seconds = time.monotonic() - t0
             status = ironhost.current()
             lead.cost_usd = status.cost_usd - before
@@ -338,17 +366,28 @@ class Agent:
             outcome = "failed" if lead.error else f"tier {lead.tier} | LinkedIn {lead.linkedin_source}"
             say(f"{n} / {total} leads | {company.lead_id} {company.name} | {outcome} | "
                 f"{spend_line()}")
-            if (self.run.budget_warned_at is None and status.budget_usd
-                    and status.cost_usd >= 0.9 * status.budget_usd):
-                self.run.budget_warned_at = company.lead_id
-                say(f"{company.lead_id} 90% of the budget is spent "
-                    f"({money(status.cost_usd)} / {money(status.budget_usd)}): "
-                    f"ironhost sent its budget warning")
+            self.note_budget(company)
             if slot:
                 await asyncio.sleep(max(0.0, started + n * slot - time.monotonic()))
-        self.elapsed = time.monotonic() - started
-        write_results(self.args.out, self.run.done)
-        self.summary(total)
+
+    def note_budget(self, company: Company) -> None:
+        """Say when spend first reaches 90% of the budget, where the budget policy warns."""
+        s = ironhost.current()
+        if self.run.budget_90_at is None and s.budget_usd and s.cost_usd >= 0.9 * s.budget_usd:
+            self.run.budget_90_at = company.lead_id
+            say(f"{company.lead_id} spend passed 90% of the budget "
+                f"({money(s.cost_usd)} / {money(s.budget_usd)}): the budget policy warns here")
+
+    def finish(self) -> int:
+        """The summary, then the results file; the exit code."""
+        self.summary(len(self.leads))
+        try:
+            write_results(self.args.out, self.run.done)
+        except OSError as e:
+            print(f"lead_gen: cannot write the results to {self.args.out}: {e}", file=sys.stderr)
+            return EXIT_OUTPUT
+        if self.run.interrupted:
+            return EXIT_INTERRUPTED
         return EXIT_BUDGET if self.run.stopped else 0
 
     # ---- the summary --------------------------------------------------------------------------
@@ -361,6 +400,8 @@ class Agent:
         ok = sum(1 for lead in run.done if not lead.error)
         print(f"\n== lead generation summary ({s.agent_id}) ==")
         stop = f" (stopped by the budget at lead {run.stopped})" if run.stopped else ""
+        if run.interrupted:
+            stop = " (interrupted)"
         rows = [("leads processed", f"{done} / {total}{stop}")]
         rows.append(("success rate", f"{100 * ok / done:.0f}% ({ok}/{done})" if done else "-"))
         by_model = sorted(m["cost_by_model"].items(), key=lambda kv: -kv[1])
@@ -382,14 +423,14 @@ class Agent:
                              f"{self.snapshot_date} export "
                              f"({100 * via_cache / max(fallback, 1):.1f}%), "
                              f"{via_placeholder} placeholder"))
-            rows.append(("", f"{money(fallback * self.args.lookup_price)} saved: {fallback} paid "
-                             f"lookups at {money(self.args.lookup_price)}"))
+            rows.append(("", f"{run.blocked} calls to the failing API never made: about "
+                             f"{run.blocked * LINKEDIN_MEDIAN_S:.1f} s of waiting saved"))
         else:
             rows.append(("circuit breaker", "no failures"))
         where = f" (at lead {', '.join(run.redactions_seen)})" if run.redactions_seen else ""
         rows.append(("PII redactions", f"{m['pii_findings']}{where}"))
-        if run.budget_warned_at:
-            rows.append(("budget warning", f"at lead {run.budget_warned_at}"))
+        if run.budget_90_at:
+            rows.append(("budget warning", f"at lead {run.budget_90_at} (spend passed 90%)"))
         hours = self.elapsed / 3600
         rows.append(("throughput", f"{done / hours:,.0f} leads/hour ({done} leads in "
                                    f"{self.elapsed:.1f} s)" if done and hours else "-"))
@@ -409,11 +450,41 @@ class Agent:
         sys.stdout.flush()
 
 
+def load_snapshot(path: Path) -> Tuple[str, Dict[str, dict]]:
+    """The LinkedIn export: its date and its profiles by company name."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"the LinkedIn export {path}: {e}") from None
+    if not (isinstance(data, dict) and isinstance(data.get("exported"), str)
+            and isinstance(data.get("profiles"), dict)):
+        raise ValueError(f"the LinkedIn export {path}: expected an object with "
+                         f"\"exported\" (a date) and \"profiles\" (by company name)")
+    return data["exported"], data["profiles"]
+
+
+def check_writable(path: Path) -> None:
+    """Fail now, not after the run, if the results cannot be written to `path`."""
+    path = path.resolve()
+    if path.is_dir():
+        raise ValueError(f"--out {path}: is a directory; give a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".qualified_leads.", dir=path.parent)
+        os.close(fd)
+        os.unlink(tmp)
+    except OSError as e:
+        raise ValueError(f"--out {path}: cannot write there: {e}") from None
+
+
 def write_results(path: Path, leads: List[Lead]) -> None:
     """Write the CSV whole or not at all: a temporary file renamed into place."""
     path = path.resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".qualified_leads.", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         with os.fdopen(fd, "w", newline="") as f:
             w = csv.writer(f)
@@ -440,11 +511,17 @@ def main(argv: List[str]) -> int:
     if args.limit:
         leads = leads[: args.limit]
     try:
+        check_writable(args.out)
         agent = Agent(args, leads)
-    except (OSError, ValueError, KeyError) as e:
-        print(f"lead_gen: the LinkedIn export {args.snapshot}: {e}", file=sys.stderr)
+    except ValueError as e:
+        print(f"lead_gen: {e}", file=sys.stderr)
         return EXIT_INPUT
-    return asyncio.run(agent.main())
+    try:
+        asyncio.run(agent.work())
+    except KeyboardInterrupt:
+        agent.run.interrupted = True
+        say("interrupted: the summary and the results cover the leads finished so far")
+    return agent.finish()
 
 
 if __name__ == "__main__":

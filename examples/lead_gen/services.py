@@ -22,6 +22,10 @@ from dataclasses import dataclass
 from typing import Dict, List, Optional
 
 
+#: The date of the simulated LinkedIn API's data (fixed, so every run sees the same pages).
+LIVE_AS_OF = "2026-11-20"
+
+
 def _rng(*parts: object) -> random.Random:
     """A generator seeded by `parts`, the same in every run and on every machine."""
     digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).digest()

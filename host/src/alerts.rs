@@ -128,8 +128,14 @@ impl Alerts {
         if config.webhook.is_empty() {
             return Ok(None);
         }
+        // One process-wide TLS provider (the LLM client installs the same one; a second
+        // install is harmless). Without it, an https webhook could not be reached in
+        // simulator mode, where no LLM client is built.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let client = reqwest::Client::builder()
             .user_agent(concat!("ironhost/", env!("CARGO_PKG_VERSION")))
+            // A redirect would turn the POST into a GET that looks delivered.
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| format!("alert webhooks: cannot build the HTTP client: {e}"))?;
         let rx = bus.subscribe();
@@ -190,8 +196,22 @@ async fn run(
                     }
                 }
             }
-            sent.send_replace(event.seq);
+            sent.send_modify(|done| *done = (*done).max(event.seq));
         }
+    }
+}
+
+/// Where a webhook goes, for logs: scheme, host and port only. Chat webhooks (Slack, Teams)
+/// carry their secret in the path.
+fn shown(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(u) => format!(
+            "{}://{}{}/…",
+            u.scheme(),
+            u.host_str().unwrap_or("?"),
+            u.port().map(|p| format!(":{p}")).unwrap_or_default()
+        ),
+        Err(_) => "(invalid URL)".to_owned(),
     }
 }
 
@@ -211,7 +231,7 @@ async fn deliver(client: &reqwest::Client, hook: &WebhookConfig, kind: &str, bod
             .await;
         match sent {
             Ok(r) if r.status().is_success() => {
-                tracing::debug!("alert webhook {}: {kind} delivered", hook.url);
+                tracing::debug!("alert webhook {}: {kind} delivered", shown(&hook.url));
                 return;
             }
             Ok(r) => {
@@ -221,14 +241,17 @@ async fn deliver(client: &reqwest::Client, hook: &WebhookConfig, kind: &str, bod
                     break;
                 }
             }
-            Err(e) => last = e.to_string(),
+            Err(e) => last = e.without_url().to_string(),
         }
         if attempt < ATTEMPTS {
             tokio::time::sleep(wait).await;
             wait *= 2;
         }
     }
-    tracing::warn!("alert webhook {}: {kind} not delivered: {last}", hook.url);
+    tracing::warn!(
+        "alert webhook {}: {kind} not delivered after {ATTEMPTS} attempts: {last}",
+        shown(&hook.url)
+    );
 }
 
 #[cfg(test)]
@@ -290,6 +313,15 @@ mod tests {
             assert!(EVENT_TYPES.contains(&t.as_str()), "{t}");
         }
         assert!(DEFAULT_EVENTS.iter().all(|d| EVENT_TYPES.contains(d)));
+    }
+
+    #[test]
+    fn logs_show_where_a_webhook_goes_but_not_its_secret_path() {
+        assert_eq!(
+            shown("https://hooks.slack.com/services/T0/B0/s3cr3t"),
+            "https://hooks.slack.com/…"
+        );
+        assert_eq!(shown("http://127.0.0.1:9000/x"), "http://127.0.0.1:9000/…");
     }
 
     #[test]

@@ -394,7 +394,9 @@ impl Gateway {
             }
         };
         let call_id = self.next_call_id("llm");
-        self.count_long_prompt(&parsed.request);
+        if api == Api::OpenAi {
+            self.count_long_prompt(&parsed.request);
+        }
         let mut trail = Trail::default();
         let mut attempt = 0;
         let mut call = CallRecord {
@@ -827,11 +829,12 @@ impl Gateway {
         }
     }
 
-    /// Count a long prompt's tokens now, outside any policy's deadline: BPE over tens of
+    /// Count a long OpenAI prompt's tokens now, outside any policy's deadline: BPE over tens of
     /// thousands of tokens takes milliseconds, and a policy that asks for the count (the
     /// budget's estimate) would otherwise pay for it under its own deadline. The meter keeps
-    /// recent long counts, so the policy's question is then a lookup. Short prompts are left
-    /// to the policies: counting them costs microseconds.
+    /// the counts of recent texts of 256 bytes or more, so the policy's question is then a
+    /// lookup. Short prompts are left to the policies (counting them costs microseconds), and
+    /// Anthropic prompts too (their count is a character division).
     fn count_long_prompt(&self, request: &LlmRequest) {
         let chars: usize = request
             .messages
