@@ -126,10 +126,8 @@ class LinkedInAPI:
         self._as_of = as_of
         self._used = 0
         self._window_start = time.monotonic()
-        self.requests = 0
 
     async def lookup(self, company: str) -> Dict[str, object]:
-        self.requests += 1
         await self._latency.wait()
         now = time.monotonic()
         if now - self._window_start >= self._window_s:
@@ -159,10 +157,8 @@ class ClearbitAPI:
     def __init__(self, companies: Dict[str, Company], latency: Latency) -> None:
         self._by_domain = {c.domain: c for c in companies.values()}
         self._latency = latency
-        self.requests = 0
 
     async def enrich(self, domain: str) -> Dict[str, object]:
-        self.requests += 1
         await self._latency.wait()
         c = self._by_domain.get(domain)
         if c is None:
@@ -224,10 +220,8 @@ class SiteCrawler:
     def __init__(self, companies: Dict[str, Company], latency: Latency) -> None:
         self._by_domain = {c.domain: c for c in companies.values()}
         self._latency = latency
-        self.requests = 0
 
     async def crawl(self, domain: str, section: str, max_pages: int) -> List[Dict[str, str]]:
-        self.requests += 1
         await self._latency.wait()
         c = self._by_domain.get(domain)
         if c is None:

@@ -13,7 +13,9 @@ use tokio::sync::{broadcast, watch};
 
 use crate::agent::events::{Event, EventBus};
 
-/// Every event type a webhook can ask for (the `type` field of events).
+/// Every event type a webhook can ask for (the `type` field of events, [`EventKind::type_name`]).
+///
+/// [`EventKind::type_name`]: crate::agent::events::EventKind::type_name
 pub const EVENT_TYPES: [&str; 15] = [
     "agent_started",
     "agent_stopped",
@@ -153,15 +155,6 @@ impl Alerts {
     }
 }
 
-/// The `type` of an event, as it is serialized.
-fn event_type(event: &Event) -> Option<String> {
-    serde_json::to_value(&event.kind)
-        .ok()?
-        .get("type")?
-        .as_str()
-        .map(str::to_owned)
-}
-
 async fn run(
     client: reqwest::Client,
     hooks: Vec<WebhookConfig>,
@@ -182,18 +175,16 @@ async fn run(
                 Err(broadcast::error::TryRecvError::Empty) => break,
                 Err(broadcast::error::TryRecvError::Closed) => return,
             };
-            if let Some(kind) = event_type(&event) {
-                let targets: Vec<&WebhookConfig> =
-                    hooks.iter().filter(|h| h.wants(&kind)).collect();
-                if !targets.is_empty() {
-                    match serde_json::to_vec(&*event) {
-                        Ok(body) => {
-                            for hook in targets {
-                                deliver(&client, hook, &kind, &body).await;
-                            }
+            let kind = event.kind.type_name();
+            let targets: Vec<&WebhookConfig> = hooks.iter().filter(|h| h.wants(kind)).collect();
+            if !targets.is_empty() {
+                match serde_json::to_vec(&*event) {
+                    Ok(body) => {
+                        for hook in targets {
+                            deliver(&client, hook, kind, &body).await;
                         }
-                        Err(e) => tracing::warn!("alert webhooks: cannot encode {kind}: {e}"),
                     }
+                    Err(e) => tracing::warn!("alert webhooks: cannot encode {kind}: {e}"),
                 }
             }
             sent.send_modify(|done| *done = (*done).max(event.seq));
@@ -307,10 +298,10 @@ mod tests {
             },
         ];
         for kind in kinds {
-            let bus = EventBus::new();
-            let e = bus.publish("a", crate::policy::model::Severity::Info, kind);
-            let t = event_type(&e).unwrap();
-            assert!(EVENT_TYPES.contains(&t.as_str()), "{t}");
+            let t = kind.type_name();
+            let serialized = serde_json::to_value(&kind).unwrap();
+            assert_eq!(serialized["type"], t);
+            assert!(EVENT_TYPES.contains(&t), "{t}");
         }
         assert!(DEFAULT_EVENTS.iter().all(|d| EVENT_TYPES.contains(d)));
     }

@@ -7,7 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{repo, venv};
+use common::{ironhost_in, repo};
 
 fn agent(name: &str) -> PathBuf {
     repo().join("tests/agents").join(name)
@@ -15,18 +15,7 @@ fn agent(name: &str) -> PathBuf {
 
 /// `ironhost start` in `dir`, offline, with the test virtualenv and no inherited settings.
 fn ironhost(dir: &Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ironhost"));
-    c.current_dir(dir)
-        .env("VIRTUAL_ENV", venv())
-        .env("IRONHOST_LLM_MODE", "simulator")
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("IRONHOST_LOG");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("IRONHOST_") && k != "IRONHOST_CACHE_DIR" {
-            c.env_remove(k);
-        }
-    }
+    let mut c = ironhost_in(dir);
     c.env("IRONHOST_LLM_MODE", "simulator");
     c
 }

@@ -21,7 +21,7 @@ const OTHER_MASTER_KEY: &str = "cp-test-another-key-77b1e3c5";
 const ADMIN_PASSWORD: &str = "cp-admin-pass-9c41";
 
 mod common;
-use common::{repo, venv};
+use common::{ironhost_in, repo};
 
 fn agent(name: &str) -> String {
     repo()
@@ -35,17 +35,7 @@ fn agent(name: &str) -> String {
 /// `ironhost` in `dir`, offline, with the test virtualenv, no inherited settings, and the
 /// control plane's home and keys set.
 fn ironhost(dir: &Path, home: &Path, master_key: &str) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ironhost"));
-    c.current_dir(dir)
-        .env("VIRTUAL_ENV", venv())
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("ANTHROPIC_API_KEY")
-        .env_remove("IRONHOST_LOG");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("IRONHOST_") && k != "IRONHOST_CACHE_DIR" {
-            c.env_remove(k);
-        }
-    }
+    let mut c = ironhost_in(dir);
     c.env("IRONHOST_LLM_MODE", "simulator")
         .env("IRONHOST_HOME", home)
         .env("IRONHOST_MASTER_KEY", master_key)

@@ -17,11 +17,11 @@ use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
 
 mod common;
-use common::{repo, venv};
+use common::{ironhost_in, repo};
 
 const RUNS: usize = 10;
 const LEADS: i64 = 100;
@@ -129,16 +129,7 @@ fn config_with_webhook(dir: &Path, webhook: &Webhook) -> PathBuf {
 
 /// `ironhost start agent.py` in the demo's folder, offline, with its own home.
 fn run_demo(dir: &Path, config: &Path, flags: &[&str]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ironhost"));
-    c.current_dir(demo_dir())
-        .env("VIRTUAL_ENV", venv())
-        .env_remove("OPENAI_API_KEY")
-        .env_remove("ANTHROPIC_API_KEY");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("IRONHOST_") {
-            c.env_remove(k);
-        }
-    }
+    let mut c = ironhost_in(&demo_dir());
     let out_csv = dir.join("qualified_leads.csv");
     c.env("IRONHOST_HOME", dir.join("home"))
         .arg("start")
@@ -163,7 +154,7 @@ fn summary_row(stdout: &str, label: &str) -> String {
         .split("== lead generation summary")
         .nth(1)
         .unwrap_or_else(|| panic!("no summary in:\n{stdout}"));
-    let mut lines = summary.lines().skip(1);
+    let mut lines = summary.lines();
     let mut value = None;
     for line in lines.by_ref() {
         if let Some(rest) = line.trim_start().strip_prefix(label)

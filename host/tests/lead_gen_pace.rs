@@ -2,24 +2,13 @@
 //! live talk), one lead per slot. A separate test binary, so it never shares the machine with
 //! the ten timed demo runs of `lead_gen_demo.rs`.
 
-use std::process::Command;
-
 mod common;
-use common::{repo, venv};
+use common::{ironhost_in, repo};
 
 #[test]
 fn pace_spreads_the_leads_over_the_given_time() {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut c = Command::new(env!("CARGO_BIN_EXE_ironhost"));
-    c.current_dir(repo().join("examples/lead_gen"))
-        .env("VIRTUAL_ENV", venv())
-        .env_remove("OPENAI_API_KEY");
-    for (k, _) in std::env::vars() {
-        if k.starts_with("IRONHOST_") {
-            c.env_remove(k);
-        }
-    }
-    let out = c
+    let out = ironhost_in(&repo().join("examples/lead_gen"))
         .env("IRONHOST_HOME", dir.path().join("home"))
         .args(["start", "agent.py", "--no-api", "--"])
         .args([

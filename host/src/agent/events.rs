@@ -174,6 +174,27 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// The event's `type`, as it is serialized (`budget_warning`).
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            EventKind::AgentStarted { .. } => "agent_started",
+            EventKind::AgentStopped { .. } => "agent_stopped",
+            EventKind::LlmCall { .. } => "llm_call",
+            EventKind::ToolCall { .. } => "tool_call",
+            EventKind::CostUpdate { .. } => "cost_update",
+            EventKind::PiiFinding { .. } => "pii_finding",
+            EventKind::BudgetWarning { .. } => "budget_warning",
+            EventKind::BudgetExceeded { .. } => "budget_exceeded",
+            EventKind::CircuitOpened { .. } => "circuit_opened",
+            EventKind::CircuitClosed { .. } => "circuit_closed",
+            EventKind::PolicyFailure { .. } => "policy_failure",
+            EventKind::AgentProgress { .. } => "agent_progress",
+            EventKind::SecretsRotated { .. } => "secrets_rotated",
+            EventKind::PolicyChanged { .. } => "policy_changed",
+            EventKind::Policy { .. } => "policy",
+        }
+    }
+
     /// The typed event for what a policy emitted. `spent_usd` is the host's running total.
     pub fn from_policy(e: &PolicyEvent, spent_usd: f64) -> EventKind {
         let policy = e.policy.clone();

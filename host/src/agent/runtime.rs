@@ -208,7 +208,8 @@ impl Host {
             tracing::warn!("the store did not record the last events and policy state within 5 s");
         }
         if let Some(alerts) = &self.alerts {
-            // A delivery takes at most 3 attempts of the webhook's timeout plus backoff.
+            // Deliveries still queued get 20 s; one takes at most 3 attempts of its webhook's
+            // timeout plus backoff. Whatever is still queued then is dropped, with a warning.
             let sent = self
                 .runtime
                 .block_on(alerts.flush(seq, Duration::from_secs(20)));

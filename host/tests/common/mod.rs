@@ -17,3 +17,19 @@ pub fn venv() -> PathBuf {
     );
     v
 }
+
+/// The `ironhost` binary run in `dir` with the test virtualenv and nothing inherited: no
+/// provider keys and no `IRONHOST_*` settings but the compile cache's directory.
+pub fn ironhost_in(dir: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_ironhost"));
+    c.current_dir(dir)
+        .env("VIRTUAL_ENV", venv())
+        .env_remove("OPENAI_API_KEY")
+        .env_remove("ANTHROPIC_API_KEY");
+    for (k, _) in std::env::vars() {
+        if k.starts_with("IRONHOST_") && k != "IRONHOST_CACHE_DIR" {
+            c.env_remove(k);
+        }
+    }
+    c
+}
