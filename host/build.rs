@@ -20,6 +20,7 @@ fn main() {
     }
     embed_python_rpath();
     embed_dashboard(&workspace, &out_dir);
+    embed_python_package(&workspace, &out_dir);
     let packages: Vec<String> = POLICIES.iter().map(|p| p.to_string()).collect();
     let files = components::build(&workspace, &out_dir, &packages);
     let mut code = String::from(
@@ -86,10 +87,48 @@ fn embed_dashboard(workspace: &std::path::Path, out_dir: &std::path::Path) {
         .expect("cannot write dashboard_assets.rs");
 }
 
+/// Embed the pure-Python layer of the `ironhost` package (`python/ironhost/**/*.py`) as
+/// `(module name, is package, source)`, for the interpreter `ironhost start` runs.
+fn embed_python_package(workspace: &std::path::Path, out_dir: &std::path::Path) {
+    let root = workspace.join("python").join("ironhost");
+    println!("cargo:rerun-if-changed={}", root.display());
+    let mut files = Vec::new();
+    collect_files(&root, &mut files);
+    files.retain(|f| f.extension().is_some_and(|e| e == "py"));
+    files.sort();
+    let mut code = String::from(
+        "/// The `ironhost` package's Python modules: (module name, is package, source).\npub const SOURCES: &[(&str, bool, &str)] = &[\n",
+    );
+    for file in files {
+        let rel = file
+            .strip_prefix(&root)
+            .expect("collected under python/ironhost");
+        let mut parts: Vec<String> = std::iter::once("ironhost".to_owned())
+            .chain(rel.iter().map(|p| p.to_string_lossy().into_owned()))
+            .collect();
+        let last = parts.pop().expect("a file name");
+        let is_pkg = last == "__init__.py";
+        if !is_pkg {
+            parts.push(last.trim_end_matches(".py").to_owned());
+        }
+        code.push_str(&format!(
+            "    ({:?}, {is_pkg}, include_str!({:?})),\n",
+            parts.join("."),
+            file.display().to_string()
+        ));
+    }
+    code.push_str("];\n");
+    std::fs::write(out_dir.join("python_sources.rs"), code)
+        .expect("cannot write python_sources.rs");
+}
+
 fn collect_files(dir: &std::path::Path, out: &mut Vec<PathBuf>) {
-    let entries = std::fs::read_dir(dir).expect("cannot read dashboard/dist");
+    let entries = std::fs::read_dir(dir).expect("cannot read a directory to embed");
     for entry in entries {
-        let path = entry.expect("cannot read dashboard/dist").path();
+        let path = entry.expect("cannot read a directory to embed").path();
+        if path.file_name().is_some_and(|n| n == "__pycache__") {
+            continue;
+        }
         if path.is_dir() {
             collect_files(&path, out);
         } else {

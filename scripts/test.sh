@@ -11,5 +11,8 @@ cargo test --release --workspace
 cargo bench -p ironhost --bench chain -- --test
 cargo bench -p ironhost --bench pii -- --test
 cargo bench -p ironhost --bench gateway -- --test
+# The Python SDK from a fresh virtualenv (after every cargo step: maturin builds the host library
+# as an extension module, which cargo would otherwise rebuild back and forth).
+./scripts/test-python.sh
 # The dashboard in a real browser (headless Debian Chromium) against the real binary.
 (cd dashboard && npm test)

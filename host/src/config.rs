@@ -192,6 +192,9 @@ pub struct Settings {
     pub home: PathBuf,
     pub api: ApiSettings,
     pub alerts: crate::alerts::AlertsConfig,
+    /// Policies left out of the bundle (the Python SDK's `pii_detection=False`,
+    /// `circuit_breaker=False`): by policy name; a name the bundle lacks is already left out.
+    pub without: Vec<String>,
 }
 
 /// A value with where it came from.
@@ -619,6 +622,7 @@ pub fn load(
         home,
         api,
         alerts: file.alerts.clone(),
+        without: Vec::new(),
     })
 }
 

@@ -1,8 +1,15 @@
 """ironhost: run AI agents under sandboxed WebAssembly policies.
 
-Under ``ironhost start agent.py`` this module is built into the host. Every call the official
-``openai`` and ``anthropic`` SDKs make goes through the policy chain without any change to agent
-code. What the agent can use directly:
+Three ways in, one implementation:
+
+- ``ironhost start agent.py``: the host runs the script; this module is built into it.
+- ``@ironhost.protect_agent(budget=50.0)``: a function (sync or async) runs as an agent in this
+  process (``pip install ./python``).
+- ``with ironhost.AgentRuntime(budget=50.0) as rt:``: the in-process host as a context manager;
+  ``rt.start_agent(path)``, ``rt.stop_agent(id)``, ``rt.get_metrics(id)``.
+
+Every call the official ``openai`` and ``anthropic`` SDKs make inside an agent goes through the
+policy chain without any change to agent code. What the agent can use directly:
 
 - ``@ironhost.tool("name")`` marks a tool function (sync or async): policies see each call and
   its result, and a circuit breaker can answer with a fallback instead of running it.
@@ -21,18 +28,22 @@ from .errors import (
     PolicyDenied,
 )
 from ._agent import AgentStatus, current, progress
+from ._sdk import AgentRuntime, ProtectedAgent, protect_agent
 from ._tools import ToolError, tool
 
 __all__ = [
+    "AgentRuntime",
     "AgentStatus",
     "BudgetExceeded",
     "CircuitOpen",
     "ConfigurationError",
     "IronhostError",
     "PolicyDenied",
+    "ProtectedAgent",
     "ToolError",
     "current",
     "progress",
+    "protect_agent",
     "tool",
 ]
 

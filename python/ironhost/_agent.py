@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
-from . import _native
+from . import _context
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class AgentStatus:
 
 def current() -> AgentStatus:
     """The agent this code runs in, with its figures at this moment."""
-    data = json.loads(_native.current())
+    data = json.loads(_context.require("ironhost.current()").current())
     m = data["metrics"]
     return AgentStatus(
         agent_id=data["agent_id"],
@@ -61,4 +61,4 @@ def progress(done: int, total: Optional[int] = None, unit: Optional[str] = None)
         raise ValueError(f"progress: done must be a whole number >= 0, not {done!r}")
     if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
         raise ValueError(f"progress: total must be a whole number >= 0, not {total!r}")
-    _native.progress(done, total, unit)
+    _context.require("ironhost.progress()").progress(done, total, unit)

@@ -4,17 +4,18 @@ The current ``openai`` and ``anthropic`` SDKs sit on ``httpx2``; older releases 
 libraries on ``httpx``. Both send every request through ``HTTPTransport.handle_request`` /
 ``AsyncHTTPTransport.handle_async_request``; replacing those two methods routes every SDK call
 (sync, async, streaming) for the provider hosts to the host, as bytes, with no socket. Requests
-to any other host go out unchanged.
+to any other host, and requests made outside any agent (see ``_context``), go out unchanged.
 """
 
 from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import Any, Iterable, List, Tuple
+import sys
+from typing import Any, Dict, Iterable, List, Tuple
 
-from . import _native
-from .errors import _ProviderTimeout, _ProviderUnreachable
+from . import _context
+from .errors import IronhostError, _ProviderTimeout, _ProviderUnreachable
 
 #: Hosts whose requests go through the chain.
 HOSTS = {"api.openai.com", "api.anthropic.com"}
@@ -22,8 +23,42 @@ HOSTS = {"api.openai.com", "api.anthropic.com"}
 _PATCHED = "__ironhost_patched__"
 
 
-def _routed(request: Any) -> bool:
-    return request.url.host in HOSTS
+#: The base classes an SDK lets through its transport unchanged (``anthropic`` turns any other
+#: exception from the transport into a retried ``APIConnectionError``).
+_PASSED_THROUGH = (("anthropic", "AnthropicError"),)
+_MIXED: Dict[Tuple[type, ...], type] = {}
+
+
+def _passable(exc: BaseException) -> BaseException:
+    """``exc`` (a policy's refusal) as an instance of its own class that is also each loaded
+    SDK's own error base, so the SDK raises it unchanged and unretried; ``except
+    ironhost.BudgetExceeded`` still catches it."""
+    if not isinstance(exc, IronhostError):
+        return exc
+    bases = []
+    for module, name in _PASSED_THROUGH:
+        base = getattr(sys.modules.get(module), name, None)
+        if isinstance(base, type) and not isinstance(exc, base):
+            bases.append(base)
+    if not bases:
+        return exc
+    cls = type(exc)
+    key = (cls, *bases)
+    mixed = _MIXED.get(key)
+    if mixed is None:
+        mixed = type(cls.__name__, key, {"__module__": cls.__module__, "__qualname__": cls.__qualname__})
+        _MIXED[key] = mixed
+    out = mixed.__new__(mixed)
+    out.args = exc.args
+    out.__dict__.update(exc.__dict__)
+    return out
+
+
+def _route(request: Any) -> Any:
+    """The agent that answers this request, or None to send it out unchanged."""
+    if request.url.host not in HOSTS:
+        return None
+    return _context.target()
 
 
 def _headers(request: Any) -> List[Tuple[str, str]]:
@@ -56,7 +91,7 @@ def _patch(module: Any) -> None:
             return module.ReadTimeout(str(exc), request=request)
         if isinstance(exc, _ProviderUnreachable):
             return module.ConnectError(str(exc), request=request)
-        return exc
+        return _passable(exc)
 
     class NativeStream(module.SyncByteStream):
         def __init__(self, native: Any, request: Any) -> None:
@@ -67,7 +102,7 @@ def _patch(module: Any) -> None:
             while True:
                 try:
                     chunk = self._native.next()
-                except (_ProviderTimeout, _ProviderUnreachable) as exc:
+                except IronhostError as exc:
                     raise fail(exc, self._request) from None
                 if chunk is None:
                     return
@@ -85,7 +120,7 @@ def _patch(module: Any) -> None:
             while True:
                 try:
                     chunk = await _in_thread(self._native.next)
-                except (_ProviderTimeout, _ProviderUnreachable) as exc:
+                except IronhostError as exc:
                     raise fail(exc, self._request) from None
                 if chunk is None:
                     return
@@ -106,24 +141,26 @@ def _patch(module: Any) -> None:
     async_original = transports[1].handle_async_request
 
     def handle_request(self: Any, request: Any) -> Any:
-        if not _routed(request):
+        agent = _route(request)
+        if agent is None:
             return sync_original(self, request)
         body = request.read()
         try:
-            answer = _native.handle_http(request.method, _path(request), _headers(request), body)
-        except (_ProviderTimeout, _ProviderUnreachable) as exc:
+            answer = agent.handle_http(request.method, _path(request), _headers(request), body)
+        except IronhostError as exc:
             raise fail(exc, request) from None
         return respond(request, answer, NativeStream)
 
     async def handle_async_request(self: Any, request: Any) -> Any:
-        if not _routed(request):
+        agent = _route(request)
+        if agent is None:
             return await async_original(self, request)
         body = await request.aread()
         try:
             answer = await _in_thread(
-                _native.handle_http, request.method, _path(request), _headers(request), body
+                agent.handle_http, request.method, _path(request), _headers(request), body
             )
-        except (_ProviderTimeout, _ProviderUnreachable) as exc:
+        except IronhostError as exc:
             raise fail(exc, request) from None
         return respond(request, answer, AsyncNativeStream)
 

@@ -7,9 +7,7 @@ import runpy
 import signal
 import sys
 import traceback
-from typing import Dict, List
-
-from . import _native
+from typing import Dict, List, Optional
 
 PLACEHOLDER_KEY = "ironhost-placeholder-key"
 
@@ -17,6 +15,8 @@ PLACEHOLDER_KEY = "ironhost-placeholder-key"
 def _stop(signum: int, frame: object) -> None:
     # The host records which signal it was (exit code 130 or 143), then the agent unwinds as
     # it would on Ctrl-C.
+    from . import _native
+
     _native.note_signal(signum)
     raise KeyboardInterrupt
 
@@ -31,13 +31,18 @@ def prepare(env: Dict[str, str], extra_hosts: List[str], wakeup_fd: int, scrub: 
     if wakeup_fd >= 0:
         signal.set_wakeup_fd(wakeup_fd, warn_on_full_buffer=False)
     os.environ.update(env)
-    # The SDKs refuse to construct without a key; the real one is added at egress.
-    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
-        if not os.environ.get(var):
-            os.environ[var] = PLACEHOLDER_KEY
+    placeholder_keys()
     from . import _intercept
 
     return _intercept.install(extra_hosts)
+
+
+def placeholder_keys() -> None:
+    """The SDKs refuse to construct without a key: give them a placeholder where none is set.
+    The real key (a secret, or the host's environment) is added at egress."""
+    for var in ("OPENAI_API_KEY", "ANTHROPIC_API_KEY"):
+        if not os.environ.get(var):
+            os.environ[var] = PLACEHOLDER_KEY
 
 
 def update_environ(set_vars: Dict[str, str], unset_vars: List[str]) -> None:
@@ -47,9 +52,11 @@ def update_environ(set_vars: Dict[str, str], unset_vars: List[str]) -> None:
         os.environ.pop(var, None)
 
 
-def run(path: str, argv: List[str]) -> int:
-    """Run the script; returns its exit code."""
-    sys.argv = [path, *argv]
+def run(path: str, argv: Optional[List[str]]) -> int:
+    """Run the script; returns its exit code. With ``argv`` None, ``sys.argv`` is left alone
+    (a script started by ``AgentRuntime.start_agent`` shares the process)."""
+    if argv is not None:
+        sys.argv = [path, *argv]
     folder = os.path.dirname(os.path.abspath(path))
     if not sys.path or sys.path[0] != folder:
         sys.path.insert(0, folder)

@@ -4,6 +4,7 @@ Each call is shown to the policies (``on-tool-call``) with its arguments as JSON
 run (possibly with rewritten arguments), refuse it, or answer it themselves (a circuit breaker's
 fallback). After the tool ran, its result or error goes through ``on-tool-result``. When no policy
 changes anything, the function's own return value (the same object) goes back to the caller.
+Outside any agent (see ``_context``) a tool is a plain function call.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import inspect
 import json
 from typing import Any, Callable, Optional, Tuple, TypeVar, Union, overload
 
-from . import _native
+from . import _context
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,29 +57,36 @@ def _json(value: Any) -> str:
 
 
 class _Plan:
-    __slots__ = ("ticket", "bound", "result")
+    __slots__ = ("agent", "ticket", "bound", "result")
 
-    def __init__(self, ticket: Any, bound: Optional[inspect.BoundArguments], result: Any) -> None:
+    def __init__(
+        self, agent: Any, ticket: Any, bound: Optional[inspect.BoundArguments], result: Any
+    ) -> None:
+        self.agent = agent
         self.ticket = ticket
         self.bound = bound
         self.result = result
 
 
-def _begin(name: str, sig: inspect.Signature, args: tuple, kwargs: dict) -> _Plan:
+def _begin(name: str, sig: inspect.Signature, args: tuple, kwargs: dict) -> Optional[_Plan]:
+    """The plan for a call; None outside any agent (the call is not governed)."""
+    agent = _context.target()
+    if agent is None:
+        return None
     bound = sig.bind(*args, **kwargs)
     bound.apply_defaults()
     shown = {k: v for k, v in bound.arguments.items() if k not in ("self", "cls")}
     sent = _json(shown)
-    ticket, text = _native.tool_begin(name, sent)
+    ticket, text = agent.tool_begin(name, sent)
     if ticket is None:
-        return _Plan(None, None, json.loads(text))
+        return _Plan(agent, None, None, json.loads(text))
     if text != sent:
         bound.arguments.update(json.loads(text))
-    return _Plan(ticket, bound, None)
+    return _Plan(agent, ticket, bound, None)
 
 
 def _end_ok(plan: _Plan, result: Any) -> Any:
-    changed, ok, payload = _native.tool_end(plan.ticket, True, _json(result), "")
+    changed, ok, payload = plan.agent.tool_end(plan.ticket, True, _json(result), "")
     if not changed:
         return result
     if ok:
@@ -88,7 +96,7 @@ def _end_ok(plan: _Plan, result: Any) -> Any:
 
 def _end_error(plan: _Plan, exc: BaseException) -> Any:
     kind, message = _classify(exc)
-    changed, ok, payload = _native.tool_end(plan.ticket, False, message, kind)
+    changed, ok, payload = plan.agent.tool_end(plan.ticket, False, message, kind)
     if changed and ok:
         return json.loads(payload)
     raise exc
@@ -110,6 +118,8 @@ def tool(name: Union[str, Callable[..., Any], None] = None) -> Any:
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
                 plan = _begin(tool_name, sig, args, kwargs)
+                if plan is None:
+                    return await fn(*args, **kwargs)
                 if plan.ticket is None:
                     return plan.result
                 assert plan.bound is not None
@@ -125,6 +135,8 @@ def tool(name: Union[str, Callable[..., Any], None] = None) -> Any:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             plan = _begin(tool_name, sig, args, kwargs)
+            if plan is None:
+                return fn(*args, **kwargs)
             if plan.ticket is None:
                 return plan.result
             assert plan.bound is not None

@@ -781,7 +781,12 @@ impl Gateway {
             }
             match &kind {
                 EventKind::PiiFinding { detail, .. } => {
-                    self.metrics.pii(1);
+                    self.metrics.pii(
+                        detail
+                            .get("type")
+                            .and_then(|v| v.as_str())
+                            .unwrap_or("unknown"),
+                    );
                     tracing::warn!(
                         "pii {} {} ({})",
                         detail

@@ -29,6 +29,7 @@ struct Inner {
     tool_errors: u64,
     tool_fallbacks: u64,
     pii_findings: u64,
+    pii_by_kind: BTreeMap<String, u64>,
     latencies_ms: VecDeque<f64>,
 }
 
@@ -47,6 +48,8 @@ pub struct MetricsSnapshot {
     pub tool_errors: u64,
     pub tool_fallbacks: u64,
     pub pii_findings: u64,
+    /// Findings by kind (`email`, `phone`, `ssn`, `credit_card`, ...).
+    pub pii_by_kind: BTreeMap<String, u64>,
     pub latency_p50_ms: Option<f64>,
     pub latency_p95_ms: Option<f64>,
     pub latency_p99_ms: Option<f64>,
@@ -105,9 +108,11 @@ impl Metrics {
         m.denied += u64::from(denied);
     }
 
-    /// Count PII findings.
-    pub fn pii(&self, n: u64) {
-        self.inner.lock().pii_findings += n;
+    /// Count a PII finding of `kind`.
+    pub fn pii(&self, kind: &str) {
+        let mut m = self.inner.lock();
+        m.pii_findings += 1;
+        *m.pii_by_kind.entry(kind.to_owned()).or_default() += 1;
     }
 
     /// The agent's cost so far.
@@ -132,6 +137,7 @@ impl Metrics {
             tool_errors: m.tool_errors,
             tool_fallbacks: m.tool_fallbacks,
             pii_findings: m.pii_findings,
+            pii_by_kind: m.pii_by_kind.clone(),
             latency_p50_ms: percentile(&sorted, 50.0),
             latency_p95_ms: percentile(&sorted, 95.0),
             latency_p99_ms: percentile(&sorted, 99.0),

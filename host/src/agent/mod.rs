@@ -7,3 +7,4 @@ pub mod gateway;
 pub mod metrics;
 pub mod python;
 pub mod runtime;
+pub mod sdk;

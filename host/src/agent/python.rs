@@ -23,39 +23,8 @@ use super::gateway::{
 };
 use crate::policy::model::{ToolError, ToolErrorKind, ToolOutcome};
 
-/// The pure-Python layer, as `(module name, is package, source)`.
-const SOURCES: [(&str, bool, &str); 6] = [
-    (
-        "ironhost",
-        true,
-        include_str!("../../../python/ironhost/__init__.py"),
-    ),
-    (
-        "ironhost.errors",
-        false,
-        include_str!("../../../python/ironhost/errors.py"),
-    ),
-    (
-        "ironhost._agent",
-        false,
-        include_str!("../../../python/ironhost/_agent.py"),
-    ),
-    (
-        "ironhost._tools",
-        false,
-        include_str!("../../../python/ironhost/_tools.py"),
-    ),
-    (
-        "ironhost._intercept",
-        false,
-        include_str!("../../../python/ironhost/_intercept.py"),
-    ),
-    (
-        "ironhost._runner",
-        false,
-        include_str!("../../../python/ironhost/_runner.py"),
-    ),
-];
+// The pure-Python layer (`python/ironhost/**/*.py`), embedded by the build script as `SOURCES`.
+include!(concat!(env!("OUT_DIR"), "/python_sources.rs"));
 
 /// Serves the embedded sources to `import`, ahead of anything installed.
 const FINDER: &str = r#"
@@ -119,10 +88,12 @@ pub fn note_signal_number(signum: i32) {
 }
 
 fn gateway() -> PyResult<Arc<Gateway>> {
-    GATEWAY
-        .read()
-        .clone()
-        .ok_or_else(|| PyRuntimeError::new_err("ironhost is not running an agent in this process"))
+    GATEWAY.read().clone().ok_or_else(|| {
+        PyRuntimeError::new_err(
+            "no ironhost agent is active here: run under `ironhost start`, \
+             `@ironhost.protect_agent` or `ironhost.AgentRuntime`",
+        )
+    })
 }
 
 fn on_main_thread() -> bool {
@@ -130,15 +101,20 @@ fn on_main_thread() -> bool {
 }
 
 /// Run `f` without the GIL; its interrupt asks Python for pending signals (main thread) or
-/// looks at the shutdown flag (other threads). Returns the signal handler's exception, if any.
-fn detached<T: Send>(
+/// looks at the shutdown flag (other threads), and at `stop` (an in-process agent being
+/// stopped). Returns the signal handler's exception, if any.
+pub(crate) fn detached<T: Send>(
     py: Python<'_>,
+    stop: Option<&AtomicBool>,
     f: impl FnOnce(&dyn Fn() -> bool) -> T + Send,
 ) -> (T, Option<PyErr>) {
     let pending: Mutex<Option<PyErr>> = Mutex::new(None);
     let main = on_main_thread();
     let out = py.detach(|| {
         let check = || {
+            if stop.is_some_and(|s| s.load(Ordering::SeqCst)) {
+                return true;
+            }
             if main {
                 if let Err(e) = Python::attach(|py| py.check_signals()) {
                     *pending.lock() = Some(e);
@@ -159,7 +135,7 @@ fn error_class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> 
 }
 
 /// The Python exception for a gateway error.
-fn to_py(py: Python<'_>, e: GatewayError, pending: Option<PyErr>) -> PyErr {
+pub(crate) fn to_py(py: Python<'_>, e: GatewayError, pending: Option<PyErr>) -> PyErr {
     if let Some(p) = pending {
         return p;
     }
@@ -195,13 +171,14 @@ fn to_py(py: Python<'_>, e: GatewayError, pending: Option<PyErr>) -> PyErr {
 #[pyclass(module = "ironhost._native", name = "NativeStream")]
 struct NativeStream {
     inner: Mutex<Option<StreamReply>>,
+    stop: Option<Arc<AtomicBool>>,
 }
 
 #[pymethods]
 impl NativeStream {
     /// The next bytes, or `None` at the end.
     fn next<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
-        let (out, pending) = detached(py, |interrupt| {
+        let (out, pending) = detached(py, self.stop.as_deref(), |interrupt| {
             let mut guard = self.inner.lock();
             match guard.as_mut() {
                 Some(s) => {
@@ -237,14 +214,25 @@ fn handle_http<'py>(
     headers: Vec<(String, String)>,
     body: &[u8],
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let gw = gateway()?;
     let req = HttpRequest {
         method,
         path,
         headers,
         body: body.to_vec(),
     };
-    let (out, pending) = detached(py, |interrupt| gw.handle(req, interrupt));
+    http_call(py, &gateway()?, None, req)
+}
+
+/// An SDK request through `gw`: `(status, headers, bytes)`, or `(200, headers, NativeStream)`.
+pub(crate) fn http_call<'py>(
+    py: Python<'py>,
+    gw: &Arc<Gateway>,
+    stop: Option<&Arc<AtomicBool>>,
+    req: HttpRequest,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let (out, pending) = detached(py, stop.map(|s| &**s), |interrupt| {
+        gw.handle(req, interrupt)
+    });
     match out {
         Ok(GatewayReply::Full {
             status,
@@ -257,6 +245,7 @@ fn handle_http<'py>(
                 py,
                 NativeStream {
                     inner: Mutex::new(Some(*s)),
+                    stop: stop.cloned(),
                 },
             )?;
             (200u16, headers, stream).into_pyobject(py)
@@ -267,7 +256,7 @@ fn handle_http<'py>(
 
 /// A tool call the chain let run.
 #[pyclass(module = "ironhost._native", name = "ToolTicket")]
-struct PyToolTicket {
+pub(crate) struct PyToolTicket {
     inner: Mutex<Option<ToolTicket>>,
 }
 
@@ -277,8 +266,18 @@ fn tool_begin<'py>(
     name: String,
     arguments: String,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let gw = gateway()?;
-    let (out, pending) = detached(py, |_| gw.tool_begin(&name, arguments));
+    tool_begin_with(py, &*gateway()?, &name, arguments)
+}
+
+/// A tool call about to run through `gw`: `(ticket, arguments)`, or `(None, answer)` when a
+/// policy answered it.
+pub(crate) fn tool_begin_with<'py>(
+    py: Python<'py>,
+    gw: &Gateway,
+    name: &str,
+    arguments: String,
+) -> PyResult<Bound<'py, PyTuple>> {
+    let (out, pending) = detached(py, None, |_| gw.tool_begin(name, arguments));
     match out {
         Ok(ToolStart::Run(ticket)) => {
             let args = ticket.call.arguments.clone();
@@ -314,7 +313,18 @@ fn tool_end<'py>(
     payload: String,
     kind: String,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let gw = gateway()?;
+    tool_end_with(py, &*gateway()?, ticket, ok, payload, &kind)
+}
+
+/// The tool's result or error through `gw`: `(changed, ok, payload)`.
+pub(crate) fn tool_end_with<'py>(
+    py: Python<'py>,
+    gw: &Gateway,
+    ticket: &Bound<'py, PyToolTicket>,
+    ok: bool,
+    payload: String,
+    kind: &str,
+) -> PyResult<Bound<'py, PyTuple>> {
     let ticket = ticket
         .borrow()
         .inner
@@ -325,11 +335,11 @@ fn tool_end<'py>(
         ToolOutcome::Ok(payload)
     } else {
         ToolOutcome::Error(ToolError {
-            kind: tool_error_kind(&kind),
+            kind: tool_error_kind(kind),
             message: payload,
         })
     };
-    let (out, pending) = detached(py, |_| gw.tool_end(ticket, outcome));
+    let (out, pending) = detached(py, None, |_| gw.tool_end(ticket, outcome));
     match out {
         Ok(None) => (false, ok, py.None()).into_pyobject(py),
         Ok(Some(ToolOutcome::Ok(json))) => (true, true, json).into_pyobject(py),
@@ -340,10 +350,14 @@ fn tool_end<'py>(
 
 #[pyfunction]
 fn current() -> PyResult<String> {
-    let gw = gateway()?;
     let (state, run) = *STATUS.lock();
+    Ok(status_json(&*gateway()?, state, run))
+}
+
+/// What `ironhost.current()` reads: the agent, its state and its live figures, as JSON.
+pub(crate) fn status_json(gw: &Gateway, state: AgentState, run: u32) -> String {
     let agent = gw.agent();
-    Ok(serde_json::json!({
+    serde_json::json!({
         "agent_id": agent.agent_id,
         "name": agent.name,
         "environment": agent.environment,
@@ -352,7 +366,14 @@ fn current() -> PyResult<String> {
         "budget_usd": gw.budget_usd(),
         "metrics": gw.metrics().snapshot(),
     })
-    .to_string())
+    .to_string()
+}
+
+/// Whether this process runs an agent under `ironhost start` (the SDK's entry points then
+/// run under that agent instead of starting their own).
+#[pyfunction]
+fn has_gateway() -> bool {
+    GATEWAY.read().is_some()
 }
 
 #[pyfunction]
@@ -363,13 +384,22 @@ fn note_signal(signum: i32) {
 #[pyfunction]
 #[pyo3(signature = (done, total=None, unit=None))]
 fn progress(done: u64, total: Option<u64>, unit: Option<String>) -> PyResult<()> {
+    progress_with(&*gateway()?, done, total, unit)
+}
+
+/// Publish the agent's progress through `gw`.
+pub(crate) fn progress_with(
+    gw: &Gateway,
+    done: u64,
+    total: Option<u64>,
+    unit: Option<String>,
+) -> PyResult<()> {
     if total.is_some_and(|t| done > t) {
         return Err(pyo3::exceptions::PyValueError::new_err(format!(
             "progress: done ({done}) is more than total ({})",
             total.unwrap_or(0)
         )));
     }
-    let gw = gateway()?;
     gw.bus().publish(
         &gw.agent().agent_id,
         crate::policy::model::Severity::Info,
@@ -395,15 +425,35 @@ pub const SCRUBBED_VARS: [&str; 2] = ["IRONHOST_MASTER_KEY", "IRONHOST_ADMIN_PAS
 
 fn native_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
     let m = PyModule::new(py, "ironhost._native")?;
-    m.add_function(wrap_pyfunction!(handle_http, &m)?)?;
-    m.add_function(wrap_pyfunction!(tool_begin, &m)?)?;
-    m.add_function(wrap_pyfunction!(tool_end, &m)?)?;
-    m.add_function(wrap_pyfunction!(current, &m)?)?;
-    m.add_function(wrap_pyfunction!(note_signal, &m)?)?;
-    m.add_function(wrap_pyfunction!(progress, &m)?)?;
+    fill_module(&m)?;
+    Ok(m)
+}
+
+/// The functions and classes of `ironhost._native`: the same in the module `ironhost start`
+/// builds in and in the extension `pip install` builds (`python/src/lib.rs`).
+pub fn fill_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(handle_http, m)?)?;
+    m.add_function(wrap_pyfunction!(tool_begin, m)?)?;
+    m.add_function(wrap_pyfunction!(tool_end, m)?)?;
+    m.add_function(wrap_pyfunction!(current, m)?)?;
+    m.add_function(wrap_pyfunction!(has_gateway, m)?)?;
+    m.add_function(wrap_pyfunction!(note_signal, m)?)?;
+    m.add_function(wrap_pyfunction!(progress, m)?)?;
     m.add_class::<NativeStream>()?;
     m.add_class::<PyToolTicket>()?;
-    Ok(m)
+    super::sdk::fill_module(m)
+}
+
+/// The extension module's start (`import ironhost` from a pip install): when imported on
+/// Python's main thread, waits there let Ctrl-C through, as under `ironhost start`.
+pub fn init_extension(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    let threading = py.import("threading")?;
+    let main = threading.call_method0("main_thread")?;
+    if threading.call_method0("current_thread")?.is(&main) {
+        let _ = MAIN_THREAD.set(std::thread::current().id());
+    }
+    fill_module(m)
 }
 
 /// Start the interpreter in this thread (which becomes Python's main thread) and make the
@@ -417,7 +467,7 @@ pub fn start_interpreter(venv: Option<&std::path::Path>) -> PyResult<()> {
             .getattr("modules")?
             .set_item("ironhost._native", native)?;
         let sources = PyDict::new(py);
-        for (name, is_pkg, src) in SOURCES {
+        for &(name, is_pkg, src) in SOURCES {
             sources.set_item(name, (is_pkg, src))?;
         }
         let finder = PyModule::from_code(

@@ -79,10 +79,15 @@ pub fn agent_name(script: &Path) -> String {
     stem
 }
 
-/// An agent id: a prefix from the agent's name ([`agent_name`]) and 8 random hex digits
-/// (`lead_gen` gives `lg-7a3f9c2d`).
+/// An agent id for a script: a prefix from the agent's name ([`agent_name`]) and 8 random hex
+/// digits (`lead_gen` gives `lg-7a3f9c2d`).
 pub fn agent_id(script: &Path) -> String {
-    let stem = agent_name(script).to_lowercase();
+    agent_id_for(&agent_name(script))
+}
+
+/// An agent id for an agent named `name`: see [`agent_id`].
+pub fn agent_id_for(name: &str) -> String {
+    let stem = name.to_lowercase();
     let words: Vec<&str> = stem
         .split(|c: char| !c.is_ascii_alphanumeric())
         .filter(|w| !w.is_empty())
@@ -123,12 +128,15 @@ pub fn check_agent_id(id: &str) -> Result<(), String> {
     }
 }
 
+/// Whether a bundle entry is the policy `name` (its given name, built-in name or file stem).
+fn is_named(p: &PolicyEntry, name: &str) -> bool {
+    p.name.as_deref() == Some(name)
+        || p.builtin_name() == Some(name)
+        || p.component.file_stem().and_then(|s| s.to_str()) == Some(name)
+}
+
 fn policy_named<'a>(bundle: &'a mut Bundle, name: &str) -> Option<&'a mut PolicyEntry> {
-    bundle.policies.iter_mut().find(|p| {
-        p.name.as_deref() == Some(name)
-            || p.builtin_name() == Some(name)
-            || p.component.file_stem().and_then(|s| s.to_str()) == Some(name)
-    })
+    bundle.policies.iter_mut().find(|p| is_named(p, name))
 }
 
 fn set_config(entry: &mut PolicyEntry, key: &str, value: serde_json::Value) {
@@ -148,6 +156,9 @@ pub fn bundle_for(settings: &Settings) -> Result<Bundle, StartError> {
     }
     .map_err(|e| StartError::Config(format!("bundle: {e}")))?;
     let bundle_name = bundle.name.clone();
+    for name in &settings.without {
+        bundle.policies.retain(|p| !is_named(p, name));
+    }
     if let Some(budget) = settings.budget {
         let entry = policy_named(&mut bundle, "budget").ok_or_else(|| {
             StartError::Config(format!(
@@ -217,6 +228,27 @@ impl Host {
                 tracing::warn!("alert webhooks did not finish within 20 s");
             }
         }
+    }
+    /// Flush, then stop: the store's writers, the API and the I/O runtime end (the Python SDK
+    /// closing an in-process agent).
+    pub fn shutdown(self) {
+        self.flush();
+        let Host {
+            gateway,
+            bus,
+            engine,
+            plane,
+            recorder,
+            alerts,
+            runtime,
+            ..
+        } = self;
+        {
+            // The store's pool and the writers close on this runtime.
+            let _entered = runtime.enter();
+            drop((gateway, bus, engine, plane, recorder, alerts));
+        }
+        runtime.shutdown_timeout(Duration::from_secs(2));
     }
 }
 

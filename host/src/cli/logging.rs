@@ -100,9 +100,13 @@ where
 /// Log to stderr in `format`; `verbose` shows debug lines. `IRONHOST_LOG` (a filter such as
 /// `ironhost=trace`) overrides the level.
 pub fn init(format: LogFormat, verbose: bool) {
-    let default = if verbose { "debug" } else { "info" };
+    init_at(format, if verbose { "debug" } else { "info" });
+}
+
+/// Like [`init`], with ironhost's own lines from `level` up (`IRONHOST_LOG` still wins).
+pub fn init_at(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("IRONHOST_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,ironhost={default}")));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,ironhost={level}")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

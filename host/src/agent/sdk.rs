@@ -1,0 +1,344 @@
+//! The in-process host behind the Python SDK (`@ironhost.protect_agent`,
+//! `ironhost.AgentRuntime`): `ironhost._native.open_agent` builds the same host `ironhost start`
+//! builds (engine, bundle, simulator or providers, store, optionally the control plane) for one
+//! agent inside the caller's Python process, and hands back an [`Agent`] whose methods are the
+//! module functions the pure-Python layer calls under `ironhost start`.
+//!
+//! Several agents can be open in one process, each with its own host; the Python layer picks
+//! the agent a call belongs to (a context variable) and calls its methods.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+use pyo3::exceptions::{PyRuntimeError, PyValueError};
+use pyo3::prelude::*;
+use pyo3::types::PyTuple;
+use serde::Deserialize;
+
+use super::events::{AgentState, EventKind};
+use super::gateway::{Gateway, HttpRequest};
+use super::python::{self, PyToolTicket};
+use super::runtime::{self, Host, StartError};
+use crate::config::{self, Flags};
+use crate::policy::chain::Outcome;
+use crate::policy::model::Severity;
+
+/// What the Python layer asks for (JSON from `ironhost._sdk`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenOptions {
+    /// The agent's name; without one, the script's (as `ironhost start` names it).
+    name: Option<String>,
+    /// What the store shows as the agent's script (a path, or `module:function`).
+    script: String,
+    budget: Option<f64>,
+    bundle: Option<String>,
+    safety_mode: Option<String>,
+    /// Policies to leave out (`pii-redact`, `circuit-breaker`).
+    #[serde(default)]
+    without: Vec<String>,
+    /// A config file (else `IRONHOST_CONFIG`, else `./ironhost.toml` when it exists).
+    config: Option<String>,
+    environment: Option<String>,
+    agent_id: Option<String>,
+    /// Serve the control plane from this process.
+    #[serde(default)]
+    api: bool,
+    listen: Option<String>,
+    /// The directory relative paths are read from.
+    cwd: String,
+    /// The process environment (the SDKs' placeholder keys left out).
+    env: BTreeMap<String, String>,
+}
+
+/// One agent run in this process.
+#[pyclass(module = "ironhost._native", name = "Agent", frozen)]
+pub struct Agent {
+    gateway: Arc<Gateway>,
+    host: Mutex<Option<Host>>,
+    status: Mutex<(AgentState, u32)>,
+    script: String,
+    start_env: Vec<(String, String)>,
+    dashboard: Option<String>,
+    /// Set by [`Agent::stop`]: calls in flight end and new ones are refused.
+    stop: Arc<AtomicBool>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("agent_id", &self.gateway.agent().agent_id)
+            .field("script", &self.script)
+            .finish_non_exhaustive()
+    }
+}
+
+fn open(opts: OpenOptions) -> Result<Agent, StartError> {
+    let cwd = PathBuf::from(&opts.cwd);
+    let flags = Flags {
+        config: opts.config.map(PathBuf::from),
+        budget: opts.budget,
+        bundle: opts.bundle,
+        safety_mode: opts.safety_mode,
+        env: opts.environment,
+        listen: opts.listen,
+        no_api: !opts.api,
+        ..Flags::default()
+    };
+    let mut settings = config::load(&flags, &opts.env, &cwd)
+        .map_err(|e| StartError::Config(format!("config: {e}")))?;
+    settings.without = opts.without;
+    crate::cli::logging::init_at(
+        settings.log_format,
+        if settings.verbose { "debug" } else { "warn" },
+    );
+    let script = PathBuf::from(&opts.script);
+    let name = opts.name.unwrap_or_else(|| runtime::agent_name(&script));
+    let id = match opts.agent_id {
+        Some(id) => {
+            runtime::check_agent_id(&id)
+                .map_err(|e| StartError::Config(format!("agent_id: {e}")))?;
+            id
+        }
+        None => runtime::agent_id_for(&name),
+    };
+    let host = runtime::build_host(&settings, &name, &script, id, &opts.env)?;
+    // Policies may refuse the agent or give it its environment (secrets-inject).
+    let gateway = host.gateway.clone();
+    let start_env = match gateway.chain().on_agent_start(gateway.agent()).outcome {
+        Outcome::Continue { value } => value.env,
+        Outcome::Deny { policy, denial } => {
+            let message = format!(
+                "policy `{policy}` refused to start the agent ({}): {}",
+                denial.code, denial.message
+            );
+            host.shutdown();
+            return Err(StartError::Failed(message));
+        }
+        _ => Vec::new(),
+    };
+    let dashboard = host.api_addr.map(crate::api::plane::url);
+    Ok(Agent {
+        gateway,
+        host: Mutex::new(Some(host)),
+        status: Mutex::new((AgentState::Starting, 0)),
+        script: opts.script,
+        start_env,
+        dashboard,
+        stop: Arc::new(AtomicBool::new(false)),
+    })
+}
+
+/// Open an agent from the options (JSON); a bad setting raises `ConfigurationError`.
+#[pyfunction]
+fn open_agent(py: Python<'_>, options: &str) -> PyResult<Agent> {
+    let opts: OpenOptions = serde_json::from_str(options)
+        .map_err(|e| PyValueError::new_err(format!("open_agent: bad options: {e}")))?;
+    match py.detach(|| open(opts)) {
+        Ok(agent) => Ok(agent),
+        Err(StartError::Config(m)) => Err(error(py, "ConfigurationError", m)),
+        Err(StartError::Failed(m)) => Err(error(py, "IronhostError", m)),
+    }
+}
+
+fn error(py: Python<'_>, class: &str, message: String) -> PyErr {
+    match py
+        .import("ironhost.errors")
+        .and_then(|m| m.getattr(class))
+        .and_then(|c| c.call1((message.clone(),)))
+    {
+        Ok(exc) => PyErr::from_value(exc),
+        Err(_) => PyRuntimeError::new_err(message),
+    }
+}
+
+impl Agent {
+    /// The gateway, unless the agent is closed or stopped.
+    fn live(&self) -> PyResult<&Arc<Gateway>> {
+        if self.host.lock().is_none() {
+            return Err(PyRuntimeError::new_err(format!(
+                "agent {} is closed",
+                self.gateway.agent().agent_id
+            )));
+        }
+        if self.stop.load(Ordering::SeqCst) {
+            return Err(pyo3::exceptions::PyKeyboardInterrupt::new_err(format!(
+                "agent {} was stopped",
+                self.gateway.agent().agent_id
+            )));
+        }
+        Ok(&self.gateway)
+    }
+}
+
+#[pymethods]
+impl Agent {
+    #[getter]
+    fn agent_id(&self) -> String {
+        self.gateway.agent().agent_id.clone()
+    }
+
+    #[getter]
+    fn name(&self) -> String {
+        self.gateway.agent().name.clone()
+    }
+
+    #[getter]
+    fn budget_usd(&self) -> Option<f64> {
+        self.gateway.budget_usd()
+    }
+
+    /// The bundle's name.
+    #[getter]
+    fn bundle(&self) -> Option<String> {
+        self.host.lock().as_ref().map(|h| h.bundle_name.clone())
+    }
+
+    /// The control plane's URL, when this agent serves it.
+    #[getter]
+    fn dashboard(&self) -> Option<String> {
+        self.dashboard.clone()
+    }
+
+    /// The environment the policies gave the agent at its start (secrets-inject).
+    #[getter]
+    fn start_env(&self) -> Vec<(String, String)> {
+        self.start_env.clone()
+    }
+
+    #[getter]
+    fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        self.host.lock().is_none()
+    }
+
+    fn handle_http<'py>(
+        &self,
+        py: Python<'py>,
+        method: String,
+        path: String,
+        headers: Vec<(String, String)>,
+        body: &[u8],
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        let req = HttpRequest {
+            method,
+            path,
+            headers,
+            body: body.to_vec(),
+        };
+        python::http_call(py, self.live()?, Some(&self.stop), req)
+    }
+
+    fn tool_begin<'py>(
+        &self,
+        py: Python<'py>,
+        name: String,
+        arguments: String,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        python::tool_begin_with(py, self.live()?, &name, arguments)
+    }
+
+    fn tool_end<'py>(
+        &self,
+        py: Python<'py>,
+        ticket: &Bound<'py, PyToolTicket>,
+        ok: bool,
+        payload: String,
+        kind: String,
+    ) -> PyResult<Bound<'py, PyTuple>> {
+        // A tool that ran reports its end even after a stop: the call is accounted for.
+        python::tool_end_with(py, &self.gateway, ticket, ok, payload, &kind)
+    }
+
+    /// `ironhost.current()` for this agent (JSON).
+    fn current(&self) -> String {
+        let (state, run) = *self.status.lock();
+        python::status_json(&self.gateway, state, run)
+    }
+
+    #[pyo3(signature = (done, total=None, unit=None))]
+    fn progress(&self, done: u64, total: Option<u64>, unit: Option<String>) -> PyResult<()> {
+        python::progress_with(self.live()?, done, total, unit)
+    }
+
+    /// A run begins (a call of a protected function, a script started): returns its number.
+    fn run_started(&self) -> PyResult<u32> {
+        self.live()?;
+        let run = {
+            let mut status = self.status.lock();
+            status.1 += 1;
+            status.0 = AgentState::Running;
+            status.1
+        };
+        let agent = self.gateway.agent();
+        self.gateway.bus().publish(
+            &agent.agent_id,
+            Severity::Info,
+            EventKind::AgentStarted {
+                name: agent.name.clone(),
+                script: self.script.clone(),
+                run,
+            },
+        );
+        Ok(run)
+    }
+
+    /// The run ended with `exit_code` (0 completed; a stop makes it stopped, anything else
+    /// failed): returns the state.
+    fn run_finished(&self, exit_code: i32) -> &'static str {
+        let state = if self.stop.load(Ordering::SeqCst) {
+            AgentState::Stopped
+        } else if exit_code == 0 {
+            AgentState::Completed
+        } else {
+            AgentState::Failed
+        };
+        let run = {
+            let mut status = self.status.lock();
+            status.0 = state;
+            status.1.max(1)
+        };
+        let severity = if state == AgentState::Failed {
+            Severity::High
+        } else {
+            Severity::Info
+        };
+        self.gateway.bus().publish(
+            &self.gateway.agent().agent_id,
+            severity,
+            EventKind::AgentStopped {
+                state,
+                exit_code,
+                run,
+            },
+        );
+        state.as_str()
+    }
+
+    /// Stop the agent: calls in flight end with `KeyboardInterrupt`, new ones are refused.
+    fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+    }
+
+    /// Write everything to the store and shut the agent's host down. Safe to call twice.
+    fn close(&self, py: Python<'_>) {
+        let host = self.host.lock().take();
+        if let Some(host) = host {
+            py.detach(move || host.shutdown());
+        }
+    }
+}
+
+/// Add the SDK's part of `ironhost._native`.
+pub fn fill_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(open_agent, m)?)?;
+    m.add_class::<Agent>()?;
+    Ok(())
+}

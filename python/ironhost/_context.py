@@ -1,0 +1,108 @@
+"""Which agent a call belongs to.
+
+Under ``ironhost start`` every call in the process belongs to the one agent the host runs (the
+module ``ironhost._native`` itself). With the pip-installed package, ``@protect_agent`` and
+``AgentRuntime`` open agents in this process: the agent a call belongs to is the one active in
+its context (a context variable, so asyncio tasks and ``asyncio.to_thread`` carry it). A thread
+the agent's code started without copying its context falls back to the agent entered most
+recently in the process. Outside any agent, calls are not governed.
+
+A *target* is anything with the native agent interface: ``handle_http``, ``tool_begin``,
+``tool_end``, ``current`` and ``progress`` (a native ``Agent``, the module under
+``ironhost start``, or ``ironhost.testing.MockRuntime``'s pure-Python agent).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import threading
+from typing import Any, Iterator, List, Optional
+
+_ACTIVE: "contextvars.ContextVar[Optional[Any]]" = contextvars.ContextVar(
+    "ironhost_agent", default=None
+)
+_ENTERED: List[Any] = []
+_LOCK = threading.Lock()
+
+
+def native() -> Optional[Any]:
+    """``ironhost._native``, or None when the package was not built with it (the testing kit
+    works without it)."""
+    try:
+        from . import _native
+    except ImportError:
+        return None
+    return _native
+
+
+def hosted() -> bool:
+    """True under ``ironhost start``: the host's agent governs the whole process."""
+    mod = native()
+    return mod is not None and mod.has_gateway()
+
+
+def _usable(target: Any) -> bool:
+    return target is not None and not getattr(target, "closed", False)
+
+
+def target() -> Optional[Any]:
+    """The agent this call belongs to, or None outside any agent."""
+    active = _ACTIVE.get()
+    if _usable(active):
+        return active
+    with _LOCK:
+        for entered in reversed(_ENTERED):
+            if _usable(entered):
+                return entered
+    if hosted():
+        return native()
+    return None
+
+
+def require(what: str) -> Any:
+    """The current target; outside any agent, a RuntimeError that says what needs one."""
+    found = target()
+    if found is None:
+        raise RuntimeError(
+            f"{what}: no ironhost agent is active here (run under `ironhost start`, inside "
+            "a function decorated with `@ironhost.protect_agent`, or inside "
+            "`with ironhost.AgentRuntime()`)"
+        )
+    return found
+
+
+@contextlib.contextmanager
+def active(agent: Any) -> Iterator[Any]:
+    """Make ``agent`` the target in this context (and the fallback for new threads)."""
+    token = _ACTIVE.set(agent)
+    with _LOCK:
+        _ENTERED.append(agent)
+    try:
+        yield agent
+    finally:
+        with _LOCK:
+            for i in range(len(_ENTERED) - 1, -1, -1):
+                if _ENTERED[i] is agent:
+                    del _ENTERED[i]
+                    break
+        _ACTIVE.reset(token)
+
+
+@contextlib.contextmanager
+def run(agent: Any) -> Iterator[Any]:
+    """One run of ``agent`` in this context: its start and how it ended go to the store."""
+    agent.run_started()
+    code = 1
+    try:
+        with active(agent):
+            yield agent
+        code = 0
+    except KeyboardInterrupt:
+        code = 130
+        raise
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        raise
+    finally:
+        agent.run_finished(code)

@@ -1,0 +1,143 @@
+"""`ironhost.AgentRuntime` as a context manager (sync and async), and the agents it starts."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import anthropic
+import openai
+import pytest
+
+import ironhost
+from conftest import EMAIL, store_rows, user
+
+AGENTS = Path(__file__).parent / "agents"
+
+
+def test_the_block_is_an_agent_and_is_cleaned_up(offline_home: Path) -> None:
+    with ironhost.AgentRuntime(budget=2.0, name="research") as rt:
+        r = openai.OpenAI().chat.completions.create(model="echo", messages=user(f"to {EMAIL}"))
+        assert r.choices[0].message.content == "to [EMAIL_REDACTED]"
+        m = rt.get_metrics()
+        assert m["agent_id"] == rt.agent_id and m["name"] == "research"
+        assert m["budget_usd"] == 2.0 and m["llm_calls"] == 1 and m["pii_by_kind"] == {"email": 1}
+        main_id = rt.agent_id
+    # Closed on exit: everything is in the store, and the run is recorded as completed.
+    assert store_rows(offline_home, "SELECT state, exit_code FROM agent_runs WHERE agent_id = ?", main_id) == [
+        ("completed", 0)
+    ]
+    with pytest.raises(RuntimeError, match="not open"):
+        rt.start_agent(AGENTS / "three_calls.py")
+    with pytest.raises(RuntimeError, match="entered once"):
+        with rt:
+            pass
+
+
+def test_an_exception_in_the_block_propagates_unchanged(offline_home: Path) -> None:
+    boom = ValueError("bad lead")
+    with pytest.raises(ValueError) as caught:
+        with ironhost.AgentRuntime() as rt:
+            openai.OpenAI().chat.completions.create(model="gpt-4o-mini", messages=user("hi"))
+            raise boom
+    assert caught.value is boom
+    assert store_rows(offline_home, "SELECT state FROM agent_runs WHERE agent_id = ?", rt.agent_id) == [
+        ("failed",)
+    ]
+
+
+def test_async_with_and_the_budget() -> None:
+    async def main() -> dict:
+        async with ironhost.AgentRuntime(budget=0.03) as rt:
+            client = anthropic.AsyncAnthropic()
+            with pytest.raises(ironhost.BudgetExceeded):
+                for _ in range(500):
+                    await client.messages.create(
+                        model="claude-sonnet-4-5", max_tokens=1000, messages=user("Plan " * 300)
+                    )
+            return rt.get_metrics()
+
+    m = asyncio.run(main())
+    assert m["llm_calls"] >= 2 and m["denied"] == 1
+    assert 0 < m["cost_usd"] <= 0.03
+
+
+def test_async_exception_propagates_and_tasks_inherit_the_agent() -> None:
+    async def main() -> None:
+        async with ironhost.AgentRuntime() as rt:
+            client = openai.AsyncOpenAI()
+
+            async def one(i: int) -> str:
+                r = await client.chat.completions.create(model="echo", messages=user(f"task {i}"))
+                return r.choices[0].message.content
+
+            answers = await asyncio.gather(*(one(i) for i in range(4)))
+            assert answers == [f"task {i}" for i in range(4)]
+            assert rt.get_metrics()["llm_calls"] == 4
+            raise LookupError("done")
+
+    with pytest.raises(LookupError, match="done"):
+        asyncio.run(main())
+
+
+def test_start_agent_runs_a_script_and_reports_its_metrics(offline_home: Path) -> None:
+    with ironhost.AgentRuntime() as rt:
+        agent_id = rt.start_agent(AGENTS / "three_calls.py")
+        assert rt.wait(agent_id, timeout=30) == "completed"
+        m = rt.get_metrics(agent_id)
+        assert m["agent_id"] == agent_id and m["name"] == "three_calls"
+        assert m["llm_calls"] == 3 and m["exit_code"] == 0 and m["state"] == "completed"
+        assert set(m["cost_by_model"]) == {"gpt-4o-mini", "claude-haiku-4-5"}
+        # The script's calls are its own, not the block's.
+        assert rt.get_metrics()["llm_calls"] == 0
+        assert rt.agents == [agent_id]
+        assert rt.stop_agent(agent_id) == "completed"
+    assert store_rows(offline_home, "SELECT progress_done, progress_total FROM agents WHERE id = ?", agent_id) == [
+        (3, 3)
+    ]
+
+
+def test_stop_agent_stops_a_running_script(offline_home: Path) -> None:
+    with ironhost.AgentRuntime() as rt:
+        agent_id = rt.start_agent(AGENTS / "forever.py")
+        for _ in range(200):
+            if rt.get_metrics(agent_id)["llm_calls"] >= 3:
+                break
+            asyncio.run(asyncio.sleep(0.02))
+        assert rt.get_metrics(agent_id)["llm_calls"] >= 3
+        assert rt.stop_agent(agent_id, timeout=10) == "stopped"
+        calls = rt.get_metrics(agent_id)["llm_calls"]
+        assert rt.get_metrics(agent_id)["exit_code"] == 130
+    # No call after the stop, and the store shows it stopped.
+    assert store_rows(offline_home, "SELECT count(*) FROM calls WHERE agent_id = ?", agent_id) == [(calls,)]
+    assert store_rows(offline_home, "SELECT state FROM agents WHERE id = ?", agent_id) == [("stopped",)]
+
+
+def test_leaving_the_block_stops_scripts_still_running() -> None:
+    with ironhost.AgentRuntime(stop_timeout=10) as rt:
+        agent_id = rt.start_agent(AGENTS / "forever.py")
+    assert rt.wait(agent_id, timeout=0) == "stopped"
+
+
+def test_bad_arguments_say_what_is_wrong(tmp_path: Path) -> None:
+    with ironhost.AgentRuntime() as rt:
+        with pytest.raises(FileNotFoundError, match="nope.py"):
+            rt.start_agent(tmp_path / "nope.py")
+        with pytest.raises(KeyError, match="no agent 'x-1'"):
+            rt.get_metrics("x-1")
+        with pytest.raises(ValueError, match="own agent"):
+            rt.stop_agent(rt.agent_id)
+    with pytest.raises(ValueError, match="listen needs api=True"):
+        ironhost.AgentRuntime(listen="127.0.0.1:0")
+    with pytest.raises(ironhost.ConfigurationError, match="api.listen"):
+        with ironhost.AgentRuntime(api=True, listen="not-an-address"):
+            pass
+
+
+def test_api_true_serves_the_control_plane() -> None:
+    import urllib.request
+
+    with ironhost.AgentRuntime(api=True, listen="127.0.0.1:0") as rt:
+        assert rt.dashboard is not None and rt.dashboard.startswith("http://127.0.0.1:")
+        with urllib.request.urlopen(rt.dashboard.rstrip("/") + "/api/health", timeout=5) as r:
+            assert r.status == 200

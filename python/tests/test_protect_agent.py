@@ -1,0 +1,212 @@
+"""`@ironhost.protect_agent` with the official SDKs against the built-in simulator."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import anthropic
+import openai
+import pytest
+
+import ironhost
+from conftest import EMAIL, store_rows, user, write_config
+
+
+def test_zero_config_sync_openai_goes_through_the_chain(offline_home: Path) -> None:
+    @ironhost.protect_agent
+    def ask(question: str) -> str:
+        reply = openai.OpenAI().chat.completions.create(model="echo", messages=user(question))
+        return reply.choices[0].message.content
+
+    # The echo model answers with what reached the provider: the email never left.
+    answer = ask(f"Write to {EMAIL} please")
+    assert answer == "Write to [EMAIL_REDACTED] please"
+    m = ask.ironhost.metrics()
+    assert m["budget_usd"] == 100.0
+    assert m["llm_calls"] == 1 and m["pii_findings"] == 1
+    assert m["state"] == "completed" and m["run"] == 1
+    agent_id = ask.ironhost.agent_id
+    assert agent_id.startswith("as-")
+    ask.ironhost.close()
+    # The real store saw the call, the finding and how the run ended.
+    assert store_rows(offline_home, "SELECT model, kind FROM calls WHERE agent_id = ?", agent_id) == [
+        ("echo", "llm")
+    ]
+    assert store_rows(offline_home, "SELECT pii_type, action FROM pii_audit WHERE agent_id = ?", agent_id) == [
+        ("email", "redacted")
+    ]
+    assert store_rows(offline_home, "SELECT name, state, budget_usd FROM agents WHERE id = ?", agent_id) == [
+        ("ask", "completed", 100.0)
+    ]
+
+
+def test_async_anthropic_is_redacted_both_ways(tmp_path: Path) -> None:
+    write_config(
+        tmp_path,
+        '[[simulator.replies]]\nwhen = "Who owns the account"\n'
+        f'text = "Ask Jane: {EMAIL}, she owns it."\n',
+    )
+
+    @ironhost.protect_agent(budget=5.0)
+    async def owner() -> tuple:
+        client = anthropic.AsyncAnthropic()
+        out = await client.messages.create(
+            model="echo", max_tokens=100, messages=user(f"Mail {EMAIL}")
+        )
+        back = await client.messages.create(
+            model="claude-haiku-4-5", max_tokens=100, messages=user("Who owns the account?")
+        )
+        return out.content[0].text, back.content[0].text
+
+    sent, received = asyncio.run(owner())
+    assert sent == "Mail [EMAIL_REDACTED]"
+    assert received == "Ask Jane: [EMAIL_REDACTED], she owns it."
+    m = owner.ironhost.metrics()
+    assert m["llm_calls"] == 2 and m["pii_findings"] == 2 and m["budget_usd"] == 5.0
+    assert m["cost_usd"] > 0
+
+
+def test_streaming_is_redacted_in_flight() -> None:
+    @ironhost.protect_agent
+    def stream() -> str:
+        chunks = openai.OpenAI().chat.completions.create(
+            model="echo", messages=user(f"Call {EMAIL}"), stream=True
+        )
+        return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+    assert stream() == "Call [EMAIL_REDACTED]"
+
+
+def test_sync_budget_stops_the_function_with_budget_exceeded() -> None:
+    calls = []
+
+    @ironhost.protect_agent(budget=0.05)
+    def spend() -> None:
+        client = openai.OpenAI()
+        for _ in range(200):
+            client.chat.completions.create(
+                model="gpt-4o", messages=user("Summarise the quarter " * 200), max_tokens=500
+            )
+            calls.append(1)
+
+    with pytest.raises(ironhost.BudgetExceeded) as caught:
+        spend()
+    assert caught.value.code.startswith("budget") and caught.value.policy == "budget"
+    m = spend.ironhost.metrics()
+    # It ran until the next call could overrun the budget, and spent no more than it.
+    assert len(calls) >= 1 and m["cost_usd"] <= 0.05
+    assert m["denied"] == 1 and m["state"] == "failed"
+    # The budget covers every call of the function: the next call is refused at once.
+    calls.clear()
+    with pytest.raises(ironhost.BudgetExceeded):
+        spend()
+    assert calls == []
+
+
+def test_async_budget_stops_the_coroutine() -> None:
+    @ironhost.protect_agent(budget=0.02)
+    async def spend() -> int:
+        client = openai.AsyncOpenAI()
+        done = 0
+        while True:
+            await client.chat.completions.create(
+                model="gpt-4o", messages=user("Draft the plan " * 200), max_tokens=500
+            )
+            done += 1
+
+    with pytest.raises(ironhost.BudgetExceeded):
+        asyncio.run(spend())
+    assert spend.ironhost.metrics()["cost_usd"] <= 0.02
+
+
+def test_block_mode_refuses_and_pii_off_lets_it_through() -> None:
+    @ironhost.protect_agent(safety_mode="block")
+    def strict() -> None:
+        openai.OpenAI().chat.completions.create(model="echo", messages=user(f"Mail {EMAIL}"))
+
+    with pytest.raises(ironhost.PolicyDenied) as caught:
+        strict()
+    assert caught.value.policy == "pii-redact"
+    assert not isinstance(caught.value, ironhost.BudgetExceeded)
+
+    @ironhost.protect_agent(pii_detection=False)
+    def lax() -> str:
+        r = openai.OpenAI().chat.completions.create(model="echo", messages=user(f"Mail {EMAIL}"))
+        return r.choices[0].message.content
+
+    assert lax() == f"Mail {EMAIL}"
+    assert lax.ironhost.metrics()["pii_findings"] == 0
+
+
+def test_the_functions_own_exception_propagates_unchanged() -> None:
+    boom = KeyError("lead 7")
+
+    @ironhost.protect_agent
+    def fails() -> None:
+        openai.OpenAI().chat.completions.create(model="gpt-4o-mini", messages=user("hi"))
+        raise boom
+
+    with pytest.raises(KeyError) as caught:
+        fails()
+    assert caught.value is boom
+    assert fails.ironhost.metrics()["state"] == "failed"
+
+
+def test_tools_inside_are_governed_and_current_sees_the_agent() -> None:
+    @ironhost.tool("lookup")
+    def lookup(company: str) -> dict:
+        return {"company": company, "employees": 42}
+
+    @ironhost.protect_agent(name="crm-sync")
+    def run() -> tuple:
+        found = lookup("Acme")
+        return found, ironhost.current()
+
+    found, status = run()
+    assert found == {"company": "Acme", "employees": 42}
+    assert status.name == "crm-sync" and status.tool_calls == 1 and status.state == "running"
+    assert run.ironhost.agent_id == status.agent_id
+    # Outside any agent a tool is a plain call and current() says why it has nothing to show.
+    assert lookup("Beta") == {"company": "Beta", "employees": 42}
+    with pytest.raises(RuntimeError, match="no ironhost agent is active"):
+        ironhost.current()
+
+
+def test_bad_settings_name_the_setting(tmp_path: Path) -> None:
+    with pytest.raises(TypeError, match="budget"):
+        ironhost.protect_agent(budget="50")
+    with pytest.raises(ValueError, match="budget must be more than 0"):
+        ironhost.protect_agent(budget=0)
+    with pytest.raises(ValueError, match="safety_mode"):
+        ironhost.protect_agent(safety_mode="shred")
+    with pytest.raises(ValueError, match="pii_detection"):
+        ironhost.protect_agent(pii_detection=False, safety_mode="block")
+
+    @ironhost.protect_agent(bundle=tmp_path / "missing")
+    def nowhere() -> None:
+        pass
+
+    with pytest.raises(ironhost.ConfigurationError, match="bundle"):
+        nowhere()
+
+    with pytest.raises(TypeError, match="generator"):
+
+        @ironhost.protect_agent
+        def gen():  # type: ignore[no-untyped-def]
+            yield 1
+
+
+def test_anthropic_denials_are_not_wrapped_or_retried() -> None:
+    @ironhost.protect_agent(safety_mode="block")
+    def strict() -> None:
+        anthropic.Anthropic().messages.create(
+            model="claude-haiku-4-5", max_tokens=20, messages=user(f"Mail {EMAIL}")
+        )
+
+    # The anthropic SDK turns unknown transport errors into a retried APIConnectionError; a
+    # refusal must reach the agent as itself, once.
+    with pytest.raises(ironhost.PolicyDenied) as caught:
+        strict()
+    assert caught.value.code == "pii_detected"
+    assert strict.ironhost.metrics()["denied"] == 1
