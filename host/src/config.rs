@@ -195,6 +195,9 @@ pub struct Settings {
     /// Policies left out of the bundle (the Python SDK's `pii_detection=False`,
     /// `circuit_breaker=False`): by policy name; a name the bundle lacks is already left out.
     pub without: Vec<String>,
+    /// Live policy instances the engine makes room for (default 1000). Each slot reserves
+    /// address space, so the SDK, which may open many agents in one process, asks for fewer.
+    pub engine_slots: Option<u32>,
 }
 
 /// A value with where it came from.
@@ -623,6 +626,7 @@ pub fn load(
         api,
         alerts: file.alerts.clone(),
         without: Vec::new(),
+        engine_slots: None,
     })
 }
 

@@ -49,7 +49,8 @@ def _usable(target: Any) -> bool:
 def target() -> Optional[Any]:
     """The agent this call belongs to, or None outside any agent."""
     active = _ACTIVE.get()
-    if _usable(active):
+    if active is not None:
+        # Even closed: its calls then fail ("agent ... is closed") instead of going elsewhere.
         return active
     with _LOCK:
         for entered in reversed(_ENTERED):
@@ -91,7 +92,12 @@ def active(agent: Any) -> Iterator[Any]:
 
 @contextlib.contextmanager
 def run(agent: Any) -> Iterator[Any]:
-    """One run of ``agent`` in this context: its start and how it ended go to the store."""
+    """One run of ``agent`` in this context: its start and how it ended go to the store. (The
+    agent of ``ironhost start`` has its runs counted by the host: it is only made active.)"""
+    if not hasattr(agent, "run_started"):
+        with active(agent):
+            yield agent
+        return
     agent.run_started()
     code = 1
     try:

@@ -41,6 +41,10 @@ def _close_all() -> None:
 
 
 atexit.register(_close_all)
+# SDK clients are often built before the first agent opens (at import, or a LangChain model
+# handed to IronhostChain): with no key set they would refuse to construct. The placeholder
+# never reaches a provider from an agent; the real key is added at egress.
+_runner.placeholder_keys()
 
 
 class _Options:
@@ -62,8 +66,8 @@ class _Options:
         if budget is not None:
             if isinstance(budget, bool) or not isinstance(budget, (int, float)):
                 raise TypeError(f"{where}: budget must be a number of US dollars, not {budget!r}")
-            if not budget > 0:
-                raise ValueError(f"{where}: budget must be more than 0, not {budget!r}")
+            if not 0 < budget < float("inf"):
+                raise ValueError(f"{where}: budget must be more than 0 and finite, not {budget!r}")
         if safety_mode is not None and safety_mode not in SAFETY_MODES:
             raise ValueError(
                 f"{where}: safety_mode must be one of {', '.join(SAFETY_MODES)}, not {safety_mode!r}"
@@ -291,11 +295,17 @@ class _Script:
         )
 
     def _main(self) -> None:
-        # A new thread starts with an empty context: this agent is its target.
-        with _context.active(self.agent):
-            self.agent.run_started()
-            self.state = "running"
-            code = _runner.run(self.path, None)
+        # A new thread starts with an empty context: this agent is its target. However the
+        # script ends (a stop that lands before or after it runs included), the end is recorded.
+        code = 1
+        try:
+            with _context.active(self.agent):
+                self.agent.run_started()
+                self.state = "running"
+                code = _runner.run(self.path, None)
+        except KeyboardInterrupt:
+            code = 130
+        finally:
             self.exit_code = code
             self.state = self.agent.run_finished(code)
 
@@ -405,15 +415,32 @@ class AgentRuntime:
             await asyncio.to_thread(self._shutdown)
 
     def _shutdown(self) -> None:
+        # Stop every script at once, give them the stop timeout together, then close every
+        # agent whatever happened; a script that would not stop is reported, not left open.
         self._state = "closed"
         self._run = None
-        for script in list(self._scripts.values()):
+        running = [s for s in self._scripts.values() if s.thread.is_alive()]
+        for script in running:
+            script.agent.stop()
+            _raise_in(script.thread)
+        stuck = []
+        for script in running:
+            script.thread.join(self._stop_timeout)
             if script.thread.is_alive():
-                self._stop(script, self._stop_timeout)
+                stuck.append(script.agent.agent_id)
         for script in self._scripts.values():
             script.agent.close()
         if self._main is not None:
             self._main.close()
+        if stuck:
+            import warnings
+
+            warnings.warn(
+                f"AgentRuntime: agents {', '.join(stuck)} did not stop within "
+                f"{self._stop_timeout} s (blocked outside ironhost); they can make no more calls",
+                RuntimeWarning,
+                stacklevel=3,
+            )
 
     def _check_open(self, what: str) -> None:
         if self._state != "open":

@@ -169,6 +169,7 @@ def test_tools_inside_are_governed_and_current_sees_the_agent() -> None:
     assert run.ironhost.agent_id == status.agent_id
     # Outside any agent a tool is a plain call and current() says why it has nothing to show.
     assert lookup("Beta") == {"company": "Beta", "employees": 42}
+    assert run.ironhost.metrics()["tool_calls"] == 1
     with pytest.raises(RuntimeError, match="no ironhost agent is active"):
         ironhost.current()
 
@@ -178,6 +179,8 @@ def test_bad_settings_name_the_setting(tmp_path: Path) -> None:
         ironhost.protect_agent(budget="50")
     with pytest.raises(ValueError, match="budget must be more than 0"):
         ironhost.protect_agent(budget=0)
+    with pytest.raises(ValueError, match="finite"):
+        ironhost.protect_agent(budget=float("inf"))
     with pytest.raises(ValueError, match="safety_mode"):
         ironhost.protect_agent(safety_mode="shred")
     with pytest.raises(ValueError, match="pii_detection"):

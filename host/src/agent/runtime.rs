@@ -315,7 +315,11 @@ pub fn build_host(
     let meter = Arc::new(ModelTokenMeter::new(Arc::new(settings.pricing.clone())));
     let services = plane.services(meter.clone());
     let secrets = services.secrets.clone();
-    let engine = PolicyEngine::new(EngineOptions::default(), services)
+    let mut engine_options = EngineOptions::default();
+    if let Some(slots) = settings.engine_slots {
+        engine_options.max_instances = slots;
+    }
+    let engine = PolicyEngine::new(engine_options, services)
         .map_err(|e| StartError::Failed(format!("policy engine: {e}")))?;
     let chain = admit_bundle(&engine, &bundle)
         .map_err(|e| StartError::Config(format!("bundle `{}`: {e}", bundle.name)))?;

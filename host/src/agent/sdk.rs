@@ -26,6 +26,9 @@ use crate::config::{self, Flags};
 use crate::policy::chain::Outcome;
 use crate::policy::model::Severity;
 
+/// Policy instance slots of an in-process agent's engine.
+const SDK_ENGINE_SLOTS: u32 = 64;
+
 /// What the Python layer asks for (JSON from `ironhost._sdk`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -91,6 +94,9 @@ fn open(opts: OpenOptions) -> Result<Agent, StartError> {
     let mut settings = config::load(&flags, &opts.env, &cwd)
         .map_err(|e| StartError::Config(format!("config: {e}")))?;
     settings.without = opts.without;
+    // One agent's calls need a few instances of each policy at a time; the default 1000 slots
+    // would reserve terabytes of address space per agent.
+    settings.engine_slots = Some(SDK_ENGINE_SLOTS);
     crate::cli::logging::init_at(
         settings.log_format,
         if settings.verbose { "debug" } else { "warn" },
