@@ -23,9 +23,9 @@ HOSTS = {"api.openai.com", "api.anthropic.com"}
 _PATCHED = "__ironhost_patched__"
 
 
-#: The base classes an SDK lets through its transport unchanged (``anthropic`` turns any other
-#: exception from the transport into a retried ``APIConnectionError``).
-_PASSED_THROUGH = (("anthropic", "AnthropicError"),)
+#: The base classes an SDK lets through its transport unchanged (``anthropic``, and ``openai``
+#: before 3.x, turn any other exception from the transport into a retried ``APIConnectionError``).
+_PASSED_THROUGH = (("anthropic", "AnthropicError"), ("openai", "OpenAIError"))
 _MIXED: Dict[Tuple[type, ...], type] = {}
 
 
