@@ -34,6 +34,15 @@ class AgentStatus:
         return max(self.budget_usd - self.cost_usd, 0.0)
 
 
+def figures(agent: Any) -> Dict[str, Any]:
+    """An agent's status and figures as one flat dict (``agent_id``, ``state``, ``budget_usd``,
+    ``cost_usd``, ``llm_calls``, ...): what ``get_metrics()`` returns."""
+    data = json.loads(agent.current())
+    out: Dict[str, Any] = {k: v for k, v in data.items() if k != "metrics"}
+    out.update(data["metrics"])
+    return out
+
+
 def current() -> AgentStatus:
     """The agent this code runs in, with its figures at this moment."""
     data = json.loads(_context.require("ironhost.current()").current())

@@ -90,25 +90,37 @@ def active(agent: Any) -> Iterator[Any]:
         _ACTIVE.reset(token)
 
 
+def _exit_code(exc: Optional[BaseException]) -> int:
+    if exc is None:
+        return 0
+    if isinstance(exc, KeyboardInterrupt):
+        return 130
+    if isinstance(exc, SystemExit):
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 1
+
+
+class counted_run:
+    """One run of ``agent``: its start, and how the block ended (0, 130 for an interrupt, 1 for
+    an exception), go to the store. The agent of ``ironhost start`` has its runs counted by the
+    host: nothing is recorded for it."""
+
+    def __init__(self, agent: Any) -> None:
+        self.agent = agent
+        self.counted = hasattr(agent, "run_started")
+
+    def __enter__(self) -> Any:
+        if self.counted:
+            self.agent.run_started()
+        return self.agent
+
+    def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> None:
+        if self.counted:
+            self.agent.run_finished(_exit_code(exc))
+
+
 @contextlib.contextmanager
 def run(agent: Any) -> Iterator[Any]:
-    """One run of ``agent`` in this context: its start and how it ended go to the store. (The
-    agent of ``ironhost start`` has its runs counted by the host: it is only made active.)"""
-    if not hasattr(agent, "run_started"):
-        with active(agent):
-            yield agent
-        return
-    agent.run_started()
-    code = 1
-    try:
-        with active(agent):
-            yield agent
-        code = 0
-    except KeyboardInterrupt:
-        code = 130
-        raise
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        raise
-    finally:
-        agent.run_finished(code)
+    """One run of ``agent`` (see ``counted_run``), active in this context."""
+    with counted_run(agent), active(agent):
+        yield agent

@@ -18,6 +18,7 @@ import threading
 from typing import Any, Callable, Dict, List, Optional, TypeVar, Union, overload
 
 from . import _context, _runner
+from ._agent import figures as _metrics
 from .errors import IronhostError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -125,13 +126,6 @@ class _Options:
 
         _intercept.install()
         return agent
-
-
-def _metrics(agent: Any) -> Dict[str, Any]:
-    data = json.loads(agent.current())
-    out: Dict[str, Any] = {k: v for k, v in data.items() if k != "metrics"}
-    out.update(data["metrics"])
-    return out
 
 
 class ProtectedAgent:
@@ -310,11 +304,13 @@ class _Script:
             self.state = self.agent.run_finished(code)
 
 
-def _raise_in(thread: threading.Thread) -> None:
-    """Raise KeyboardInterrupt in ``thread`` at its next Python instruction (a script in a loop
-    or a sleep that never calls ironhost)."""
-    ident = thread.ident
-    if ident is None or not thread.is_alive():
+def _halt(script: _Script) -> None:
+    """Stop a script's agent (calls in flight end, new ones are refused) and raise
+    KeyboardInterrupt in its thread at its next Python instruction (a script in a loop that
+    never calls ironhost; a blocking call such as ``time.sleep`` finishes first)."""
+    script.agent.stop()
+    ident = script.thread.ident
+    if ident is None or not script.thread.is_alive():
         return
     ctypes.pythonapi.PyThreadState_SetAsyncExc(
         ctypes.c_ulong(ident), ctypes.py_object(KeyboardInterrupt)
@@ -421,8 +417,7 @@ class AgentRuntime:
         self._run = None
         running = [s for s in self._scripts.values() if s.thread.is_alive()]
         for script in running:
-            script.agent.stop()
-            _raise_in(script.thread)
+            _halt(script)
         stuck = []
         for script in running:
             script.thread.join(self._stop_timeout)
@@ -487,8 +482,7 @@ class AgentRuntime:
             raise KeyError(f"{what}: no agent {agent_id!r} was started by this runtime") from None
 
     def _stop(self, script: _Script, timeout: float) -> str:
-        script.agent.stop()
-        _raise_in(script.thread)
+        _halt(script)
         script.thread.join(timeout)
         if script.thread.is_alive():
             raise TimeoutError(

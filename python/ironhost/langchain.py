@@ -27,6 +27,7 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config
 
 from . import _context
+from ._agent import figures
 from ._sdk import ProtectedAgent, _Options
 from .errors import BudgetExceeded, PolicyDenied
 
@@ -35,10 +36,7 @@ __all__ = ["IronhostCallbackHandler", "IronhostChain"]
 
 def _figures() -> Optional[Dict[str, Any]]:
     agent = _context.target()
-    if agent is None:
-        return None
-    data = json.loads(agent.current())
-    return {**data, **data["metrics"]}
+    return None if agent is None else figures(agent)
 
 
 class IronhostCallbackHandler(BaseCallbackHandler):
@@ -244,7 +242,7 @@ class IronhostChain(Runnable):  # type: ignore[type-arg]
         # they come. The agent is the target only while the inner stream runs, so a consumer
         # that stops early leaves no context behind.
         agent = self._agent()
-        with _Run(agent) as run:
+        with _context.counted_run(agent):
             with _context.active(agent):
                 clean = _screen(agent, input, "input")
                 chunks = iter(self.runnable.stream(clean, self._config(config), **kwargs))
@@ -255,13 +253,12 @@ class IronhostChain(Runnable):  # type: ignore[type-arg]
                 if chunk is done:
                     break
                 yield chunk
-            run.ok()
 
     async def astream(self, input: Any, config: Optional[RunnableConfig] = None, **kwargs: Any) -> AsyncIterator[Any]:
         import asyncio
 
         agent = await asyncio.to_thread(self._agent)
-        with _Run(agent) as run:
+        with _context.counted_run(agent):
             with _context.active(agent):
                 clean = await asyncio.to_thread(_screen, agent, input, "input")
                 chunks = self.runnable.astream(clean, self._config(config), **kwargs).__aiter__()
@@ -272,25 +269,4 @@ class IronhostChain(Runnable):  # type: ignore[type-arg]
                     except StopAsyncIteration:
                         break
                 yield chunk
-            run.ok()
 
-
-class _Run:
-    """A streamed run's start and end, without holding the agent active between chunks."""
-
-    def __init__(self, agent: Any) -> None:
-        self.agent = agent
-        self.code = 1
-        self.counted = hasattr(agent, "run_started")
-
-    def __enter__(self) -> "_Run":
-        if self.counted:
-            self.agent.run_started()
-        return self
-
-    def ok(self) -> None:
-        self.code = 0
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.counted:
-            self.agent.run_finished(self.code)

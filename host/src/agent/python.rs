@@ -103,7 +103,7 @@ fn on_main_thread() -> bool {
 /// Run `f` without the GIL; its interrupt asks Python for pending signals (main thread) or
 /// looks at the shutdown flag (other threads), and at `stop` (an in-process agent being
 /// stopped). Returns the signal handler's exception, if any.
-pub(crate) fn detached<T: Send>(
+fn detached<T: Send>(
     py: Python<'_>,
     stop: Option<&AtomicBool>,
     f: impl FnOnce(&dyn Fn() -> bool) -> T + Send,
@@ -130,12 +130,12 @@ pub(crate) fn detached<T: Send>(
     (out, pending.into_inner())
 }
 
-fn error_class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn error_class<'py>(py: Python<'py>, name: &str) -> PyResult<Bound<'py, PyAny>> {
     py.import("ironhost.errors")?.getattr(name)
 }
 
 /// The Python exception for a gateway error.
-pub(crate) fn to_py(py: Python<'_>, e: GatewayError, pending: Option<PyErr>) -> PyErr {
+fn to_py(py: Python<'_>, e: GatewayError, pending: Option<PyErr>) -> PyErr {
     if let Some(p) = pending {
         return p;
     }

@@ -229,6 +229,7 @@ impl Host {
             }
         }
     }
+
     /// Flush, then stop: the store's writers, the API and the I/O runtime end (the Python SDK
     /// closing an in-process agent).
     pub fn shutdown(self) {

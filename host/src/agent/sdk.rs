@@ -151,11 +151,7 @@ fn open_agent(py: Python<'_>, options: &str) -> PyResult<Agent> {
 }
 
 fn error(py: Python<'_>, class: &str, message: String) -> PyErr {
-    match py
-        .import("ironhost.errors")
-        .and_then(|m| m.getattr(class))
-        .and_then(|c| c.call1((message.clone(),)))
-    {
+    match python::error_class(py, class).and_then(|c| c.call1((message.clone(),))) {
         Ok(exc) => PyErr::from_value(exc),
         Err(_) => PyRuntimeError::new_err(message),
     }

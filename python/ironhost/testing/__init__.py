@@ -10,9 +10,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any, Callable, Dict, Optional
 
+from .._agent import figures
 from ..errors import BudgetExceeded, PolicyDenied
 from ._generate import (
     MARKERS,
@@ -118,8 +118,7 @@ def _figures(source: Any) -> Dict[str, Any]:
     if hasattr(source, "metrics") and callable(source.metrics):
         return source.metrics()
     if hasattr(source, "current"):
-        data = json.loads(source.current())
-        return {**data, **data["metrics"]}
+        return figures(source)
     raise TypeError(f"assert_pii_detected: cannot read findings from {source!r}")
 
 
