@@ -4,8 +4,10 @@ Under ``ironhost start`` every call in the process belongs to the one agent the 
 module ``ironhost._native`` itself). With the pip-installed package, ``@protect_agent`` and
 ``AgentRuntime`` open agents in this process: the agent a call belongs to is the one active in
 its context (a context variable, so asyncio tasks and ``asyncio.to_thread`` carry it). A thread
-the agent's code started without copying its context falls back to the agent entered most
-recently in the process. Outside any agent, calls are not governed.
+the agent's code started without copying its context (``threading.Thread``, a thread pool) falls
+back to the agent active in the process, when there is exactly one: with several agents active
+in different threads, its calls are refused (start it with ``contextvars.copy_context().run``).
+Outside any agent, calls are not governed.
 
 A *target* is anything with the native agent interface: ``handle_http``, ``tool_begin``,
 ``tool_end``, ``current`` and ``progress`` (a native ``Agent``, the module under
@@ -46,6 +48,27 @@ def _usable(target: Any) -> bool:
     return target is not None and not getattr(target, "closed", False)
 
 
+class _Unknown:
+    """The target of a thread with no agent of its own while several are active: every call
+    is refused, naming the way out."""
+
+    closed = False
+
+    def _refuse(self, *_args: Any, **_kwargs: Any) -> Any:
+        from .errors import IronhostError
+
+        raise IronhostError(
+            "several ironhost agents are active in this process and this thread belongs to "
+            "none of them (it was started without their context); start it with "
+            "contextvars.copy_context().run, or use asyncio.to_thread"
+        )
+
+    handle_http = tool_begin = tool_end = current = progress = _refuse
+
+
+_UNKNOWN = _Unknown()
+
+
 def target() -> Optional[Any]:
     """The agent this call belongs to, or None outside any agent."""
     active = _ACTIVE.get()
@@ -53,9 +76,13 @@ def target() -> Optional[Any]:
         # Even closed: its calls then fail ("agent ... is closed") instead of going elsewhere.
         return active
     with _LOCK:
-        for entered in reversed(_ENTERED):
-            if _usable(entered):
-                return entered
+        live = {id(e): e for e in _ENTERED if _usable(e)}
+    if len(live) == 1:
+        return next(iter(live.values()))
+    if live:
+        # Another thread's agent would be a guess, and letting the call out ungoverned would
+        # skip the policies the program asked for: it is refused.
+        return _UNKNOWN
     if hosted():
         return native()
     return None
@@ -90,10 +117,16 @@ def active(agent: Any) -> Iterator[Any]:
         _ACTIVE.reset(token)
 
 
+def _cancelled(exc: BaseException) -> bool:
+    import asyncio
+
+    return isinstance(exc, asyncio.CancelledError)
+
+
 def _exit_code(exc: Optional[BaseException]) -> int:
     if exc is None:
         return 0
-    if isinstance(exc, KeyboardInterrupt):
+    if isinstance(exc, KeyboardInterrupt) or _cancelled(exc):
         return 130
     if isinstance(exc, SystemExit):
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -101,8 +134,8 @@ def _exit_code(exc: Optional[BaseException]) -> int:
 
 
 class counted_run:
-    """One run of ``agent``: its start, and how the block ended (0, 130 for an interrupt, 1 for
-    an exception), go to the store. The agent of ``ironhost start`` has its runs counted by the
+    """One run of ``agent``: its start, and how the block ended (0; 130 for an interrupt or a
+    cancelled task, recorded as stopped; 1 for an exception), go to the store. The agent of ``ironhost start`` has its runs counted by the
     host: nothing is recorded for it."""
 
     def __init__(self, agent: Any) -> None:

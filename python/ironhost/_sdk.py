@@ -92,6 +92,12 @@ class _Options:
 
     def open(self, name: Optional[str], script: str) -> Any:
         """Open a native agent with these settings."""
+        if _context.hosted():
+            raise IronhostError(
+                "this process runs under `ironhost start`, whose agent governs every call in "
+                "it under the operator's settings; run another agent with its own "
+                "`ironhost start`"
+            )
         native = _context.native()
         if native is None:
             raise IronhostError(
@@ -124,7 +130,7 @@ class _Options:
         os.environ.update(dict(agent.start_env))
         from . import _intercept
 
-        _intercept.install()
+        _intercept.install(agent.intercept_hosts)
         return agent
 
 
@@ -147,17 +153,29 @@ class ProtectedAgent:
                 self._agent = self._options.open(self._name, self._script)
             return self._agent
 
+    def _source(self) -> Optional[Any]:
+        # Under `ironhost start` the function runs as the host's agent.
+        if self._agent is None and _context.hosted():
+            return _context.native()
+        return self._agent
+
     @property
     def agent_id(self) -> Optional[str]:
-        """The agent's id, once it has run (None before the first call)."""
-        return None if self._agent is None else self._agent.agent_id
+        """The agent's id, once it has run (None before the first call); under
+        ``ironhost start``, the host's agent."""
+        if self._agent is not None:
+            return str(self._agent.agent_id)
+        source = self._source()
+        return None if source is None else str(_metrics(source)["agent_id"])
 
     def metrics(self) -> Dict[str, Any]:
         """The agent's figures: ``cost_usd``, ``llm_calls``, ``tool_calls``, tokens,
-        ``pii_findings``, ``denied``, latencies, and ``budget_usd`` and ``state``."""
-        if self._agent is None:
+        ``pii_findings``, ``denied``, latencies, and ``budget_usd`` and ``state``. Under
+        ``ironhost start``, those of the host's agent."""
+        source = self._source()
+        if source is None:
             raise RuntimeError(f"{self._name}: the protected function has not run yet")
-        return _metrics(self._agent)
+        return _metrics(source)
 
     def close(self) -> None:
         """Write everything to the store and shut the agent's host down (done at exit too);
@@ -462,6 +480,11 @@ class AgentRuntime:
         """Run an agent script (as ``__main__``, its folder on ``sys.path``) in a thread of this
         process, as its own agent under the runtime's settings. Returns its id at once."""
         self._check_open("start_agent")
+        if _context.hosted():
+            raise IronhostError(
+                "start_agent: this process runs under `ironhost start`, whose agent governs "
+                "it; run the script with its own `ironhost start`"
+            )
         full = os.path.abspath(os.fspath(path))
         if not os.path.isfile(full):
             raise FileNotFoundError(f"start_agent: {os.fspath(path)}: no such agent script")

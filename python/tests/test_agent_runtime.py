@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import anthropic
@@ -141,3 +142,92 @@ def test_api_true_serves_the_control_plane() -> None:
         assert rt.dashboard is not None and rt.dashboard.startswith("http://127.0.0.1:")
         with urllib.request.urlopen(rt.dashboard.rstrip("/") + "/api/health", timeout=5) as r:
             assert r.status == 200
+
+
+def test_a_plain_thread_belongs_to_the_one_active_agent_and_is_refused_when_ambiguous() -> None:
+    import contextvars
+    import threading
+
+    results: dict = {}
+
+    def call(key: str) -> None:
+        try:
+            reply = openai.OpenAI(max_retries=0).chat.completions.create(model="echo", messages=user(f"to {EMAIL}"))
+            results[key] = reply.choices[0].message.content
+        except ironhost.IronhostError as refused:
+            results[key] = str(refused)
+
+    def in_thread(fn, key: str) -> None:
+        t = threading.Thread(target=fn, args=(key,))
+        t.start()
+        t.join(30)
+
+    with ironhost.AgentRuntime(name="solo") as rt:
+        # One agent active: a thread started without its context still belongs to it.
+        in_thread(call, "one agent")
+        assert results["one agent"] == "to [EMAIL_REDACTED]"
+        assert rt.get_metrics()["llm_calls"] == 1
+        # A script's agent is active in its thread too: whose the plain thread is cannot be
+        # told, so its call is refused rather than sent out ungoverned.
+        script = rt.start_agent(AGENTS / "forever.py")
+        for _ in range(200):
+            if rt.get_metrics(script)["llm_calls"] >= 1:
+                break
+            asyncio.run(asyncio.sleep(0.02))
+        in_thread(call, "ambiguous")
+        assert "several ironhost agents are active" in results["ambiguous"]
+        # With the context copied, the thread is the block's again.
+        ctx = contextvars.copy_context()
+        in_thread(lambda key: ctx.run(call, key), "copied")
+        assert results["copied"] == "to [EMAIL_REDACTED]"
+        assert rt.get_metrics()["llm_calls"] == 2
+
+
+def test_the_control_plane_stops_and_rotates_in_process_agents(offline_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    import time
+    import urllib.request
+
+    monkeypatch.setenv("IRONHOST_ADMIN_PASSWORD", "runtime-test-pw")
+    bundle = offline_home.parent / "bundle"
+    bundle.mkdir()
+    (bundle / "bundle.toml").write_text(
+        '[bundle]\nname = "inject"\n\n[[policy]]\ncomponent = "builtin:secrets-inject"\n'
+        'capabilities = ["config", "secrets", "events"]\n[policy.config]\n'
+        'inject = [{ env = "SERP_API_KEY" }]\n',
+        encoding="utf-8",
+    )
+
+    def api(base: str, method: str, path: str, body: object = None, token: str = "") -> dict:
+        req = urllib.request.Request(
+            base + path, method=method, data=None if body is None else json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
+        )
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.loads(r.read() or b"{}")
+
+    def until(check) -> bool:
+        for _ in range(250):
+            if check():
+                return True
+            time.sleep(0.02)
+        return False
+
+    with ironhost.AgentRuntime(bundle=bundle, api=True, listen="127.0.0.1:0") as rt:
+        base = rt.dashboard.rstrip("/") + "/api"
+        token = api(base, "POST", "/auth/login", {"username": "admin", "password": "runtime-test-pw"})["access_token"]
+        script = rt.start_agent(AGENTS / "forever.py")
+        # A secret set through the API reaches os.environ (both agents follow their stores;
+        # the script's has its own, told by SIGUSR1 to this process).
+        api(base, "PUT", "/secrets/SERP_API_KEY", {"value": "serp-v1"}, token)
+        assert until(lambda: os.environ.get("SERP_API_KEY") == "serp-v1")
+        rotated = lambda: {
+            e["detail"].split(":")[0].removeprefix("agent ")
+            for e in api(base, "GET", "/secrets/audit?secret_name=SERP_API_KEY", token=token)
+            if e["action"] == "rotate"
+        }
+        assert until(lambda: {rt.agent_id, script} <= rotated()), rotated()
+        # Stopping the script's agent through the API stops it, and this program goes on.
+        api(base, "POST", f"/agents/{script}/stop", token=token)
+        assert rt.wait(script, timeout=10) == "stopped"
+        assert rt.get_metrics()["state"] == "running"

@@ -213,3 +213,40 @@ def test_anthropic_denials_are_not_wrapped_or_retried() -> None:
         strict()
     assert caught.value.code == "pii_detected"
     assert strict.ironhost.metrics()["denied"] == 1
+
+
+def test_llm_intercept_hosts_from_the_config_go_through_the_chain(tmp_path: Path) -> None:
+    # An OpenAI-compatible endpoint behind a proxy: listed in llm.intercept-hosts, its calls are
+    # governed like api.openai.com's (here answered by the simulator, redacted on the way).
+    write_config(tmp_path, '[llm]\nintercept-hosts = ["llm.proxy.internal"]\n')
+
+    @ironhost.protect_agent(name="proxied")
+    def ask() -> str:
+        client = openai.OpenAI(base_url="https://llm.proxy.internal/v1", max_retries=0)
+        return client.chat.completions.create(model="echo", messages=user(f"to {EMAIL}")).choices[0].message.content
+
+    assert ask() == "to [EMAIL_REDACTED]"
+    assert ask.ironhost.metrics()["llm_calls"] == 1
+    ask.ironhost.close()
+
+
+def test_a_cancelled_async_call_is_recorded_as_stopped_not_failed(offline_home: Path) -> None:
+    started = asyncio.Event()
+
+    @ironhost.protect_agent(name="cancelled")
+    async def waits() -> None:
+        started.set()
+        await asyncio.sleep(60)
+
+    async def main() -> None:
+        task = asyncio.create_task(waits())
+        await started.wait()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    assert waits.ironhost.metrics()["state"] == "stopped"
+    agent_id = waits.ironhost.agent_id
+    waits.ironhost.close()
+    assert store_rows(offline_home, "SELECT state FROM agents WHERE id = ?", agent_id) == [("stopped",)]

@@ -30,3 +30,8 @@ def test_the_sdk_runs_under_the_hosts_agent(tmp_path: Path) -> None:
     # the operator's budget, and all three calls count there.
     assert lines["runtime agent"] == "None"
     assert lines["host agent"] == f"{host_id} {host_id} 3 7.0"
+    assert lines["function figures"] == "True 3"
+    # An agent under `ironhost start` cannot open one of its own (a way around the operator's
+    # budget): start_agent and the native open_agent refuse, naming why.
+    assert lines["start_agent"] == "refused"
+    assert lines["open_agent"] == "refused"

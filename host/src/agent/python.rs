@@ -372,7 +372,7 @@ pub(crate) fn status_json(gw: &Gateway, state: AgentState, run: u32) -> String {
 /// Whether this process runs an agent under `ironhost start` (the SDK's entry points then
 /// run under that agent instead of starting their own).
 #[pyfunction]
-fn has_gateway() -> bool {
+pub(crate) fn has_gateway() -> bool {
     GATEWAY.read().is_some()
 }
 

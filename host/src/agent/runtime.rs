@@ -466,7 +466,7 @@ fn watch_usr1(
 /// Keep the agent's environment in step with its secrets: on every change, run
 /// `on-agent-start` again and set what differs in `os.environ`. Calls in flight are not
 /// touched; the next call uses the new values (egress keys are resolved per call).
-fn follow_secrets(host: &Host, first_env: Vec<(String, String)>) {
+pub(crate) fn follow_secrets(host: &Host, first_env: Vec<(String, String)>) {
     let mut changes = host.plane.secrets.subscribe();
     let gateway = host.gateway.clone();
     let secrets = host.plane.secrets.clone();

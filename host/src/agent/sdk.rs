@@ -29,6 +29,30 @@ use crate::policy::model::Severity;
 /// Policy instance slots of an in-process agent's engine.
 const SDK_ENGINE_SLOTS: u32 = 64;
 
+/// The stop flags of the agents open in this process, by id. A control plane served from this
+/// process stops them by flag: the SIGTERM it sends an `ironhost start` agent would end the
+/// whole Python program.
+static IN_PROCESS: Mutex<BTreeMap<String, Arc<AtomicBool>>> =
+    parking_lot::const_mutex(BTreeMap::new());
+
+/// Stop an agent open in this process (as [`Agent::stop`]); false when no such agent is open.
+pub fn stop_in_process(agent_id: &str) -> bool {
+    match IN_PROCESS.lock().get(agent_id) {
+        Some(stop) => {
+            stop.store(true, Ordering::SeqCst);
+            true
+        }
+        None => false,
+    }
+}
+
+/// Whether SDK agents are open in this process. Each has its own host and secret store, so a
+/// change made through one of them reaches the others by SIGUSR1 to this process, as it
+/// reaches agents in other processes.
+pub fn any_in_process() -> bool {
+    !IN_PROCESS.lock().is_empty()
+}
+
 /// What the Python layer asks for (JSON from `ironhost._sdk`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -65,6 +89,8 @@ pub struct Agent {
     status: Mutex<(AgentState, u32)>,
     script: String,
     start_env: Vec<(String, String)>,
+    /// `llm.intercept-hosts`: more hosts whose requests go through the chain.
+    intercept_hosts: Vec<String>,
     dashboard: Option<String>,
     /// Set by [`Agent::stop`]: calls in flight end and new ones are refused.
     stop: Arc<AtomicBool>,
@@ -127,20 +153,38 @@ fn open(opts: OpenOptions) -> Result<Agent, StartError> {
         _ => Vec::new(),
     };
     let dashboard = host.api_addr.map(crate::api::plane::url);
+    // A rotated or deleted secret reaches os.environ, as under `ironhost start`.
+    runtime::follow_secrets(&host, start_env.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    IN_PROCESS
+        .lock()
+        .insert(gateway.agent().agent_id.clone(), stop.clone());
     Ok(Agent {
         gateway,
         host: Mutex::new(Some(host)),
         status: Mutex::new((AgentState::Starting, 0)),
         script: opts.script,
         start_env,
+        intercept_hosts: settings.llm.intercept_hosts.clone(),
         dashboard,
-        stop: Arc::new(AtomicBool::new(false)),
+        stop,
     })
 }
 
 /// Open an agent from the options (JSON); a bad setting raises `ConfigurationError`.
 #[pyfunction]
 fn open_agent(py: Python<'_>, options: &str) -> PyResult<Agent> {
+    // Under `ironhost start` the process is the host's agent, under the operator's settings: an
+    // agent of its own would be a way around them.
+    if python::has_gateway() {
+        return Err(error(
+            py,
+            "IronhostError",
+            "open_agent: this process runs under `ironhost start`, whose agent governs it; \
+             start another agent with its own `ironhost start`"
+                .to_owned(),
+        ));
+    }
     let opts: OpenOptions = serde_json::from_str(options)
         .map_err(|e| PyValueError::new_err(format!("open_agent: bad options: {e}")))?;
     match py.detach(|| open(opts)) {
@@ -209,6 +253,12 @@ impl Agent {
     #[getter]
     fn start_env(&self) -> Vec<(String, String)> {
         self.start_env.clone()
+    }
+
+    /// More hosts whose requests go through the chain (`llm.intercept-hosts`).
+    #[getter]
+    fn intercept_hosts(&self) -> Vec<String> {
+        self.intercept_hosts.clone()
     }
 
     #[getter]
@@ -292,10 +342,10 @@ impl Agent {
         Ok(run)
     }
 
-    /// The run ended with `exit_code` (0 completed; a stop makes it stopped, anything else
-    /// failed): returns the state.
+    /// The run ended with `exit_code` (0 completed; a stop, or 130 for an interrupt or a
+    /// cancellation, makes it stopped; anything else failed): returns the state.
     fn run_finished(&self, exit_code: i32) -> &'static str {
-        let state = if self.stop.load(Ordering::SeqCst) {
+        let state = if self.stop.load(Ordering::SeqCst) || exit_code == 130 {
             AgentState::Stopped
         } else if exit_code == 0 {
             AgentState::Completed
@@ -333,6 +383,7 @@ impl Agent {
     fn close(&self, py: Python<'_>) {
         let host = self.host.lock().take();
         if let Some(host) = host {
+            IN_PROCESS.lock().remove(&self.gateway.agent().agent_id);
             py.detach(move || host.shutdown());
         }
     }

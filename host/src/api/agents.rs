@@ -55,7 +55,9 @@ pub fn live_process(a: &AgentRecord) -> Option<i64> {
 }
 
 /// `POST /api/agents/{id}/stop` (admin): the agent's host gets SIGTERM, as from a terminal:
-/// the agent sees `KeyboardInterrupt`, runs its cleanup, and stops (143).
+/// the agent sees `KeyboardInterrupt`, runs its cleanup, and stops (143). An agent the Python
+/// SDK opened in this process is stopped by its flag instead: its next call raises
+/// `KeyboardInterrupt`, and the rest of the program runs on.
 pub async fn stop(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -67,6 +69,14 @@ pub async fn stop(
             "agent `{id}` is not running (it is {})",
             a.state
         )));
+    }
+    // An agent the Python SDK opened in this process: its calls stop, the program goes on.
+    if crate::agent::sdk::stop_in_process(&id) {
+        tracing::warn!("agent {id} stopped through the API by {}", caller.name);
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({"agent_id": id, "state": "stopping"})),
+        ));
     }
     let pid = live_process(&a)
         .ok_or_else(|| ApiError::conflict(format!("agent `{id}`: its ironhost process is gone")))?;
@@ -85,6 +95,12 @@ pub async fn stop(
 /// the store; this process follows its own changes directly.
 pub async fn signal_agents(state: &AppState) {
     let me = i64::from(std::process::id());
+    // SDK agents in this process each have their own store handle: they re-read it as an
+    // agent in another process would.
+    if crate::agent::sdk::any_in_process() {
+        let _ =
+            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::USR1);
+    }
     let agents = match state.store.agents().await {
         Ok(a) => a,
         Err(e) => {

@@ -31,3 +31,18 @@ with ironhost.AgentRuntime() as rt:
     m = rt.get_metrics()
 status = ironhost.current()
 print("host agent:", status.agent_id, m["agent_id"], status.llm_calls, status.budget_usd)
+# The function's figures are the host agent's; no agent of another budget can be opened here.
+print("function figures:", ask.ironhost.agent_id == status.agent_id, ask.ironhost.metrics()["llm_calls"])
+try:
+    with ironhost.AgentRuntime(budget=1e6) as rt:
+        rt.start_agent(__file__)
+    print("start_agent: opened")
+except ironhost.IronhostError as refused:
+    print("start_agent:", "refused" if "ironhost start" in str(refused) else refused)
+try:
+    from ironhost import _native
+
+    _native.open_agent('{"script": "x", "cwd": "."}')
+    print("open_agent: opened")
+except ironhost.IronhostError as refused:
+    print("open_agent:", "refused" if "ironhost start" in str(refused) else refused)
