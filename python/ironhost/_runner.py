@@ -52,6 +52,28 @@ def update_environ(set_vars: Dict[str, str], unset_vars: List[str]) -> None:
         os.environ.pop(var, None)
 
 
+def _run_beside_main(path: str) -> None:
+    """Run a script as ``__main__`` in a namespace of its own, leaving ``sys.modules["__main__"]``
+    (the program that started it) in place: runpy would swap it for the script's while the
+    script runs, under the feet of the program's other threads."""
+    import builtins
+
+    full = os.path.abspath(path)
+    with open(full, "rb") as f:
+        code = compile(f.read(), full, "exec")
+    namespace = {
+        "__name__": "__main__",
+        "__file__": full,
+        "__builtins__": builtins,
+        "__package__": None,
+        "__spec__": None,
+        "__loader__": None,
+        "__cached__": None,
+        "__doc__": None,
+    }
+    exec(code, namespace)
+
+
 def run(path: str, argv: Optional[List[str]]) -> int:
     """Run the script; returns its exit code. With ``argv`` None, ``sys.argv`` is left alone
     (a script started by ``AgentRuntime.start_agent`` shares the process)."""
@@ -61,7 +83,10 @@ def run(path: str, argv: Optional[List[str]]) -> int:
     if not sys.path or sys.path[0] != folder:
         sys.path.insert(0, folder)
     try:
-        runpy.run_path(path, run_name="__main__")
+        if argv is None:
+            _run_beside_main(path)
+        else:
+            runpy.run_path(path, run_name="__main__")
         return 0
     except SystemExit as exc:
         code = exc.code

@@ -231,3 +231,23 @@ def test_the_control_plane_stops_and_rotates_in_process_agents(offline_home: Pat
         api(base, "POST", f"/agents/{script}/stop", token=token)
         assert rt.wait(script, timeout=10) == "stopped"
         assert rt.get_metrics()["state"] == "running"
+
+
+def test_a_started_script_runs_as_main_and_the_programs_main_stays(offline_home: Path) -> None:
+    import sys
+
+    program_main = sys.modules["__main__"]
+    with ironhost.AgentRuntime() as rt:
+        looping = rt.start_agent(AGENTS / "forever.py")
+        for _ in range(200):
+            if rt.get_metrics(looping)["llm_calls"] >= 1:
+                break
+            asyncio.run(asyncio.sleep(0.02))
+        # While a script runs, the program's other threads still see their own __main__.
+        assert rt.get_metrics(looping)["llm_calls"] >= 1
+        assert sys.modules["__main__"] is program_main
+        guarded = rt.start_agent(AGENTS / "as_main.py")
+        assert rt.wait(guarded, timeout=30) == "completed"
+    assert store_rows(offline_home, "SELECT progress_done, progress_unit FROM agents WHERE id = ?", guarded) == [
+        (1, "main blocks")
+    ]

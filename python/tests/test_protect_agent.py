@@ -250,3 +250,33 @@ def test_a_cancelled_async_call_is_recorded_as_stopped_not_failed(offline_home: 
     agent_id = waits.ironhost.agent_id
     waits.ironhost.close()
     assert store_rows(offline_home, "SELECT state FROM agents WHERE id = ?", agent_id) == [("stopped",)]
+
+
+def test_overlapping_calls_keep_the_agent_running_and_record_the_worst_end(offline_home: Path) -> None:
+    async def main() -> None:
+        started, release = asyncio.Event(), asyncio.Event()
+
+        @ironhost.protect_agent(name="overlap")
+        async def step(slow: bool) -> str:
+            if slow:
+                started.set()
+                await release.wait()
+                return "done"
+            raise ValueError("lead 3 is malformed")
+
+        slow = asyncio.create_task(step(True))
+        await started.wait()
+        with pytest.raises(ValueError):
+            await step(False)
+        # One call failed, the other still runs: so does the agent.
+        assert step.ironhost.metrics()["state"] == "running"
+        release.set()
+        assert await slow == "done"
+        # The last call to end records the worst of the calls that overlapped.
+        m = step.ironhost.metrics()
+        assert (m["state"], m["run"]) == ("failed", 2)
+        agent_id = step.ironhost.agent_id
+        step.ironhost.close()
+        assert store_rows(offline_home, "SELECT state, exit_code FROM agents WHERE id = ?", agent_id) == [("failed", 1)]
+
+    asyncio.run(main())

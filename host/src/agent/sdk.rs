@@ -81,12 +81,34 @@ struct OpenOptions {
     env: BTreeMap<String, String>,
 }
 
+/// Where an agent's runs are. Runs may overlap (concurrent calls of a protected function): the
+/// agent is running while any is, and when the last one ends its state is the worst of the
+/// runs that overlapped (failed, then stopped, then completed).
+#[derive(Debug)]
+struct Status {
+    state: AgentState,
+    /// Runs begun so far.
+    runs: u32,
+    /// Runs under way.
+    active: u32,
+    /// The worst end (and its exit code) among the runs since the agent was last idle.
+    worst: Option<(AgentState, i32)>,
+}
+
+fn severity_rank(state: AgentState) -> u8 {
+    match state {
+        AgentState::Failed => 2,
+        AgentState::Stopped => 1,
+        _ => 0,
+    }
+}
+
 /// One agent run in this process.
 #[pyclass(module = "ironhost._native", name = "Agent", frozen)]
 pub struct Agent {
     gateway: Arc<Gateway>,
     host: Mutex<Option<Host>>,
-    status: Mutex<(AgentState, u32)>,
+    status: Mutex<Status>,
     script: String,
     start_env: Vec<(String, String)>,
     /// `llm.intercept-hosts`: more hosts whose requests go through the chain.
@@ -162,7 +184,12 @@ fn open(opts: OpenOptions) -> Result<Agent, StartError> {
     Ok(Agent {
         gateway,
         host: Mutex::new(Some(host)),
-        status: Mutex::new((AgentState::Starting, 0)),
+        status: Mutex::new(Status {
+            state: AgentState::Starting,
+            runs: 0,
+            active: 0,
+            worst: None,
+        }),
         script: opts.script,
         start_env,
         intercept_hosts: settings.llm.intercept_hosts.clone(),
@@ -311,7 +338,10 @@ impl Agent {
 
     /// `ironhost.current()` for this agent (JSON).
     fn current(&self) -> String {
-        let (state, run) = *self.status.lock();
+        let (state, run) = {
+            let status = self.status.lock();
+            (status.state, status.runs)
+        };
         python::status_json(&self.gateway, state, run)
     }
 
@@ -325,9 +355,10 @@ impl Agent {
         self.live()?;
         let run = {
             let mut status = self.status.lock();
-            status.1 += 1;
-            status.0 = AgentState::Running;
-            status.1
+            status.runs += 1;
+            status.active += 1;
+            status.state = AgentState::Running;
+            status.runs
         };
         let agent = self.gateway.agent();
         self.gateway.bus().publish(
@@ -343,7 +374,9 @@ impl Agent {
     }
 
     /// The run ended with `exit_code` (0 completed; a stop, or 130 for an interrupt or a
-    /// cancellation, makes it stopped; anything else failed): returns the state.
+    /// cancellation, makes it stopped; anything else failed): returns that run's state. While
+    /// other runs are under way the agent stays running; the last one to end records the worst
+    /// end among them.
     fn run_finished(&self, exit_code: i32) -> &'static str {
         let state = if self.stop.load(Ordering::SeqCst) || exit_code == 130 {
             AgentState::Stopped
@@ -352,25 +385,38 @@ impl Agent {
         } else {
             AgentState::Failed
         };
-        let run = {
+        let ended = {
             let mut status = self.status.lock();
-            status.0 = state;
-            status.1.max(1)
+            status.active = status.active.saturating_sub(1);
+            let worst = match status.worst {
+                Some((w, code)) if severity_rank(w) >= severity_rank(state) => (w, code),
+                _ => (state, exit_code),
+            };
+            if status.active > 0 {
+                status.worst = Some(worst);
+                None
+            } else {
+                status.worst = None;
+                status.state = worst.0;
+                Some((worst, status.runs.max(1)))
+            }
         };
-        let severity = if state == AgentState::Failed {
-            Severity::High
-        } else {
-            Severity::Info
-        };
-        self.gateway.bus().publish(
-            &self.gateway.agent().agent_id,
-            severity,
-            EventKind::AgentStopped {
-                state,
-                exit_code,
-                run,
-            },
-        );
+        if let Some(((state, exit_code), run)) = ended {
+            let severity = if state == AgentState::Failed {
+                Severity::High
+            } else {
+                Severity::Info
+            };
+            self.gateway.bus().publish(
+                &self.gateway.agent().agent_id,
+                severity,
+                EventKind::AgentStopped {
+                    state,
+                    exit_code,
+                    run,
+                },
+            );
+        }
         state.as_str()
     }
 

@@ -29,6 +29,9 @@ PRICES: Dict[str, Tuple[float, float]] = {
     "echo": (0.0, 0.0),
 }
 UNKNOWN_PRICE = (1.00, 2.00)
+#: Output tokens a call reserves against the budget when it sets no ``max_tokens``: the real
+#: budget policy's ``default-max-output-tokens``, so budget stops come where they would.
+DEFAULT_MAX_OUTPUT_TOKENS = 4096
 
 _PATTERNS = [
     ("email", re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")),
@@ -321,7 +324,7 @@ class MockRuntime(AgentRuntime):
             prompt = "\n".join(sent)
             question = sent[last_user] if last_user >= 0 else ""
             input_tokens = _tokens(prompt)
-            max_out = int(request.get("max_tokens") or request.get("max_completion_tokens") or 256)
+            max_out = int(request.get("max_tokens") or request.get("max_completion_tokens") or DEFAULT_MAX_OUTPUT_TOKENS)
             pin, pout = self._price(model)
             estimate = (input_tokens * pin + max_out * pout) / 1e6
             spent = agent.figures["cost_usd"]
