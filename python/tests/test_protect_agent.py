@@ -280,3 +280,33 @@ def test_overlapping_calls_keep_the_agent_running_and_record_the_worst_end(offli
         assert store_rows(offline_home, "SELECT state, exit_code FROM agents WHERE id = ?", agent_id) == [("failed", 1)]
 
     asyncio.run(main())
+
+
+def test_close_waits_for_a_call_under_way_and_loses_nothing(offline_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import threading
+    import time
+
+    monkeypatch.setenv("IRONHOST_SIMULATOR_LATENCY_MS", "600")
+    started = threading.Event()
+    answers: list = []
+
+    @ironhost.protect_agent(name="closing")
+    def ask() -> None:
+        started.set()
+        reply = openai.OpenAI(max_retries=0).chat.completions.create(model="echo", messages=user("slow one"))
+        answers.append(reply.choices[0].message.content)
+        time.sleep(1.0)  # more work after the call: the run is still under way at the close
+
+    worker = threading.Thread(target=ask)
+    worker.start()
+    assert started.wait(30)
+    time.sleep(0.2)  # the call is with the simulator now
+    agent_id = ask.ironhost.agent_id
+    ask.ironhost.close()
+    worker.join(30)
+    # The call finished, and the store has it although the agent closed while it ran.
+    assert answers == ["slow one"]
+    assert store_rows(offline_home, "SELECT model FROM calls WHERE agent_id = ?", agent_id) == [("echo",)]
+    # The run was still under way when the agent closed: it can make no more calls, and the
+    # store says stopped rather than running.
+    assert store_rows(offline_home, "SELECT state FROM agents WHERE id = ?", agent_id) == [("stopped",)]

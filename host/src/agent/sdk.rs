@@ -10,7 +10,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
@@ -116,6 +116,20 @@ pub struct Agent {
     dashboard: Option<String>,
     /// Set by [`Agent::stop`]: calls in flight end and new ones are refused.
     stop: Arc<AtomicBool>,
+    /// LLM calls under way: `close` waits for them before it flushes the store.
+    in_flight: AtomicUsize,
+}
+
+/// How long `close` waits for LLM calls under way (a provider call has its own timeout).
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// One LLM call under way, counted from before the agent is checked to be open.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl std::fmt::Debug for Agent {
@@ -195,6 +209,7 @@ fn open(opts: OpenOptions) -> Result<Agent, StartError> {
         intercept_hosts: settings.llm.intercept_hosts.clone(),
         dashboard,
         stop,
+        in_flight: AtomicUsize::new(0),
     })
 }
 
@@ -312,6 +327,9 @@ impl Agent {
             headers,
             body: body.to_vec(),
         };
+        // Counted before the check: a `close` that finds no call under way finds none later.
+        self.in_flight.fetch_add(1, Ordering::SeqCst);
+        let _call = InFlight(&self.in_flight);
         python::http_call(py, self.live()?, Some(&self.stop), req)
     }
 
@@ -425,12 +443,48 @@ impl Agent {
         self.stop.store(true, Ordering::SeqCst);
     }
 
-    /// Write everything to the store and shut the agent's host down. Safe to call twice.
+    /// Write everything to the store and shut the agent's host down. New calls are refused at
+    /// once; LLM calls under way in other threads get up to 30 s to finish first (a stream still
+    /// open after that is cut), and runs still under way are recorded as stopped. Safe to call
+    /// twice.
     fn close(&self, py: Python<'_>) {
         let host = self.host.lock().take();
         if let Some(host) = host {
             IN_PROCESS.lock().remove(&self.gateway.agent().agent_id);
-            py.detach(move || host.shutdown());
+            let in_flight = &self.in_flight;
+            py.detach(move || {
+                let deadline = std::time::Instant::now() + CLOSE_WAIT;
+                while in_flight.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                if in_flight.load(Ordering::SeqCst) > 0 {
+                    tracing::warn!("closing an agent with LLM calls still under way after 30 s");
+                }
+                // Runs still under way (a protected function in another thread) can make no
+                // more calls: the store shows the agent stopped, not running forever.
+                let cut = {
+                    let mut status = self.status.lock();
+                    let cut = (status.active > 0).then_some(status.runs);
+                    if cut.is_some() {
+                        status.active = 0;
+                        status.worst = None;
+                        status.state = AgentState::Stopped;
+                    }
+                    cut
+                };
+                if let Some(run) = cut {
+                    self.gateway.bus().publish(
+                        &self.gateway.agent().agent_id,
+                        Severity::Info,
+                        EventKind::AgentStopped {
+                            state: AgentState::Stopped,
+                            exit_code: 130,
+                            run,
+                        },
+                    );
+                }
+                host.shutdown()
+            });
         }
     }
 }
