@@ -16,6 +16,23 @@ from conftest import EMAIL, store_rows, user
 AGENTS = Path(__file__).parent / "agents"
 
 
+def eventually(check, timeout: float = 15.0) -> bool:
+    """Whether ``check()`` becomes true within ``timeout`` seconds (polled)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.02)
+    return bool(check())
+
+
+def made_calls(rt: ironhost.AgentRuntime, agent_id: str, n: int) -> bool:
+    """Whether the started script has made ``n`` LLM calls (waiting for it)."""
+    return eventually(lambda: rt.get_metrics(agent_id)["llm_calls"] >= n)
+
+
 def test_the_block_is_an_agent_and_is_cleaned_up(offline_home: Path) -> None:
     with ironhost.AgentRuntime(budget=2.0, name="research") as rt:
         r = openai.OpenAI().chat.completions.create(model="echo", messages=user(f"to {EMAIL}"))
@@ -101,11 +118,7 @@ def test_start_agent_runs_a_script_and_reports_its_metrics(offline_home: Path) -
 def test_stop_agent_stops_a_running_script(offline_home: Path) -> None:
     with ironhost.AgentRuntime() as rt:
         agent_id = rt.start_agent(AGENTS / "forever.py")
-        for _ in range(200):
-            if rt.get_metrics(agent_id)["llm_calls"] >= 3:
-                break
-            asyncio.run(asyncio.sleep(0.02))
-        assert rt.get_metrics(agent_id)["llm_calls"] >= 3
+        assert made_calls(rt, agent_id, 3)
         assert rt.stop_agent(agent_id, timeout=10) == "stopped"
         calls = rt.get_metrics(agent_id)["llm_calls"]
         assert rt.get_metrics(agent_id)["exit_code"] == 130
@@ -170,10 +183,7 @@ def test_a_plain_thread_belongs_to_the_one_active_agent_and_is_refused_when_ambi
         # A script's agent is active in its thread too: whose the plain thread is cannot be
         # told, so its call is refused rather than sent out ungoverned.
         script = rt.start_agent(AGENTS / "forever.py")
-        for _ in range(200):
-            if rt.get_metrics(script)["llm_calls"] >= 1:
-                break
-            asyncio.run(asyncio.sleep(0.02))
+        assert made_calls(rt, script, 1)
         in_thread(call, "ambiguous")
         assert "several ironhost agents are active" in results["ambiguous"]
         # With the context copied, the thread is the block's again.
@@ -185,7 +195,6 @@ def test_a_plain_thread_belongs_to_the_one_active_agent_and_is_refused_when_ambi
 
 def test_the_control_plane_stops_and_rotates_in_process_agents(offline_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
-    import time
     import urllib.request
 
     monkeypatch.setenv("IRONHOST_ADMIN_PASSWORD", "runtime-test-pw")
@@ -206,13 +215,6 @@ def test_the_control_plane_stops_and_rotates_in_process_agents(offline_home: Pat
         with urllib.request.urlopen(req, timeout=10) as r:
             return json.loads(r.read() or b"{}")
 
-    def until(check) -> bool:
-        for _ in range(250):
-            if check():
-                return True
-            time.sleep(0.02)
-        return False
-
     with ironhost.AgentRuntime(bundle=bundle, api=True, listen="127.0.0.1:0") as rt:
         base = rt.dashboard.rstrip("/") + "/api"
         token = api(base, "POST", "/auth/login", {"username": "admin", "password": "runtime-test-pw"})["access_token"]
@@ -220,13 +222,13 @@ def test_the_control_plane_stops_and_rotates_in_process_agents(offline_home: Pat
         # A secret set through the API reaches os.environ (both agents follow their stores;
         # the script's has its own, told by SIGUSR1 to this process).
         api(base, "PUT", "/secrets/SERP_API_KEY", {"value": "serp-v1"}, token)
-        assert until(lambda: os.environ.get("SERP_API_KEY") == "serp-v1")
+        assert eventually(lambda: os.environ.get("SERP_API_KEY") == "serp-v1")
         rotated = lambda: {
             e["detail"].split(":")[0].removeprefix("agent ")
             for e in api(base, "GET", "/secrets/audit?secret_name=SERP_API_KEY", token=token)
             if e["action"] == "rotate"
         }
-        assert until(lambda: {rt.agent_id, script} <= rotated()), rotated()
+        assert eventually(lambda: {rt.agent_id, script} <= rotated()), rotated()
         # Stopping the script's agent through the API stops it, and this program goes on.
         api(base, "POST", f"/agents/{script}/stop", token=token)
         assert rt.wait(script, timeout=10) == "stopped"
@@ -239,12 +241,8 @@ def test_a_started_script_runs_as_main_and_the_programs_main_stays(offline_home:
     program_main = sys.modules["__main__"]
     with ironhost.AgentRuntime() as rt:
         looping = rt.start_agent(AGENTS / "forever.py")
-        for _ in range(200):
-            if rt.get_metrics(looping)["llm_calls"] >= 1:
-                break
-            asyncio.run(asyncio.sleep(0.02))
+        assert made_calls(rt, looping, 1)
         # While a script runs, the program's other threads still see their own __main__.
-        assert rt.get_metrics(looping)["llm_calls"] >= 1
         assert sys.modules["__main__"] is program_main
         guarded = rt.start_agent(AGENTS / "as_main.py")
         assert rt.wait(guarded, timeout=30) == "completed"
