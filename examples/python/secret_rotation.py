@@ -53,14 +53,27 @@ class ControlPlane:
             raise RuntimeError(f"{method} {path}: {failed.code} {failed.read().decode()}") from None
 
 
-def environ_becomes(name: str, value: object, timeout: float = 10.0) -> bool:
-    """Wait for the host to apply a change to os.environ (None: the variable is gone)."""
+def eventually(check, timeout: float = 10.0) -> bool:
+    """Whether check() becomes true within the timeout (the host applies changes in the
+    background)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if os.environ.get(name) == value:
+        if check():
             return True
         time.sleep(0.02)
     return False
+
+
+def applied(admin: ControlPlane, value: object, changes: int) -> bool:
+    """Whether the agent's SERP_API_KEY is ``value`` (None: gone) and the host has noted in the
+    audit trail that it applied each of the ``changes`` made so far."""
+
+    def done() -> bool:
+        _, trail = admin.call("GET", "/api/secrets/audit?secret_name=SERP_API_KEY")
+        rotations = [e for e in trail if e["action"] == "rotate"]
+        return os.environ.get("SERP_API_KEY") == value and len(rotations) >= changes
+
+    return eventually(done)
 
 
 @ironhost.tool("web_search")
@@ -97,14 +110,14 @@ if __name__ == "__main__":
             status, view = admin.call("PUT", "/api/secrets/SERP_API_KEY", {"value": "serp-2026-q3"})
             print(f"created  SERP_API_KEY: {status}, shown as {view['value']}")
             assert status == 201 and view["masked"]
-            assert environ_becomes("SERP_API_KEY", "serp-2026-q3"), "the new secret never reached the agent"
+            assert applied(admin, "serp-2026-q3", 1), "the new secret never reached the agent"
             first = research("Acme")
             print(f"research with key {first}")
 
             status, _ = admin.call("PUT", "/api/secrets/SERP_API_KEY", {"value": "serp-2026-q4"})
             print(f"rotated  SERP_API_KEY: {status}")
             assert status == 200
-            assert environ_becomes("SERP_API_KEY", "serp-2026-q4"), "the rotation never reached the agent"
+            assert applied(admin, "serp-2026-q4", 2), "the rotation never reached the agent"
             second = research("Acme")
             print(f"research with key {second}")
             assert (first, second) == ("serp-2026-q3", "serp-2026-q4")
@@ -112,20 +125,14 @@ if __name__ == "__main__":
             status, _ = admin.call("DELETE", "/api/secrets/SERP_API_KEY")
             print(f"deleted  SERP_API_KEY: {status}")
             assert status == 204
-            assert environ_becomes("SERP_API_KEY", None), "the deleted secret stayed in the agent"
+            assert applied(admin, None, 3), "the deleted secret stayed in the agent"
             try:
                 research("Acme")
                 raise AssertionError("the search should fail without its key")
             except PermissionError as refused:
                 print(f"research without a key: {refused}")
 
-            # The host notes that it applied a change right after applying it.
-            deadline = time.monotonic() + 10
-            while True:
-                _, trail = admin.call("GET", "/api/secrets/audit?secret_name=SERP_API_KEY")
-                if len(trail) >= 6 or time.monotonic() > deadline:
-                    break
-                time.sleep(0.02)
+            _, trail = admin.call("GET", "/api/secrets/audit?secret_name=SERP_API_KEY")
             print("audit trail:")
             for entry in sorted(trail, key=lambda e: e["id"]):
                 print(f"  {entry['action']:<7} by {entry['actor']:<8} {entry['detail'] or ''}")

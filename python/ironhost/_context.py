@@ -141,15 +141,17 @@ class counted_run:
     def __init__(self, agent: Any) -> None:
         self.agent = agent
         self.counted = hasattr(agent, "run_started")
+        self.run: Optional[int] = None
 
     def __enter__(self) -> Any:
         if self.counted:
-            self.agent.run_started()
+            self.run = self.agent.run_started()
         return self.agent
 
     def __exit__(self, exc_type: Any, exc: Optional[BaseException], tb: Any) -> None:
         if self.counted:
-            self.agent.run_finished(_exit_code(exc))
+            # By number: runs of one agent may overlap (concurrent calls).
+            self.agent.run_finished(_exit_code(exc), self.run)
 
 
 @contextlib.contextmanager

@@ -17,8 +17,11 @@ from typing import Any, Dict, Iterable, List, Tuple
 from . import _context
 from .errors import IronhostError, _ProviderTimeout, _ProviderUnreachable
 
-#: Hosts whose requests go through the chain.
-HOSTS = {"api.openai.com", "api.anthropic.com"}
+#: The providers' hosts: requests to them go through the chain.
+PROVIDER_HOSTS = frozenset({"api.openai.com", "api.anthropic.com"})
+#: More hosts, under ``ironhost start`` (the host's ``llm.intercept-hosts``). An SDK agent has
+#: its own list (``Agent.intercept_hosts``), which governs only its calls.
+HOSTS = set(PROVIDER_HOSTS)
 
 _PATCHED = "__ironhost_patched__"
 
@@ -56,9 +59,16 @@ def _passable(exc: BaseException) -> BaseException:
 
 def _route(request: Any) -> Any:
     """The agent that answers this request, or None to send it out unchanged."""
-    if request.url.host not in HOSTS:
+    host = request.url.host
+    if host not in HOSTS and not _EXTRA_SEEN:
         return None
-    return _context.target()
+    target = _context.target()
+    if target is None or host in PROVIDER_HOSTS:
+        return target
+    own = getattr(target, "intercept_hosts", None)
+    if own is None:  # the host's module, or the mock: the process-wide list
+        return target if host in HOSTS else None
+    return target if host in own else None
 
 
 def _headers(request: Any) -> List[Tuple[str, str]]:
@@ -169,9 +179,17 @@ def _patch(module: Any) -> None:
     setattr(transports[0], _PATCHED, True)
 
 
-def install(extra_hosts: Iterable[str] = ()) -> List[str]:
-    """Hook every installed HTTP library; returns the names of the ones hooked."""
+#: Whether an SDK agent with hosts of its own was opened (else only ``HOSTS`` can match).
+_EXTRA_SEEN: List[bool] = []
+
+
+def install(extra_hosts: Iterable[str] = (), agent_hosts: bool = False) -> List[str]:
+    """Hook every installed HTTP library; returns the names of the ones hooked. ``extra_hosts``
+    are intercepted for every call (``ironhost start``); with ``agent_hosts`` an SDK agent's
+    own list is consulted for its calls."""
     HOSTS.update(extra_hosts)
+    if agent_hosts and not _EXTRA_SEEN:
+        _EXTRA_SEEN.append(True)
     hooked = []
     for name in ("httpx2", "httpx"):
         if importlib.util.find_spec(name) is None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import builtins
 import os
 import runpy
 import signal
 import sys
+import threading
 import traceback
-from typing import Dict, List, Optional
+import types
+from typing import Any, Dict, List, Optional
 
 PLACEHOLDER_KEY = "ironhost-placeholder-key"
 
@@ -52,26 +55,62 @@ def update_environ(set_vars: Dict[str, str], unset_vars: List[str]) -> None:
         os.environ.pop(var, None)
 
 
-def _run_beside_main(path: str) -> None:
-    """Run a script as ``__main__`` in a namespace of its own, leaving ``sys.modules["__main__"]``
-    (the program that started it) in place: runpy would swap it for the script's while the
-    script runs, under the feet of the program's other threads."""
-    import builtins
+#: Scripts running beside the program (``start_agent``), by thread: what ``__main__`` is there.
+_THREAD_MAINS: Dict[int, types.ModuleType] = {}
 
+
+class _MainByThread(types.ModuleType):
+    """``sys.modules["__main__"]`` while scripts run beside the program: in a script's thread it
+    is the script's module (so pydantic, dataclasses and pickle find the script's classes), in
+    every other thread the program's own."""
+
+    def __init__(self, program: types.ModuleType) -> None:
+        super().__init__("__main__")
+        object.__setattr__(self, "_program", program)
+
+    def _here(self) -> types.ModuleType:
+        found = _THREAD_MAINS.get(threading.get_ident())
+        return found if found is not None else object.__getattribute__(self, "_program")
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in ("_here", "_program", "__class__"):
+            return object.__getattribute__(self, name)
+        return getattr(object.__getattribute__(self, "_here")(), name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(self._here(), name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(self._here(), name)
+
+    def __dir__(self) -> List[str]:
+        return dir(self._here())
+
+
+_MAIN_LOCK = threading.Lock()
+
+
+def _run_beside_main(path: str) -> None:
+    """Run a script as ``__main__`` in a module of its own, while the program that started it
+    goes on in other threads: runpy would swap ``sys.modules["__main__"]`` for everyone (and two
+    scripts ending out of order would leave the wrong one there)."""
     full = os.path.abspath(path)
     with open(full, "rb") as f:
-        code = compile(f.read(), full, "exec")
-    namespace = {
-        "__name__": "__main__",
-        "__file__": full,
-        "__builtins__": builtins,
-        "__package__": None,
-        "__spec__": None,
-        "__loader__": None,
-        "__cached__": None,
-        "__doc__": None,
-    }
-    exec(code, namespace)
+        # dont_inherit: the script gets its own __future__ flags, not this file's.
+        code = compile(f.read(), full, "exec", dont_inherit=True)
+    module = types.ModuleType("__main__")
+    module.__file__ = full
+    module.__builtins__ = builtins  # type: ignore[attr-defined]
+    with _MAIN_LOCK:
+        current = sys.modules.get("__main__")
+        if not isinstance(current, _MainByThread):
+            sys.modules["__main__"] = _MainByThread(current if current is not None else types.ModuleType("__main__"))
+    ident = threading.get_ident()
+    _THREAD_MAINS[ident] = module
+    try:
+        exec(code, module.__dict__)
+    finally:
+        _THREAD_MAINS.pop(ident, None)
 
 
 def run(path: str, argv: Optional[List[str]]) -> int:

@@ -130,7 +130,7 @@ class _Options:
         os.environ.update(dict(agent.start_env))
         from . import _intercept
 
-        _intercept.install(agent.intercept_hosts)
+        _intercept.install(agent_hosts=bool(agent.intercept_hosts))
         return agent
 
 

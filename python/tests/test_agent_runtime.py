@@ -198,6 +198,9 @@ def test_the_control_plane_stops_and_rotates_in_process_agents(offline_home: Pat
     import urllib.request
 
     monkeypatch.setenv("IRONHOST_ADMIN_PASSWORD", "runtime-test-pw")
+    # Removed again when the test ends (the secret is injected into this process).
+    monkeypatch.setenv("SERP_API_KEY", "")
+    monkeypatch.delenv("SERP_API_KEY")
     bundle = offline_home.parent / "bundle"
     bundle.mkdir()
     (bundle / "bundle.toml").write_text(
@@ -246,6 +249,9 @@ def test_a_started_script_runs_as_main_and_the_programs_main_stays(offline_home:
         assert sys.modules["__main__"] is program_main
         guarded = rt.start_agent(AGENTS / "as_main.py")
         assert rt.wait(guarded, timeout=30) == "completed"
+        # Models and dataclasses in a script find their names through its own __main__.
+        typed = rt.start_agent(AGENTS / "typed_models.py")
+        assert rt.wait(typed, timeout=30) == "completed", rt.get_metrics(typed)
     assert store_rows(offline_home, "SELECT progress_done, progress_unit FROM agents WHERE id = ?", guarded) == [
         (1, "main blocks")
     ]

@@ -227,6 +227,18 @@ def test_llm_intercept_hosts_from_the_config_go_through_the_chain(tmp_path: Path
 
     assert ask() == "to [EMAIL_REDACTED]"
     assert ask.ironhost.metrics()["llm_calls"] == 1
+    # The list is the agent's own: another agent's requests to that host are not taken.
+    from types import SimpleNamespace
+
+    from ironhost import _context, _intercept
+
+    to_proxy = SimpleNamespace(url=SimpleNamespace(host="llm.proxy.internal"))
+    (tmp_path / "plain.toml").write_text("", encoding="utf-8")
+    with ironhost.AgentRuntime(config=tmp_path / "plain.toml", name="plain") as rt:
+        assert _intercept._route(to_proxy) is None
+        assert _intercept._route(SimpleNamespace(url=SimpleNamespace(host="api.openai.com"))) is not None
+    with _context.active(ask.ironhost._agent):
+        assert _intercept._route(to_proxy) is ask.ironhost._agent
     ask.ironhost.close()
 
 
@@ -252,7 +264,7 @@ def test_a_cancelled_async_call_is_recorded_as_stopped_not_failed(offline_home: 
     assert store_rows(offline_home, "SELECT state FROM agents WHERE id = ?", agent_id) == [("stopped",)]
 
 
-def test_overlapping_calls_keep_the_agent_running_and_record_the_worst_end(offline_home: Path) -> None:
+def test_overlapping_calls_keep_the_agent_running_and_each_is_a_run(offline_home: Path) -> None:
     async def main() -> None:
         started, release = asyncio.Event(), asyncio.Event()
 
@@ -272,12 +284,16 @@ def test_overlapping_calls_keep_the_agent_running_and_record_the_worst_end(offli
         assert step.ironhost.metrics()["state"] == "running"
         release.set()
         assert await slow == "done"
-        # The last call to end records the worst of the calls that overlapped.
         m = step.ironhost.metrics()
-        assert (m["state"], m["run"]) == ("failed", 2)
+        assert (m["state"], m["run"]) == ("completed", 2)
         agent_id = step.ironhost.agent_id
         step.ironhost.close()
-        assert store_rows(offline_home, "SELECT state, exit_code FROM agents WHERE id = ?", agent_id) == [("failed", 1)]
+        # Each call is a run with its own end; the agent's is the last run's.
+        assert store_rows(offline_home, "SELECT run, state, exit_code FROM agent_runs WHERE agent_id = ? ORDER BY run", agent_id) == [
+            (1, "completed", 0),
+            (2, "failed", 1),
+        ]
+        assert store_rows(offline_home, "SELECT state FROM agents WHERE id = ?", agent_id) == [("completed",)]
 
     asyncio.run(main())
 
@@ -300,7 +316,12 @@ def test_close_waits_for_a_call_under_way_and_loses_nothing(offline_home: Path, 
     worker = threading.Thread(target=ask)
     worker.start()
     assert started.wait(30)
-    time.sleep(0.2)  # the call is with the simulator now
+    agent = ask.ironhost._agent
+    for _ in range(1500):  # until the call is with the simulator (600 ms)
+        if agent.calls_under_way:
+            break
+        time.sleep(0.01)
+    assert agent.calls_under_way == 1
     agent_id = ask.ironhost.agent_id
     ask.ironhost.close()
     worker.join(30)

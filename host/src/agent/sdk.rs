@@ -82,24 +82,44 @@ struct OpenOptions {
 }
 
 /// Where an agent's runs are. Runs may overlap (concurrent calls of a protected function): the
-/// agent is running while any is, and when the last one ends its state is the worst of the
-/// runs that overlapped (failed, then stopped, then completed).
+/// agent is running while any is. A run that ends while others go on is recorded when the last
+/// of them ends (each with its own end), so the store never shows the agent ended while a run
+/// goes on; the agent's state is then that of the last run to end.
 #[derive(Debug)]
 struct Status {
     state: AgentState,
     /// Runs begun so far.
     runs: u32,
-    /// Runs under way.
-    active: u32,
-    /// The worst end (and its exit code) among the runs since the agent was last idle.
-    worst: Option<(AgentState, i32)>,
+    /// Runs under way, by number.
+    open: std::collections::BTreeSet<u32>,
+    /// Runs that ended while others were under way: (run, state, exit code).
+    ended: Vec<(u32, AgentState, i32)>,
+    /// Set by `close`: runs that end later are not recorded (they were recorded as stopped).
+    closed: bool,
 }
 
-fn severity_rank(state: AgentState) -> u8 {
-    match state {
-        AgentState::Failed => 2,
-        AgentState::Stopped => 1,
-        _ => 0,
+impl Status {
+    /// Record the ends held back, then this one (all under the status lock, so a run that
+    /// starts meanwhile is recorded after them).
+    fn record_ends(&mut self, gateway: &Gateway, last: (u32, AgentState, i32)) {
+        let agent_id = &gateway.agent().agent_id;
+        for (run, state, exit_code) in self.ended.drain(..).chain(std::iter::once(last)) {
+            let severity = if state == AgentState::Failed {
+                Severity::High
+            } else {
+                Severity::Info
+            };
+            gateway.bus().publish(
+                agent_id,
+                severity,
+                EventKind::AgentStopped {
+                    state,
+                    exit_code,
+                    run,
+                },
+            );
+        }
+        self.state = last.1;
     }
 }
 
@@ -201,8 +221,9 @@ fn open(opts: OpenOptions) -> Result<Agent, StartError> {
         status: Mutex::new(Status {
             state: AgentState::Starting,
             runs: 0,
-            active: 0,
-            worst: None,
+            open: Default::default(),
+            ended: Vec::new(),
+            closed: false,
         }),
         script: opts.script,
         start_env,
@@ -303,6 +324,12 @@ impl Agent {
         self.intercept_hosts.clone()
     }
 
+    /// LLM calls under way (until their reply starts).
+    #[getter]
+    fn calls_under_way(&self) -> usize {
+        self.in_flight.load(Ordering::SeqCst)
+    }
+
     #[getter]
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::SeqCst)
@@ -371,13 +398,11 @@ impl Agent {
     /// A run begins (a call of a protected function, a script started): returns its number.
     fn run_started(&self) -> PyResult<u32> {
         self.live()?;
-        let run = {
-            let mut status = self.status.lock();
-            status.runs += 1;
-            status.active += 1;
-            status.state = AgentState::Running;
-            status.runs
-        };
+        let mut status = self.status.lock();
+        status.runs += 1;
+        let run = status.runs;
+        status.open.insert(run);
+        status.state = AgentState::Running;
         let agent = self.gateway.agent();
         self.gateway.bus().publish(
             &agent.agent_id,
@@ -391,11 +416,11 @@ impl Agent {
         Ok(run)
     }
 
-    /// The run ended with `exit_code` (0 completed; a stop, or 130 for an interrupt or a
-    /// cancellation, makes it stopped; anything else failed): returns that run's state. While
-    /// other runs are under way the agent stays running; the last one to end records the worst
-    /// end among them.
-    fn run_finished(&self, exit_code: i32) -> &'static str {
+    /// Run `run` (default: the latest under way) ended with `exit_code` (0 completed; a stop,
+    /// or 130 for an interrupt or a cancellation, makes it stopped; anything else failed):
+    /// returns its state. After `close` the run was already recorded as stopped.
+    #[pyo3(signature = (exit_code, run=None))]
+    fn run_finished(&self, exit_code: i32, run: Option<u32>) -> &'static str {
         let state = if self.stop.load(Ordering::SeqCst) || exit_code == 130 {
             AgentState::Stopped
         } else if exit_code == 0 {
@@ -403,37 +428,18 @@ impl Agent {
         } else {
             AgentState::Failed
         };
-        let ended = {
-            let mut status = self.status.lock();
-            status.active = status.active.saturating_sub(1);
-            let worst = match status.worst {
-                Some((w, code)) if severity_rank(w) >= severity_rank(state) => (w, code),
-                _ => (state, exit_code),
-            };
-            if status.active > 0 {
-                status.worst = Some(worst);
-                None
-            } else {
-                status.worst = None;
-                status.state = worst.0;
-                Some((worst, status.runs.max(1)))
-            }
-        };
-        if let Some(((state, exit_code), run)) = ended {
-            let severity = if state == AgentState::Failed {
-                Severity::High
-            } else {
-                Severity::Info
-            };
-            self.gateway.bus().publish(
-                &self.gateway.agent().agent_id,
-                severity,
-                EventKind::AgentStopped {
-                    state,
-                    exit_code,
-                    run,
-                },
-            );
+        let mut status = self.status.lock();
+        if status.closed {
+            return AgentState::Stopped.as_str();
+        }
+        let run = run
+            .or_else(|| status.open.last().copied())
+            .unwrap_or(status.runs.max(1));
+        status.open.remove(&run);
+        if status.open.is_empty() {
+            status.record_ends(&self.gateway, (run, state, exit_code));
+        } else {
+            status.ended.push((run, state, exit_code));
         }
         state.as_str()
     }
@@ -444,13 +450,12 @@ impl Agent {
     }
 
     /// Write everything to the store and shut the agent's host down. New calls are refused at
-    /// once; LLM calls under way in other threads get up to 30 s to finish first (a stream still
-    /// open after that is cut), and runs still under way are recorded as stopped. Safe to call
+    /// once; LLM calls under way in other threads get up to 30 s to get their reply (a stream
+    /// still being read is cut), and runs still under way are recorded as stopped. Safe to call
     /// twice.
     fn close(&self, py: Python<'_>) {
         let host = self.host.lock().take();
         if let Some(host) = host {
-            IN_PROCESS.lock().remove(&self.gateway.agent().agent_id);
             let in_flight = &self.in_flight;
             py.detach(move || {
                 let deadline = std::time::Instant::now() + CLOSE_WAIT;
@@ -461,29 +466,21 @@ impl Agent {
                     tracing::warn!("closing an agent with LLM calls still under way after 30 s");
                 }
                 // Runs still under way (a protected function in another thread) can make no
-                // more calls: the store shows the agent stopped, not running forever.
-                let cut = {
+                // more calls: the store shows them stopped, not running forever.
+                {
                     let mut status = self.status.lock();
-                    let cut = (status.active > 0).then_some(status.runs);
-                    if cut.is_some() {
-                        status.active = 0;
-                        status.worst = None;
-                        status.state = AgentState::Stopped;
+                    status.closed = true;
+                    let open: Vec<u32> = std::mem::take(&mut status.open).into_iter().collect();
+                    if let Some((&last, rest)) = open.split_last() {
+                        for &run in rest {
+                            status.ended.push((run, AgentState::Stopped, 130));
+                        }
+                        status.record_ends(&self.gateway, (last, AgentState::Stopped, 130));
                     }
-                    cut
-                };
-                if let Some(run) = cut {
-                    self.gateway.bus().publish(
-                        &self.gateway.agent().agent_id,
-                        Severity::Info,
-                        EventKind::AgentStopped {
-                            state: AgentState::Stopped,
-                            exit_code: 130,
-                            run,
-                        },
-                    );
                 }
-                host.shutdown()
+                host.shutdown();
+                // Until now a stop through the control plane still finds the agent here.
+                IN_PROCESS.lock().remove(&self.gateway.agent().agent_id);
             });
         }
     }

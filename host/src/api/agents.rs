@@ -80,6 +80,13 @@ pub async fn stop(
     }
     let pid = live_process(&a)
         .ok_or_else(|| ApiError::conflict(format!("agent `{id}`: its ironhost process is gone")))?;
+    // This process, yet not an SDK agent open here: SIGTERM would end the program serving the
+    // API (only `ironhost start`'s own agent is stopped that way).
+    if pid == i64::from(std::process::id()) && !crate::agent::python::has_gateway() {
+        return Err(ApiError::conflict(format!(
+            "agent `{id}` is not open in this process any more"
+        )));
+    }
     let target = rustix::process::Pid::from_raw(pid as i32)
         .ok_or_else(|| ApiError::conflict(format!("agent `{id}`: bad process id {pid}")))?;
     rustix::process::kill_process(target, rustix::process::Signal::TERM)
@@ -108,17 +115,18 @@ pub async fn signal_agents(state: &AppState) {
             return;
         }
     };
-    for a in agents
+    // Whatever the state: a Python program whose protected function is between calls
+    // (completed) still has its agent open and must follow.
+    let pids: std::collections::BTreeSet<i64> = agents
         .iter()
-        .filter(|a| matches!(a.state.as_str(), "starting" | "running"))
-    {
-        let Some(pid) = live_process(a).filter(|p| *p != me) else {
-            continue;
-        };
+        .filter_map(live_process)
+        .filter(|p| *p != me)
+        .collect();
+    for pid in pids {
         if let Some(target) = rustix::process::Pid::from_raw(pid as i32)
             && let Err(e) = rustix::process::kill_process(target, rustix::process::Signal::USR1)
         {
-            tracing::warn!("cannot signal agent {} (pid {pid}): {e}", a.id);
+            tracing::warn!("cannot signal the agent process {pid}: {e}");
         }
     }
 }

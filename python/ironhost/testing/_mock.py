@@ -151,8 +151,8 @@ class _Agent:
         self.state = "running"
         return self.run
 
-    def run_finished(self, exit_code: int) -> str:
-        if self.stopping:
+    def run_finished(self, exit_code: int, run: Optional[int] = None) -> str:
+        if self.stopping or exit_code == 130:
             self.state = "stopped"
         else:
             self.state = "completed" if exit_code == 0 else "failed"
