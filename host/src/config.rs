@@ -198,6 +198,9 @@ pub struct Settings {
     /// Live policy instances the engine makes room for (default 1000). Each slot reserves
     /// address space, so the SDK, which may open many agents in one process, asks for fewer.
     pub engine_slots: Option<u32>,
+    /// The agent runs inside a Python program through the SDK (recorded in the store, so the
+    /// control plane never stops it with SIGTERM).
+    pub in_process: bool,
 }
 
 /// A value with where it came from.
@@ -627,6 +630,7 @@ pub fn load(
         alerts: file.alerts.clone(),
         without: Vec::new(),
         engine_slots: None,
+        in_process: false,
     })
 }
 

@@ -194,6 +194,7 @@ async fn fixture() -> Fixture {
             budget_usd: Some(50.0),
             pid: 1,
             pid_start: None,
+            runner: ironhost::store::queries::RUNNER_IRONHOST,
         })
         .await
         .expect("agent");

@@ -255,3 +255,52 @@ def test_a_started_script_runs_as_main_and_the_programs_main_stays(offline_home:
     assert store_rows(offline_home, "SELECT progress_done, progress_unit FROM agents WHERE id = ?", guarded) == [
         (1, "main blocks")
     ]
+
+
+def test_the_control_plane_never_sigterms_a_python_program_for_its_sdk_agent(
+    offline_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    monkeypatch.setenv("IRONHOST_ADMIN_PASSWORD", "runtime-test-pw")
+    # Another Python program, with an SDK agent in the middle of a call of its function.
+    program = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import time, openai, ironhost\n"
+            "@ironhost.protect_agent(name='elsewhere')\n"
+            "def work():\n"
+            "    openai.OpenAI().chat.completions.create(model='gpt-4o-mini', messages=[{'role': 'user', 'content': 'hi'}])\n"
+            "    print('ready', work.ironhost.agent_id, flush=True)\n"
+            "    time.sleep(120)\n"
+            "work()\n"
+        )],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        line = program.stdout.readline().split()
+        assert line[:1] == ["ready"], line
+        elsewhere = line[1]
+        with ironhost.AgentRuntime(api=True, listen="127.0.0.1:0") as rt:
+            base = rt.dashboard.rstrip("/") + "/api"
+            login = urllib.request.Request(
+                base + "/auth/login", method="POST", headers={"Content-Type": "application/json"},
+                data=json.dumps({"username": "admin", "password": "runtime-test-pw"}).encode(),
+            )
+            with urllib.request.urlopen(login, timeout=10) as r:
+                token = json.loads(r.read())["access_token"]
+            stop = urllib.request.Request(
+                f"{base}/agents/{elsewhere}/stop", method="POST", headers={"Authorization": f"Bearer {token}"}
+            )
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(stop, timeout=10)
+            assert refused.value.code == 409
+            assert "runs inside a Python program" in refused.value.read().decode()
+        # The program goes on: SIGTERM would have ended it.
+        assert program.poll() is None
+    finally:
+        program.kill()
+        program.wait(30)

@@ -387,6 +387,11 @@ pub fn build_host(
             budget_usd: budget,
             pid: std::process::id(),
             pid_start: crate::store::queries::process_start(i64::from(std::process::id())),
+            runner: if settings.in_process {
+                crate::store::queries::RUNNER_PYTHON_SDK
+            } else {
+                crate::store::queries::RUNNER_IRONHOST
+            },
         }))
         .map_err(|e| StartError::Failed(e.to_string()))?;
     let live = LiveChain {

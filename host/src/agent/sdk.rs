@@ -179,6 +179,7 @@ fn open(opts: OpenOptions) -> Result<Agent, StartError> {
     // One agent's calls need a few instances of each policy at a time; the default 1000 slots
     // would reserve terabytes of address space per agent.
     settings.engine_slots = Some(SDK_ENGINE_SLOTS);
+    settings.in_process = true;
     crate::cli::logging::init_at(
         settings.log_format,
         if settings.verbose { "debug" } else { "warn" },

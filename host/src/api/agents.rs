@@ -80,8 +80,15 @@ pub async fn stop(
     }
     let pid = live_process(&a)
         .ok_or_else(|| ApiError::conflict(format!("agent `{id}`: its ironhost process is gone")))?;
-    // This process, yet not an SDK agent open here: SIGTERM would end the program serving the
-    // API (only `ironhost start`'s own agent is stopped that way).
+    // An SDK agent is one part of a Python program: SIGTERM would end the whole program.
+    if a.runner == crate::store::queries::RUNNER_PYTHON_SDK {
+        return Err(ApiError::conflict(format!(
+            "agent `{id}` runs inside a Python program (the ironhost SDK, process {pid}); stop \
+             it from that program (AgentRuntime.stop_agent, or leaving its block), or through \
+             the control plane that program serves"
+        )));
+    }
+    // This process, yet not `ironhost start`'s own agent: SIGTERM would end the server.
     if pid == i64::from(std::process::id()) && !crate::agent::python::has_gateway() {
         return Err(ApiError::conflict(format!(
             "agent `{id}` is not open in this process any more"

@@ -25,8 +25,14 @@ pub const DB_FILE: &str = "ironhost.db";
 pub const RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 
 /// The migrations, in order: (version, name, SQL).
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/0001_init.sql")),
+    (
+        2,
+        "agent_runner",
+        include_str!("../../migrations/0002_agent_runner.sql"),
+    ),
+];
 
 /// What went wrong with the store.
 #[derive(Debug, thiserror::Error)]
@@ -286,6 +292,29 @@ mod tests {
                 .await
                 .expect("count");
             assert_eq!(n, MIGRATIONS.len() as i64);
+        });
+    }
+
+    #[test]
+    fn a_store_of_the_first_schema_is_upgraded_and_keeps_its_agents() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        rt().block_on(async {
+            let store = Store::open(dir.path()).await.expect("open");
+            // Back to the first schema, as an earlier ironhost left it, with an agent in it.
+            sqlx::raw_sql(
+                "ALTER TABLE agents DROP COLUMN runner;
+                 DELETE FROM _ironhost_migrations WHERE version > 1;
+                 INSERT INTO agents (id, name, script, bundle, environment, state, created_ms, updated_ms)
+                 VALUES ('lg-1', 'lead_gen', 'lead_gen.py', 'default', 'dev', 'completed', 1, 1);",
+            )
+            .execute(store.pool())
+            .await
+            .expect("downgrade");
+            store.pool().close().await;
+            let store = Store::open(dir.path()).await.expect("upgrade");
+            let agents = store.agents().await.expect("agents");
+            assert_eq!(agents.len(), 1);
+            assert_eq!((agents[0].id.as_str(), agents[0].runner.as_str()), ("lg-1", "ironhost"));
         });
     }
 

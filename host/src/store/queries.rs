@@ -20,6 +20,8 @@ pub struct AgentRecord {
     pub pid: Option<i64>,
     #[serde(skip)]
     pub pid_start: Option<i64>,
+    /// Who runs it: `ironhost` (`ironhost start`) or `python-sdk`.
+    pub runner: String,
     pub exit_code: Option<i64>,
     pub progress: Option<Progress>,
     pub runs: i64,
@@ -48,7 +50,14 @@ pub struct NewAgent<'a> {
     pub pid: u32,
     /// When that process started (see [`process_start`]).
     pub pid_start: Option<i64>,
+    /// [`RUNNER_IRONHOST`] or [`RUNNER_PYTHON_SDK`].
+    pub runner: &'a str,
 }
+
+/// An agent `ironhost start` runs: the control plane stops it with SIGTERM to its process.
+pub const RUNNER_IRONHOST: &str = "ironhost";
+/// An agent the Python SDK opened inside a program: SIGTERM would end the whole program.
+pub const RUNNER_PYTHON_SDK: &str = "python-sdk";
 
 /// Latency percentiles in milliseconds.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -245,6 +254,7 @@ fn agent(row: &SqliteRow) -> AgentRecord {
         budget_usd: row.get("budget_usd"),
         pid: row.get("pid"),
         pid_start: row.get("pid_start"),
+        runner: row.get("runner"),
         exit_code: row.get("exit_code"),
         progress: progress(row),
         runs: row.get("runs"),
@@ -311,11 +321,11 @@ impl Store {
     pub async fn register_agent(&self, a: &NewAgent<'_>) -> Result<(), StoreError> {
         let now = now_ms();
         sqlx::query(
-            "INSERT INTO agents (id, name, script, bundle, environment, state, budget_usd, pid, pid_start, created_ms, updated_ms)
-             VALUES (?, ?, ?, ?, ?, 'starting', ?, ?, ?, ?, ?)
+            "INSERT INTO agents (id, name, script, bundle, environment, state, budget_usd, pid, pid_start, runner, created_ms, updated_ms)
+             VALUES (?, ?, ?, ?, ?, 'starting', ?, ?, ?, ?, ?, ?)
              ON CONFLICT (id) DO UPDATE SET state = 'starting', script = excluded.script, bundle = excluded.bundle,
                environment = excluded.environment, budget_usd = excluded.budget_usd, pid = excluded.pid, pid_start = excluded.pid_start,
-               exit_code = NULL, updated_ms = excluded.updated_ms",
+               runner = excluded.runner, exit_code = NULL, updated_ms = excluded.updated_ms",
         )
         .bind(a.id)
         .bind(a.name)
@@ -325,6 +335,7 @@ impl Store {
         .bind(a.budget_usd)
         .bind(i64::from(a.pid))
         .bind(a.pid_start)
+        .bind(a.runner)
         .bind(now)
         .bind(now)
         .execute(self.pool())
