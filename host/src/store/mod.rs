@@ -79,6 +79,11 @@ pub struct Store {
     path: PathBuf,
 }
 
+/// SQLITE_BUSY: another connection holds the lock this one needs.
+fn is_busy(e: &sqlx::Error) -> bool {
+    matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("5"))
+}
+
 impl Store {
     /// Open (creating if needed) the store in `home`, and bring its schema up to date.
     pub async fn open(home: &Path) -> Result<Store, StoreError> {
@@ -104,11 +109,24 @@ impl Store {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await
-            .map_err(open_err)?;
+        // Two processes creating the same fresh database: the one that loses the race to
+        // switch it to WAL gets SQLITE_BUSY at once (SQLite's busy handler does not wait in
+        // that case). It tries again, for up to about 10 s as the busy timeout would.
+        let mut attempt: u64 = 0;
+        let pool = loop {
+            match SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options.clone())
+                .await
+            {
+                Ok(pool) => break pool,
+                Err(e) if is_busy(&e) && attempt < 100 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(10 * attempt.min(20))).await;
+                }
+                Err(e) => return Err(open_err(e)),
+            }
+        };
         let store = Store {
             pool,
             path: path.to_path_buf(),
