@@ -195,11 +195,9 @@ pub struct Settings {
     /// Policies left out of the bundle (the Python SDK's `pii_detection=False`,
     /// `circuit_breaker=False`): by policy name; a name the bundle lacks is already left out.
     pub without: Vec<String>,
-    /// Live policy instances the engine makes room for (default 1000). Each slot reserves
-    /// address space, so the SDK, which may open many agents in one process, asks for fewer.
-    pub engine_slots: Option<u32>,
-    /// The agent runs inside a Python program through the SDK (recorded in the store, so the
-    /// control plane never stops it with SIGTERM).
+    /// The agent runs inside a Python program through the SDK: recorded in the store (the
+    /// control plane never stops it with SIGTERM), and its engine makes room for fewer policy
+    /// instances (a program may open many agents).
     pub in_process: bool,
 }
 
@@ -629,7 +627,6 @@ pub fn load(
         api,
         alerts: file.alerts.clone(),
         without: Vec::new(),
-        engine_slots: None,
         in_process: false,
     })
 }

@@ -16,6 +16,7 @@ A *target* is anything with the native agent interface: ``handle_http``, ``tool_
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import threading
@@ -117,16 +118,10 @@ def active(agent: Any) -> Iterator[Any]:
         _ACTIVE.reset(token)
 
 
-def _cancelled(exc: BaseException) -> bool:
-    import asyncio
-
-    return isinstance(exc, asyncio.CancelledError)
-
-
 def _exit_code(exc: Optional[BaseException]) -> int:
     if exc is None:
         return 0
-    if isinstance(exc, KeyboardInterrupt) or _cancelled(exc):
+    if isinstance(exc, (KeyboardInterrupt, asyncio.CancelledError)):
         return 130
     if isinstance(exc, SystemExit):
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
@@ -135,8 +130,8 @@ def _exit_code(exc: Optional[BaseException]) -> int:
 
 class counted_run:
     """One run of ``agent``: its start, and how the block ended (0; 130 for an interrupt or a
-    cancelled task, recorded as stopped; 1 for an exception), go to the store. The agent of ``ironhost start`` has its runs counted by the
-    host: nothing is recorded for it."""
+    cancelled task, recorded as stopped; 1 for an exception), go to the store. The agent of
+    ``ironhost start`` has its runs counted by the host: nothing is recorded for it."""
 
     def __init__(self, agent: Any) -> None:
         self.agent = agent

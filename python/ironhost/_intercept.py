@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from typing import Any, Dict, Iterable, List, Tuple
+from typing import Any, Dict, Iterable, List, Set, Tuple
 
 from . import _context
 from .errors import IronhostError, _ProviderTimeout, _ProviderUnreachable
@@ -60,7 +60,7 @@ def _passable(exc: BaseException) -> BaseException:
 def _route(request: Any) -> Any:
     """The agent that answers this request, or None to send it out unchanged."""
     host = request.url.host
-    if host not in HOSTS and not _EXTRA_SEEN:
+    if host not in HOSTS and host not in _AGENT_HOSTS:
         return None
     target = _context.target()
     if target is None or host in PROVIDER_HOSTS:
@@ -179,17 +179,17 @@ def _patch(module: Any) -> None:
     setattr(transports[0], _PATCHED, True)
 
 
-#: Whether an SDK agent with hosts of its own was opened (else only ``HOSTS`` can match).
-_EXTRA_SEEN: List[bool] = []
+#: Every host some SDK agent lists (each governs only its own agent's calls): requests to
+#: other hosts skip the look-up of the agent.
+_AGENT_HOSTS: Set[str] = set()
 
 
-def install(extra_hosts: Iterable[str] = (), agent_hosts: bool = False) -> List[str]:
+def install(extra_hosts: Iterable[str] = (), agent_hosts: Iterable[str] = ()) -> List[str]:
     """Hook every installed HTTP library; returns the names of the ones hooked. ``extra_hosts``
-    are intercepted for every call (``ironhost start``); with ``agent_hosts`` an SDK agent's
-    own list is consulted for its calls."""
+    are intercepted for every call (``ironhost start``); ``agent_hosts`` only for the calls of
+    the SDK agent that lists them."""
     HOSTS.update(extra_hosts)
-    if agent_hosts and not _EXTRA_SEEN:
-        _EXTRA_SEEN.append(True)
+    _AGENT_HOSTS.update(agent_hosts)
     hooked = []
     for name in ("httpx2", "httpx"):
         if importlib.util.find_spec(name) is None:

@@ -91,13 +91,8 @@ class _Options:
         self.listen = listen
 
     def open(self, name: Optional[str], script: str) -> Any:
-        """Open a native agent with these settings."""
-        if _context.hosted():
-            raise IronhostError(
-                "this process runs under `ironhost start`, whose agent governs every call in "
-                "it under the operator's settings; run another agent with its own "
-                "`ironhost start`"
-            )
+        """Open a native agent with these settings (refused under ``ironhost start``, whose
+        agent governs the process)."""
         native = _context.native()
         if native is None:
             raise IronhostError(
@@ -130,7 +125,7 @@ class _Options:
         os.environ.update(dict(agent.start_env))
         from . import _intercept
 
-        _intercept.install(agent_hosts=bool(agent.intercept_hosts))
+        _intercept.install(agent_hosts=agent.intercept_hosts)
         return agent
 
 
@@ -480,11 +475,6 @@ class AgentRuntime:
         """Run an agent script (as ``__main__``, its folder on ``sys.path``) in a thread of this
         process, as its own agent under the runtime's settings. Returns its id at once."""
         self._check_open("start_agent")
-        if _context.hosted():
-            raise IronhostError(
-                "start_agent: this process runs under `ironhost start`, whose agent governs "
-                "it; run the script with its own `ironhost start`"
-            )
         full = os.path.abspath(os.fspath(path))
         if not os.path.isfile(full):
             raise FileNotFoundError(f"start_agent: {os.fspath(path)}: no such agent script")

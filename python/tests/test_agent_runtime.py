@@ -33,6 +33,29 @@ def made_calls(rt: ironhost.AgentRuntime, agent_id: str, n: int) -> bool:
     return eventually(lambda: rt.get_metrics(agent_id)["llm_calls"] >= n)
 
 
+ADMIN_PASSWORD = "runtime-test-pw"
+
+
+def api(base: str, method: str, path: str, body: object = None, token: str = "") -> object:
+    """A JSON call to the control plane at ``base`` (``.../api``); an error status raises
+    ``urllib.error.HTTPError``."""
+    import json
+    import urllib.request
+
+    headers = {"Content-Type": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, method=method, data=data, headers=headers)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read() or b"{}")
+
+
+def admin_token(base: str) -> str:
+    reply = api(base, "POST", "/auth/login", {"username": "admin", "password": ADMIN_PASSWORD})
+    return reply["access_token"]  # type: ignore[index]
+
+
 def test_the_block_is_an_agent_and_is_cleaned_up(offline_home: Path) -> None:
     with ironhost.AgentRuntime(budget=2.0, name="research") as rt:
         r = openai.OpenAI().chat.completions.create(model="echo", messages=user(f"to {EMAIL}"))
@@ -194,10 +217,7 @@ def test_a_plain_thread_belongs_to_the_one_active_agent_and_is_refused_when_ambi
 
 
 def test_the_control_plane_stops_and_rotates_in_process_agents(offline_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import json
-    import urllib.request
-
-    monkeypatch.setenv("IRONHOST_ADMIN_PASSWORD", "runtime-test-pw")
+    monkeypatch.setenv("IRONHOST_ADMIN_PASSWORD", ADMIN_PASSWORD)
     # Removed again when the test ends (the secret is injected into this process).
     monkeypatch.setenv("SERP_API_KEY", "")
     monkeypatch.delenv("SERP_API_KEY")
@@ -210,17 +230,9 @@ def test_the_control_plane_stops_and_rotates_in_process_agents(offline_home: Pat
         encoding="utf-8",
     )
 
-    def api(base: str, method: str, path: str, body: object = None, token: str = "") -> dict:
-        req = urllib.request.Request(
-            base + path, method=method, data=None if body is None else json.dumps(body).encode(),
-            headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})},
-        )
-        with urllib.request.urlopen(req, timeout=10) as r:
-            return json.loads(r.read() or b"{}")
-
     with ironhost.AgentRuntime(bundle=bundle, api=True, listen="127.0.0.1:0") as rt:
         base = rt.dashboard.rstrip("/") + "/api"
-        token = api(base, "POST", "/auth/login", {"username": "admin", "password": "runtime-test-pw"})["access_token"]
+        token = admin_token(base)
         script = rt.start_agent(AGENTS / "forever.py")
         # A secret set through the API reaches os.environ (both agents follow their stores;
         # the script's has its own, told by SIGUSR1 to this process).
@@ -260,13 +272,11 @@ def test_a_started_script_runs_as_main_and_the_programs_main_stays(offline_home:
 def test_the_control_plane_never_sigterms_a_python_program_for_its_sdk_agent(
     offline_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import json
     import subprocess
     import sys
     import urllib.error
-    import urllib.request
 
-    monkeypatch.setenv("IRONHOST_ADMIN_PASSWORD", "runtime-test-pw")
+    monkeypatch.setenv("IRONHOST_ADMIN_PASSWORD", ADMIN_PASSWORD)
     # Another Python program, with an SDK agent in the middle of a call of its function.
     program = subprocess.Popen(
         [sys.executable, "-c", (
@@ -286,17 +296,9 @@ def test_the_control_plane_never_sigterms_a_python_program_for_its_sdk_agent(
         elsewhere = line[1]
         with ironhost.AgentRuntime(api=True, listen="127.0.0.1:0") as rt:
             base = rt.dashboard.rstrip("/") + "/api"
-            login = urllib.request.Request(
-                base + "/auth/login", method="POST", headers={"Content-Type": "application/json"},
-                data=json.dumps({"username": "admin", "password": "runtime-test-pw"}).encode(),
-            )
-            with urllib.request.urlopen(login, timeout=10) as r:
-                token = json.loads(r.read())["access_token"]
-            stop = urllib.request.Request(
-                f"{base}/agents/{elsewhere}/stop", method="POST", headers={"Authorization": f"Bearer {token}"}
-            )
+            token = admin_token(base)
             with pytest.raises(urllib.error.HTTPError) as refused:
-                urllib.request.urlopen(stop, timeout=10)
+                api(base, "POST", f"/agents/{elsewhere}/stop", token=token)
             assert refused.value.code == 409
             assert "runs inside a Python program" in refused.value.read().decode()
         # The program goes on: SIGTERM would have ended it.

@@ -253,6 +253,9 @@ impl Host {
     }
 }
 
+/// Policy instance slots of an in-process (Python SDK) agent's engine.
+const SDK_ENGINE_SLOTS: u32 = 64;
+
 /// The budget to run with: a limit set through the API for this agent wins; then
 /// `--budget`/config; then the global limit.
 fn budget_from_limits(
@@ -317,8 +320,10 @@ pub fn build_host(
     let services = plane.services(meter.clone());
     let secrets = services.secrets.clone();
     let mut engine_options = EngineOptions::default();
-    if let Some(slots) = settings.engine_slots {
-        engine_options.max_instances = slots;
+    if settings.in_process {
+        // One agent's calls need a few instances of each policy at a time; the default 1000
+        // slots would reserve terabytes of address space per agent.
+        engine_options.max_instances = SDK_ENGINE_SLOTS;
     }
     let engine = PolicyEngine::new(engine_options, services)
         .map_err(|e| StartError::Failed(format!("policy engine: {e}")))?;

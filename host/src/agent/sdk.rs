@@ -26,9 +26,6 @@ use crate::config::{self, Flags};
 use crate::policy::chain::Outcome;
 use crate::policy::model::Severity;
 
-/// Policy instance slots of an in-process agent's engine.
-const SDK_ENGINE_SLOTS: u32 = 64;
-
 /// The stop flags of the agents open in this process, by id. A control plane served from this
 /// process stops them by flag: the SIGTERM it sends an `ironhost start` agent would end the
 /// whole Python program.
@@ -176,9 +173,6 @@ fn open(opts: OpenOptions) -> Result<Agent, StartError> {
     let mut settings = config::load(&flags, &opts.env, &cwd)
         .map_err(|e| StartError::Config(format!("config: {e}")))?;
     settings.without = opts.without;
-    // One agent's calls need a few instances of each policy at a time; the default 1000 slots
-    // would reserve terabytes of address space per agent.
-    settings.engine_slots = Some(SDK_ENGINE_SLOTS);
     settings.in_process = true;
     crate::cli::logging::init_at(
         settings.log_format,
@@ -244,8 +238,8 @@ fn open_agent(py: Python<'_>, options: &str) -> PyResult<Agent> {
         return Err(error(
             py,
             "IronhostError",
-            "open_agent: this process runs under `ironhost start`, whose agent governs it; \
-             start another agent with its own `ironhost start`"
+            "this process runs under `ironhost start`, whose agent governs it under the \
+             operator's settings; run another agent with its own `ironhost start`"
                 .to_owned(),
         ));
     }

@@ -88,12 +88,6 @@ pub async fn stop(
              the control plane that program serves"
         )));
     }
-    // This process, yet not `ironhost start`'s own agent: SIGTERM would end the server.
-    if pid == i64::from(std::process::id()) && !crate::agent::python::has_gateway() {
-        return Err(ApiError::conflict(format!(
-            "agent `{id}` is not open in this process any more"
-        )));
-    }
     let target = rustix::process::Pid::from_raw(pid as i32)
         .ok_or_else(|| ApiError::conflict(format!("agent `{id}`: bad process id {pid}")))?;
     rustix::process::kill_process(target, rustix::process::Signal::TERM)
