@@ -4,6 +4,14 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A full disk shows up much later as a linker crash (signal 7, Bus error) with no word about space,
+# so say it up front. A clean build of everything and the whole test run take about 5 GiB.
+free_mib=$(df -Pm . | awk 'NR == 2 { print $4 }')
+if [ "${free_mib:-0}" -lt 6144 ]; then
+    echo "setup: warning: only ${free_mib} MiB free on the disk of $PWD; a clean build and the" \
+        "tests need about 5 GiB, and the linker fails with 'Bus error' when the disk fills" >&2
+fi
+
 if ! rustup target list --installed | grep -qx wasm32-wasip2; then
     echo "setup: adding the wasm32-wasip2 Rust target (policies are built for it)"
     rustup target add wasm32-wasip2
