@@ -37,7 +37,7 @@ def _close_all() -> None:
     for agent in agents:
         try:
             agent.close()
-        except Exception:  # pragma: no cover - best effort at exit
+        except BaseException:  # pragma: no cover - best effort at exit, Ctrl-C included
             pass
 
 
@@ -436,10 +436,15 @@ class AgentRuntime:
             script.thread.join(self._stop_timeout)
             if script.thread.is_alive():
                 stuck.append(script.agent.agent_id)
-        for script in self._scripts.values():
-            script.agent.close()
-        if self._main is not None:
-            self._main.close()
+        # Every agent is closed even if one close is interrupted (Ctrl-C ends its wait for calls
+        # under way); the interrupt is raised once all are closed.
+        interrupt: Optional[BaseException] = None
+        agents = [s.agent for s in self._scripts.values()]
+        for agent in agents + ([self._main] if self._main is not None else []):
+            try:
+                agent.close()
+            except BaseException as exc:  # noqa: BLE001 - re-raised below
+                interrupt = interrupt or exc
         if stuck:
             import warnings
 
@@ -449,6 +454,8 @@ class AgentRuntime:
                 RuntimeWarning,
                 stacklevel=3,
             )
+        if interrupt is not None:
+            raise interrupt
 
     def _check_open(self, what: str) -> None:
         if self._state != "open":

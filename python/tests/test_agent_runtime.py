@@ -306,3 +306,39 @@ def test_the_control_plane_never_sigterms_a_python_program_for_its_sdk_agent(
     finally:
         program.kill()
         program.wait(30)
+
+
+def test_ctrl_c_while_leaving_the_block_still_closes_and_is_raised(
+    offline_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import contextvars
+    import signal
+    import threading
+
+    # A call from a worker thread of the block is 60 s from its reply when the block ends.
+    monkeypatch.setenv("IRONHOST_SIMULATOR_LATENCY_MS", "60000")
+    outcome: list = []
+
+    def call() -> None:
+        try:
+            openai.OpenAI(max_retries=0).chat.completions.create(model="echo", messages=user("late"))
+            outcome.append("answered")
+        except BaseException as exc:  # noqa: BLE001 - what the call ended with is the point
+            outcome.append(exc)
+
+    with pytest.raises(KeyboardInterrupt):
+        with ironhost.AgentRuntime(name="interrupted exit") as rt:
+            worker = threading.Thread(target=contextvars.copy_context().run, args=(call,))
+            worker.start()
+            agent = rt._main
+            assert eventually(lambda: agent.calls_under_way == 1)
+            # Ctrl-C once leaving the block waits for that call.
+            threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+    # The runtime was closed before the interrupt went on: the block's run is recorded, its
+    # agent refuses calls, and the call under way was stopped rather than left waiting.
+    assert agent.closed
+    assert store_rows(offline_home, "SELECT state FROM agent_runs WHERE agent_id = ?", rt.agent_id) == [
+        ("completed",)
+    ]
+    worker.join(30)
+    assert len(outcome) == 1 and isinstance(outcome[0], KeyboardInterrupt), outcome

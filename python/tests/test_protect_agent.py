@@ -331,3 +331,49 @@ def test_close_waits_for_a_call_under_way_and_loses_nothing(offline_home: Path, 
     # The run was still under way when the agent closed: it can make no more calls, and the
     # store says stopped rather than running.
     assert store_rows(offline_home, "SELECT state FROM agents WHERE id = ?", agent_id) == [("stopped",)]
+
+
+def test_ctrl_c_ends_the_wait_of_close_and_the_agent_is_closed_all_the_same(
+    offline_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+    import signal
+    import threading
+    import time
+
+    # The reply is 60 s away: close() would wait its 30 s for it but for the Ctrl-C.
+    monkeypatch.setenv("IRONHOST_SIMULATOR_LATENCY_MS", "60000")
+    outcome: list = []
+
+    @ironhost.protect_agent(name="interrupted close")
+    def ask() -> None:
+        try:
+            reply = openai.OpenAI(max_retries=0).chat.completions.create(model="echo", messages=user("never"))
+            outcome.append(reply.choices[0].message.content)
+        except BaseException as exc:  # noqa: BLE001 - what the call ended with is the point
+            outcome.append(exc)
+
+    worker = threading.Thread(target=ask)
+    worker.start()
+    agent = None
+    for _ in range(3000):  # until the call is with the simulator
+        agent = ask.ironhost._agent
+        if agent is not None and agent.calls_under_way:
+            break
+        time.sleep(0.01)
+    assert agent is not None and agent.calls_under_way == 1
+    agent_id = ask.ironhost.agent_id
+    # Ctrl-C in the main thread once close() is waiting for the call.
+    ctrl_c = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+    ctrl_c.start()
+    with pytest.raises(KeyboardInterrupt):
+        ask.ironhost.close()
+    ctrl_c.join()
+    # The close was finished before the interrupt was raised: calls are refused, and the run
+    # still under way is recorded as stopped.
+    assert agent.closed
+    assert store_rows(offline_home, "SELECT state FROM agents WHERE id = ?", agent_id) == [("stopped",)]
+    # The call under way is stopped rather than left waiting on a host that is shut down.
+    worker.join(30)
+    assert not worker.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], KeyboardInterrupt), outcome

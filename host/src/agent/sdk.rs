@@ -446,38 +446,69 @@ impl Agent {
 
     /// Write everything to the store and shut the agent's host down. New calls are refused at
     /// once; LLM calls under way in other threads get up to 30 s to get their reply (a stream
-    /// still being read is cut), and runs still under way are recorded as stopped. Safe to call
-    /// twice.
-    fn close(&self, py: Python<'_>) {
-        let host = self.host.lock().take();
-        if let Some(host) = host {
+    /// still being read is cut), and runs still under way are recorded as stopped. Ctrl-C (any
+    /// signal handler that raises) ends that wait: the close is finished all the same and the
+    /// exception is raised after it. Calls still under way when the wait ends are stopped (they
+    /// raise `KeyboardInterrupt` in their threads). Safe to call twice.
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        let Some(host) = self.host.lock().take() else {
+            return Ok(());
+        };
+        let mut interrupted = Ok(());
+        let deadline = std::time::Instant::now() + CLOSE_WAIT;
+        loop {
             let in_flight = &self.in_flight;
-            py.detach(move || {
-                let deadline = std::time::Instant::now() + CLOSE_WAIT;
-                while in_flight.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+            let idle = py.detach(|| {
+                // Slices of 100 ms without the GIL, then a look at Python's signals.
+                let slice = std::time::Instant::now() + std::time::Duration::from_millis(100);
+                loop {
+                    if in_flight.load(Ordering::SeqCst) == 0 {
+                        return true;
+                    }
+                    let now = std::time::Instant::now();
+                    if now >= slice || now >= deadline {
+                        return false;
+                    }
                     std::thread::sleep(std::time::Duration::from_millis(5));
                 }
-                if in_flight.load(Ordering::SeqCst) > 0 {
-                    tracing::warn!("closing an agent with LLM calls still under way after 30 s");
-                }
-                // Runs still under way (a protected function in another thread) can make no
-                // more calls: the store shows them stopped, not running forever.
-                {
-                    let mut status = self.status.lock();
-                    status.closed = true;
-                    let open: Vec<u32> = std::mem::take(&mut status.open).into_iter().collect();
-                    if let Some((&last, rest)) = open.split_last() {
-                        for &run in rest {
-                            status.ended.push((run, AgentState::Stopped, 130));
-                        }
-                        status.record_ends(&self.gateway, (last, AgentState::Stopped, 130));
-                    }
-                }
-                host.shutdown();
-                // Until now a stop through the control plane still finds the agent here.
-                IN_PROCESS.lock().remove(&self.gateway.agent().agent_id);
             });
+            if idle {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                tracing::warn!("closing an agent with LLM calls still under way after 30 s");
+                break;
+            }
+            if let Err(err) = py.check_signals() {
+                tracing::warn!("closing an agent with LLM calls still under way: interrupted");
+                interrupted = Err(err);
+                break;
+            }
         }
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
+            // Calls the close gave up on end now, as on a stop, rather than wait on a host
+            // that is shut down.
+            self.stop.store(true, Ordering::SeqCst);
+        }
+        py.detach(move || {
+            // Runs still under way (a protected function in another thread) can make no more
+            // calls: the store shows them stopped, not running forever.
+            {
+                let mut status = self.status.lock();
+                status.closed = true;
+                let open: Vec<u32> = std::mem::take(&mut status.open).into_iter().collect();
+                if let Some((&last, rest)) = open.split_last() {
+                    for &run in rest {
+                        status.ended.push((run, AgentState::Stopped, 130));
+                    }
+                    status.record_ends(&self.gateway, (last, AgentState::Stopped, 130));
+                }
+            }
+            host.shutdown();
+            // Until now a stop through the control plane still finds the agent here.
+            IN_PROCESS.lock().remove(&self.gateway.agent().agent_id);
+        });
+        interrupted
     }
 }
 
