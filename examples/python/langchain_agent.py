@@ -1,15 +1,15 @@
-"""A LangChain agent (a ReAct-style text protocol: Action / Observation / Final Answer) with a
-tool, wrapped in IronhostChain: the model's calls and the tool's are governed, and the final
-answer reaches the user redacted."""
+"""A LangChain tool-calling agent: the model is bound to a tool (`bind_tools`), asks for it
+through the provider's own tool calls, gets its result as a ToolMessage, then answers. Wrapped
+in IronhostChain: the model's calls and the tool's are governed, and the final answer reaches
+the user redacted."""
 
+from langchain_core.messages import HumanMessage, ToolMessage
 from langchain_core.runnables import RunnableLambda
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 
 import ironhost
 from ironhost.langchain import IronhostChain
-
-model = ChatOpenAI(model="gpt-4o-mini")
 
 
 @tool
@@ -20,17 +20,19 @@ def crm_lookup(company: str) -> str:
 
 
 TOOLS = {"crm_lookup": crm_lookup}
+model = ChatOpenAI(model="gpt-4o-mini").bind_tools(list(TOOLS.values()))
 
 
 def agent(question: str, max_steps: int = 5) -> str:
-    transcript = f"Question: {question}"
+    messages = [HumanMessage(question)]
     for _ in range(max_steps):
-        reply = model.invoke(transcript).content
-        if reply.startswith("Final Answer:"):
-            return reply.removeprefix("Final Answer:").strip()
-        action = dict(line.split(": ", 1) for line in reply.splitlines())
-        observation = TOOLS[action["Action"]].invoke({"company": action["Action Input"]})
-        transcript += f"\n{reply}\nObservation: {observation}"
+        reply = model.invoke(messages)
+        messages.append(reply)
+        if not reply.tool_calls:
+            return reply.content
+        for call in reply.tool_calls:
+            result = TOOLS[call["name"]].invoke(call["args"])
+            messages.append(ToolMessage(result, tool_call_id=call["id"]))
     raise RuntimeError("no answer within the step limit")
 
 

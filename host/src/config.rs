@@ -678,6 +678,14 @@ mod tests {
             ("[llm]\ntimeout-ms = -3\n", "llm.timeout-ms"),
             ("[simulator]\nseeed = 1\n", "simulator.seeed"),
             (
+                "[[simulator.replies]]\nwhen = \"a\"\ntext = \"b\"\ntool = \"t\"\n",
+                "simulator.replies[0]",
+            ),
+            (
+                "[[simulator.replies]]\nwhen = \"a\"\ntool = \"t\"\narguments = [1]\n",
+                "simulator.replies[0].arguments",
+            ),
+            (
                 "[[alerts.webhook]]\nurl = \"hooks.example.com\"\n",
                 "alerts.webhook[0].url",
             ),
@@ -690,6 +698,24 @@ mod tests {
             let e = load(&Flags::default(), &vars(&[]), dir.path()).unwrap_err();
             assert_eq!(e.key, key, "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn a_tool_reply_rule_parses_with_its_arguments() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(DEFAULT_FILE),
+            "[[simulator.replies]]\nwhen = \"weather\"\ntool = \"get_weather\"\n\
+             arguments = { city = \"Paris\", days = 2 }\n",
+        )
+        .unwrap();
+        let s = load(&Flags::default(), &vars(&[]), dir.path()).unwrap();
+        let rule = &s.simulator.replies[0];
+        assert_eq!(rule.tool.as_deref(), Some("get_weather"));
+        assert_eq!(
+            rule.arguments,
+            Some(serde_json::json!({"city": "Paris", "days": 2}))
+        );
     }
 
     #[test]

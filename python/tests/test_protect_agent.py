@@ -67,6 +67,67 @@ def test_async_anthropic_is_redacted_both_ways(tmp_path: Path) -> None:
     assert m["cost_usd"] > 0
 
 
+WEATHER_RULES = """
+[[simulator.replies]]
+when = "weather in Paris"
+tool = "get_weather"
+arguments = { city = "Paris" }
+
+[[simulator.replies]]
+when = "weather in Paris"
+text = "Sunny, 18 C in Paris."
+"""
+
+
+def test_the_simulator_calls_tools_as_the_official_sdks_expect(tmp_path: Path) -> None:
+    import json
+
+    write_config(tmp_path, WEATHER_RULES)
+    schema = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    openai_tools = [{"type": "function", "function": {"name": "get_weather", "parameters": schema}}]
+    anthropic_tools = [{"name": "get_weather", "description": "Weather for a city", "input_schema": schema}]
+
+    @ironhost.protect_agent(budget=5.0)
+    def ask() -> dict:
+        client = openai.OpenAI()
+        messages = user("What is the weather in Paris?")
+        first = client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=openai_tools)
+        call = first.choices[0].message.tool_calls[0]
+        # The tool's result goes back: the answer is text.
+        messages += [
+            first.choices[0].message.model_dump(exclude_none=True),
+            {"role": "tool", "tool_call_id": call.id, "content": "18 C"},
+        ]
+        final = client.chat.completions.create(model="gpt-4o-mini", messages=messages, tools=openai_tools)
+        chunks = list(
+            client.chat.completions.create(
+                model="gpt-4o-mini", messages=user("weather in Paris"), tools=openai_tools, stream=True
+            )
+        )
+        deltas = [c.choices[0].delta.tool_calls[0] for c in chunks if c.choices and c.choices[0].delta.tool_calls]
+        with anthropic.Anthropic().messages.stream(
+            model="claude-haiku-4-5", max_tokens=200, messages=user("weather in Paris?"), tools=anthropic_tools
+        ) as stream:
+            claude = stream.get_final_message()
+        return {
+            "openai": (first.choices[0].finish_reason, call.function.name, json.loads(call.function.arguments)),
+            "answer": (final.choices[0].finish_reason, final.choices[0].message.content),
+            "streamed": (
+                "".join(d.function.name or "" for d in deltas),
+                json.loads("".join(d.function.arguments or "" for d in deltas)),
+                [c.choices[0].finish_reason for c in chunks if c.choices and c.choices[0].finish_reason],
+            ),
+            "anthropic": (claude.stop_reason, claude.content[0].type, claude.content[0].name, claude.content[0].input),
+        }
+
+    got = ask()
+    assert got["openai"] == ("tool_calls", "get_weather", {"city": "Paris"})
+    assert got["answer"] == ("stop", "Sunny, 18 C in Paris.")
+    assert got["streamed"] == ("get_weather", {"city": "Paris"}, ["tool_calls"])
+    assert got["anthropic"] == ("tool_use", "tool_use", "get_weather", {"city": "Paris"})
+    assert ask.ironhost.metrics()["llm_calls"] == 4
+
+
 def test_streaming_is_redacted_in_flight() -> None:
     @ironhost.protect_agent
     def stream() -> str:

@@ -18,7 +18,8 @@ use super::stable_hash;
 use super::wire::Api;
 use crate::policy::host::TokenMeter;
 use crate::policy::model::{
-    ContentPart, LlmResponse, Message, ProviderError, ProviderErrorKind, Role, Usage,
+    ContentPart, LlmRequest, LlmResponse, Message, ProviderError, ProviderErrorKind, Role, ToolUse,
+    Usage,
 };
 
 /// The model name that makes the simulator answer with the last user message as received.
@@ -94,14 +95,39 @@ pub struct FailureRule {
     pub model: Option<String>,
 }
 
-/// `[[simulator.replies]]`: answer prompts containing `when` with `text`.
+/// `[[simulator.replies]]`: answer prompts containing `when` with `text`, or with a call of
+/// the tool `tool` (with `arguments`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ReplyRule {
-    /// Text the last user message must contain.
+    /// Text the last user message (tool results aside) must contain.
     pub when: String,
     /// The answer.
-    pub text: String,
+    #[serde(default)]
+    pub text: Option<String>,
+    /// Answer with a call of this tool: only when the request offers it, and not right after a
+    /// tool result (so the agent's next turn gets an answer, not the same call again).
+    #[serde(default)]
+    pub tool: Option<String>,
+    /// The tool call's arguments (a table; `{}` if unset).
+    #[serde(default)]
+    pub arguments: Option<serde_json::Value>,
+}
+
+impl ReplyRule {
+    /// Whether the rule answers a request whose prompt is `prompt`.
+    fn answers(&self, prompt: &str, request: &LlmRequest) -> bool {
+        if !prompt.contains(&self.when) {
+            return false;
+        }
+        match &self.tool {
+            None => true,
+            Some(name) => {
+                request.tools.iter().any(|t| &t.name == name)
+                    && !request.messages.last().is_some_and(is_tool_result)
+            }
+        }
+    }
 }
 
 impl SimulatorConfig {
@@ -117,6 +143,33 @@ impl SimulatorConfig {
             if f.at_calls.contains(&0) {
                 return Err(format!(
                     "simulator.failures[{i}].at-calls: calls are numbered from 1"
+                ));
+            }
+        }
+        for (i, r) in self.replies.iter().enumerate() {
+            let at = format!("simulator.replies[{i}]");
+            match (&r.text, &r.tool) {
+                (Some(_), Some(_)) => {
+                    return Err(format!(
+                        "{at}: has both `text` and `tool`; a reply is one or the other"
+                    ));
+                }
+                (None, None) => {
+                    return Err(format!(
+                        "{at}: needs `text` (an answer) or `tool` (a tool call)"
+                    ));
+                }
+                (Some(_), None) if r.arguments.is_some() => {
+                    return Err(format!("{at}.arguments: only a `tool` reply has arguments"));
+                }
+                _ => {}
+            }
+            if r.tool.as_deref().is_some_and(|t| t.trim().is_empty()) {
+                return Err(format!("{at}.tool: the tool name is empty"));
+            }
+            if r.arguments.as_ref().is_some_and(|a| !a.is_object()) {
+                return Err(format!(
+                    "{at}.arguments: must be a table (the tool call's JSON object)"
                 ));
             }
         }
@@ -218,6 +271,25 @@ fn last_user_text(messages: &[Message]) -> String {
         .unwrap_or_default()
 }
 
+/// The text of the last user message that has any, tool results aside: what reply rules match.
+fn last_user_prompt(messages: &[Message]) -> String {
+    messages
+        .iter()
+        .rev()
+        .filter(|m| m.role == Role::User)
+        .map(Message::joined_text)
+        .find(|t| !t.is_empty())
+        .unwrap_or_default()
+}
+
+/// Whether a message carries tool results (OpenAI's `tool` role, Anthropic's `tool_result`).
+fn is_tool_result(m: &Message) -> bool {
+    m.role == Role::Tool
+        || m.content
+            .iter()
+            .any(|p| matches!(p, ContentPart::ToolOutput { .. }))
+}
+
 impl Simulator {
     pub fn new(config: SimulatorConfig, meter: Arc<dyn TokenMeter>) -> Simulator {
         Simulator {
@@ -261,34 +333,42 @@ impl Simulator {
         if let Some(reply) = self.injected_failure(api, call, &request.model) {
             return reply;
         }
-        let prompt = last_user_text(&request.messages);
-        let text = if self.config.echo || request.model == ECHO_MODEL {
-            prompt.clone()
-        } else if let Some(rule) = self
-            .config
-            .replies
-            .iter()
-            .find(|r| prompt.contains(&r.when))
-        {
-            rule.text.clone()
-        } else {
-            self.compose(&request.model, &prompt)
-        };
-        let (text, finish) = self.fit(&request.model, text, request.max_output_tokens);
-        let usage = Usage {
-            input_tokens: self.meter.count_messages(&request.model, &request.messages),
-            output_tokens: self.meter.count_text(&request.model, &text),
-            cached_input_tokens: 0,
-            cache_write_input_tokens: 0,
-        };
         let id_hash = stable_hash(&[&self.config.seed.to_le_bytes(), &call.to_le_bytes()]);
-        let id = match api {
+        let echo = self.config.echo || request.model == ECHO_MODEL;
+        let rule = if echo {
+            None
+        } else {
+            let prompt = last_user_prompt(&request.messages);
+            self.config
+                .replies
+                .iter()
+                .find(|r| r.answers(&prompt, &request))
+        };
+        let mut response = match rule {
+            Some(ReplyRule {
+                tool: Some(name),
+                arguments,
+                ..
+            }) => self.tool_call(api, &request, id_hash, name, arguments.as_ref()),
+            _ => {
+                let text = match rule {
+                    Some(ReplyRule {
+                        text: Some(text), ..
+                    }) => text.clone(),
+                    _ if echo => last_user_text(&request.messages),
+                    _ => self.compose(&request.model, &last_user_text(&request.messages)),
+                };
+                let (text, finish) = self.fit(&request.model, text, request.max_output_tokens);
+                let usage = self.usage(&request, &text);
+                let mut response = LlmResponse::text(&request.model, &text, Some(usage));
+                response.finish_reason = finish;
+                response
+            }
+        };
+        response.id = match api {
             Api::OpenAi => format!("chatcmpl-sim{id_hash:016x}"),
             Api::Anthropic => format!("msg_sim{id_hash:016x}"),
         };
-        let mut response = LlmResponse::text(&request.model, &text, Some(usage));
-        response.id = id;
-        response.finish_reason = finish;
         if request.stream {
             SimReply::Stream(api.render_stream(&response, parsed.wants_stream_usage))
         } else {
@@ -297,6 +377,47 @@ impl Simulator {
                 headers: vec![("content-type".to_owned(), "application/json".to_owned())],
                 body: api.render_response(None, &response),
             }
+        }
+    }
+
+    fn usage(&self, request: &LlmRequest, output: &str) -> Usage {
+        Usage {
+            input_tokens: self.meter.count_messages(&request.model, &request.messages),
+            output_tokens: self.meter.count_text(&request.model, output),
+            cached_input_tokens: 0,
+            cache_write_input_tokens: 0,
+        }
+    }
+
+    /// An answer that calls the tool `name`, in the provider's form (`tool_calls` with finish
+    /// `tool_calls`; a `tool_use` block with stop `tool_use`).
+    fn tool_call(
+        &self,
+        api: Api,
+        request: &LlmRequest,
+        id_hash: u64,
+        name: &str,
+        arguments: Option<&serde_json::Value>,
+    ) -> LlmResponse {
+        let arguments = arguments.map_or_else(|| "{}".to_owned(), |a| a.to_string());
+        let id = match api {
+            Api::OpenAi => format!("call_sim{id_hash:016x}"),
+            Api::Anthropic => format!("toolu_sim{id_hash:016x}"),
+        };
+        let usage = self.usage(request, &format!("{name}{arguments}"));
+        LlmResponse {
+            id: String::new(),
+            model: request.model.clone(),
+            message: Message {
+                role: Role::Assistant,
+                content: vec![ContentPart::ToolUse(ToolUse {
+                    id,
+                    name: name.to_owned(),
+                    arguments,
+                })],
+            },
+            finish_reason: "tool-use".to_owned(),
+            usage: Some(usage),
         }
     }
 
@@ -525,5 +646,140 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    fn weather_rules() -> SimulatorConfig {
+        SimulatorConfig {
+            replies: vec![
+                ReplyRule {
+                    when: "weather in Paris".to_owned(),
+                    text: None,
+                    tool: Some("get_weather".to_owned()),
+                    arguments: Some(serde_json::json!({"city": "Paris", "days": 2})),
+                },
+                ReplyRule {
+                    when: "weather in Paris".to_owned(),
+                    text: Some("Sunny in Paris.".to_owned()),
+                    tool: None,
+                    arguments: None,
+                },
+            ],
+            ..SimulatorConfig::default()
+        }
+    }
+
+    const OPENAI_TOOLS: &str = r#","tools":[{"type":"function","function":{"name":"get_weather","parameters":{"type":"object"}}}]"#;
+
+    #[test]
+    fn a_tool_reply_calls_the_tool_in_openais_form_then_the_result_gets_an_answer() {
+        let s = sim(weather_rules());
+        let v = body(s.handle(
+            Api::OpenAi,
+            &openai("gpt-4o", "What is the weather in Paris?", OPENAI_TOOLS),
+        ));
+        let choice = &v["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls");
+        assert_eq!(choice["message"]["content"], serde_json::Value::Null);
+        let call = &choice["message"]["tool_calls"][0];
+        assert_eq!(call["type"], "function");
+        assert_eq!(call["function"]["name"], "get_weather");
+        assert!(call["id"].as_str().unwrap().starts_with("call_sim"));
+        let args: serde_json::Value =
+            serde_json::from_str(call["function"]["arguments"].as_str().unwrap()).unwrap();
+        assert_eq!(args, serde_json::json!({"city": "Paris", "days": 2}));
+        assert!(v["usage"]["completion_tokens"].as_u64().unwrap() > 0);
+
+        // The tool's result comes back: the same prompt now gets the text reply.
+        let next = format!(
+            r#"{{"model":"gpt-4o","messages":[{{"role":"user","content":"What is the weather in Paris?"}},
+            {{"role":"assistant","content":null,"tool_calls":[{call}]}},
+            {{"role":"tool","tool_call_id":{id},"content":"18 C"}}]{OPENAI_TOOLS}}}"#,
+            id = call["id"]
+        );
+        let v = body(s.handle(Api::OpenAi, next.as_bytes()));
+        assert_eq!(v["choices"][0]["finish_reason"], "stop");
+        assert_eq!(v["choices"][0]["message"]["content"], "Sunny in Paris.");
+
+        // A request that does not offer the tool gets text.
+        let v = body(s.handle(Api::OpenAi, &openai("gpt-4o", "weather in Paris", "")));
+        assert_eq!(v["choices"][0]["message"]["content"], "Sunny in Paris.");
+    }
+
+    #[test]
+    fn a_tool_reply_calls_the_tool_in_anthropics_form_json_and_stream() {
+        let s = sim(weather_rules());
+        let request = |stream: bool| {
+            format!(
+                r#"{{"model":"claude-sonnet-4-5","max_tokens":200,"stream":{stream},
+                "messages":[{{"role":"user","content":"weather in Paris?"}}],
+                "tools":[{{"name":"get_weather","input_schema":{{"type":"object"}}}}]}}"#
+            )
+        };
+        let v = body(s.handle(Api::Anthropic, request(false).as_bytes()));
+        assert_eq!(v["stop_reason"], "tool_use");
+        assert_eq!(v["content"][0]["type"], "tool_use");
+        assert_eq!(v["content"][0]["name"], "get_weather");
+        assert!(
+            v["content"][0]["id"]
+                .as_str()
+                .unwrap()
+                .starts_with("toolu_sim")
+        );
+        assert_eq!(
+            v["content"][0]["input"],
+            serde_json::json!({"city": "Paris", "days": 2})
+        );
+        let SimReply::Stream(events) = s.handle(Api::Anthropic, request(true).as_bytes()) else {
+            panic!("expected a stream");
+        };
+        let data: Vec<serde_json::Value> = events
+            .iter()
+            .map(|e| serde_json::from_str(&e.data).unwrap())
+            .collect();
+        assert!(data.iter().any(|d| d["type"] == "content_block_start"
+            && d["content_block"]["type"] == "tool_use"
+            && d["content_block"]["name"] == "get_weather"));
+        let json: String = data
+            .iter()
+            .filter(|d| d["delta"]["type"] == "input_json_delta")
+            .map(|d| d["delta"]["partial_json"].as_str().unwrap().to_owned())
+            .collect();
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&json).unwrap(),
+            serde_json::json!({"city": "Paris", "days": 2})
+        );
+        assert!(
+            data.iter()
+                .any(|d| d["type"] == "message_delta" && d["delta"]["stop_reason"] == "tool_use")
+        );
+    }
+
+    #[test]
+    fn reply_rules_are_checked() {
+        let rule =
+            |text: Option<&str>, tool: Option<&str>, arguments: Option<serde_json::Value>| {
+                SimulatorConfig {
+                    replies: vec![ReplyRule {
+                        when: "x".to_owned(),
+                        text: text.map(str::to_owned),
+                        tool: tool.map(str::to_owned),
+                        arguments,
+                    }],
+                    ..SimulatorConfig::default()
+                }
+                .check()
+            };
+        assert!(rule(Some("a"), None, None).is_ok());
+        assert!(rule(None, Some("t"), Some(serde_json::json!({"k": 1}))).is_ok());
+        let both = rule(Some("a"), Some("t"), None).unwrap_err();
+        assert!(both.starts_with("simulator.replies[0]: has both"), "{both}");
+        let neither = rule(None, None, None).unwrap_err();
+        assert!(neither.contains("needs `text`"), "{neither}");
+        let args = rule(Some("a"), None, Some(serde_json::json!({}))).unwrap_err();
+        assert!(args.starts_with("simulator.replies[0].arguments"), "{args}");
+        let list = rule(None, Some("t"), Some(serde_json::json!([1]))).unwrap_err();
+        assert!(list.contains("must be a table"), "{list}");
+        let empty = rule(None, Some(" "), None).unwrap_err();
+        assert!(empty.starts_with("simulator.replies[0].tool"), "{empty}");
     }
 }
