@@ -6,8 +6,8 @@ cd "$(dirname "$0")/.."
 
 # A full disk shows up much later as a linker crash (signal 7, Bus error) with no word about space,
 # so say it up front. A clean build of everything and the whole test run take about 5 GiB.
-free_mib=$(df -Pm . | awk 'NR == 2 { print $4 }')
-if [ "${free_mib:-0}" -lt 6144 ]; then
+free_mib=$(df -Pm . 2>/dev/null | awk 'NR == 2 { print $4 }' || true)
+if [[ "$free_mib" =~ ^[0-9]+$ ]] && [ "$free_mib" -lt 6144 ]; then
     echo "setup: warning: only ${free_mib} MiB free on the disk of $PWD; a clean build and the" \
         "tests need about 5 GiB, and the linker fails with 'Bus error' when the disk fills" >&2
 fi

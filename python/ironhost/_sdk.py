@@ -432,16 +432,22 @@ class AgentRuntime:
         for script in running:
             _halt(script)
         stuck = []
-        for script in running:
-            script.thread.join(self._stop_timeout)
-            if script.thread.is_alive():
-                stuck.append(script.agent.agent_id)
-        # Every agent is closed even if one close is interrupted (Ctrl-C ends its wait for calls
-        # under way); the interrupt is raised once all are closed.
+        # Every agent is closed even if Ctrl-C comes while waiting here (for a script to stop,
+        # or a close for calls under way): after it, the agents left are stopped before their
+        # close, so nothing waits again, and the interrupt is raised once all are closed.
         interrupt: Optional[BaseException] = None
+        try:
+            for script in running:
+                script.thread.join(self._stop_timeout)
+                if script.thread.is_alive():
+                    stuck.append(script.agent.agent_id)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            interrupt = exc
         agents = [s.agent for s in self._scripts.values()]
         for agent in agents + ([self._main] if self._main is not None else []):
             try:
+                if interrupt is not None:
+                    agent.stop()
                 agent.close()
             except BaseException as exc:  # noqa: BLE001 - re-raised below
                 interrupt = interrupt or exc

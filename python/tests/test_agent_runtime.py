@@ -314,6 +314,7 @@ def test_ctrl_c_while_leaving_the_block_still_closes_and_is_raised(
     import contextvars
     import signal
     import threading
+    import time
 
     # A call from a worker thread of the block is 60 s from its reply when the block ends.
     monkeypatch.setenv("IRONHOST_SIMULATOR_LATENCY_MS", "60000")
@@ -334,6 +335,9 @@ def test_ctrl_c_while_leaving_the_block_still_closes_and_is_raised(
             assert eventually(lambda: agent.calls_under_way == 1)
             # Ctrl-C once leaving the block waits for that call.
             threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+            began = time.monotonic()
+    # Ended by the Ctrl-C, not by the 30 s the close gives calls under way.
+    assert time.monotonic() - began < 20
     # The runtime was closed before the interrupt went on: the block's run is recorded, its
     # agent refuses calls, and the call under way was stopped rather than left waiting.
     assert agent.closed

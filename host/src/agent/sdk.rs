@@ -139,6 +139,8 @@ pub struct Agent {
 
 /// How long `close` waits for LLM calls under way (a provider call has its own timeout).
 const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long `close` then gives the calls it stopped to end and record themselves.
+const STOPPED_CALLS_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// One LLM call under way, counted from before the agent is checked to be open.
 struct InFlight<'a>(&'a AtomicUsize);
@@ -447,7 +449,7 @@ impl Agent {
     /// Write everything to the store and shut the agent's host down. New calls are refused at
     /// once; LLM calls under way in other threads get up to 30 s to get their reply (a stream
     /// still being read is cut), and runs still under way are recorded as stopped. Ctrl-C (any
-    /// signal handler that raises) ends that wait: the close is finished all the same and the
+    /// signal handler that raises; Python runs them in the main thread only) ends that wait: the close is finished all the same and the
     /// exception is raised after it. Calls still under way when the wait ends are stopped (they
     /// raise `KeyboardInterrupt` in their threads). Safe to call twice.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
@@ -485,12 +487,18 @@ impl Agent {
                 break;
             }
         }
-        if self.in_flight.load(Ordering::SeqCst) > 0 {
-            // Calls the close gave up on end now, as on a stop, rather than wait on a host
-            // that is shut down.
-            self.stop.store(true, Ordering::SeqCst);
-        }
         py.detach(move || {
+            if self.in_flight.load(Ordering::SeqCst) > 0 {
+                // Calls the close gave up on end now, as on a stop, rather than wait on a host
+                // that is shut down; they notice within a poll and get a moment to record it.
+                self.stop.store(true, Ordering::SeqCst);
+                let deadline = std::time::Instant::now() + STOPPED_CALLS_WAIT;
+                while self.in_flight.load(Ordering::SeqCst) > 0
+                    && std::time::Instant::now() < deadline
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+            }
             // Runs still under way (a protected function in another thread) can make no more
             // calls: the store shows them stopped, not running forever.
             {

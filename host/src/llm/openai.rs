@@ -503,11 +503,19 @@ pub(super) fn render_stream(r: &LlmResponse, include_usage: bool) -> Vec<SseEven
         }
         SseEvent::data(c.to_string())
     };
+    let text = r.message.joined_text();
+    let calls_only = text.is_empty()
+        && r.message
+            .content
+            .iter()
+            .any(|p| matches!(p, ContentPart::ToolUse(_)));
+    // An answer that only calls tools starts with `content: null`, as OpenAI sends it.
+    let content = if calls_only { Value::Null } else { json!("") };
     let mut events = vec![chunk(
-        json!({"role": "assistant", "content": "", "refusal": null}),
+        json!({"role": "assistant", "content": content, "refusal": null}),
         Value::Null,
     )];
-    for piece in pieces(&r.message.joined_text()) {
+    for piece in pieces(&text) {
         events.push(chunk(json!({"content": piece}), Value::Null));
     }
     let mut index = 0;

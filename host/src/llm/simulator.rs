@@ -115,19 +115,50 @@ pub struct ReplyRule {
 }
 
 impl ReplyRule {
-    /// Whether the rule answers a request whose prompt is `prompt`.
-    fn answers(&self, prompt: &str, request: &LlmRequest) -> bool {
+    /// Whether the rule answers a request whose prompt is `prompt` and that offers the tools
+    /// `offered`.
+    fn answers(&self, prompt: &str, offered: &[String], request: &LlmRequest) -> bool {
         if !prompt.contains(&self.when) {
             return false;
         }
         match &self.tool {
             None => true,
             Some(name) => {
-                request.tools.iter().any(|t| &t.name == name)
-                    && !request.messages.last().is_some_and(is_tool_result)
+                offered.contains(name) && !request.messages.last().is_some_and(is_tool_result)
             }
         }
     }
+}
+
+/// The names of the tools a request lets the model call: none with `tool_choice` "none", only
+/// the named one when it names one. Read from the body as sent, so tools the neutral form
+/// leaves aside (Anthropic `cache_control`, server tools) count too.
+fn offered_tools(original: &serde_json::Map<String, serde_json::Value>) -> Vec<String> {
+    use serde_json::Value;
+    let choice = original.get("tool_choice");
+    let kind = choice.and_then(|c| c.as_str().or_else(|| c.get("type")?.as_str()));
+    if kind == Some("none") {
+        return Vec::new();
+    }
+    // OpenAI {"type":"function","function":{"name":…}}; Anthropic {"type":"tool","name":…}.
+    let named = choice.and_then(|c| {
+        c.pointer("/function/name")
+            .or_else(|| c.get("name"))
+            .and_then(Value::as_str)
+    });
+    original
+        .get("tools")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            t.pointer("/function/name")
+                .or_else(|| t.get("name"))
+                .and_then(Value::as_str)
+        })
+        .filter(|name| named.is_none_or(|n| n == *name))
+        .map(str::to_owned)
+        .collect()
 }
 
 impl SimulatorConfig {
@@ -277,7 +308,16 @@ fn last_user_prompt(messages: &[Message]) -> String {
         .iter()
         .rev()
         .filter(|m| m.role == Role::User)
-        .map(Message::joined_text)
+        .map(|m| {
+            m.content
+                .iter()
+                .filter_map(|p| match p {
+                    ContentPart::Text { text } => Some(text.as_str()),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join("\n")
+        })
         .find(|t| !t.is_empty())
         .unwrap_or_default()
 }
@@ -339,10 +379,11 @@ impl Simulator {
             None
         } else {
             let prompt = last_user_prompt(&request.messages);
+            let offered = offered_tools(&parsed.original);
             self.config
                 .replies
                 .iter()
-                .find(|r| r.answers(&prompt, &request))
+                .find(|r| r.answers(&prompt, &offered, &request))
         };
         let mut response = match rule {
             Some(ReplyRule {
@@ -752,6 +793,55 @@ mod tests {
             data.iter()
                 .any(|d| d["type"] == "message_delta" && d["delta"]["stop_reason"] == "tool_use")
         );
+
+        // The turn after the tool's result (a user message of tool_result only) gets the text.
+        let after = br#"{"model":"claude-sonnet-4-5","max_tokens":200,
+            "messages":[{"role":"user","content":"weather in Paris?"},
+              {"role":"assistant","content":[{"type":"tool_use","id":"toolu_1","name":"get_weather","input":{"city":"Paris"}}]},
+              {"role":"user","content":[{"type":"tool_result","tool_use_id":"toolu_1","content":"18 C"}]}],
+            "tools":[{"name":"get_weather","input_schema":{"type":"object"}}]}"#;
+        let v = body(s.handle(Api::Anthropic, after));
+        assert_eq!(v["stop_reason"], "end_turn");
+        assert_eq!(v["content"][0]["text"], "Sunny in Paris.");
+    }
+
+    #[test]
+    fn tool_choice_and_tools_kept_aside_decide_what_is_offered() {
+        let s = sim(weather_rules());
+        let ask = |extra: &str| {
+            let v = body(
+                s.handle(
+                    Api::Anthropic,
+                    format!(
+                        r#"{{"model":"claude-sonnet-4-5","max_tokens":200,
+                    "messages":[{{"role":"user","content":"weather in Paris?"}}]{extra}}}"#
+                    )
+                    .as_bytes(),
+                ),
+            );
+            v["stop_reason"].as_str().unwrap().to_owned()
+        };
+        let cached = r#","tools":[{"name":"get_weather","input_schema":{"type":"object"},"cache_control":{"type":"ephemeral"}}]"#;
+        assert_eq!(ask(cached), "tool_use");
+        assert_eq!(
+            ask(&format!(r#"{cached},"tool_choice":{{"type":"none"}}"#)),
+            "end_turn"
+        );
+        assert_eq!(
+            ask(&format!(
+                r#"{cached},"tool_choice":{{"type":"tool","name":"other"}}"#
+            )),
+            "end_turn"
+        );
+        let v = body(s.handle(
+            Api::OpenAi,
+            &openai(
+                "gpt-4o",
+                "weather in Paris",
+                &format!(r#"{OPENAI_TOOLS},"tool_choice":"none""#),
+            ),
+        ));
+        assert_eq!(v["choices"][0]["finish_reason"], "stop");
     }
 
     #[test]

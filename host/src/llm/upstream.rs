@@ -41,6 +41,10 @@ pub fn recv<T>(
         }
         match rx.recv_timeout(left.min(POLL)) {
             Ok(v) => return Ok(v),
+            // A stop that also shut the host down closes the channel: that is the stop.
+            Err(RecvTimeoutError::Disconnected) if interrupt() => {
+                return Err(WaitError::Interrupted);
+            }
             Err(RecvTimeoutError::Disconnected) => return Err(WaitError::Closed),
             Err(RecvTimeoutError::Timeout) => {
                 if interrupt() {
