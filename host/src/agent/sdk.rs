@@ -278,6 +278,17 @@ impl Agent {
         }
         Ok(&self.gateway)
     }
+
+    /// Wait (without the GIL) until no LLM call is under way or `until`; true when none is.
+    fn wait_for_calls(&self, until: std::time::Instant) -> bool {
+        while self.in_flight.load(Ordering::SeqCst) > 0 {
+            if std::time::Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        true
+    }
 }
 
 #[pymethods]
@@ -449,9 +460,10 @@ impl Agent {
     /// Write everything to the store and shut the agent's host down. New calls are refused at
     /// once; LLM calls under way in other threads get up to 30 s to get their reply (a stream
     /// still being read is cut), and runs still under way are recorded as stopped. Ctrl-C (any
-    /// signal handler that raises; Python runs them in the main thread only) ends that wait: the close is finished all the same and the
-    /// exception is raised after it. Calls still under way when the wait ends are stopped (they
-    /// raise `KeyboardInterrupt` in their threads). Safe to call twice.
+    /// signal handler that raises; Python runs them in the main thread only) ends that wait:
+    /// the close is finished all the same and the exception is raised after it. Calls still
+    /// under way when the wait ends are stopped (they raise `KeyboardInterrupt` in their
+    /// threads). Safe to call twice.
     fn close(&self, py: Python<'_>) -> PyResult<()> {
         let Some(host) = self.host.lock().take() else {
             return Ok(());
@@ -459,22 +471,9 @@ impl Agent {
         let mut interrupted = Ok(());
         let deadline = std::time::Instant::now() + CLOSE_WAIT;
         loop {
-            let in_flight = &self.in_flight;
-            let idle = py.detach(|| {
-                // Slices of 100 ms without the GIL, then a look at Python's signals.
-                let slice = std::time::Instant::now() + std::time::Duration::from_millis(100);
-                loop {
-                    if in_flight.load(Ordering::SeqCst) == 0 {
-                        return true;
-                    }
-                    let now = std::time::Instant::now();
-                    if now >= slice || now >= deadline {
-                        return false;
-                    }
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                }
-            });
-            if idle {
+            // Slices of 100 ms without the GIL, then a look at Python's signals.
+            let slice = std::time::Instant::now() + std::time::Duration::from_millis(100);
+            if py.detach(|| self.wait_for_calls(slice.min(deadline))) {
                 break;
             }
             if std::time::Instant::now() >= deadline {
@@ -492,12 +491,7 @@ impl Agent {
                 // Calls the close gave up on end now, as on a stop, rather than wait on a host
                 // that is shut down; they notice within a poll and get a moment to record it.
                 self.stop.store(true, Ordering::SeqCst);
-                let deadline = std::time::Instant::now() + STOPPED_CALLS_WAIT;
-                while self.in_flight.load(Ordering::SeqCst) > 0
-                    && std::time::Instant::now() < deadline
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(5));
-                }
+                self.wait_for_calls(std::time::Instant::now() + STOPPED_CALLS_WAIT);
             }
             // Runs still under way (a protected function in another thread) can make no more
             // calls: the store shows them stopped, not running forever.

@@ -283,22 +283,26 @@ const SENTENCES: [&str; 12] = [
     "The numbers look consistent with the market trend.",
 ];
 
+/// A user message's text parts (and its tool results' text, with `tool_outputs`), one per line.
+fn user_text(m: &Message, tool_outputs: bool) -> String {
+    m.content
+        .iter()
+        .filter_map(|p| match p {
+            ContentPart::Text { text } => Some(text.as_str()),
+            ContentPart::ToolOutput { content, .. } if tool_outputs => Some(content.as_str()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The last user message as received, tool results included: what `echo` answers with.
 fn last_user_text(messages: &[Message]) -> String {
     messages
         .iter()
         .rev()
         .find(|m| m.role == Role::User)
-        .map(|m| {
-            m.content
-                .iter()
-                .filter_map(|p| match p {
-                    ContentPart::Text { text } => Some(text.as_str()),
-                    ContentPart::ToolOutput { content, .. } => Some(content.as_str()),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
+        .map(|m| user_text(m, true))
         .unwrap_or_default()
 }
 
@@ -308,16 +312,7 @@ fn last_user_prompt(messages: &[Message]) -> String {
         .iter()
         .rev()
         .filter(|m| m.role == Role::User)
-        .map(|m| {
-            m.content
-                .iter()
-                .filter_map(|p| match p {
-                    ContentPart::Text { text } => Some(text.as_str()),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
+        .map(|m| user_text(m, false))
         .find(|t| !t.is_empty())
         .unwrap_or_default()
 }
