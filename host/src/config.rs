@@ -15,9 +15,10 @@ use crate::llm::simulator::SimulatorConfig;
 pub const DEFAULT_FILE: &str = "ironhost.toml";
 
 /// `IRONHOST_*` variables that are not settings of this file (read elsewhere).
-const OTHER_VARS: [&str; 7] = [
+const OTHER_VARS: [&str; 8] = [
     "IRONHOST_LOG",
     "IRONHOST_CACHE_DIR",
+    "IRONHOST_ADMISSION_DEADLINE_MS",
     "IRONHOST_SHARED",
     "IRONHOST_BLESS",
     "IRONHOST_MASTER_KEY",

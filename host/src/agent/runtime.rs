@@ -319,7 +319,7 @@ pub fn build_host(
     let meter = Arc::new(ModelTokenMeter::new(Arc::new(settings.pricing.clone())));
     let services = plane.services(meter.clone());
     let secrets = services.secrets.clone();
-    let mut engine_options = EngineOptions::default();
+    let mut engine_options = EngineOptions::from_env().map_err(StartError::Config)?;
     if settings.in_process {
         // One agent's calls need a few instances of each policy at a time; the default 1000
         // slots would reserve terabytes of address space per agent.

@@ -131,7 +131,8 @@ fn engine() -> Result<PolicyEngine, CliError> {
 }
 
 fn engine_with(services: HostServices) -> Result<PolicyEngine, CliError> {
-    PolicyEngine::new(EngineOptions::default(), services).map_err(CliError::failure)
+    let options = EngineOptions::from_env().map_err(CliError::input)?;
+    PolicyEngine::new(options, services).map_err(CliError::failure)
 }
 
 /// `--bundle default` (or no `--bundle`) is the built-in default bundle; anything else is a
@@ -324,6 +325,7 @@ fn check_file(args: &CheckArgs) -> Result<u8, CliError> {
         agent_id: Some(PROBE_AGENT),
         environment: "dev",
         state_override: None,
+        admission: false,
     };
     let info: PolicyInfo = policy
         .call(target, "describe", |h, s| h.call_describe(s))

@@ -70,7 +70,8 @@ pub fn run(args: ServeArgs) -> Result<u8, CliError> {
             })?;
         let bundle = bundle_for(&settings).map_err(|e| CliError::input(e.to_string()))?;
         let meter = Arc::new(ModelTokenMeter::new(Arc::new(settings.pricing.clone())));
-        let engine = PolicyEngine::new(EngineOptions::default(), plane.services(meter))
+        let options = EngineOptions::from_env().map_err(CliError::input)?;
+        let engine = PolicyEngine::new(options, plane.services(meter))
             .map_err(|e| CliError::failure(format!("policy engine: {e}")))?;
         let chain = tokio::task::block_in_place(|| admit_bundle(&engine, &bundle))
             .map_err(|e| CliError::input(format!("bundle `{}`: {e}", bundle.name)))?;

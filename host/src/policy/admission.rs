@@ -53,7 +53,7 @@ pub enum AdmissionError {
     },
     #[error("{}: cannot link: {message}", path.display())]
     Link { path: PathBuf, message: String },
-    #[error("{}: describe: {message}", path.display())]
+    #[error("{}: {message}", path.display())]
     Describe { path: PathBuf, message: String },
     #[error("{}: policy `{policy}` rejected its config: {message}", path.display())]
     Config {
@@ -166,6 +166,7 @@ pub fn admit_bytes(
         agent_id: Some(PROBE_AGENT),
         environment: "dev",
         state_override: Some(&scratch),
+        admission: true,
     };
 
     let info: PolicyInfo = policy
@@ -178,12 +179,12 @@ pub fn admit_bytes(
         .into();
     validate_name(&info.name).map_err(|message| AdmissionError::Describe {
         path: path.to_path_buf(),
-        message: format!("the component's own name: {message}"),
+        message: format!("describe: the component's own name: {message}"),
     })?;
     if info.version.trim().is_empty() {
         return Err(AdmissionError::Describe {
             path: path.to_path_buf(),
-            message: "the component reports an empty version".to_owned(),
+            message: "describe: the component reports an empty version".to_owned(),
         });
     }
     let name = entry.name.clone().unwrap_or_else(|| info.name.clone());

@@ -179,6 +179,7 @@ fn target(ctx: &CallContext) -> CallTarget<'_> {
         agent_id: Some(&ctx.agent_id),
         environment: &ctx.environment,
         state_override: None,
+        admission: false,
     }
 }
 
@@ -297,6 +298,7 @@ impl Chain {
             agent_id: Some(&agent.agent_id),
             environment: &agent.environment,
             state_override: None,
+            admission: false,
         };
         let mut effects = StartEffects::default();
         let mut reports = Vec::new();

@@ -27,13 +27,24 @@ pub struct EngineOptions {
     pub cache_dir: Option<PathBuf>,
     /// Upper bound of live policy instances across all policies (pooling allocator slots).
     pub max_instances: u32,
+    /// Deadline of each admission call (instantiate, `describe`, `validate-config`, each probe):
+    /// a one-time check that the policy terminates, so generous enough that a slow first
+    /// instantiation on a loaded machine passes. A policy whose own `deadline-ms` is longer
+    /// gets that instead.
+    pub admission_deadline: Duration,
 }
+
+/// The admission deadline unless `IRONHOST_ADMISSION_DEADLINE_MS` says otherwise.
+pub const DEFAULT_ADMISSION_DEADLINE: Duration = Duration::from_millis(1000);
+/// The longest admission deadline `IRONHOST_ADMISSION_DEADLINE_MS` may set.
+pub const MAX_ADMISSION_DEADLINE_MS: u64 = 60_000;
 
 impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             cache_dir: default_cache_dir(),
             max_instances: 1000,
+            admission_deadline: DEFAULT_ADMISSION_DEADLINE,
         }
     }
 }
@@ -45,8 +56,32 @@ impl EngineOptions {
         EngineOptions {
             cache_dir: None,
             max_instances,
+            admission_deadline: DEFAULT_ADMISSION_DEADLINE,
         }
     }
+
+    /// The defaults with `IRONHOST_ADMISSION_DEADLINE_MS` applied; an unusable value is an
+    /// error naming the variable and the reason.
+    pub fn from_env() -> Result<EngineOptions, String> {
+        let mut options = EngineOptions::default();
+        if let Some(v) = std::env::var_os("IRONHOST_ADMISSION_DEADLINE_MS") {
+            options.admission_deadline = parse_admission_deadline(&v.to_string_lossy())?;
+        }
+        Ok(options)
+    }
+}
+
+/// Parse an admission deadline in milliseconds (1..=[`MAX_ADMISSION_DEADLINE_MS`]).
+pub fn parse_admission_deadline(value: &str) -> Result<Duration, String> {
+    let ms: u64 = value.trim().parse().map_err(|_| {
+        format!("IRONHOST_ADMISSION_DEADLINE_MS: `{value}` is not a whole number of milliseconds")
+    })?;
+    if ms == 0 || ms > MAX_ADMISSION_DEADLINE_MS {
+        return Err(format!(
+            "IRONHOST_ADMISSION_DEADLINE_MS: {ms} is out of range 1..={MAX_ADMISSION_DEADLINE_MS}"
+        ));
+    }
+    Ok(Duration::from_millis(ms))
 }
 
 /// `$IRONHOST_CACHE_DIR`, else `$XDG_CACHE_HOME/ironhost`, else `~/.cache/ironhost`.
@@ -131,6 +166,7 @@ struct Inner {
     compat: String,
     compiled: Mutex<HashMap<[u8; 32], Component>>,
     ticker_stop: Arc<AtomicBool>,
+    admission_deadline: Duration,
 }
 
 impl Drop for Inner {
@@ -207,6 +243,7 @@ impl PolicyEngine {
                 compat,
                 compiled: Mutex::new(HashMap::new()),
                 ticker_stop,
+                admission_deadline: options.admission_deadline,
             }),
         })
     }
@@ -219,6 +256,11 @@ impl PolicyEngine {
     /// The linker with WASI (locked down) and every `ironhost:policy` import.
     pub fn linker(&self) -> &Linker<PolicyCtx> {
         &self.inner.linker
+    }
+
+    /// The deadline of each admission call (see [`EngineOptions::admission_deadline`]).
+    pub fn admission_deadline(&self) -> Duration {
+        self.inner.admission_deadline
     }
 
     /// The host services behind the capabilities.

@@ -116,6 +116,9 @@ pub struct CallTarget<'a> {
     pub environment: &'a str,
     /// Scratch state for the admission probe.
     pub state_override: Option<&'a Arc<dyn StateBackend>>,
+    /// An admission call: it runs under the engine's admission deadline (or the policy's own
+    /// deadline, if longer) instead of the per-call one.
+    pub admission: bool,
 }
 
 impl std::fmt::Debug for CallTarget<'_> {
@@ -124,6 +127,7 @@ impl std::fmt::Debug for CallTarget<'_> {
             .field("agent_id", &self.agent_id)
             .field("environment", &self.environment)
             .field("scratch_state", &self.state_override.is_some())
+            .field("admission", &self.admission)
             .finish()
     }
 }
@@ -154,6 +158,7 @@ pub struct LoadedPolicy {
     identity: Arc<PolicyIdentity>,
     idle: Mutex<Vec<Warm>>,
     deadline_ticks: u64,
+    admission_ms: u64,
     memory_cap: usize,
 }
 
@@ -183,10 +188,8 @@ impl LoadedPolicy {
         let pre = v0_1_0::PolicyPre::new(instance_pre).map_err(|e| format!("{e:#}"))?;
         let config_json = entry.config.to_string();
         let allowed_secrets = entry.secrets.clone();
-        let deadline_ticks = entry
-            .deadline_ms
-            .div_ceil(EPOCH_TICK.as_millis() as u64)
-            .saturating_add(1);
+        let deadline_ticks = ticks(entry.deadline_ms);
+        let admission_ms = (engine.admission_deadline().as_millis() as u64).max(entry.deadline_ms);
         let memory_cap = usize::try_from(entry.memory_mib << 20).unwrap_or(usize::MAX);
         Ok(LoadedPolicy {
             name: provisional_name.clone(),
@@ -210,6 +213,7 @@ impl LoadedPolicy {
             }),
             idle: Mutex::new(Vec::new()),
             deadline_ticks,
+            admission_ms,
             memory_cap,
         })
     }
@@ -242,7 +246,22 @@ impl LoadedPolicy {
         Duration::from_millis(self.entry.deadline_ms)
     }
 
-    fn instantiate(&self) -> Result<Warm, PolicyFailure> {
+    /// The deadline of a call for `target` in epoch ticks, and how a missed one is worded.
+    fn limit_for(&self, target: &CallTarget<'_>) -> (u64, DeadlineKind) {
+        if target.admission {
+            (
+                ticks(self.admission_ms),
+                DeadlineKind::Admission(self.admission_ms),
+            )
+        } else {
+            (
+                self.deadline_ticks,
+                DeadlineKind::Call(self.entry.deadline_ms),
+            )
+        }
+    }
+
+    fn instantiate(&self, ticks: u64, limit: DeadlineKind) -> Result<Warm, PolicyFailure> {
         let ctx = PolicyCtx::new(
             self.identity.clone(),
             self.engine.services().clone(),
@@ -250,14 +269,15 @@ impl LoadedPolicy {
         );
         let mut store = Store::new(self.engine.engine(), ctx);
         store.limiter(|ctx| &mut ctx.limiter);
-        store.set_epoch_deadline(self.deadline_ticks);
+        store.set_epoch_deadline(ticks);
         match self.pre.instantiate(&mut store) {
             Ok(bindings) => Ok(Warm { store, bindings }),
-            Err(e) => Err(classify(&e, &store, "instantiate", &self.entry.deadline_ms)
-                .unwrap_or_else(|| PolicyFailure {
+            Err(e) => Err(
+                classify(&e, &store, "instantiate", limit).unwrap_or_else(|| PolicyFailure {
                     kind: FailureKind::Instantiate,
                     message: format!("cannot instantiate: {e:#}"),
-                })),
+                }),
+            ),
         }
     }
 
@@ -273,8 +293,9 @@ impl LoadedPolicy {
         ) -> wasmtime::Result<T>,
     ) -> CallOutput<T> {
         let started = Instant::now();
+        let (ticks, limit) = self.limit_for(&target);
         let warm = self.idle.lock().pop();
-        let mut warm = match warm.map_or_else(|| self.instantiate(), Ok) {
+        let mut warm = match warm.map_or_else(|| self.instantiate(ticks, limit), Ok) {
             Ok(w) => w,
             Err(failure) => {
                 return self.finish(started, Err(failure), Vec::new());
@@ -287,7 +308,7 @@ impl LoadedPolicy {
             target.environment.clone_into(&mut call.environment);
             call.state_override = target.state_override.cloned();
         }
-        warm.store.set_epoch_deadline(self.deadline_ticks);
+        warm.store.set_epoch_deadline(ticks);
         let result = f(warm.bindings.ironhost_policy_hooks(), &mut warm.store);
         let call = std::mem::take(&mut warm.store.data_mut().call);
         if call.dropped_events > 0 {
@@ -307,8 +328,8 @@ impl LoadedPolicy {
                 self.finish(started, Ok(value), call.events)
             }
             Err(e) => {
-                let failure = classify(&e, &warm.store, what, &self.entry.deadline_ms)
-                    .unwrap_or_else(|| PolicyFailure {
+                let failure =
+                    classify(&e, &warm.store, what, limit).unwrap_or_else(|| PolicyFailure {
                         kind: FailureKind::Trap,
                         message: format!("{what} failed: {e:#}"),
                     });
@@ -346,13 +367,34 @@ impl LoadedPolicy {
     }
 }
 
+/// Epoch ticks for a deadline of `ms`: rounded up, plus one for the tick under way.
+fn ticks(ms: u64) -> u64 {
+    ms.div_ceil(EPOCH_TICK.as_millis() as u64).saturating_add(1)
+}
+
+/// Which deadline a call ran under, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+enum DeadlineKind {
+    Call(u64),
+    Admission(u64),
+}
+
+impl std::fmt::Display for DeadlineKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeadlineKind::Call(ms) => write!(f, "deadline of {ms} ms exceeded"),
+            DeadlineKind::Admission(ms) => write!(f, "admission deadline of {ms} ms exceeded"),
+        }
+    }
+}
+
 /// Map a wasmtime error to a policy failure. Only traps, deadlines and memory limits are
 /// recognized; anything else is left to the caller.
 fn classify(
     e: &wasmtime::Error,
     store: &Store<PolicyCtx>,
     what: &str,
-    deadline_ms: &u64,
+    limit: DeadlineKind,
 ) -> Option<PolicyFailure> {
     let ctx = store.data();
     if ctx.limiter.memory_hit {
@@ -367,7 +409,7 @@ fn classify(
     match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => Some(PolicyFailure {
             kind: FailureKind::Deadline,
-            message: format!("{what}: deadline of {deadline_ms} ms exceeded"),
+            message: format!("{what}: {limit}"),
         }),
         Some(trap) => {
             let detail = ctx
