@@ -101,6 +101,7 @@ fn new_engine(cache: Option<PathBuf>) -> PolicyEngine {
     let options = EngineOptions {
         cache_dir: cache,
         max_instances: 64,
+        ..EngineOptions::in_memory(64)
     };
     PolicyEngine::new(options, HostServices::default()).expect("engine")
 }

@@ -640,6 +640,7 @@ fn components_are_compiled_once_and_reloaded_from_the_disk_cache() {
     let options = || EngineOptions {
         cache_dir: Some(dir.path().to_path_buf()),
         max_instances: 16,
+        ..EngineOptions::in_memory(16)
     };
     let first = PolicyEngine::new(options(), HostServices::default()).expect("engine");
     assert_eq!(
@@ -908,6 +909,7 @@ fn the_compile_cache_is_refused_when_others_can_write_it() {
     let options = EngineOptions {
         cache_dir: Some(shared.clone()),
         max_instances: 16,
+        ..EngineOptions::in_memory(16)
     };
     let engine = PolicyEngine::new(options, HostServices::default()).expect("engine still works");
     assert_eq!(engine.cache_dir(), None);
@@ -1042,5 +1044,58 @@ fn the_sdk_stamp_is_found_only_in_sdk_built_components() {
     assert_eq!(
         sdk_stamp(&std::fs::read(fx::WRONG_WIT).expect("fixture")),
         None
+    );
+}
+
+fn hanging(step: &str) -> PolicyEntry {
+    let mut e = with_caps(entry(fx::HANG), &[Capability::Config]);
+    e.config = serde_json::json!({ "hang-in": step });
+    e
+}
+
+#[test]
+fn a_policy_that_hangs_in_any_admission_step_is_refused_within_the_admission_deadline() {
+    let limit = host().engine.admission_deadline();
+    assert_eq!(limit, Duration::from_millis(1000), "the default");
+    for step in ["describe", "validate-config", "probe"] {
+        let started = Instant::now();
+        let err = admit_policy(&host().engine, &hanging(step)).expect_err(step);
+        let took = started.elapsed();
+        let message = err.to_string();
+        assert!(
+            message.contains("admission deadline of 1000 ms exceeded"),
+            "{step}: {message}"
+        );
+        match step {
+            "describe" => assert!(matches!(err, AdmissionError::Describe { .. }), "{message}"),
+            "validate-config" => assert!(matches!(err, AdmissionError::Config { .. }), "{message}"),
+            _ => assert!(matches!(err, AdmissionError::Probe { .. }), "{message}"),
+        }
+        assert!(took >= limit, "{step}: refused early, after {took:?}");
+        assert!(took < limit * 5, "{step}: refused only after {took:?}");
+    }
+    // Told to hang nowhere, the same component is admitted.
+    admit_policy(&host().engine, &hanging("nowhere")).expect("admitted");
+}
+
+#[test]
+fn admission_runs_under_its_own_deadline_and_calls_under_the_policy_deadline() {
+    // A probe that takes 40 ms passes admission (as a slow first call on a busy machine does),
+    // while real calls keep the 10 ms deadline of the entry.
+    let mut e = with_caps(entry(fx::SLOW), &[Capability::Clock, Capability::Config]);
+    e.config = serde_json::json!({ "busy-ms": 40 });
+    assert_eq!(e.deadline_ms, 10);
+    let chain = chain_of(vec![with_mode(e, FailureMode::FailOpen)]);
+    let run = chain.on_llm_request(&ctx("slow"), request("take your time"));
+    let failure = run.policies[0]
+        .failure
+        .clone()
+        .expect("the call misses its deadline");
+    assert_eq!(failure.kind, FailureKind::Deadline);
+    assert!(
+        failure.message.contains("deadline of 10 ms exceeded")
+            && !failure.message.contains("admission"),
+        "{}",
+        failure.message
     );
 }

@@ -355,3 +355,30 @@ fn spawn_ticker(engine: Engine, stop: Arc<AtomicBool>) -> Result<(), EngineError
         .map(|_| ())
         .map_err(|e| EngineError::Setup(format!("cannot start the deadline ticker: {e}")))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admission_deadline_values_are_checked() {
+        assert_eq!(
+            parse_admission_deadline("250"),
+            Ok(Duration::from_millis(250))
+        );
+        for bad in ["0", "60001", "1s", "-5", ""] {
+            let err = parse_admission_deadline(bad).expect_err(bad);
+            assert!(err.starts_with("IRONHOST_ADMISSION_DEADLINE_MS: "), "{err}");
+        }
+        assert!(
+            parse_admission_deadline("0")
+                .unwrap_err()
+                .contains("out of range")
+        );
+        assert!(
+            parse_admission_deadline("1s")
+                .unwrap_err()
+                .contains("not a whole number")
+        );
+    }
+}
