@@ -324,13 +324,14 @@ fn check_file(args: &CheckArgs) -> Result<u8, CliError> {
     let target = CallTarget {
         agent_id: Some(PROBE_AGENT),
         environment: "dev",
+        // Asking who it is, like admission: the admission deadline, not the per-call one.
         state_override: None,
-        admission: false,
+        admission: true,
     };
     let info: PolicyInfo = policy
         .call(target, "describe", |h, s| h.call_describe(s))
         .result
-        .map_err(|f| CliError::input(format!("{}: describe: {f}", path.display())))?
+        .map_err(|f| CliError::input(format!("{}: {f}", path.display())))?
         .into();
     let report = CheckReport {
         file: path.clone(),
