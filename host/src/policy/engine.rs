@@ -17,7 +17,8 @@ use super::bindings::v0_1_0;
 use super::bundle::MAX_MEMORY_MIB;
 use super::host::{HostServices, PolicyCtx};
 
-/// How often the epoch advances. Hook deadlines are whole multiples of this.
+/// How often the epoch advances: how often a running policy call is checked against its limit
+/// (see `meter`).
 pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// Settings of a [`PolicyEngine`].

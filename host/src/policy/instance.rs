@@ -16,9 +16,10 @@ use wasmtime::component::Component;
 
 use super::bindings::v0_1_0;
 use super::bundle::PolicyEntry;
-use super::engine::{EPOCH_TICK, PolicyEngine};
+use super::engine::PolicyEngine;
 use super::host::{PolicyCtx, PolicyEvent, PolicyIdentity};
 use super::inspect::ComponentSummary;
+use super::meter::{self, Overrun};
 use super::model::{Hook, PolicyInfo};
 use super::state::StateBackend;
 
@@ -157,7 +158,6 @@ pub struct LoadedPolicy {
     pre: v0_1_0::PolicyPre<PolicyCtx>,
     identity: Arc<PolicyIdentity>,
     idle: Mutex<Vec<Warm>>,
-    deadline_ticks: u64,
     admission_ms: u64,
     memory_cap: usize,
 }
@@ -188,7 +188,6 @@ impl LoadedPolicy {
         let pre = v0_1_0::PolicyPre::new(instance_pre).map_err(|e| format!("{e:#}"))?;
         let config_json = entry.config.to_string();
         let allowed_secrets = entry.secrets.clone();
-        let deadline_ticks = ticks(entry.deadline_ms);
         let admission_ms = (engine.admission_deadline().as_millis() as u64).max(entry.deadline_ms);
         let memory_cap = usize::try_from(entry.memory_mib << 20).unwrap_or(usize::MAX);
         Ok(LoadedPolicy {
@@ -212,7 +211,6 @@ impl LoadedPolicy {
                 allowed_secrets,
             }),
             idle: Mutex::new(Vec::new()),
-            deadline_ticks,
             admission_ms,
             memory_cap,
         })
@@ -246,22 +244,16 @@ impl LoadedPolicy {
         Duration::from_millis(self.entry.deadline_ms)
     }
 
-    /// The deadline of a call for `target` in epoch ticks, and how a missed one is worded.
-    fn limit_for(&self, target: &CallTarget<'_>) -> (u64, DeadlineKind) {
+    /// The limit of a call for `target`: the per-call deadline, or the admission one.
+    fn limit_for(&self, target: &CallTarget<'_>) -> DeadlineKind {
         if target.admission {
-            (
-                ticks(self.admission_ms),
-                DeadlineKind::Admission(self.admission_ms),
-            )
+            DeadlineKind::Admission(self.admission_ms)
         } else {
-            (
-                self.deadline_ticks,
-                DeadlineKind::Call(self.entry.deadline_ms),
-            )
+            DeadlineKind::Call(self.entry.deadline_ms)
         }
     }
 
-    fn instantiate(&self, ticks: u64, limit: DeadlineKind) -> Result<Warm, PolicyFailure> {
+    fn instantiate(&self, limit: DeadlineKind) -> Result<Warm, PolicyFailure> {
         let ctx = PolicyCtx::new(
             self.identity.clone(),
             self.engine.services().clone(),
@@ -269,13 +261,26 @@ impl LoadedPolicy {
         );
         let mut store = Store::new(self.engine.engine(), ctx);
         store.limiter(|ctx| &mut ctx.limiter);
-        store.set_epoch_deadline(ticks);
-        match self.pre.instantiate(&mut store) {
+        // Checked at each epoch tick while the guest runs: see `meter`.
+        store.epoch_deadline_callback(|_| {
+            Ok(if meter::check() {
+                wasmtime::UpdateDeadline::Continue(1)
+            } else {
+                wasmtime::UpdateDeadline::Interrupt
+            })
+        });
+        store.set_epoch_deadline(1);
+        let (result, overrun) = meter::metered(limit.duration(), || {
+            guarded(|| self.pre.instantiate(&mut store))
+        });
+        match result {
             Ok(bindings) => Ok(Warm { store, bindings }),
             Err(e) => Err(
-                classify(&e, &store, "instantiate", limit).unwrap_or_else(|| PolicyFailure {
-                    kind: FailureKind::Instantiate,
-                    message: format!("cannot instantiate: {e:#}"),
+                classify(&e, &store, "instantiate", limit, overrun).unwrap_or_else(|| {
+                    PolicyFailure {
+                        kind: FailureKind::Instantiate,
+                        message: format!("cannot instantiate: {e:#}"),
+                    }
                 }),
             ),
         }
@@ -293,9 +298,9 @@ impl LoadedPolicy {
         ) -> wasmtime::Result<T>,
     ) -> CallOutput<T> {
         let started = Instant::now();
-        let (ticks, limit) = self.limit_for(&target);
+        let limit = self.limit_for(&target);
         let warm = self.idle.lock().pop();
-        let mut warm = match warm.map_or_else(|| self.instantiate(ticks, limit), Ok) {
+        let mut warm = match warm.map_or_else(|| self.instantiate(limit), Ok) {
             Ok(w) => w,
             Err(failure) => {
                 return self.finish(started, Err(failure), Vec::new());
@@ -308,8 +313,11 @@ impl LoadedPolicy {
             target.environment.clone_into(&mut call.environment);
             call.state_override = target.state_override.cloned();
         }
-        warm.store.set_epoch_deadline(ticks);
-        let result = f(warm.bindings.ironhost_policy_hooks(), &mut warm.store);
+        // Checked at the next epoch tick, and each tick after while the guest runs.
+        warm.store.set_epoch_deadline(1);
+        let (result, overrun) = meter::metered(limit.duration(), || {
+            guarded(|| f(warm.bindings.ironhost_policy_hooks(), &mut warm.store))
+        });
         let call = std::mem::take(&mut warm.store.data_mut().call);
         if call.dropped_events > 0 {
             tracing::warn!(
@@ -329,9 +337,11 @@ impl LoadedPolicy {
             }
             Err(e) => {
                 let failure =
-                    classify(&e, &warm.store, what, limit).unwrap_or_else(|| PolicyFailure {
-                        kind: FailureKind::Trap,
-                        message: format!("{what} failed: {e:#}"),
+                    classify(&e, &warm.store, what, limit, overrun).unwrap_or_else(|| {
+                        PolicyFailure {
+                            kind: FailureKind::Trap,
+                            message: format!("{what} failed: {e:#}"),
+                        }
                     });
                 tracing::warn!(policy = self.name.as_str(), kind = ?failure.kind, "{}", failure.message);
                 // `warm` is dropped here: a failed instance is never reused.
@@ -367,9 +377,30 @@ impl LoadedPolicy {
     }
 }
 
-/// Epoch ticks for a deadline of `ms`: rounded up, plus one for the tick under way.
-fn ticks(ms: u64) -> u64 {
-    ms.div_ceil(EPOCH_TICK.as_millis() as u64).saturating_add(1)
+/// A panic in host code that a policy call reached (a host import given input no one
+/// foresaw): the call fails, the instance is dropped, the host goes on.
+#[derive(Debug)]
+struct HostPanic(String);
+
+impl std::fmt::Display for HostPanic {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "the host failed while serving the policy: {}", self.0)
+    }
+}
+
+impl std::error::Error for HostPanic {}
+
+/// Run a call into the guest, turning a panic in a host import it reached into an error, so no
+/// input from a policy or an agent can take the host down. The store it used is never reused.
+fn guarded<T>(call: impl FnOnce() -> wasmtime::Result<T>) -> wasmtime::Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "a panic".to_owned());
+        Err(wasmtime::Error::new(HostPanic(message)))
+    })
 }
 
 /// Which deadline a call ran under, in milliseconds.
@@ -377,6 +408,15 @@ fn ticks(ms: u64) -> u64 {
 enum DeadlineKind {
     Call(u64),
     Admission(u64),
+}
+
+impl DeadlineKind {
+    /// The CPU time a call may take.
+    fn duration(self) -> Duration {
+        match self {
+            DeadlineKind::Call(ms) | DeadlineKind::Admission(ms) => Duration::from_millis(ms),
+        }
+    }
 }
 
 impl std::fmt::Display for DeadlineKind {
@@ -395,6 +435,7 @@ fn classify(
     store: &Store<PolicyCtx>,
     what: &str,
     limit: DeadlineKind,
+    overrun: Option<Overrun>,
 ) -> Option<PolicyFailure> {
     let ctx = store.data();
     if ctx.limiter.memory_hit {
@@ -406,10 +447,22 @@ fn classify(
             ),
         });
     }
+    if let Some(panic) = e.downcast_ref::<HostPanic>() {
+        return Some(PolicyFailure {
+            kind: FailureKind::Trap,
+            message: format!("{what}: {panic}"),
+        });
+    }
     match e.downcast_ref::<wasmtime::Trap>() {
         Some(wasmtime::Trap::Interrupt) => Some(PolicyFailure {
             kind: FailureKind::Deadline,
-            message: format!("{what}: {limit}"),
+            message: match overrun {
+                Some(Overrun::Wall) => format!(
+                    "{what}: {limit} (wall-clock backstop of {} ms)",
+                    meter::backstop(limit.duration()).as_millis()
+                ),
+                Some(Overrun::Cpu) | None => format!("{what}: {limit}"),
+            },
         }),
         Some(trap) => {
             let detail = ctx

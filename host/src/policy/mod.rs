@@ -14,6 +14,7 @@ pub mod engine;
 pub mod host;
 pub mod inspect;
 pub mod instance;
+pub mod meter;
 pub mod model;
 pub mod sandbox;
 pub mod state;

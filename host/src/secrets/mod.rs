@@ -248,12 +248,14 @@ impl Keyring {
 
 /// Run CPU-heavy work (Argon2id) without starving other tasks on a multi-threaded runtime.
 fn slow<T>(f: impl FnOnce() -> T) -> T {
-    match tokio::runtime::Handle::try_current() {
+    // A policy reading a secret can trigger this, but the cost is the store's, never charged
+    // against the policy's deadline (see `policy::meter`).
+    crate::policy::meter::uncharged(|| match tokio::runtime::Handle::try_current() {
         Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
             tokio::task::block_in_place(f)
         }
         _ => f(),
-    }
+    })
 }
 
 /// A random 32-byte installation key, stored sealed under the data key.
