@@ -69,3 +69,46 @@ fn a_request_goes_through_all_four_default_policies() {
     assert_eq!(cost.detail["calls"], 1);
     assert_eq!(cost.detail["limit_usd"], 100.0);
 }
+
+#[test]
+fn a_prompt_of_a_million_spaces_is_governed_without_taking_the_host_down() {
+    let engine =
+        PolicyEngine::new(EngineOptions::in_memory(32), HostServices::default()).expect("engine");
+    let chain = admit_bundle(&engine, &default_bundle().expect("parses")).expect("admitted");
+    for (i, text) in [" ".repeat(1_000_000), "\n".repeat(1_000_000)]
+        .into_iter()
+        .enumerate()
+    {
+        let ctx = CallContext::new("spaces", &format!("c{i}"));
+        let run = chain.on_llm_request(
+            &ctx,
+            LlmRequest::new(
+                "openai",
+                "gpt-4o-mini",
+                vec![Message::text(Role::User, &text)],
+            ),
+        );
+        // Counting a megabyte may be more CPU than the budget's 10 ms: then the budget fails
+        // closed. Either way the call is answered and nothing else failed.
+        for p in &run.policies {
+            if let Some(f) = &p.failure {
+                assert_eq!(p.policy, "budget", "{f:?}");
+                assert!(f.message.contains("deadline of 10 ms exceeded"), "{f:?}");
+            }
+        }
+    }
+    let ctx = CallContext::new("spaces", "after");
+    let run = chain.on_llm_request(
+        &ctx,
+        LlmRequest::new(
+            "openai",
+            "gpt-4o-mini",
+            vec![Message::text(Role::User, "still here?")],
+        ),
+    );
+    assert!(
+        matches!(run.outcome, Outcome::Continue { .. }),
+        "{:?}",
+        run.outcome
+    );
+}

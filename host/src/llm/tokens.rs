@@ -60,6 +60,29 @@ fn family(model: &str) -> Family {
     }
 }
 
+/// Longest piece of text tiktoken is given at once. Its pre-tokenizing regex backtracks, and a
+/// long enough run of whitespace overflows the regex engine's stack (a panic, not an error).
+const BPE_PIECE: usize = 4096;
+
+/// Tokens of `text` by `bpe`, counted in pieces of at most [`BPE_PIECE`] bytes. Pieces are cut
+/// before a space that follows a non-space (where tiktoken's pre-tokenizer cuts anyway, so the
+/// count is the same), or, in a text with no such place, at a character boundary.
+fn bpe_count(bpe: &CoreBPE, mut text: &str) -> usize {
+    let mut n = 0;
+    while text.len() > BPE_PIECE {
+        let window = &text.as_bytes()[..=BPE_PIECE];
+        let cut = (1..=BPE_PIECE)
+            .rev()
+            .find(|&i| window[i] == b' ' && !window[i - 1].is_ascii_whitespace())
+            .or_else(|| (1..=BPE_PIECE).rev().find(|&i| text.is_char_boundary(i)))
+            .unwrap_or(text.len());
+        let (piece, rest) = text.split_at(cut);
+        n += bpe.encode_ordinary(piece).len();
+        text = rest;
+    }
+    n + bpe.encode_ordinary(text).len()
+}
+
 impl ModelTokenMeter {
     /// A meter over `prices`. Loads the tiktoken vocabularies now (a few hundred ms once per
     /// process), so no policy call ever pays for it under its deadline.
@@ -92,13 +115,13 @@ impl ModelTokenMeter {
                 {
                     return n;
                 }
-                let n = u32::try_from(bpe.encode_ordinary(text).len()).unwrap_or(u32::MAX);
+                let n = u32::try_from(bpe_count(bpe, text)).unwrap_or(u32::MAX);
                 if let Some(s) = self.recent.lock().get_mut(slot) {
                     *s = (key, n);
                 }
                 return n;
             }
-            Family::OpenAi(bpe) => bpe.encode_ordinary(text).len(),
+            Family::OpenAi(bpe) => bpe_count(bpe, text),
             Family::Anthropic => {
                 (text.chars().count() as f64 / ANTHROPIC_CHARS_PER_TOKEN).ceil() as usize
             }
@@ -153,6 +176,38 @@ mod tests {
         // o200k_base encodes this sentence in fewer tokens than 4-bytes-per-token would guess.
         let sentence = "The quick brown fox jumps over the lazy dog.";
         assert_eq!(m.count_text("gpt-4o", sentence), 10);
+    }
+
+    #[test]
+    fn long_texts_are_counted_in_pieces_with_the_same_result() {
+        let m = ModelTokenMeter::embedded();
+        let bpe = bpe(Tokenizer::O200kBase).expect("o200k");
+        let text =
+            "Dana Ruiz (CTO, 12 years) said: we'll buy 1,200 seats\n\tif  the price is right. "
+                .repeat(400);
+        assert!(text.len() > 4 * BPE_PIECE);
+        assert_eq!(bpe_count(bpe, &text), bpe.encode_ordinary(&text).len());
+        assert_eq!(
+            m.count_text("gpt-4o", &text) as usize,
+            bpe.encode_ordinary(&text).len()
+        );
+        // Multi-byte characters with no spaces are cut at a character boundary.
+        let dense = "日本語のテキスト".repeat(2000);
+        assert!(bpe_count(bpe, &dense) > 0);
+    }
+
+    #[test]
+    fn a_megabyte_of_whitespace_is_counted_without_a_panic() {
+        let m = ModelTokenMeter::embedded();
+        for text in [
+            " ".repeat(1 << 20),
+            "\n".repeat(1 << 20),
+            " \t".repeat(1 << 19),
+        ] {
+            let n = m.count_text("gpt-4o-mini", &text);
+            assert!(n > 0 && n as usize <= text.len(), "{n}");
+            assert!(m.count_text("gpt-4", &text) > 0);
+        }
     }
 
     #[test]
