@@ -318,6 +318,15 @@ fn options(timeout: Duration, max_retries: u32) -> GatewayOptions {
 }
 
 fn harness(provider: &FakeProvider, options: GatewayOptions) -> Harness {
+    harness_with(provider, options, Vec::new())
+}
+
+/// The default bundle with `extra` policies after it.
+fn harness_with(
+    provider: &FakeProvider,
+    options: GatewayOptions,
+    extra: Vec<ironhost::policy::PolicyEntry>,
+) -> Harness {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -329,7 +338,9 @@ fn harness(provider: &FakeProvider, options: GatewayOptions) -> Harness {
         ..HostServices::default()
     };
     let engine = PolicyEngine::new(EngineOptions::in_memory(32), services).expect("engine");
-    let chain = admit_bundle(&engine, &default_bundle().expect("parses")).expect("admitted");
+    let mut bundle = default_bundle().expect("parses");
+    bundle.policies.extend(extra);
+    let chain = admit_bundle(&engine, &bundle).expect("admitted");
     let base = ProviderConfig {
         base_url: provider.base_url(),
     };
@@ -897,4 +908,45 @@ fn the_provider_receives_a_single_content_type() {
         .map(|(_, v)| v.as_str())
         .collect();
     assert_eq!(types, ["application/json"]);
+}
+
+#[test]
+fn a_failing_policy_is_published_as_a_policy_failure_event_naming_policy_hook_and_kind() {
+    let provider = FakeProvider::start(vec![json_answer(
+        200,
+        &[],
+        Api::OpenAi.render_response(
+            None,
+            &answer("gpt-4o-mini", "chatcmpl-1", "fine", Usage::new(12, 3)),
+        ),
+    )]);
+    let mut trap = ironhost::policy::PolicyEntry::for_component(ironhost_fixtures::TRAP.into());
+    trap.capabilities = [ironhost::policy::Capability::Config].into_iter().collect();
+    trap.failure_mode = ironhost::policy::FailureMode::FailOpen;
+    let mut h = harness_with(&provider, options(Duration::from_secs(5), 0), vec![trap]);
+    let reply = h
+        .handle(openai_request(&chat_body("boom, said the agent")))
+        .expect("fail-open lets the call through");
+    assert_eq!(full(reply).0, 200);
+    let mut failures = Vec::new();
+    let mut call_id = None;
+    while let Ok(e) = h.events.try_recv() {
+        let v = serde_json::to_value(&e.kind).expect("events serialize");
+        match &e.kind {
+            EventKind::PolicyFailure { .. } => failures.push(v),
+            EventKind::LlmCall { .. } => call_id = v["call_id"].as_str().map(str::to_owned),
+            _ => {}
+        }
+    }
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    let f = &failures[0];
+    assert_eq!(f["type"], "policy_failure");
+    assert_eq!(f["policy"], "trap");
+    assert_eq!(f["hook"], "llm-request");
+    assert_eq!(f["failure"], "trap");
+    assert!(
+        f["message"].as_str().is_some_and(|m| m.contains("trapped")),
+        "{f}"
+    );
+    assert_eq!(f["call_id"].as_str(), call_id.as_deref(), "{f}");
 }

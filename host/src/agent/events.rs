@@ -10,6 +10,7 @@ use tokio::sync::broadcast;
 
 use crate::policy::chain::VerdictKind;
 use crate::policy::host::{PolicyEvent, SensitiveValue};
+use crate::policy::instance::FailureKind;
 use crate::policy::model::Severity;
 
 /// Events kept for a subscriber that falls behind.
@@ -140,10 +141,15 @@ pub enum EventKind {
         policy: String,
         detail: serde_json::Value,
     },
+    /// A policy call failed (trap, deadline, memory limit, bad verdict); its failure mode said
+    /// what that meant for the call.
     PolicyFailure {
         policy: String,
         hook: &'static str,
+        failure: FailureKind,
         message: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        call_id: Option<String>,
     },
     /// The agent's own account of its progress (`ironhost.progress(done, total, unit)`).
     AgentProgress {

@@ -148,6 +148,8 @@ impl std::fmt::Debug for Gateway {
 struct Trail {
     verdicts: Vec<VerdictSummary>,
     events: Vec<PolicyEvent>,
+    /// `policy_failure` events, one per failed policy call.
+    failures: Vec<EventKind>,
     policy_ns: u64,
 }
 
@@ -164,6 +166,15 @@ impl Trail {
                 code: r.denial.as_ref().map(|d| d.code.clone()),
             });
             self.events.extend(r.events.iter().cloned());
+            if let Some(f) = &r.failure {
+                self.failures.push(EventKind::PolicyFailure {
+                    policy: r.policy.clone(),
+                    hook: hook.as_str(),
+                    failure: f.kind,
+                    message: f.message.clone(),
+                    call_id: None,
+                });
+            }
         }
     }
 
@@ -748,7 +759,7 @@ impl Gateway {
             CallOutcome::Denied | CallOutcome::Cancelled => Severity::Medium,
             CallOutcome::Error => Severity::High,
         };
-        self.publish_policy_events(&trail.events, total, &call.call_id);
+        self.publish_policy_events(&trail, total, &call.call_id);
         let policy_us = trail.policy_ns / 1000;
         self.bus.publish(
             &self.agent.agent_id,
@@ -773,8 +784,15 @@ impl Gateway {
         );
     }
 
-    fn publish_policy_events(&self, events: &[PolicyEvent], spent: f64, call: &str) {
-        for e in events {
+    fn publish_policy_events(&self, trail: &Trail, spent: f64, call: &str) {
+        for failure in &trail.failures {
+            let mut kind = failure.clone();
+            if let EventKind::PolicyFailure { call_id, .. } = &mut kind {
+                *call_id = Some(call.to_owned());
+            }
+            self.bus.publish(&self.agent.agent_id, Severity::High, kind);
+        }
+        for e in &trail.events {
             let mut kind = EventKind::from_policy(e, spent);
             if let EventKind::PiiFinding { call_id, .. } = &mut kind {
                 *call_id = Some(call.to_owned());
@@ -984,7 +1002,7 @@ impl Gateway {
         } else {
             tracing::warn!("{line}");
         }
-        self.publish_policy_events(&trail.events, self.metrics.cost_usd(), call_id);
+        self.publish_policy_events(&trail, self.metrics.cost_usd(), call_id);
         self.bus.publish(
             &self.agent.agent_id,
             if outcome == CallOutcome::Ok {
