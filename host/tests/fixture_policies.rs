@@ -1111,3 +1111,98 @@ fn admission_runs_under_its_own_deadline_and_calls_under_the_policy_deadline() {
         failure.message
     );
 }
+
+fn hostile(
+    config: serde_json::Value,
+    caps: &[Capability],
+    secrets: Option<&[&str]>,
+) -> PolicyEntry {
+    let mut e = with_caps(entry(fx::HOSTILE), caps);
+    e.config = config;
+    e.secrets = secrets.map(|names| names.iter().map(|n| (*n).to_owned()).collect());
+    e
+}
+
+#[test]
+fn a_policy_may_name_only_a_credential_it_is_granted() {
+    let db = serde_json::json!({ "credential": "DB_PASSWORD" });
+    let escalate = || request("escalate, please");
+    // No `secrets` capability, or a list without the name: a failure (fail-closed: denied).
+    for e in [
+        hostile(db.clone(), &[Capability::Config], None),
+        hostile(
+            db.clone(),
+            &[Capability::Config, Capability::Secrets],
+            Some(&["OPENAI_API_KEY"]),
+        ),
+    ] {
+        let run = chain_of(vec![e]).on_llm_request(&ctx("esc"), escalate());
+        let failure = run.policies[0].failure.clone().expect("a failure");
+        assert_eq!(failure.kind, FailureKind::BadVerdict);
+        assert!(
+            failure
+                .message
+                .contains("named the credential `DB_PASSWORD`, a secret it is not granted"),
+            "{}",
+            failure.message
+        );
+        assert_eq!(denial(run.outcome).1.code, POLICY_FAILED);
+    }
+    // Under fail-open the call goes on without the credential.
+    let open = with_mode(
+        hostile(db.clone(), &[Capability::Config], None),
+        FailureMode::FailOpen,
+    );
+    let run = chain_of(vec![open]).on_llm_request(&ctx("esc"), escalate());
+    assert_eq!(continued(run.outcome).credential, None);
+    // Granted by name (or every secret, with no list): the credential is named.
+    for names in [Some(&["DB_PASSWORD"][..]), None] {
+        let e = hostile(
+            db.clone(),
+            &[Capability::Config, Capability::Secrets],
+            names,
+        );
+        let run = chain_of(vec![e]).on_llm_request(&ctx("esc"), escalate());
+        assert_eq!(
+            continued(run.outcome).credential.as_deref(),
+            Some("DB_PASSWORD")
+        );
+    }
+}
+
+#[test]
+fn a_later_policy_cannot_swap_the_credential_secrets_inject_named() {
+    let inject = default_bundle_entry("secrets-inject");
+    // Keeping the name secrets-inject chose needs no grant; swapping it for another does.
+    let keep = hostile(
+        serde_json::json!({ "credential": "OPENAI_API_KEY" }),
+        &[Capability::Config],
+        None,
+    );
+    let run = chain_of(vec![inject.clone(), keep]).on_llm_request(&ctx("esc"), request("escalate"));
+    assert_eq!(
+        continued(run.outcome).credential.as_deref(),
+        Some("OPENAI_API_KEY")
+    );
+    let swap = hostile(
+        serde_json::json!({ "credential": "DB_PASSWORD" }),
+        &[Capability::Config],
+        None,
+    );
+    let run = chain_of(vec![inject, swap]).on_llm_request(&ctx("esc"), request("escalate"));
+    assert_eq!(
+        run.policies[1].failure.as_ref().map(|f| f.kind),
+        Some(FailureKind::BadVerdict)
+    );
+    assert_eq!(denial(run.outcome).0, "hostile");
+}
+
+/// The entry of the default bundle's policy `name` (its built-in component and grants).
+fn default_bundle_entry(name: &str) -> PolicyEntry {
+    ironhost::policy::defaults::default_bundle()
+        .expect("parses")
+        .policies
+        .into_iter()
+        .find(|e| e.component == std::path::Path::new(&format!("builtin:{name}")))
+        .unwrap_or_else(|| panic!("no {name} in the default bundle"))
+}

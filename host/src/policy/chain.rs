@@ -27,8 +27,8 @@ use super::bundle::FailureMode;
 use super::host::{PolicyCtx, PolicyEvent};
 use super::instance::{CallOutput, CallTarget, FailureKind, LoadedPolicy, PolicyFailure};
 use super::model::{
-    AgentInfo, CallContext, Denial, Hook, LlmChunk, LlmOutcome, LlmRequest, LlmResponse,
-    StartEffects, ToolCall, ToolOutcome, Usage,
+    AgentInfo, CallContext, Capability, Denial, Hook, LlmChunk, LlmOutcome, LlmRequest,
+    LlmResponse, StartEffects, ToolCall, ToolOutcome, Usage,
 };
 
 /// Most text one policy may hold back in a stream, in bytes.
@@ -343,11 +343,11 @@ impl Chain {
             ctx,
             w::LlmRequest::from(request),
             |h, s, c, v| h.call_on_llm_request(s, c, v),
-            |v| match v {
+            |p, before, v| match v {
                 w::RequestVerdict::Pass => Ok(Step::Pass),
-                w::RequestVerdict::Rewrite(r) => {
-                    validate_request(&r, &original.0, original.1).map(|()| Step::Rewrite(r))
-                }
+                w::RequestVerdict::Rewrite(r) => validate_request(&r, &original.0, original.1)
+                    .and_then(|()| validate_credential(p, before, &r))
+                    .map(|()| Step::Rewrite(r)),
                 w::RequestVerdict::Deny(d) => Ok(Step::Deny(d)),
                 w::RequestVerdict::Respond(r) => Ok(Step::Respond(r)),
             },
@@ -438,7 +438,7 @@ impl Chain {
             ctx,
             w::LlmOutcome::from(outcome),
             |h, s, c, v| h.call_on_llm_response(s, c, &wreq, v),
-            |v| match v {
+            |_, _, v| match v {
                 w::ResponseVerdict::Pass => Ok(Step::Pass),
                 w::ResponseVerdict::Rewrite(r) => Ok(Step::Rewrite(w::LlmOutcome::Ok(r))),
                 w::ResponseVerdict::Deny(d) => Ok(Step::Deny(d)),
@@ -472,7 +472,7 @@ impl Chain {
             ctx,
             w::ToolCall::from(call),
             |h, s, c, v| h.call_on_tool_call(s, c, v),
-            |v| match v {
+            |_, _, v| match v {
                 w::ToolVerdict::Pass => Ok(Step::Pass),
                 w::ToolVerdict::Rewrite(c) => {
                     if (&c.id, &c.name) != (&original.0, &original.1) {
@@ -509,7 +509,7 @@ impl Chain {
             ctx,
             w::ToolOutcome::from(outcome),
             |h, s, c, v| h.call_on_tool_result(s, c, &wcall, v),
-            |v| match v {
+            |_, _, v| match v {
                 w::ResultVerdict::Pass => Ok(Step::Pass),
                 w::ResultVerdict::Rewrite(w::ToolOutcome::Ok(json)) => {
                     json_text(&json, "rewrote the tool result")
@@ -535,7 +535,7 @@ fn run_hook<W, V>(
     ctx: &CallContext,
     mut value: W,
     call: impl Fn(&Guest, &mut Store<PolicyCtx>, &w::CallContext, &W) -> wasmtime::Result<V>,
-    step: impl Fn(V) -> Result<Step<W>, String>,
+    step: impl Fn(&LoadedPolicy, &W, V) -> Result<Step<W>, String>,
     record_only: bool,
 ) -> (ChainRun<Outcome<()>>, W) {
     let started = Instant::now();
@@ -548,7 +548,7 @@ fn run_hook<W, V>(
         });
         match apply(
             p,
-            map_output(out, &step),
+            map_output(out, |v| step(p, &value, v)),
             &mut reports,
             VerdictKind::Rewrite,
             record_only,
@@ -616,6 +616,35 @@ fn validate_request(r: &w::LlmRequest, provider: &str, stream: bool) -> Result<(
         _ => {
             Err("rewrote the request's `extra` into something that is not a JSON object".to_owned())
         }
+    }
+}
+
+/// A policy may name a credential for egress only among the secrets it may read: any other name
+/// would have the host send a secret the policy was never granted (a database password, say) to
+/// the provider. Keeping the credential an earlier policy named is always allowed.
+fn validate_credential(
+    p: &LoadedPolicy,
+    before: &w::LlmRequest,
+    after: &w::LlmRequest,
+) -> Result<(), String> {
+    let Some(name) = after.credential.as_deref() else {
+        return Ok(());
+    };
+    if before.credential.as_deref() == Some(name) {
+        return Ok(());
+    }
+    let granted = p.entry.capabilities.contains(&Capability::Secrets)
+        && p.entry
+            .secrets
+            .as_ref()
+            .is_none_or(|names| names.contains(name));
+    if granted {
+        Ok(())
+    } else {
+        Err(format!(
+            "named the credential `{name}`, a secret it is not granted (`secrets` capability \
+             and the entry's `secrets` list)"
+        ))
     }
 }
 
