@@ -1206,3 +1206,41 @@ fn default_bundle_entry(name: &str) -> PolicyEntry {
         .find(|e| e.component == std::path::Path::new(&format!("builtin:{name}")))
         .unwrap_or_else(|| panic!("no {name} in the default bundle"))
 }
+
+#[test]
+fn text_a_policy_writes_is_printable_and_bounded() {
+    let is_plain = |t: &str| {
+        !t.chars()
+            .any(|c| c.is_control() || ('\u{202a}'..='\u{202e}').contains(&c))
+    };
+    let policy = admit_policy(
+        &host().engine,
+        &hostile(serde_json::json!({}), &[Capability::Config], None),
+    )
+    .expect("admitted");
+    assert!(
+        is_plain(&policy.info.description),
+        "{:?}",
+        policy.info.description
+    );
+    assert!(policy.info.description.contains("to get"));
+    // A denial cannot carry escapes or forge a log line.
+    let chain = Chain::new("test", vec![policy]);
+    let (_, d) = denial(chain.on_llm_request(&ctx("esc"), request("escape")).outcome);
+    assert!(is_plain(&d.code) && is_plain(&d.message), "{d:?}");
+    assert!(d.message.starts_with("denied "), "{}", d.message);
+    // A megabyte of config error is cut to a readable length.
+    let err = admit_policy(
+        &host().engine,
+        &hostile(
+            serde_json::json!({ "long-error": true }),
+            &[Capability::Config],
+            None,
+        ),
+    )
+    .expect_err("rejected");
+    let message = err.to_string();
+    assert!(matches!(err, AdmissionError::Config { .. }), "{message}");
+    assert!(message.len() < 1024, "{} bytes", message.len());
+    assert!(message.ends_with('…'), "{message}");
+}

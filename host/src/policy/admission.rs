@@ -22,7 +22,7 @@ use super::chain::Chain;
 use super::engine::PolicyEngine;
 use super::inspect::{self, InspectError};
 use super::instance::{CallTarget, LoadedPolicy, PolicyFailure};
-use super::model::{Capability, Hook, PolicyInfo};
+use super::model::{Capability, Hook, MAX_POLICY_TEXT, PolicyInfo, plain_text};
 use super::state::{MemoryState, StateBackend};
 
 /// A policy that passed admission.
@@ -205,7 +205,7 @@ pub fn admit_bytes(
         return Err(AdmissionError::Config {
             path: path.to_path_buf(),
             policy: name,
-            message,
+            message: plain_text(&message, MAX_POLICY_TEXT),
         });
     }
 

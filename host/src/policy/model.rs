@@ -535,12 +535,34 @@ impl From<w::Severity> for Severity {
     }
 }
 
+/// Longest policy-written text the host keeps (a denial message, a config error, a
+/// description), in characters.
+pub const MAX_POLICY_TEXT: usize = 512;
+
+/// Text a policy wrote, made safe to print and store: control characters (terminal escapes,
+/// newlines that would forge log lines) and bidirectional overrides become spaces, and the text
+/// is cut to `max_chars`, ending in `…` when it was cut.
+pub fn plain_text(text: &str, max_chars: usize) -> String {
+    let unsafe_char =
+        |c: char| c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
+    let mut out: String = text
+        .chars()
+        .take(max_chars)
+        .map(|c| if unsafe_char(c) { ' ' } else { c })
+        .collect();
+    if text.chars().nth(max_chars).is_some() {
+        out.pop();
+        out.push('…');
+    }
+    out
+}
+
 impl From<w::PolicyInfo> for PolicyInfo {
     fn from(i: w::PolicyInfo) -> Self {
         PolicyInfo {
             name: i.name,
-            version: i.version,
-            description: i.description,
+            version: plain_text(&i.version, 64),
+            description: plain_text(&i.description, MAX_POLICY_TEXT),
             hooks: i.hooks.into_iter().map(Into::into).collect(),
             capabilities: i.capabilities.into_iter().map(Into::into).collect(),
         }
@@ -817,8 +839,8 @@ impl From<LlmChunk> for w::LlmChunk {
 impl From<w::Denial> for Denial {
     fn from(d: w::Denial) -> Self {
         Denial {
-            code: d.code,
-            message: d.message,
+            code: plain_text(&d.code, 64),
+            message: plain_text(&d.message, MAX_POLICY_TEXT),
             retry_after_ms: d.retry_after_ms,
         }
     }
@@ -913,6 +935,15 @@ impl From<w::StartEffects> for StartEffects {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn plain_text_replaces_controls_and_cuts_at_the_limit() {
+        assert_eq!(plain_text("a\u{1b}[31mb\nc\u{202e}d", 100), "a [31mb c d");
+        assert_eq!(plain_text("abcd", 4), "abcd");
+        assert_eq!(plain_text("abcde", 4), "abc…");
+        assert_eq!(plain_text("ééééé", 3), "éé…");
+        assert_eq!(plain_text("", 3), "");
+    }
 
     #[test]
     fn request_json_accepts_plain_string_content_and_fills_defaults() {
