@@ -1092,10 +1092,11 @@ fn a_policy_that_hangs_in_any_admission_step_is_refused_within_the_admission_dea
 
 #[test]
 fn admission_runs_under_its_own_deadline_and_calls_under_the_policy_deadline() {
-    // A probe that takes 40 ms passes admission (as a slow first call on a busy machine does),
-    // while real calls keep the 10 ms deadline of the entry.
+    // A probe that spins 300 ms passes admission (as a slow first call on a busy machine does),
+    // while real calls keep the 10 ms deadline of the entry. (The spin is wall-clock time: on a
+    // loaded machine it is less CPU time, but still far more than 10 ms.)
     let mut e = with_caps(entry(fx::SLOW), &[Capability::Clock, Capability::Config]);
-    e.config = serde_json::json!({ "busy-ms": 40 });
+    e.config = serde_json::json!({ "busy-ms": 300 });
     assert_eq!(e.deadline_ms, 10);
     let chain = chain_of(vec![with_mode(e, FailureMode::FailOpen)]);
     let run = chain.on_llm_request(&ctx("slow"), request("take your time"));
@@ -1243,4 +1244,96 @@ fn text_a_policy_writes_is_printable_and_bounded() {
     assert!(matches!(err, AdmissionError::Config { .. }), "{message}");
     assert!(message.len() < 1024, "{} bytes", message.len());
     assert!(message.ends_with('…'), "{message}");
+}
+
+#[test]
+fn a_rewrite_after_the_budget_is_reserved_for_as_it_will_be_sent() {
+    let mut budget = default_bundle_entry("budget");
+    budget.config = serde_json::json!({ "limit-usd": 0.05 });
+    let upgrade = hostile(serde_json::json!({}), &[Capability::Config], None);
+    let chain = chain_of(vec![budget, upgrade]);
+    // Alone, the short gpt-4o-mini request fits in $0.05.
+    let plain = chain.on_llm_request(&ctx("upgrade-1"), request("hello"));
+    assert!(matches!(plain.outcome, Outcome::Continue { .. }));
+    // Switched to o1 with a long prompt after the budget passed it: the budget is told its
+    // version was abandoned, sees the request as it will be sent, and refuses it.
+    let run = chain.on_llm_request(&CallContext::new("upgrade-1", "c2"), request("upgrade"));
+    let steps: Vec<(&str, VerdictKind)> = run
+        .policies
+        .iter()
+        .map(|r| (r.policy.as_str(), r.verdict))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("budget", VerdictKind::Pass),
+            ("hostile", VerdictKind::Rewrite),
+            ("budget", VerdictKind::Notified),
+            ("budget", VerdictKind::Deny),
+            // The hostile policy passed the call the budget then ended: it is told.
+            ("hostile", VerdictKind::Notified),
+        ]
+    );
+    let (policy, d) = denial(run.outcome);
+    assert_eq!(
+        (policy.as_str(), d.code.as_str()),
+        ("budget", "budget_exceeded")
+    );
+    assert!(
+        d.message.contains("budget of $0.05 reached"),
+        "{}",
+        d.message
+    );
+    // Nothing stays reserved for the refused call: the short request still fits.
+    let again = chain.on_llm_request(&CallContext::new("upgrade-1", "c3"), request("hello"));
+    assert!(
+        matches!(again.outcome, Outcome::Continue { .. }),
+        "{:?}",
+        again.outcome
+    );
+}
+
+#[test]
+fn a_policy_checked_again_may_not_change_what_is_sent() {
+    // Two copies of the hostile policy after the budget: the first is checked again after the
+    // second's rewrite (it implements on-llm-abandoned), and rewrites once more: a failure.
+    let budget = default_bundle_entry("budget");
+    let upgrade = || hostile(serde_json::json!({}), &[Capability::Config], None);
+    let mut second = upgrade();
+    second.name = Some("hostile-2".to_owned());
+    let chain = chain_of(vec![budget, upgrade(), second]);
+    let run = chain.on_llm_request(&ctx("twice"), request("upgrade"));
+    let steps: Vec<(&str, VerdictKind)> = run
+        .policies
+        .iter()
+        .map(|r| (r.policy.as_str(), r.verdict))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("budget", VerdictKind::Pass),
+            ("hostile", VerdictKind::Rewrite),
+            ("hostile-2", VerdictKind::Rewrite),
+            // The final check, in bundle order: the budget passes the final request...
+            ("budget", VerdictKind::Notified),
+            ("budget", VerdictKind::Pass),
+            // ...the first hostile copy changes it again and fails (fail-closed)...
+            ("hostile", VerdictKind::Notified),
+            ("hostile", VerdictKind::Failed),
+            // ...and those that passed the call are told, latest first: the budget releases
+            // what it reserved.
+            ("hostile-2", VerdictKind::Notified),
+            ("budget", VerdictKind::Notified),
+        ]
+    );
+    let failure = run.policies[6].failure.clone().expect("a failure");
+    assert_eq!(failure.kind, FailureKind::BadVerdict);
+    assert!(
+        failure
+            .message
+            .contains("rewrote the request when it was checked again as it will be sent"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(denial(run.outcome).0, "hostile");
 }

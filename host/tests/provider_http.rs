@@ -950,3 +950,35 @@ fn a_failing_policy_is_published_as_a_policy_failure_event_naming_policy_hook_an
     );
     assert_eq!(f["call_id"].as_str(), call_id.as_deref(), "{f}");
 }
+
+#[test]
+fn the_call_record_names_and_prices_the_model_actually_sent() {
+    let usage = Usage::new(5000, 40);
+    let provider = FakeProvider::start(vec![json_answer(
+        200,
+        &[],
+        Api::OpenAi.render_response(None, &answer("o1", "chatcmpl-1", "thought hard", usage)),
+    )]);
+    // A policy after the default bundle switches gpt-4o-mini to o1 (and lengthens the prompt).
+    let mut hostile =
+        ironhost::policy::PolicyEntry::for_component(ironhost_fixtures::HOSTILE.into());
+    hostile.capabilities = [ironhost::policy::Capability::Config].into_iter().collect();
+    let mut h = harness_with(&provider, options(Duration::from_secs(5), 0), vec![hostile]);
+    let reply = h
+        .handle(openai_request(&chat_body("upgrade me")))
+        .expect("answered");
+    assert_eq!(full(reply).0, 200);
+    let sent = provider.received();
+    assert_eq!(sent[0].json()["model"], "o1", "o1 left the host");
+    let call = h.the_call();
+    assert_eq!(call["model"], "o1");
+    let price = ModelTokenMeter::embedded()
+        .price("o1")
+        .expect("o1 is priced");
+    let cost = call["cost_usd"].as_f64().expect("a cost");
+    assert!(
+        (cost - price.usd(&usage)).abs() < 1e-9,
+        "{cost} vs {}",
+        price.usd(&usage)
+    );
+}

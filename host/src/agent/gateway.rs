@@ -458,6 +458,8 @@ impl Gateway {
                     return Err(GatewayError::Denied { policy, denial });
                 }
             };
+            // The record names the model actually sent, and is priced by it.
+            call.model.clone_from(&request.model);
             let (upstream, key) = match self.route(api, &request, &req.headers) {
                 Ok(r) => r,
                 Err(e) => {

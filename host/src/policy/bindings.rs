@@ -8,6 +8,8 @@ pub mod v0_1_0 {
     wasmtime::component::bindgen!({
         path: "../wit/v0.1.0",
         world: "policy",
+        // The chain compares requests to know whether a rewrite changed what a policy saw.
+        additional_derives: [PartialEq],
     });
 
     /// The version string of this WIT package.

@@ -337,7 +337,7 @@ impl Chain {
     ) -> ChainRun<Outcome<LlmRequest>> {
         let state = self.snapshot();
         let original = (request.provider.clone(), request.stream);
-        let (mut run, value) = run_hook(
+        let (mut run, value, changes) = run_hook(
             &state,
             Hook::LlmRequest,
             ctx,
@@ -353,6 +353,12 @@ impl Chain {
             },
             false,
         );
+        let mut value = value;
+        if matches!(run.outcome, Outcome::Continue { .. }) && !changes.is_empty() {
+            let started = Instant::now();
+            recheck_stale(&state, ctx, &mut value, &changes, &mut run);
+            run.latency_ns += started.elapsed().as_nanos() as u64;
+        }
         let ended = match &run.outcome {
             Outcome::Deny { policy, denial } => Some((denial.clone(), policy.clone())),
             Outcome::Respond { policy, .. } => Some((
@@ -366,12 +372,23 @@ impl Chain {
             _ => None,
         };
         if let Some((reason, by)) = ended {
-            // Everyone before the policy that ended the call passed it.
-            let passed: Vec<String> = run
+            // Everyone before the policy that ended the call passed it, except those already
+            // told (a policy checked again after a later rewrite, then ended the call).
+            let mut last: Vec<(&str, VerdictKind)> = Vec::new();
+            for r in run
                 .policies
                 .iter()
                 .take(run.policies.len().saturating_sub(1))
-                .map(|r| r.policy.clone())
+            {
+                match last.iter_mut().find(|(name, _)| *name == r.policy) {
+                    Some(entry) => entry.1 = r.verdict,
+                    None => last.push((r.policy.as_str(), r.verdict)),
+                }
+            }
+            let passed: Vec<String> = last
+                .into_iter()
+                .filter(|(_, v)| *v != VerdictKind::Notified)
+                .map(|(name, _)| name.to_owned())
                 .collect();
             let abandonment = w::Abandonment {
                 reason: reason.into(),
@@ -432,7 +449,7 @@ impl Chain {
         let state = self.snapshot();
         let record_only = request.stream && matches!(outcome, LlmOutcome::Ok(_));
         let wreq = w::LlmRequest::from(request);
-        let (run, value) = run_hook(
+        let (run, value, _) = run_hook(
             &state,
             Hook::LlmResponse,
             ctx,
@@ -466,7 +483,7 @@ impl Chain {
     pub fn on_tool_call(&self, ctx: &CallContext, call: ToolCall) -> ChainRun<Outcome<ToolCall>> {
         let state = self.snapshot();
         let original = (call.id.clone(), call.name.clone());
-        let (run, value) = run_hook(
+        let (run, value, _) = run_hook(
             &state,
             Hook::ToolCall,
             ctx,
@@ -503,7 +520,7 @@ impl Chain {
     ) -> ChainRun<Outcome<ToolOutcome>> {
         let state = self.snapshot();
         let wcall = w::ToolCall::from(call);
-        let (run, value) = run_hook(
+        let (run, value, _) = run_hook(
             &state,
             Hook::ToolResult,
             ctx,
@@ -537,10 +554,11 @@ fn run_hook<W, V>(
     call: impl Fn(&Guest, &mut Store<PolicyCtx>, &w::CallContext, &W) -> wasmtime::Result<V>,
     step: impl Fn(&LoadedPolicy, &W, V) -> Result<Step<W>, String>,
     record_only: bool,
-) -> (ChainRun<Outcome<()>>, W) {
+) -> (ChainRun<Outcome<()>>, W, Changes<W>) {
     let started = Instant::now();
     let wctx = call_context(ctx);
     let mut reports = Vec::new();
+    let mut changes = Vec::new();
     for m in active(state, hook) {
         let p = &m.policy;
         let out = p.call(target(ctx), hook.function_name(), |h, s| {
@@ -553,13 +571,138 @@ fn run_hook<W, V>(
             VerdictKind::Rewrite,
             record_only,
         ) {
-            Applied::Continue(Some(v)) => value = v,
+            Applied::Continue(Some(v)) => {
+                changes.push((reports.len() - 1, std::mem::replace(&mut value, v)));
+            }
             Applied::Continue(None) => {}
-            Applied::Stop(outcome) => return (finish(outcome, reports, started, state), value),
+            Applied::Stop(outcome) => {
+                return (finish(outcome, reports, started, state), value, changes);
+            }
         }
     }
     let run = finish(Outcome::Continue { value: () }, reports, started, state);
-    (run, value)
+    (run, value, changes)
+}
+
+/// The applied rewrites of one hook run, in order: the index of the rewriting policy's report,
+/// and the value before it (what the policies of the reports before that index saw, back to
+/// the previous rewrite).
+type Changes<W> = Vec<(usize, W)>;
+
+/// Whether a rewrite changed what the provider will be sent (the credential is the host's
+/// business: it never goes on the wire).
+fn changes_what_is_sent(before: &w::LlmRequest, after: &w::LlmRequest) -> bool {
+    (
+        &before.provider,
+        &before.model,
+        &before.messages,
+        &before.tools,
+    ) != (&after.provider, &after.model, &after.messages, &after.tools)
+        || (before.max_output_tokens, before.temperature, before.stream)
+            != (after.max_output_tokens, after.temperature, after.stream)
+        || before.extra != after.extra
+}
+
+/// Denial code of the abandonment a policy is told of when a later policy rewrote the request
+/// it had passed (it then sees the request again, as it will be sent).
+pub const REWRITTEN: &str = "rewritten";
+
+/// The final check of `on-llm-request`: a policy that passed a request which a later policy then
+/// changed (its model, messages, tools or parameters) has decided on something that will not be
+/// sent. If it implements `on-llm-abandoned` (it keeps something per call, such as the budget's
+/// reservation) it is told its version was abandoned (code [`REWRITTEN`]) and sees the final
+/// request again, in bundle order: it may pass, deny or answer it, or rewrite only the
+/// credential; changing what is sent now is a failure. So whatever the bundle order, what a
+/// reserving policy reserved for is what leaves the host.
+fn recheck_stale(
+    state: &ChainState,
+    ctx: &CallContext,
+    value: &mut w::LlmRequest,
+    changes: &Changes<w::LlmRequest>,
+    run: &mut ChainRun<Outcome<()>>,
+) {
+    // The last rewrite that changed what is sent (the value after rewrite k is the value before
+    // rewrite k + 1, or the final one).
+    let after = |k: usize| changes.get(k + 1).map_or(&*value, |(_, v)| v);
+    let Some((last_change, _)) = changes
+        .iter()
+        .enumerate()
+        .rev()
+        .find(|(k, (_, before))| changes_what_is_sent(before, after(*k)))
+        .map(|(_, c)| c)
+    else {
+        return;
+    };
+    let rewriter = run.policies[*last_change].policy.clone();
+    let stale: Vec<(Arc<LoadedPolicy>, usize)> = run.policies[..*last_change]
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| matches!(r.verdict, VerdictKind::Pass | VerdictKind::Rewrite))
+        .filter_map(|(i, r)| {
+            active(state, Hook::LlmAbandoned)
+                .find(|m| m.policy.name == r.policy)
+                .map(|m| (m.policy.clone(), i))
+        })
+        .collect();
+    let wctx = call_context(ctx);
+    for (p, i) in stale {
+        let Some((_, seen)) = changes.iter().find(|(at, _)| *at > i) else {
+            continue;
+        };
+        let abandonment = w::Abandonment {
+            reason: Denial {
+                code: REWRITTEN.to_owned(),
+                message: format!(
+                    "policy `{rewriter}` rewrote the request after `{}` passed it; it is checked \
+                     again as it will be sent",
+                    p.name
+                ),
+                retry_after_ms: None,
+            }
+            .into(),
+            by_policy: Some(rewriter.clone()),
+            usage: None,
+        };
+        let out = p.call(target(ctx), Hook::LlmAbandoned.function_name(), |h, s| {
+            h.call_on_llm_abandoned(s, &wctx, seen, &abandonment)
+        });
+        run.policies.push(PolicyReport {
+            policy: p.name.clone(),
+            version: p.info.version.clone(),
+            verdict: if out.result.is_ok() {
+                VerdictKind::Notified
+            } else {
+                VerdictKind::Failed
+            },
+            enforced: false,
+            latency_ns: out.latency.as_nanos() as u64,
+            denial: None,
+            failure: out.result.err(),
+            events: out.events,
+        });
+        let out = p.call(target(ctx), Hook::LlmRequest.function_name(), |h, s| {
+            h.call_on_llm_request(s, &wctx, value)
+        });
+        let step = map_output(out, |v| match v {
+            w::RequestVerdict::Pass => Ok(Step::Pass),
+            w::RequestVerdict::Rewrite(r) if changes_what_is_sent(value, &r) => {
+                Err("rewrote the request when it was checked again as it will be sent".to_owned())
+            }
+            w::RequestVerdict::Rewrite(r) => {
+                validate_credential(&p, value, &r).map(|()| Step::Rewrite(r))
+            }
+            w::RequestVerdict::Deny(d) => Ok(Step::Deny(d)),
+            w::RequestVerdict::Respond(r) => Ok(Step::Respond(r)),
+        });
+        match apply(&p, step, &mut run.policies, VerdictKind::Rewrite, false) {
+            Applied::Continue(Some(v)) => *value = v,
+            Applied::Continue(None) => {}
+            Applied::Stop(outcome) => {
+                run.outcome = outcome;
+                return;
+            }
+        }
+    }
 }
 
 /// Call `on-llm-abandoned` on the active policies implementing it, latest first; `only`
