@@ -1337,3 +1337,51 @@ fn a_policy_checked_again_may_not_change_what_is_sent() {
     );
     assert_eq!(denial(run.outcome).0, "hostile");
 }
+
+#[test]
+fn a_verdict_may_add_at_most_the_policys_verdict_limit() {
+    let flood = |kib: u64, limit: Option<u64>| {
+        let mut e = hostile(
+            serde_json::json!({ "flood-kib": kib }),
+            &[Capability::Config],
+            None,
+        );
+        e.memory_mib = 64;
+        // Writing megabytes takes the guest longer than the default 10 ms; not what is tested.
+        e.deadline_ms = 2000;
+        if let Some(l) = limit {
+            e.verdict_kib = l;
+        }
+        chain_of(vec![e])
+    };
+    assert_eq!(
+        PolicyEntry::for_component("x.wasm".into()).verdict_kib,
+        1024,
+        "the default"
+    );
+    // 8 MiB of fallback under the default 1 MiB: refused before it is parsed.
+    let run = flood(8192, None).on_tool_call(&ctx("flood"), tool("flood"));
+    let failure = run.policies[0].failure.clone().expect("a failure");
+    assert_eq!(failure.kind, FailureKind::BadVerdict);
+    assert!(
+        failure
+            .message
+            .contains("its verdict adds 8193 KiB, more than its limit of 1024 KiB (`verdict-kib`)"),
+        "{}",
+        failure.message
+    );
+    assert_eq!(denial(run.outcome).1.code, POLICY_FAILED);
+    // Allowed by the entry's own limit, it is served (checked as JSON, not built in memory).
+    let run = flood(8192, Some(16 * 1024)).on_tool_call(&ctx("flood"), tool("flood"));
+    match run.outcome {
+        Outcome::Fallback { result, .. } => assert!(result.len() > 8 << 20),
+        other => panic!("{other:?}"),
+    }
+    // Small ones pass under the default.
+    let run = flood(4, None).on_tool_call(&ctx("flood"), tool("flood"));
+    assert!(
+        matches!(run.outcome, Outcome::Fallback { .. }),
+        "{:?}",
+        run.outcome
+    );
+}

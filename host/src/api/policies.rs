@@ -35,6 +35,7 @@ pub struct PolicyView {
     pub sha256: String,
     pub deadline_ms: u64,
     pub memory_mib: u64,
+    pub verdict_kib: u64,
     pub calls: u64,
     pub denials: u64,
     pub failures: u64,
@@ -76,6 +77,7 @@ fn views(live: &LiveChain) -> Vec<PolicyView> {
                 sha256: p.sha256.clone(),
                 deadline_ms: p.entry.deadline_ms,
                 memory_mib: p.entry.memory_mib,
+                verdict_kib: p.entry.verdict_kib,
                 calls: stats.calls,
                 denials: stats.denials,
                 failures: stats.failures,
@@ -208,6 +210,7 @@ pub struct UploadSettings {
     pub enabled: Option<bool>,
     pub deadline_ms: Option<u64>,
     pub memory_mib: Option<u64>,
+    pub verdict_kib: Option<u64>,
     pub config: Option<serde_json::Value>,
 }
 
@@ -247,6 +250,9 @@ fn entry_for(
     }
     if let Some(m) = settings.memory_mib {
         entry.memory_mib = m;
+    }
+    if let Some(v) = settings.verdict_kib {
+        entry.verdict_kib = v;
     }
     entry.check().map_err(|(key, m)| invalid(key, m))?;
     if let Some(c) = settings.config {

@@ -163,6 +163,7 @@ struct ListRow {
     enabled: bool,
     deadline_ms: u64,
     memory_mib: u64,
+    verdict_kib: u64,
     component: PathBuf,
     sha256: String,
 }
@@ -192,6 +193,7 @@ fn row(order: usize, p: &LoadedPolicy, enabled: bool) -> ListRow {
         enabled,
         deadline_ms: p.entry.deadline_ms,
         memory_mib: p.entry.memory_mib,
+        verdict_kib: p.entry.verdict_kib,
         component: p.entry.component.clone(),
         sha256: p.sha256.clone(),
     }

@@ -36,6 +36,11 @@ pub const DEFAULT_MEMORY_MIB: u64 = 32;
 pub const MAX_DEADLINE_MS: u64 = 10_000;
 /// Largest memory cap a bundle may set, in MiB.
 pub const MAX_MEMORY_MIB: u64 = 512;
+/// Default verdict limit of a policy, in KiB: the most a verdict may add (see
+/// [`PolicyEntry::verdict_kib`]).
+pub const DEFAULT_VERDICT_KIB: u64 = 1024;
+/// Largest verdict limit a bundle may set, in KiB.
+pub const MAX_VERDICT_KIB: u64 = 64 * 1024;
 
 /// What a policy failure (trap, missed deadline, memory limit) means for the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -78,6 +83,10 @@ pub struct PolicyEntry {
     pub enabled: bool,
     pub deadline_ms: u64,
     pub memory_mib: u64,
+    /// The most a verdict may add, in KiB: a fallback or tool result it answers with, or the
+    /// growth of a request, response or tool arguments it rewrites. Checked before the host
+    /// parses or keeps anything bigger.
+    pub verdict_kib: u64,
     /// The `config` table as JSON.
     pub config: serde_json::Value,
 }
@@ -107,6 +116,12 @@ impl PolicyEntry {
                 format!("{} is out of range 1..={MAX_MEMORY_MIB}", self.memory_mib),
             ));
         }
+        if self.verdict_kib == 0 || self.verdict_kib > MAX_VERDICT_KIB {
+            return Err((
+                "verdict-kib",
+                format!("{} is out of range 1..={MAX_VERDICT_KIB}", self.verdict_kib),
+            ));
+        }
         if self.secrets.is_some() && !self.capabilities.contains(&Capability::Secrets) {
             return Err((
                 "secrets",
@@ -130,6 +145,7 @@ impl PolicyEntry {
             enabled: true,
             deadline_ms: DEFAULT_DEADLINE_MS,
             memory_mib: DEFAULT_MEMORY_MIB,
+            verdict_kib: DEFAULT_VERDICT_KIB,
             config: serde_json::Value::Object(serde_json::Map::new()),
         }
     }
@@ -198,6 +214,7 @@ struct RawPolicy {
     enabled: bool,
     deadline_ms: Option<u64>,
     memory_mib: Option<u64>,
+    verdict_kib: Option<u64>,
     #[serde(default)]
     config: toml::Table,
 }
@@ -266,6 +283,7 @@ impl Bundle {
                 enabled: p.enabled,
                 deadline_ms: p.deadline_ms.unwrap_or(DEFAULT_DEADLINE_MS),
                 memory_mib: p.memory_mib.unwrap_or(DEFAULT_MEMORY_MIB),
+                verdict_kib: p.verdict_kib.unwrap_or(DEFAULT_VERDICT_KIB),
                 config: serde_json::Value::Null,
             };
             entry.check().map_err(|(key, m)| invalid(index, key, m))?;

@@ -345,11 +345,16 @@ impl Chain {
             |h, s, c, v| h.call_on_llm_request(s, c, v),
             |p, before, v| match v {
                 w::RequestVerdict::Pass => Ok(Step::Pass),
-                w::RequestVerdict::Rewrite(r) => validate_request(&r, &original.0, original.1)
-                    .and_then(|()| validate_credential(p, before, &r))
-                    .map(|()| Step::Rewrite(r)),
+                w::RequestVerdict::Rewrite(r) => {
+                    within_verdict_limit(p, request_bytes(&r), request_bytes(before))
+                        .and_then(|()| validate_request(&r, &original.0, original.1))
+                        .and_then(|()| validate_credential(p, before, &r))
+                        .map(|()| Step::Rewrite(r))
+                }
                 w::RequestVerdict::Deny(d) => Ok(Step::Deny(d)),
-                w::RequestVerdict::Respond(r) => Ok(Step::Respond(r)),
+                w::RequestVerdict::Respond(r) => {
+                    within_verdict_limit(p, message_bytes(&r.message), 0).map(|()| Step::Respond(r))
+                }
             },
             false,
         );
@@ -455,9 +460,16 @@ impl Chain {
             ctx,
             w::LlmOutcome::from(outcome),
             |h, s, c, v| h.call_on_llm_response(s, c, &wreq, v),
-            |_, _, v| match v {
+            |p, before, v| match v {
                 w::ResponseVerdict::Pass => Ok(Step::Pass),
-                w::ResponseVerdict::Rewrite(r) => Ok(Step::Rewrite(w::LlmOutcome::Ok(r))),
+                w::ResponseVerdict::Rewrite(r) => {
+                    let had = match before {
+                        w::LlmOutcome::Ok(b) => message_bytes(&b.message),
+                        _ => 0,
+                    };
+                    within_verdict_limit(p, message_bytes(&r.message), had)
+                        .map(|()| Step::Rewrite(w::LlmOutcome::Ok(r)))
+                }
                 w::ResponseVerdict::Deny(d) => Ok(Step::Deny(d)),
             },
             record_only,
@@ -489,9 +501,10 @@ impl Chain {
             ctx,
             w::ToolCall::from(call),
             |h, s, c, v| h.call_on_tool_call(s, c, v),
-            |_, _, v| match v {
+            |p, before, v| match v {
                 w::ToolVerdict::Pass => Ok(Step::Pass),
                 w::ToolVerdict::Rewrite(c) => {
+                    within_verdict_limit(p, c.arguments.len(), before.arguments.len())?;
                     if (&c.id, &c.name) != (&original.0, &original.1) {
                         Err(
                             "rewrote a tool call's `id` or `name`; only `arguments` may change"
@@ -502,9 +515,9 @@ impl Chain {
                     }
                 }
                 w::ToolVerdict::Deny(d) => Ok(Step::Deny(d)),
-                w::ToolVerdict::Fallback(json) => {
-                    json_text(&json, "answered `fallback`").map(|()| Step::Fallback(json))
-                }
+                w::ToolVerdict::Fallback(json) => within_verdict_limit(p, json.len(), 0)
+                    .and_then(|()| json_text(&json, "answered `fallback`"))
+                    .map(|()| Step::Fallback(json)),
             },
             false,
         );
@@ -526,10 +539,15 @@ impl Chain {
             ctx,
             w::ToolOutcome::from(outcome),
             |h, s, c, v| h.call_on_tool_result(s, c, &wcall, v),
-            |_, _, v| match v {
+            |p, before, v| match v {
                 w::ResultVerdict::Pass => Ok(Step::Pass),
                 w::ResultVerdict::Rewrite(w::ToolOutcome::Ok(json)) => {
-                    json_text(&json, "rewrote the tool result")
+                    let had = match before {
+                        w::ToolOutcome::Ok(b) => b.len(),
+                        _ => 0,
+                    };
+                    within_verdict_limit(p, json.len(), had)
+                        .and_then(|()| json_text(&json, "rewrote the tool result"))
                         .map(|()| Step::Rewrite(w::ToolOutcome::Ok(json)))
                 }
                 w::ResultVerdict::Rewrite(o) => Ok(Step::Rewrite(o)),
@@ -791,8 +809,51 @@ fn validate_credential(
     }
 }
 
+/// Bytes of text in a message (what a verdict can make the host keep and pass on).
+fn message_bytes(m: &w::Message) -> usize {
+    m.content
+        .iter()
+        .map(|p| match p {
+            w::ContentPart::Text(t) | w::ContentPart::Image(t) | w::ContentPart::Other(t) => {
+                t.len()
+            }
+            w::ContentPart::ToolUse(u) => u.id.len() + u.name.len() + u.arguments.len(),
+            w::ContentPart::ToolOutput(o) => o.tool_use_id.len() + o.content.len(),
+        })
+        .sum()
+}
+
+/// Bytes of text in a request.
+fn request_bytes(r: &w::LlmRequest) -> usize {
+    r.model.len()
+        + r.extra.len()
+        + r.messages.iter().map(message_bytes).sum::<usize>()
+        + r.tools
+            .iter()
+            .map(|t| t.name.len() + t.description.len() + t.parameters.len())
+            .sum::<usize>()
+}
+
+/// A verdict may add at most the policy's `verdict-kib` to what it answers with or rewrites
+/// (`now` bytes where there were `before`), so a policy cannot make the host keep, parse and
+/// pass on tens of megabytes. Checked before anything is parsed.
+fn within_verdict_limit(p: &LoadedPolicy, now: usize, before: usize) -> Result<(), String> {
+    let limit = usize::try_from(p.entry.verdict_kib.saturating_mul(1024)).unwrap_or(usize::MAX);
+    let added = now.saturating_sub(before);
+    if added > limit {
+        return Err(format!(
+            "its verdict adds {} KiB, more than its limit of {} KiB (`verdict-kib`)",
+            added.div_ceil(1024),
+            p.entry.verdict_kib
+        ));
+    }
+    Ok(())
+}
+
+/// Check that `text` is JSON without building it in memory (a value tree takes many times the
+/// text's size).
 fn json_text(text: &str, what: &str) -> Result<(), String> {
-    serde_json::from_str::<serde_json::Value>(text)
+    serde_json::from_str::<serde::de::IgnoredAny>(text)
         .map(drop)
         .map_err(|_| format!("{what} with a value that is not JSON"))
 }
@@ -1058,7 +1119,12 @@ impl ChainStream {
                     "held back {} bytes of the stream; the limit is {MAX_HELD_BYTES}",
                     r.hold.len()
                 )),
-                w::ChunkVerdict::Release(r) => Ok(Step::Rewrite(r)),
+                w::ChunkVerdict::Release(r) => within_verdict_limit(
+                    p,
+                    r.emit.len() + r.hold.len(),
+                    held.text.len() + text.len(),
+                )
+                .map(|()| Step::Rewrite(r)),
                 w::ChunkVerdict::Deny(d) => Ok(Step::Deny(d)),
             });
             let enforce = p.entry.failure_mode != FailureMode::Monitor;
