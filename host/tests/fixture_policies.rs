@@ -1113,12 +1113,15 @@ fn admission_runs_under_its_own_deadline_and_calls_under_the_policy_deadline() {
     );
 }
 
+/// The hostile fixture, granted `caps` and what it always imports (log, events).
 fn hostile(
     config: serde_json::Value,
     caps: &[Capability],
     secrets: Option<&[&str]>,
 ) -> PolicyEntry {
-    let mut e = with_caps(entry(fx::HOSTILE), caps);
+    let mut caps = caps.to_vec();
+    caps.extend([Capability::Log, Capability::Events]);
+    let mut e = with_caps(entry(fx::HOSTILE), &caps);
     e.config = config;
     e.secrets = secrets.map(|names| names.iter().map(|n| (*n).to_owned()).collect());
     e
@@ -1384,4 +1387,60 @@ fn a_verdict_may_add_at_most_the_policys_verdict_limit() {
         "{:?}",
         run.outcome
     );
+}
+
+/// Log output written on this thread while `f` runs.
+fn logged(f: impl FnOnce()) -> String {
+    #[derive(Clone, Default)]
+    struct Capture(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    tracing::subscriber::with_default(subscriber, f);
+    let bytes = capture.0.lock().expect("lock").clone();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+#[test]
+fn a_chatty_policy_is_held_to_its_log_allowance() {
+    let mut e = hostile(serde_json::json!({}), &[Capability::Config], None);
+    // 11,000 host calls are a few milliseconds of CPU: not what is tested here.
+    e.deadline_ms = 1000;
+    let chain = chain_of(vec![e]);
+    let first = logged(|| {
+        chain.on_llm_request(&ctx("chatty"), request("chatty"));
+    });
+    let lines = first
+        .lines()
+        .filter(|l| l.contains("chatty line") || l.contains("event refused"))
+        .count();
+    // 10,000 lines and 1,000 refused events: at most 50 a second get through (the call may
+    // straddle two seconds).
+    assert!((1..=100).contains(&lines), "{lines} lines");
+    std::thread::sleep(Duration::from_millis(1100));
+    let second = logged(|| {
+        chain.on_llm_request(&ctx("chatty"), request("chatty"));
+    });
+    let summary = second
+        .lines()
+        .find(|l| l.contains("log lines about policy `hostile` suppressed"))
+        .unwrap_or_else(|| panic!("no summary in:\n{second}"));
+    let n: u64 = summary
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .expect("a count");
+    // Most of the first call's 11,000 (all but those of a second it may have straddled).
+    assert!(n >= 5_000, "{summary}");
 }

@@ -962,7 +962,13 @@ fn the_call_record_names_and_prices_the_model_actually_sent() {
     // A policy after the default bundle switches gpt-4o-mini to o1 (and lengthens the prompt).
     let mut hostile =
         ironhost::policy::PolicyEntry::for_component(ironhost_fixtures::HOSTILE.into());
-    hostile.capabilities = [ironhost::policy::Capability::Config].into_iter().collect();
+    hostile.capabilities = [
+        ironhost::policy::Capability::Config,
+        ironhost::policy::Capability::Log,
+        ironhost::policy::Capability::Events,
+    ]
+    .into_iter()
+    .collect();
     let mut h = harness_with(&provider, options(Duration::from_secs(5), 0), vec![hostile]);
     let reply = h
         .handle(openai_request(&chat_body("upgrade me")))

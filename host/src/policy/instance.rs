@@ -209,6 +209,7 @@ impl LoadedPolicy {
                 name: provisional_name,
                 config_json,
                 allowed_secrets,
+                log_lines: Default::default(),
             }),
             idle: Mutex::new(Vec::new()),
             admission_ms,
@@ -222,6 +223,7 @@ impl LoadedPolicy {
             name: name.clone(),
             config_json: self.identity.config_json.clone(),
             allowed_secrets: self.entry.secrets.clone(),
+            log_lines: Default::default(),
         });
         self.name = name;
         self.info = info;
@@ -319,7 +321,7 @@ impl LoadedPolicy {
             guarded(|| f(warm.bindings.ironhost_policy_hooks(), &mut warm.store))
         });
         let call = std::mem::take(&mut warm.store.data_mut().call);
-        if call.dropped_events > 0 {
+        if call.dropped_events > 0 && self.identity.log_lines.admit(&self.name) {
             tracing::warn!(
                 policy = self.name.as_str(),
                 dropped = call.dropped_events,
@@ -343,7 +345,9 @@ impl LoadedPolicy {
                             message: format!("{what} failed: {e:#}"),
                         }
                     });
-                tracing::warn!(policy = self.name.as_str(), kind = ?failure.kind, "{}", failure.message);
+                if self.identity.log_lines.admit(&self.name) {
+                    tracing::warn!(policy = self.name.as_str(), kind = ?failure.kind, "{}", failure.message);
+                }
                 // `warm` is dropped here: a failed instance is never reused.
                 self.finish(started, Err(failure), call.events)
             }

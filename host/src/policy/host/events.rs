@@ -26,25 +26,24 @@ impl Host for PolicyCtx {
             self.call.dropped_events += 1;
             return;
         }
+        let refused = |why: &str| {
+            if self.identity.log_lines.admit(policy) {
+                let kind = crate::policy::model::plain_text(&kind, MAX_KIND_BYTES);
+                tracing::warn!(policy, kind, "event refused: {why}");
+            }
+        };
         if kind.is_empty() || kind.len() > MAX_KIND_BYTES {
-            tracing::warn!(
-                policy,
-                "event refused: kind must be 1-{MAX_KIND_BYTES} bytes"
-            );
+            refused(&format!("kind must be 1-{MAX_KIND_BYTES} bytes"));
             return;
         }
         if detail.len() > MAX_DETAIL_BYTES {
-            tracing::warn!(
-                policy,
-                kind,
-                "event refused: detail is over {MAX_DETAIL_BYTES} bytes"
-            );
+            refused(&format!("detail is over {MAX_DETAIL_BYTES} bytes"));
             return;
         }
         let detail = match serde_json::from_str::<serde_json::Value>(&detail) {
             Ok(v @ serde_json::Value::Object(_)) => v,
             _ => {
-                tracing::warn!(policy, kind, "event refused: detail is not a JSON object");
+                refused("detail is not a JSON object");
                 return;
             }
         };

@@ -5,6 +5,9 @@ use crate::policy::bindings::wit::log::{Host, Level};
 
 impl Host for PolicyCtx {
     fn write(&mut self, level: Level, mut message: String) {
+        if !self.identity.log_lines.admit(&self.identity.name) {
+            return;
+        }
         if message.len() > MAX_LOG_BYTES {
             let mut cut = MAX_LOG_BYTES;
             while !message.is_char_boundary(cut) {

@@ -26,6 +26,53 @@ use super::state::{MemoryState, StateBackend};
 pub const MAX_LOG_BYTES: usize = 16 * 1024;
 /// Most events one hook call may emit; the rest are dropped and logged.
 pub const MAX_EVENTS_PER_CALL: usize = 64;
+/// Log lines one policy may cause a second: its own `log.write` lines and the host's warnings
+/// about it (refused events, failures). The rest are counted and reported in one line.
+pub const MAX_LOG_LINES_PER_SEC: u64 = 50;
+
+/// The per-second log allowance of one policy, shared by all its instances.
+#[derive(Debug, Default)]
+pub struct LineBudget {
+    /// The second (since the process started) the counts are for.
+    second: std::sync::atomic::AtomicU64,
+    lines: std::sync::atomic::AtomicU64,
+    suppressed: std::sync::atomic::AtomicU64,
+}
+
+impl LineBudget {
+    /// Whether `policy` may log one more line now. The first line of a new second first reports
+    /// how many were suppressed before it.
+    pub fn admit(&self, policy: &str) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        static START: std::sync::LazyLock<std::time::Instant> =
+            std::sync::LazyLock::new(std::time::Instant::now);
+        let now = START.elapsed().as_secs();
+        let second = self.second.load(Relaxed);
+        if now != second
+            && self
+                .second
+                .compare_exchange(second, now, Relaxed, Relaxed)
+                .is_ok()
+        {
+            self.lines.store(0, Relaxed);
+            let suppressed = self.suppressed.swap(0, Relaxed);
+            if suppressed > 0 {
+                tracing::warn!(
+                    policy,
+                    suppressed,
+                    "{suppressed} log lines about policy `{policy}` suppressed (more than \
+                     {MAX_LOG_LINES_PER_SEC} a second)"
+                );
+            }
+        }
+        if self.lines.fetch_add(1, Relaxed) < MAX_LOG_LINES_PER_SEC {
+            true
+        } else {
+            self.suppressed.fetch_add(1, Relaxed);
+            false
+        }
+    }
+}
 
 /// Counts tokens and knows model prices: the `tokens` capability.
 pub trait TokenMeter: Send + Sync {
@@ -216,6 +263,8 @@ pub struct PolicyIdentity {
     pub config_json: String,
     /// The secret names the policy may read (`None`: every secret).
     pub allowed_secrets: Option<std::collections::BTreeSet<String>>,
+    /// How many more log lines it may cause this second.
+    pub log_lines: LineBudget,
 }
 
 /// Per-call data: who the call is for and what the policy emitted.
