@@ -26,6 +26,19 @@ def offline_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Pa
     yield home
 
 
+@pytest.fixture
+def python_sigint() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt during the test, even when the runner was started with
+    SIGINT ignored (a background job is), a disposition Python keeps instead of its handler."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def write_config(folder: Path, text: str) -> None:
     (folder / "ironhost.toml").write_text(text, encoding="utf-8")
 

@@ -309,7 +309,7 @@ def test_the_control_plane_never_sigterms_a_python_program_for_its_sdk_agent(
 
 
 def test_ctrl_c_while_leaving_the_block_still_closes_and_is_raised(
-    offline_home: Path, monkeypatch: pytest.MonkeyPatch
+    offline_home: Path, monkeypatch: pytest.MonkeyPatch, python_sigint: None
 ) -> None:
     import contextvars
     import signal

@@ -395,7 +395,7 @@ def test_close_waits_for_a_call_under_way_and_loses_nothing(offline_home: Path, 
 
 
 def test_ctrl_c_ends_the_wait_of_close_and_the_agent_is_closed_all_the_same(
-    offline_home: Path, monkeypatch: pytest.MonkeyPatch
+    offline_home: Path, monkeypatch: pytest.MonkeyPatch, python_sigint: None
 ) -> None:
     import os
     import signal
