@@ -24,7 +24,7 @@ use wasmtime::Store;
 use super::bindings::v0_1_0::exports::ironhost::policy::hooks::Guest;
 use super::bindings::wit::types as w;
 use super::bundle::FailureMode;
-use super::host::{PolicyCtx, PolicyEvent};
+use super::host::{PolicyCtx, PolicyEvent, SeenSecrets};
 use super::instance::{CallOutput, CallTarget, FailureKind, LoadedPolicy, PolicyFailure};
 use super::model::{
     AgentInfo, CallContext, Capability, Denial, Hook, LlmChunk, LlmOutcome, LlmRequest,
@@ -564,7 +564,7 @@ pub const RESPONDED: &str = "responded";
 
 /// Run one hook across the active policies of `state`, threading the value (in the bindings'
 /// types) through rewrites. Returns the run and the final value.
-fn run_hook<W, V>(
+fn run_hook<W: Scrub, V>(
     state: &ChainState,
     hook: Hook,
     ctx: &CallContext,
@@ -681,23 +681,8 @@ fn recheck_stale(
             by_policy: Some(rewriter.clone()),
             usage: None,
         };
-        let out = p.call(target(ctx), Hook::LlmAbandoned.function_name(), |h, s| {
-            h.call_on_llm_abandoned(s, &wctx, seen, &abandonment)
-        });
-        run.policies.push(PolicyReport {
-            policy: p.name.clone(),
-            version: p.info.version.clone(),
-            verdict: if out.result.is_ok() {
-                VerdictKind::Notified
-            } else {
-                VerdictKind::Failed
-            },
-            enforced: false,
-            latency_ns: out.latency.as_nanos() as u64,
-            denial: None,
-            failure: out.result.err(),
-            events: out.events,
-        });
+        run.policies
+            .push(tell_abandoned(&p, ctx, &wctx, seen, &abandonment));
         let out = p.call(target(ctx), Hook::LlmRequest.function_name(), |h, s| {
             h.call_on_llm_request(s, &wctx, value)
         });
@@ -738,24 +723,34 @@ fn notify_abandoned(
         .filter(|m| only.is_none_or(|names| names.contains(&m.policy.name)))
         .collect();
     for m in members.into_iter().rev() {
-        let p = &m.policy;
-        let out = p.call(target(ctx), Hook::LlmAbandoned.function_name(), |h, s| {
-            h.call_on_llm_abandoned(s, &wctx, request, abandonment)
-        });
-        reports.push(PolicyReport {
-            policy: p.name.clone(),
-            version: p.info.version.clone(),
-            verdict: if out.result.is_ok() {
-                VerdictKind::Notified
-            } else {
-                VerdictKind::Failed
-            },
-            enforced: false,
-            latency_ns: out.latency.as_nanos() as u64,
-            denial: None,
-            failure: out.result.err(),
-            events: out.events,
-        });
+        reports.push(tell_abandoned(&m.policy, ctx, &wctx, request, abandonment));
+    }
+}
+
+/// Call one policy's `on-llm-abandoned`; nothing it answers can be enforced.
+fn tell_abandoned(
+    p: &LoadedPolicy,
+    ctx: &CallContext,
+    wctx: &w::CallContext,
+    request: &w::LlmRequest,
+    abandonment: &w::Abandonment,
+) -> PolicyReport {
+    let out = p.call(target(ctx), Hook::LlmAbandoned.function_name(), |h, s| {
+        h.call_on_llm_abandoned(s, wctx, request, abandonment)
+    });
+    PolicyReport {
+        policy: p.name.clone(),
+        version: p.info.version.clone(),
+        verdict: if out.result.is_ok() {
+            VerdictKind::Notified
+        } else {
+            VerdictKind::Failed
+        },
+        enforced: false,
+        latency_ns: out.latency.as_nanos() as u64,
+        denial: None,
+        failure: out.result.err(),
+        events: out.events,
     }
 }
 
@@ -942,8 +937,75 @@ enum Applied<W> {
     Stop(Outcome<()>),
 }
 
+/// Text a verdict passes on, which must not carry a secret the policy read (see
+/// [`SeenSecrets`]). Start effects are exempt: setting a secret in the agent's environment is
+/// what `on-agent-start` is for.
+trait Scrub {
+    fn scrub(&mut self, seen: &SeenSecrets);
+}
+
+fn scrub_message(m: &mut w::Message, seen: &SeenSecrets) {
+    for part in &mut m.content {
+        match part {
+            w::ContentPart::Text(t) | w::ContentPart::Other(t) => seen.scrub(t),
+            w::ContentPart::ToolUse(u) => seen.scrub(&mut u.arguments),
+            w::ContentPart::ToolOutput(o) => seen.scrub(&mut o.content),
+            w::ContentPart::Image(_) => {}
+        }
+    }
+}
+
+impl Scrub for w::LlmRequest {
+    fn scrub(&mut self, seen: &SeenSecrets) {
+        self.messages
+            .iter_mut()
+            .for_each(|m| scrub_message(m, seen));
+        seen.scrub(&mut self.extra);
+    }
+}
+
+impl Scrub for w::LlmResponse {
+    fn scrub(&mut self, seen: &SeenSecrets) {
+        scrub_message(&mut self.message, seen);
+    }
+}
+
+impl Scrub for w::LlmOutcome {
+    fn scrub(&mut self, seen: &SeenSecrets) {
+        if let w::LlmOutcome::Ok(r) = self {
+            r.scrub(seen);
+        }
+    }
+}
+
+impl Scrub for w::ToolCall {
+    fn scrub(&mut self, seen: &SeenSecrets) {
+        seen.scrub(&mut self.arguments);
+    }
+}
+
+impl Scrub for w::ToolOutcome {
+    fn scrub(&mut self, seen: &SeenSecrets) {
+        match self {
+            w::ToolOutcome::Ok(json) => seen.scrub(json),
+            w::ToolOutcome::Error(e) => seen.scrub(&mut e.message),
+        }
+    }
+}
+
+impl Scrub for w::ChunkRelease {
+    fn scrub(&mut self, seen: &SeenSecrets) {
+        seen.scrub(&mut self.emit);
+        seen.scrub(&mut self.hold);
+    }
+}
+
+impl Scrub for w::StartEffects {
+    fn scrub(&mut self, _seen: &SeenSecrets) {}
+}
+
 /// Apply one policy's answer under its failure mode and record the report.
-fn apply<W>(
+fn apply<W: Scrub>(
     p: &LoadedPolicy,
     out: CallOutput<Step<W>>,
     reports: &mut Vec<PolicyReport>,
@@ -967,7 +1029,21 @@ fn apply<W>(
         failure: None,
         events: out.events,
     };
-    let applied = match out.result {
+    let mut result = out.result;
+    let seen = p.seen_secrets();
+    if seen.any() {
+        match &mut result {
+            Ok(Step::Rewrite(v)) => v.scrub(seen),
+            Ok(Step::Deny(d)) => {
+                seen.scrub(&mut d.code);
+                seen.scrub(&mut d.message);
+            }
+            Ok(Step::Respond(r)) => r.scrub(seen),
+            Ok(Step::Fallback(json)) => seen.scrub(json),
+            Ok(Step::Pass) | Err(_) => {}
+        }
+    }
+    let applied = match result {
         Err(failure) => {
             report.verdict = VerdictKind::Failed;
             let applied = if mode == FailureMode::FailClosed {
@@ -1127,6 +1203,10 @@ impl ChainStream {
                 .map(|()| Step::Rewrite(r)),
                 w::ChunkVerdict::Deny(d) => Ok(Step::Deny(d)),
             });
+            let mut out = out;
+            if let Ok(Step::Rewrite(r)) = &mut out.result {
+                r.scrub(p.seen_secrets());
+            }
             let enforce = p.entry.failure_mode != FailureMode::Monitor;
             // What the policy itself sees as released and held, enforced or not.
             let (mut released, mut still_held) = match &out.result {

@@ -210,6 +210,7 @@ impl LoadedPolicy {
                 config_json,
                 allowed_secrets,
                 log_lines: Default::default(),
+                seen_secrets: Default::default(),
             }),
             idle: Mutex::new(Vec::new()),
             admission_ms,
@@ -224,11 +225,17 @@ impl LoadedPolicy {
             config_json: self.identity.config_json.clone(),
             allowed_secrets: self.entry.secrets.clone(),
             log_lines: Default::default(),
+            seen_secrets: Default::default(),
         });
         self.name = name;
         self.info = info;
         // Instances made so far carry the provisional identity.
         self.idle.get_mut().clear();
+    }
+
+    /// The secrets this policy has read, to keep out of what it writes.
+    pub fn seen_secrets(&self) -> &super::host::SeenSecrets {
+        &self.identity.seen_secrets
     }
 
     /// Whether the policy listed `hook` in `describe`.

@@ -360,6 +360,24 @@ pub struct SecretStore {
     /// for Argon2id).
     cache: RwLock<Cache>,
     changes: watch::Sender<Vec<String>>,
+    /// Reads by policies not yet in the audit log.
+    policy_reads: Mutex<PolicyReads>,
+    /// Where audit rows for policy reads are written (reads happen on threads with no runtime).
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+/// How often the reads policies make are written to the audit log, counted per policy, secret
+/// and environment. The first read of each in a process is written at once.
+const POLICY_READ_AUDIT_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// (policy, environment, secret).
+type ReadKey = (String, String, String);
+
+#[derive(Default)]
+struct PolicyReads {
+    pending: HashMap<ReadKey, u64>,
+    audited: std::collections::HashSet<ReadKey>,
+    last_write: Option<std::time::Instant>,
 }
 
 impl std::fmt::Debug for SecretStore {
@@ -381,6 +399,8 @@ impl SecretStore {
             keyring,
             cache: RwLock::new(cache),
             changes,
+            policy_reads: Mutex::new(PolicyReads::default()),
+            runtime: tokio::runtime::Handle::try_current().ok(),
         }))
     }
 
@@ -726,6 +746,52 @@ async fn read_all(store: &Store) -> Result<Cache, SecretsError> {
 }
 
 impl SecretResolver for SecretStore {
+    fn note_read(&self, policy: &str, environment: &str, name: &str) {
+        let batch = {
+            let mut reads = self.policy_reads.lock();
+            let key = (policy.to_owned(), environment.to_owned(), name.to_owned());
+            let first = reads.audited.insert(key.clone());
+            *reads.pending.entry(key).or_default() += 1;
+            let due = reads
+                .last_write
+                .is_none_or(|t| t.elapsed() >= POLICY_READ_AUDIT_EVERY);
+            if !(first || due) {
+                return;
+            }
+            reads.last_write = Some(std::time::Instant::now());
+            std::mem::take(&mut reads.pending)
+        };
+        let Some(runtime) = &self.runtime else {
+            return;
+        };
+        let store = self.store.clone();
+        runtime.spawn(async move {
+            for ((policy, environment, name), reads) in batch {
+                let actor = Actor {
+                    name: format!("policy:{policy}"),
+                    role: Role::Agent,
+                };
+                let detail = format!("{reads} read(s) by the policy");
+                let written = async {
+                    let mut tx = store.pool().begin().await?;
+                    audit(
+                        &mut tx,
+                        &name,
+                        &environment,
+                        "policy-read",
+                        &actor,
+                        Some(&detail),
+                    )
+                    .await?;
+                    tx.commit().await
+                };
+                if let Err(e) = written.await {
+                    tracing::warn!("cannot audit policy `{policy}` reading `{name}`: {e}");
+                }
+            }
+        });
+    }
+
     fn get(&self, environment: &str, name: &str) -> Option<String> {
         match self.value(environment, name) {
             Ok(v) => Some(v.to_string()),

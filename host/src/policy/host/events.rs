@@ -40,13 +40,14 @@ impl Host for PolicyCtx {
             refused(&format!("detail is over {MAX_DETAIL_BYTES} bytes"));
             return;
         }
-        let detail = match serde_json::from_str::<serde_json::Value>(&detail) {
+        let mut detail = match serde_json::from_str::<serde_json::Value>(&detail) {
             Ok(v @ serde_json::Value::Object(_)) => v,
             _ => {
                 refused("detail is not a JSON object");
                 return;
             }
         };
+        self.identity.seen_secrets.scrub_json(&mut detail);
         let original = detail
             .get("fingerprint")
             .and_then(|f| f.as_str())

@@ -8,6 +8,7 @@ impl Host for PolicyCtx {
         if !self.identity.log_lines.admit(&self.identity.name) {
             return;
         }
+        self.identity.seen_secrets.scrub(&mut message);
         if message.len() > MAX_LOG_BYTES {
             let mut cut = MAX_LOG_BYTES;
             while !message.is_char_boundary(cut) {

@@ -30,6 +30,80 @@ pub const MAX_EVENTS_PER_CALL: usize = 64;
 /// about it (refused events, failures). The rest are counted and reported in one line.
 pub const MAX_LOG_LINES_PER_SEC: u64 = 50;
 
+/// Secret values shorter than this are not scrubbed from what a policy writes: masking every
+/// occurrence of a three-letter value would mangle ordinary text.
+pub const MIN_SCRUBBED_SECRET: usize = 8;
+
+/// The values of the secrets a policy has read, so the host can keep them out of everything the
+/// policy writes (logs, events, state, denials, rewrites): a granted secret is for the policy's
+/// own use, never for passing on. Shared by all its instances (an instance may keep a value in
+/// its memory from one call to the next).
+#[derive(Default)]
+pub struct SeenSecrets {
+    any: std::sync::atomic::AtomicBool,
+    values: parking_lot::RwLock<Vec<(String, zeroize::Zeroizing<String>)>>,
+}
+
+impl std::fmt::Debug for SeenSecrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = self.values.read().iter().map(|(n, _)| n.clone()).collect();
+        f.debug_struct("SeenSecrets")
+            .field("names", &names)
+            .finish()
+    }
+}
+
+impl SeenSecrets {
+    /// The policy read secret `name`, whose value is `value`.
+    pub fn note(&self, name: &str, value: &str) {
+        if value.len() < MIN_SCRUBBED_SECRET {
+            return;
+        }
+        let mut values = self.values.write();
+        if !values.iter().any(|(_, v)| v.as_str() == value) {
+            values.push((name.to_owned(), zeroize::Zeroizing::new(value.to_owned())));
+        }
+        self.any.store(true, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Whether the policy has read any secret worth scrubbing.
+    pub fn any(&self) -> bool {
+        self.any.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Replace every secret value the policy has read in `text` with `[SECRET:NAME]`.
+    pub fn scrub(&self, text: &mut String) {
+        if !self.any() {
+            return;
+        }
+        for (name, value) in self.values.read().iter() {
+            if text.contains(value.as_str()) {
+                *text = text.replace(value.as_str(), &format!("[SECRET:{name}]"));
+            }
+        }
+    }
+
+    /// [`SeenSecrets::scrub`] on every string (and key) of a JSON value.
+    pub fn scrub_json(&self, value: &mut serde_json::Value) {
+        if !self.any() {
+            return;
+        }
+        match value {
+            serde_json::Value::String(s) => self.scrub(s),
+            serde_json::Value::Array(items) => items.iter_mut().for_each(|v| self.scrub_json(v)),
+            serde_json::Value::Object(map) => {
+                let entries = std::mem::take(map);
+                for (mut k, mut v) in entries {
+                    self.scrub(&mut k);
+                    self.scrub_json(&mut v);
+                    map.insert(k, v);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
 /// The per-second log allowance of one policy, shared by all its instances.
 #[derive(Debug, Default)]
 pub struct LineBudget {
@@ -112,6 +186,9 @@ impl Price {
 pub trait SecretResolver: Send + Sync {
     /// The secret `name` in `environment`, if there is one.
     fn get(&self, environment: &str, name: &str) -> Option<String>;
+    /// Policy `policy` asked for secret `name`: for the audit (aggregated is fine; the call
+    /// path must not wait for it).
+    fn note_read(&self, _policy: &str, _environment: &str, _name: &str) {}
 }
 
 /// A resolver that knows no secrets (the host has no secret store configured).
@@ -265,6 +342,8 @@ pub struct PolicyIdentity {
     pub allowed_secrets: Option<std::collections::BTreeSet<String>>,
     /// How many more log lines it may cause this second.
     pub log_lines: LineBudget,
+    /// The secrets it has read, kept out of what it writes.
+    pub seen_secrets: SeenSecrets,
 }
 
 /// Per-call data: who the call is for and what the policy emitted.

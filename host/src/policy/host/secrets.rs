@@ -16,6 +16,12 @@ impl Host for PolicyCtx {
             return None;
         }
         let value = self.services.secrets.get(&self.call.environment, &name);
+        self.services
+            .secrets
+            .note_read(&self.identity.name, &self.call.environment, &name);
+        if let Some(v) = &value {
+            self.identity.seen_secrets.note(&name, v);
+        }
         // The value never goes into the log; the name and whether it resolved do.
         tracing::debug!(
             policy = self.identity.name.as_str(),

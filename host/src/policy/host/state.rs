@@ -28,10 +28,12 @@ impl Host for PolicyCtx {
         Ok(self.state_backend().get(&key))
     }
 
-    fn set(&mut self, scope: Scope, key: String, value: String) -> Result<(), StateError> {
+    fn set(&mut self, scope: Scope, key: String, mut value: String) -> Result<(), StateError> {
         if value.len() > MAX_VALUE_BYTES {
             return Err(StateError::TooLarge);
         }
+        // State is stored: a secret the policy read never goes into it.
+        self.identity.seen_secrets.scrub(&mut value);
         let key = self.state_key(scope, key)?;
         self.state_backend()
             .set(&key, value)
@@ -48,11 +50,15 @@ impl Host for PolicyCtx {
         &mut self,
         scope: Scope,
         key: String,
-        expected: Option<String>,
-        desired: Option<String>,
+        mut expected: Option<String>,
+        mut desired: Option<String>,
     ) -> Result<bool, StateError> {
         if desired.as_ref().is_some_and(|d| d.len() > MAX_VALUE_BYTES) {
             return Err(StateError::TooLarge);
+        }
+        // Compared as stored: scrubbed (see `set`).
+        for v in expected.iter_mut().chain(desired.iter_mut()) {
+            self.identity.seen_secrets.scrub(v);
         }
         let key = self.state_key(scope, key)?;
         self.state_backend()

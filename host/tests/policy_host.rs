@@ -1,11 +1,16 @@
-//! What a policy call is charged for (`policy::meter`): its thread's CPU time, not the wall
-//! clock. Time off the CPU (a busy machine, a host call that waits) is never charged; host work
-//! the policy did not cause is not charged; host work it chose (counting a long text) is; and a
-//! spinning policy is stopped after its CPU limit however busy the machine is.
+//! What the host does for a policy and holds it to, with the `host-work` fixture.
+//!
+//! What a call is charged for (`policy::meter`): its thread's CPU time, not the wall clock. Time
+//! off the CPU (a busy machine, a host call that waits) is never charged; host work the policy
+//! did not cause is not charged; host work it chose (counting a long text) is; and a spinning
+//! policy is stopped after its CPU limit however busy the machine is.
+//!
+//! A secret a policy is granted is for its own use: the host keeps its value out of everything
+//! the policy writes (log lines, events, state, denials, rewritten prompts), and audits reads.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ironhost::policy::admission::admit_policy;
@@ -17,6 +22,7 @@ use ironhost::policy::host::{HostServices, SecretResolver};
 use ironhost::policy::instance::FailureKind;
 use ironhost::policy::meter::{thread_cpu_time, uncharged};
 use ironhost::policy::model::*;
+use ironhost::policy::state::{MemoryState, StateBackend, StateKey};
 use ironhost::policy::{Capability, admit_bundle};
 use ironhost_fixtures as fx;
 
@@ -30,8 +36,11 @@ fn burn(d: Duration) {
 
 /// Secrets that take their time: `WAITS` sleeps 60 ms (off the CPU, as a thread on a busy
 /// machine waits for a core), `DERIVED` burns 40 ms of CPU as uncharged host work (like an
-/// Argon2id derivation), `UNMARKED` burns 40 ms of CPU with no such mark, `PANICS` panics.
+/// Argon2id derivation), `UNMARKED` burns 40 ms of CPU with no such mark, `PANICS` panics;
+/// `DB_PASSWORD` is [`VALUE`] at once.
 struct SlowSecrets;
+
+const VALUE: &str = "s3cr3t-db-password-value";
 
 impl SecretResolver for SlowSecrets {
     fn get(&self, _environment: &str, name: &str) -> Option<String> {
@@ -40,6 +49,7 @@ impl SecretResolver for SlowSecrets {
             "DERIVED" => uncharged(|| burn(Duration::from_millis(40))),
             "UNMARKED" => burn(Duration::from_millis(40)),
             "PANICS" => panic!("the resolver broke"),
+            "DB_PASSWORD" => return Some(VALUE.to_owned()),
             _ => return None,
         }
         Some("value".to_owned())
@@ -47,27 +57,43 @@ impl SecretResolver for SlowSecrets {
 }
 
 fn engine() -> PolicyEngine {
+    engine_with_state().0
+}
+
+fn engine_with_state() -> (PolicyEngine, Arc<MemoryState>) {
+    let state = Arc::new(MemoryState::default());
     let services = HostServices {
         secrets: Arc::new(SlowSecrets),
+        state: state.clone(),
         ..HostServices::default()
     };
-    PolicyEngine::new(EngineOptions::in_memory(64), services).expect("engine")
+    let engine = PolicyEngine::new(EngineOptions::in_memory(64), services).expect("engine");
+    (engine, state)
 }
 
 fn host_work(engine: &PolicyEngine, config: serde_json::Value) -> Chain {
+    let policy = admit_policy(engine, &host_work_entry(config))
+        .unwrap_or_else(|err| panic!("admission: {err}"));
+    Chain::new("test", vec![policy])
+}
+
+/// The `host-work` fixture with what it imports granted, and `config`.
+fn host_work_entry(config: serde_json::Value) -> PolicyEntry {
     let mut e = PolicyEntry::for_component(PathBuf::from(fx::HOST_WORK));
     e.capabilities = [
         Capability::Clock,
         Capability::Config,
         Capability::Secrets,
         Capability::Tokens,
+        Capability::Log,
+        Capability::Events,
+        Capability::State,
     ]
     .into_iter()
     .collect();
     e.config = config;
     assert_eq!(e.deadline_ms, 10, "the default per-call deadline");
-    let policy = admit_policy(engine, &e).unwrap_or_else(|err| panic!("admission: {err}"));
-    Chain::new("test", vec![policy])
+    e
 }
 
 fn request(text: &str) -> LlmRequest {
@@ -238,4 +264,152 @@ fn the_default_bundle_never_misses_a_deadline_on_a_busy_machine() {
         failures.extend(done.policies.iter().filter_map(|p| p.failure.clone()));
     }
     assert_eq!(failures, Vec::new(), "deadline failures under load");
+}
+
+/// Log output written on this thread while `f` runs.
+fn logged<T>(f: impl FnOnce() -> T) -> (T, String) {
+    #[derive(Clone, Default)]
+    struct Capture(Arc<Mutex<Vec<u8>>>);
+    impl std::io::Write for Capture {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("lock").extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let capture = Capture::default();
+    let writer = capture.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let out = tracing::subscriber::with_default(subscriber, f);
+    let bytes = capture.0.lock().expect("lock").clone();
+    (out, String::from_utf8_lossy(&bytes).into_owned())
+}
+
+fn leaky(leak_by: &str) -> (Chain, Arc<MemoryState>) {
+    let (engine, state) = engine_with_state();
+    let mut e = host_work_entry(serde_json::json!({ "leak": "DB_PASSWORD", "leak-by": leak_by }));
+    e.secrets = Some(["DB_PASSWORD".to_owned()].into_iter().collect());
+    let policy = admit_policy(&engine, &e).unwrap_or_else(|err| panic!("admission: {err}"));
+    (Chain::new("test", vec![policy]), state)
+}
+
+fn stolen(state: &MemoryState) -> Option<String> {
+    state.get(&StateKey {
+        policy: "host-work".to_owned(),
+        agent: Some("leaky".to_owned()),
+        key: "stolen".to_owned(),
+    })
+}
+
+#[test]
+fn a_granted_secret_never_leaves_in_a_log_an_event_state_or_a_denial() {
+    let (chain, state) = leaky("deny");
+    let (run, log) =
+        logged(|| chain.on_llm_request(&CallContext::new("leaky", "c1"), request("please work")));
+    let events: Vec<String> = run.events().map(|e| e.detail.to_string()).collect();
+    let Outcome::Deny { denial, .. } = &run.outcome else {
+        panic!("{:?}", run.outcome)
+    };
+    assert_eq!(denial.message, "denied; the secret is [SECRET:DB_PASSWORD]");
+    assert!(log.contains("the secret is [SECRET:DB_PASSWORD]"), "{log}");
+    assert!(!log.contains(VALUE), "{log}");
+    assert_eq!(events.len(), 1);
+    assert!(
+        events[0].contains("[SECRET:DB_PASSWORD]") && !events[0].contains(VALUE),
+        "{}",
+        events[0]
+    );
+    assert_eq!(stolen(&state).as_deref(), Some("[SECRET:DB_PASSWORD]"));
+}
+
+#[test]
+fn a_granted_secret_never_leaves_in_a_rewritten_prompt() {
+    let (chain, _) = leaky("rewrite");
+    let run = chain.on_llm_request(&CallContext::new("leaky", "c1"), request("please work"));
+    let Outcome::Continue { value } = &run.outcome else {
+        panic!("{:?}", run.outcome)
+    };
+    let sent = format!("{value:?}");
+    assert!(!sent.contains(VALUE), "{sent}");
+    assert_eq!(
+        value.messages.last().map(Message::joined_text).as_deref(),
+        Some("the key is [SECRET:DB_PASSWORD]")
+    );
+}
+
+#[test]
+fn reads_of_secrets_by_policies_are_audited() {
+    use ironhost::api::plane::Plane;
+    use ironhost::llm::tokens::ModelTokenMeter;
+    use ironhost::secrets::Actor;
+    use std::collections::BTreeMap;
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let vars = BTreeMap::from([
+        (
+            "IRONHOST_MASTER_KEY".to_owned(),
+            "test-master-key-0123456789".to_owned(),
+        ),
+        (
+            "IRONHOST_ADMIN_PASSWORD".to_owned(),
+            "admin-password-1".to_owned(),
+        ),
+    ]);
+    let plane = runtime.block_on(async {
+        let plane = Plane::open(dir.path(), &vars).await.expect("plane opens");
+        plane
+            .secrets
+            .put("DB_PASSWORD", "dev", VALUE, &Actor::host())
+            .await
+            .expect("put");
+        plane
+    });
+    let engine = PolicyEngine::new(
+        EngineOptions::in_memory(16),
+        plane.services(Arc::new(ModelTokenMeter::embedded())),
+    )
+    .expect("engine");
+    let e = host_work_entry(serde_json::json!({ "secret": "DB_PASSWORD" }));
+    let chain = Chain::new("test", vec![admit_policy(&engine, &e).expect("admitted")]);
+    for i in 0..5 {
+        let run = chain.on_llm_request(
+            &CallContext::new("reader", &format!("c{i}")),
+            request("please work"),
+        );
+        assert!(matches!(run.outcome, Outcome::Continue { .. }));
+    }
+    // The first read is written at once; later ones are counted into the next row.
+    let rows = (0..50)
+        .find_map(|_| {
+            let rows: Vec<_> = runtime
+                .block_on(plane.secrets.audit_log(Some("DB_PASSWORD"), 100))
+                .expect("audit log")
+                .into_iter()
+                .filter(|r| r.action == "policy-read")
+                .collect();
+            if rows.is_empty() {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                None
+            } else {
+                Some(rows)
+            }
+        })
+        .expect("an audit row for the policy's reads");
+    let first = rows.last().expect("a row");
+    assert_eq!(first.actor, "policy:host-work");
+    assert_eq!(first.role, "agent");
+    assert_eq!(first.environment, "dev");
+    assert_eq!(first.detail.as_deref(), Some("1 read(s) by the policy"));
+    let text = format!("{rows:?}");
+    assert!(!text.contains(VALUE), "{text}");
 }
