@@ -1249,6 +1249,14 @@ fn text_a_policy_writes_is_printable_and_bounded() {
     assert!(message.ends_with('…'), "{message}");
 }
 
+/// Each policy report of a run: the policy and its verdict, in order.
+fn steps<T>(run: &ironhost::policy::ChainRun<T>) -> Vec<(&str, VerdictKind)> {
+    run.policies
+        .iter()
+        .map(|r| (r.policy.as_str(), r.verdict))
+        .collect()
+}
+
 #[test]
 fn a_rewrite_after_the_budget_is_reserved_for_as_it_will_be_sent() {
     let mut budget = default_bundle_entry("budget");
@@ -1261,13 +1269,8 @@ fn a_rewrite_after_the_budget_is_reserved_for_as_it_will_be_sent() {
     // Switched to o1 with a long prompt after the budget passed it: the budget is told its
     // version was abandoned, sees the request as it will be sent, and refuses it.
     let run = chain.on_llm_request(&CallContext::new("upgrade-1", "c2"), request("upgrade"));
-    let steps: Vec<(&str, VerdictKind)> = run
-        .policies
-        .iter()
-        .map(|r| (r.policy.as_str(), r.verdict))
-        .collect();
     assert_eq!(
-        steps,
+        steps(&run),
         [
             ("budget", VerdictKind::Pass),
             ("hostile", VerdictKind::Rewrite),
@@ -1306,13 +1309,8 @@ fn a_policy_checked_again_may_not_change_what_is_sent() {
     second.name = Some("hostile-2".to_owned());
     let chain = chain_of(vec![budget, upgrade(), second]);
     let run = chain.on_llm_request(&ctx("twice"), request("upgrade"));
-    let steps: Vec<(&str, VerdictKind)> = run
-        .policies
-        .iter()
-        .map(|r| (r.policy.as_str(), r.verdict))
-        .collect();
     assert_eq!(
-        steps,
+        steps(&run),
         [
             ("budget", VerdictKind::Pass),
             ("hostile", VerdictKind::Rewrite),
