@@ -186,7 +186,7 @@ impl Price {
 pub trait SecretResolver: Send + Sync {
     /// The secret `name` in `environment`, if there is one.
     fn get(&self, environment: &str, name: &str) -> Option<String>;
-    /// Policy `policy` asked for secret `name`: for the audit (aggregated is fine; the call
+    /// Policy `policy` was given secret `name`: for the audit (aggregated is fine; the call
     /// path must not wait for it).
     fn note_read(&self, _policy: &str, _environment: &str, _name: &str) {}
 }

@@ -16,10 +16,11 @@ impl Host for PolicyCtx {
             return None;
         }
         let value = self.services.secrets.get(&self.call.environment, &name);
-        self.services
-            .secrets
-            .note_read(&self.identity.name, &self.call.environment, &name);
+        // A value handed to a policy is audited and kept out of what it writes.
         if let Some(v) = &value {
+            self.services
+                .secrets
+                .note_read(&self.identity.name, &self.call.environment, &name);
             self.identity.seen_secrets.note(&name, v);
         }
         // The value never goes into the log; the name and whether it resolved do.
