@@ -413,3 +413,40 @@ fn reads_of_secrets_by_policies_are_audited() {
     let text = format!("{rows:?}");
     assert!(!text.contains(VALUE), "{text}");
 }
+
+#[test]
+fn a_chatty_policy_is_held_to_its_log_allowance() {
+    let mut e = PolicyEntry::for_component(PathBuf::from(fx::HOSTILE));
+    e.capabilities = [Capability::Config, Capability::Log, Capability::Events]
+        .into_iter()
+        .collect();
+    // 11,000 host calls are a few milliseconds of CPU: not what is tested here.
+    e.deadline_ms = 1000;
+    let policy = admit_policy(&engine(), &e).unwrap_or_else(|err| panic!("admission: {err}"));
+    let chain = Chain::new("test", vec![policy]);
+    let ctx = CallContext::new("chatty", "c1");
+    let ((), first) = logged(|| {
+        chain.on_llm_request(&ctx, request("chatty"));
+    });
+    let lines = first
+        .lines()
+        .filter(|l| l.contains("chatty line") || l.contains("event refused"))
+        .count();
+    // 10,000 lines and 1,000 refused events: at most 50 a second get through (the call may
+    // straddle two seconds).
+    assert!((1..=100).contains(&lines), "{lines} lines");
+    std::thread::sleep(Duration::from_millis(1100));
+    let ((), second) = logged(|| {
+        chain.on_llm_request(&ctx, request("chatty"));
+    });
+    let summary = second
+        .lines()
+        .find(|l| l.contains("log lines about policy `hostile` suppressed"))
+        .unwrap_or_else(|| panic!("no summary in:\n{second}"));
+    let n: u64 = summary
+        .split_whitespace()
+        .find_map(|w| w.parse().ok())
+        .expect("a count");
+    // Most of the first call's 11,000 (all but those of a second it may have straddled).
+    assert!(n >= 5_000, "{summary}");
+}

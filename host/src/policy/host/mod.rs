@@ -59,8 +59,15 @@ impl SeenSecrets {
         if value.len() < MIN_SCRUBBED_SECRET {
             return;
         }
+        // A policy that reads a secret on every call finds it known: a shared lock is enough.
+        let known = |values: &[(String, zeroize::Zeroizing<String>)]| {
+            values.iter().any(|(_, v)| v.as_str() == value)
+        };
+        if known(&self.values.read()) {
+            return;
+        }
         let mut values = self.values.write();
-        if !values.iter().any(|(_, v)| v.as_str() == value) {
+        if !known(&values) {
             values.push((name.to_owned(), zeroize::Zeroizing::new(value.to_owned())));
         }
         self.any.store(true, std::sync::atomic::Ordering::Release);
