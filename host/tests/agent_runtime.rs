@@ -552,3 +552,138 @@ fn spend_survives_a_new_process_under_the_same_agent_id() {
         text(&bad.stderr)
     );
 }
+
+/// The count before `marker` in each stderr line that has it, summed.
+fn counted(stderr: &str, marker: &str) -> u64 {
+    stderr
+        .lines()
+        .filter(|l| l.contains(marker))
+        .map(|l| {
+            let before = &l[..l.find(marker).expect("marker")];
+            before
+                .split_whitespace()
+                .last()
+                .and_then(|w| w.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("no count before {marker:?} in {l}"))
+        })
+        .sum()
+}
+
+#[test]
+fn an_event_flood_from_a_policy_loses_no_call_or_audit_record() {
+    let dir = tempfile::tempdir().expect("test setup");
+    let bundle = dir.path().join("swamp");
+    std::fs::create_dir(&bundle).expect("test setup");
+    std::fs::write(
+        bundle.join("bundle.toml"),
+        format!(
+            "[bundle]\nname = \"swamp\"\n\n[[policy]]\ncomponent = {:?}\ncapabilities = [\"config\", \"log\", \"events\"]\n\n\
+             [[policy]]\ncomponent = \"builtin:pii-redact\"\ncapabilities = [\"config\", \"events\"]\n[policy.config]\nmode = \"redact\"\n",
+            ironhost_fixtures::HOSTILE
+        ),
+    )
+    .expect("test setup");
+    // 200 calls in two bursts a second apart; the hostile policy emits 64 events on each of
+    // its passes (it is checked again after pii-redact's rewrite): 25,600 events.
+    let out = run(
+        dir.path(),
+        &[
+            "--bundle",
+            "swamp",
+            "--no-api",
+            "--agent-id",
+            "sw-00000001",
+            agent("call_loop.py").to_str().expect("test setup"),
+            "--",
+            "200",
+            "swamp",
+            "--pause",
+        ],
+    );
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("200 calls done"), "{stdout}");
+
+    let (calls, audit, stored) = tokio::runtime::Runtime::new()
+        .expect("test setup")
+        .block_on(async {
+            let store = ironhost::store::Store::open(&dir.path().join(".ironhost"))
+                .await
+                .expect("store");
+            let count = |sql: &'static str| {
+                let pool = store.pool().clone();
+                async move {
+                    sqlx::query_scalar::<_, i64>(sql)
+                        .bind("sw-00000001")
+                        .fetch_one(&pool)
+                        .await
+                        .expect(sql)
+                }
+            };
+            (
+                count("SELECT COUNT(*) FROM calls WHERE agent_id = ? AND kind = 'llm'").await,
+                count("SELECT COUNT(*) FROM pii_audit WHERE agent_id = ?").await,
+                count("SELECT COUNT(*) FROM events WHERE agent_id = ? AND type = 'policy'").await,
+            )
+        });
+    // Every call record and every audit row is in the store.
+    assert_eq!(calls, 200, "{stderr}");
+    assert_eq!(audit, 200, "{stderr}");
+    // The flood is held to 1,000 events a second, and what was dropped is counted in a few
+    // aggregated warnings (one a second), not a line per event.
+    let dropped = counted(&stderr, " events from policy `hostile` dropped");
+    let shed = counted(&stderr, " cost and policy events were not stored");
+    assert!(dropped > 0, "nothing was held back:\n{stderr}");
+    assert_eq!(stored as u64 + dropped + shed, 25_600, "{stderr}");
+    let warnings = stderr.lines().filter(|l| l.contains("hostile")).count();
+    assert!(
+        warnings <= 10,
+        "{warnings} lines about the policy:\n{stderr}"
+    );
+}
+
+#[test]
+fn a_stderr_nobody_reads_does_not_hold_up_the_agent() {
+    let dir = tempfile::tempdir().expect("test setup");
+    // Each call logs a line; 3,000 are about four times what a pipe holds.
+    let mut child = ironhost(dir.path())
+        .args([
+            "start",
+            "--no-api",
+            agent("call_loop.py").to_str().expect("test setup"),
+            "--",
+            "3000",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("test setup");
+    let stdout = child.stdout.take().expect("test setup");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut all = String::new();
+        let _ = std::io::Read::read_to_string(&mut BufReader::new(stdout), &mut all);
+        let _ = tx.send(all);
+    });
+    // Nothing reads stderr until the agent is done. A generous bound: the calls take a few
+    // seconds; an agent blocked on its log would never finish.
+    let finished = rx.recv_timeout(Duration::from_secs(300));
+    let Ok(stdout) = finished else {
+        let _ = child.kill();
+        panic!("the agent did not finish while its stderr was not read");
+    };
+    let status = child.wait().expect("test setup");
+    assert!(stdout.contains("3000 calls done"), "{stdout}");
+    assert!(status.success(), "{status:?}");
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().expect("test setup"), &mut err)
+        .expect("test setup");
+    // What stderr took is whole lines, in order; the rest was dropped, not half-written.
+    assert!(err.contains("starting "), "{err}");
+    for line in err.lines() {
+        assert!(
+            line.starts_with('[') || line.starts_with("ironhost: "),
+            "a broken line: {line:?}"
+        );
+    }
+}

@@ -1,12 +1,21 @@
-//! The in-process event bus: typed events about agents, calls, costs and protections. The
-//! store, the API and alert sinks subscribe; publishing never blocks the call path (a slow
-//! subscriber loses the oldest events and is told how many).
+//! The in-process event bus: typed events about agents, calls, costs and protections.
+//!
+//! Two ways out:
+//! - **Subscribers** (the live feed, alert sinks) get every event through a bounded broadcast;
+//!   publishing never waits for them, and one that falls behind loses the oldest events and is
+//!   told how many.
+//! - **The journal** is the store's own path. It never loses a record ([`EventKind::is_record`]:
+//!   calls, PII audit rows, agent state, policy failures and chain changes): they queue however
+//!   far behind the store is, and calls wait at their start ([`EventBus::wait_for_room`]) once
+//!   [`PAUSE_AT`] records are pending. Other events are kept too until [`SHED_AT`] are pending;
+//!   beyond that they are counted and reported, not stored.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use serde::Serialize;
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 use crate::policy::chain::VerdictKind;
 use crate::policy::host::{PolicyEvent, SensitiveValue};
@@ -15,6 +24,10 @@ use crate::policy::model::Severity;
 
 /// Events kept for a subscriber that falls behind.
 const CAPACITY: usize = 4096;
+/// Journal entries pending beyond which events that are not records are no longer stored.
+pub const SHED_AT: usize = 8192;
+/// Journal entries pending beyond which new calls wait for the store before they start.
+pub const PAUSE_AT: usize = 32_768;
 
 /// Where an agent is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -180,6 +193,17 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    /// Whether the event is a record the store must keep whatever the load: a call, a PII
+    /// audit row, a change of an agent's state, a policy failure, a budget or circuit alert, a
+    /// change of the chain or of secrets. Only cost updates and other events policies emit are
+    /// not.
+    pub fn is_record(&self) -> bool {
+        !matches!(
+            self,
+            EventKind::CostUpdate { .. } | EventKind::Policy { .. }
+        )
+    }
+
     /// The event's `type`, as it is serialized (`budget_warning`).
     pub fn type_name(&self) -> &'static str {
         match self {
@@ -248,6 +272,48 @@ pub struct Event {
 pub struct EventBus {
     tx: broadcast::Sender<Arc<Event>>,
     seq: Arc<AtomicU64>,
+    journal: Arc<Journal>,
+}
+
+/// The store's lossless path: an unbounded queue with counts, so records are never dropped and
+/// the call path can wait when the store falls far behind.
+#[derive(Debug, Default)]
+struct Journal {
+    tx: OnceLock<mpsc::UnboundedSender<Arc<Event>>>,
+    counts: Arc<JournalCounts>,
+}
+
+/// What is in the journal's queue, shared with the reader.
+#[derive(Debug, Default)]
+pub struct JournalCounts {
+    pending: AtomicUsize,
+    shed: AtomicU64,
+    /// Calls are waiting for room (so only the first of them says so).
+    paused: std::sync::atomic::AtomicBool,
+}
+
+impl JournalCounts {
+    /// Entries sent and not yet taken off by [`JournalCounts::done`].
+    pub fn pending(&self) -> usize {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// The reader has dealt with `n` entries.
+    pub fn done(&self, n: usize) {
+        self.pending.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    /// Events not journaled because too many were pending, since the last call.
+    pub fn take_shed(&self) -> u64 {
+        self.shed.swap(0, Ordering::Relaxed)
+    }
+}
+
+/// The reading end of the journal: the recorder owns it.
+#[derive(Debug)]
+pub struct JournalReader {
+    pub rx: mpsc::UnboundedReceiver<Arc<Event>>,
+    pub counts: Arc<JournalCounts>,
 }
 
 impl Default for EventBus {
@@ -262,6 +328,7 @@ impl EventBus {
         EventBus {
             tx,
             seq: Arc::new(AtomicU64::new(0)),
+            journal: Arc::default(),
         }
     }
 
@@ -277,9 +344,57 @@ impl EventBus {
             severity,
             kind,
         });
+        if let Some(journal) = self.journal.tx.get() {
+            let counts = &self.journal.counts;
+            if event.kind.is_record() || counts.pending() < SHED_AT {
+                counts.pending.fetch_add(1, Ordering::AcqRel);
+                if journal.send(event.clone()).is_err() {
+                    // The reader is gone (the runtime is shutting down): nothing waits on it.
+                    counts.done(1);
+                }
+            } else {
+                counts.shed.fetch_add(1, Ordering::Relaxed);
+            }
+        }
         // No subscriber is not an error: the bus is fire-and-forget.
         let _ = self.tx.send(event.clone());
         event
+    }
+
+    /// Take the journal's reading end: every event published from now on reaches it (records
+    /// always). One reader per bus: `None` if it was taken already.
+    pub fn journal(&self) -> Option<JournalReader> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.journal.tx.set(tx).ok()?;
+        Some(JournalReader {
+            rx,
+            counts: self.journal.counts.clone(),
+        })
+    }
+
+    /// Journal entries the store has not written yet.
+    pub fn journal_pending(&self) -> usize {
+        self.journal.counts.pending()
+    }
+
+    /// Block until the journal has room ([`PAUSE_AT`] or fewer pending): the backpressure a
+    /// call feels when the store cannot keep up. Returns at once in the common case; `stop`
+    /// ends the wait early (the agent was interrupted).
+    pub fn wait_for_room(&self, stop: impl Fn() -> bool) {
+        if self.journal_pending() <= PAUSE_AT {
+            return;
+        }
+        let counts = &self.journal.counts;
+        if !counts.paused.swap(true, Ordering::AcqRel) {
+            tracing::warn!(
+                "the store is {} records behind: calls wait for it to catch up",
+                counts.pending()
+            );
+        }
+        while counts.pending() > PAUSE_AT && !stop() {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        counts.paused.store(false, Ordering::Release);
     }
 
     /// The sequence number of the last event published (0: none yet).
@@ -348,5 +463,68 @@ mod tests {
         let json = serde_json::to_string(&kind).unwrap();
         assert!(!json.contains("ada@"), "{json}");
         assert!(!format!("{kind:?}").contains("ada@"));
+    }
+
+    fn a_call(n: u32) -> EventKind {
+        EventKind::ToolCall {
+            call_id: format!("tool-{n}"),
+            tool: "t".into(),
+            outcome: CallOutcome::Ok,
+            code: None,
+            latency_ms: 0.0,
+            verdicts: Vec::new(),
+        }
+    }
+
+    fn a_cost() -> EventKind {
+        EventKind::CostUpdate {
+            spent_usd: 0.0,
+            limit_usd: None,
+            detail: serde_json::json!({}),
+        }
+    }
+
+    #[test]
+    fn the_journal_keeps_every_record_and_calls_wait_for_room() {
+        let bus = EventBus::new();
+        let journal = bus.journal().expect("the first reader");
+        assert!(bus.journal().is_none(), "one reader per bus");
+        for n in 0..=PAUSE_AT as u32 {
+            bus.publish("a-1", Severity::Info, a_call(n));
+        }
+        // Far beyond SHED_AT: a cost update is not kept, a record still is.
+        bus.publish("a-1", Severity::Info, a_cost());
+        assert_eq!(journal.counts.pending(), PAUSE_AT + 1);
+        assert_eq!(journal.counts.take_shed(), 1);
+        bus.publish("a-1", Severity::Info, a_call(0));
+        assert_eq!(journal.counts.pending(), PAUSE_AT + 2);
+
+        // A new call waits while the store is that far behind, and goes on once it catches up.
+        let started = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let waiter = {
+            let (bus, started) = (bus.clone(), started.clone());
+            std::thread::spawn(move || {
+                bus.wait_for_room(|| false);
+                started.store(true, Ordering::SeqCst);
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!started.load(Ordering::SeqCst), "the call did not wait");
+        journal.counts.done(2);
+        waiter.join().expect("the call went on");
+        assert!(started.load(Ordering::SeqCst));
+        // An interrupted agent does not wait at all.
+        bus.publish("a-1", Severity::Info, a_call(1));
+        bus.publish("a-1", Severity::Info, a_call(2));
+        bus.wait_for_room(|| true);
+
+        // Every record is in the queue, in order.
+        let mut rx = journal.rx;
+        let mut calls = 0;
+        while let Ok(e) = rx.try_recv() {
+            assert!(e.kind.is_record(), "{}", e.kind.type_name());
+            calls += 1;
+        }
+        assert_eq!(calls, PAUSE_AT + 4);
     }
 }

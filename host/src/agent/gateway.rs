@@ -404,6 +404,9 @@ impl Gateway {
                 });
             }
         };
+        // The store's backpressure: a call starts only when the records of earlier ones can be
+        // kept (returns at once unless the store is far behind).
+        self.bus.wait_for_room(interrupt);
         let call_id = self.next_call_id("llm");
         if api == Api::OpenAi {
             self.count_long_prompt(&parsed.request);
@@ -887,6 +890,7 @@ impl Gateway {
     /// Before a tool runs: the chain's `on-tool-call`.
     pub fn tool_begin(&self, name: &str, arguments: String) -> Result<ToolStart, GatewayError> {
         let started = Instant::now();
+        self.bus.wait_for_room(|| false);
         let call_id = self.next_call_id("tool");
         let ctx = self.context(&call_id, 0);
         let call = ToolCall {

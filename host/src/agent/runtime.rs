@@ -206,8 +206,10 @@ pub struct Host {
 }
 
 impl Host {
-    /// Wait (at most 5 s) until every event so far and all policy state are in the store.
+    /// Wait until every event so far and all policy state are in the store: as long as the
+    /// store keeps writing, and at most 5 s without progress.
     pub fn flush(&self) {
+        self.gateway.chain().report_suppressed();
         let seq = self.bus.last_seq();
         let written = self.runtime.block_on(flush_store(
             &self.recorder,
@@ -216,7 +218,10 @@ impl Host {
             Duration::from_secs(5),
         ));
         if !written {
-            tracing::warn!("the store did not record the last events and policy state within 5 s");
+            tracing::warn!(
+                "the store did not record the last {} records and policy state: no progress in 5 s",
+                self.bus.journal_pending()
+            );
         }
         if let Some(alerts) = &self.alerts {
             // Deliveries still queued get 20 s; one takes at most 3 attempts of its webhook's
@@ -590,6 +595,7 @@ fn watch_signals(agent_id: String) -> std::io::Result<UnixStream> {
                             if let Some(record_stop) = EXIT_HOOK.get() {
                                 record_stop(AgentState::Stopped, code);
                             }
+                            crate::cli::logging::flush(crate::cli::LOG_FLUSH);
                             std::process::exit(code);
                         }
                     });
@@ -651,8 +657,8 @@ fn exit_hook(host: &Host) -> ExitHook {
     })
 }
 
-/// Wait (at most `limit` for each) until the events up to `seq` and all policy state are in
-/// the store. False if either did not make it.
+/// Wait until the events up to `seq` and all policy state are in the store (giving up after
+/// `limit` without progress). False if either did not make it.
 async fn flush_store(recorder: &Recorder, state: &StoredState, seq: u64, limit: Duration) -> bool {
     let written = recorder.flush(seq, limit).await;
     let persisted = tokio::time::timeout(limit, state.flush()).await;
@@ -754,6 +760,7 @@ fn run_agent_inner(
                 continue;
             }
         }
+        host.gateway.chain().report_suppressed();
         if state == AgentState::Completed {
             tracing::info!("{line}");
         } else {

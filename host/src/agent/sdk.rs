@@ -507,6 +507,7 @@ impl Agent {
                 }
             }
             host.shutdown();
+            crate::cli::logging::flush(crate::cli::LOG_FLUSH);
             // Until now a stop through the control plane still finds the agent here.
             IN_PROCESS.lock().remove(&self.gateway.agent().agent_id);
         });

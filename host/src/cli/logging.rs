@@ -1,8 +1,18 @@
 //! Log output: `[HH:MM:SS] AGENT-ID LEVEL message` for people, one JSON object per line for
 //! machines. The agent id is on every line once an agent runs.
+//!
+//! Lines reach stderr through a thread of their own ([`StderrPipe`]), so a slow or blocked
+//! stderr (a paused terminal, a parent that does not read the pipe) never holds up the thread
+//! that logs: a policy's `log.write`, a call in the gateway. When the queue is full, lines are
+//! dropped and counted, and the count is written once stderr takes lines again. [`flush`]
+//! waits (bounded) for the queue before the process exits.
 
 use std::fmt::Write as _;
-use std::sync::OnceLock;
+use std::io::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
+use std::sync::{Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -109,7 +119,124 @@ pub fn init_at(format: LogFormat, level: &str) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("warn,ironhost={level}")));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(queued_stderr)
         .event_format(Format(format))
         .try_init();
+}
+
+/// Lines queued for stderr before more are dropped.
+const QUEUE_LINES: usize = 8192;
+
+/// The queue of log lines and the thread that writes them to stderr.
+struct StderrPipe {
+    tx: SyncSender<Vec<u8>>,
+    /// Lines queued so far.
+    queued: AtomicU64,
+    /// Lines dropped because the queue was full, not yet reported.
+    dropped: AtomicU64,
+    /// Lines written (or given up on) so far, for [`flush`].
+    written: Mutex<u64>,
+    progress: Condvar,
+}
+
+fn pipe() -> &'static StderrPipe {
+    static PIPE: OnceLock<StderrPipe> = OnceLock::new();
+    PIPE.get_or_init(|| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(QUEUE_LINES);
+        let spawned = std::thread::Builder::new()
+            .name("ironhost-log".into())
+            .spawn(|| drain(rx));
+        if let Err(e) = spawned {
+            // Nothing reads the queue: lines are dropped (and counted) rather than blocking.
+            let _ = writeln!(
+                std::io::stderr(),
+                "ironhost: cannot start the log writer: {e}"
+            );
+        }
+        StderrPipe {
+            tx,
+            queued: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            written: Mutex::new(0),
+            progress: Condvar::new(),
+        }
+    })
+}
+
+/// The writer thread: lines to stderr in order, with a note of any dropped before them.
+fn drain(rx: Receiver<Vec<u8>>) {
+    let mut err = std::io::stderr();
+    for line in rx {
+        let p = pipe();
+        let dropped = p.dropped.swap(0, Ordering::Relaxed);
+        if dropped > 0 {
+            let _ = writeln!(
+                err,
+                "ironhost: {dropped} log lines dropped: stderr was not taking them fast enough"
+            );
+        }
+        // A write error (stderr closed) loses the line; there is nowhere else to say so.
+        let _ = err.write_all(&line);
+        let mut written = p.written.lock().unwrap_or_else(|e| e.into_inner());
+        *written += 1;
+        p.progress.notify_all();
+    }
+}
+
+/// A writer for one log line to stderr through the queue (a `tracing` `MakeWriter`).
+pub fn queued_stderr() -> PipeWriter {
+    PipeWriter(Vec::new())
+}
+
+/// One formatted event, queued whole when the formatter is done with it.
+#[derive(Debug)]
+pub struct PipeWriter(Vec<u8>);
+
+impl std::io::Write for PipeWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for PipeWriter {
+    fn drop(&mut self) {
+        if self.0.is_empty() {
+            return;
+        }
+        let p = pipe();
+        match p.tx.try_send(std::mem::take(&mut self.0)) {
+            Ok(()) => {
+                p.queued.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                p.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Wait until the log lines queued so far are on stderr, at most `timeout` (stderr may be
+/// blocked for good). True if they all are. Call before the process exits.
+pub fn flush(timeout: Duration) -> bool {
+    let p = pipe();
+    let target = p.queued.load(Ordering::Relaxed);
+    let deadline = Instant::now() + timeout;
+    let mut written = p.written.lock().unwrap_or_else(|e| e.into_inner());
+    while *written < target {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        written = p
+            .progress
+            .wait_timeout(written, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+    true
 }

@@ -204,6 +204,13 @@ impl Chain {
         }
     }
 
+    /// [`LoadedPolicy::report_suppressed`] for every policy in the chain.
+    pub fn report_suppressed(&self) {
+        for m in &self.snapshot().members {
+            m.policy.report_suppressed();
+        }
+    }
+
     /// The snapshot new calls run on.
     pub fn snapshot(&self) -> Arc<ChainState> {
         self.current.load_full()

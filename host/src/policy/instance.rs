@@ -17,7 +17,7 @@ use wasmtime::component::Component;
 use super::bindings::v0_1_0;
 use super::bundle::PolicyEntry;
 use super::engine::PolicyEngine;
-use super::host::{PolicyCtx, PolicyEvent, PolicyIdentity};
+use super::host::{Allowance, PolicyCtx, PolicyEvent, PolicyIdentity, RateBudget};
 use super::inspect::ComponentSummary;
 use super::meter::{self, Overrun};
 use super::model::{Hook, PolicyInfo};
@@ -172,6 +172,13 @@ impl std::fmt::Debug for LoadedPolicy {
 }
 
 impl LoadedPolicy {
+    /// Report what its allowances suppressed since their last report (log lines, events): the
+    /// host calls it when a run ends, so the last second's counts are not lost.
+    pub fn report_suppressed(&self) {
+        self.identity.log_lines.report();
+        self.identity.events.report();
+    }
+
     /// Link a compiled component. `info` is filled by [`LoadedPolicy::describe`] afterwards.
     pub(crate) fn link(
         engine: &PolicyEngine,
@@ -206,10 +213,11 @@ impl LoadedPolicy {
             engine: engine.clone(),
             pre,
             identity: Arc::new(PolicyIdentity {
+                log_lines: RateBudget::new(Allowance::LogLines, &provisional_name),
+                events: RateBudget::new(Allowance::Events, &provisional_name),
                 name: provisional_name,
                 config_json,
                 allowed_secrets,
-                log_lines: Default::default(),
                 seen_secrets: Default::default(),
             }),
             idle: Mutex::new(Vec::new()),
@@ -224,7 +232,8 @@ impl LoadedPolicy {
             name: name.clone(),
             config_json: self.identity.config_json.clone(),
             allowed_secrets: self.entry.secrets.clone(),
-            log_lines: Default::default(),
+            log_lines: RateBudget::new(Allowance::LogLines, &name),
+            events: RateBudget::new(Allowance::Events, &name),
             seen_secrets: Default::default(),
         });
         self.name = name;
@@ -328,7 +337,7 @@ impl LoadedPolicy {
             guarded(|| f(warm.bindings.ironhost_policy_hooks(), &mut warm.store))
         });
         let call = std::mem::take(&mut warm.store.data_mut().call);
-        if call.dropped_events > 0 && self.identity.log_lines.admit(&self.name) {
+        if call.dropped_events > 0 && self.identity.log_lines.admit() {
             tracing::warn!(
                 policy = self.name.as_str(),
                 dropped = call.dropped_events,
@@ -352,7 +361,7 @@ impl LoadedPolicy {
                             message: format!("{what} failed: {e:#}"),
                         }
                     });
-                if self.identity.log_lines.admit(&self.name) {
+                if self.identity.log_lines.admit() {
                     tracing::warn!(policy = self.name.as_str(), kind = ?failure.kind, "{}", failure.message);
                 }
                 // `warm` is dropped here: a failed instance is never reused.

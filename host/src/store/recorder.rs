@@ -1,5 +1,7 @@
-//! The recorder: subscribes to the event bus and writes events, call records, PII audit rows
-//! and agent states in batches, so the call path only ever does a channel send.
+//! The recorder: reads the event bus's journal and writes events, call records, PII audit rows
+//! and agent states in batches, so the call path only ever does a channel send. Records are
+//! never dropped: a write the database refuses for now is retried until it is taken, and calls
+//! wait when too many are pending (see `agent::events`).
 //!
 //! A PII finding's original value arrives beside the event (never inside it) and is sealed
 //! with the data key before it touches the database.
@@ -7,10 +9,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{broadcast, watch};
+use tokio::sync::{mpsc, watch};
 
 use super::{Store, now_ms};
-use crate::agent::events::{Event, EventBus, EventKind};
+use crate::agent::events::{Event, EventBus, EventKind, JournalCounts, JournalReader};
 use crate::secrets::crypto::{self, Key};
 
 /// Most events written in one transaction.
@@ -19,8 +21,8 @@ const MAX_BATCH: usize = 512;
 /// channel so that publishing an event never has to wake it: the call path pays a channel
 /// push, nothing more.
 pub const COLLECT_EVERY: Duration = Duration::from_millis(50);
-/// Retries of a batch the database refused (busy, disk full) before it is dropped.
-const WRITE_ATTEMPTS: u32 = 5;
+/// Longest wait between two tries of a write the database refused for now (busy, disk full).
+const MAX_RETRY_WAIT: Duration = Duration::from_secs(5);
 /// How often old events and calls are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
@@ -28,33 +30,58 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 #[derive(Debug, Clone)]
 pub struct Recorder {
     written: watch::Receiver<u64>,
+    counts: Arc<JournalCounts>,
 }
 
 impl Recorder {
-    /// Subscribe to `bus` and write what it publishes into `store`, on the current runtime.
+    /// Take `bus`'s journal and write what it carries into `store`, on the current runtime.
     /// `data_key` seals PII originals; without one they are not kept (only their fingerprint).
+    ///
+    /// # Panics
+    /// If the bus already has a recorder: its journal has one reader.
     pub fn spawn(store: Store, bus: &EventBus, data_key: Option<Arc<Key>>) -> Recorder {
-        let rx = bus.subscribe();
+        let journal = bus
+            .journal()
+            .expect("an event bus has one recorder: its journal was taken already");
         let (tx, written) = watch::channel(bus.last_seq());
-        tokio::spawn(run(store, rx, tx, data_key));
-        Recorder { written }
+        let counts = journal.counts.clone();
+        tokio::spawn(run(store, journal, tx, data_key));
+        Recorder { written, counts }
     }
 
-    /// Wait (at most `timeout`) until every event up to `seq` is written. False on timeout.
-    pub async fn flush(&self, seq: u64, timeout: Duration) -> bool {
+    /// Wait until every event up to `seq` is written, or nothing is left to write. Records are
+    /// not given up on while the store is making progress: false only when `idle` passes with
+    /// nothing written.
+    pub async fn flush(&self, seq: u64, idle: Duration) -> bool {
         let mut w = self.written.clone();
-        tokio::time::timeout(timeout, w.wait_for(|done| *done >= seq))
+        let counts = self.counts.clone();
+        loop {
+            let before = *w.borrow();
+            let c = counts.clone();
+            let done = tokio::time::timeout(
+                idle,
+                w.wait_for(move |done| *done >= seq || c.pending() == 0),
+            )
             .await
-            .is_ok_and(|r| r.is_ok())
+            .map(|r| r.is_ok());
+            match done {
+                Ok(ok) => return ok,
+                Err(_) if *w.borrow() > before => {
+                    tracing::info!("the store is writing the last {} records", counts.pending());
+                }
+                Err(_) => return false,
+            }
+        }
     }
 }
 
 async fn run(
     store: Store,
-    mut rx: broadcast::Receiver<Arc<Event>>,
+    journal: JournalReader,
     written: watch::Sender<u64>,
     data_key: Option<Arc<Key>>,
 ) {
+    let JournalReader { mut rx, counts } = journal;
     let mut last_prune = std::time::Instant::now();
     if let Err(e) = store.prune(now_ms()).await {
         tracing::warn!("cannot prune old records: {e}");
@@ -68,17 +95,19 @@ async fn run(
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
                 Ok(e) => batch.push(e),
-                Err(broadcast::error::TryRecvError::Lagged(n)) => {
-                    tracing::error!(
-                        "the store fell behind the event bus; {n} events were not recorded"
-                    );
-                }
-                Err(broadcast::error::TryRecvError::Closed) => {
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
                     closed = true;
                     break;
                 }
-                Err(broadcast::error::TryRecvError::Empty) => break,
             }
+        }
+        let shed = counts.take_shed();
+        if shed > 0 {
+            tracing::warn!(
+                "the store fell behind: {shed} cost and policy events were not stored \
+                 (calls, audit rows and state changes all are)"
+            );
         }
         if batch.is_empty() {
             if closed {
@@ -92,27 +121,8 @@ async fn run(
         }
         // Publishers number events before they send them, so a batch may arrive out of order.
         let last = batch.iter().map(|e| e.seq).max().unwrap_or(0);
-        let mut attempt = 0;
-        loop {
-            match write_batch(&store, &batch, data_key.as_deref()).await {
-                Ok(()) => break,
-                Err(e) if attempt < WRITE_ATTEMPTS => {
-                    attempt += 1;
-                    tracing::warn!(
-                        "cannot record {} events (attempt {attempt}): {e}; retrying",
-                        batch.len()
-                    );
-                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
-                }
-                Err(e) => {
-                    tracing::error!(
-                        "cannot record {} events after {attempt} retries, dropping them: {e}",
-                        batch.len()
-                    );
-                    break;
-                }
-            }
-        }
+        record(&store, &batch, data_key.as_deref()).await;
+        counts.done(batch.len());
         written.send_modify(|done| *done = (*done).max(last));
         if last_prune.elapsed() > PRUNE_EVERY {
             last_prune = std::time::Instant::now();
@@ -120,6 +130,78 @@ async fn run(
                 Ok((e, c)) if e + c > 0 => tracing::debug!("pruned {e} events and {c} calls"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!("cannot prune old records: {e}"),
+            }
+        }
+    }
+}
+
+/// Whether the database will never take what was refused (a constraint, a value too big), as
+/// opposed to not taking it now (busy, locked, disk full, I/O).
+fn refused_for_good(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            !matches!(d.kind(), sqlx::error::ErrorKind::Other)
+                || matches!(d.code().as_deref(), Some("18" | "20"))
+        }
+        sqlx::Error::Encode(_) | sqlx::Error::TypeNotFound { .. } => true,
+        _ => false,
+    }
+}
+
+/// Write `batch`, however long the database takes to accept it: nothing is dropped because the
+/// store is busy or full (calls wait at their start meanwhile, see `EventBus::wait_for_room`).
+/// Only an event the database refuses for good is dropped, loudly, so it cannot hold up the
+/// others.
+async fn record(store: &Store, batch: &[Arc<Event>], data_key: Option<&Key>) {
+    match write_until_taken(store, batch, data_key).await {
+        Ok(()) => {}
+        Err(_) if batch.len() > 1 => {
+            for event in batch {
+                if let Err(e) =
+                    write_until_taken(store, std::slice::from_ref(event), data_key).await
+                {
+                    tracing::error!(
+                        "the store refuses a `{}` event ({e}); it is not recorded",
+                        event.kind.type_name()
+                    );
+                }
+            }
+        }
+        Err(e) => tracing::error!(
+            "the store refuses a `{}` event ({e}); it is not recorded",
+            batch[0].kind.type_name()
+        ),
+    }
+}
+
+/// Retry `batch` until it is written (`Ok`) or refused for good (that error).
+async fn write_until_taken(
+    store: &Store,
+    batch: &[Arc<Event>],
+    data_key: Option<&Key>,
+) -> Result<(), sqlx::Error> {
+    let mut attempt: u32 = 0;
+    loop {
+        match write_batch(store, batch, data_key).await {
+            Ok(()) => {
+                if attempt > 0 {
+                    tracing::info!("recorded {} events after {attempt} retries", batch.len());
+                }
+                return Ok(());
+            }
+            Err(e) if refused_for_good(&e) => return Err(e),
+            Err(e) => {
+                attempt += 1;
+                if attempt == 1 || attempt.is_multiple_of(10) {
+                    tracing::warn!(
+                        "cannot record {} events yet (attempt {attempt}): {e}; retrying",
+                        batch.len()
+                    );
+                }
+                let wait = Duration::from_millis(100)
+                    .saturating_mul(1 << attempt.min(6))
+                    .min(MAX_RETRY_WAIT);
+                tokio::time::sleep(wait).await;
             }
         }
     }
@@ -310,4 +392,74 @@ async fn write_batch(
         }
     }
     tx.commit().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::agent::events::{CallOutcome, EventBus, EventKind};
+    use crate::policy::model::Severity;
+
+    #[test]
+    fn a_flood_of_events_loses_no_call_record() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let store = rt.block_on(Store::open(dir.path())).expect("store");
+        let bus = EventBus::new();
+        let recorder = rt.block_on(async { Recorder::spawn(store.clone(), &bus, None) });
+        // Two publishers, as fast as they can: 20,000 call records among 40,000 cost updates,
+        // far more than the store writes in the time (the bus's subscribers lose most of them).
+        let publishers: Vec<_> = (0..2)
+            .map(|p| {
+                let bus = bus.clone();
+                std::thread::spawn(move || {
+                    for n in 0..10_000 {
+                        for _ in 0..2 {
+                            bus.publish(
+                                "flood-1",
+                                Severity::Info,
+                                EventKind::CostUpdate {
+                                    spent_usd: 0.0,
+                                    limit_usd: None,
+                                    detail: serde_json::json!({}),
+                                },
+                            );
+                        }
+                        bus.publish(
+                            "flood-1",
+                            Severity::Info,
+                            EventKind::ToolCall {
+                                call_id: format!("tool-{p}-{n}"),
+                                tool: "t".into(),
+                                outcome: CallOutcome::Ok,
+                                code: None,
+                                latency_ms: 0.0,
+                                verdicts: Vec::new(),
+                            },
+                        );
+                    }
+                })
+            })
+            .collect();
+        for p in publishers {
+            p.join().expect("publisher");
+        }
+        let seq = bus.last_seq();
+        assert!(rt.block_on(recorder.flush(seq, Duration::from_secs(10))));
+        let count = |sql: &'static str| -> i64 {
+            rt.block_on(sqlx::query_scalar(sql).fetch_one(store.pool()))
+                .expect("count")
+        };
+        assert_eq!(count("SELECT COUNT(*) FROM calls"), 20_000);
+        assert_eq!(
+            count("SELECT COUNT(*) FROM events WHERE type = 'tool_call'"),
+            20_000
+        );
+        assert!(count("SELECT COUNT(*) FROM events WHERE type = 'cost_update'") <= 40_000);
+        assert_eq!(bus.journal_pending(), 0);
+    }
 }

@@ -27,7 +27,7 @@ impl Host for PolicyCtx {
             return;
         }
         let refused = |why: &str| {
-            if self.identity.log_lines.admit(policy) {
+            if self.identity.log_lines.admit() {
                 let kind = crate::policy::model::plain_text(&kind, MAX_KIND_BYTES);
                 tracing::warn!(policy, kind, "event refused: {why}");
             }
@@ -47,6 +47,11 @@ impl Host for PolicyCtx {
                 return;
             }
         };
+        // PII findings are audit records: bounded per call only. Other events are held to the
+        // policy's allowance a second, so one policy cannot flood the store and the live feed.
+        if kind != "pii.finding" && !self.identity.events.admit() {
+            return;
+        }
         self.identity.seen_secrets.scrub_json(&mut detail);
         let original = detail
             .get("fingerprint")

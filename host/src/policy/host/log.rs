@@ -5,7 +5,7 @@ use crate::policy::bindings::wit::log::{Host, Level};
 
 impl Host for PolicyCtx {
     fn write(&mut self, level: Level, mut message: String) {
-        if !self.identity.log_lines.admit(&self.identity.name) {
+        if !self.identity.log_lines.admit() {
             return;
         }
         self.identity.seen_secrets.scrub(&mut message);

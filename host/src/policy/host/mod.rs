@@ -29,6 +29,9 @@ pub const MAX_EVENTS_PER_CALL: usize = 64;
 /// Log lines one policy may cause a second: its own `log.write` lines and the host's warnings
 /// about it (refused events, failures). The rest are counted and reported in one line.
 pub const MAX_LOG_LINES_PER_SEC: u64 = 50;
+/// Events one policy may emit a second, PII findings aside (they are audit records, bounded by
+/// [`MAX_EVENTS_PER_CALL`] only). The rest are dropped and counted in one warning a second.
+pub const MAX_EVENTS_PER_SEC: u64 = 1000;
 
 /// Secret values shorter than this are not scrubbed from what a policy writes: masking every
 /// occurrence of a three-letter value would mangle ordinary text.
@@ -111,47 +114,104 @@ impl SeenSecrets {
     }
 }
 
-/// The per-second log allowance of one policy, shared by all its instances.
-#[derive(Debug, Default)]
-pub struct LineBudget {
+/// What a [`RateBudget`] counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Allowance {
+    /// Log lines a policy causes: [`MAX_LOG_LINES_PER_SEC`].
+    LogLines,
+    /// Events a policy emits, PII findings (audit records) aside: [`MAX_EVENTS_PER_SEC`].
+    Events,
+}
+
+impl Allowance {
+    /// How many a second.
+    pub fn per_sec(self) -> u64 {
+        match self {
+            Allowance::LogLines => MAX_LOG_LINES_PER_SEC,
+            Allowance::Events => MAX_EVENTS_PER_SEC,
+        }
+    }
+}
+
+/// A per-second allowance of one policy, shared by all its instances. What is over it is
+/// counted and reported in one warning when the next second starts.
+#[derive(Debug)]
+pub struct RateBudget {
+    allowance: Allowance,
+    /// The policy's name, for the warnings.
+    policy: String,
     /// The second (since the process started) the counts are for.
     second: std::sync::atomic::AtomicU64,
-    lines: std::sync::atomic::AtomicU64,
+    used: std::sync::atomic::AtomicU64,
     suppressed: std::sync::atomic::AtomicU64,
 }
 
-impl LineBudget {
-    /// Whether `policy` may log one more line now. The first line of a new second first reports
+impl RateBudget {
+    pub fn new(allowance: Allowance, policy: &str) -> RateBudget {
+        RateBudget {
+            allowance,
+            policy: policy.to_owned(),
+            second: Default::default(),
+            used: Default::default(),
+            suppressed: Default::default(),
+        }
+    }
+
+    /// Whether the policy may have one more now. The first one of a new second first reports
     /// how many were suppressed before it.
-    pub fn admit(&self, policy: &str) -> bool {
+    pub fn admit(&self) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
         static START: std::sync::LazyLock<std::time::Instant> =
             std::sync::LazyLock::new(std::time::Instant::now);
         let now = START.elapsed().as_secs();
         let second = self.second.load(Relaxed);
+        let limit = self.allowance.per_sec();
         if now != second
             && self
                 .second
                 .compare_exchange(second, now, Relaxed, Relaxed)
                 .is_ok()
         {
-            self.lines.store(0, Relaxed);
-            let suppressed = self.suppressed.swap(0, Relaxed);
-            if suppressed > 0 {
-                tracing::warn!(
-                    policy,
-                    suppressed,
-                    "{suppressed} log lines about policy `{policy}` suppressed (more than \
-                     {MAX_LOG_LINES_PER_SEC} a second)"
-                );
-            }
+            self.used.store(0, Relaxed);
+            self.report();
         }
-        if self.lines.fetch_add(1, Relaxed) < MAX_LOG_LINES_PER_SEC {
+        if self.used.fetch_add(1, Relaxed) < limit {
             true
         } else {
             self.suppressed.fetch_add(1, Relaxed);
             false
         }
+    }
+
+    /// Say how many were suppressed since the last report, if any.
+    pub fn report(&self) {
+        let suppressed = self
+            .suppressed
+            .swap(0, std::sync::atomic::Ordering::Relaxed);
+        let (policy, limit) = (self.policy.as_str(), self.allowance.per_sec());
+        if suppressed > 0 {
+            match self.allowance {
+                Allowance::LogLines => tracing::warn!(
+                    policy,
+                    suppressed,
+                    "{suppressed} log lines about policy `{policy}` suppressed (more than \
+                         {limit} a second)"
+                ),
+                Allowance::Events => tracing::warn!(
+                    policy,
+                    suppressed,
+                    "{suppressed} events from policy `{policy}` dropped (more than {limit} \
+                         a second)"
+                ),
+            }
+        }
+    }
+}
+
+impl Drop for RateBudget {
+    /// What was suppressed in the policy's last second is reported when it leaves the chain.
+    fn drop(&mut self) {
+        self.report();
     }
 }
 
@@ -348,7 +408,9 @@ pub struct PolicyIdentity {
     /// The secret names the policy may read (`None`: every secret).
     pub allowed_secrets: Option<std::collections::BTreeSet<String>>,
     /// How many more log lines it may cause this second.
-    pub log_lines: LineBudget,
+    pub log_lines: RateBudget,
+    /// How many more events it may emit this second.
+    pub events: RateBudget,
     /// The secrets it has read, kept out of what it writes.
     pub seen_secrets: SeenSecrets,
 }
