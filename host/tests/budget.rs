@@ -282,3 +282,33 @@ fn concurrent_calls_never_overspend_by_more_than_one_reservation() {
         "no reservation is left behind"
     );
 }
+
+#[test]
+fn each_answer_a_request_asks_for_is_reserved() {
+    let c = chain(1.0);
+    let agent = "choices";
+    let mut four = request("gpt-4o-mini", 1000);
+    four.extra = r#"{"n":4}"#.to_owned();
+    let run = c.on_llm_request(&ctx(agent, "c1"), four);
+    assert!(matches!(run.outcome, Outcome::Continue { .. }));
+    let reserved = micros(agent, "committed");
+    // Four answers of up to 1000 tokens each: billed as 4000 output tokens.
+    assert!(reserved >= mini_cost(0, 4000), "reserved {reserved} µ$");
+    assert!(reserved < mini_cost(1000, 4001), "reserved {reserved} µ$");
+
+    // A limit one answer fits and four do not.
+    let tight = chain(mini_cost(100, 2000) as f64 / 1e6);
+    let mut four = request("gpt-4o-mini", 1000);
+    four.extra = r#"{"n":4}"#.to_owned();
+    let Outcome::Deny { denial, .. } = tight.on_llm_request(&ctx("choices-2", "c1"), four).outcome
+    else {
+        panic!("four answers fit a limit for two")
+    };
+    assert_eq!(denial.code, "budget_exceeded");
+    assert!(matches!(
+        tight
+            .on_llm_request(&ctx("choices-2", "c2"), request("gpt-4o-mini", 1000))
+            .outcome,
+        Outcome::Continue { .. }
+    ));
+}

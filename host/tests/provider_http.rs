@@ -988,3 +988,67 @@ fn the_call_record_names_and_prices_the_model_actually_sent() {
         price.usd(&usage)
     );
 }
+
+#[test]
+fn a_stream_closed_after_its_first_chunk_is_charged_for_the_prompt_and_what_was_streamed() {
+    let text = "Acme's head of sales is the person to call first. ".repeat(40);
+    let events = Api::OpenAi.render_stream(
+        &answer("gpt-4o-mini", "chatcmpl-cut", &text, Usage::new(42, 400)),
+        true,
+    );
+    let provider = FakeProvider::start(vec![Script::Sse(events)]);
+    let mut h = harness(&provider, options(Duration::from_secs(2), 2));
+
+    let mut body = chat_body("Who should I call?");
+    body["stream"] = json!(true);
+    let reply = h.handle(openai_request(&body)).expect("answered");
+    let GatewayReply::Stream(mut stream) = reply else {
+        panic!("expected a stream, got {reply:?}")
+    };
+    // The agent reads until it has some text, then walks away (the usage chunk never came).
+    let mut parser = SseParser::default();
+    let mut got = String::new();
+    while got.is_empty() {
+        let bytes = stream
+            .next_bytes(&|| false)
+            .expect("stream")
+            .expect("more");
+        for ev in parser.feed(&bytes) {
+            if let Ok(v) = serde_json::from_str::<Value>(&ev.data)
+                && let Some(t) = v.pointer("/choices/0/delta/content").and_then(Value::as_str)
+            {
+                got.push_str(t);
+            }
+        }
+    }
+    drop(stream);
+
+    let events: Vec<_> = std::iter::from_fn(|| h.events.try_recv().ok()).collect();
+    let calls: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::LlmCall { .. }))
+        .collect();
+    assert_eq!(calls.len(), 1, "{events:?}");
+    let call = serde_json::to_value(&calls[0].kind).expect("serializes");
+    assert_eq!(call["outcome"], "cancelled", "{call}");
+    let (input, output) = (
+        call["input_tokens"].as_u64().expect("input"),
+        call["output_tokens"].as_u64().expect("output"),
+    );
+    // The prompt, counted by the host (the provider's usage chunk never came), and at least
+    // the tokens the agent got; not the whole answer.
+    assert!(input >= 5, "{call}");
+    assert!(output >= 1 && output < 400, "{call}");
+    let cost = call["cost_usd"].as_f64().expect("cost");
+    let price = (input as f64 * 0.15 + output as f64 * 0.60) / 1e6;
+    assert!((cost - price).abs() < 1e-9, "{cost} vs {price}: {call}");
+    // The budget settled it at that cost.
+    let settled = events
+        .iter()
+        .find_map(|e| match &e.kind {
+            EventKind::CostUpdate { detail, .. } => detail["spent_usd"].as_f64(),
+            _ => None,
+        })
+        .expect("the budget's cost update");
+    assert!((settled - cost).abs() < 2e-6, "{settled} vs {cost}");
+}

@@ -1190,6 +1190,22 @@ impl StreamReply {
         }
     }
 
+    /// What a stream that ends early (cut by the agent or denied part-way) costs: the usage the
+    /// provider reported, and at least the prompt's tokens and those of the text streamed so
+    /// far. Providers bill what they generated, and an OpenAI stream reports its usage only in
+    /// its last chunk: without this, a stream closed after one chunk would cost nothing.
+    fn usage_so_far(&self) -> Usage {
+        let mut u = self.usage();
+        let meter = &self.gateway.meter;
+        if u.input_tokens == 0 {
+            u.input_tokens = meter.count_messages(&self.request.model, &self.request.messages);
+        }
+        u.output_tokens = u
+            .output_tokens
+            .max(meter.count_text(&self.request.model, &self.text));
+        u
+    }
+
     /// The next bytes for the agent; `Ok(None)` at the end.
     pub fn next_bytes(
         &mut self,
@@ -1261,7 +1277,7 @@ impl StreamReply {
                 Ok(())
             }
             Outcome::Deny { policy, denial } => {
-                let usage = self.usage();
+                let usage = self.usage_so_far();
                 let run = self.gateway.chain.on_llm_abandoned(
                     &self.ctx,
                     self.request.clone(),
@@ -1377,7 +1393,7 @@ impl StreamReply {
             return;
         }
         self.done = true;
-        let usage = self.usage();
+        let usage = self.usage_so_far();
         let run = self.gateway.chain.on_llm_abandoned(
             &self.ctx,
             self.request.clone(),

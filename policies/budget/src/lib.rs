@@ -136,6 +136,15 @@ pub fn micros_to_usd(micros: i64) -> f64 {
 
 static SETTINGS: config::Cached<Settings> = config::Cached::new();
 
+/// How many answers `extra` (the request's parameters the neutral form does not model) asks
+/// for: OpenAI's `n`, 1 when absent or not a positive integer.
+fn choices(extra: &str) -> u32 {
+    serde_json::from_str::<serde_json::Value>(extra)
+        .ok()
+        .and_then(|v| v.get("n")?.as_u64())
+        .map_or(1, |n| u32::try_from(n).unwrap_or(u32::MAX).max(1))
+}
+
 fn reservation_key(ctx: &CallContext) -> String {
     format!("reservation:{}:{}", ctx.call_id, ctx.attempt)
 }
@@ -267,9 +276,11 @@ impl Policy for Budget {
             };
         };
         let input = tokens::count_messages(&request.model, &request.messages);
+        // Each answer asked for (OpenAI's `n`) is billed for its own output.
         let output = request
             .max_output_tokens
-            .unwrap_or(settings.default_max_output_tokens);
+            .unwrap_or(settings.default_max_output_tokens)
+            .saturating_mul(choices(&request.extra));
         let estimate = usd_to_micros(tokens::worst_case_usd(&price, input, output));
         let limit = settings.limit_micros();
         match AGENT.add_within("committed", estimate, limit) {
@@ -363,6 +374,17 @@ mod tests {
         assert_eq!(usd_to_micros(0.0000001), 1);
         assert_eq!(usd_to_micros(50.0), 50_000_000);
         assert_eq!(micros_to_usd(1_500_000), 1.5);
+    }
+
+    #[test]
+    fn each_answer_asked_for_is_reserved() {
+        assert_eq!(choices("{}"), 1);
+        assert_eq!(choices(r#"{"n":4,"seed":7}"#), 4);
+        assert_eq!(choices(r#"{"n":0}"#), 1);
+        assert_eq!(choices(r#"{"n":"4"}"#), 1);
+        assert_eq!(choices(r#"{"n":1e30}"#), 1);
+        assert_eq!(choices(r#"{"n":99999999999}"#), u32::MAX);
+        assert_eq!(choices("not json"), 1);
     }
 
     #[test]
