@@ -180,15 +180,25 @@ fn provider_failures_are_retried_by_the_host_and_not_again_by_the_sdk() {
 
 /// Start `slow_call.py` (answer in 60 s), send `signal` once it is waiting, and return the
 /// exit code, stdout and stderr, and how long it took to stop.
-fn stop_with(signal: &str) -> (Option<i32>, String, String, Duration) {
-    let dir = tempfile::tempdir().expect("test setup");
+/// `ironhost start ARGS slow_call.py` in `dir` with a simulator that takes a minute to answer,
+/// once the agent has printed `calling`: the child, the rest of its stdout and what it printed.
+fn slow_call_started(
+    dir: &Path,
+    args: &[&str],
+) -> (
+    std::process::Child,
+    BufReader<std::process::ChildStdout>,
+    String,
+) {
     std::fs::write(
-        dir.path().join("ironhost.toml"),
+        dir.join("ironhost.toml"),
         "[simulator]\nlatency-ms = 60000\n",
     )
     .expect("test setup");
-    let mut child = ironhost(dir.path())
-        .args(["start", agent("slow_call.py").to_str().expect("test setup")])
+    let mut child = ironhost(dir)
+        .arg("start")
+        .args(args)
+        .arg(agent("slow_call.py"))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -203,6 +213,12 @@ fn stop_with(signal: &str) -> (Option<i32>, String, String, Duration) {
         );
         seen.push_str(&l);
     }
+    (child, stdout, seen)
+}
+
+fn stop_with(signal: &str) -> (Option<i32>, String, String, Duration) {
+    let dir = tempfile::tempdir().expect("test setup");
+    let (mut child, mut stdout, seen) = slow_call_started(dir.path(), &[]);
     // Let the call reach the simulator's wait.
     std::thread::sleep(Duration::from_millis(300));
     let sent = Instant::now();
@@ -686,4 +702,66 @@ fn a_stderr_nobody_reads_does_not_hold_up_the_agent() {
             "a broken line: {line:?}"
         );
     }
+}
+
+#[test]
+fn one_agent_id_runs_in_one_process_at_a_time_and_each_run_keeps_its_call_records() {
+    let dir = tempfile::tempdir().expect("test setup");
+    let id = "du-00000001";
+    let (mut first, _stdout, _) = slow_call_started(dir.path(), &["--no-api", "--agent-id", id]);
+    // While the first runs, a second process under the same id is refused before it starts.
+    let again = run(
+        dir.path(),
+        &[
+            "--no-api",
+            "--agent-id",
+            id,
+            agent("call_loop.py").to_str().expect("test setup"),
+        ],
+    );
+    let _ = first.kill();
+    let _ = first.wait();
+    let stderr = text(&again.stderr);
+    assert_eq!(again.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "agent_id: agent `{id}` is already running (process {})",
+            first.id()
+        )),
+        "{stderr}"
+    );
+    assert!(!text(&again.stdout).contains("calls done"));
+
+    // Once it is gone (killed: the OS let go of its lock), the id runs again; two runs' calls
+    // are all in the store, under distinct ids.
+    std::fs::write(dir.path().join("ironhost.toml"), "").expect("test setup");
+    for _ in 0..2 {
+        let out = run(
+            dir.path(),
+            &[
+                "--no-api",
+                "--agent-id",
+                id,
+                agent("call_loop.py").to_str().expect("test setup"),
+                "--",
+                "3",
+            ],
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let ids: Vec<String> = tokio::runtime::Runtime::new()
+        .expect("test setup")
+        .block_on(async {
+            let store = ironhost::store::Store::open(&dir.path().join(".ironhost"))
+                .await
+                .expect("store");
+            sqlx::query_scalar("SELECT id FROM calls WHERE agent_id = ? AND kind = 'llm'")
+                .bind(id)
+                .fetch_all(store.pool())
+                .await
+                .expect("calls")
+        });
+    assert_eq!(ids.len(), 6, "{ids:?}");
+    let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
+    assert_eq!(distinct.len(), 6, "{ids:?}");
 }

@@ -132,6 +132,8 @@ pub struct Gateway {
     /// `options.budget_usd`; a limit changed through the control plane updates it.
     budget_bits: AtomicU64,
     seq: AtomicU64,
+    /// Eight hex digits drawn when the gateway is made: part of every call id.
+    run_tag: String,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -233,6 +235,18 @@ fn json_headers() -> Vec<(String, String)> {
     vec![("content-type".to_owned(), "application/json".to_owned())]
 }
 
+/// Eight random hex digits (from the clock if the system has no randomness to give).
+fn run_tag() -> String {
+    let mut b = [0u8; 4];
+    if getrandom::fill(&mut b).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos() ^ std::process::id());
+        b = t.to_le_bytes();
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
 impl Gateway {
     #[expect(
         clippy::too_many_arguments,
@@ -263,6 +277,7 @@ impl Gateway {
             budget_bits: AtomicU64::new(options.budget_usd.unwrap_or(f64::NAN).to_bits()),
             options,
             seq: AtomicU64::new(0),
+            run_tag: run_tag(),
         }
     }
 
@@ -307,9 +322,11 @@ impl Gateway {
         }
     }
 
+    /// `AGENT-RUN-llmN`: the run tag keeps the ids of one agent's runs (a restart, a resumed
+    /// `--agent-id`) apart in the store and in the budget's reservations.
     fn next_call_id(&self, prefix: &str) -> String {
         let n = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        format!("{}-{prefix}{n}", self.agent.agent_id)
+        format!("{}-{}-{prefix}{n}", self.agent.agent_id, self.run_tag)
     }
 
     /// The key for this call: the agent's own (unless it is the placeholder), else the secret

@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod gateway;
+pub mod lease;
 pub mod metrics;
 pub mod python;
 pub mod runtime;

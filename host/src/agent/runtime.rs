@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use super::events::{AgentState, EventBus, EventKind};
 use super::gateway::{Gateway, GatewayOptions, LlmMode};
+use super::lease::{AgentLease, LeaseError};
 use super::metrics::Metrics;
 use super::python;
 use crate::alerts::Alerts;
@@ -122,8 +123,15 @@ pub fn check_agent_id(id: &str) -> Result<(), String> {
     if ok {
         Ok(())
     } else {
+        let shown: String = id
+            .chars()
+            .take(64)
+            .collect::<String>()
+            .escape_debug()
+            .to_string();
+        let more = if id.chars().count() > 64 { "…" } else { "" };
         Err(format!(
-            "`{id}` is not an agent id (1-64 letters, digits, `-`, `_`, `.`)"
+            "`{shown}{more}` is not an agent id (1-64 letters, digits, `-`, `_`, `.`)"
         ))
     }
 }
@@ -203,6 +211,8 @@ pub struct Host {
     pub api_addr: Option<SocketAddr>,
     /// Runs the store's writers, the API and the HTTPS client.
     runtime: tokio::runtime::Runtime,
+    /// This process's hold on the agent id.
+    _lease: AgentLease,
 }
 
 impl Host {
@@ -316,6 +326,11 @@ pub fn build_host(
             PlaneError::Input(m) => StartError::Config(m),
             PlaneError::Failed(m) => StartError::Failed(m),
         })?;
+    // Before anything is recorded for the agent: one process per agent id.
+    let lease = AgentLease::take(&settings.home, &id).map_err(|e| match e {
+        LeaseError::Running { .. } => StartError::Config(format!("agent_id: {e}")),
+        LeaseError::Failed(m) => StartError::Failed(m),
+    })?;
     let explicit_budget = settings.budget.is_some();
     let mut settings = settings.clone();
     budget_from_limits(&mut settings, &plane, &runtime, &id)?;
@@ -449,6 +464,7 @@ pub fn build_host(
         alerts,
         api_addr,
         runtime,
+        _lease: lease,
     })
 }
 
