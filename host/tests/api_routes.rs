@@ -484,6 +484,20 @@ async fn secrets_are_masked_for_viewers_full_for_agents_revealed_for_admins_and_
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     assert_eq!(body["value"], "sk-proj-Q7...Z3");
+    // A value no environment variable can hold is refused, naming the secret and the reason.
+    let (status, body) = fx
+        .as_role(
+            "admin",
+            "PUT",
+            "/api/secrets/NUL_KEY",
+            Some(json!({"value": "abc\0def", "environment": "production"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        message(&body).contains("NUL_KEY") && message(&body).contains("NUL byte"),
+        "{body}"
+    );
 
     let path = "/api/secrets/OPENAI_API_KEY?environment=production";
     let (_, viewer) = fx.as_role("viewer", "GET", path, None).await;
@@ -1058,4 +1072,138 @@ async fn cors_admits_the_dashboard_dev_origin_only() {
         .await
         .expect("answer");
     assert!(resp.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_in_a_rest_url_is_refused_the_websocket_keeps_it() {
+    let fx = fixture().await;
+    let admin = fx.tokens["admin"].clone();
+    let (status, body) = fx
+        .send(
+            Request::get(format!("/api/agents?access_token={admin}"))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(message(&body).contains("/ws only"), "{body}");
+    let (status, body) = fx.as_role("admin", "GET", "/api/agents", None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_refuse_absurd_amounts_and_malformed_agent_ids() {
+    let fx = fixture().await;
+    let long = "a".repeat(100_000);
+    for (body, expected) in [
+        (json!({"limit_usd": 1e308}), "largest limit"),
+        (json!({"limit_usd": -1.0}), "non-negative"),
+        (
+            json!({"agent_id": "", "limit_usd": 5.0}),
+            "agent_id: `` is not an agent id",
+        ),
+        (
+            json!({"agent_id": long, "limit_usd": 5.0}),
+            "agent_id: `aaaa",
+        ),
+        (
+            json!({"agent_id": "a b", "limit_usd": 5.0}),
+            "is not an agent id",
+        ),
+    ] {
+        let (status, answer) = fx
+            .as_role("admin", "POST", "/api/limits", Some(body.clone()))
+            .await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}: {answer}");
+        let m = message(&answer);
+        assert!(m.contains(expected), "{body}: {m}");
+        assert!(
+            m.len() < 300,
+            "the message echoes at most a bounded id: {m}"
+        );
+    }
+    let (status, answer) = fx
+        .as_role(
+            "admin",
+            "POST",
+            "/api/limits",
+            Some(json!({"agent_id": "lg-00000009", "limit_usd": 1e9})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_method_and_an_overlong_url_get_the_api_error_shape() {
+    let fx = fixture().await;
+    let resp = fx
+        .app
+        .clone()
+        .oneshot(
+            Request::builder()
+                .method("PATCH")
+                .uri("/api/agents")
+                .header("authorization", format!("Bearer {}", fx.tokens["admin"]))
+                .body(Body::empty())
+                .expect("request"),
+        )
+        .await
+        .expect("router answers");
+    assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        resp.headers().get("allow").and_then(|v| v.to_str().ok()),
+        Some("GET,HEAD")
+    );
+    let body: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.expect("body").to_bytes())
+            .expect("a JSON error");
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+    assert!(message(&body).contains("PATCH"), "{body}");
+
+    let (status, body) = fx.as_role("admin", "POST", "/ws", None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{body}");
+    assert_eq!(body["error"]["code"], "method_not_allowed", "{body}");
+
+    let long = format!("/api/agents/{}", "a".repeat(10_000));
+    let (status, body) = fx.as_role("admin", "GET", &long, None).await;
+    assert_eq!(status, StatusCode::URI_TOO_LONG, "{body}");
+    assert_eq!(body["error"]["code"], "uri_too_long", "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_wrong_passwords_lock_the_name_and_even_the_right_one_waits() {
+    let fx = fixture().await;
+    let login = |password: &'static str| {
+        Request::post("/api/auth/login")
+            .header("content-type", "application/json")
+            .body(Body::from(
+                json!({"username": "admin", "password": password}).to_string(),
+            ))
+            .expect("request")
+    };
+    for n in 0..5 {
+        let (status, body) = fx.send(login("not-the-password")).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "attempt {n}: {body}");
+    }
+    let resp = fx
+        .app
+        .clone()
+        .oneshot(login(ADMIN_PASSWORD))
+        .await
+        .expect("router answers");
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait: u64 = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("a Retry-After in seconds");
+    assert!((1..=30).contains(&wait), "{wait}");
+    let body: Value =
+        serde_json::from_slice(&resp.into_body().collect().await.expect("body").to_bytes())
+            .expect("a JSON error");
+    assert_eq!(body["error"]["code"], "too_many_attempts", "{body}");
+    assert!(message(&body).contains("user name"), "{body}");
+    // Other users are not locked out by it.
+    fx.login("viewer").await;
 }

@@ -1,9 +1,10 @@
 //! Authentication and roles at the API edge: the extractors that admit callers by role, and
 //! the `auth`, `users` and `tokens` routes.
 //!
-//! A caller presents `Authorization: Bearer TOKEN` (or `?access_token=TOKEN`, for browsers'
-//! WebSocket connections), where TOKEN is an access JWT from `auth/login` or an API token
-//! (`ih_...`).
+//! A caller presents `Authorization: Bearer TOKEN`, where TOKEN is an access JWT from
+//! `auth/login` or an API token (`ih_...`). Only `/ws` also takes `?access_token=TOKEN`
+//! (browsers cannot set headers on a WebSocket); a token in a REST URL would end up in logs and
+//! browser history, so REST routes refuse it.
 
 use axum::Json;
 use axum::extract::{FromRequestParts, Path, State};
@@ -59,23 +60,44 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-fn bearer(parts: &Parts) -> Option<String> {
-    bearer_token(&parts.headers, &parts.uri)
+/// The token of a request: `Authorization: Bearer TOKEN` only, but for `/ws` (see
+/// [`ws_token`]).
+fn bearer(parts: &Parts) -> Result<Option<String>, ApiError> {
+    if parts.uri.path() == "/ws" {
+        return Ok(ws_token(&parts.headers, &parts.uri));
+    }
+    if header_token(&parts.headers).is_none() && query_token(&parts.uri).is_some() {
+        return Err(ApiError::unauthorized(
+            "`?access_token=` is for /ws only: send `Authorization: Bearer TOKEN`",
+        ));
+    }
+    Ok(header_token(&parts.headers))
 }
 
-/// The token of a request: `Authorization: Bearer TOKEN`, else `?access_token=TOKEN`.
-pub fn bearer_token(headers: &axum::http::HeaderMap, uri: &axum::http::Uri) -> Option<String> {
-    if let Some(h) = headers.get(axum::http::header::AUTHORIZATION) {
-        let text = h.to_str().ok()?;
-        let (scheme, token) = text.split_once(' ')?;
-        return scheme
-            .eq_ignore_ascii_case("bearer")
-            .then(|| token.trim().to_owned());
-    }
+fn header_token(headers: &axum::http::HeaderMap) -> Option<String> {
+    let text = headers
+        .get(axum::http::header::AUTHORIZATION)?
+        .to_str()
+        .ok()?;
+    let (scheme, token) = text.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim().to_owned())
+}
+
+fn query_token(uri: &axum::http::Uri) -> Option<String> {
     axum::extract::Query::<std::collections::HashMap<String, String>>::try_from_uri(uri)
         .ok()?
         .0
         .remove("access_token")
+}
+
+/// The token of a `/ws` connection: `Authorization: Bearer TOKEN`, else `?access_token=TOKEN`.
+pub fn ws_token(headers: &axum::http::HeaderMap, uri: &axum::http::Uri) -> Option<String> {
+    if headers.contains_key(axum::http::header::AUTHORIZATION) {
+        return header_token(headers);
+    }
+    query_token(uri)
 }
 
 /// Who holds `token`, if anyone.
@@ -118,7 +140,7 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Caller, ApiError> {
-        let token = bearer(parts).ok_or_else(|| {
+        let token = bearer(parts)?.ok_or_else(|| {
             ApiError::unauthorized("sign in: send `Authorization: Bearer TOKEN` (a login access token or an API token)")
         })?;
         authenticate(state, &token).await
@@ -210,11 +232,47 @@ fn session_tokens(state: &AppState, username: &str, role: Role, sid: &str) -> (S
 }
 
 /// `POST /api/auth/login`.
+/// The client's address, when the server knows it (a router called directly does not).
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<ClientAddr, Self::Rejection> {
+        Ok(ClientAddr(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
 pub async fn login(
     State(state): State<AppState>,
+    ClientAddr(address): ClientAddr,
     JsonBody(req): JsonBody<LoginRequest>,
 ) -> Result<Json<TokenPair>, ApiError> {
     let refused = || ApiError::unauthorized("wrong user name or password");
+    // Throttled names and addresses are refused before any password is checked.
+    if let Err(locked) = state.login_throttle.check(&req.username, address) {
+        let secs = locked.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+        let user = crate::policy::model::plain_text(&req.username, 64);
+        tracing::warn!(
+            user = user.as_str(),
+            address = address.map(|a| a.to_string()).unwrap_or_default(),
+            "login refused: too many failed logins for this {}",
+            locked.what
+        );
+        return Err(ApiError::too_many(
+            secs,
+            format!(
+                "too many failed logins for this {}; try again in {secs} s",
+                locked.what
+            ),
+        ));
+    }
     // Each check takes ~19 MiB and tens of ms: a flood of logins must not take the host down.
     let _permit = LOGIN_CHECKS
         .acquire()
@@ -224,6 +282,7 @@ pub async fn login(
     let Some(user) = user else {
         // Spend the same time as a real check so names cannot be probed by timing.
         let _ = tokio::task::spawn_blocking(|| authn::verify_password("x", dummy_hash())).await;
+        state.login_throttle.failed(&req.username, address);
         return Err(refused());
     };
     let hash = user.password_hash.clone();
@@ -233,8 +292,10 @@ pub async fn login(
         .unwrap_or(false);
     if !ok {
         tracing::warn!(user = user.username.as_str(), "failed login");
+        state.login_throttle.failed(&req.username, address);
         return Err(refused());
     }
+    state.login_throttle.succeeded(&req.username);
     let role = Role::parse(&user.role).map_err(|e| ApiError::internal("user role", e))?;
     let sid = hex::encode(crypto::random::<16>().map_err(|e| ApiError::internal("randomness", e))?);
     let expires = crate::store::now_ms() + (REFRESH_TTL_SECS * 1000) as i64;

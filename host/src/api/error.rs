@@ -13,6 +13,8 @@ pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -21,6 +23,15 @@ impl ApiError {
             status,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// `429` with `Retry-After: secs`.
+    pub fn too_many(secs: u64, message: impl Into<String>) -> ApiError {
+        ApiError {
+            retry_after: Some(secs),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "too_many_attempts", message)
         }
     }
 
@@ -62,7 +73,12 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({"error": {"code": self.code, "message": self.message}});
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, secs.into());
+        }
+        resp
     }
 }
 
@@ -90,6 +106,32 @@ impl From<SecretsError> for ApiError {
 /// Unknown paths under `/api`.
 pub async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::not_found(format!("no route {}", uri.path()))
+}
+
+/// A route that exists, called with a method it does not take (the `Allow` header lists them).
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+/// Longest path and query a request may have, in bytes.
+pub const MAX_URI_BYTES: usize = 8 * 1024;
+
+/// Refuse a request whose URL is longer than [`MAX_URI_BYTES`], in the API's error shape.
+pub async fn limit_uri(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let len = req.uri().path_and_query().map_or(0, |pq| pq.as_str().len());
+    if len > MAX_URI_BYTES {
+        return ApiError::new(
+            StatusCode::URI_TOO_LONG,
+            "uri_too_long",
+            format!("the URL is {len} bytes; at most {MAX_URI_BYTES} are taken"),
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 /// A JSON body whose rejection is an [`ApiError`] naming what was wrong.

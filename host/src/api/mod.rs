@@ -15,6 +15,7 @@ pub mod plane;
 mod policies;
 mod records;
 mod secrets;
+pub mod throttle;
 pub mod ws;
 
 use std::net::SocketAddr;
@@ -72,6 +73,8 @@ pub struct Inner {
     pub started: Instant,
     /// How often an open WebSocket's token is checked again ([`ws::RECHECK_EVERY`]).
     pub ws_recheck: std::time::Duration,
+    /// Failed logins by user name and address.
+    pub login_throttle: throttle::LoginThrottle,
 }
 
 /// Shared state of the router.
@@ -133,12 +136,15 @@ pub fn router(state: AppState) -> Router {
         .route("/traces", get(records::traces))
         .route("/traces/{id}", get(records::trace))
         .route("/events", get(records::events))
+        .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(error::not_found);
     Router::new()
         .nest("/api", api)
         .route("/ws", get(ws::upgrade))
+        .method_not_allowed_fallback(error::method_not_allowed)
         .fallback(get(dashboard::serve))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(error::limit_uri))
         .layer(cors)
         .with_state(state)
 }
@@ -167,8 +173,11 @@ impl Server {
         self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, router(self.state))
-            .with_graceful_shutdown(shutdown)
-            .await
+        axum::serve(
+            self.listener,
+            router(self.state).into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
     }
 }

@@ -110,6 +110,7 @@ impl Plane {
             live,
             started: Instant::now(),
             ws_recheck: super::ws::RECHECK_EVERY,
+            login_throttle: Default::default(),
         }))
     }
 }

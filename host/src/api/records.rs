@@ -154,11 +154,20 @@ pub struct LimitBody {
     pub warn_at: Option<f64>,
 }
 
+/// The largest limit, in USD (the `budget` policy's own ceiling).
+const MAX_LIMIT_USD: f64 = 1e9;
+
 fn check_limit(limit_usd: f64, warn_at: f64) -> Result<(), ApiError> {
     if !limit_usd.is_finite() || limit_usd < 0.0 {
         return Err(ApiError::unprocessable(
             "invalid_limit",
             format!("limit_usd: {limit_usd} is not a non-negative amount"),
+        ));
+    }
+    if limit_usd > MAX_LIMIT_USD {
+        return Err(ApiError::unprocessable(
+            "invalid_limit",
+            format!("limit_usd: {limit_usd:e} is more than the largest limit, {MAX_LIMIT_USD:.0}"),
         ));
     }
     if !(warn_at > 0.0 && warn_at <= 1.0) {
@@ -196,6 +205,10 @@ pub async fn create_limit(
     JsonBody(req): JsonBody<LimitBody>,
 ) -> Result<impl IntoResponse, ApiError> {
     let warn_at = req.warn_at.unwrap_or(0.9);
+    if let Some(id) = &req.agent_id {
+        crate::agent::runtime::check_agent_id(id)
+            .map_err(|e| ApiError::unprocessable("invalid_limit", format!("agent_id: {e}")))?;
+    }
     check_limit(req.limit_usd, warn_at)?;
     let prepared = prepare(&state, req.agent_id.as_deref(), req.limit_usd, warn_at).await?;
     let limit = state

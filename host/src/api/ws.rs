@@ -108,7 +108,7 @@ pub async fn upgrade(
     ws: WebSocketUpgrade,
 ) -> Response {
     let rx = state.feed.subscribe();
-    let token = super::auth::bearer_token(&headers, &uri).unwrap_or_default();
+    let token = super::auth::ws_token(&headers, &uri).unwrap_or_default();
     ws.on_upgrade(move |socket| client(socket, rx, caller.name, state, token))
 }
 

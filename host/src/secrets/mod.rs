@@ -524,6 +524,15 @@ impl SecretStore {
                 reason: format!("the value must be 1 to {MAX_VALUE_BYTES} bytes"),
             });
         }
+        if value.contains('\0') {
+            // A process environment cannot hold a NUL: every agent granted the secret as a
+            // variable would fail to start.
+            return Err(SecretsError::BadValue {
+                name: name.to_owned(),
+                reason: "the value contains a NUL byte, which no environment variable can hold"
+                    .to_owned(),
+            });
+        }
         let salt = crypto::random::<SALT_LEN>()?;
         let keyring = self.keyring.clone();
         let key = slow(|| keyring.key_for(&salt))?;

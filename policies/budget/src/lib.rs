@@ -79,6 +79,9 @@ fn default_max_output() -> u32 {
     4096
 }
 
+/// The largest limit, in USD: a billion dollars, far inside what micro-dollar counters hold.
+pub const MAX_LIMIT_USD: f64 = 1e9;
+
 impl Settings {
     /// Decode and check a config text.
     pub fn parse(text: &str) -> Result<Settings, String> {
@@ -86,6 +89,12 @@ impl Settings {
         if !(s.limit_usd.is_finite() && s.limit_usd >= 0.0) {
             return Err(format!(
                 "limit-usd: {} is not a positive amount",
+                s.limit_usd
+            ));
+        }
+        if s.limit_usd > MAX_LIMIT_USD {
+            return Err(format!(
+                "limit-usd: {:e} is more than the largest limit, {MAX_LIMIT_USD:.0}",
                 s.limit_usd
             ));
         }
@@ -405,6 +414,12 @@ mod tests {
                 .unwrap_err()
                 .contains("prices.m")
         );
+        assert!(
+            Settings::parse(r#"{"limit-usd": 1e308}"#)
+                .unwrap_err()
+                .contains("largest limit")
+        );
+        Settings::parse(r#"{"limit-usd": 1e9}"#).expect("the largest limit");
         let s = Settings::parse(r#"{"limit-usd": 5, "unknown-model": "allow"}"#).expect("valid");
         assert_eq!(s.unknown_model, UnknownModel::Allow);
         assert_eq!(s.default_max_output_tokens, 4096);
