@@ -1207,3 +1207,71 @@ async fn repeated_wrong_passwords_lock_the_name_and_even_the_right_one_waits() {
     // Other users are not locked out by it.
     fx.login("viewer").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demoted_or_removed_user_loses_their_role_at_the_next_request() {
+    let fx = fixture().await;
+    let (status, body) = fx
+        .as_role(
+            "admin",
+            "POST",
+            "/api/users",
+            Some(json!({"username": "second-admin", "password": "second-password-1", "role": "admin"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let (status, session) = fx
+        .call(
+            "POST",
+            "/api/auth/login",
+            None,
+            Some(json!({"username": "second-admin", "password": "second-password-1"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{session}");
+    let access = session["access_token"].as_str().expect("access").to_owned();
+    let refresh = session["refresh_token"].clone();
+    assert_eq!(
+        fx.call("GET", "/api/users", Some(&access), None).await.0,
+        StatusCode::OK
+    );
+
+    // Demoted in the store: the token made when they were admin no longer makes them one.
+    sqlx::query("UPDATE users SET role = 'viewer' WHERE username = 'second-admin'")
+        .execute(fx.plane.store.pool())
+        .await
+        .expect("demote");
+    let (status, body) = fx.call("GET", "/api/users", Some(&access), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    let (status, renewed) = fx
+        .call(
+            "POST",
+            "/api/auth/refresh",
+            None,
+            Some(json!({"refresh_token": refresh})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{renewed}");
+    assert_eq!(
+        renewed["role"], "viewer",
+        "a refresh mints the current role"
+    );
+
+    // Gone from the store (renamed: there is no route to delete users yet): nothing works.
+    sqlx::query("UPDATE users SET username = 'renamed' WHERE username = 'second-admin'")
+        .execute(fx.plane.store.pool())
+        .await
+        .expect("rename");
+    let (status, body) = fx.call("GET", "/api/agents", Some(&access), None).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+    assert!(message(&body).contains("no longer exists"), "{body}");
+    let (status, body) = fx
+        .call(
+            "POST",
+            "/api/auth/refresh",
+            None,
+            Some(json!({"refresh_token": refresh})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}

@@ -129,11 +129,24 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<Caller, ApiEr
             "the session has ended; log in again",
         ));
     }
+    // The role is the user's now, not the one written in the token when it was made.
+    let role = current_role(state, &claims.sub).await?;
     Ok(Caller {
         name: claims.sub,
-        role: claims.role,
+        role,
         session: Some(claims.sid),
     })
+}
+
+/// The role user `name` has in the store now; 401 if the user is gone.
+async fn current_role(state: &AppState, name: &str) -> Result<Role, ApiError> {
+    let user = state.store.user_by_name(name).await?.ok_or_else(|| {
+        ApiError::unauthorized(format!(
+            "user `{}` no longer exists; log in again",
+            crate::policy::model::plain_text(name, 64)
+        ))
+    })?;
+    Role::parse(&user.role).map_err(|e| ApiError::internal("user role", e))
 }
 
 impl FromRequestParts<AppState> for Caller {
@@ -348,14 +361,15 @@ pub async fn refresh(
             "the session has ended; log in again",
         ));
     }
-    let (access_token, _) = session_tokens(&state, &claims.sub, claims.role, &claims.sid);
+    let role = current_role(&state, &claims.sub).await?;
+    let (access_token, _) = session_tokens(&state, &claims.sub, role, &claims.sid);
     Ok(Json(TokenPair {
         access_token,
         refresh_token: req.refresh_token,
         token_type: "Bearer",
         expires_in: ACCESS_TTL_SECS,
         username: claims.sub,
-        role: claims.role,
+        role,
     }))
 }
 
