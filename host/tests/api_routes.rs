@@ -107,6 +107,17 @@ impl Fixture {
         self.call(method, path, token.as_deref(), body).await
     }
 
+    /// `POST /api/auth/refresh` with `refresh_token`.
+    async fn refresh(&self, refresh_token: impl serde::Serialize) -> (StatusCode, Value) {
+        self.call(
+            "POST",
+            "/api/auth/refresh",
+            None,
+            Some(json!({ "refresh_token": refresh_token })),
+        )
+        .await
+    }
+
     async fn login(&self, role: &str) -> Value {
         let (username, password) = if role == "admin" {
             ("admin".to_owned(), ADMIN_PASSWORD.to_owned())
@@ -691,14 +702,7 @@ async fn logout_revokes_the_session_and_api_tokens_are_kept_as_digests() {
         fx.call("GET", "/api/auth/me", Some(&refresh), None).await.0,
         StatusCode::UNAUTHORIZED
     );
-    let (status, renewed) = fx
-        .call(
-            "POST",
-            "/api/auth/refresh",
-            None,
-            Some(json!({"refresh_token": refresh})),
-        )
-        .await;
+    let (status, renewed) = fx.refresh(&refresh).await;
     assert_eq!(status, StatusCode::OK, "{renewed}");
     let renewed_access = renewed["access_token"].as_str().expect("access").to_owned();
     assert_eq!(
@@ -711,14 +715,7 @@ async fn logout_revokes_the_session_and_api_tokens_are_kept_as_digests() {
         let (status, body) = fx.call("GET", "/api/auth/me", Some(token), None).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     }
-    let (status, _) = fx
-        .call(
-            "POST",
-            "/api/auth/refresh",
-            None,
-            Some(json!({"refresh_token": refresh})),
-        )
-        .await;
+    let (status, _) = fx.refresh(&refresh).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let (status, _) = fx
         .call(
@@ -1243,14 +1240,7 @@ async fn a_demoted_or_removed_user_loses_their_role_at_the_next_request() {
         .expect("demote");
     let (status, body) = fx.call("GET", "/api/users", Some(&access), None).await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
-    let (status, renewed) = fx
-        .call(
-            "POST",
-            "/api/auth/refresh",
-            None,
-            Some(json!({"refresh_token": refresh})),
-        )
-        .await;
+    let (status, renewed) = fx.refresh(&refresh).await;
     assert_eq!(status, StatusCode::OK, "{renewed}");
     assert_eq!(
         renewed["role"], "viewer",
@@ -1265,13 +1255,6 @@ async fn a_demoted_or_removed_user_loses_their_role_at_the_next_request() {
     let (status, body) = fx.call("GET", "/api/agents", Some(&access), None).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
     assert!(message(&body).contains("no longer exists"), "{body}");
-    let (status, body) = fx
-        .call(
-            "POST",
-            "/api/auth/refresh",
-            None,
-            Some(json!({"refresh_token": refresh})),
-        )
-        .await;
+    let (status, body) = fx.refresh(&refresh).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
 }
