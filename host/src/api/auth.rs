@@ -60,18 +60,15 @@ fn now_secs() -> u64 {
         .unwrap_or(0)
 }
 
-/// The token of a request: `Authorization: Bearer TOKEN` only, but for `/ws` (see
-/// [`ws_token`]).
+/// The token of a REST request: `Authorization: Bearer TOKEN` only.
 fn bearer(parts: &Parts) -> Result<Option<String>, ApiError> {
-    if parts.uri.path() == "/ws" {
-        return Ok(ws_token(&parts.headers, &parts.uri));
-    }
-    if header_token(&parts.headers).is_none() && query_token(&parts.uri).is_some() {
+    let token = header_token(&parts.headers);
+    if token.is_none() && query_token(&parts.uri).is_some() {
         return Err(ApiError::unauthorized(
             "`?access_token=` is for /ws only: send `Authorization: Bearer TOKEN`",
         ));
     }
-    Ok(header_token(&parts.headers))
+    Ok(token)
 }
 
 fn header_token(headers: &axum::http::HeaderMap) -> Option<String> {
@@ -92,12 +89,34 @@ fn query_token(uri: &axum::http::Uri) -> Option<String> {
         .remove("access_token")
 }
 
-/// The token of a `/ws` connection: `Authorization: Bearer TOKEN`, else `?access_token=TOKEN`.
-pub fn ws_token(headers: &axum::http::HeaderMap, uri: &axum::http::Uri) -> Option<String> {
-    if headers.contains_key(axum::http::header::AUTHORIZATION) {
-        return header_token(headers);
+/// The caller of `/ws` (any role), and the token they came with (checked again while the
+/// connection lasts): `Authorization: Bearer TOKEN`, else `?access_token=TOKEN`.
+#[derive(Debug, Clone)]
+pub struct WsCaller {
+    pub caller: Caller,
+    pub token: String,
+}
+
+impl FromRequestParts<AppState> for WsCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<WsCaller, ApiError> {
+        let token = if parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION)
+        {
+            header_token(&parts.headers)
+        } else {
+            query_token(&parts.uri)
+        }
+        .ok_or_else(|| {
+            ApiError::unauthorized(
+                "sign in: send `Authorization: Bearer TOKEN` or `?access_token=TOKEN`",
+            )
+        })?;
+        let caller = authenticate(state, &token).await?;
+        Ok(WsCaller { caller, token })
     }
-    query_token(uri)
 }
 
 /// Who holds `token`, if anyone.

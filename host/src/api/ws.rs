@@ -15,7 +15,7 @@ use axum::response::Response;
 use tokio::sync::broadcast;
 
 use super::AppState;
-use super::auth::Reader;
+use super::auth::WsCaller;
 use crate::agent::events::EventBus;
 use crate::store::Store;
 
@@ -102,13 +102,10 @@ pub const RECHECK_EVERY: Duration = Duration::from_secs(30);
 /// `GET /ws` (admin, viewer, agent).
 pub async fn upgrade(
     State(state): State<AppState>,
-    Reader(caller): Reader,
-    headers: axum::http::HeaderMap,
-    uri: axum::http::Uri,
+    WsCaller { caller, token }: WsCaller,
     ws: WebSocketUpgrade,
 ) -> Response {
     let rx = state.feed.subscribe();
-    let token = super::auth::ws_token(&headers, &uri).unwrap_or_default();
     ws.on_upgrade(move |socket| client(socket, rx, caller.name, state, token))
 }
 

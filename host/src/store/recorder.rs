@@ -153,24 +153,16 @@ fn refused_for_good(e: &sqlx::Error) -> bool {
 /// Only an event the database refuses for good is dropped, loudly, so it cannot hold up the
 /// others.
 async fn record(store: &Store, batch: &[Arc<Event>], data_key: Option<&Key>) {
-    match write_until_taken(store, batch, data_key).await {
-        Ok(()) => {}
-        Err(_) if batch.len() > 1 => {
-            for event in batch {
-                if let Err(e) =
-                    write_until_taken(store, std::slice::from_ref(event), data_key).await
-                {
-                    tracing::error!(
-                        "the store refuses a `{}` event ({e}); it is not recorded",
-                        event.kind.type_name()
-                    );
-                }
-            }
+    if write_until_taken(store, batch, data_key).await.is_ok() {
+        return;
+    }
+    for event in batch {
+        if let Err(e) = write_until_taken(store, std::slice::from_ref(event), data_key).await {
+            tracing::error!(
+                "the store refuses a `{}` event ({e}); it is not recorded",
+                event.kind.type_name()
+            );
         }
-        Err(e) => tracing::error!(
-            "the store refuses a `{}` event ({e}); it is not recorded",
-            batch[0].kind.type_name()
-        ),
     }
 }
 
