@@ -8,10 +8,17 @@
 //!   latency), the bundle's `on-llm-response`, pricing, metrics, the event bus and the log call.
 //!
 //! - `gateway/through-host-recorded`: the same, with the control plane's parts attached as
-//!   `ironhost start` attaches them: policy state written behind to SQLite, the secret store,
+//!   `ironhost start` attaches them: policy state written behind to SQLite (the agent's own keys
+//!   journaled to a file before each answer), the secret store,
 //!   the recorder writing every event, and the WebSocket feed serializing them. The difference
 //!   to `through-host` is what the store costs the call path (it should be noise: writes are
 //!   batched off the path).
+//!
+//! - `gateway/through-worker-link`: the same as `through-host`, sent the way `ironhost start`
+//!   sends it from the agent's process: framed over a Unix socket pair to the host's side of
+//!   the worker link, served there on a pool thread, and the answer framed back (both ends in
+//!   this process here). The difference to `through-host` is what running the agent in a
+//!   process of its own costs per call.
 //!
 //! After criterion's report a summary prints p50/p99 of single calls of each and the difference:
 //! the latency ironhost adds per call.
@@ -83,9 +90,16 @@ fn setup_recorded() -> (Arc<Gateway>, Recorded) {
     let plane = runtime
         .block_on(Plane::open(dir.path(), &vars))
         .expect("plane");
+    // As `ironhost start` does: the agent's own state changes are journaled before each answer.
+    let agents = dir.path().join("agents");
+    std::fs::create_dir_all(&agents).expect("agents dir");
+    plane
+        .state
+        .attach_journal(&agents, "bench-00000000")
+        .expect("journal");
     let meter: Arc<dyn TokenMeter> = Arc::new(ModelTokenMeter::embedded());
     let bus = EventBus::new();
-    let _recorder = Recorder::spawn(plane.store.clone(), &bus, Some(plane.keyring.data_key()));
+    let _recorder = Recorder::spawn(plane.store.clone(), &bus, plane.recorder_keys());
     ws::feed_from_bus(&bus, ws::feed());
     let (gateway, _) = build(plane.services(meter.clone()), meter, bus);
     drop(_entered);
@@ -162,6 +176,7 @@ fn request(body: &[u8]) -> HttpRequest {
 static DIRECT: Mutex<Vec<Duration>> = Mutex::new(Vec::new());
 static HOST: Mutex<Vec<Duration>> = Mutex::new(Vec::new());
 static RECORDED: Mutex<Vec<Duration>> = Mutex::new(Vec::new());
+static LINKED: Mutex<Vec<Duration>> = Mutex::new(Vec::new());
 
 fn through(
     gateway: &Arc<Gateway>,
@@ -205,6 +220,31 @@ fn benches(c: &mut Criterion) {
     g.bench_function("through-host", |b| {
         b.iter_custom(|iters| through(&gateway, &mut n, iters, &HOST))
     });
+    let (linked, _) = setup();
+    let (theirs, mine) = std::os::unix::net::UnixStream::pair().expect("socket pair");
+    let writer = mine.try_clone().expect("socket");
+    let _link = ironhost::agent::worker::serve(linked, mine, writer).expect("link");
+    let remote =
+        ironhost::agent::remote::Remote::connect(theirs, Box::new(|_, _| {})).expect("remote");
+    g.bench_function("through-worker-link", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                n += 1;
+                let req = request(&body_2kb(n));
+                let t = Instant::now();
+                let reply = remote.http(req, &|| false);
+                let d = t.elapsed();
+                assert!(matches!(
+                    reply,
+                    Ok(ironhost::agent::remote::RemoteReply::Full { status: 200, .. })
+                ));
+                LINKED.lock().push(d);
+                total += d;
+            }
+            total
+        })
+    });
     let (recorded, _parts) = setup_recorded();
     g.bench_function("through-host-recorded", |b| {
         b.iter_custom(|iters| through(&recorded, &mut n, iters, &RECORDED))
@@ -236,6 +276,14 @@ fn main() {
         "  added by ironhost  p50 {:8.1}  p99 {:8.1}  (targets: p50 <= 100, p99 <= 300)",
         h50 - d50,
         h99 - d99
+    );
+    let (l50, l99, ln) = percentiles(&LINKED);
+    println!("  across the worker  p50 {l50:8.1}  p99 {l99:8.1}  ({ln} calls)");
+    println!(
+        "  worker vs in-host  p50 {:+8.1}  p99 {:+8.1}  (ratio p50 {:.2})",
+        l50 - h50,
+        l99 - h99,
+        if h50 > 0.0 { l50 / h50 } else { 0.0 }
     );
     let (r50, r99, rn) = percentiles(&RECORDED);
     println!("  with the store     p50 {r50:8.1}  p99 {r99:8.1}  ({rn} calls)");

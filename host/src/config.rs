@@ -58,6 +58,8 @@ pub struct FileConfig {
     pub log_format: Option<String>,
     pub verbose: Option<bool>,
     pub restart: Option<String>,
+    /// How the agent's process is kept from the host's secrets: `sandbox` or `process`.
+    pub isolation: Option<String>,
     #[serde(default)]
     pub llm: LlmFileConfig,
     pub simulator: Option<SimulatorConfig>,
@@ -116,6 +118,29 @@ pub struct LlmFileConfig {
 pub struct PricingFileConfig {
     pub file: Option<PathBuf>,
     pub models: Option<toml::Table>,
+}
+
+/// How the agent's process (the worker its Python runs in) is kept from the host's secrets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Isolation {
+    /// A process of its own with a clean environment, in namespaces where the ironhost home
+    /// is hidden, under Landlock, without capabilities (the default).
+    Sandbox,
+    /// A process of its own with a clean environment only: it can read what the host's user
+    /// can read, the store and key files included. For kernels without user namespaces or
+    /// Landlock.
+    Process,
+}
+
+impl Isolation {
+    /// `sandbox` or `process`.
+    pub fn parse(text: &str) -> Result<Isolation, String> {
+        match text {
+            "sandbox" => Ok(Isolation::Sandbox),
+            "process" => Ok(Isolation::Process),
+            _ => Err(format!("`{text}` is not an isolation (sandbox or process)")),
+        }
+    }
 }
 
 /// When to restart a crashed agent.
@@ -184,6 +209,7 @@ pub struct Settings {
     pub log_format: LogFormat,
     pub verbose: bool,
     pub restart: Restart,
+    pub isolation: Isolation,
     pub llm: LlmFileConfig,
     pub simulator: SimulatorConfig,
     pub pricing: crate::llm::pricing::PricingTable,
@@ -308,6 +334,7 @@ pub fn load(
             "LOG_FORMAT" => "log-format",
             "VERBOSE" => "verbose",
             "RESTART" => "restart",
+            "ISOLATION" => "isolation",
             "LLM_MODE" => "llm.mode",
             "SIMULATOR_SEED" => "simulator.seed",
             "SIMULATOR_LATENCY_MS" => "simulator.latency-ms",
@@ -475,6 +502,19 @@ pub fn load(
         }
     };
 
+    let isolation = match pick(
+        file.isolation.clone(),
+        env_str("isolation"),
+        None,
+        "",
+        &file_name,
+    ) {
+        None => Isolation::Sandbox,
+        Some(i) => {
+            Isolation::parse(&i.value).map_err(|e| ConfigError::new("isolation", e, i.source))?
+        }
+    };
+
     let mut llm = file.llm.clone();
     if let Some((v, var)) = env_str("llm.mode") {
         llm.mode = Some(match v.as_str() {
@@ -620,6 +660,7 @@ pub fn load(
         log_format,
         verbose,
         restart,
+        isolation,
         llm,
         simulator,
         pricing,

@@ -244,6 +244,68 @@ fn stop_with(signal: &str) -> (Option<i32>, String, String, Duration) {
     (code, seen + &rest, err, took)
 }
 
+/// Whether process `pid` has ended (gone, or a zombie nobody reaped yet).
+fn ended(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+#[test]
+fn an_agent_whose_host_is_killed_ends_with_it_and_is_not_left_running() {
+    let dir = tempfile::tempdir().expect("test setup");
+    let (mut child, _stdout, seen) = slow_call_started(dir.path(), &["--no-api"]);
+    let id = line(&seen, "agent_id").to_owned();
+    let worker = seen
+        .split("(process ")
+        .nth(1)
+        .and_then(|r| r.split(')').next())
+        .expect("the agent prints its process id")
+        .to_owned();
+    child.kill().expect("kill -9");
+    child.wait().expect("wait");
+    // The agent's process dies with its host: no agent runs on unsupervised.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !ended(&worker) {
+        assert!(
+            Instant::now() < deadline,
+            "the agent's process {worker} outlived its host"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The next ironhost process on this home finds the agent's process gone.
+    let out = run(
+        dir.path(),
+        &["--no-api", agent("argv_env.py").to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!(
+            "agent {id} was left running by an ironhost process that ended without stopping it"
+        )),
+        "{}",
+        text(&out.stderr)
+    );
+    let state = Command::new(common::venv().join("bin/python"))
+        .args([
+            "-c",
+            "import sqlite3, sys; print(*sqlite3.connect(sys.argv[1]).execute('SELECT a.state, r.state FROM agents a JOIN agent_runs r ON r.agent_id = a.id WHERE a.id = ?', (sys.argv[2],)).fetchone())",
+        ])
+        .arg(dir.path().join(".ironhost/ironhost.db"))
+        .arg(&id)
+        .output()
+        .expect("python");
+    assert_eq!(
+        text(&state.stdout).trim(),
+        "failed failed",
+        "{}",
+        text(&state.stderr)
+    );
+}
+
 #[test]
 fn sigterm_during_a_call_stops_the_agent_cleanly() {
     let (code, stdout, stderr, took) = stop_with("-TERM");
@@ -264,20 +326,17 @@ fn sigint_during_a_call_exits_130() {
     assert!(stdout.contains("unwound"), "{stdout}");
 }
 
-#[test]
-fn a_crash_with_restart_on_failure_restarts_with_the_spent_budget_kept() {
-    let dir = tempfile::tempdir().unwrap();
-    let out = run(
-        dir.path(),
-        &[
-            "--restart",
-            "on-failure:2",
-            agent("crash_once.py").to_str().unwrap(),
-        ],
-    );
+/// `crash_once.py` (with `extra` arguments) under `--restart on-failure:2`: the restarted run
+/// sees the first run's spend under the same id. Returns stderr.
+fn restarted_with_its_spend_kept(extra: &[&str]) -> String {
+    let dir = tempfile::tempdir().expect("test setup");
+    let script = agent("crash_once.py");
+    let mut args = vec!["--restart", "on-failure:2", script.to_str().expect("path")];
+    args.extend_from_slice(extra);
+    let out = run(dir.path(), &args);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(out.status.success(), "stdout:\n{stdout}\nstderr:\n{stderr}");
-    let spent: f64 = line(&stdout, "run 1 spent").parse().unwrap();
+    let spent: f64 = line(&stdout, "run 1 spent").parse().expect("a number");
     assert!(spent > 0.0);
     let id = line(&stdout, "agent_id");
     assert!(
@@ -285,11 +344,17 @@ fn a_crash_with_restart_on_failure_restarts_with_the_spent_budget_kept() {
         "the restarted run lost the spend or the id:\n{stdout}"
     );
     assert!(
-        stderr.contains("RuntimeError: the agent crashed"),
+        stderr.contains("restarting in 1 s (restart 1 of 2)"),
         "{stderr}"
     );
+    stderr
+}
+
+#[test]
+fn a_crash_with_restart_on_failure_restarts_with_the_spent_budget_kept() {
+    let stderr = restarted_with_its_spend_kept(&[]);
     assert!(
-        stderr.contains("restarting in 1 s (restart 1 of 2)"),
+        stderr.contains("RuntimeError: the agent crashed"),
         "{stderr}"
     );
 }
@@ -300,6 +365,111 @@ fn a_crash_without_restart_exits_with_the_agents_code() {
     let out = run(dir.path(), &[agent("crash_once.py").to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(1));
     assert!(!text(&out.stdout).contains("run 2"));
+}
+
+#[test]
+fn a_native_crash_in_the_agent_is_survived_and_restarted_with_its_spend_kept() {
+    let stderr = restarted_with_its_spend_kept(&["--", "--segfault"]);
+    assert!(stderr.contains("killed by signal 11 (SIGSEGV)"), "{stderr}");
+    let script = agent("crash_once.py");
+
+    // Without a restart policy the host reports the crash and exits as a shell would (139).
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(dir.path(), &[script.to_str().unwrap(), "--", "--segfault"]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(139), "{stderr}");
+    assert!(
+        stderr.contains("agent failed (exit 139, its process killed by signal 11 (SIGSEGV))"),
+        "{stderr}"
+    );
+}
+
+const TAKEOVER_STEPS: [&str; 15] = [
+    "os-environ",
+    "proc-self-environ",
+    "proc-environ-scan",
+    "host-memory",
+    "host-fds",
+    "home-listing",
+    "read-ironhost.db",
+    "read-master.key",
+    "home-write",
+    "store-write",
+    "umount",
+    "umount-in-new-namespace",
+    "raw-disk",
+    "signal-host",
+    "capabilities",
+];
+
+/// Run `tests/agents/takeover.py` with a known master key and admin password; its stdout.
+fn takeover(dir: &Path, isolation: Option<&str>) -> String {
+    let home = dir.join(".ironhost");
+    let (key, password) = (
+        "takeover-master-key-0123456789abcdef",
+        "takeover-admin-pw-42",
+    );
+    let known = dir.join("known-secrets.txt");
+    std::fs::write(&known, format!("{key}\n{password}\n")).expect("test setup");
+    let mut cmd = ironhost(dir);
+    cmd.env("IRONHOST_MASTER_KEY", key)
+        .env("IRONHOST_ADMIN_PASSWORD", password);
+    if let Some(i) = isolation {
+        cmd.env("IRONHOST_ISOLATION", i);
+    }
+    let out = cmd
+        .args(["start", "--no-api"])
+        .arg(agent("takeover.py"))
+        .args([
+            "--",
+            home.to_str().expect("path"),
+            known.to_str().expect("path"),
+        ])
+        .output()
+        .expect("ironhost runs");
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(
+        out.status.success() && stdout.contains("takeover attempt finished"),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    stdout
+}
+
+#[test]
+fn agent_code_cannot_reach_the_master_key_the_store_or_the_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let stdout = takeover(dir.path(), None);
+    for step in TAKEOVER_STEPS {
+        assert!(
+            stdout.contains(&format!("step {step}: blocked")),
+            "step {step} was not blocked:\n{stdout}"
+        );
+    }
+    assert!(!stdout.contains("LEAK"), "{stdout}");
+    // The store is the host's alone: nothing was planted, and it still opens with the key.
+    let home = dir.path().join(".ironhost");
+    assert!(!home.join("planted").exists());
+    assert!(home.join("ironhost.db").is_file());
+}
+
+#[test]
+fn process_isolation_keeps_the_environment_clean_but_not_the_home() {
+    // The weaker setting for kernels without user namespaces or Landlock, as documented: the
+    // host's variables and memory stay out of reach, the files of its user do not.
+    let dir = tempfile::tempdir().unwrap();
+    let stdout = takeover(dir.path(), Some("process"));
+    for step in [
+        "os-environ",
+        "proc-self-environ",
+        "proc-environ-scan",
+        "host-memory",
+    ] {
+        assert!(
+            stdout.contains(&format!("step {step}: blocked")),
+            "step {step} was not blocked:\n{stdout}"
+        );
+    }
+    assert!(stdout.contains("step read-ironhost.db: LEAK"), "{stdout}");
 }
 
 #[test]
@@ -764,4 +934,81 @@ fn one_agent_id_runs_in_one_process_at_a_time_and_each_run_keeps_its_call_record
     assert_eq!(ids.len(), 6, "{ids:?}");
     let distinct: std::collections::BTreeSet<_> = ids.iter().collect();
     assert_eq!(distinct.len(), 6, "{ids:?}");
+}
+
+#[test]
+fn audit_verify_passes_an_untouched_store_and_names_the_row_rewritten_behind_its_back() {
+    let dir = tempfile::tempdir().expect("test setup");
+    let master = "audit-cli-master-key-0123456789";
+    let start = |args: &[&str]| {
+        ironhost(dir.path())
+            .env("IRONHOST_MASTER_KEY", master)
+            .args(["start", "--no-api"])
+            .args(args)
+            .output()
+            .expect("ironhost runs")
+    };
+    let calls = agent("call_loop.py");
+    let out = start(&[calls.to_str().unwrap(), "--", "3"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let verify = || {
+        ironhost(dir.path())
+            .env("IRONHOST_MASTER_KEY", master)
+            .args(["audit", "verify"])
+            .output()
+            .expect("ironhost runs")
+    };
+    let out = verify();
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", text(&out.stderr));
+    assert!(
+        stdout.contains("pii_audit: 3 rows, chain intact"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("secret_audit_log: 0 rows, chain intact"),
+        "{stdout}"
+    );
+
+    // Someone with the database file rewrites a finding (the triggers do not see REPLACE).
+    let db = dir.path().join(".ironhost/ironhost.db");
+    let tamper = Command::new(common::venv().join("bin/python"))
+        .args([
+            "-c",
+            "import sqlite3, sys; c = sqlite3.connect(sys.argv[1]); c.execute(\"REPLACE INTO pii_audit SELECT id, ts_ms, agent_id, call_id, policy, 'none', severity, location, action, value_hash, value_nonce, value_ciphertext, chain_hash FROM pii_audit WHERE id = 2\"); c.commit()",
+        ])
+        .arg(&db)
+        .output()
+        .expect("python");
+    assert!(tamper.status.success(), "{}", text(&tamper.stderr));
+    let out = verify();
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("pii_audit: 3 rows, TAMPERED:")
+            && stdout.contains("row 2 does not match its seal"),
+        "{stdout}"
+    );
+    assert!(
+        text(&out.stderr).contains("the audit chain is broken in pii_audit"),
+        "{}",
+        text(&out.stderr)
+    );
+    // The next start says so too, loudly, and still runs the agent.
+    let out = start(&[calls.to_str().unwrap(), "--", "1"]);
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("ERROR")
+            && stderr.contains("`pii_audit`")
+            && stderr.contains("has been tampered with"),
+        "{stderr}"
+    );
+    // Without the master key there is nothing to verify with.
+    let out = ironhost(dir.path())
+        .env("IRONHOST_MASTER_KEY", "another-master-key-0123456789")
+        .args(["audit", "verify"])
+        .output()
+        .expect("ironhost runs");
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
 }

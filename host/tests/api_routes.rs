@@ -282,6 +282,7 @@ fn success(method: &str, template: &str) -> StatusCode {
     match (method, template) {
         ("POST", "/api/users" | "/api/tokens" | "/api/limits") => StatusCode::CREATED,
         ("PUT", "/api/secrets/{name}") => StatusCode::CREATED,
+        ("DELETE", "/api/users/{id}/sessions") => StatusCode::OK,
         ("DELETE", _) | ("POST", "/api/auth/logout") => StatusCode::NO_CONTENT,
         // The agent exists but has completed: allowed, and refused as a conflict.
         ("POST", "/api/agents/{id}/stop") => StatusCode::CONFLICT,
@@ -337,6 +338,18 @@ async fn request(fx: &Fixture, method: &str, template: &str) -> Request<Body> {
                 json!({"username": format!("user{n}"), "password": "password-123", "role": "viewer"}),
             ),
         ),
+        ("PATCH" | "DELETE", "/api/users/{id}") | ("DELETE", "/api/users/{id}/sessions") => {
+            let id = fx
+                .plane
+                .store
+                .create_user(&format!("member{n}"), "not-a-real-hash", "viewer")
+                .await
+                .expect("user")
+                .expect("new user")
+                .id;
+            let body = (method == "PATCH").then(|| json!({"role": "agent"}));
+            json_req(template.replace("{id}", &id.to_string()), body)
+        }
         ("POST", "/api/tokens") => json_req(
             template.to_owned(),
             Some(json!({"name": format!("t{n}"), "role": "agent"})),
@@ -428,7 +441,7 @@ async fn every_route_admits_exactly_its_roles() {
     let fx = fixture().await;
     let ops = documented();
     assert!(
-        ops.len() >= 39,
+        ops.len() >= 42,
         "the document lists {} operations",
         ops.len()
     );
@@ -1257,4 +1270,224 @@ async fn a_demoted_or_removed_user_loses_their_role_at_the_next_request() {
     assert!(message(&body).contains("no longer exists"), "{body}");
     let (status, body) = fx.refresh(&refresh).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{body}");
+}
+
+/// The statuses the OpenAPI document lists for one operation.
+fn documented_statuses(method: &str, template: &str) -> BTreeSet<u16> {
+    let doc: Value = serde_json::from_str(ironhost::api::OPENAPI).expect("openapi.json is JSON");
+    doc["paths"][template][method.to_lowercase()]["responses"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{method} {template} is not documented"))
+        .keys()
+        .map(|k| k.parse().expect("a status code"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_are_demoted_signed_out_and_removed_through_the_api_and_errors_are_documented() {
+    let fx = fixture().await;
+    // Every answer below must be one the document lists for its operation.
+    let mut undocumented = Vec::new();
+    let mut check = |method: &str, template: &str, status: StatusCode, body: &Value| {
+        if !documented_statuses(method, template).contains(&status.as_u16()) {
+            undocumented.push(format!("{method} {template}: {status} {body}"));
+        }
+    };
+    let (status, user) = fx
+        .as_role(
+            "admin",
+            "POST",
+            "/api/users",
+            Some(json!({"username": "ops-lead", "password": "ops-password-1", "role": "admin"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{user}");
+    let id = user["id"].as_i64().expect("id");
+    let login = || async {
+        fx.call(
+            "POST",
+            "/api/auth/login",
+            None,
+            Some(json!({"username": "ops-lead", "password": "ops-password-1"})),
+        )
+        .await
+    };
+    let (_, session) = login().await;
+    let access = session["access_token"].as_str().expect("access").to_owned();
+    let refresh = session["refresh_token"].clone();
+    assert_eq!(
+        fx.call("GET", "/api/users", Some(&access), None).await.0,
+        StatusCode::OK
+    );
+
+    // Demoted: the next request is a viewer's.
+    let path = format!("/api/users/{id}");
+    let (status, body) = fx
+        .as_role("admin", "PATCH", &path, Some(json!({"role": "viewer"})))
+        .await;
+    assert_eq!(
+        (status, body["role"].as_str()),
+        (StatusCode::OK, Some("viewer")),
+        "{body}"
+    );
+    check("PATCH", "/api/users/{id}", status, &body);
+    let (status, body) = fx.call("GET", "/api/users", Some(&access), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(
+        fx.call("GET", "/api/agents", Some(&access), None).await.0,
+        StatusCode::OK
+    );
+
+    // Signed out everywhere: the access and refresh tokens stop working; a new login works.
+    let sessions = format!("/api/users/{id}/sessions");
+    let (status, body) = fx.as_role("admin", "DELETE", &sessions, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(
+        body["sessions_ended"].as_u64().expect("count") >= 1,
+        "{body}"
+    );
+    check("DELETE", "/api/users/{id}/sessions", status, &body);
+    assert_eq!(
+        fx.call("GET", "/api/agents", Some(&access), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(fx.refresh(&refresh).await.0, StatusCode::UNAUTHORIZED);
+    let (status, again) = login().await;
+    assert_eq!(status, StatusCode::OK, "{again}");
+    let access = again["access_token"].as_str().expect("access").to_owned();
+
+    // Removed: the new session ends with the user, and so does logging in.
+    let (status, body) = fx.as_role("admin", "DELETE", &path, None).await;
+    assert_eq!(status, StatusCode::NO_CONTENT, "{body}");
+    assert_eq!(
+        fx.call("GET", "/api/agents", Some(&access), None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(login().await.0, StatusCode::UNAUTHORIZED);
+    let (status, body) = fx.as_role("admin", "DELETE", &path, None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    check("DELETE", "/api/users/{id}", status, &body);
+
+    // The installation keeps an admin.
+    let (_, users) = fx.as_role("admin", "GET", "/api/users", None).await;
+    let admin = users
+        .as_array()
+        .expect("users")
+        .iter()
+        .find(|u| u["username"] == "admin")
+        .expect("admin")["id"]
+        .as_i64()
+        .expect("id");
+    for (method, body) in [("PATCH", Some(json!({"role": "viewer"}))), ("DELETE", None)] {
+        let (status, answer) = fx
+            .as_role("admin", method, &format!("/api/users/{admin}"), body)
+            .await;
+        assert_eq!(status, StatusCode::CONFLICT, "{method}: {answer}");
+        assert!(message(&answer).contains("last admin"), "{answer}");
+        check(method, "/api/users/{id}", status, &answer);
+    }
+
+    // Bad input: each refused with the documented status.
+    for (method, template, path, body) in [
+        (
+            "PATCH",
+            "/api/users/{id}",
+            format!("/api/users/{admin}"),
+            Some(json!({"role": "root"})),
+        ),
+        (
+            "PATCH",
+            "/api/users/{id}",
+            format!("/api/users/{admin}"),
+            Some(json!({"role": "viewer", "extra": 1})),
+        ),
+        (
+            "PATCH",
+            "/api/users/{id}",
+            "/api/users/abc".to_owned(),
+            Some(json!({"role": "viewer"})),
+        ),
+        (
+            "PATCH",
+            "/api/users/{id}",
+            "/api/users/999999".to_owned(),
+            Some(json!({"role": "viewer"})),
+        ),
+        (
+            "DELETE",
+            "/api/users/{id}/sessions",
+            "/api/users/999999/sessions".to_owned(),
+            None,
+        ),
+        (
+            "POST",
+            "/api/users",
+            "/api/users".to_owned(),
+            Some(json!({"username": "x", "password": "short", "role": "viewer"})),
+        ),
+        (
+            "POST",
+            "/api/users",
+            "/api/users".to_owned(),
+            Some(json!({"username": "admin", "password": "long-enough-1", "role": "viewer"})),
+        ),
+        (
+            "POST",
+            "/api/limits",
+            "/api/limits".to_owned(),
+            Some(json!({"limit_usd": -1})),
+        ),
+        (
+            "GET",
+            "/api/agents/{id}",
+            "/api/agents/no-such-agent".to_owned(),
+            None,
+        ),
+        (
+            "POST",
+            "/api/agents/{id}/stop",
+            "/api/agents/no-such-agent/stop".to_owned(),
+            None,
+        ),
+        (
+            "DELETE",
+            "/api/tokens/{id}",
+            "/api/tokens/abc".to_owned(),
+            None,
+        ),
+        (
+            "GET",
+            "/api/secrets/{name}",
+            "/api/secrets/NOPE?environment=dev".to_owned(),
+            None,
+        ),
+        (
+            "PUT",
+            "/api/secrets/{name}",
+            "/api/secrets/K?environment=dev".to_owned(),
+            Some(json!({"nope": 1})),
+        ),
+        (
+            "GET",
+            "/api/traces/{id}",
+            "/api/traces/no-such-call".to_owned(),
+            None,
+        ),
+    ] {
+        let (status, answer) = fx.as_role("admin", method, &path, body).await;
+        assert!(
+            status.is_client_error(),
+            "{method} {path}: {status} {answer}"
+        );
+        assert!(
+            answer["error"]["code"].is_string(),
+            "{method} {path}: {answer}"
+        );
+        check(method, template, status, &answer);
+    }
+    assert!(
+        undocumented.is_empty(),
+        "answers the document does not list:\n{}",
+        undocumented.join("\n")
+    );
 }

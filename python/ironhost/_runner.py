@@ -17,11 +17,12 @@ PLACEHOLDER_KEY = "ironhost-placeholder-key"
 
 def _stop(signum: int, frame: object) -> None:
     # The host records which signal it was (exit code 130 or 143), then the agent unwinds as
-    # it would on Ctrl-C.
+    # it would on Ctrl-C, once: Ctrl-C reaches the agent both from the terminal and from the
+    # host, and the unwinding must not be cut short. The host ends an agent that does not stop.
     from . import _native
 
-    _native.note_signal(signum)
-    raise KeyboardInterrupt
+    if _native.note_signal(signum):
+        raise KeyboardInterrupt
 
 
 def prepare(env: Dict[str, str], extra_hosts: List[str], wakeup_fd: int, scrub: List[str]) -> List[str]:

@@ -4,8 +4,12 @@
 
 pub mod events;
 pub mod gateway;
+pub mod ipc;
 pub mod lease;
 pub mod metrics;
 pub mod python;
+pub mod remote;
 pub mod runtime;
+pub mod sandbox;
 pub mod sdk;
+pub mod worker;

@@ -12,7 +12,7 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::thread::ThreadId;
 
-use parking_lot::{Mutex, RwLock};
+use parking_lot::Mutex;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
@@ -21,6 +21,7 @@ use super::events::AgentState;
 use super::gateway::{
     Gateway, GatewayError, GatewayReply, HttpRequest, StreamReply, ToolStart, ToolTicket,
 };
+use super::remote::{Remote, RemoteError, RemoteReply, RemoteToolStart};
 use crate::policy::model::{ToolError, ToolErrorKind, ToolOutcome};
 
 // The pure-Python layer (`python/ironhost/**/*.py`), embedded by the build script as `SOURCES`.
@@ -52,15 +53,16 @@ def install(sources):
     sys.meta_path.insert(0, EmbeddedFinder(sources))
 "#;
 
-static GATEWAY: RwLock<Option<Arc<Gateway>>> = RwLock::new(None);
+/// The host this worker serves the agent's calls through (under `ironhost start`).
+static REMOTE: OnceLock<Arc<Remote>> = OnceLock::new();
 static STATUS: Mutex<(AgentState, u32)> = Mutex::new((AgentState::Starting, 0));
 static SIGNAL: AtomicI32 = AtomicI32::new(0);
 static SHUTDOWN: AtomicBool = AtomicBool::new(false);
 static MAIN_THREAD: OnceLock<ThreadId> = OnceLock::new();
 
-/// Serve SDK calls in this process through `gateway`.
-pub fn install_gateway(gateway: Arc<Gateway>) {
-    *GATEWAY.write() = Some(gateway);
+/// Serve the module's calls (the agent under `ironhost start`) through the host at `remote`.
+pub fn install_remote(remote: Arc<Remote>) {
+    let _ = REMOTE.set(remote);
 }
 
 /// Record where the agent is in its life, for `ironhost.current()`.
@@ -82,13 +84,17 @@ pub fn signal_received() -> Option<i32> {
 }
 
 /// Record a stop signal: waits in other threads end, and the exit code says which signal.
-pub fn note_signal_number(signum: i32) {
-    let _ = SIGNAL.compare_exchange(0, signum, Ordering::SeqCst, Ordering::SeqCst);
+/// True for the first one.
+pub fn note_signal_number(signum: i32) -> bool {
+    let first = SIGNAL
+        .compare_exchange(0, signum, Ordering::SeqCst, Ordering::SeqCst)
+        .is_ok();
     SHUTDOWN.store(true, Ordering::SeqCst);
+    first
 }
 
-fn gateway() -> PyResult<Arc<Gateway>> {
-    GATEWAY.read().clone().ok_or_else(|| {
+fn remote() -> PyResult<Arc<Remote>> {
+    REMOTE.get().cloned().ok_or_else(|| {
         PyRuntimeError::new_err(
             "no ironhost agent is active here: run under `ironhost start`, \
              `@ironhost.protect_agent` or `ironhost.AgentRuntime`",
@@ -167,10 +173,48 @@ fn to_py(py: Python<'_>, e: GatewayError, pending: Option<PyErr>) -> PyErr {
     }
 }
 
+/// The Python exception for an error from the host.
+fn remote_to_py(py: Python<'_>, e: RemoteError, pending: Option<PyErr>) -> PyErr {
+    match e {
+        RemoteError::Gateway(e) => to_py(py, e, pending),
+        RemoteError::Host(message) => {
+            if let Some(p) = pending {
+                return p;
+            }
+            match error_class(py, "IronhostError").and_then(|c| c.call1((message.clone(),))) {
+                Ok(exc) => PyErr::from_value(exc),
+                Err(_) => PyRuntimeError::new_err(message),
+            }
+        }
+    }
+}
+
+/// A stream or tool ticket the host holds for the agent; given back when dropped before the
+/// host ended it.
+struct Held {
+    remote: Arc<Remote>,
+    handle: u64,
+    /// False once the host has ended it.
+    armed: bool,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if self.armed {
+            self.remote.release(self.handle);
+        }
+    }
+}
+
+enum StreamSource {
+    Local(Box<StreamReply>),
+    Remote(Held),
+}
+
 /// A streamed answer, pulled by the SDK's byte stream.
 #[pyclass(module = "ironhost._native", name = "NativeStream")]
 struct NativeStream {
-    inner: Mutex<Option<StreamReply>>,
+    inner: Mutex<Option<StreamSource>>,
     stop: Option<Arc<AtomicBool>>,
 }
 
@@ -180,22 +224,26 @@ impl NativeStream {
     fn next<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyBytes>>> {
         let (out, pending) = detached(py, self.stop.as_deref(), |interrupt| {
             let mut guard = self.inner.lock();
-            match guard.as_mut() {
-                Some(s) => {
-                    let r = s.next_bytes(interrupt);
-                    if !matches!(r, Ok(Some(_))) {
-                        // Ended, denied or failed: the call is recorded; drop it now.
-                        *guard = None;
-                    }
-                    r
+            let r = match guard.as_mut() {
+                Some(StreamSource::Local(s)) => {
+                    s.next_bytes(interrupt).map_err(RemoteError::Gateway)
                 }
+                Some(StreamSource::Remote(s)) => s.remote.stream_next(s.handle, interrupt),
                 None => Ok(None),
+            };
+            if !matches!(r, Ok(Some(_))) {
+                // Ended, denied or failed: the call is recorded; drop it now (a stream the
+                // host has ended needs no giving back).
+                if let Some(StreamSource::Remote(mut s)) = guard.take() {
+                    s.armed = false;
+                }
             }
+            r
         });
         match out {
             Ok(Some(b)) => Ok(Some(PyBytes::new(py, &b))),
             Ok(None) => Ok(None),
-            Err(e) => Err(to_py(py, e, pending)),
+            Err(e) => Err(remote_to_py(py, e, pending)),
         }
     }
 
@@ -214,13 +262,36 @@ fn handle_http<'py>(
     headers: Vec<(String, String)>,
     body: &[u8],
 ) -> PyResult<Bound<'py, PyTuple>> {
+    let remote = remote()?;
     let req = HttpRequest {
         method,
         path,
         headers,
         body: body.to_vec(),
     };
-    http_call(py, &gateway()?, None, req)
+    let (out, pending) = detached(py, None, |interrupt| remote.http(req, interrupt));
+    match out {
+        Ok(RemoteReply::Full {
+            status,
+            headers,
+            body,
+        }) => (status, headers, PyBytes::new(py, &body)).into_pyobject(py),
+        Ok(RemoteReply::Stream { stream, headers }) => {
+            let stream = Py::new(
+                py,
+                NativeStream {
+                    inner: Mutex::new(Some(StreamSource::Remote(Held {
+                        remote: remote.clone(),
+                        handle: stream,
+                        armed: true,
+                    }))),
+                    stop: None,
+                },
+            )?;
+            (200u16, headers, stream).into_pyobject(py)
+        }
+        Err(e) => Err(remote_to_py(py, e, pending)),
+    }
 }
 
 /// An SDK request through `gw`: `(status, headers, bytes)`, or `(200, headers, NativeStream)`.
@@ -244,7 +315,7 @@ pub(crate) fn http_call<'py>(
             let stream = Py::new(
                 py,
                 NativeStream {
-                    inner: Mutex::new(Some(*s)),
+                    inner: Mutex::new(Some(StreamSource::Local(s))),
                     stop: stop.cloned(),
                 },
             )?;
@@ -254,10 +325,15 @@ pub(crate) fn http_call<'py>(
     }
 }
 
+enum Ticket {
+    Local(ToolTicket),
+    Remote(Held),
+}
+
 /// A tool call the chain let run.
 #[pyclass(module = "ironhost._native", name = "ToolTicket")]
 pub(crate) struct PyToolTicket {
-    inner: Mutex<Option<ToolTicket>>,
+    inner: Mutex<Option<Ticket>>,
 }
 
 #[pyfunction]
@@ -266,7 +342,27 @@ fn tool_begin<'py>(
     name: String,
     arguments: String,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    tool_begin_with(py, &*gateway()?, &name, arguments)
+    let remote = remote()?;
+    let (out, pending) = detached(py, None, |interrupt| {
+        remote.tool_begin(&name, &arguments, interrupt)
+    });
+    match out {
+        Ok(RemoteToolStart::Run { ticket, arguments }) => {
+            let t = Py::new(
+                py,
+                PyToolTicket {
+                    inner: Mutex::new(Some(Ticket::Remote(Held {
+                        remote: remote.clone(),
+                        handle: ticket,
+                        armed: true,
+                    }))),
+                },
+            )?;
+            (t.into_any(), arguments).into_pyobject(py)
+        }
+        Ok(RemoteToolStart::Answered(json)) => (py.None(), json).into_pyobject(py),
+        Err(e) => Err(remote_to_py(py, e, pending)),
+    }
 }
 
 /// A tool call about to run through `gw`: `(ticket, arguments)`, or `(None, answer)` when a
@@ -284,7 +380,7 @@ pub(crate) fn tool_begin_with<'py>(
             let t = Py::new(
                 py,
                 PyToolTicket {
-                    inner: Mutex::new(Some(ticket)),
+                    inner: Mutex::new(Some(Ticket::Local(ticket))),
                 },
             )?;
             (t.into_any(), args).into_pyobject(py)
@@ -294,7 +390,8 @@ pub(crate) fn tool_begin_with<'py>(
     }
 }
 
-fn tool_error_kind(kind: &str) -> ToolErrorKind {
+/// A tool error's kind as the agent names it (`ToolError(kind="rate-limited")`).
+pub(crate) fn tool_error_kind(kind: &str) -> ToolErrorKind {
     match kind {
         "timeout" => ToolErrorKind::Timeout,
         "rate-limited" => ToolErrorKind::RateLimited,
@@ -313,7 +410,40 @@ fn tool_end<'py>(
     payload: String,
     kind: String,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    tool_end_with(py, &*gateway()?, ticket, ok, payload, &kind)
+    let taken = take_ticket(ticket)?;
+    let Ticket::Remote(mut t) = taken else {
+        return Err(PyRuntimeError::new_err(
+            "this tool call belongs to an agent opened in this process, not to the host's",
+        ));
+    };
+    // The host ends the call from here on, whatever the answer.
+    t.armed = false;
+    let (out, pending) = detached(py, None, |interrupt| {
+        t.remote.tool_end(t.handle, ok, &payload, &kind, interrupt)
+    });
+    tool_end_reply(py, ok, out.map_err(|e| remote_to_py(py, e, pending)))
+}
+
+fn take_ticket(ticket: &Bound<'_, PyToolTicket>) -> PyResult<Ticket> {
+    ticket
+        .borrow()
+        .inner
+        .lock()
+        .take()
+        .ok_or_else(|| PyRuntimeError::new_err("this tool call has already ended"))
+}
+
+/// `(changed, ok, payload)` for the agent.
+fn tool_end_reply<'py>(
+    py: Python<'py>,
+    ok: bool,
+    out: PyResult<Option<ToolOutcome>>,
+) -> PyResult<Bound<'py, PyTuple>> {
+    match out? {
+        None => (false, ok, py.None()).into_pyobject(py),
+        Some(ToolOutcome::Ok(json)) => (true, true, json).into_pyobject(py),
+        Some(ToolOutcome::Error(e)) => (true, false, e.message).into_pyobject(py),
+    }
 }
 
 /// The tool's result or error through `gw`: `(changed, ok, payload)`.
@@ -325,12 +455,11 @@ pub(crate) fn tool_end_with<'py>(
     payload: String,
     kind: &str,
 ) -> PyResult<Bound<'py, PyTuple>> {
-    let ticket = ticket
-        .borrow()
-        .inner
-        .lock()
-        .take()
-        .ok_or_else(|| PyRuntimeError::new_err("this tool call has already ended"))?;
+    let Ticket::Local(ticket) = take_ticket(ticket)? else {
+        return Err(PyRuntimeError::new_err(
+            "this tool call belongs to the host's agent, not to this one",
+        ));
+    };
     let outcome = if ok {
         ToolOutcome::Ok(payload)
     } else {
@@ -340,18 +469,14 @@ pub(crate) fn tool_end_with<'py>(
         })
     };
     let (out, pending) = detached(py, None, |_| gw.tool_end(ticket, outcome));
-    match out {
-        Ok(None) => (false, ok, py.None()).into_pyobject(py),
-        Ok(Some(ToolOutcome::Ok(json))) => (true, true, json).into_pyobject(py),
-        Ok(Some(ToolOutcome::Error(e))) => (true, false, e.message).into_pyobject(py),
-        Err(e) => Err(to_py(py, e, pending)),
-    }
+    tool_end_reply(py, ok, out.map_err(|e| to_py(py, e, pending)))
 }
 
 #[pyfunction]
-fn current() -> PyResult<String> {
-    let (state, run) = *STATUS.lock();
-    Ok(status_json(&*gateway()?, state, run))
+fn current(py: Python<'_>) -> PyResult<String> {
+    let remote = remote()?;
+    let (out, pending) = detached(py, None, |_| remote.current());
+    out.map_err(|e| remote_to_py(py, e, pending))
 }
 
 /// What `ironhost.current()` reads: the agent, its state and its live figures, as JSON.
@@ -373,18 +498,37 @@ pub(crate) fn status_json(gw: &Gateway, state: AgentState, run: u32) -> String {
 /// run under that agent instead of starting their own).
 #[pyfunction]
 pub(crate) fn has_gateway() -> bool {
-    GATEWAY.read().is_some()
+    REMOTE.get().is_some()
 }
 
+/// The agent caught a stop signal: noted here and told to the host. True for the first (the
+/// agent unwinds once; the host ends it if it has not stopped in time).
 #[pyfunction]
-fn note_signal(signum: i32) {
-    note_signal_number(signum);
+fn note_signal(signum: i32) -> bool {
+    let first = note_signal_number(signum);
+    if let Some(remote) = REMOTE.get() {
+        remote.signal(signum);
+    }
+    first
 }
 
 #[pyfunction]
 #[pyo3(signature = (done, total=None, unit=None))]
-fn progress(done: u64, total: Option<u64>, unit: Option<String>) -> PyResult<()> {
-    progress_with(&*gateway()?, done, total, unit)
+fn progress(py: Python<'_>, done: u64, total: Option<u64>, unit: Option<String>) -> PyResult<()> {
+    check_progress(done, total)?;
+    let remote = remote()?;
+    let (out, pending) = detached(py, None, |_| remote.progress(done, total, unit));
+    out.map_err(|e| remote_to_py(py, e, pending))
+}
+
+fn check_progress(done: u64, total: Option<u64>) -> PyResult<()> {
+    if total.is_some_and(|t| done > t) {
+        return Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "progress: done ({done}) is more than total ({})",
+            total.unwrap_or(0)
+        )));
+    }
+    Ok(())
 }
 
 /// Publish the agent's progress through `gw`.
@@ -394,12 +538,7 @@ pub(crate) fn progress_with(
     total: Option<u64>,
     unit: Option<String>,
 ) -> PyResult<()> {
-    if total.is_some_and(|t| done > t) {
-        return Err(pyo3::exceptions::PyValueError::new_err(format!(
-            "progress: done ({done}) is more than total ({})",
-            total.unwrap_or(0)
-        )));
-    }
+    check_progress(done, total)?;
     gw.bus().publish(
         &gw.agent().agent_id,
         crate::policy::model::Severity::Info,

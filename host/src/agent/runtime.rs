@@ -3,24 +3,24 @@
 //! completed / failed / stopped, restarts on failure, and a clean stop on SIGINT/SIGTERM.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+
+use parking_lot::Mutex;
 
 use super::events::{AgentState, EventBus, EventKind};
 use super::gateway::{Gateway, GatewayOptions, LlmMode};
+use super::ipc::Setup;
 use super::lease::{AgentLease, LeaseError};
 use super::metrics::Metrics;
 use super::python;
+use super::{sandbox, worker};
 use crate::alerts::Alerts;
 use crate::api::plane::{self, Plane, PlaneError};
 use crate::api::{LiveChain, ws};
-use crate::config::{BundleChoice, Restart, Settings};
+use crate::config::{BundleChoice, Isolation, Restart, Settings};
 use crate::llm::http::{HttpUpstream, ProviderConfig};
 use crate::llm::simulator::Simulator;
 use crate::llm::tokens::ModelTokenMeter;
@@ -331,6 +331,20 @@ pub fn build_host(
         LeaseError::Running { .. } => StartError::Config(format!("agent_id: {e}")),
         LeaseError::Failed(m) => StartError::Failed(m),
     })?;
+    // The agent's own policy state is journaled before each answer (a kill -9 loses none).
+    let agents_dir = settings.home.join("agents");
+    match plane.state.attach_journal(&agents_dir, &id) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            "policy state: replayed {n} changes that the last process under {id} journaled but did not store (it was killed?)"
+        ),
+        Err(e) => {
+            return Err(StartError::Failed(format!(
+                "cannot journal the policy state of {id} in {}: {e}",
+                agents_dir.display()
+            )));
+        }
+    }
     let explicit_budget = settings.budget.is_some();
     let mut settings = settings.clone();
     budget_from_limits(&mut settings, &plane, &runtime, &id)?;
@@ -374,7 +388,7 @@ pub fn build_host(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     let bus = EventBus::new();
-    let recorder = Recorder::spawn(plane.store.clone(), &bus, Some(plane.keyring.data_key()));
+    let recorder = Recorder::spawn(plane.store.clone(), &bus, plane.recorder_keys());
     let alerts = Alerts::spawn(&settings.alerts, &bus).map_err(StartError::Failed)?;
     let options = GatewayOptions {
         mode,
@@ -494,21 +508,37 @@ fn watch_usr1(
     });
 }
 
+/// The worker running now (none between runs), for signals and environment changes.
+#[derive(Debug, Default)]
+struct Current {
+    pid: Option<u32>,
+    link: Option<Arc<worker::Link>>,
+}
+
+type SharedCurrent = Arc<Mutex<Current>>;
+
+/// Sets and removes variables in the running agent's environment; false if it could not.
+pub(crate) type EnvApplier = Arc<dyn Fn(Vec<(String, String)>, Vec<String>) -> bool + Send + Sync>;
+
 /// Keep the agent's environment in step with its secrets: on every change, run
-/// `on-agent-start` again and set what differs in `os.environ`. Calls in flight are not
-/// touched; the next call uses the new values (egress keys are resolved per call).
-pub(crate) fn follow_secrets(host: &Host, first_env: Vec<(String, String)>) {
+/// `on-agent-start` again and set what differs in the running agent's `os.environ` (and in
+/// the environment of later runs). Calls in flight are not touched; the next call uses the new
+/// values (egress keys are resolved per call).
+pub(crate) fn follow_secrets(
+    host: &Host,
+    env: Arc<Mutex<BTreeMap<String, String>>>,
+    apply: EnvApplier,
+) {
     let mut changes = host.plane.secrets.subscribe();
     let gateway = host.gateway.clone();
     let secrets = host.plane.secrets.clone();
     let bus = host.bus.clone();
-    let mut applied: BTreeMap<String, String> = first_env.into_iter().collect();
     host.runtime.spawn(async move {
         while changes.changed().await.is_ok() {
             let names = changes.borrow_and_update().clone();
             let gw = gateway.clone();
             let start = tokio::task::spawn_blocking(move || gw.chain().on_agent_start(gw.agent())).await;
-            let env = match start.map(|r| r.outcome) {
+            let given = match start.map(|r| r.outcome) {
                 Ok(crate::policy::chain::Outcome::Continue { value }) => value.env,
                 Ok(crate::policy::chain::Outcome::Deny { policy, denial }) => {
                     tracing::warn!(
@@ -521,33 +551,36 @@ pub(crate) fn follow_secrets(host: &Host, first_env: Vec<(String, String)>) {
                 }
                 _ => continue,
             };
-            let changed: Vec<(String, String)> = env
-                .iter()
-                .filter(|(k, v)| applied.get(k) != Some(v))
-                .cloned()
-                .collect();
-            // A variable no longer given (its secret was deleted) leaves the environment.
-            let removed: Vec<String> = applied
-                .keys()
-                .filter(|k| !env.iter().any(|(e, _)| e == *k))
-                .cloned()
-                .collect();
+            let (changed, removed) = {
+                let mut applied = env.lock();
+                let changed: Vec<(String, String)> = given
+                    .iter()
+                    .filter(|(k, v)| applied.get(k) != Some(v))
+                    .cloned()
+                    .collect();
+                // A variable no longer given (its secret was deleted) leaves the environment.
+                let removed: Vec<String> = applied
+                    .keys()
+                    .filter(|k| !given.iter().any(|(e, _)| e == *k))
+                    .cloned()
+                    .collect();
+                applied.extend(changed.iter().cloned());
+                for k in &removed {
+                    applied.remove(k);
+                }
+                (changed, removed)
+            };
             if changed.is_empty() && removed.is_empty() {
                 continue;
             }
-            let (update, unset) = (changed.clone(), removed.clone());
-            let result =
-                tokio::task::spawn_blocking(move || python::update_environ(&update, &unset)).await;
-            if !matches!(result, Ok(Ok(()))) {
+            let (update, unset, apply) = (changed.clone(), removed.clone(), apply.clone());
+            let applied = tokio::task::spawn_blocking(move || apply(update, unset)).await;
+            if !matches!(applied, Ok(true)) {
                 tracing::error!("cannot update the agent's environment after a secret change");
                 continue;
             }
             let mut vars: Vec<String> = changed.iter().map(|(k, _)| k.clone()).collect();
             vars.extend(removed.iter().cloned());
-            applied.extend(changed);
-            for k in &removed {
-                applied.remove(k);
-            }
             let agent = gateway.agent();
             tracing::info!(
                 "secrets rotated ({}): {} updated in the agent's environment",
@@ -577,47 +610,68 @@ pub(crate) fn follow_secrets(host: &Host, first_env: Vec<(String, String)>) {
     });
 }
 
-/// Set by the runtime when the agent is done; the stop watchdog then stands down.
-static FINISHED: AtomicBool = AtomicBool::new(false);
+fn send_signal(pid: u32, signal: rustix::process::Signal) {
+    if let Some(target) = i32::try_from(pid)
+        .ok()
+        .and_then(rustix::process::Pid::from_raw)
+    {
+        let _ = rustix::process::kill_process(target, signal);
+    }
+}
 
-/// Python writes the number of every signal it catches to this socket (its wakeup fd); a
-/// thread here notes it and, if the agent is still running after [`STOP_GRACE`], exits.
-fn watch_signals(agent_id: String) -> std::io::Result<UnixStream> {
-    let (mut reader, writer) = UnixStream::pair()?;
-    writer.set_nonblocking(true)?;
-    std::thread::Builder::new()
-        .name("ironhost-signals".to_owned())
-        .spawn(move || {
-            let mut byte = [0u8; 1];
-            let mut armed = false;
-            while let Ok(1) = reader.read(&mut byte) {
-                let signum = i32::from(byte[0]);
-                python::note_signal_number(signum);
-                if armed {
-                    continue;
+fn rustix_signal(signum: i32) -> rustix::process::Signal {
+    if signum == libc::SIGINT {
+        rustix::process::Signal::INT
+    } else {
+        rustix::process::Signal::TERM
+    }
+}
+
+/// SIGINT and SIGTERM stop the agent: the first is passed to its process, which unwinds as on
+/// Ctrl-C; if it is still running [`STOP_GRACE`] later, or at a second signal, it is killed.
+fn watch_stop(host: &Host, current: SharedCurrent) -> Result<(), StartError> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let _entered = host.runtime.enter();
+    let failed = |e: std::io::Error| StartError::Failed(format!("cannot handle stop signals: {e}"));
+    let mut int = signal(SignalKind::interrupt()).map_err(failed)?;
+    let mut term = signal(SignalKind::terminate()).map_err(failed)?;
+    let agent_id = host.gateway.agent().agent_id.clone();
+    host.runtime.spawn(async move {
+        let mut seen = 0u32;
+        loop {
+            let signum = tokio::select! {
+                Some(()) = int.recv() => libc::SIGINT,
+                Some(()) = term.recv() => libc::SIGTERM,
+                else => return,
+            };
+            python::note_signal_number(signum);
+            seen += 1;
+            let pid = current.lock().pid;
+            if seen > 1 {
+                if let Some(pid) = pid {
+                    tracing::warn!("second stop signal: ending agent {agent_id} now");
+                    send_signal(pid, rustix::process::Signal::KILL);
                 }
-                armed = true;
-                let id = agent_id.clone();
-                let _ = std::thread::Builder::new()
-                    .name("ironhost-stop".to_owned())
-                    .spawn(move || {
-                        std::thread::sleep(STOP_GRACE);
-                        if !FINISHED.load(Ordering::SeqCst) {
-                            let code = 128 + python::signal_received().unwrap_or(signum);
-                            tracing::error!(
-                                "agent {id} did not stop within {} s of the signal; exiting with {code}",
-                                STOP_GRACE.as_secs()
-                            );
-                            if let Some(record_stop) = EXIT_HOOK.get() {
-                                record_stop(AgentState::Stopped, code);
-                            }
-                            crate::cli::logging::flush(crate::cli::LOG_FLUSH);
-                            std::process::exit(code);
-                        }
-                    });
+                continue;
             }
-        })?;
-    Ok(writer)
+            if let Some(pid) = pid {
+                send_signal(pid, rustix_signal(signum));
+            }
+            let current = current.clone();
+            let id = agent_id.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(STOP_GRACE).await;
+                if let Some(pid) = current.lock().pid {
+                    tracing::error!(
+                        "agent {id} did not stop within {} s of the signal; ending its process",
+                        STOP_GRACE.as_secs()
+                    );
+                    send_signal(pid, rustix::process::Signal::KILL);
+                }
+            });
+        }
+    });
+    Ok(())
 }
 
 /// Run the agent to its end (restarts included); returns the exit code.
@@ -627,7 +681,6 @@ pub fn run_agent(
     settings: &Settings,
     env_vars: &BTreeMap<String, String>,
 ) -> Result<i32, StartError> {
-    let record_stop = EXIT_HOOK.get_or_init(|| exit_hook(host));
     let result = run_agent_inner(host, spec, settings, env_vars);
     if let Err(e) = &result {
         // The store must not keep showing an agent that could not run as starting or running.
@@ -636,41 +689,23 @@ pub fn run_agent(
         } else {
             1
         };
-        record_stop(AgentState::Failed, code);
+        record_stop(host, AgentState::Failed, code);
     }
     result
 }
 
-/// Records how the agent ended (an `agent_stopped` event) and flushes the store: for the exits
-/// that do not pass the run loop's own accounting (a start that fails, the stop watchdog).
-type ExitHook = Box<dyn Fn(AgentState, i32) + Send + Sync>;
-static EXIT_HOOK: std::sync::OnceLock<ExitHook> = std::sync::OnceLock::new();
-
-fn exit_hook(host: &Host) -> ExitHook {
-    let bus = host.bus.clone();
-    let recorder = host.recorder.clone();
-    let alerts = host.alerts.clone();
-    let state = host.plane.state.clone();
-    let handle = host.runtime.handle().clone();
-    let agent_id = host.gateway.agent().agent_id.clone();
-    Box::new(move |stopped, code| {
-        let (_, run) = python::status();
-        let severity = if stopped == AgentState::Failed {
-            Severity::High
-        } else {
-            Severity::Medium
-        };
-        let kind = EventKind::AgentStopped {
-            state: stopped,
-            exit_code: code,
-            run: run.max(1),
-        };
-        let seq = bus.publish(&agent_id, severity, kind).seq;
-        handle.block_on(flush_store(&recorder, &state, seq, Duration::from_secs(2)));
-        if let Some(alerts) = &alerts {
-            handle.block_on(alerts.flush(seq, Duration::from_secs(5)));
-        }
-    })
+/// Record how the agent ended (an `agent_stopped` event) and flush the store, for a start that
+/// fails before the run loop's own accounting.
+fn record_stop(host: &Host, stopped: AgentState, code: i32) {
+    let (_, run) = python::status();
+    let kind = EventKind::AgentStopped {
+        state: stopped,
+        exit_code: code,
+        run: run.max(1),
+    };
+    host.bus
+        .publish(&host.gateway.agent().agent_id, Severity::High, kind);
+    host.flush();
 }
 
 /// Wait until the events up to `seq` and all policy state are in the store (giving up after
@@ -681,24 +716,65 @@ async fn flush_store(recorder: &Recorder, state: &StoredState, seq: u64, limit: 
     written && persisted.is_ok()
 }
 
+/// A path the agent needs that the sandbox would hide.
+fn check_outside_home(what: &str, path: &Path, home: &Path) -> Result<(), StartError> {
+    let (Ok(path), Ok(home)) = (path.canonicalize(), home.canonicalize()) else {
+        return Ok(());
+    };
+    if path.starts_with(&home) {
+        return Err(StartError::Config(format!(
+            "{what} {} is inside the ironhost home {}, which agents cannot see; move it out",
+            path.display(),
+            home.display()
+        )));
+    }
+    Ok(())
+}
+
+/// The name of a signal that ended a process.
+fn signal_name(signum: i32) -> &'static str {
+    match signum {
+        libc::SIGSEGV => "SIGSEGV",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGILL => "SIGILL",
+        libc::SIGKILL => "SIGKILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        libc::SIGHUP => "SIGHUP",
+        libc::SIGPIPE => "SIGPIPE",
+        _ => "a signal",
+    }
+}
+
 fn run_agent_inner(
     host: &Host,
     spec: &AgentSpec,
     settings: &Settings,
     env_vars: &BTreeMap<String, String>,
 ) -> Result<i32, StartError> {
+    use std::os::unix::process::ExitStatusExt;
     let gateway = &host.gateway;
     let agent = gateway.agent().clone();
-    python::install_gateway(gateway.clone());
     python::set_status(AgentState::Starting, 1);
     let venv = env_vars.get("VIRTUAL_ENV").map(PathBuf::from);
-    python::start_interpreter(venv.as_deref()).map_err(|e| {
-        StartError::Failed(format!("cannot start Python: {}", python::describe(&e)))
-    })?;
+    let isolate = settings.isolation == Isolation::Sandbox;
+    if isolate {
+        check_outside_home("the agent script", &spec.script, &settings.home)?;
+        if let Some(v) = &venv {
+            check_outside_home("the virtualenv", v, &settings.home)?;
+        }
+        if let Ok(cwd) = std::env::current_dir() {
+            check_outside_home("the working directory", &cwd, &settings.home)?;
+        }
+    }
+    sandbox::protect_host_process()
+        .map_err(|e| StartError::Failed(format!("cannot protect the host process: {e}")))?;
 
     // Policies may refuse the agent or set its environment.
     let start = gateway.chain().on_agent_start(&agent);
-    let env = match start.outcome {
+    let given = match start.outcome {
         crate::policy::chain::Outcome::Continue { value } => value.env,
         crate::policy::chain::Outcome::Deny { policy, denial } => {
             return Err(StartError::Failed(format!(
@@ -708,14 +784,17 @@ fn run_agent_inner(
         }
         _ => Vec::new(),
     };
-    let signals = watch_signals(agent.agent_id.clone())
-        .map_err(|e| StartError::Failed(format!("cannot watch signals: {e}")))?;
-    let hooked = python::prepare(&env, &settings.llm.intercept_hosts, signals.as_raw_fd())
-        .map_err(|e| {
-            StartError::Failed(format!("cannot prepare Python: {}", python::describe(&e)))
-        })?;
-    tracing::debug!("HTTP libraries hooked: {}", hooked.join(", "));
-    follow_secrets(host, env.clone());
+    let base_env = worker::agent_env(env_vars);
+    let policy_env = Arc::new(Mutex::new(given.into_iter().collect::<BTreeMap<_, _>>()));
+    let current: SharedCurrent = Arc::default();
+    watch_stop(host, current.clone())?;
+    let to_worker = current.clone();
+    let apply: EnvApplier = Arc::new(move |set, unset| {
+        // Between runs there is no process to tell: the next run starts with the new values.
+        let link = to_worker.lock().link.clone();
+        link.is_none_or(|l| l.set_environ(set, unset))
+    });
+    follow_secrets(host, policy_env.clone(), apply);
 
     let max_restarts = match settings.restart {
         Restart::Never => 0,
@@ -733,12 +812,58 @@ fn run_agent_inner(
                 run,
             },
         );
-        let code = python::run_script(&spec.script, &spec.args)
-            .map_err(|e| StartError::Failed(format!("agent runner: {}", python::describe(&e))))?;
-        let (state, code) = match python::signal_received() {
-            Some(sig) => (AgentState::Stopped, 128 + sig),
-            None if code == 0 => (AgentState::Completed, 0),
-            None => (AgentState::Failed, code),
+        let setup = Setup {
+            script: spec.script.clone(),
+            args: spec.args.clone(),
+            venv: venv.clone(),
+            env: policy_env
+                .lock()
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            intercept_hosts: settings.llm.intercept_hosts.clone(),
+            hidden: vec![settings.home.clone()],
+            isolate,
+        };
+        let (mut w, ready) =
+            worker::spawn(gateway.clone(), setup, &base_env).map_err(StartError::Failed)?;
+        {
+            let mut c = current.lock();
+            c.pid = Some(w.child.id());
+            c.link = Some(w.link.clone());
+        }
+        // A stop signal that came while the worker was being started.
+        if let Some(sig) = python::signal_received() {
+            send_signal(w.child.id(), rustix_signal(sig));
+        }
+        let setup_error = match ready.recv() {
+            Ok(Ok(())) => None,
+            Ok(Err(m)) => Some(m),
+            Err(_) => Some("the agent's process ended before it was ready".to_owned()),
+        };
+        let status = w.child.wait();
+        *current.lock() = Current::default();
+        let status = status
+            .map_err(|e| StartError::Failed(format!("cannot wait for the agent's process: {e}")))?;
+        if let Some(m) = setup_error
+            && python::signal_received().is_none()
+        {
+            return Err(StartError::Failed(m));
+        }
+        let stop = python::signal_received().or_else(|| w.link.signal());
+        let (state, code, how) = match (stop, status.code(), status.signal()) {
+            (Some(sig), _, _) => (AgentState::Stopped, 128 + sig, String::new()),
+            (None, Some(0), _) => (AgentState::Completed, 0, String::new()),
+            (None, Some(code), _) => (AgentState::Failed, code, String::new()),
+            (None, None, Some(sig)) => (
+                AgentState::Failed,
+                128 + sig,
+                format!(
+                    ", its process killed by signal {sig} ({})",
+                    signal_name(sig)
+                ),
+            ),
+            (None, None, None) => (AgentState::Failed, 1, String::new()),
         };
         python::set_status(state, run);
         host.bus.publish(
@@ -760,7 +885,7 @@ fn run_agent_inner(
             None => format!("${:.2}", snap.cost_usd),
         };
         let line = format!(
-            "agent {} (exit {code}): {} LLM calls, {} tool calls, {spent}",
+            "agent {} (exit {code}{how}): {} LLM calls, {} tool calls, {spent}",
             state.as_str(),
             snap.llm_calls,
             snap.tool_calls
@@ -782,8 +907,6 @@ fn run_agent_inner(
         } else {
             tracing::warn!("{line}");
         }
-        FINISHED.store(true, Ordering::SeqCst);
-        drop(signals);
         host.flush();
         return Ok(code);
     }

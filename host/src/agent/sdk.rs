@@ -207,7 +207,10 @@ fn open(opts: OpenOptions) -> Result<Agent, StartError> {
     };
     let dashboard = host.api_addr.map(crate::api::plane::url);
     // A rotated or deleted secret reaches os.environ, as under `ironhost start`.
-    runtime::follow_secrets(&host, start_env.clone());
+    let env = Arc::new(parking_lot::Mutex::new(start_env.iter().cloned().collect()));
+    let apply: runtime::EnvApplier =
+        Arc::new(|set, unset| python::update_environ(&set, &unset).is_ok());
+    runtime::follow_secrets(&host, env, apply);
     let stop = Arc::new(AtomicBool::new(false));
     IN_PROCESS
         .lock()

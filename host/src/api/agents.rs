@@ -7,7 +7,7 @@ use axum::response::IntoResponse;
 
 use super::auth::{Admin, Reader};
 use super::{ApiError, AppState};
-use crate::store::queries::{AgentRecord, process_start};
+use crate::store::queries::AgentRecord;
 
 async fn find(state: &AppState, id: &str) -> Result<AgentRecord, ApiError> {
     state
@@ -19,6 +19,7 @@ async fn find(state: &AppState, id: &str) -> Result<AgentRecord, ApiError> {
 
 /// `GET /api/agents`: every agent with its figures.
 pub async fn list(State(state): State<AppState>, _: Reader) -> Result<impl IntoResponse, ApiError> {
+    sweep(&state).await;
     let mut out = Vec::new();
     for a in state.store.agents().await? {
         let metrics = state.store.agent_metrics(&a).await?;
@@ -33,6 +34,7 @@ pub async fn show(
     _: Reader,
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
+    sweep(&state).await;
     Ok(Json(find(&state, &id).await?))
 }
 
@@ -49,9 +51,21 @@ pub async fn metrics(
 /// The agent's host process, if it is still the one that registered it (same pid, same start
 /// time: a recycled pid is never signalled).
 pub fn live_process(a: &AgentRecord) -> Option<i64> {
-    let pid = a.pid.filter(|p| *p > 0)?;
-    let started = a.pid_start?;
-    (process_start(pid) == Some(started)).then_some(pid)
+    a.live_pid()
+}
+
+/// Mark agents whose process is gone as failed before showing them.
+async fn sweep(state: &AppState) {
+    match state.store.sweep_lost().await {
+        Ok(lost) => {
+            for id in lost {
+                tracing::warn!(
+                    "agent {id} was left running by an ironhost process that ended without stopping it (killed?); marked failed"
+                );
+            }
+        }
+        Err(e) => tracing::warn!("cannot check for agents whose process is gone: {e}"),
+    }
 }
 
 /// `POST /api/agents/{id}/stop` (admin): the agent's host gets SIGTERM, as from a terminal:

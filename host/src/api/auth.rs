@@ -479,6 +479,89 @@ pub async fn create_user(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
+fn user_id(id: &str) -> Result<i64, ApiError> {
+    id.parse()
+        .map_err(|_| ApiError::bad_request(format!("user id `{id}`: not a number")))
+}
+
+/// `PATCH /api/users/{id}` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    pub role: String,
+}
+
+const LAST_ADMIN: &str =
+    "the installation's last admin cannot be removed or demoted; make another admin first";
+
+/// `PATCH /api/users/{id}` (admin): change a user's role. It applies from the user's next
+/// request (roles are read from the store on each one).
+pub async fn change_user(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    Path(id): Path<String>,
+    JsonBody(req): JsonBody<UserChange>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = user_id(&id)?;
+    let role = Role::parse(&req.role)
+        .map_err(|e| ApiError::unprocessable("invalid_user", format!("role: {e}")))?;
+    match state.store.change_user(id, Some(role.as_str())).await? {
+        Ok(Some(user)) => {
+            tracing::warn!(
+                "user {} is now {} (changed by {})",
+                user.username,
+                user.role,
+                caller.name
+            );
+            Ok(Json(user))
+        }
+        Ok(None) => Err(ApiError::not_found(format!("no user {id}"))),
+        Err(_) => Err(ApiError::conflict(LAST_ADMIN)),
+    }
+}
+
+/// `DELETE /api/users/{id}` (admin): remove a user and end their sessions; their tokens stop
+/// working at once.
+pub async fn delete_user(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let id = user_id(&id)?;
+    match state.store.change_user(id, None).await? {
+        Ok(Some(user)) => {
+            tracing::warn!("user {} removed by {}", user.username, caller.name);
+            Ok(StatusCode::NO_CONTENT)
+        }
+        Ok(None) => Err(ApiError::not_found(format!("no user {id}"))),
+        Err(_) => Err(ApiError::conflict(LAST_ADMIN)),
+    }
+}
+
+/// `DELETE /api/users/{id}/sessions` (admin): sign a user out everywhere: every access and
+/// refresh token of their sessions stops working; the user may log in again.
+pub async fn end_sessions(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    Path(id): Path<String>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = user_id(&id)?;
+    let user = state
+        .store
+        .user_by_id(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no user {id}")))?;
+    let ended = state.store.revoke_user_sessions(id).await?;
+    tracing::warn!(
+        "{ended} sessions of user {} ended by {}",
+        user.username,
+        caller.name
+    );
+    Ok(Json(
+        serde_json::json!({"user_id": id, "sessions_ended": ended}),
+    ))
+}
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewToken {

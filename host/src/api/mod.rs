@@ -102,6 +102,14 @@ pub fn router(state: AppState) -> Router {
         .route("/auth/logout", post(auth::logout))
         .route("/auth/me", get(auth::me))
         .route("/users", get(auth::list_users).post(auth::create_user))
+        .route(
+            "/users/{id}",
+            axum::routing::patch(auth::change_user).delete(auth::delete_user),
+        )
+        .route(
+            "/users/{id}/sessions",
+            axum::routing::delete(auth::end_sessions),
+        )
         .route("/tokens", get(auth::list_tokens).post(auth::create_token))
         .route("/tokens/{id}", axum::routing::delete(auth::revoke_token))
         .route("/agents", get(agents::list))

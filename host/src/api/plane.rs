@@ -67,6 +67,27 @@ impl Plane {
             )
             .await?,
         );
+        let audit_key = keyring.audit_key();
+        let sealed = crate::store::audit::start_chain(&store, &audit_key)
+            .await
+            .map_err(|e| {
+                PlaneError::Failed(format!(
+                    "{}: cannot start the audit chain: {e}",
+                    store.path().display()
+                ))
+            })?;
+        if sealed > 0 {
+            tracing::info!("audit: sealed {sealed} rows written before the audit chain");
+        }
+        let verifying = verify_audit(store.clone(), audit_key);
+        // A store of ordinary size is checked before anything runs; a huge one goes on being
+        // checked beside the run.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), verifying).await;
+        for id in store.sweep_lost().await? {
+            tracing::warn!(
+                "agent {id} was left running by an ironhost process that ended without stopping it (killed?); marked failed"
+            );
+        }
         let secrets = SecretStore::load(store.clone(), keyring.clone()).await?;
         let state = StoredState::load(&store).await?;
         let admin_password = vars.get("IRONHOST_ADMIN_PASSWORD").map(String::as_str);
@@ -83,6 +104,14 @@ impl Plane {
             secrets,
             state,
         })
+    }
+
+    /// The keys the recorder writes with: PII originals sealed, PII audit rows chained.
+    pub fn recorder_keys(&self) -> crate::store::recorder::RecorderKeys {
+        crate::store::recorder::RecorderKeys {
+            data: Some(self.keyring.data_key()),
+            audit: Some(self.keyring.audit_key()),
+        }
     }
 
     /// The services policies get: persistent state, the secret store, the installation's
@@ -161,4 +190,24 @@ pub async fn bind(api: &ApiSettings, state: AppState) -> Result<Option<Server>, 
 /// Where to point a browser.
 pub fn url(addr: SocketAddr) -> String {
     format!("http://{addr}/")
+}
+
+/// Check the audit chain once the store is open; a broken chain is logged as an error (the run
+/// goes on: stopping would let whoever can write the file stop every agent).
+fn verify_audit(store: Store, key: crate::store::audit::AuditKey) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        match crate::store::audit::verify(&store, &key).await {
+            Ok(reports) => {
+                for r in reports.iter().filter(|r| !r.problems.is_empty()) {
+                    tracing::error!(
+                        "audit: `{}` in {} has been tampered with: {}; `ironhost audit verify` lists what",
+                        r.table,
+                        store.path().display(),
+                        r.problems.join("; ")
+                    );
+                }
+            }
+            Err(e) => tracing::error!("audit: cannot verify the audit chain: {e}"),
+        }
+    })
 }

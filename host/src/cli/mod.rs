@@ -3,6 +3,7 @@
 //! Exit codes: 0 success, 1 failure while running, 2 bad input (arguments, files, manifests,
 //! components). Errors are one line on stderr that names the file and the reason.
 
+mod audit;
 pub mod logging;
 mod policy;
 mod scaffold;
@@ -38,6 +39,12 @@ pub enum Command {
     Start(start::StartArgs),
     /// Run the control plane (REST API, WebSocket) without an agent.
     Serve(serve::ServeArgs),
+    /// Check the audit tables (secret changes and reads, PII findings) for tampering.
+    #[command(subcommand)]
+    Audit(audit::AuditCommand),
+    /// The agent's process, started by `ironhost start` (not for use by hand).
+    #[command(name = "__agent-worker", hide = true)]
+    AgentWorker,
 }
 
 /// A command's error: what to print and which exit code to use.
@@ -88,6 +95,14 @@ pub fn run(cli: Cli) -> ExitCode {
         }
         Command::Start(args) => start::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Audit(cmd) => {
+            init_logging();
+            audit::run(cmd)
+        }
+        Command::AgentWorker => {
+            let code = crate::agent::remote::worker_main();
+            return ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1));
+        }
     };
     // What was logged goes out before the last word (and before the process ends).
     logging::flush(LOG_FLUSH);

@@ -42,6 +42,12 @@ pub struct ServeArgs {
 /// Serve until SIGINT or SIGTERM.
 pub fn run(args: ServeArgs) -> Result<u8, CliError> {
     let vars: BTreeMap<String, String> = std::env::vars().collect();
+    // Read once, above; from here on the host's credentials are in its memory only.
+    if let Err(e) =
+        crate::agent::sandbox::scrub_environment_block(&crate::agent::python::SCRUBBED_VARS)
+    {
+        tracing::debug!("cannot scrub the environment block: {e}");
+    }
     let cwd = std::env::current_dir()
         .map_err(|e| CliError::failure(format!("cannot read the current directory: {e}")))?;
     let flags = Flags {
@@ -78,7 +84,7 @@ pub fn run(args: ServeArgs) -> Result<u8, CliError> {
         // Changes made here are recorded like any process's events, and reach clients
         // through the store, with everyone else's.
         let bus = EventBus::new();
-        let _recorder = Recorder::spawn(plane.store.clone(), &bus, Some(plane.keyring.data_key()));
+        let _recorder = Recorder::spawn(plane.store.clone(), &bus, plane.recorder_keys());
         let feed = ws::feed();
         ws::feed_from_store(plane.store.clone(), feed.clone());
         let live = LiveChain {

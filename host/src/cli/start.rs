@@ -56,6 +56,12 @@ pub struct StartArgs {
 /// Run the agent; the exit code mirrors the agent's.
 pub fn run(args: StartArgs) -> Result<u8, CliError> {
     let vars: BTreeMap<String, String> = std::env::vars().collect();
+    // Read once, above; from here on the host's credentials are in its memory only.
+    if let Err(e) =
+        crate::agent::sandbox::scrub_environment_block(&crate::agent::python::SCRUBBED_VARS)
+    {
+        tracing::debug!("cannot scrub the environment block: {e}");
+    }
     let cwd = std::env::current_dir()
         .map_err(|e| CliError::failure(format!("cannot read the current directory: {e}")))?;
     let flags = Flags {

@@ -99,6 +99,7 @@ pub struct Keyring {
     data_key: Arc<Key>,
     fingerprint_key: [u8; 32],
     jwt_key: Zeroizing<Vec<u8>>,
+    audit_key: crate::store::audit::AuditKey,
     derived: Mutex<HashMap<[u8; SALT_LEN], Key>>,
 }
 
@@ -201,6 +202,7 @@ impl Keyring {
         }
         let fingerprint = installation_key(store, &data_key, "fingerprint_key").await?;
         let jwt = installation_key(store, &data_key, "jwt_key").await?;
+        let audit = installation_key(store, &data_key, "audit_key").await?;
         let mut fingerprint_key = [0u8; 32];
         fingerprint_key.copy_from_slice(&fingerprint[..32]);
         Ok(Keyring {
@@ -208,6 +210,7 @@ impl Keyring {
             data_key: Arc::new(data_key),
             fingerprint_key,
             jwt_key: jwt,
+            audit_key: crate::store::audit::AuditKey::new(audit),
             derived: Mutex::new(HashMap::new()),
         })
     }
@@ -226,6 +229,11 @@ impl Keyring {
     /// The key signing session tokens.
     pub fn jwt_key(&self) -> &[u8] {
         &self.jwt_key
+    }
+
+    /// The key sealing the audit tables' hash chain.
+    pub fn audit_key(&self) -> crate::store::audit::AuditKey {
+        self.audit_key.clone()
     }
 
     /// The key for a secret's salt; derivations are cached (Argon2id is deliberately slow).
@@ -570,6 +578,7 @@ impl SecretStore {
         }
         audit(
             &mut tx,
+            &self.keyring.audit_key,
             name,
             environment,
             if updated { "update" } else { "create" },
@@ -617,7 +626,16 @@ impl SecretStore {
                 environment: environment.to_owned(),
             });
         }
-        audit(&mut tx, name, environment, "delete", actor, None).await?;
+        audit(
+            &mut tx,
+            &self.keyring.audit_key,
+            name,
+            environment,
+            "delete",
+            actor,
+            None,
+        )
+        .await?;
         tx.commit().await?;
         self.cache
             .write()
@@ -637,7 +655,16 @@ impl SecretStore {
         detail: Option<&str>,
     ) -> Result<(), SecretsError> {
         let mut tx = self.store.pool().begin().await?;
-        audit(&mut tx, name, environment, action, actor, detail).await?;
+        audit(
+            &mut tx,
+            &self.keyring.audit_key,
+            name,
+            environment,
+            action,
+            actor,
+            detail,
+        )
+        .await?;
         tx.commit().await?;
         Ok(())
     }
@@ -673,6 +700,7 @@ impl SecretStore {
 
 async fn audit(
     tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    key: &crate::store::audit::AuditKey,
     name: &str,
     environment: &str,
     action: &str,
@@ -691,7 +719,10 @@ async fn audit(
     .bind(detail)
     .execute(&mut **tx)
     .await?;
-    Ok(())
+    let id = sqlx::query_scalar("SELECT last_insert_rowid()")
+        .fetch_one(&mut **tx)
+        .await?;
+    crate::store::audit::seal(tx, key, &crate::store::audit::SECRET_AUDIT, id).await
 }
 
 fn entry(row: &sqlx::sqlite::SqliteRow) -> Entry {
@@ -774,6 +805,7 @@ impl SecretResolver for SecretStore {
             return;
         };
         let store = self.store.clone();
+        let key = self.keyring.audit_key();
         runtime.spawn(async move {
             for ((policy, environment, name), reads) in batch {
                 let actor = Actor {
@@ -785,6 +817,7 @@ impl SecretResolver for SecretStore {
                     let mut tx = store.pool().begin().await?;
                     audit(
                         &mut tx,
+                        &key,
                         &name,
                         &environment,
                         "policy-read",

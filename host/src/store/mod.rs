@@ -5,6 +5,7 @@
 //! Writes from the call path never wait for the database: the [`recorder`] subscribes to the
 //! event bus and writes in batches; policy state is written behind by [`state`].
 
+pub mod audit;
 pub mod queries;
 pub mod recorder;
 pub mod state;
@@ -31,6 +32,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         2,
         "agent_runner",
         include_str!("../../migrations/0002_agent_runner.sql"),
+    ),
+    (
+        3,
+        "audit_chain",
+        include_str!("../../migrations/0003_audit_chain.sql"),
     ),
 ];
 
@@ -321,6 +327,18 @@ mod tests {
             // Back to the first schema, as an earlier ironhost left it, with an agent in it.
             sqlx::raw_sql(
                 "ALTER TABLE agents DROP COLUMN runner;
+                 DROP TRIGGER secret_audit_log_no_update;
+                 DROP TRIGGER pii_audit_no_update;
+                 DROP TRIGGER audit_chain_heads_no_delete;
+                 DROP TABLE audit_chain_heads;
+                 ALTER TABLE secret_audit_log DROP COLUMN chain_hash;
+                 ALTER TABLE pii_audit DROP COLUMN chain_hash;
+                 CREATE TRIGGER secret_audit_log_no_update BEFORE UPDATE ON secret_audit_log
+                 BEGIN SELECT RAISE(ABORT, 'secret_audit_log is append-only'); END;
+                 CREATE TRIGGER pii_audit_no_update BEFORE UPDATE ON pii_audit
+                 BEGIN SELECT RAISE(ABORT, 'pii_audit is append-only'); END;
+                 INSERT INTO secret_audit_log (ts_ms, secret_name, environment, action, actor, role)
+                 VALUES (1, 'K', 'dev', 'create', 'admin', 'admin');
                  DELETE FROM _ironhost_migrations WHERE version > 1;
                  INSERT INTO agents (id, name, script, bundle, environment, state, created_ms, updated_ms)
                  VALUES ('lg-1', 'lead_gen', 'lead_gen.py', 'default', 'dev', 'completed', 1, 1);",
@@ -333,6 +351,14 @@ mod tests {
             let agents = store.agents().await.expect("agents");
             assert_eq!(agents.len(), 1);
             assert_eq!((agents[0].id.as_str(), agents[0].runner.as_str()), ("lg-1", "ironhost"));
+            // The audit row is kept, waiting to be sealed by the first host that has the key.
+            let unsealed: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM secret_audit_log WHERE chain_hash IS NULL",
+            )
+            .fetch_one(store.pool())
+            .await
+            .expect("count");
+            assert_eq!(unsealed, 1);
         });
     }
 

@@ -223,6 +223,21 @@ pub struct PiiCount {
 
 /// When process `pid` started, in clock ticks after boot (`/proc/PID/stat` field 22), if it
 /// is running.
+impl AgentRecord {
+    /// Whether the process that registered the agent still runs (same pid, same start time:
+    /// a recycled pid is not taken for it).
+    pub fn is_live(&self) -> bool {
+        self.live_pid().is_some()
+    }
+
+    /// The agent's host process, if it is still the one that registered it.
+    pub fn live_pid(&self) -> Option<i64> {
+        let pid = self.pid.filter(|p| *p > 0)?;
+        let started = self.pid_start?;
+        (process_start(pid) == Some(started)).then_some(pid)
+    }
+}
+
 pub fn process_start(pid: i64) -> Option<i64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) may contain spaces and parentheses: count from the last `)`.
@@ -341,6 +356,47 @@ impl Store {
         .execute(self.pool())
         .await?;
         Ok(())
+    }
+
+    /// Agents recorded as starting or running whose ironhost process is gone (killed with
+    /// `kill -9`, crashed hard, the machine restarted): marked `failed`, so they do not show as
+    /// running forever. Returns their ids. Checks processes on this machine only.
+    pub async fn sweep_lost(&self) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "{AGENT_COLUMNS} WHERE a.state IN ('starting', 'running')"
+        ))
+        .fetch_all(self.pool())
+        .await?;
+        let now = now_ms();
+        let mut lost = Vec::new();
+        for a in rows.iter().map(agent) {
+            if a.is_live() {
+                continue;
+            }
+            // Only if the row still names the same process (not an agent started meanwhile).
+            let changed = sqlx::query(
+                "UPDATE agents SET state = 'failed', updated_ms = ? WHERE id = ? AND state IN ('starting', 'running') AND pid IS ? AND pid_start IS ?",
+            )
+            .bind(now)
+            .bind(&a.id)
+            .bind(a.pid)
+            .bind(a.pid_start)
+            .execute(self.pool())
+            .await?
+            .rows_affected();
+            if changed == 0 {
+                continue;
+            }
+            sqlx::query(
+                "UPDATE agent_runs SET state = 'failed', ended_ms = ? WHERE agent_id = ? AND state IN ('starting', 'running')",
+            )
+            .bind(now)
+            .bind(&a.id)
+            .execute(self.pool())
+            .await?;
+            lost.push(a.id);
+        }
+        Ok(lost)
     }
 
     /// Every agent, newest first.
@@ -791,6 +847,77 @@ impl Store {
         Ok(n == 1)
     }
 
+    /// End every live session of a user (their access and refresh tokens stop working);
+    /// returns how many were live.
+    pub async fn revoke_user_sessions(&self, user_id: i64) -> Result<u64, StoreError> {
+        let done = sqlx::query(
+            "UPDATE sessions SET revoked_ms = ? WHERE user_id = ? AND revoked_ms IS NULL AND expires_ms > ?",
+        )
+        .bind(now_ms())
+        .bind(user_id)
+        .bind(now_ms())
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Change a user's role, or remove the user (`role` None) with their sessions, in one
+    /// transaction that refuses to leave the installation without an admin. `Ok(None)` when
+    /// there is no such user; `Err(UserChange::LastAdmin)` when it would remove the last admin.
+    pub async fn change_user(
+        &self,
+        id: i64,
+        role: Option<&str>,
+    ) -> Result<Result<Option<User>, LastAdmin>, StoreError> {
+        let mut tx = self.pool().begin().await?;
+        // Write first: the transaction holds the write lock before it counts admins.
+        let touched = sqlx::query("UPDATE users SET role = role WHERE id = ?")
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        if touched.rows_affected() == 0 {
+            return Ok(Ok(None));
+        }
+        let current: String = sqlx::query_scalar("SELECT role FROM users WHERE id = ?")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin'")
+            .fetch_one(&mut *tx)
+            .await?;
+        if current == "admin" && admins <= 1 && role != Some("admin") {
+            return Ok(Err(LastAdmin));
+        }
+        match role {
+            Some(r) => {
+                sqlx::query("UPDATE users SET role = ? WHERE id = ?")
+                    .bind(r)
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            None => {
+                sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+        }
+        let row = sqlx::query("SELECT * FROM users WHERE id = ?")
+            .bind(id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let before = user(&row);
+        if role.is_none() {
+            sqlx::query("DELETE FROM users WHERE id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(Ok(Some(before)))
+    }
+
     pub async fn revoke_session(&self, id: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE sessions SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL")
             .bind(now_ms())
@@ -800,6 +927,10 @@ impl Store {
         Ok(())
     }
 }
+
+/// A change refused because it would leave the installation without an admin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastAdmin;
 
 #[cfg(test)]
 mod tests {

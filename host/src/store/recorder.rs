@@ -33,19 +33,29 @@ pub struct Recorder {
     counts: Arc<JournalCounts>,
 }
 
+/// The keys the recorder writes with.
+#[derive(Debug, Clone, Default)]
+pub struct RecorderKeys {
+    /// Seals PII originals.
+    pub data: Option<Arc<Key>>,
+    /// Seals PII audit rows into the audit chain.
+    pub audit: Option<super::audit::AuditKey>,
+}
+
 impl Recorder {
     /// Take `bus`'s journal and write what it carries into `store`, on the current runtime.
-    /// `data_key` seals PII originals; without one they are not kept (only their fingerprint).
+    /// `keys.data` seals PII originals (without it they are not kept, only their fingerprint);
+    /// `keys.audit` seals PII audit rows into the audit chain.
     ///
     /// # Panics
     /// If the bus already has a recorder: its journal has one reader.
-    pub fn spawn(store: Store, bus: &EventBus, data_key: Option<Arc<Key>>) -> Recorder {
+    pub fn spawn(store: Store, bus: &EventBus, keys: RecorderKeys) -> Recorder {
         let journal = bus
             .journal()
             .expect("an event bus has one recorder: its journal was taken already");
         let (tx, written) = watch::channel(bus.last_seq());
         let counts = journal.counts.clone();
-        tokio::spawn(run(store, journal, tx, data_key));
+        tokio::spawn(run(store, journal, tx, keys));
         Recorder { written, counts }
     }
 
@@ -79,7 +89,7 @@ async fn run(
     store: Store,
     journal: JournalReader,
     written: watch::Sender<u64>,
-    data_key: Option<Arc<Key>>,
+    keys: RecorderKeys,
 ) {
     let JournalReader { mut rx, counts } = journal;
     let mut last_prune = std::time::Instant::now();
@@ -121,7 +131,7 @@ async fn run(
         }
         // Publishers number events before they send them, so a batch may arrive out of order.
         let last = batch.iter().map(|e| e.seq).max().unwrap_or(0);
-        record(&store, &batch, data_key.as_deref()).await;
+        record(&store, &batch, &keys).await;
         counts.done(batch.len());
         written.send_modify(|done| *done = (*done).max(last));
         if last_prune.elapsed() > PRUNE_EVERY {
@@ -152,12 +162,12 @@ fn refused_for_good(e: &sqlx::Error) -> bool {
 /// store is busy or full (calls wait at their start meanwhile, see `EventBus::wait_for_room`).
 /// Only an event the database refuses for good is dropped, loudly, so it cannot hold up the
 /// others.
-async fn record(store: &Store, batch: &[Arc<Event>], data_key: Option<&Key>) {
-    if write_until_taken(store, batch, data_key).await.is_ok() {
+async fn record(store: &Store, batch: &[Arc<Event>], keys: &RecorderKeys) {
+    if write_until_taken(store, batch, keys).await.is_ok() {
         return;
     }
     for event in batch {
-        if let Err(e) = write_until_taken(store, std::slice::from_ref(event), data_key).await {
+        if let Err(e) = write_until_taken(store, std::slice::from_ref(event), keys).await {
             tracing::error!(
                 "the store refuses a `{}` event ({e}); it is not recorded",
                 event.kind.type_name()
@@ -170,11 +180,11 @@ async fn record(store: &Store, batch: &[Arc<Event>], data_key: Option<&Key>) {
 async fn write_until_taken(
     store: &Store,
     batch: &[Arc<Event>],
-    data_key: Option<&Key>,
+    keys: &RecorderKeys,
 ) -> Result<(), sqlx::Error> {
     let mut attempt: u32 = 0;
     loop {
-        match write_batch(store, batch, data_key).await {
+        match write_batch(store, batch, keys).await {
             Ok(()) => {
                 if attempt > 0 {
                     tracing::info!("recorded {} events after {attempt} retries", batch.len());
@@ -206,8 +216,9 @@ fn text(v: &serde_json::Value, key: &str) -> String {
 async fn write_batch(
     store: &Store,
     batch: &[Arc<Event>],
-    data_key: Option<&Key>,
+    keys: &RecorderKeys,
 ) -> Result<(), sqlx::Error> {
+    let data_key = keys.data.as_deref();
     let mut tx = store.pool().begin().await?;
     for event in batch {
         let body = serde_json::to_value(&**event).unwrap_or_default();
@@ -329,6 +340,12 @@ async fn write_batch(
                 .bind(ct)
                 .execute(&mut *tx)
                 .await?;
+                if let Some(key) = &keys.audit {
+                    let id = sqlx::query_scalar("SELECT last_insert_rowid()")
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    super::audit::seal(&mut tx, key, &super::audit::PII_AUDIT, id).await?;
+                }
             }
             EventKind::AgentStarted { run, .. } => {
                 sqlx::query(
@@ -402,7 +419,8 @@ mod tests {
             .expect("runtime");
         let store = rt.block_on(Store::open(dir.path())).expect("store");
         let bus = EventBus::new();
-        let recorder = rt.block_on(async { Recorder::spawn(store.clone(), &bus, None) });
+        let recorder =
+            rt.block_on(async { Recorder::spawn(store.clone(), &bus, RecorderKeys::default()) });
         // Two publishers, as fast as they can: 20,000 call records among 40,000 cost updates,
         // far more than the store writes in the time (the bus's subscribers lose most of them).
         let publishers: Vec<_> = (0..2)

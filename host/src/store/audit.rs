@@ -1,0 +1,472 @@
+//! The audit tables (`secret_audit_log`, `pii_audit`) as a keyed hash chain: tampering shows.
+//!
+//! Every row carries `chain_hash = HMAC-SHA256(audit key, table, id, previous row's hash, the
+//! row's values as SQLite quotes them)`, and `audit_chain_heads` holds each table's last id and
+//! hash under a MAC of its own. The audit key is a random key of the installation, kept
+//! encrypted under the master key, so whoever can write the database file but does not hold the
+//! master key cannot make a changed, inserted or removed row fit: [`verify`] names the first row
+//! where the chain breaks, a head that does not match the last row (rows removed from the end),
+//! and triggers that were dropped. Rows are sealed in the transaction that writes them.
+
+use std::sync::Arc;
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use sqlx::Row;
+use zeroize::Zeroizing;
+
+use super::Store;
+
+/// A table under the chain: its name and the columns its hash covers, in order.
+#[derive(Debug, Clone, Copy)]
+pub struct AuditTable {
+    pub name: &'static str,
+    columns: &'static [&'static str],
+    triggers: [&'static str; 2],
+}
+
+/// The secret store's audit: every change and every policy read of a secret.
+pub const SECRET_AUDIT: AuditTable = AuditTable {
+    name: "secret_audit_log",
+    columns: &[
+        "ts_ms",
+        "secret_name",
+        "environment",
+        "action",
+        "actor",
+        "role",
+        "detail",
+    ],
+    triggers: ["secret_audit_log_no_update", "secret_audit_log_no_delete"],
+};
+
+/// PII findings.
+pub const PII_AUDIT: AuditTable = AuditTable {
+    name: "pii_audit",
+    columns: &[
+        "ts_ms",
+        "agent_id",
+        "call_id",
+        "policy",
+        "pii_type",
+        "severity",
+        "location",
+        "action",
+        "value_hash",
+        "value_nonce",
+        "value_ciphertext",
+    ],
+    triggers: ["pii_audit_no_update", "pii_audit_no_delete"],
+};
+
+/// Both chained tables.
+pub const AUDIT_TABLES: [AuditTable; 2] = [SECRET_AUDIT, PII_AUDIT];
+
+/// The installation's audit key.
+#[derive(Clone)]
+pub struct AuditKey(Arc<Zeroizing<Vec<u8>>>);
+
+impl std::fmt::Debug for AuditKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AuditKey(hidden)")
+    }
+}
+
+impl AuditKey {
+    pub fn new(key: Zeroizing<Vec<u8>>) -> AuditKey {
+        AuditKey(Arc::new(key))
+    }
+
+    fn mac(&self, parts: &[&[u8]]) -> String {
+        let Ok(mut m) = Hmac::<Sha256>::new_from_slice(&self.0) else {
+            return String::new();
+        };
+        for p in parts {
+            m.update(&(p.len() as u64).to_le_bytes());
+            m.update(p);
+        }
+        hex::encode(m.finalize().into_bytes())
+    }
+
+    fn row_hash(&self, table: &str, id: i64, prev: &str, values: &str) -> String {
+        self.mac(&[
+            b"row",
+            table.as_bytes(),
+            &id.to_le_bytes(),
+            prev.as_bytes(),
+            values.as_bytes(),
+        ])
+    }
+
+    fn head_mac(&self, table: &str, last_id: i64, last_hash: &str) -> String {
+        self.mac(&[
+            b"head",
+            table.as_bytes(),
+            &last_id.to_le_bytes(),
+            last_hash.as_bytes(),
+        ])
+    }
+}
+
+/// The row's values as one text, as SQLite quotes them (text quoted, blobs in hex, NULL).
+fn values_sql(table: &AuditTable) -> String {
+    let quoted: Vec<String> = table
+        .columns
+        .iter()
+        .map(|c| format!("quote({c})"))
+        .collect();
+    quoted.join(" || char(31) || ")
+}
+
+type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
+
+/// Seal the row `id` just inserted into `table` in `tx`, and move the table's head to it. The
+/// first statement takes the database's write lock, so concurrent writers take turns.
+pub async fn seal(
+    tx: &mut Tx<'_>,
+    key: &AuditKey,
+    table: &AuditTable,
+    id: i64,
+) -> Result<(), sqlx::Error> {
+    let head = sqlx::query(
+        "UPDATE audit_chain_heads SET last_id = last_id WHERE tbl = ? RETURNING last_id, last_hash",
+    )
+    .bind(table.name)
+    .fetch_one(&mut **tx)
+    .await?;
+    let (last_id, last_hash): (i64, String) = (head.get(0), head.get(1));
+    if id <= last_id {
+        return Err(sqlx::Error::Protocol(format!(
+            "{}: row {id} is not after the chain's last row {last_id}",
+            table.name
+        )));
+    }
+    let values: String = sqlx::query_scalar(&format!(
+        "SELECT {} FROM {} WHERE id = ?",
+        values_sql(table),
+        table.name
+    ))
+    .bind(id)
+    .fetch_one(&mut **tx)
+    .await?;
+    let hash = key.row_hash(table.name, id, &last_hash, &values);
+    sqlx::query(&format!(
+        "UPDATE {} SET chain_hash = ? WHERE id = ?",
+        table.name
+    ))
+    .bind(&hash)
+    .bind(id)
+    .execute(&mut **tx)
+    .await?;
+    sqlx::query("UPDATE audit_chain_heads SET last_id = ?, last_hash = ?, mac = ? WHERE tbl = ?")
+        .bind(id)
+        .bind(&hash)
+        .bind(key.head_mac(table.name, id, &hash))
+        .bind(table.name)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Once per store, when the chain is new (its heads carry no MAC yet): seal the rows written
+/// before it existed, in order, and sign the heads. Later, an unsealed row is tampering, not
+/// history, and is reported by [`verify`] instead.
+pub async fn start_chain(store: &Store, key: &AuditKey) -> Result<u64, sqlx::Error> {
+    let mut sealed = 0;
+    let mut tx = store.pool().begin().await?;
+    for table in AUDIT_TABLES {
+        let signed: Option<String> =
+            sqlx::query_scalar("SELECT mac FROM audit_chain_heads WHERE tbl = ?")
+                .bind(table.name)
+                .fetch_one(&mut *tx)
+                .await?;
+        if signed.is_some() {
+            continue;
+        }
+        let ids: Vec<i64> = sqlx::query_scalar(&format!(
+            "SELECT id FROM {} WHERE chain_hash IS NULL ORDER BY id",
+            table.name
+        ))
+        .fetch_all(&mut *tx)
+        .await?;
+        for id in &ids {
+            seal(&mut tx, key, &table, *id).await?;
+        }
+        sealed += ids.len() as u64;
+        // An empty table gets its signed head too.
+        sqlx::query("UPDATE audit_chain_heads SET mac = ? WHERE tbl = ? AND mac IS NULL")
+            .bind(key.head_mac(table.name, 0, ""))
+            .bind(table.name)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(sealed)
+}
+
+/// What [`verify`] found in one table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableReport {
+    pub table: &'static str,
+    pub rows: u64,
+    /// Empty when the chain holds.
+    pub problems: Vec<String>,
+}
+
+/// Walk each audit table's chain and check its head and triggers.
+pub async fn verify(store: &Store, key: &AuditKey) -> Result<Vec<TableReport>, sqlx::Error> {
+    let mut reports = Vec::new();
+    for table in AUDIT_TABLES {
+        let mut problems = Vec::new();
+        for trigger in table.triggers {
+            let present: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name = ?",
+            )
+            .bind(trigger)
+            .fetch_one(store.pool())
+            .await?;
+            if present == 0 {
+                problems.push(format!("the trigger `{trigger}` was dropped"));
+            }
+        }
+        let rows = sqlx::query(&format!(
+            "SELECT id, chain_hash, {} FROM {} ORDER BY id",
+            values_sql(&table),
+            table.name
+        ))
+        .fetch_all(store.pool())
+        .await?;
+        let mut prev = String::new();
+        let mut last_id = 0i64;
+        for row in &rows {
+            let id: i64 = row.get(0);
+            let stored: Option<String> = row.get(1);
+            let values: String = row.get(2);
+            let expected = key.row_hash(table.name, id, &prev, &values);
+            match stored {
+                None => problems.push(format!("row {id} is not sealed (written outside ironhost)")),
+                Some(h) if h != expected => problems.push(format!(
+                    "row {id} does not match its seal: it was changed, or a row before it was removed or inserted"
+                )),
+                Some(_) => {}
+            }
+            if problems.len() >= 20 {
+                problems.push("… (more problems not listed)".to_owned());
+                break;
+            }
+            // Go on from what the row holds, so one changed row is reported once.
+            prev = row.get::<Option<String>, _>(1).unwrap_or(expected);
+            last_id = id;
+        }
+        let head =
+            sqlx::query("SELECT last_id, last_hash, mac FROM audit_chain_heads WHERE tbl = ?")
+                .bind(table.name)
+                .fetch_optional(store.pool())
+                .await?;
+        match head {
+            None => problems.push("the chain's head is missing".to_owned()),
+            Some(h) => {
+                let (head_id, head_hash, mac): (i64, String, Option<String>) =
+                    (h.get(0), h.get(1), h.get(2));
+                if mac.as_deref() != Some(key.head_mac(table.name, head_id, &head_hash).as_str()) {
+                    problems.push("the chain's head does not match its seal".to_owned());
+                } else if head_id != last_id || head_hash != prev {
+                    problems.push(format!(
+                        "the chain ends at row {head_id}, the table at row {last_id}: rows were removed from the end or added after it"
+                    ));
+                }
+            }
+        }
+        reports.push(TableReport {
+            table: table.name,
+            rows: rows.len() as u64,
+            problems,
+        });
+    }
+    Ok(reports)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secrets::{Actor, Keyring, SecretStore};
+
+    const MASTER: &str = "audit-test-master-key-0123456789";
+
+    struct Fixture {
+        _dir: tempfile::TempDir,
+        store: Store,
+        key: AuditKey,
+    }
+
+    /// A store with five secret audit rows and three PII audit rows, all written by ironhost.
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).await.expect("open");
+        let keyring = Arc::new(
+            Keyring::unlock(&store, dir.path(), Some(MASTER))
+                .await
+                .expect("unlock"),
+        );
+        let key = keyring.audit_key();
+        start_chain(&store, &key).await.expect("chain");
+        let secrets = SecretStore::load(store.clone(), keyring)
+            .await
+            .expect("secrets");
+        for i in 0..5 {
+            secrets
+                .record(&format!("S{i}"), "dev", "read", &Actor::host(), None)
+                .await
+                .expect("record");
+        }
+        for i in 0..3 {
+            let mut tx = store.pool().begin().await.expect("begin");
+            sqlx::query("INSERT INTO pii_audit (ts_ms, agent_id, policy, pii_type, severity, location, action, value_hash, value_nonce) VALUES (?, 'a', 'pii-redact', 'email', 'high', 'request', 'redacted', ?, X'00ff')")
+                .bind(i)
+                .bind(format!("h{i}"))
+                .execute(&mut *tx)
+                .await
+                .expect("insert");
+            let id = sqlx::query_scalar("SELECT last_insert_rowid()")
+                .fetch_one(&mut *tx)
+                .await
+                .expect("id");
+            seal(&mut tx, &key, &PII_AUDIT, id).await.expect("seal");
+            tx.commit().await.expect("commit");
+        }
+        Fixture {
+            _dir: dir,
+            store,
+            key,
+        }
+    }
+
+    async fn problems(f: &Fixture, table: &str) -> Vec<String> {
+        verify(&f.store, &f.key)
+            .await
+            .expect("verify")
+            .into_iter()
+            .find(|r| r.table == table)
+            .expect("table")
+            .problems
+    }
+
+    async fn exec(f: &Fixture, sql: &str) {
+        sqlx::raw_sql(sql)
+            .execute(f.store.pool())
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+
+    fn rt() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime")
+    }
+
+    #[test]
+    fn an_untouched_audit_verifies_and_rows_written_by_ironhost_are_sealed() {
+        rt().block_on(async {
+            let f = fixture().await;
+            let reports = verify(&f.store, &f.key).await.expect("verify");
+            assert_eq!(reports.len(), 2);
+            for r in &reports {
+                assert!(r.problems.is_empty(), "{r:?}");
+            }
+            assert_eq!(reports[0].rows, 5);
+            assert_eq!(reports[1].rows, 3);
+            // The triggers still refuse changes to a sealed row, even the seal alone.
+            for sql in [
+                "UPDATE secret_audit_log SET chain_hash = 'x' WHERE id = 1",
+                "UPDATE pii_audit SET value_hash = 'x' WHERE id = 1",
+                "DELETE FROM audit_chain_heads",
+            ] {
+                assert!(
+                    sqlx::raw_sql(sql).execute(f.store.pool()).await.is_err(),
+                    "{sql}"
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn rows_written_before_the_chain_are_sealed_once_at_the_first_start() {
+        rt().block_on(async {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = Store::open(dir.path()).await.expect("open");
+            // As migration 3 leaves an older store: rows without seals, heads unsigned.
+            sqlx::raw_sql("INSERT INTO secret_audit_log (ts_ms, secret_name, environment, action, actor, role) VALUES (1, 'K', 'dev', 'create', 'admin', 'admin'), (2, 'K', 'dev', 'update', 'admin', 'admin')")
+                .execute(store.pool())
+                .await
+                .expect("insert");
+            let keyring = Keyring::unlock(&store, dir.path(), Some(MASTER))
+                .await
+                .expect("unlock");
+            let key = keyring.audit_key();
+            assert_eq!(start_chain(&store, &key).await.expect("chain"), 2);
+            let reports = verify(&store, &key).await.expect("verify");
+            assert!(reports.iter().all(|r| r.problems.is_empty()), "{reports:?}");
+            // A wrong key (another installation's) sees every seal broken.
+            let other = AuditKey::new(Zeroizing::new(vec![7u8; 32]));
+            let reports = verify(&store, &other).await.expect("verify");
+            assert!(!reports[0].problems.is_empty(), "{reports:?}");
+        });
+    }
+
+    #[test]
+    fn a_row_rewritten_with_replace_into_is_detected() {
+        rt().block_on(async {
+            let f = fixture().await;
+            // The seal copied over as it was: the values no longer fit it.
+            exec(&f, "REPLACE INTO secret_audit_log (id, ts_ms, secret_name, environment, action, actor, role, detail, chain_hash) SELECT id, ts_ms, secret_name, environment, action, 'mallory', role, detail, chain_hash FROM secret_audit_log WHERE id = 3").await;
+            let p = problems(&f, "secret_audit_log").await;
+            assert_eq!(p.len(), 1, "{p:?}");
+            assert!(p[0].starts_with("row 3 does not match its seal"), "{p:?}");
+            exec(&f, "REPLACE INTO pii_audit (id, ts_ms, agent_id, call_id, policy, pii_type, severity, location, action, value_hash, value_nonce, value_ciphertext, chain_hash) SELECT id, ts_ms, agent_id, call_id, policy, 'phone', severity, location, action, value_hash, value_nonce, value_ciphertext, chain_hash FROM pii_audit WHERE id = 2").await;
+            let p = problems(&f, "pii_audit").await;
+            assert!(p.len() == 1 && p[0].starts_with("row 2 does not match"), "{p:?}");
+        });
+    }
+
+    #[test]
+    fn dropped_triggers_and_removed_rows_are_detected() {
+        rt().block_on(async {
+            let f = fixture().await;
+            exec(&f, "DROP TRIGGER secret_audit_log_no_delete; DELETE FROM secret_audit_log WHERE id = 2").await;
+            let p = problems(&f, "secret_audit_log").await;
+            assert!(p.iter().any(|m| m.contains("`secret_audit_log_no_delete` was dropped")), "{p:?}");
+            assert!(p.iter().any(|m| m.starts_with("row 3 does not match its seal")), "{p:?}");
+
+            // Rows cut from the end: the head still names the last row written.
+            let f = fixture().await;
+            exec(&f, "DROP TRIGGER secret_audit_log_no_delete; DELETE FROM secret_audit_log WHERE id >= 4").await;
+            let p = problems(&f, "secret_audit_log").await;
+            assert!(p.iter().any(|m| m.contains("the chain ends at row 5, the table at row 3")), "{p:?}");
+
+            // ... and moving the head back to fit needs the audit key.
+            let f = fixture().await;
+            exec(&f, "DROP TRIGGER secret_audit_log_no_delete; DELETE FROM secret_audit_log WHERE id = 5; UPDATE audit_chain_heads SET last_id = 4, last_hash = (SELECT chain_hash FROM secret_audit_log WHERE id = 4) WHERE tbl = 'secret_audit_log'").await;
+            let p = problems(&f, "secret_audit_log").await;
+            assert!(p.iter().any(|m| m.contains("head does not match its seal")), "{p:?}");
+        });
+    }
+
+    #[test]
+    fn a_row_inserted_outside_ironhost_is_detected_and_not_sealed_later() {
+        rt().block_on(async {
+            let f = fixture().await;
+            exec(&f, "INSERT INTO secret_audit_log (ts_ms, secret_name, environment, action, actor, role) VALUES (9, 'S9', 'dev', 'read', 'admin', 'admin')").await;
+            // A later start does not launder it into the chain.
+            assert_eq!(start_chain(&f.store, &f.key).await.expect("chain"), 0);
+            let p = problems(&f, "secret_audit_log").await;
+            assert!(p.iter().any(|m| m.starts_with("row 6 is not sealed")), "{p:?}");
+            // A forged seal does not fit either (it needs the audit key).
+            let f = fixture().await;
+            exec(&f, "INSERT INTO secret_audit_log (ts_ms, secret_name, environment, action, actor, role, chain_hash) VALUES (9, 'S9', 'dev', 'read', 'admin', 'admin', (SELECT chain_hash FROM secret_audit_log WHERE id = 5))").await;
+            let p = problems(&f, "secret_audit_log").await;
+            assert!(p.iter().any(|m| m.starts_with("row 6 does not match its seal")), "{p:?}");
+        });
+    }
+}
