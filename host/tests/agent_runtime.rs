@@ -402,9 +402,14 @@ const TAKEOVER_STEPS: [&str; 15] = [
     "capabilities",
 ];
 
-/// Run `tests/agents/takeover.py` with a known master key and admin password; its stdout.
-fn takeover(dir: &Path, isolation: Option<&str>) -> String {
-    let home = dir.join(".ironhost");
+/// Run `tests/agents/takeover.py` with a known master key and admin password (the home in
+/// `dir/.ironhost`, or `dir` itself with `home_is_cwd`); its stdout.
+fn takeover(dir: &Path, isolation: Option<&str>, home_is_cwd: bool) -> String {
+    let home = if home_is_cwd {
+        dir.to_path_buf()
+    } else {
+        dir.join(".ironhost")
+    };
     let (key, password) = (
         "takeover-master-key-0123456789abcdef",
         "takeover-admin-pw-42",
@@ -416,6 +421,9 @@ fn takeover(dir: &Path, isolation: Option<&str>) -> String {
         .env("IRONHOST_ADMIN_PASSWORD", password);
     if let Some(i) = isolation {
         cmd.env("IRONHOST_ISOLATION", i);
+    }
+    if home_is_cwd {
+        cmd.env("IRONHOST_HOME", ".");
     }
     let out = cmd
         .args(["start", "--no-api"])
@@ -438,7 +446,7 @@ fn takeover(dir: &Path, isolation: Option<&str>) -> String {
 #[test]
 fn agent_code_cannot_reach_the_master_key_the_store_or_the_host() {
     let dir = tempfile::tempdir().unwrap();
-    let stdout = takeover(dir.path(), None);
+    let stdout = takeover(dir.path(), None, false);
     for step in TAKEOVER_STEPS {
         assert!(
             stdout.contains(&format!("step {step}: blocked")),
@@ -453,11 +461,37 @@ fn agent_code_cannot_reach_the_master_key_the_store_or_the_host() {
 }
 
 #[test]
+fn an_agent_working_inside_the_home_still_cannot_reach_the_store_or_the_key() {
+    // IRONHOST_HOME=. in the agent's own folder: the folder stays the agent's, ironhost's own
+    // entries in it are covered one by one.
+    let dir = tempfile::tempdir().expect("test setup");
+    let stdout = takeover(dir.path(), None, true);
+    for step in TAKEOVER_STEPS
+        .iter()
+        .filter(|s| !matches!(**s, "home-listing" | "home-write"))
+    {
+        assert!(
+            stdout.contains(&format!("step {step}: blocked")),
+            "step {step} was not blocked:\n{stdout}"
+        );
+    }
+    // The store is intact beneath the covers.
+    assert!(
+        dir.path()
+            .join("ironhost.db")
+            .metadata()
+            .expect("store")
+            .len()
+            > 0
+    );
+}
+
+#[test]
 fn process_isolation_keeps_the_environment_clean_but_not_the_home() {
     // The weaker setting for kernels without user namespaces or Landlock, as documented: the
     // host's variables and memory stay out of reach, the files of its user do not.
     let dir = tempfile::tempdir().unwrap();
-    let stdout = takeover(dir.path(), Some("process"));
+    let stdout = takeover(dir.path(), Some("process"), false);
     for step in [
         "os-environ",
         "proc-self-environ",

@@ -716,19 +716,34 @@ async fn flush_store(recorder: &Recorder, state: &StoredState, seq: u64, limit: 
     written && persisted.is_ok()
 }
 
-/// A path the agent needs that the sandbox would hide.
-fn check_outside_home(what: &str, path: &Path, home: &Path) -> Result<(), StartError> {
-    let (Ok(path), Ok(home)) = (path.canonicalize(), home.canonicalize()) else {
-        return Ok(());
-    };
-    if path.starts_with(&home) {
-        return Err(StartError::Config(format!(
-            "{what} {} is inside the ironhost home {}, which agents cannot see; move it out",
-            path.display(),
-            home.display()
-        )));
+/// Whether `path` is inside `dir` (both resolved).
+fn inside(path: &Path, dir: &Path) -> bool {
+    match (path.canonicalize(), dir.canonicalize()) {
+        (Ok(p), Ok(d)) => p.starts_with(d),
+        _ => false,
     }
-    Ok(())
+}
+
+/// What the worker covers: the whole ironhost home; or, when the agent works inside the home
+/// (its script, virtualenv or working directory is there), each of ironhost's own entries in
+/// it: the store, the master key, the agents' locks and journals, the compile cache.
+fn hidden_paths(
+    home: &Path,
+    script: &Path,
+    venv: Option<&Path>,
+    cwd: Option<&Path>,
+) -> Vec<PathBuf> {
+    let works_inside = inside(script, home)
+        || venv.is_some_and(|v| inside(v, home))
+        || cwd.is_some_and(|c| inside(c, home));
+    if !works_inside {
+        return vec![home.to_path_buf()];
+    }
+    sandbox::HOME_ENTRIES
+        .iter()
+        .map(|e| home.join(e))
+        .filter(|p| p.exists())
+        .collect()
 }
 
 /// The name of a signal that ended a process.
@@ -760,15 +775,7 @@ fn run_agent_inner(
     python::set_status(AgentState::Starting, 1);
     let venv = env_vars.get("VIRTUAL_ENV").map(PathBuf::from);
     let isolate = settings.isolation == Isolation::Sandbox;
-    if isolate {
-        check_outside_home("the agent script", &spec.script, &settings.home)?;
-        if let Some(v) = &venv {
-            check_outside_home("the virtualenv", v, &settings.home)?;
-        }
-        if let Ok(cwd) = std::env::current_dir() {
-            check_outside_home("the working directory", &cwd, &settings.home)?;
-        }
-    }
+    let cwd = std::env::current_dir().ok();
     sandbox::protect_host_process()
         .map_err(|e| StartError::Failed(format!("cannot protect the host process: {e}")))?;
 
@@ -822,7 +829,12 @@ fn run_agent_inner(
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             intercept_hosts: settings.llm.intercept_hosts.clone(),
-            hidden: vec![settings.home.clone()],
+            hidden: hidden_paths(
+                &settings.home,
+                &spec.script,
+                venv.as_deref(),
+                cwd.as_deref(),
+            ),
             isolate,
         };
         let (mut w, ready) =

@@ -79,6 +79,17 @@ pub fn worker_command(cmd: &mut Command, socket: RawFd) {
     }
 }
 
+/// Ironhost's own entries in its home: what is covered one by one when the agent works inside
+/// the home (otherwise the whole home is). Everything the host keeps there is one of these.
+pub const HOME_ENTRIES: [&str; 6] = [
+    "ironhost.db",
+    "ironhost.db-wal",
+    "ironhost.db-shm",
+    "master.key",
+    "agents",
+    "cache",
+];
+
 /// What [`isolate`] did, for the worker's debug line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Isolation {
@@ -88,8 +99,9 @@ pub struct Isolation {
 }
 
 /// Isolate this process (the worker, before Python starts) from the host: see the module
-/// documentation. `hidden` are the directories to cover (the ironhost home). Must run while the
-/// process has one thread.
+/// documentation. `hidden` are the paths to cover (the ironhost home, or its entries): a
+/// directory by an empty read-only filesystem, a file by an empty read-only file. Must run
+/// while the process has one thread.
 pub fn isolate(hidden: &[PathBuf]) -> io::Result<Isolation> {
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
@@ -114,20 +126,36 @@ pub fn isolate(hidden: &[PathBuf]) -> io::Result<Isolation> {
         None,
     )?;
     let mut covered = Vec::new();
-    for dir in hidden {
-        let Ok(real) = dir.canonicalize() else {
+    for path in hidden {
+        let Ok(real) = path.canonicalize() else {
             continue; // nothing there to hide
         };
         if covered.contains(&real) {
             continue;
         }
-        mount(
-            Some("tmpfs"),
-            &real,
-            Some("tmpfs"),
-            libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
-            Some("size=4k,mode=0500"),
-        )?;
+        if real.is_dir() {
+            mount(
+                Some("tmpfs"),
+                &real,
+                Some("tmpfs"),
+                libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                Some("size=4k,mode=0500"),
+            )?;
+        } else {
+            // An empty file in its place, read-only.
+            mount(Some("/dev/null"), &real, None, libc::MS_BIND, None)?;
+            mount(
+                None,
+                &real,
+                None,
+                libc::MS_BIND
+                    | libc::MS_REMOUNT
+                    | libc::MS_RDONLY
+                    | libc::MS_NOSUID
+                    | libc::MS_NOEXEC,
+                None,
+            )?;
+        }
         covered.push(real);
     }
     let private_dev = uid == 0;

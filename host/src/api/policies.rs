@@ -272,8 +272,16 @@ fn entry_for(
 pub async fn upload(
     State(state): State<AppState>,
     Admin(caller): Admin,
-    mut form: Multipart,
+    form: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<impl IntoResponse, ApiError> {
+    // Not a multipart body: the error shape every other route answers with.
+    let mut form = form.map_err(|rejection| {
+        ApiError::new(
+            rejection.status(),
+            "bad_request",
+            format!("request body: {}", rejection.body_text()),
+        )
+    })?;
     let live = live(&state)?.clone();
     let mut component: Option<(String, Vec<u8>)> = None;
     let mut settings = UploadSettings::default();
