@@ -25,15 +25,11 @@ def _stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
 
-def prepare(env: Dict[str, str], extra_hosts: List[str], wakeup_fd: int, scrub: List[str]) -> List[str]:
-    """Set up the interpreter once: signals, SDK keys, the HTTP hooks. The host's own
-    credentials (``scrub``) leave the environment: the agent and its subprocesses never see them."""
-    for var in scrub:
-        os.environ.pop(var, None)
+def prepare(env: Dict[str, str], extra_hosts: List[str]) -> List[str]:
+    """Set up the agent's interpreter once: signals, SDK keys, the HTTP hooks. The host's own
+    variables never reach this process (the host starts it without them)."""
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
-    if wakeup_fd >= 0:
-        signal.set_wakeup_fd(wakeup_fd, warn_on_full_buffer=False)
     os.environ.update(env)
     placeholder_keys()
     from . import _intercept

@@ -559,7 +559,8 @@ pub fn update_environ(set: &[(String, String)], unset: &[String]) -> PyResult<()
     })
 }
 
-/// The host's own credentials: removed from the environment before the agent runs.
+/// The host's own credentials: overwritten in the host's environment block once read (the
+/// agent's process never gets any `IRONHOST_*` variable).
 pub const SCRUBBED_VARS: [&str; 2] = ["IRONHOST_MASTER_KEY", "IRONHOST_ADMIN_PASSWORD"];
 
 fn native_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
@@ -625,18 +626,14 @@ pub fn start_interpreter(venv: Option<&std::path::Path>) -> PyResult<()> {
     })
 }
 
-/// One-time preparation before the first run: signal handlers, SDK keys, HTTP hooks. Returns
-/// the HTTP libraries hooked.
-pub fn prepare(
-    env: &[(String, String)],
-    extra_hosts: &[String],
-    wakeup_fd: i32,
-) -> PyResult<Vec<String>> {
+/// One-time preparation of the worker's interpreter: signal handlers, SDK keys, HTTP hooks.
+/// Returns the HTTP libraries hooked.
+pub fn prepare(env: &[(String, String)], extra_hosts: &[String]) -> PyResult<Vec<String>> {
     Python::attach(|py| {
         let env = PyDict::from_sequence(&env.to_vec().into_pyobject(py)?)?;
         py.import("ironhost._runner")?
             .getattr("prepare")?
-            .call1((env, extra_hosts.to_vec(), wakeup_fd, SCRUBBED_VARS.to_vec()))?
+            .call1((env, extra_hosts.to_vec()))?
             .extract()
     })
 }

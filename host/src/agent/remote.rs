@@ -416,7 +416,7 @@ pub fn worker_main() -> i32 {
             format!("cannot start Python: {}", python::describe(&e)),
         );
     }
-    match python::prepare(&setup.env, &setup.intercept_hosts, -1) {
+    match python::prepare(&setup.env, &setup.intercept_hosts) {
         Ok(_) => {}
         Err(e) => {
             return fail(

@@ -23,6 +23,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{FromRawFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -287,8 +288,6 @@ fn minimal_dev() -> io::Result<()> {
     }
     Ok(())
 }
-
-use std::os::unix::fs::OpenOptionsExt;
 
 // Landlock (linux/landlock.h).
 const LANDLOCK_CREATE_RULESET_VERSION: u32 = 1;
