@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ./scripts/setup.sh
+# The agent frameworks of the compatibility suite (host/tests/compat.rs), in .venv-compat.
+./scripts/setup-compat.sh
 ./scripts/setup-browser.sh
 cargo test --release --workspace
 # The benchmark, once through each case (criterion's test mode), so it cannot rot unnoticed.

@@ -20,6 +20,10 @@
 //!   this process here). The difference to `through-host` is what running the agent in a
 //!   process of its own costs per call.
 //!
+//! - `gateway/responses-direct` and `gateway/responses-through-host`: the same two for the same
+//!   prompt as an OpenAI Responses API body (`instructions` and an `input` item), the path
+//!   the `openai-agents` SDK and pydantic-ai's `openai:` models take.
+//!
 //! After criterion's report a summary prints p50/p99 of single calls of each and the difference:
 //! the latency ironhost adds per call.
 
@@ -158,10 +162,29 @@ fn build(
     (Arc::new(gateway), simulator)
 }
 
+/// [`body_2kb`]'s prompt as a Responses API body.
+fn responses_2kb(n: u64) -> Vec<u8> {
+    let chat: serde_json::Value = serde_json::from_slice(&body_2kb(n)).expect("JSON");
+    serde_json::json!({
+        "model": "gpt-4o-mini",
+        "instructions": chat["messages"][0]["content"],
+        "input": [{"role": "user", "content": [
+            {"type": "input_text", "text": chat["messages"][1]["content"]}]}],
+        "max_output_tokens": 256,
+        "temperature": 0.2,
+    })
+    .to_string()
+    .into_bytes()
+}
+
 fn request(body: &[u8]) -> HttpRequest {
+    request_to("/v1/chat/completions", body)
+}
+
+fn request_to(path: &str, body: &[u8]) -> HttpRequest {
     HttpRequest {
         method: "POST".into(),
-        path: "/v1/chat/completions".into(),
+        path: path.into(),
         headers: vec![
             ("content-type".into(), "application/json".into()),
             (
@@ -177,6 +200,8 @@ static DIRECT: Mutex<Vec<Duration>> = Mutex::new(Vec::new());
 static HOST: Mutex<Vec<Duration>> = Mutex::new(Vec::new());
 static RECORDED: Mutex<Vec<Duration>> = Mutex::new(Vec::new());
 static LINKED: Mutex<Vec<Duration>> = Mutex::new(Vec::new());
+static RESPONSES_DIRECT: Mutex<Vec<Duration>> = Mutex::new(Vec::new());
+static RESPONSES_HOST: Mutex<Vec<Duration>> = Mutex::new(Vec::new());
 
 fn through(
     gateway: &Arc<Gateway>,
@@ -245,6 +270,37 @@ fn benches(c: &mut Criterion) {
             total
         })
     });
+    g.bench_function("responses-direct", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                n += 1;
+                let body = responses_2kb(n);
+                let t = Instant::now();
+                std::hint::black_box(simulator.handle(Api::Responses, &body));
+                let d = t.elapsed();
+                RESPONSES_DIRECT.lock().push(d);
+                total += d;
+            }
+            total
+        })
+    });
+    g.bench_function("responses-through-host", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                n += 1;
+                let req = request_to("/v1/responses", &responses_2kb(n));
+                let t = Instant::now();
+                let reply = gateway.handle(req, &|| false);
+                let d = t.elapsed();
+                assert!(matches!(reply, Ok(GatewayReply::Full { status: 200, .. })));
+                RESPONSES_HOST.lock().push(d);
+                total += d;
+            }
+            total
+        })
+    });
     let (recorded, _parts) = setup_recorded();
     g.bench_function("through-host-recorded", |b| {
         b.iter_custom(|iters| through(&recorded, &mut n, iters, &RECORDED))
@@ -276,6 +332,15 @@ fn main() {
         "  added by ironhost  p50 {:8.1}  p99 {:8.1}  (targets: p50 <= 100, p99 <= 300)",
         h50 - d50,
         h99 - d99
+    );
+    let (rd50, rd99, rdn) = percentiles(&RESPONSES_DIRECT);
+    let (rh50, rh99, rhn) = percentiles(&RESPONSES_HOST);
+    println!("  responses, direct  p50 {rd50:8.1}  p99 {rd99:8.1}  ({rdn} calls)");
+    println!("  responses, host    p50 {rh50:8.1}  p99 {rh99:8.1}  ({rhn} calls)");
+    println!(
+        "  added (responses)  p50 {:8.1}  p99 {:8.1}  (targets: p50 <= 100, p99 <= 300)",
+        rh50 - rd50,
+        rh99 - rd99
     );
     let (l50, l99, ln) = percentiles(&LINKED);
     println!("  across the worker  p50 {l50:8.1}  p99 {l99:8.1}  ({ln} calls)");

@@ -107,6 +107,8 @@ pub struct LlmFileConfig {
     /// More hosts whose requests go through the chain (an Azure or proxy endpoint).
     #[serde(default)]
     pub intercept_hosts: Vec<String>,
+    /// Request parts the host does not model: `scan` (the default) or `refuse`.
+    pub unknown_parts: Option<crate::llm::wire::UnknownParts>,
     pub openai: Option<ProviderConfig>,
     pub anthropic: Option<ProviderConfig>,
 }

@@ -314,6 +314,7 @@ fn options(timeout: Duration, max_retries: u32) -> GatewayOptions {
         backoff: Duration::from_millis(10),
         max_backoff: Duration::from_secs(2),
         budget_usd: None,
+        unknown_parts: Default::default(),
     }
 }
 
@@ -1050,4 +1051,403 @@ fn a_stream_closed_after_its_first_chunk_is_charged_for_the_prompt_and_what_was_
         })
         .expect("the budget's cost update");
     assert!((settled - cost).abs() < 2e-6, "{settled} vs {cost}");
+}
+
+// ---- every API, every part ------------------------------------------------------------------
+
+const SSN: &str = "123-45-6789";
+
+fn post(path: &str, anthropic: bool, body: &Value) -> HttpRequest {
+    let mut headers = vec![("Content-Type".to_owned(), "application/json".to_owned())];
+    if anthropic {
+        headers.push(("x-api-key".to_owned(), PLACEHOLDER_KEY.to_owned()));
+        headers.push(("anthropic-version".to_owned(), "2023-06-01".to_owned()));
+    } else {
+        headers.push((
+            "Authorization".to_owned(),
+            format!("Bearer {PLACEHOLDER_KEY}"),
+        ));
+    }
+    HttpRequest {
+        method: "POST".to_owned(),
+        path: path.to_owned(),
+        headers,
+        body: body.to_string().into_bytes(),
+    }
+}
+
+/// One request per governed API with personal data in every part a model reads, and the
+/// answer the fake provider gives it.
+fn every_api_cases() -> Vec<(&'static str, HttpRequest, Script)> {
+    let pii = format!("{EMAIL} {SSN}");
+    let reply = |api: Api, model: &str| {
+        json_answer(
+            200,
+            &[],
+            api.render_response(None, &answer(model, "id-1", "Noted.", Usage::new(40, 3))),
+        )
+    };
+    vec![
+        (
+            "chat",
+            post(
+                "/v1/chat/completions",
+                false,
+                &json!({"model": "gpt-4o-mini", "messages": [
+                    {"role": "system", "content": format!("Rules for {pii}")},
+                    {"role": "user", "content": [
+                        {"type": "text", "text": format!("Lead {pii}")},
+                        {"type": "image_url", "image_url": {"url": "https://x/y.png", "detail": "low"}},
+                        {"type": "mystery", "note": format!("more {pii}")}]},
+                    {"role": "assistant", "content": null, "tool_calls": [{"id": "c1",
+                        "type": "function", "function": {"name": "mail",
+                        "arguments": json!({"to": EMAIL, "ssn": SSN}).to_string()}}]},
+                    {"role": "tool", "tool_call_id": "c1",
+                        "content": [{"type": "text", "text": format!("sent to {pii}")}]}]}),
+            ),
+            reply(Api::OpenAi, "gpt-4o-mini"),
+        ),
+        (
+            "messages",
+            post(
+                "/v1/messages",
+                true,
+                &json!({"model": "claude-3-5-haiku-latest", "max_tokens": 50,
+                    "system": [{"type": "text", "text": format!("Rules for {pii}"),
+                        "cache_control": {"type": "ephemeral"}}],
+                    "messages": [
+                        {"role": "user", "content": [
+                            {"type": "document", "title": format!("File of {EMAIL}"),
+                             "source": {"type": "text", "media_type": "text/plain",
+                                "data": format!("Contract of {pii}")}},
+                            {"type": "text", "text": format!("Lead {pii}"),
+                             "cache_control": {"type": "ephemeral"}}]},
+                        {"role": "assistant", "content": [{"type": "tool_use", "id": "t1",
+                            "name": "mail", "input": {"to": EMAIL}}]},
+                        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
+                            "content": [{"type": "text", "text": format!("sent to {pii}")}]},
+                            {"type": "server_tool_use", "id": "s1", "name": "web_search",
+                             "input": {"query": pii.clone()}}]}]}),
+            ),
+            reply(Api::Anthropic, "claude-3-5-haiku-latest"),
+        ),
+        (
+            "responses",
+            post(
+                "/v1/responses",
+                false,
+                &json!({"model": "gpt-4o-mini", "instructions": format!("Rules for {pii}"),
+                    "input": [
+                        {"role": "user", "content": [{"type": "input_text", "text": format!("Lead {pii}")}]},
+                        {"type": "function_call", "call_id": "c1", "name": "mail",
+                         "arguments": json!({"to": EMAIL}).to_string()},
+                        {"type": "function_call_output", "call_id": "c1", "output": format!("sent to {pii}")}],
+                    "tools": [{"type": "function", "name": "mail", "parameters": {"type": "object"}}]}),
+            ),
+            reply(Api::Responses, "gpt-4o-mini"),
+        ),
+        (
+            "completions",
+            post(
+                "/v1/completions",
+                false,
+                &json!({"model": "gpt-3.5-turbo-instruct", "prompt": [format!("Lead {pii}")],
+                    "suffix": format!("end {EMAIL}"), "max_tokens": 20}),
+            ),
+            reply(Api::Completions, "gpt-3.5-turbo-instruct"),
+        ),
+        (
+            "embeddings",
+            post(
+                "/v1/embeddings",
+                false,
+                &json!({"model": "text-embedding-3-small", "input": [format!("Lead {pii}"), "plain"],
+                    "encoding_format": "base64"}),
+            ),
+            json_answer(
+                200,
+                &[],
+                json!({"object": "list", "model": "text-embedding-3-small",
+                    "data": [{"object": "embedding", "index": 0, "embedding": "AAAAAA=="},
+                             {"object": "embedding", "index": 1, "embedding": "AAAAAA=="}],
+                    "usage": {"prompt_tokens": 12, "total_tokens": 12}})
+                .to_string()
+                .into_bytes(),
+            ),
+        ),
+        (
+            "moderations",
+            post(
+                "/v1/moderations",
+                false,
+                &json!({"model": "omni-moderation-latest",
+                    "input": [{"type": "text", "text": format!("Lead {pii}")}]}),
+            ),
+            json_answer(
+                200,
+                &[],
+                json!({"id": "modr-1", "model": "omni-moderation-latest", "results": [{"flagged": false}]})
+                    .to_string()
+                    .into_bytes(),
+            ),
+        ),
+        (
+            "count_tokens",
+            post(
+                "/v1/messages/count_tokens",
+                true,
+                &json!({"model": "claude-3-5-haiku-latest", "system": format!("Rules for {pii}"),
+                    "messages": [{"role": "user", "content": format!("Lead {pii}")}]}),
+            ),
+            json_answer(200, &[], json!({"input_tokens": 21}).to_string().into_bytes()),
+        ),
+    ]
+}
+
+#[test]
+fn no_personal_data_leaves_in_any_part_of_any_api_and_every_call_is_recorded_and_priced() {
+    let cases = every_api_cases();
+    let provider = FakeProvider::start(
+        cases
+            .iter()
+            .map(|(_, _, s)| match s {
+                Script::Full {
+                    status,
+                    headers,
+                    body,
+                } => Script::Full {
+                    status: *status,
+                    headers: headers.clone(),
+                    body: body.clone(),
+                },
+                _ => unreachable!("complete answers only"),
+            })
+            .collect(),
+    );
+    let mut h = harness(&provider, options(Duration::from_secs(2), 0));
+    for (name, req, _) in cases {
+        let (status, _, body) = full(h.handle(req).unwrap_or_else(|e| panic!("{name}: {e}")));
+        assert_eq!(status, 200, "{name}: {}", String::from_utf8_lossy(&body));
+    }
+    let got = provider.received();
+    assert_eq!(got.len(), 7, "every request reached the provider");
+    for r in &got {
+        let body = String::from_utf8_lossy(&r.body);
+        assert!(
+            !body.contains(EMAIL) && !body.contains(SSN),
+            "personal data left the host on {}: {body}",
+            r.path
+        );
+        assert!(body.contains("REDACTED"), "{}: {body}", r.path);
+    }
+    // Keys the neutral form does not model still reach the provider.
+    let messages = got[1].json();
+    assert_eq!(messages["system"][0]["cache_control"]["type"], "ephemeral");
+    assert_eq!(
+        messages["messages"][0]["content"][1]["cache_control"]["type"],
+        "ephemeral"
+    );
+    assert_eq!(
+        got[0].json()["messages"][1]["content"][1]["image_url"]["detail"],
+        "low"
+    );
+    assert_eq!(got[4].json()["encoding_format"], "base64");
+
+    let calls: Vec<Value> = h
+        .llm_calls()
+        .iter()
+        .map(|c| serde_json::to_value(c).expect("serializes"))
+        .collect();
+    let apis: Vec<&str> = calls
+        .iter()
+        .map(|c| c["api"].as_str().unwrap_or("?"))
+        .collect();
+    assert_eq!(
+        apis,
+        [
+            "chat",
+            "messages",
+            "responses",
+            "completions",
+            "embeddings",
+            "moderations",
+            "count_tokens"
+        ]
+    );
+    for c in &calls {
+        assert_eq!(c["outcome"], "ok", "{c}");
+        let priced = !matches!(c["api"].as_str(), Some("moderations" | "count_tokens"));
+        let cost = c["cost_usd"].as_f64().unwrap_or(-1.0);
+        assert_eq!(cost > 0.0, priced, "{c}");
+    }
+}
+
+#[test]
+fn a_responses_stream_is_redacted_in_every_event_and_kept_for_retrieval() {
+    let text = format!("Reach Jane at {EMAIL} before Friday.");
+    let mut r = answer("gpt-4o-mini", "resp_live1", &text, Usage::new(42, 11));
+    r.message
+        .content
+        .push(ironhost::policy::model::ContentPart::ToolUse(
+            ironhost::policy::model::ToolUse {
+                id: "call_1".to_owned(),
+                name: "mail".to_owned(),
+                arguments: "{}".to_owned(),
+            },
+        ));
+    let events = ironhost::llm::responses::render_stream(None, &r);
+    let provider = FakeProvider::start(vec![Script::Sse(events)]);
+    let mut h = harness(&provider, options(Duration::from_secs(2), 0));
+    let reply = h
+        .handle(post(
+            "/v1/responses",
+            false,
+            &json!({"model": "gpt-4o-mini", "input": "Who?", "stream": true}),
+        ))
+        .expect("answered");
+    let GatewayReply::Stream(mut stream) = reply else {
+        panic!("expected a stream, got {reply:?}")
+    };
+    let mut parser = SseParser::default();
+    let mut received = Vec::new();
+    while let Some(bytes) = stream.next_bytes(&|| false).expect("stream") {
+        received.extend(parser.feed(&bytes));
+    }
+    received.extend(parser.finish());
+    drop(stream);
+    let mut deltas = String::new();
+    let mut done_text = None;
+    let mut completed_text = None;
+    for (i, ev) in received.iter().enumerate() {
+        assert!(!ev.data.contains(EMAIL), "event {i} leaks: {}", ev.data);
+        let v: Value = serde_json::from_str(&ev.data).expect("JSON event");
+        assert_eq!(v["sequence_number"], json!(i), "events renumbered in order");
+        assert_eq!(ev.event.as_deref(), v["type"].as_str(), "named by its type");
+        match v["type"].as_str() {
+            Some("response.output_text.delta") => {
+                deltas.push_str(v["delta"].as_str().unwrap_or(""))
+            }
+            Some("response.output_text.done") => done_text = v["text"].as_str().map(str::to_owned),
+            Some("response.completed") => {
+                completed_text = v["response"]["output"][0]["content"][0]["text"]
+                    .as_str()
+                    .map(str::to_owned);
+                assert_eq!(v["response"]["output"][1]["call_id"], "call_1");
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(deltas, "Reach Jane at [EMAIL_REDACTED] before Friday.");
+    assert_eq!(done_text.as_deref(), Some(deltas.as_str()));
+    assert_eq!(completed_text.as_deref(), Some(deltas.as_str()));
+    let call = h.the_call();
+    assert_eq!(
+        (call["api"].as_str(), call["outcome"].as_str()),
+        (Some("responses"), Some("ok"))
+    );
+    assert_eq!(
+        (&call["input_tokens"], &call["output_tokens"]),
+        (&json!(42), &json!(11))
+    );
+
+    // The answer as the agent got it is what `GET /v1/responses/{id}` returns.
+    let get = |path: &str| HttpRequest {
+        method: "GET".to_owned(),
+        path: path.to_owned(),
+        headers: Vec::new(),
+        body: Vec::new(),
+    };
+    let (status, _, body) = full(h.handle(get("/v1/responses/resp_live1")).expect("answered"));
+    assert_eq!(status, 200);
+    let kept: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(kept["output"][0]["content"][0]["text"], json!(deltas));
+    let (status, _, _) = full(
+        h.handle(get("/v1/responses/resp_unknown"))
+            .expect("answered"),
+    );
+    assert_eq!(status, 404);
+    let (status, _, body) = full(h.handle(get("/v1/models")).expect("answered"));
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("\"gpt-4o-mini\""));
+    assert_eq!(
+        provider.received().len(),
+        1,
+        "the host answered the GETs itself"
+    );
+}
+
+#[test]
+fn refusals_are_answered_in_the_providers_shape_and_recorded_with_their_reason() {
+    let provider = FakeProvider::start(Vec::new());
+    let mut h = harness(
+        &provider,
+        GatewayOptions {
+            unknown_parts: ironhost::llm::wire::UnknownParts::Refuse,
+            ..options(Duration::from_secs(2), 0)
+        },
+    );
+    let unknown = post(
+        "/v1/messages",
+        true,
+        &json!({"model": "claude-3-5-haiku-latest", "max_tokens": 5, "messages": [
+            {"role": "user", "content": [{"type": "server_tool_use", "id": "s", "name": "x", "input": {}}]}]}),
+    );
+    let (status, headers, body) = full(h.handle(unknown).expect("answered"));
+    assert_eq!(status, 400);
+    assert_eq!(header(&headers, "x-should-retry"), Some("false"));
+    let v: Value = serde_json::from_slice(&body).expect("JSON");
+    assert_eq!(v["type"], "error", "Anthropic's error shape: {v}");
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("messages[0].content[0] (server_tool_use)"),
+        "{message}"
+    );
+
+    let (status, _, body) = full(
+        h.handle(post("/v1/files", false, &json!({"purpose": "x"})))
+            .expect("answered"),
+    );
+    assert_eq!(status, 404);
+    assert!(String::from_utf8_lossy(&body).contains("is not routed"));
+    let (status, _, _) = full(
+        h.handle(post(
+            "/v1/chat/completions",
+            false,
+            &json!({"model": "gpt-4o-mini"}),
+        ))
+        .expect("answered"),
+    );
+    assert_eq!(status, 400, "a body without messages");
+    assert!(
+        provider.received().is_empty(),
+        "nothing reached the provider"
+    );
+
+    let calls: Vec<Value> = h
+        .llm_calls()
+        .iter()
+        .map(|c| serde_json::to_value(c).expect("serializes"))
+        .collect();
+    let codes: Vec<(&str, &str)> = calls
+        .iter()
+        .map(|c| {
+            (
+                c["code"].as_str().unwrap_or("?"),
+                c["outcome"].as_str().unwrap_or("?"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        codes,
+        [
+            ("unknown_part", "denied"),
+            ("not_routed", "error"),
+            ("invalid_request", "error")
+        ]
+    );
+    assert!(
+        calls
+            .iter()
+            .all(|c| c["reason"].as_str().is_some_and(|r| !r.is_empty()))
+    );
 }

@@ -68,6 +68,19 @@ pub enum CallOutcome {
     Cancelled,
 }
 
+impl CallOutcome {
+    /// The outcome's name, as serialized.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallOutcome::Ok => "ok",
+            CallOutcome::Denied => "denied",
+            CallOutcome::Fallback => "fallback",
+            CallOutcome::Error => "error",
+            CallOutcome::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// One policy's verdict on a call, as events and traces show it.
 #[derive(Debug, Clone, Serialize)]
 pub struct VerdictSummary {
@@ -97,6 +110,10 @@ pub enum EventKind {
     LlmCall {
         call_id: String,
         provider: String,
+        /// The provider API: `chat`, `messages`, `responses`, `embeddings`, `moderations`,
+        /// `completions`, `count_tokens`.
+        #[serde(default)]
+        api: String,
         model: String,
         stream: bool,
         outcome: CallOutcome,
@@ -104,6 +121,9 @@ pub enum EventKind {
         status: Option<u16>,
         #[serde(skip_serializing_if = "Option::is_none")]
         code: Option<String>,
+        /// Why the call was refused or failed, in words.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
         input_tokens: u32,
         output_tokens: u32,
         cost_usd: f64,

@@ -15,12 +15,13 @@ use serde::Deserialize;
 use super::events::{CallOutcome, EventBus, EventKind, VerdictSummary};
 use super::metrics::{LlmTally, Metrics};
 use crate::llm::http::HttpUpstream;
+use crate::llm::responses;
 use crate::llm::simulator::Simulator;
 use crate::llm::sse::SseEvent;
 use crate::llm::upstream::{
     Egress, EventStream, Interrupt, StreamError, Upstream, UpstreamReply, sleep,
 };
-use crate::llm::wire::{Api, ParsedRequest, UsagePart};
+use crate::llm::wire::{Api, ParsedRequest, UnknownParts, UsagePart};
 use crate::llm::{anthropic, retry_after_ms, retryable};
 use crate::policy::chain::{Chain, ChainRun, ChainStream, Outcome, VerdictKind};
 use crate::policy::host::{PolicyEvent, SecretResolver, TokenMeter};
@@ -62,6 +63,8 @@ pub struct GatewayOptions {
     pub max_backoff: Duration,
     /// The agent's budget, for the log's running total.
     pub budget_usd: Option<f64>,
+    /// What to do with request parts the host does not model (`llm.unknown-parts`).
+    pub unknown_parts: UnknownParts,
 }
 
 impl Default for GatewayOptions {
@@ -73,6 +76,7 @@ impl Default for GatewayOptions {
             backoff: Duration::from_millis(500),
             max_backoff: Duration::from_secs(30),
             budget_usd: None,
+            unknown_parts: UnknownParts::Scan,
         }
     }
 }
@@ -134,7 +138,13 @@ pub struct Gateway {
     seq: AtomicU64,
     /// Eight hex digits drawn when the gateway is made: part of every call id.
     run_tag: String,
+    /// The latest Responses API answers as the agent got them, by id, for
+    /// `GET /v1/responses/{id}`.
+    answers: parking_lot::Mutex<VecDeque<(String, Vec<u8>)>>,
 }
+
+/// How many Responses API answers the gateway keeps for `GET /v1/responses/{id}`.
+const ANSWERS_KEPT: usize = 256;
 
 impl std::fmt::Debug for Gateway {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -278,6 +288,7 @@ impl Gateway {
             options,
             seq: AtomicU64::new(0),
             run_tag: run_tag(),
+            answers: parking_lot::Mutex::new(VecDeque::new()),
         }
     }
 
@@ -349,9 +360,9 @@ impl Gateway {
         if let Some(k) = from_agent.filter(|k| !k.is_empty() && k != PLACEHOLDER_KEY) {
             return Some(k);
         }
-        let default_name = match api {
-            Api::OpenAi => "OPENAI_API_KEY",
-            Api::Anthropic => "ANTHROPIC_API_KEY",
+        let default_name = match api.provider() {
+            "anthropic" => "ANTHROPIC_API_KEY",
+            _ => "OPENAI_API_KEY",
         };
         let name = request.credential.as_deref().unwrap_or(default_name);
         self.secrets
@@ -400,38 +411,49 @@ impl Gateway {
         interrupt: Interrupt<'_>,
     ) -> Result<GatewayReply, GatewayError> {
         let started = Instant::now();
-        let Some(api) =
-            Api::from_path(&req.path).filter(|_| req.method.eq_ignore_ascii_case("POST"))
-        else {
-            return Ok(not_routed(&req));
+        let post = req.method.eq_ignore_ascii_case("POST");
+        let Some(api) = Api::from_path(&req.path).filter(|_| post) else {
+            if req.method.eq_ignore_ascii_case("GET")
+                && let Some(reply) = self.answer_get(&req)
+            {
+                return Ok(reply);
+            }
+            return Ok(self.refuse_unrouted(&req, started));
         };
         let parsed = match api.parse_request(&req.body) {
             Ok(p) => p,
             Err(e) => {
-                let (status, body) = api.render_error(&ProviderError {
-                    kind: ProviderErrorKind::InvalidRequest,
-                    status: Some(400),
-                    message: e.0,
-                    retry_after_ms: None,
-                });
-                return Ok(GatewayReply::Full {
-                    status,
-                    headers: json_headers(),
-                    body,
-                });
+                let model = model_in(&req.body);
+                return Ok(self.refuse(api, &model, started, 400, "invalid_request", &e.0));
             }
         };
+        if !parsed.unknown.is_empty() && self.options.unknown_parts == UnknownParts::Refuse {
+            let message = format!(
+                "ironhost passes no part it cannot read (llm.unknown-parts = \"refuse\"): {}",
+                parsed.unknown.join(", ")
+            );
+            return Ok(self.refuse(
+                api,
+                &parsed.request.model,
+                started,
+                400,
+                "unknown_part",
+                &message,
+            ));
+        }
         // The store's backpressure: a call starts only when the records of earlier ones can be
         // kept (returns at once unless the store is far behind).
         self.bus.wait_for_room(interrupt);
         let call_id = self.next_call_id("llm");
-        if api == Api::OpenAi {
+        if api.provider() == "openai" {
             self.count_long_prompt(&parsed.request);
         }
         let mut trail = Trail::default();
         let mut attempt = 0;
         let mut call = CallRecord {
             call_id: call_id.clone(),
+            api,
+            reason: None,
             provider: api.provider(),
             model: parsed.request.model.clone(),
             stream: parsed.request.stream,
@@ -499,7 +521,7 @@ impl Gateway {
             // Unchanged requests leave byte for byte; OpenAI streams must also ask for usage.
             // (The credential is the host's business: naming one changes nothing on the wire.)
             let verbatim = same_on_wire(&request, &parsed.request)
-                && (!request.stream || api == Api::Anthropic || parsed.wants_stream_usage);
+                && (!request.stream || api.provider() == "anthropic" || parsed.wants_stream_usage);
             let body = if verbatim {
                 req.body.clone()
             } else {
@@ -545,6 +567,8 @@ impl Gateway {
                         finish: None,
                         index: 0,
                         last_pushed: false,
+                        released: BTreeMap::new(),
+                        seq: 0,
                         done: false,
                         call: Some(call),
                         trail: Some(trail),
@@ -557,6 +581,7 @@ impl Gateway {
                 } if (200..300).contains(&status) => {
                     let Ok(response) = api.parse_response(&body) else {
                         // Not an answer this host understands: the agent's SDK decides.
+                        call.reason = Some("the provider's answer could not be read".to_owned());
                         self.finish(&call, trail, CallOutcome::Error, Some(status), None, None);
                         return Ok(GatewayReply::Full {
                             status,
@@ -581,6 +606,9 @@ impl Gateway {
                                 api.render_response(Some(&body), &answer)
                             };
                             self.finish(&call, trail, CallOutcome::Ok, Some(status), None, usage);
+                            if api == Api::Responses {
+                                self.remember(&response.id, &out);
+                            }
                             Ok(GatewayReply::Full {
                                 status,
                                 headers: answer_headers(headers),
@@ -676,6 +704,7 @@ impl Gateway {
                 attempt += 1;
                 continue;
             }
+            call.reason = Some(error.message.clone());
             self.finish(&call, trail, CallOutcome::Error, error.status, None, None);
             return match raw {
                 Some((status, headers, body)) => {
@@ -694,6 +723,194 @@ impl Gateway {
                 None => Err(GatewayError::Connection(error.message)),
             };
         }
+    }
+
+    /// Refuse a request before any policy ran, as the provider would (its error shape, with
+    /// `x-should-retry: false`), and record it as a call with its reason.
+    fn refuse(
+        &self,
+        api: Api,
+        model: &str,
+        started: Instant,
+        status: u16,
+        code: &str,
+        message: &str,
+    ) -> GatewayReply {
+        let call = CallRecord {
+            call_id: self.next_call_id("llm"),
+            api,
+            reason: Some(message.to_owned()),
+            provider: api.provider(),
+            model: model.to_owned(),
+            stream: false,
+            simulated: true,
+            attempts: 0,
+            started,
+        };
+        let outcome = if code == "unknown_part" {
+            CallOutcome::Denied
+        } else {
+            CallOutcome::Error
+        };
+        self.finish(
+            &call,
+            Trail::default(),
+            outcome,
+            Some(status),
+            Some(code),
+            None,
+        );
+        let (status, body) = api.render_error(&ProviderError {
+            kind: crate::llm::error_kind(status),
+            status: Some(status),
+            message: message.to_owned(),
+            retry_after_ms: None,
+        });
+        let mut headers = json_headers();
+        headers.push(("x-should-retry".to_owned(), "false".to_owned()));
+        GatewayReply::Full {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// A request to a provider host on a path the host does not govern: refused with a 404
+    /// in that provider's shape, and recorded.
+    fn refuse_unrouted(&self, req: &HttpRequest, started: Instant) -> GatewayReply {
+        let api = if anthropic_headers(&req.headers) {
+            Api::Anthropic
+        } else {
+            Api::OpenAi
+        };
+        let message = format!(
+            "ironhost governs chat completions, responses, completions, embeddings and \
+             moderations (OpenAI) and messages and count_tokens (Anthropic); {} {} is not routed",
+            req.method, req.path
+        );
+        let mut call_api = api;
+        if req.method.eq_ignore_ascii_case("POST")
+            && let Some(a) = Api::from_path(&req.path)
+        {
+            call_api = a;
+        }
+        let model = model_in(&req.body);
+        let reply = self.refuse(call_api, &model, started, 404, "not_routed", &message);
+        match reply {
+            GatewayReply::Full { headers, .. } => {
+                let (_, body) = api.render_error(&ProviderError {
+                    kind: ProviderErrorKind::InvalidRequest,
+                    status: Some(404),
+                    message,
+                    retry_after_ms: None,
+                });
+                GatewayReply::Full {
+                    status: 404,
+                    headers,
+                    body,
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// `GET`s the host answers itself: the models it can price (`/v1/models`,
+    /// `/v1/models/{id}`) and the Responses API answers this agent got
+    /// (`/v1/responses/{id}`). `None` for any other path.
+    fn answer_get(&self, req: &HttpRequest) -> Option<GatewayReply> {
+        let path = req.path.split('?').next().unwrap_or(&req.path);
+        let path = path.trim_end_matches('/');
+        let anthropic = anthropic_headers(&req.headers);
+        let json = |status: u16, body: serde_json::Value| GatewayReply::Full {
+            status,
+            headers: json_headers(),
+            body: body.to_string().into_bytes(),
+        };
+        let not_found = |message: String| {
+            let api = if anthropic {
+                Api::Anthropic
+            } else {
+                Api::OpenAi
+            };
+            let (_, body) = api.render_error(&ProviderError {
+                kind: ProviderErrorKind::InvalidRequest,
+                status: Some(404),
+                message,
+                retry_after_ms: None,
+            });
+            GatewayReply::Full {
+                status: 404,
+                headers: json_headers(),
+                body,
+            }
+        };
+        let models: Vec<String> = self
+            .meter
+            .models()
+            .into_iter()
+            .filter(|m| m != crate::llm::simulator::ECHO_MODEL)
+            .filter(|m| m.starts_with("claude") == anthropic)
+            .collect();
+        let model_json = |id: &str| {
+            if anthropic {
+                serde_json::json!({"type": "model", "id": id, "display_name": id,
+                    "created_at": "2025-01-01T00:00:00Z"})
+            } else {
+                serde_json::json!({"id": id, "object": "model", "created": 1_700_000_000,
+                    "owned_by": "system"})
+            }
+        };
+        if path.ends_with("/v1/models") || path == "/models" {
+            let data: Vec<serde_json::Value> = models.iter().map(|m| model_json(m)).collect();
+            return Some(if anthropic {
+                json(
+                    200,
+                    serde_json::json!({"data": data, "has_more": false,
+                        "first_id": models.first(), "last_id": models.last()}),
+                )
+            } else {
+                json(200, serde_json::json!({"object": "list", "data": data}))
+            });
+        }
+        if let Some((_, id)) = path.rsplit_once("/models/") {
+            return Some(if self.meter.price(id).is_some() {
+                json(200, model_json(id))
+            } else {
+                not_found(format!(
+                    "The model `{id}` does not exist or you do not have access to it."
+                ))
+            });
+        }
+        if let Some((_, id)) = path.rsplit_once("/responses/") {
+            let kept = self
+                .answers
+                .lock()
+                .iter()
+                .find(|(k, _)| k == id)
+                .map(|(_, body)| body.clone());
+            return Some(match kept {
+                Some(body) => GatewayReply::Full {
+                    status: 200,
+                    headers: json_headers(),
+                    body,
+                },
+                None => not_found(format!("Response with id '{id}' not found.")),
+            });
+        }
+        None
+    }
+
+    /// Keep a Responses API answer `id` (as the agent got it) for `GET /v1/responses/{id}`.
+    fn remember(&self, id: &str, body: &[u8]) {
+        if id.is_empty() {
+            return;
+        }
+        let mut answers = self.answers.lock();
+        answers.retain(|(k, _)| k != id);
+        if answers.len() >= ANSWERS_KEPT {
+            answers.pop_front();
+        }
+        answers.push_back((id.to_owned(), body.to_vec()));
     }
 
     /// Tell the chain a call it passed ended without an answer.
@@ -772,9 +989,43 @@ impl Gateway {
         if call.attempts > 1 {
             line.push_str(&format!(" | {} attempts", call.attempts));
         }
+        if let Some(reason) = &call.reason
+            && matches!(outcome, CallOutcome::Error | CallOutcome::Denied)
+        {
+            line.push_str(&format!(" | {reason}"));
+        }
+        // The human line for people; the same figures as fields for `--log-format json`.
+        let verdicts_json = serde_json::to_string(&trail.verdicts).unwrap_or_default();
+        macro_rules! record {
+            ($level:ident) => {
+                tracing::$level!(
+                    target: "ironhost::call",
+                    agent = %self.agent.agent_id,
+                    call_id = %call.call_id,
+                    kind = "llm",
+                    provider = call.provider,
+                    api = call.api.name(),
+                    model = %call.model,
+                    stream = call.stream,
+                    outcome = outcome.as_str(),
+                    status = status.map_or(0, u64::from),
+                    code = code.unwrap_or(""),
+                    reason = call.reason.as_deref().unwrap_or(""),
+                    input_tokens = u64::from(usage.input_tokens),
+                    output_tokens = u64::from(usage.output_tokens),
+                    cost_usd = cost,
+                    spent_usd = total,
+                    latency_ms = latency_ms,
+                    attempts = u64::from(call.attempts),
+                    simulated = call.simulated,
+                    verdicts_json = %verdicts_json,
+                    "{line}"
+                )
+            };
+        }
         match outcome {
-            CallOutcome::Ok | CallOutcome::Fallback => tracing::info!("{line}"),
-            _ => tracing::warn!("{line}"),
+            CallOutcome::Ok | CallOutcome::Fallback => record!(info),
+            _ => record!(warn),
         }
         let severity = match outcome {
             CallOutcome::Ok | CallOutcome::Fallback => Severity::Info,
@@ -789,11 +1040,13 @@ impl Gateway {
             EventKind::LlmCall {
                 call_id: call.call_id.clone(),
                 provider: call.provider.to_owned(),
+                api: call.api.name().to_owned(),
                 model: call.model.clone(),
                 stream: call.stream,
                 outcome,
                 status,
                 code: code.map(str::to_owned),
+                reason: call.reason.clone(),
                 input_tokens: usage.input_tokens,
                 output_tokens: usage.output_tokens,
                 cost_usd: cost,
@@ -828,6 +1081,7 @@ impl Gateway {
                             .unwrap_or("unknown"),
                     );
                     tracing::warn!(
+                        call_id = call,
                         "pii {} {} ({})",
                         detail
                             .get("action")
@@ -1066,6 +1320,9 @@ pub enum ToolStart {
 #[derive(Debug)]
 struct CallRecord {
     call_id: String,
+    api: Api,
+    /// Why the call was refused or failed, in words.
+    reason: Option<String>,
     provider: &'static str,
     model: String,
     stream: bool,
@@ -1111,20 +1368,19 @@ fn describe(e: &ProviderError) -> String {
     }
 }
 
-fn not_routed(req: &HttpRequest) -> GatewayReply {
-    let body = serde_json::json!({"error": {
-        "message": format!(
-            "ironhost routes chat completions (OpenAI) and messages (Anthropic); {} {} is not routed",
-            req.method, req.path),
-        "type": "invalid_request_error", "param": null, "code": "not_routed"}});
-    GatewayReply::Full {
-        status: 404,
-        headers: vec![
-            ("content-type".to_owned(), "application/json".to_owned()),
-            ("x-should-retry".to_owned(), "false".to_owned()),
-        ],
-        body: body.to_string().into_bytes(),
-    }
+/// Whether a request is addressed to Anthropic's API (its SDK always sends a version header).
+fn anthropic_headers(headers: &[(String, String)]) -> bool {
+    headers.iter().any(|(k, _)| {
+        k.eq_ignore_ascii_case("anthropic-version") || k.eq_ignore_ascii_case("x-api-key")
+    })
+}
+
+/// The `model` of a request body, if it has one.
+fn model_in(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("model").and_then(|m| m.as_str()).map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// An answer a policy produced, in the shape the agent asked for.
@@ -1175,6 +1431,11 @@ pub struct StreamReply {
     finish: Option<String>,
     index: u32,
     last_pushed: bool,
+    /// Responses API: the text the agent received per `(output_index, content_index)`, for
+    /// the events that repeat a part's whole text.
+    released: BTreeMap<(u64, u64), String>,
+    /// Responses API: the next `sequence_number` (the chain changes how many events there are).
+    seq: u64,
     done: bool,
     call: Option<CallRecord>,
     trail: Option<Trail>,
@@ -1197,14 +1458,12 @@ impl StreamReply {
     }
 
     fn usage(&self) -> Usage {
-        match self.api {
-            Api::OpenAi => {
-                let mut u = Usage::default();
-                self.usage.apply(&mut u);
-                u
-            }
-            Api::Anthropic => anthropic::neutral_usage(&self.usage),
+        if self.api.provider() == "anthropic" {
+            return anthropic::neutral_usage(&self.usage);
         }
+        let mut u = Usage::default();
+        self.usage.apply(&mut u);
+        u
     }
 
     /// What a stream that ends early (cut by the agent or denied part-way) costs: the usage the
@@ -1258,6 +1517,25 @@ impl StreamReply {
     }
 
     fn emit(&mut self, ev: &SseEvent) {
+        if self.api != Api::Responses {
+            self.out.push_back(ev.to_bytes());
+            return;
+        }
+        let ev = responses::rewrite_event(ev, &self.released, self.seq);
+        self.seq += 1;
+        if matches!(
+            ev.event.as_deref(),
+            Some("response.completed" | "response.incomplete")
+        ) && let Some(answer) = serde_json::from_str::<serde_json::Value>(&ev.data)
+            .ok()
+            .and_then(|v| v.get("response").cloned())
+        {
+            let id = answer
+                .get("id")
+                .and_then(|i| i.as_str())
+                .unwrap_or_default();
+            self.gateway.remember(id, answer.to_string().as_bytes());
+        }
         self.out.push_back(ev.to_bytes());
     }
 
@@ -1288,6 +1566,11 @@ impl StreamReply {
                         Some(t) => self.api.with_text(t, &value),
                         None => return Ok(()),
                     };
+                    if self.api == Api::Responses
+                        && let Some(slot) = responses::text_slot(&ev)
+                    {
+                        self.released.entry(slot).or_default().push_str(&value);
+                    }
                     self.text.push_str(&value);
                     self.emit(&ev);
                 }
@@ -1342,6 +1625,18 @@ impl StreamReply {
                 self.template = Some(ev);
                 self.push(text, false)?;
             }
+            return Ok(());
+        }
+        if self.api == Api::Responses && info.block_stop {
+            // A text part is done: the chain releases what it held, the `done` event repeats
+            // the part as the agent received it, and the next text part (if any) passes the
+            // chain afresh.
+            if self.template.is_some() && !self.last_pushed {
+                self.push(String::new(), true)?;
+                self.stream = self.gateway.chain.stream(&self.ctx);
+                self.template = None;
+            }
+            self.emit(&ev);
             return Ok(());
         }
         if self.api == Api::Anthropic

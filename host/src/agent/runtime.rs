@@ -397,6 +397,7 @@ pub fn build_host(
         backoff: Duration::from_millis(llm.backoff_ms.unwrap_or(500)),
         max_backoff: Duration::from_millis(llm.max_backoff_ms.unwrap_or(30_000)),
         budget_usd: budget,
+        unknown_parts: llm.unknown_parts.unwrap_or_default(),
     };
     let agent = AgentInfo {
         agent_id: id.clone(),

@@ -32,7 +32,20 @@ pub fn set_agent_id(id: &str) {
 #[derive(Default)]
 struct Fields {
     message: String,
-    rest: Vec<(String, String)>,
+    rest: Vec<(String, serde_json::Value)>,
+}
+
+impl Fields {
+    fn push(&mut self, field: &Field, value: serde_json::Value) {
+        // `NAME_json` fields carry JSON (a call's verdicts): kept as JSON under `NAME`.
+        match (field.name().strip_suffix("_json"), &value) {
+            (Some(name), serde_json::Value::String(text)) => {
+                let parsed = serde_json::from_str(text).unwrap_or(value.clone());
+                self.rest.push((name.to_owned(), parsed));
+            }
+            _ => self.rest.push((field.name().to_owned(), value)),
+        }
+    }
 }
 
 impl Visit for Fields {
@@ -40,8 +53,7 @@ impl Visit for Fields {
         if field.name() == "message" {
             let _ = write!(self.message, "{value:?}");
         } else {
-            self.rest
-                .push((field.name().to_owned(), format!("{value:?}")));
+            self.push(field, format!("{value:?}").into());
         }
     }
 
@@ -49,10 +61,30 @@ impl Visit for Fields {
         if field.name() == "message" {
             self.message.push_str(value);
         } else {
-            self.rest.push((field.name().to_owned(), value.to_owned()));
+            self.push(field, value.into());
         }
     }
+
+    fn record_f64(&mut self, field: &Field, value: f64) {
+        self.push(field, value.into());
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.push(field, value.into());
+    }
+
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.push(field, value.into());
+    }
+
+    fn record_bool(&mut self, field: &Field, value: bool) {
+        self.push(field, value.into());
+    }
 }
+
+/// The target of call records: their fields repeat the line's figures, so the human format
+/// shows the line alone.
+pub const CALL_TARGET: &str = "ironhost::call";
 
 /// The event formatter for both formats.
 #[derive(Debug, Clone, Copy)]
@@ -84,8 +116,13 @@ where
                     write!(writer, "{level} ")?;
                 }
                 write!(writer, "{}", fields.message)?;
-                for (k, v) in &fields.rest {
-                    write!(writer, " {k}={v}")?;
+                if event.metadata().target() != CALL_TARGET {
+                    for (k, v) in &fields.rest {
+                        match v {
+                            serde_json::Value::String(text) => write!(writer, " {k}={text}")?,
+                            other => write!(writer, " {k}={other}")?,
+                        }
+                    }
                 }
                 writeln!(writer)
             }
@@ -99,7 +136,7 @@ where
                 obj.insert("target".into(), event.metadata().target().into());
                 obj.insert("message".into(), fields.message.into());
                 for (k, v) in fields.rest {
-                    obj.insert(k, v.into());
+                    obj.insert(k, v);
                 }
                 writeln!(writer, "{}", serde_json::Value::Object(obj))
             }

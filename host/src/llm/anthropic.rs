@@ -4,8 +4,8 @@ use serde_json::{Map, Value, json};
 
 use super::sse::SseEvent;
 use super::wire::{
-    EventInfo, ParsedRequest, UsagePart, WireError, extra_map, json_text, json_value, str_field,
-    u32_field,
+    EventInfo, Origin, ParsedRequest, Parts, UsagePart, WireError, extra_map, json_text,
+    json_value, patch, patch_parts, pointer_name, str_field, u32_field,
 };
 use crate::policy::model::{
     ContentPart, LlmRequest, LlmResponse, Message, ProviderError, ProviderErrorKind, Role,
@@ -26,67 +26,172 @@ fn err(msg: impl Into<String>) -> WireError {
     WireError(msg.into())
 }
 
-/// A plain `{"type": "text", "text": …}` block (no citations, no cache control).
-fn plain_text(block: &Value) -> Option<String> {
-    let o = block.as_object()?;
-    (o.len() == 2 && str_field(o, "type") == Some("text"))
-        .then(|| str_field(o, "text").map(str::to_owned))
+/// A block's text, when it is a text block (`cache_control`, `citations` and other keys
+/// aside).
+fn block_text(block: &Value) -> Option<&str> {
+    (block.get("type").and_then(Value::as_str) == Some("text"))
+        .then(|| block.get("text").and_then(Value::as_str))
         .flatten()
 }
 
-fn parse_block(block: &Value) -> ContentPart {
-    if let Some(text) = plain_text(block) {
-        return ContentPart::Text { text };
-    }
-    match block.get("type").and_then(Value::as_str) {
-        Some("tool_use") => ContentPart::ToolUse(ToolUse {
-            id: block.get("id").map(json_text).unwrap_or_default(),
-            name: block.get("name").map(json_text).unwrap_or_default(),
-            arguments: block
-                .get("input")
-                .map(Value::to_string)
-                .unwrap_or_else(|| "{}".to_owned()),
-        }),
-        Some("tool_result") => {
-            let content = match block.get("content") {
-                None | Some(Value::Null) => Some(String::new()),
-                Some(Value::String(s)) => Some(s.clone()),
-                Some(Value::Array(parts)) => parts
-                    .iter()
-                    .map(plain_text)
-                    .collect::<Option<Vec<_>>>()
-                    .map(|t| t.concat()),
-                Some(_) => None,
-            };
-            match content {
-                Some(content) if block.as_object().is_some_and(|o| o.len() <= 4) => {
-                    ContentPart::ToolOutput {
-                        tool_use_id: block.get("tool_use_id").map(json_text).unwrap_or_default(),
-                        content,
-                        is_error: block
-                            .get("is_error")
-                            .and_then(Value::as_bool)
-                            .unwrap_or(false),
-                    }
-                }
-                _ => ContentPart::Other {
-                    json: block.to_string(),
+/// An image block's source as a part: a URL source as its URL, a base64 source as a `data:`
+/// URL; other sources (files) are not modelled.
+fn image_part(block: &Value, here: &str, out: &mut Parts) {
+    let source = block.get("source");
+    match source.and_then(|s| s.get("type")).and_then(Value::as_str) {
+        Some("url")
+            if source
+                .and_then(|s| s.get("url"))
+                .is_some_and(Value::is_string) =>
+        {
+            out.push(
+                ContentPart::Image {
+                    url: source.map(|s| json_text(&s["url"])).unwrap_or_default(),
                 },
-            }
+                Origin::Str(Some(format!("{here}/source/url"))),
+            );
         }
-        _ => ContentPart::Other {
-            json: block.to_string(),
-        },
+        Some("base64") => {
+            let field = |k: &str| {
+                source
+                    .and_then(|s| s.get(k))
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+            };
+            out.push(
+                ContentPart::Image {
+                    url: format!("data:{};base64,{}", field("media_type"), field("data")),
+                },
+                Origin::ImageSource(format!("{here}/source")),
+            );
+        }
+        _ => out.other(block, here.to_owned()),
     }
 }
 
-fn parse_content(content: Option<&Value>, at: &str) -> Result<Vec<ContentPart>, WireError> {
-    match content {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![ContentPart::Text { text: s.clone() }]),
-        Some(Value::Array(blocks)) => Ok(blocks.iter().map(parse_block).collect()),
-        Some(_) => Err(err(format!("`{at}` must be a string or a list of blocks"))),
+/// One content block (at the JSON pointer `here`) as neutral parts. Every text the model
+/// reads becomes a part of its own: a document's title, context and text; each text of a tool
+/// result. Keys the neutral form does not model stay in the body (see `wire::patch`).
+fn parse_block(block: &Value, here: &str, out: &mut Parts, unknown: &mut Vec<String>) {
+    let kind = block.get("type").and_then(Value::as_str).unwrap_or("");
+    match kind {
+        "text" if block_text(block).is_some() => {
+            out.text(
+                block_text(block).unwrap_or_default(),
+                format!("{here}/text"),
+            );
+        }
+        "image" => image_part(block, here, out),
+        "document" => {
+            let start = out.parts.len();
+            for key in ["title", "context"] {
+                if let Some(t) = block.get(key).and_then(Value::as_str) {
+                    out.text(t, format!("{here}/{key}"));
+                }
+            }
+            let source = block.get("source");
+            match source.and_then(|s| s.get("type")).and_then(Value::as_str) {
+                Some("text")
+                    if source
+                        .and_then(|s| s.get("data"))
+                        .is_some_and(Value::is_string) =>
+                {
+                    let data = source.map(|s| json_text(&s["data"])).unwrap_or_default();
+                    out.text(&data, format!("{here}/source/data"));
+                }
+                Some("content") => match source.and_then(|s| s.get("content")) {
+                    Some(Value::String(t)) => out.text(t, format!("{here}/source/content")),
+                    Some(Value::Array(blocks)) => {
+                        for (k, b) in blocks.iter().enumerate() {
+                            parse_block(b, &format!("{here}/source/content/{k}"), out, unknown);
+                        }
+                    }
+                    _ => {}
+                },
+                // A PDF or a file: no text the host can read; the block goes as it is.
+                _ if out.parts.len() == start => out.other(block, here.to_owned()),
+                _ => {}
+            }
+        }
+        "tool_use" => out.push(
+            ContentPart::ToolUse(ToolUse {
+                id: block.get("id").map(json_text).unwrap_or_default(),
+                name: block.get("name").map(json_text).unwrap_or_default(),
+                arguments: block
+                    .get("input")
+                    .map(Value::to_string)
+                    .unwrap_or_else(|| "{}".to_owned()),
+            }),
+            Origin::ToolUse {
+                id: format!("{here}/id"),
+                name: format!("{here}/name"),
+                args: format!("{here}/input"),
+                args_json: true,
+            },
+        ),
+        "tool_result" => {
+            let output = |content: &str| ContentPart::ToolOutput {
+                tool_use_id: block.get("tool_use_id").map(json_text).unwrap_or_default(),
+                content: content.to_owned(),
+                is_error: block
+                    .get("is_error")
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false),
+            };
+            match block.get("content") {
+                Some(Value::String(s)) => {
+                    out.push(output(s), Origin::Str(Some(format!("{here}/content"))));
+                }
+                Some(Value::Array(blocks)) => {
+                    // The first text is the tool's output; images and further texts follow.
+                    let first = blocks.iter().position(|b| block_text(b).is_some());
+                    match first {
+                        Some(f) => out.push(
+                            output(block_text(&blocks[f]).unwrap_or_default()),
+                            Origin::Str(Some(format!("{here}/content/{f}/text"))),
+                        ),
+                        None => out.push(output(""), Origin::Str(None)),
+                    }
+                    for (k, b) in blocks.iter().enumerate() {
+                        if Some(k) != first {
+                            parse_block(b, &format!("{here}/content/{k}"), out, unknown);
+                        }
+                    }
+                }
+                _ => out.push(output(""), Origin::Str(None)),
+            }
+        }
+        // Signed by the provider: a changed byte makes it refuse the request.
+        "thinking" | "redacted_thinking" => out.other(block, here.to_owned()),
+        _ => {
+            unknown.push(format!("{} ({kind})", pointer_name(here)));
+            out.other(block, here.to_owned());
+        }
     }
+}
+
+fn parse_content(
+    content: Option<&Value>,
+    at: &str,
+    unknown: &mut Vec<String>,
+) -> Result<(Vec<ContentPart>, Vec<Origin>), WireError> {
+    let mut out = Parts::default();
+    match content {
+        None | Some(Value::Null) => {}
+        Some(Value::String(s)) => out.text(s, at.to_owned()),
+        Some(Value::Array(blocks)) => {
+            for (k, b) in blocks.iter().enumerate() {
+                parse_block(b, &format!("{at}/{k}"), &mut out, unknown);
+            }
+        }
+        Some(_) => {
+            return Err(err(format!(
+                "`{}` must be a string or a list of blocks",
+                pointer_name(at)
+            )));
+        }
+    }
+    Ok((out.parts, out.origins))
 }
 
 pub(super) fn parse_request(original: Map<String, Value>) -> Result<ParsedRequest, WireError> {
@@ -94,11 +199,15 @@ pub(super) fn parse_request(original: Map<String, Value>) -> Result<ParsedReques
         .ok_or_else(|| err("`model` is missing or not a string"))?
         .to_owned();
     let mut messages = Vec::new();
+    let mut origins = Vec::new();
+    let mut unknown = Vec::new();
     if let Some(system) = original.get("system") {
+        let (content, from) = parse_content(Some(system), "/system", &mut unknown)?;
         messages.push(Message {
             role: Role::System,
-            content: parse_content(Some(system), "system")?,
+            content,
         });
+        origins.push(from);
     }
     let list = original
         .get("messages")
@@ -115,10 +224,13 @@ pub(super) fn parse_request(original: Map<String, Value>) -> Result<ParsedReques
             }
             None => return Err(err(format!("`messages[{i}].role` is missing"))),
         };
-        messages.push(Message {
-            role,
-            content: parse_content(m.get("content"), &format!("messages[{i}].content"))?,
-        });
+        let (content, from) = parse_content(
+            m.get("content"),
+            &format!("/messages/{i}/content"),
+            &mut unknown,
+        )?;
+        messages.push(Message { role, content });
+        origins.push(from);
     }
     let mut extra = Map::new();
     for (k, v) in &original {
@@ -173,6 +285,8 @@ pub(super) fn parse_request(original: Map<String, Value>) -> Result<ParsedReques
         request,
         original,
         wants_stream_usage: true,
+        origins,
+        unknown,
     })
 }
 
@@ -209,9 +323,8 @@ fn render_content(parts: &[ContentPart], was_string: bool) -> Value {
     }
 }
 
-pub(super) fn render_request(parsed: &ParsedRequest, request: &LlmRequest) -> Vec<u8> {
-    let mut out = extra_map(request);
-    out.insert("model".to_owned(), json!(request.model));
+/// `system` and `messages` rendered from the neutral form (the chain changed the structure).
+fn rebuild_messages(parsed: &ParsedRequest, request: &LlmRequest, out: &mut Map<String, Value>) {
     let mut rest = request.messages.as_slice();
     let mut system_parts: Vec<ContentPart> = Vec::new();
     while let Some((first, tail)) = rest.split_first() {
@@ -252,7 +365,26 @@ pub(super) fn render_request(parsed: &ParsedRequest, request: &LlmRequest) -> Ve
         })
         .collect();
     out.insert("messages".to_owned(), Value::Array(messages));
-    if !request.tools.is_empty() {
+}
+
+pub(super) fn render_request(parsed: &ParsedRequest, request: &LlmRequest) -> Vec<u8> {
+    let mut out = extra_map(request);
+    out.insert("model".to_owned(), json!(request.model));
+    if let Some(mut body) = patch(parsed, request) {
+        for key in ["system", "messages"] {
+            if let Some(v) = body.remove(key) {
+                out.insert(key.to_owned(), v);
+            }
+        }
+    } else {
+        rebuild_messages(parsed, request, &mut out);
+    }
+    if request.tools == parsed.request.tools
+        && let Some(tools) = parsed.original.get("tools")
+    {
+        // Unchanged tools go as the agent sent them (`cache_control` and all).
+        out.insert("tools".to_owned(), tools.clone());
+    } else if !request.tools.is_empty() {
         let tools: Vec<Value> = request
             .tools
             .iter()
@@ -355,7 +487,12 @@ pub(super) fn parse_response(v: &Value) -> Result<LlmResponse, WireError> {
         model: v.get("model").map(json_text).unwrap_or_default(),
         message: Message {
             role: Role::Assistant,
-            content: content.iter().map(parse_block).collect(),
+            content: parse_content(
+                Some(&Value::Array(content.clone())),
+                "/content",
+                &mut Vec::new(),
+            )?
+            .0,
         },
         finish_reason: v
             .get("stop_reason")
@@ -375,8 +512,20 @@ pub(super) fn render_response(original: Option<Map<String, Value>>, r: &LlmRespo
             _ => Map::new(),
         }
     });
-    let blocks: Vec<Value> = r.message.content.iter().map(render_block).collect();
-    out.insert("content".to_owned(), Value::Array(blocks));
+    // The provider's blocks keep what the neutral form does not model (`citations`) when the
+    // chain only changed values; otherwise the blocks are rendered anew.
+    let mut content = Value::Object(Map::new());
+    if let Some(blocks) = out.get("content").filter(|c| c.is_array()) {
+        content["content"] = blocks.clone();
+    }
+    let patched = parse_content(content.get("content"), "/content", &mut Vec::new())
+        .ok()
+        .and_then(|(old, origins)| patch_parts(&mut content, &old, &r.message.content, &origins));
+    let blocks = match (patched, content.get_mut("content")) {
+        (Some(()), Some(blocks)) => blocks.take(),
+        _ => Value::Array(r.message.content.iter().map(render_block).collect()),
+    };
+    out.insert("content".to_owned(), blocks);
     let before = out
         .get("stop_reason")
         .and_then(Value::as_str)
@@ -604,5 +753,122 @@ mod tests {
         assert_eq!((usage.input_tokens, usage.output_tokens), (7, 2));
         assert!(infos.iter().any(|i| i.finish.as_deref() == Some("stop")));
         assert!(infos.last().unwrap().done);
+    }
+
+    const BLOCKS: &str = r#"{"model":"claude-3-5-haiku-latest","max_tokens":50,
+      "system":[{"type":"text","text":"SYSTEM jane@example.com","cache_control":{"type":"ephemeral"}}],
+      "messages":[{"role":"user","content":[
+          {"type":"document","source":{"type":"text","media_type":"text/plain","data":"DOC 123-45-6789"},
+           "title":"T jane@example.com","citations":{"enabled":true},"cache_control":{"type":"ephemeral"}},
+          {"type":"document","source":{"type":"content","content":[{"type":"text","text":"C1"},{"type":"text","text":"C2"}]}},
+          {"type":"document","source":{"type":"base64","media_type":"application/pdf","data":"JVBERi0="}},
+          {"type":"image","source":{"type":"base64","media_type":"image/png","data":"iVBORw=="}},
+          {"type":"text","text":"Q","cache_control":{"type":"ephemeral"}}]},
+        {"role":"assistant","content":[{"type":"tool_use","id":"t1","name":"lookup",
+          "input":{"email":"jane@example.com"},"cache_control":{"type":"ephemeral"}}]},
+        {"role":"user","content":[{"type":"tool_result","tool_use_id":"t1","cache_control":{"type":"ephemeral"},
+          "content":[{"type":"text","text":"R1"},{"type":"text","text":"R2"}]},
+          {"type":"server_tool_use","id":"s1","name":"web_search","input":{"query":"jane@example.com"}}]}]}"#;
+
+    #[test]
+    fn every_text_the_model_reads_is_a_part_and_extra_keys_survive_a_rewrite() {
+        let p = Api::Anthropic.parse_request(BLOCKS.as_bytes()).unwrap();
+        let m = &p.request.messages;
+        let texts = |i: usize| -> Vec<String> {
+            m[i].content
+                .iter()
+                .map(|c| match c {
+                    ContentPart::Text { text } => format!("text:{text}"),
+                    ContentPart::ToolOutput { content, .. } => format!("output:{content}"),
+                    ContentPart::ToolUse(u) => format!("use:{}", u.arguments),
+                    ContentPart::Image { url } => format!("image:{url}"),
+                    ContentPart::Other { .. } => "other".to_owned(),
+                })
+                .collect()
+        };
+        assert_eq!(texts(0), ["text:SYSTEM jane@example.com"]);
+        assert_eq!(
+            texts(1),
+            [
+                "text:T jane@example.com",
+                "text:DOC 123-45-6789",
+                "text:C1",
+                "text:C2",
+                "other",
+                "image:data:image/png;base64,iVBORw==",
+                "text:Q"
+            ]
+        );
+        assert_eq!(texts(2), [r#"use:{"email":"jane@example.com"}"#]);
+        assert_eq!(texts(3), ["output:R1", "text:R2", "other"]);
+        assert_eq!(p.unknown, ["messages[2].content[1] (server_tool_use)"]);
+
+        // A policy rewrites values only: the body keeps every key it does not model.
+        let mut r = p.request.clone();
+        for msg in &mut r.messages {
+            for part in &mut msg.content {
+                match part {
+                    ContentPart::Text { text } | ContentPart::ToolOutput { content: text, .. } => {
+                        *text = text
+                            .replace("jane@example.com", "[EMAIL]")
+                            .replace("123-45-6789", "[SSN]")
+                            .replace("R2", "r2");
+                    }
+                    ContentPart::ToolUse(u) => {
+                        u.arguments = u.arguments.replace("jane@example.com", "[EMAIL]");
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let body: Value = serde_json::from_slice(&Api::Anthropic.render_request(&p, &r)).unwrap();
+        assert_eq!(body["system"][0]["text"], "SYSTEM [EMAIL]");
+        assert_eq!(body["system"][0]["cache_control"]["type"], "ephemeral");
+        let doc = &body["messages"][0]["content"][0];
+        assert_eq!(doc["title"], "T [EMAIL]");
+        assert_eq!(doc["source"]["data"], "DOC [SSN]");
+        assert_eq!(doc["citations"]["enabled"], true);
+        assert_eq!(doc["cache_control"]["type"], "ephemeral");
+        assert_eq!(
+            body["messages"][0]["content"][2]["source"]["data"],
+            "JVBERi0="
+        );
+        assert_eq!(
+            body["messages"][0]["content"][3]["source"]["type"],
+            "base64"
+        );
+        assert_eq!(
+            body["messages"][0]["content"][4]["cache_control"]["type"],
+            "ephemeral"
+        );
+        let tool_use = &body["messages"][1]["content"][0];
+        assert_eq!(tool_use["input"]["email"], "[EMAIL]");
+        assert_eq!(tool_use["cache_control"]["type"], "ephemeral");
+        let result = &body["messages"][2]["content"][0];
+        assert_eq!(result["content"][1]["text"], "r2");
+        assert_eq!(result["cache_control"]["type"], "ephemeral");
+        assert_eq!(
+            body["messages"][2]["content"][1]["input"]["query"],
+            "jane@example.com"
+        );
+    }
+
+    #[test]
+    fn cached_system_prompts_count_their_tokens() {
+        use crate::llm::tokens::ModelTokenMeter;
+        use crate::policy::host::TokenMeter;
+        let prompt = "All work and no play makes a dull agent. ".repeat(160);
+        let body = json!({"model": "claude-3-5-haiku-latest", "max_tokens": 10,
+            "system": [{"type": "text", "text": prompt, "cache_control": {"type": "ephemeral"}}],
+            "messages": [{"role": "user", "content": "hi"}]});
+        let p = Api::Anthropic
+            .parse_request(body.to_string().as_bytes())
+            .unwrap();
+        let n = ModelTokenMeter::embedded().count_messages(&p.request.model, &p.request.messages);
+        assert!(
+            n as usize >= prompt.len() / 4,
+            "{n} tokens for {} characters",
+            prompt.len()
+        );
     }
 }

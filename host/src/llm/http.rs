@@ -73,9 +73,9 @@ impl HttpUpstream {
     }
 
     fn base(&self, api: Api) -> &str {
-        match api {
-            Api::OpenAi => &self.openai,
-            Api::Anthropic => &self.anthropic,
+        match api.provider() {
+            "anthropic" => &self.anthropic,
+            _ => &self.openai,
         }
     }
 
@@ -94,9 +94,9 @@ impl HttpUpstream {
             }
         }
         if let Some(key) = egress.key {
-            req = match egress.api {
-                Api::OpenAi => req.bearer_auth(key),
-                Api::Anthropic => req.header("x-api-key", key),
+            req = match egress.api.provider() {
+                "anthropic" => req.header("x-api-key", key),
+                _ => req.bearer_auth(key),
             };
         }
         req = req

@@ -2,9 +2,13 @@
 //! the HTTPS adapter for the real providers, token counting and pricing.
 
 pub mod anthropic;
+pub mod completions;
 pub mod http;
+pub mod inputs;
 pub mod openai;
 pub mod pricing;
+pub mod responses;
+pub mod schema;
 pub mod simulator;
 pub mod sse;
 pub mod tokens;

@@ -4,8 +4,8 @@ use serde_json::{Map, Value, json};
 
 use super::sse::SseEvent;
 use super::wire::{
-    EventInfo, ParsedRequest, UsagePart, WireError, extra_map, json_text, json_value, str_field,
-    u32_field,
+    EventInfo, Origin, ParsedRequest, Parts, UsagePart, WireError, extra_map, json_text,
+    json_value, patch, patch_parts, pointer_name, str_field, u32_field,
 };
 use crate::policy::model::{
     ContentPart, LlmRequest, LlmResponse, Message, ProviderError, ProviderErrorKind, Role,
@@ -46,47 +46,70 @@ fn role_name(role: Role) -> &'static str {
     }
 }
 
-fn parse_parts(content: Option<&Value>, at: usize) -> Result<Vec<ContentPart>, WireError> {
+/// Parse a message's `content` (at `at`, a JSON pointer) into `out`; `unknown` collects the
+/// parts the host does not model.
+fn parse_parts(
+    content: Option<&Value>,
+    at: &str,
+    out: &mut Parts,
+    unknown: &mut Vec<String>,
+) -> Result<(), WireError> {
     match content {
-        None | Some(Value::Null) => Ok(Vec::new()),
-        Some(Value::String(s)) => Ok(vec![ContentPart::Text { text: s.clone() }]),
-        Some(Value::Array(parts)) => Ok(parts
-            .iter()
-            .map(|p| {
-                let kind = p.get("type").and_then(Value::as_str).unwrap_or("");
-                match (kind, p) {
-                    ("text", _) if p.as_object().is_some_and(|o| o.len() == 2) => {
-                        ContentPart::Text {
-                            text: p.get("text").map(json_text).unwrap_or_default(),
-                        }
+        None | Some(Value::Null) => Ok(()),
+        Some(Value::String(s)) => {
+            out.text(s, at.to_owned());
+            Ok(())
+        }
+        Some(Value::Array(parts)) => {
+            for (k, p) in parts.iter().enumerate() {
+                let here = format!("{at}/{k}");
+                match p.get("type").and_then(Value::as_str).unwrap_or("") {
+                    "text" if p.get("text").is_some_and(Value::is_string) => {
+                        out.text(&json_text(&p["text"]), format!("{here}/text"));
                     }
-                    ("image_url", _)
-                        if p.get("image_url")
-                            .and_then(Value::as_object)
-                            .is_some_and(|o| {
-                                o.len() == 1 && o.get("url").is_some_and(Value::is_string)
-                            }) =>
-                    {
-                        ContentPart::Image {
-                            url: p
-                                .pointer("/image_url/url")
-                                .map(json_text)
-                                .unwrap_or_default(),
-                        }
+                    "refusal" if p.get("refusal").is_some_and(Value::is_string) => {
+                        out.text(&json_text(&p["refusal"]), format!("{here}/refusal"));
                     }
-                    _ => ContentPart::Other {
-                        json: p.to_string(),
-                    },
+                    "image_url" if p.pointer("/image_url/url").is_some_and(Value::is_string) => {
+                        out.push(
+                            ContentPart::Image {
+                                url: json_text(&p["image_url"]["url"]),
+                            },
+                            Origin::Str(Some(format!("{here}/image_url/url"))),
+                        );
+                    }
+                    // Audio and files carry no text to read (a file's name is scanned as JSON).
+                    "input_audio" | "file" => out.other(p, here),
+                    kind => {
+                        unknown.push(format!("{} ({kind})", pointer_name(&here)));
+                        out.other(p, here);
+                    }
                 }
-            })
-            .collect()),
+            }
+            Ok(())
+        }
         Some(_) => Err(err(format!(
-            "`messages[{at}].content` must be a string, a list of parts or null"
+            "`{}` must be a string, a list of parts or null",
+            pointer_name(at)
         ))),
     }
 }
 
-fn parse_message(at: usize, m: &Value) -> Result<Message, WireError> {
+fn parse_message(
+    at: usize,
+    m: &Value,
+    unknown: &mut Vec<String>,
+) -> Result<(Message, Vec<Origin>), WireError> {
+    parse_message_at(&format!("/messages/{at}"), at, m, unknown)
+}
+
+/// A message at the JSON pointer `base` (numbered `at` in errors).
+fn parse_message_at(
+    base: &str,
+    at: usize,
+    m: &Value,
+    unknown: &mut Vec<String>,
+) -> Result<(Message, Vec<Origin>), WireError> {
     let obj = m
         .as_object()
         .ok_or_else(|| err(format!("`messages[{at}]` is not an object")))?;
@@ -97,54 +120,93 @@ fn parse_message(at: usize, m: &Value) -> Result<Message, WireError> {
             "`messages[{at}].role` `{role_text}` is not a chat role"
         ))
     })?;
-    let mut content = parse_parts(obj.get("content"), at)?;
+    let mut out = Parts::default();
+    parse_parts(
+        obj.get("content"),
+        &format!("{base}/content"),
+        &mut out,
+        unknown,
+    )?;
     if role == Role::Tool {
-        let text = content
+        // The first text is the tool's output; more texts stay texts of the same message.
+        let tool_use_id = str_field(obj, "tool_call_id")
+            .unwrap_or_default()
+            .to_owned();
+        let at_text = out
+            .parts
             .iter()
-            .map(|p| match p {
-                ContentPart::Text { text } => text.clone(),
-                ContentPart::Other { json } => json.clone(),
-                _ => String::new(),
-            })
-            .collect::<String>();
-        content = vec![ContentPart::ToolOutput {
-            tool_use_id: str_field(obj, "tool_call_id")
-                .unwrap_or_default()
-                .to_owned(),
-            content: text,
-            is_error: false,
-        }];
-    }
-    if let Some(calls) = obj.get("tool_calls").and_then(Value::as_array) {
-        for c in calls {
-            content.push(ContentPart::ToolUse(ToolUse {
-                id: c.get("id").map(json_text).unwrap_or_default(),
-                name: c
-                    .pointer("/function/name")
-                    .map(json_text)
-                    .unwrap_or_default(),
-                arguments: c
-                    .pointer("/function/arguments")
-                    .map(json_text)
-                    .unwrap_or_default(),
-            }));
+            .position(|p| matches!(p, ContentPart::Text { .. }));
+        match at_text {
+            Some(i) => {
+                if let ContentPart::Text { text } = &out.parts[i] {
+                    out.parts[i] = ContentPart::ToolOutput {
+                        tool_use_id,
+                        content: text.clone(),
+                        is_error: false,
+                    };
+                }
+            }
+            None => {
+                out.parts.insert(
+                    0,
+                    ContentPart::ToolOutput {
+                        tool_use_id,
+                        content: String::new(),
+                        is_error: false,
+                    },
+                );
+                out.origins.insert(0, Origin::Str(None));
+            }
         }
     }
-    Ok(Message { role, content })
+    if let Some(calls) = obj.get("tool_calls").and_then(Value::as_array) {
+        for (c, call) in calls.iter().enumerate() {
+            let here = format!("{base}/tool_calls/{c}");
+            out.push(
+                ContentPart::ToolUse(ToolUse {
+                    id: call.get("id").map(json_text).unwrap_or_default(),
+                    name: call
+                        .pointer("/function/name")
+                        .map(json_text)
+                        .unwrap_or_default(),
+                    arguments: call
+                        .pointer("/function/arguments")
+                        .map(json_text)
+                        .unwrap_or_default(),
+                }),
+                Origin::ToolUse {
+                    id: format!("{here}/id"),
+                    name: format!("{here}/function/name"),
+                    args: format!("{here}/function/arguments"),
+                    args_json: false,
+                },
+            );
+        }
+    }
+    Ok((
+        Message {
+            role,
+            content: out.parts,
+        },
+        out.origins,
+    ))
 }
 
 pub(super) fn parse_request(original: Map<String, Value>) -> Result<ParsedRequest, WireError> {
     let model = str_field(&original, "model")
         .ok_or_else(|| err("`model` is missing or not a string"))?
         .to_owned();
-    let messages = original
+    let mut unknown = Vec::new();
+    let (messages, origins): (Vec<Message>, Vec<Vec<Origin>>) = original
         .get("messages")
         .and_then(Value::as_array)
         .ok_or_else(|| err("`messages` is missing or not a list"))?
         .iter()
         .enumerate()
-        .map(|(i, m)| parse_message(i, m))
-        .collect::<Result<Vec<_>, _>>()?;
+        .map(|(i, m)| parse_message(i, m, &mut unknown))
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .unzip();
     let mut extra = Map::new();
     for (k, v) in &original {
         if !MODELLED.contains(&k.as_str()) {
@@ -206,6 +268,8 @@ pub(super) fn parse_request(original: Map<String, Value>) -> Result<ParsedReques
         request,
         original,
         wants_stream_usage,
+        origins,
+        unknown,
     })
 }
 
@@ -289,19 +353,31 @@ fn render_message(m: &Message, original: Option<&Value>) -> Value {
 pub(super) fn render_request(parsed: &ParsedRequest, request: &LlmRequest) -> Vec<u8> {
     let mut out = extra_map(request);
     out.insert("model".to_owned(), json!(request.model));
-    let originals = parsed
-        .original
-        .get("messages")
-        .and_then(Value::as_array)
-        .filter(|o| o.len() == request.messages.len());
-    let messages: Vec<Value> = request
-        .messages
-        .iter()
-        .enumerate()
-        .map(|(i, m)| render_message(m, originals.and_then(|o| o.get(i))))
-        .collect();
-    out.insert("messages".to_owned(), Value::Array(messages));
-    if !request.tools.is_empty() {
+    let messages = match patch(parsed, request) {
+        Some(mut body) => body.remove("messages").unwrap_or(Value::Null),
+        None => {
+            let originals = parsed
+                .original
+                .get("messages")
+                .and_then(Value::as_array)
+                .filter(|o| o.len() == request.messages.len());
+            Value::Array(
+                request
+                    .messages
+                    .iter()
+                    .enumerate()
+                    .map(|(i, m)| render_message(m, originals.and_then(|o| o.get(i))))
+                    .collect(),
+            )
+        }
+    };
+    out.insert("messages".to_owned(), messages);
+    if request.tools == parsed.request.tools
+        && let Some(tools) = parsed.original.get("tools")
+    {
+        // Unchanged tools go as the agent sent them (`strict`, extra keys and all).
+        out.insert("tools".to_owned(), tools.clone());
+    } else if !request.tools.is_empty() {
         let tools: Vec<Value> = request
             .tools
             .iter()
@@ -388,17 +464,35 @@ fn usage_to(u: &Usage, original: Option<&Value>) -> Value {
     Value::Object(out)
 }
 
-pub(super) fn parse_response(v: &Value) -> Result<LlmResponse, WireError> {
-    let msg = v
-        .pointer("/choices/0/message")
+/// Every choice's parts in order (one choice unless the agent asked for `n`), with where each
+/// sits in the answer: the chain reads every choice the agent will get.
+fn answer_parts(v: &Value) -> Result<(Vec<ContentPart>, Vec<Origin>), WireError> {
+    let choices = v
+        .get("choices")
+        .and_then(Value::as_array)
+        .filter(|c| !c.is_empty())
         .ok_or_else(|| err("the answer has no `choices[0].message`"))?;
-    let message = parse_message(0, msg)?;
+    let mut parts = Vec::new();
+    let mut origins = Vec::new();
+    for (c, choice) in choices.iter().enumerate() {
+        let msg = choice
+            .get("message")
+            .ok_or_else(|| err(format!("the answer has no `choices[{c}].message`")))?;
+        let (m, o) = parse_message_at(&format!("/choices/{c}/message"), c, msg, &mut Vec::new())?;
+        parts.extend(m.content);
+        origins.extend(o);
+    }
+    Ok((parts, origins))
+}
+
+pub(super) fn parse_response(v: &Value) -> Result<LlmResponse, WireError> {
+    let (content, _) = answer_parts(v)?;
     Ok(LlmResponse {
         id: v.get("id").map(json_text).unwrap_or_default(),
         model: v.get("model").map(json_text).unwrap_or_default(),
         message: Message {
             role: Role::Assistant,
-            content: message.content,
+            content,
         },
         finish_reason: v
             .pointer("/choices/0/finish_reason")
@@ -407,6 +501,33 @@ pub(super) fn parse_response(v: &Value) -> Result<LlmResponse, WireError> {
             .unwrap_or_else(|| "stop".to_owned()),
         usage: v.get("usage").and_then(usage_from),
     })
+}
+
+/// An answer with one choice per text part of `r` (the simulator's answer to `n` > 1).
+pub(crate) fn render_choices(r: &LlmResponse) -> Vec<u8> {
+    let choices: Vec<Value> = r
+        .message
+        .content
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let text = match p {
+                ContentPart::Text { text } => json!(text),
+                _ => Value::Null,
+            };
+            json!({"index": i, "message": {"role": "assistant", "content": text,
+                "refusal": null, "annotations": []}, "logprobs": null,
+                "finish_reason": finish_to(&r.finish_reason)})
+        })
+        .collect();
+    let mut out = json!({
+        "id": r.id, "object": "chat.completion", "created": unix_now(), "model": r.model,
+        "choices": choices, "service_tier": "default", "system_fingerprint": fingerprint(&r.model),
+    });
+    if let Some(u) = &r.usage {
+        out["usage"] = usage_to(u, None);
+    }
+    out.to_string().into_bytes()
 }
 
 fn unix_now() -> u64 {
@@ -423,6 +544,20 @@ fn fingerprint(model: &str) -> String {
 }
 
 pub(super) fn render_response(original: Option<Map<String, Value>>, r: &LlmResponse) -> Vec<u8> {
+    // The provider's answer with the chain's values written back, every choice and every
+    // other field kept, when the chain changed only values.
+    if let Some(o) = &original {
+        let mut body = Value::Object(o.clone());
+        if let Ok((old, origins)) = answer_parts(&body)
+            && patch_parts(&mut body, &old, &r.message.content, &origins).is_some()
+        {
+            if let Some(u) = &r.usage {
+                let rendered = usage_to(u, body.get("usage"));
+                body["usage"] = rendered;
+            }
+            return body.to_string().into_bytes();
+        }
+    }
     let text = r.message.joined_text();
     let has_text = r
         .message
@@ -638,9 +773,11 @@ mod tests {
         assert_eq!(r.model, "gpt-4o-mini");
         assert_eq!(r.messages.len(), 4);
         assert_eq!(r.messages[0].role, Role::System);
+        // An image with `detail` is still an image; `detail` stays in the body (see below).
         assert!(
-            matches!(&r.messages[1].content[1], ContentPart::Other { json } if json.contains("detail"))
+            matches!(&r.messages[1].content[1], ContentPart::Image { url } if url == "https://x/y.png")
         );
+        assert!(p.unknown.is_empty());
         assert!(matches!(&r.messages[2].content[0], ContentPart::ToolUse(u) if u.name == "lookup"));
         assert!(
             matches!(&r.messages[3].content[0], ContentPart::ToolOutput { tool_use_id, .. } if tool_use_id == "call_1")
@@ -714,5 +851,63 @@ mod tests {
         assert!(infos.last().unwrap().done);
         let swapped = Api::OpenAi.event_info(&Api::OpenAi.with_text(&parsed[1], "X"));
         assert_eq!(swapped.text.as_deref(), Some("X"));
+    }
+
+    #[test]
+    fn tool_call_arguments_and_refusals_in_the_history_are_parts_the_chain_rewrites() {
+        let body = r#"{"model":"gpt-4o-mini","messages":[
+            {"role":"user","name":"jane","content":"hi"},
+            {"role":"assistant","content":[{"type":"refusal","refusal":"No, jane@example.com."}],
+             "tool_calls":[{"id":"c1","type":"function","function":{"name":"mail","arguments":"{\"to\":\"jane@example.com\"}"}}]},
+            {"role":"tool","tool_call_id":"c1","content":[{"type":"text","text":"sent to jane@example.com"}]},
+            {"role":"user","content":[{"type":"input_audio","input_audio":{"data":"AAA=","format":"wav"}},
+                {"type":"mystery","text":"jane@example.com"}]}]}"#;
+        let p = Api::OpenAi.parse_request(body.as_bytes()).unwrap();
+        assert_eq!(p.unknown, ["messages[3].content[1] (mystery)"]);
+        let mut r = p.request.clone();
+        for m in &mut r.messages {
+            for part in &mut m.content {
+                match part {
+                    ContentPart::Text { text } | ContentPart::ToolOutput { content: text, .. } => {
+                        *text = text.replace("jane@example.com", "[EMAIL]");
+                    }
+                    ContentPart::ToolUse(u) => {
+                        u.arguments = u.arguments.replace("jane@example.com", "[EMAIL]");
+                    }
+                    _ => {}
+                }
+            }
+        }
+        let out: Value = serde_json::from_slice(&Api::OpenAi.render_request(&p, &r)).unwrap();
+        assert_eq!(out["messages"][0]["name"], "jane");
+        assert_eq!(out["messages"][1]["content"][0]["refusal"], "No, [EMAIL].");
+        assert_eq!(
+            out["messages"][1]["tool_calls"][0]["function"]["arguments"],
+            r#"{"to":"[EMAIL]"}"#
+        );
+        assert_eq!(out["messages"][2]["content"][0]["text"], "sent to [EMAIL]");
+        assert_eq!(
+            out["messages"][3]["content"][0]["input_audio"]["data"],
+            "AAA="
+        );
+    }
+
+    #[test]
+    fn every_choice_of_an_answer_is_read_and_rewritten() {
+        let mut r = LlmResponse::text("gpt-4o-mini", "a", Some(Usage::new(3, 2)));
+        r.message.content.push(ContentPart::Text {
+            text: "b jane@example.com".to_owned(),
+        });
+        let body = render_choices(&r);
+        let back = Api::OpenAi.parse_response(&body).unwrap();
+        assert_eq!(back.message.content.len(), 2);
+        let mut changed = back.clone();
+        changed.message.content[1] = ContentPart::Text {
+            text: "b [EMAIL]".to_owned(),
+        };
+        let out: Value =
+            serde_json::from_slice(&Api::OpenAi.render_response(Some(&body), &changed)).unwrap();
+        assert_eq!(out["choices"][0]["message"]["content"], "a");
+        assert_eq!(out["choices"][1]["message"]["content"], "b [EMAIL]");
     }
 }

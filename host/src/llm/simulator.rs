@@ -13,9 +13,13 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use std::collections::VecDeque;
+
+use parking_lot::Mutex;
+
 use super::sse::SseEvent;
-use super::stable_hash;
-use super::wire::Api;
+use super::wire::{Api, ParsedRequest};
+use super::{inputs, responses, schema, stable_hash};
 use crate::policy::host::TokenMeter;
 use crate::policy::model::{
     ContentPart, LlmRequest, LlmResponse, Message, ProviderError, ProviderErrorKind, Role, ToolUse,
@@ -228,6 +232,119 @@ pub struct Simulator {
     config: SimulatorConfig,
     meter: Arc<dyn TokenMeter>,
     calls: AtomicU64,
+    /// The latest Responses API ids it answered, for `previous_response_id`.
+    issued: Mutex<VecDeque<String>>,
+}
+
+/// How many Responses API ids the simulator remembers.
+const ISSUED_KEPT: usize = 4096;
+
+fn json_reply(body: Vec<u8>) -> SimReply {
+    SimReply::Json {
+        status: 200,
+        headers: vec![("content-type".to_owned(), "application/json".to_owned())],
+        body,
+    }
+}
+
+/// How many answers the request asks for (OpenAI's `n`).
+fn choices(original: &serde_json::Map<String, serde_json::Value>) -> u32 {
+    original
+        .get("n")
+        .and_then(serde_json::Value::as_u64)
+        .map_or(1, |n| u32::try_from(n.clamp(1, 128)).unwrap_or(1))
+}
+
+/// The schema the answer's text must follow: chat's `response_format` (`json_schema`, or
+/// `json_object`: any object), the Responses API's `text.format`.
+fn output_schema(
+    original: &serde_json::Map<String, serde_json::Value>,
+) -> Option<serde_json::Value> {
+    use serde_json::{Value, json};
+    let format = original
+        .get("response_format")
+        .or_else(|| original.get("text").and_then(|t| t.get("format")))?;
+    match format.get("type").and_then(Value::as_str)? {
+        "json_object" => Some(json!({"type": "object", "properties": {
+            "answer": {"type": "string"}}, "required": ["answer"]})),
+        // Chat nests the schema under `json_schema`; the Responses API does not.
+        "json_schema" => format
+            .pointer("/json_schema/schema")
+            .or_else(|| format.get("schema"))
+            .cloned()
+            .or_else(|| Some(json!({"type": "object"}))),
+        _ => None,
+    }
+}
+
+/// The tool a request forces the model to call, with its parameter schema: OpenAI's
+/// `{"type": "function", "function": {"name"}}` (chat) or `{"type": "function", "name"}`
+/// (responses), Anthropic's `{"type": "tool", "name"}`; `required` / `any` with one tool.
+fn forced_tool(
+    original: &serde_json::Map<String, serde_json::Value>,
+) -> Option<(String, serde_json::Value)> {
+    use serde_json::Value;
+    let choice = original.get("tool_choice")?;
+    let tools = original.get("tools")?.as_array()?;
+    let name_of = |t: &Value| {
+        t.pointer("/function/name")
+            .or_else(|| t.get("name"))
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+    };
+    let schema_of = |t: &Value| {
+        t.pointer("/function/parameters")
+            .or_else(|| t.get("parameters"))
+            .or_else(|| t.get("input_schema"))
+            .cloned()
+            .unwrap_or_else(|| serde_json::json!({"type": "object"}))
+    };
+    let wanted = match choice {
+        Value::String(s) if s == "required" || s == "any" => None,
+        Value::Object(o) => match o.get("type").and_then(Value::as_str) {
+            Some("any") => None,
+            Some("function" | "tool") => Some(name_of(choice)?),
+            _ => return None,
+        },
+        _ => return None,
+    };
+    let tool = match wanted {
+        Some(name) => tools
+            .iter()
+            .find(|t| name_of(t).as_deref() == Some(name.as_str()))?,
+        None => tools.first()?,
+    };
+    Some((name_of(tool)?, schema_of(tool)))
+}
+
+/// A unit vector of `dims` drawn from the words of `text`.
+fn embed(text: &str, dims: usize, seed: u64) -> Vec<f32> {
+    let mut sum = vec![0f64; dims];
+    let mut words = 0;
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        words += 1;
+        let lower = word.to_lowercase();
+        let mut rng = Rng(stable_hash(&[&seed.to_le_bytes(), lower.as_bytes()]));
+        for v in &mut sum {
+            *v += rng.unit() * 2.0 - 1.0;
+        }
+    }
+    if words == 0 {
+        let mut rng = Rng(stable_hash(&[&seed.to_le_bytes(), b"empty"]));
+        for v in &mut sum {
+            *v = rng.unit() * 2.0 - 1.0;
+        }
+    }
+    let norm = sum
+        .iter()
+        .map(|v| v * v)
+        .sum::<f64>()
+        .sqrt()
+        .max(f64::MIN_POSITIVE);
+    sum.iter().map(|v| (v / norm) as f32).collect()
 }
 
 impl std::fmt::Debug for Simulator {
@@ -296,12 +413,12 @@ fn user_text(m: &Message, tool_outputs: bool) -> String {
         .join("\n")
 }
 
-/// The last user message as received, tool results included: what `echo` answers with.
+/// The last user message (or tool result) as received: what `echo` answers with.
 fn last_user_text(messages: &[Message]) -> String {
     messages
         .iter()
         .rev()
-        .find(|m| m.role == Role::User)
+        .find(|m| m.role == Role::User || m.role == Role::Tool)
         .map(|m| user_text(m, true))
         .unwrap_or_default()
 }
@@ -331,6 +448,7 @@ impl Simulator {
             config,
             meter,
             calls: AtomicU64::new(0),
+            issued: Mutex::new(VecDeque::new()),
         }
     }
 
@@ -355,7 +473,7 @@ impl Simulator {
             Ok(p) => p,
             Err(e) => return self.error(api, ProviderErrorKind::InvalidRequest, 400, &e.0, None),
         };
-        let request = parsed.request;
+        let request = &parsed.request;
         if api == Api::Anthropic && request.max_output_tokens.is_none() {
             return self.error(
                 api,
@@ -369,7 +487,96 @@ impl Simulator {
             return reply;
         }
         let id_hash = stable_hash(&[&self.config.seed.to_le_bytes(), &call.to_le_bytes()]);
+        match api {
+            Api::Embeddings => return self.embeddings(&parsed),
+            Api::Moderations => {
+                let inputs = &request.messages[0].content;
+                let model = match request.model.as_str() {
+                    "omni-moderation-latest" => "omni-moderation-2024-09-26",
+                    "text-moderation-latest" => "text-moderation-007",
+                    other => other,
+                };
+                let body =
+                    inputs::moderation_body(&format!("modr-sim{id_hash:016x}"), model, inputs);
+                return json_reply(body.to_string().into_bytes());
+            }
+            Api::CountTokens => {
+                let n = self.meter.count_messages(&request.model, &request.messages);
+                return json_reply(
+                    serde_json::json!({ "input_tokens": n })
+                        .to_string()
+                        .into_bytes(),
+                );
+            }
+            Api::Responses => {
+                if let Some(prev) = parsed
+                    .original
+                    .get("previous_response_id")
+                    .and_then(serde_json::Value::as_str)
+                    && !self.issued.lock().iter().any(|id| id == prev)
+                {
+                    return self.error(
+                        api,
+                        ProviderErrorKind::InvalidRequest,
+                        400,
+                        &format!("Previous response with id '{prev}' not found."),
+                        None,
+                    );
+                }
+            }
+            _ => {}
+        }
+        let mut response = self.answer(api, &parsed, id_hash);
+        response.id = match api {
+            Api::OpenAi => format!("chatcmpl-sim{id_hash:016x}"),
+            Api::Anthropic => format!("msg_sim{id_hash:016x}"),
+            Api::Responses => format!("resp_sim{id_hash:016x}"),
+            _ => format!("cmpl-sim{id_hash:016x}"),
+        };
+        if api == Api::Responses {
+            let mut issued = self.issued.lock();
+            if issued.len() >= ISSUED_KEPT {
+                issued.pop_front();
+            }
+            issued.push_back(response.id.clone());
+        }
+        let choices = choices(&parsed.original);
+        if api == Api::Responses {
+            return if request.stream {
+                SimReply::Stream(responses::render_stream(Some(&parsed.original), &response))
+            } else {
+                json_reply(
+                    responses::answer_object(Some(&parsed.original), &response)
+                        .to_string()
+                        .into_bytes(),
+                )
+            };
+        }
+        if request.stream {
+            return SimReply::Stream(api.render_stream(&response, parsed.wants_stream_usage));
+        }
+        let body = if choices > 1 && matches!(api, Api::OpenAi | Api::Completions) {
+            self.several(api, &parsed, &response, choices)
+        } else {
+            api.render_response(None, &response)
+        };
+        json_reply(body)
+    }
+
+    /// The answer to a generating request: a reply rule's, a forced tool call, structured
+    /// output for a schema, the echo, or composed text.
+    fn answer(&self, api: Api, parsed: &ParsedRequest, id_hash: u64) -> LlmResponse {
+        let request = &parsed.request;
         let echo = self.config.echo || request.model == ECHO_MODEL;
+        let prompt_text = last_user_text(&request.messages);
+        let after_tool = request.messages.last().is_some_and(is_tool_result);
+        // The echo of a prompt that is itself a JSON object is that object: a structured
+        // answer (or forced tool call) that shows what the provider received.
+        let echoed_json = || {
+            echo.then(|| serde_json::from_str::<serde_json::Value>(prompt_text.trim()).ok())
+                .flatten()
+                .filter(serde_json::Value::is_object)
+        };
         let rule = if echo {
             None
         } else {
@@ -378,42 +585,145 @@ impl Simulator {
             self.config
                 .replies
                 .iter()
-                .find(|r| r.answers(&prompt, &offered, &request))
+                .find(|r| r.answers(&prompt, &offered, request))
         };
-        let mut response = match rule {
-            Some(ReplyRule {
-                tool: Some(name),
-                arguments,
-                ..
-            }) => self.tool_call(api, &request, id_hash, name, arguments.as_ref()),
-            _ => {
-                let text = match rule {
-                    Some(ReplyRule {
-                        text: Some(text), ..
-                    }) => text.clone(),
-                    _ if echo => last_user_text(&request.messages),
-                    _ => self.compose(&request.model, &last_user_text(&request.messages)),
-                };
-                let (text, finish) = self.fit(&request.model, text, request.max_output_tokens);
-                let usage = self.usage(&request, &text);
-                let mut response = LlmResponse::text(&request.model, &text, Some(usage));
-                response.finish_reason = finish;
-                response
-            }
-        };
-        response.id = match api {
-            Api::OpenAi => format!("chatcmpl-sim{id_hash:016x}"),
-            Api::Anthropic => format!("msg_sim{id_hash:016x}"),
-        };
-        if request.stream {
-            SimReply::Stream(api.render_stream(&response, parsed.wants_stream_usage))
-        } else {
-            SimReply::Json {
-                status: 200,
-                headers: vec![("content-type".to_owned(), "application/json".to_owned())],
-                body: api.render_response(None, &response),
-            }
+        if let Some(ReplyRule {
+            tool: Some(name),
+            arguments,
+            ..
+        }) = rule
+        {
+            return self.tool_call(api, request, id_hash, name, arguments.as_ref());
         }
+        // A tool the request forces (`tool_choice`), called with arguments its schema accepts:
+        // how LangChain and others ask for structured output.
+        if rule.is_none()
+            && !after_tool
+            && let Some((name, schema)) = forced_tool(&parsed.original)
+        {
+            let args = echoed_json().unwrap_or_else(|| {
+                schema::instance(&schema, self.config.seed ^ id_hash, &prompt_text)
+            });
+            return self.tool_call(api, request, id_hash, &name, Some(&args));
+        }
+        let text = match rule {
+            Some(ReplyRule {
+                text: Some(text), ..
+            }) => text.clone(),
+            _ => match output_schema(&parsed.original) {
+                Some(schema) => match echoed_json() {
+                    Some(json) => json.to_string(),
+                    None => {
+                        let hint = if echo {
+                            prompt_text.clone()
+                        } else {
+                            self.compose(&request.model, &prompt_text)
+                        };
+                        schema::instance(&schema, self.config.seed, &hint).to_string()
+                    }
+                },
+                None if echo => prompt_text,
+                None => self.compose(&request.model, &prompt_text),
+            },
+        };
+        let (text, finish) = self.fit(&request.model, text, request.max_output_tokens);
+        let usage = self.usage(request, &text);
+        let mut response = LlmResponse::text(&request.model, &text, Some(usage));
+        response.finish_reason = finish;
+        response
+    }
+
+    /// An answer with `n` choices: the first is `first`, the others composed with their own
+    /// seed (or the same echo); usage counts every choice's output.
+    fn several(&self, api: Api, parsed: &ParsedRequest, first: &LlmResponse, n: u32) -> Vec<u8> {
+        let request = &parsed.request;
+        let echo = self.config.echo || request.model == ECHO_MODEL;
+        let prompt = last_user_text(&request.messages);
+        let mut texts = vec![first.message.joined_text()];
+        for i in 1..n {
+            let text = if echo {
+                prompt.clone()
+            } else {
+                self.compose(&request.model, &format!("{prompt}\u{0}{i}"))
+            };
+            texts.push(self.fit(&request.model, text, request.max_output_tokens).0);
+        }
+        let output: u32 = texts
+            .iter()
+            .map(|t| self.meter.count_text(&request.model, t))
+            .sum();
+        let mut response = first.clone();
+        response.message = Message {
+            role: Role::Assistant,
+            content: texts
+                .into_iter()
+                .map(|text| ContentPart::Text { text })
+                .collect(),
+        };
+        if let Some(u) = &mut response.usage {
+            u.output_tokens = output;
+        }
+        match api {
+            Api::OpenAi => super::openai::render_choices(&response),
+            _ => api.render_response(None, &response),
+        }
+    }
+
+    /// Deterministic embeddings of the model's dimension (or `dimensions`), one per input:
+    /// each word adds a vector drawn from its hash, and the sum is scaled to length 1, so
+    /// texts that share words point the same way. `encoding_format: "base64"` (what the
+    /// `openai` SDK asks for) packs little-endian `f32`s.
+    fn embeddings(&self, parsed: &ParsedRequest) -> SimReply {
+        use base64::Engine as _;
+        use serde_json::{Value, json};
+        let request = &parsed.request;
+        let dims = parsed
+            .original
+            .get("dimensions")
+            .and_then(Value::as_u64)
+            .map_or_else(
+                || match request.model.as_str() {
+                    m if m.starts_with("text-embedding-3-large") => 3072,
+                    _ => 1536,
+                },
+                |d| d.clamp(1, 8192) as usize,
+            );
+        let base64 = parsed
+            .original
+            .get("encoding_format")
+            .and_then(Value::as_str)
+            == Some("base64");
+        let mut data = Vec::new();
+        let mut tokens = 0u32;
+        for (index, part) in request.messages[0].content.iter().enumerate() {
+            let text = match part {
+                ContentPart::Text { text } => {
+                    tokens = tokens.saturating_add(self.meter.count_text(&request.model, text));
+                    text.clone()
+                }
+                ContentPart::Other { json } => {
+                    let ids: Vec<Value> = serde_json::from_str::<Value>(json)
+                        .ok()
+                        .and_then(|v| v.as_array().cloned())
+                        .unwrap_or_default();
+                    tokens =
+                        tokens.saturating_add(u32::try_from(ids.len().max(1)).unwrap_or(u32::MAX));
+                    json.clone()
+                }
+                _ => String::new(),
+            };
+            let vector = embed(&text, dims, self.config.seed);
+            let embedding = if base64 {
+                let bytes: Vec<u8> = vector.iter().flat_map(|f| f.to_le_bytes()).collect();
+                json!(base64::engine::general_purpose::STANDARD.encode(bytes))
+            } else {
+                json!(vector)
+            };
+            data.push(json!({"object": "embedding", "index": index, "embedding": embedding}));
+        }
+        let body = json!({"object": "list", "data": data, "model": request.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}});
+        json_reply(body.to_string().into_bytes())
     }
 
     fn usage(&self, request: &LlmRequest, output: &str) -> Usage {
@@ -437,8 +747,8 @@ impl Simulator {
     ) -> LlmResponse {
         let arguments = arguments.map_or_else(|| "{}".to_owned(), |a| a.to_string());
         let id = match api {
-            Api::OpenAi => format!("call_sim{id_hash:016x}"),
             Api::Anthropic => format!("toolu_sim{id_hash:016x}"),
+            _ => format!("call_sim{id_hash:016x}"),
         };
         let usage = self.usage(request, &format!("{name}{arguments}"));
         LlmResponse {
@@ -866,5 +1176,137 @@ mod tests {
         assert!(list.contains("must be a table"), "{list}");
         let empty = rule(None, Some(" "), None).unwrap_err();
         assert!(empty.starts_with("simulator.replies[0].tool"), "{empty}");
+    }
+
+    #[test]
+    fn structured_output_follows_the_schema_it_was_given() {
+        let schema = serde_json::json!({"type": "object", "additionalProperties": false,
+            "required": ["name", "score", "tags"],
+            "properties": {"name": {"type": "string"}, "score": {"type": "integer", "minimum": 1, "maximum": 5},
+                "tags": {"type": "array", "items": {"type": "string", "enum": ["hot", "cold"]}, "minItems": 1}}});
+        let extra = format!(
+            r#","response_format":{{"type":"json_schema","json_schema":{{"name":"Lead","strict":true,"schema":{schema}}}}}"#
+        );
+        let v = body(
+            sim(SimulatorConfig::default())
+                .handle(Api::OpenAi, &openai("gpt-4o", "rate this lead", &extra)),
+        );
+        let answer: serde_json::Value =
+            serde_json::from_str(v["choices"][0]["message"]["content"].as_str().unwrap()).unwrap();
+        assert!(answer["name"].is_string(), "{answer}");
+        let score = answer["score"].as_i64().unwrap();
+        assert!((1..=5).contains(&score), "{answer}");
+        let tags = answer["tags"].as_array().unwrap();
+        assert!(
+            !tags.is_empty() && tags.iter().all(|t| t == "hot" || t == "cold"),
+            "{answer}"
+        );
+        assert_eq!(
+            answer.as_object().unwrap().len(),
+            3,
+            "no other keys: {answer}"
+        );
+
+        // The Responses API's `text.format` and a tool forced by `tool_choice`.
+        let req = serde_json::json!({"model": "gpt-4o", "input": "rate",
+            "text": {"format": {"type": "json_schema", "name": "Lead", "schema": schema}}});
+        let v = body(
+            sim(SimulatorConfig::default()).handle(Api::Responses, req.to_string().as_bytes()),
+        );
+        let text = v["output"][0]["content"][0]["text"].as_str().unwrap();
+        assert!(serde_json::from_str::<serde_json::Value>(text).unwrap()["score"].is_i64());
+        let req = serde_json::json!({"model": "claude-haiku-4-5", "max_tokens": 100,
+            "messages": [{"role": "user", "content": "rate"}],
+            "tools": [{"name": "Lead", "input_schema": schema}],
+            "tool_choice": {"type": "tool", "name": "Lead"}});
+        let v = body(
+            sim(SimulatorConfig::default()).handle(Api::Anthropic, req.to_string().as_bytes()),
+        );
+        assert_eq!(v["stop_reason"], "tool_use");
+        assert_eq!(v["content"][0]["name"], "Lead");
+        assert!(v["content"][0]["input"]["score"].is_i64(), "{v}");
+    }
+
+    #[test]
+    fn n_choices_embeddings_moderations_and_counts_answer_in_their_shapes() {
+        let v = body(
+            sim(SimulatorConfig::default())
+                .handle(Api::OpenAi, &openai("gpt-4o", "hi", r#","n":3"#)),
+        );
+        let choices = v["choices"].as_array().unwrap();
+        assert_eq!(choices.len(), 3);
+        assert_eq!(choices[2]["index"], 2);
+
+        let s = sim(SimulatorConfig::default());
+        let req = br#"{"model":"text-embedding-3-small","input":["red apple","red apple pie","tax law"],"encoding_format":"float"}"#;
+        let v = body(s.handle(Api::Embeddings, req));
+        let vec = |i: usize| -> Vec<f64> {
+            v["data"][i]["embedding"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .collect()
+        };
+        let (a, b, c) = (vec(0), vec(1), vec(2));
+        assert_eq!(a.len(), 1536);
+        let norm: f64 = a.iter().map(|x| x * x).sum();
+        assert!((norm - 1.0).abs() < 1e-3, "unit length: {norm}");
+        let dot = |x: &[f64], y: &[f64]| x.iter().zip(y).map(|(p, q)| p * q).sum::<f64>();
+        assert!(dot(&a, &b) > dot(&a, &c), "texts sharing words are closer");
+        assert!(v["usage"]["prompt_tokens"].as_u64().unwrap() > 0);
+        let v = body(s.handle(
+            Api::Embeddings,
+            br#"{"model":"text-embedding-3-large","input":"x","dimensions":256}"#,
+        ));
+        assert_eq!(v["data"][0]["embedding"].as_array().unwrap().len(), 256);
+        let v = body(s.handle(
+            Api::Embeddings,
+            br#"{"model":"text-embedding-3-large","input":"x","encoding_format":"base64"}"#,
+        ));
+        use base64::Engine as _;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(v["data"][0]["embedding"].as_str().unwrap())
+            .unwrap();
+        assert_eq!(
+            bytes.len(),
+            3072 * 4,
+            "little-endian f32s of the model's dimension"
+        );
+
+        let v = body(s.handle(Api::Moderations, br#"{"input":["a","b"]}"#));
+        assert_eq!(v["results"].as_array().unwrap().len(), 2);
+        assert_eq!(v["results"][0]["flagged"], false);
+        let v = body(s.handle(
+            Api::CountTokens,
+            br#"{"model":"claude-haiku-4-5","messages":[{"role":"user","content":"hello there"}]}"#,
+        ));
+        assert!(v["input_tokens"].as_u64().unwrap() > 0);
+    }
+
+    #[test]
+    fn responses_chain_on_ids_the_simulator_gave() {
+        let s = sim(SimulatorConfig::default());
+        let first = body(s.handle(Api::Responses, br#"{"model":"gpt-4o","input":"hi"}"#));
+        let id = first["id"].as_str().unwrap();
+        assert!(id.starts_with("resp_"));
+        assert_eq!(first["object"], "response");
+        assert_eq!(first["status"], "completed");
+        assert!(first["usage"]["total_tokens"].as_u64().unwrap() > 0);
+        let next = format!(r#"{{"model":"gpt-4o","input":"more","previous_response_id":"{id}"}}"#);
+        assert_eq!(
+            body(s.handle(Api::Responses, next.as_bytes()))["status"],
+            "completed"
+        );
+        match s.handle(
+            Api::Responses,
+            br#"{"model":"gpt-4o","input":"x","previous_response_id":"resp_nope"}"#,
+        ) {
+            SimReply::Json { status, body, .. } => {
+                assert_eq!(status, 400);
+                assert!(String::from_utf8_lossy(&body).contains("resp_nope"));
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

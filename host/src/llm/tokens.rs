@@ -12,7 +12,7 @@ use tiktoken_rs::tokenizer::{Tokenizer, get_tokenizer};
 
 use super::pricing::PricingTable;
 use crate::policy::host::{Price, TokenMeter};
-use crate::policy::model::{ContentPart, Message};
+use crate::policy::model::{ContentPart, Message, readable_json_text};
 
 /// OpenAI's chat format adds this many tokens per message, and this many to prime the reply.
 const OPENAI_PER_MESSAGE: u32 = 3;
@@ -83,6 +83,13 @@ fn bpe_count(bpe: &CoreBPE, mut text: &str) -> usize {
     n + bpe.encode_ordinary(text).len()
 }
 
+/// The text of OpenAI token ids (`cl100k_base`, the vocabulary of the embedding models), for
+/// inputs a client sends as ids (LangChain's `OpenAIEmbeddings` does); `None` for ids outside
+/// the vocabulary.
+pub fn decode_cl100k(ids: &[u32]) -> Option<String> {
+    bpe(Tokenizer::Cl100kBase)?.decode(ids).ok()
+}
+
 impl ModelTokenMeter {
     /// A meter over `prices`. Loads the tiktoken vocabularies now (a few hundred ms once per
     /// process), so no policy call ever pays for it under its deadline.
@@ -150,7 +157,10 @@ impl TokenMeter for ModelTokenMeter {
                     ContentPart::Text { text } => self.text_tokens(&family, text),
                     ContentPart::ToolUse(u) => self.text_tokens(&family, &u.arguments),
                     ContentPart::ToolOutput { content, .. } => self.text_tokens(&family, content),
-                    ContentPart::Image { .. } | ContentPart::Other { .. } => 0,
+                    ContentPart::Other { json } => {
+                        self.text_tokens(&family, &readable_json_text(json))
+                    }
+                    ContentPart::Image { .. } => 0,
                 })
                 .fold(0u32, u32::saturating_add);
             total.saturating_add(text).saturating_add(per_message)
@@ -159,6 +169,10 @@ impl TokenMeter for ModelTokenMeter {
 
     fn price(&self, model: &str) -> Option<Price> {
         self.prices.price(model)
+    }
+
+    fn models(&self) -> Vec<String> {
+        self.prices.models().map(str::to_owned).collect()
     }
 }
 

@@ -5,29 +5,49 @@
 //! Bytes are passed through untouched wherever the chain changed nothing, so the agent's SDK and
 //! the provider see exactly what the other sent.
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 
 use super::sse::SseEvent;
-use super::{anthropic, openai};
-use crate::policy::model::{LlmRequest, LlmResponse, ProviderError, Usage};
+use super::{anthropic, completions, inputs, openai, responses};
+use crate::policy::model::{ContentPart, LlmRequest, LlmResponse, ProviderError, Usage};
 
 /// A provider API ironhost routes through the chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Api {
     /// OpenAI chat completions (`POST …/chat/completions`).
     OpenAi,
-    /// Anthropic messages (`POST …/messages`).
+    /// Anthropic messages (`POST …/v1/messages`).
     Anthropic,
+    /// OpenAI responses (`POST …/v1/responses`).
+    Responses,
+    /// OpenAI legacy completions (`POST …/v1/completions`).
+    Completions,
+    /// OpenAI embeddings (`POST …/v1/embeddings`).
+    Embeddings,
+    /// OpenAI moderations (`POST …/v1/moderations`).
+    Moderations,
+    /// Anthropic token counting (`POST …/v1/messages/count_tokens`).
+    CountTokens,
 }
 
 impl Api {
-    /// The API a request path belongs to, if ironhost routes it.
+    /// The API a `POST` to this path belongs to, if ironhost routes it.
     pub fn from_path(path: &str) -> Option<Api> {
         let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
         if path.ends_with("/chat/completions") {
             Some(Api::OpenAi)
         } else if path.ends_with("/v1/messages") || path == "/messages" {
             Some(Api::Anthropic)
+        } else if path.ends_with("/messages/count_tokens") {
+            Some(Api::CountTokens)
+        } else if path.ends_with("/v1/responses") || path == "/responses" {
+            Some(Api::Responses)
+        } else if path.ends_with("/v1/completions") || path == "/completions" {
+            Some(Api::Completions)
+        } else if path.ends_with("/embeddings") {
+            Some(Api::Embeddings)
+        } else if path.ends_with("/v1/moderations") || path == "/moderations" {
+            Some(Api::Moderations)
         } else {
             None
         }
@@ -36,9 +56,30 @@ impl Api {
     /// The provider name the chain sees.
     pub fn provider(self) -> &'static str {
         match self {
-            Api::OpenAi => "openai",
-            Api::Anthropic => "anthropic",
+            Api::Anthropic | Api::CountTokens => "anthropic",
+            _ => "openai",
         }
+    }
+
+    /// The API's name in logs and call records.
+    pub fn name(self) -> &'static str {
+        match self {
+            Api::OpenAi => "chat",
+            Api::Anthropic => "messages",
+            Api::Responses => "responses",
+            Api::Completions => "completions",
+            Api::Embeddings => "embeddings",
+            Api::Moderations => "moderations",
+            Api::CountTokens => "count_tokens",
+        }
+    }
+
+    /// Whether the API answers with generated text (and may stream it).
+    pub fn generates(self) -> bool {
+        matches!(
+            self,
+            Api::OpenAi | Api::Anthropic | Api::Responses | Api::Completions
+        )
     }
 
     /// Parse the agent's request body.
@@ -52,7 +93,11 @@ impl Api {
         };
         match self {
             Api::OpenAi => openai::parse_request(original),
-            Api::Anthropic => anthropic::parse_request(original),
+            Api::Anthropic | Api::CountTokens => anthropic::parse_request(original),
+            Api::Responses => responses::parse_request(original),
+            Api::Completions => completions::parse_request(original),
+            Api::Embeddings => inputs::parse_request(original, true),
+            Api::Moderations => inputs::parse_request(original, false),
         }
     }
 
@@ -60,7 +105,10 @@ impl Api {
     pub fn render_request(self, parsed: &ParsedRequest, request: &LlmRequest) -> Vec<u8> {
         match self {
             Api::OpenAi => openai::render_request(parsed, request),
-            Api::Anthropic => anthropic::render_request(parsed, request),
+            Api::Anthropic | Api::CountTokens => anthropic::render_request(parsed, request),
+            Api::Responses => responses::render_request(parsed, request),
+            Api::Completions => completions::render_request(parsed, request),
+            Api::Embeddings | Api::Moderations => inputs::render_request(parsed, request),
         }
     }
 
@@ -71,12 +119,22 @@ impl Api {
         match self {
             Api::OpenAi => openai::parse_response(&value),
             Api::Anthropic => anthropic::parse_response(&value),
+            Api::Responses => responses::parse_response(&value),
+            Api::Completions => completions::parse_response(&value),
+            Api::Embeddings => Ok(inputs::parse_response(&value, Some("/usage/prompt_tokens"))),
+            Api::Moderations | Api::CountTokens => Ok(inputs::parse_response(&value, None)),
         }
     }
 
     /// The JSON answer for the agent. With `original` (the provider's body) only the message
     /// and usage are replaced, so every other field the provider sent is kept.
     pub fn render_response(self, original: Option<&[u8]>, response: &LlmResponse) -> Vec<u8> {
+        if !self.generates()
+            && let Some(body) = original
+        {
+            // Nothing generated, nothing for a policy to change: the provider's answer as is.
+            return body.to_vec();
+        }
         let original = original
             .and_then(|b| serde_json::from_slice::<Value>(b).ok())
             .and_then(|v| match v {
@@ -86,6 +144,23 @@ impl Api {
         match self {
             Api::OpenAi => openai::render_response(original, response),
             Api::Anthropic => anthropic::render_response(original, response),
+            Api::Responses => responses::render_response(original, response),
+            Api::Completions => completions::render_response(original, response),
+            Api::Embeddings => {
+                let tokens = response.usage.map_or(0, |u| u.input_tokens);
+                serde_json::json!({"object": "list", "data": [], "model": response.model,
+                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+                .to_string()
+                .into_bytes()
+            }
+            Api::Moderations => inputs::moderation_body(&response.id, &response.model, &[])
+                .to_string()
+                .into_bytes(),
+            Api::CountTokens => serde_json::json!({
+                "input_tokens": response.usage.map_or(0, |u| u.input_tokens)
+            })
+            .to_string()
+            .into_bytes(),
         }
     }
 
@@ -94,6 +169,9 @@ impl Api {
         match self {
             Api::OpenAi => openai::render_stream(response, include_usage),
             Api::Anthropic => anthropic::render_stream(response),
+            Api::Responses => responses::render_stream(None, response),
+            Api::Completions => completions::render_stream(response, include_usage),
+            Api::Embeddings | Api::Moderations | Api::CountTokens => Vec::new(),
         }
     }
 
@@ -123,9 +201,9 @@ impl Api {
     /// The status and body the provider sends for `error`.
     pub fn render_error(self, error: &ProviderError) -> (u16, Vec<u8>) {
         let status = super::error_status(error);
-        let body = match self {
-            Api::OpenAi => openai::error_body(error),
-            Api::Anthropic => anthropic::error_body(error),
+        let body = match self.provider() {
+            "anthropic" => anthropic::error_body(error),
+            _ => openai::error_body(error),
         };
         (status, body)
     }
@@ -135,16 +213,33 @@ impl Api {
         match self {
             Api::OpenAi => openai::event_info(event),
             Api::Anthropic => anthropic::event_info(event),
+            Api::Responses => responses::event_info(event),
+            Api::Completions => completions::event_info(event),
+            Api::Embeddings | Api::Moderations | Api::CountTokens => EventInfo::default(),
         }
     }
 
     /// `template` (an event carrying text) with its text replaced.
     pub fn with_text(self, template: &SseEvent, text: &str) -> SseEvent {
         match self {
-            Api::OpenAi => openai::with_text(template, text),
             Api::Anthropic => anthropic::with_text(template, text),
+            Api::Responses => responses::with_text(template, text),
+            Api::Completions => completions::with_text(template, text),
+            _ => openai::with_text(template, text),
         }
     }
+}
+
+/// What the host does with a request part it does not model (`llm.unknown-parts`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum UnknownParts {
+    /// Pass it to the chain as an `other` part (its JSON), whose string values policies
+    /// read like any text (the policy SDK's `text::visit_request_texts`).
+    #[default]
+    Scan,
+    /// Refuse the request (400), naming the part.
+    Refuse,
 }
 
 /// The agent's request, parsed.
@@ -156,6 +251,174 @@ pub struct ParsedRequest {
     pub original: Map<String, Value>,
     /// OpenAI: the agent asked for `stream_options.include_usage`.
     pub wants_stream_usage: bool,
+    /// Where each part of each message of `request` sits in `original`, part for part.
+    pub origins: Vec<Vec<Origin>>,
+    /// Parts of a kind this host does not model (passed to the chain as `other`), named by
+    /// where they are: `messages[2].content[0] (server_tool_use)`.
+    pub unknown: Vec<String>,
+}
+
+impl ParsedRequest {
+    /// A parsed request with no origins recorded (every render rebuilds the messages).
+    pub(super) fn new(request: LlmRequest, original: Map<String, Value>) -> ParsedRequest {
+        ParsedRequest {
+            request,
+            original,
+            wants_stream_usage: false,
+            origins: Vec::new(),
+            unknown: Vec::new(),
+        }
+    }
+}
+
+/// Where a neutral part sits in the agent's body, as JSON pointers from the body's root.
+///
+/// A request the chain changed only in its values (a redacted text, a rewritten tool argument)
+/// is rendered as the agent's own body with just those values replaced, so every key the
+/// neutral form does not model (`cache_control`, `citations`, `detail`, `annotations`, a
+/// document's `title`) reaches the provider as the agent sent it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Origin {
+    /// A string: a text, a tool's output, an image URL. `None`: the value is implied (a
+    /// missing `content`); a change to it needs a rebuilt body.
+    Str(Option<String>),
+    /// A tool use: its id, name and arguments; `args_json`: the arguments are a JSON value in
+    /// the body (Anthropic's `input`), not a JSON text.
+    ToolUse {
+        id: String,
+        name: String,
+        args: String,
+        args_json: bool,
+    },
+    /// An Anthropic image source object (`{"type": "base64", "media_type", "data"}`), shown to
+    /// the chain as a `data:` URL.
+    ImageSource(String),
+    /// A whole value the host does not model, passed as its JSON text.
+    Value(String),
+}
+
+/// The parts of one message as a parser collects them, with their origins.
+#[derive(Debug, Default)]
+pub(super) struct Parts {
+    pub parts: Vec<ContentPart>,
+    pub origins: Vec<Origin>,
+}
+
+impl Parts {
+    pub fn push(&mut self, part: ContentPart, origin: Origin) {
+        self.parts.push(part);
+        self.origins.push(origin);
+    }
+
+    pub fn text(&mut self, text: &str, at: String) {
+        self.push(
+            ContentPart::Text {
+                text: text.to_owned(),
+            },
+            Origin::Str(Some(at)),
+        );
+    }
+
+    /// A value the host does not model, passed whole.
+    pub fn other(&mut self, value: &Value, at: String) {
+        self.push(
+            ContentPart::Other {
+                json: value.to_string(),
+            },
+            Origin::Value(at),
+        );
+    }
+}
+
+/// The body `parsed.original` with the values of `request` written where they came from, when
+/// `request` has the same messages and parts (same roles, same kinds of part) as the parsed
+/// one. `None` when the chain changed the structure, or a changed value has nowhere to go:
+/// the caller then rebuilds the messages from the neutral form.
+pub(super) fn patch(parsed: &ParsedRequest, request: &LlmRequest) -> Option<Map<String, Value>> {
+    let before = &parsed.request.messages;
+    if before.len() != request.messages.len() || parsed.origins.len() != before.len() {
+        return None;
+    }
+    let mut body = Value::Object(parsed.original.clone());
+    for ((old, new), origins) in before.iter().zip(&request.messages).zip(&parsed.origins) {
+        if old.role != new.role {
+            return None;
+        }
+        patch_parts(&mut body, &old.content, &new.content, origins)?;
+    }
+    match body {
+        Value::Object(m) => Some(m),
+        _ => None,
+    }
+}
+
+/// Write the parts of `new` that differ from `old` into `body` at their origins; `None` when
+/// the two are not the same kinds of part in the same order, or a value has nowhere to go.
+pub(super) fn patch_parts(
+    body: &mut Value,
+    old: &[ContentPart],
+    new: &[ContentPart],
+    origins: &[Origin],
+) -> Option<()> {
+    if old.len() != new.len() || origins.len() != old.len() {
+        return None;
+    }
+    for ((a, b), origin) in old.iter().zip(new).zip(origins) {
+        if std::mem::discriminant(a) != std::mem::discriminant(b) {
+            return None;
+        }
+        if a != b {
+            write_part(body, b, origin)?;
+        }
+    }
+    Some(())
+}
+
+fn set(body: &mut Value, at: &str, value: Value) -> Option<()> {
+    *body.pointer_mut(at)? = value;
+    Some(())
+}
+
+fn write_part(body: &mut Value, part: &ContentPart, origin: &Origin) -> Option<()> {
+    match (part, origin) {
+        (ContentPart::Text { text }, Origin::Str(Some(at))) => set(body, at, json!(text)),
+        (ContentPart::ToolOutput { content, .. }, Origin::Str(Some(at))) => {
+            set(body, at, json!(content))
+        }
+        (ContentPart::Image { url }, Origin::Str(Some(at))) => set(body, at, json!(url)),
+        (ContentPart::Image { url }, Origin::ImageSource(at)) => {
+            let source = match url
+                .strip_prefix("data:")
+                .and_then(|rest| rest.split_once(";base64,"))
+            {
+                Some((media_type, data)) => {
+                    json!({"type": "base64", "media_type": media_type, "data": data})
+                }
+                None => json!({"type": "url", "url": url}),
+            };
+            set(body, at, source)
+        }
+        (
+            ContentPart::ToolUse(u),
+            Origin::ToolUse {
+                id,
+                name,
+                args,
+                args_json,
+            },
+        ) => {
+            set(body, id, json!(u.id))?;
+            set(body, name, json!(u.name))?;
+            let value = if *args_json {
+                json_value(&u.arguments)
+            } else {
+                json!(u.arguments)
+            };
+            set(body, args, value)
+        }
+        (ContentPart::Other { json }, Origin::Value(at)) => set(body, at, json_value(json)),
+        _ => None,
+    }
 }
 
 /// A request or answer that does not follow the provider's format.
@@ -244,6 +507,22 @@ pub(super) fn json_value(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
+/// A JSON pointer as a person reads it: `/messages/2/content/0` is `messages[2].content[0]`.
+pub(super) fn pointer_name(pointer: &str) -> String {
+    let mut out = String::new();
+    for seg in pointer.split('/').skip(1) {
+        if seg.bytes().all(|b| b.is_ascii_digit()) && !seg.is_empty() {
+            out.push_str(&format!("[{seg}]"));
+        } else {
+            if !out.is_empty() {
+                out.push('.');
+            }
+            out.push_str(seg);
+        }
+    }
+    out
+}
+
 /// The request's `extra` object, or an empty one.
 pub(super) fn extra_map(request: &LlmRequest) -> Map<String, Value> {
     match serde_json::from_str::<Value>(&request.extra) {
@@ -264,7 +543,14 @@ mod tests {
             Some(Api::OpenAi)
         );
         assert_eq!(Api::from_path("/v1/messages"), Some(Api::Anthropic));
-        assert_eq!(Api::from_path("/v1/messages/count_tokens"), None);
-        assert_eq!(Api::from_path("/v1/embeddings"), None);
+        assert_eq!(
+            Api::from_path("/v1/messages/count_tokens"),
+            Some(Api::CountTokens)
+        );
+        assert_eq!(Api::from_path("/v1/embeddings"), Some(Api::Embeddings));
+        assert_eq!(Api::from_path("/v1/responses"), Some(Api::Responses));
+        assert_eq!(Api::from_path("/v1/completions"), Some(Api::Completions));
+        assert_eq!(Api::from_path("/v1/moderations"), Some(Api::Moderations));
+        assert_eq!(Api::from_path("/v1/files"), None);
     }
 }

@@ -247,6 +247,59 @@ impl Message {
     }
 }
 
+/// The strings a model reads inside a part the host does not model (its JSON text): every
+/// string value except kinds, ids, signatures, media types and base64 payloads, and nothing
+/// of a block the provider signed (Anthropic's thinking), joined by spaces. Token counts use
+/// it, so such parts are not free; the policy SDK's `text::visit_message_texts` walks the same
+/// strings.
+pub fn readable_json_text(json: &str) -> String {
+    fn opaque(key: &str) -> bool {
+        matches!(
+            key,
+            "type"
+                | "id"
+                | "signature"
+                | "media_type"
+                | "data"
+                | "file_data"
+                | "encrypted_content"
+                | "cache_control"
+        ) || key.ends_with("_id")
+    }
+    fn walk(v: &serde_json::Value, out: &mut String) {
+        use serde_json::Value;
+        match v {
+            Value::String(s) => {
+                if !out.is_empty() {
+                    out.push(' ');
+                }
+                out.push_str(s);
+            }
+            Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
+            Value::Object(map) => {
+                if matches!(
+                    map.get("type").and_then(Value::as_str),
+                    Some("thinking" | "redacted_thinking")
+                ) {
+                    return;
+                }
+                for (k, v) in map {
+                    if !opaque(k) {
+                        walk(v, out);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    match serde_json::from_str::<serde_json::Value>(json) {
+        Ok(v) => walk(&v, &mut out),
+        Err(_) => out.push_str(json),
+    }
+    out
+}
+
 mod content_serde {
     use super::{ContentPart, ContentRepr};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};

@@ -38,6 +38,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "audit_chain",
         include_str!("../../migrations/0003_audit_chain.sql"),
     ),
+    (
+        4,
+        "call_api",
+        include_str!("../../migrations/0004_call_api.sql"),
+    ),
 ];
 
 /// What went wrong with the store.

@@ -237,11 +237,13 @@ async fn write_batch(
             EventKind::LlmCall {
                 call_id,
                 provider,
+                api,
                 model,
                 stream,
                 outcome: _,
                 status,
                 code,
+                reason,
                 input_tokens,
                 output_tokens,
                 cost_usd,
@@ -252,17 +254,20 @@ async fn write_batch(
                 verdicts,
             } => {
                 sqlx::query(
-                    "INSERT OR REPLACE INTO calls (id, agent_id, kind, provider, model, outcome, status, code, stream,
-                     simulated, attempts, input_tokens, output_tokens, cost_usd, latency_ms, policy_us, verdicts, ts_ms)
-                     VALUES (?, ?, 'llm', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR REPLACE INTO calls (id, agent_id, kind, provider, api, model, outcome, status, code,
+                     reason, stream, simulated, attempts, input_tokens, output_tokens, cost_usd, latency_ms, policy_us,
+                     verdicts, ts_ms)
+                     VALUES (?, ?, 'llm', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 )
                 .bind(call_id)
                 .bind(&event.agent_id)
                 .bind(provider)
+                .bind((!api.is_empty()).then_some(api.as_str()))
                 .bind(model)
                 .bind(text(&body, "outcome"))
                 .bind(status.map(i64::from))
                 .bind(code)
+                .bind(reason)
                 .bind(stream)
                 .bind(simulated)
                 .bind(i64::from(*attempts))

@@ -187,27 +187,27 @@ fn settings() -> Settings {
     })
 }
 
-/// Scan and treat every text of a message list. Returns the findings' kinds if the mode
-/// blocks, and whether anything was rewritten.
-fn treat_texts<'a>(
-    texts: impl Iterator<Item = &'a mut String>,
+/// Scan and treat every text `visit` walks (see `text::visit_request_texts`). Returns the
+/// findings, and whether anything was rewritten.
+fn treat_texts(
+    visit: impl FnOnce(&mut dyn FnMut(&mut String) -> bool) -> bool,
     settings: &Settings,
     location: &str,
 ) -> (Vec<Finding>, bool) {
     let mut all = Vec::new();
-    let mut changed = false;
-    for text in texts {
+    let changed = visit(&mut |text: &mut String| {
         let findings = settings.findings(text);
         if findings.is_empty() {
-            continue;
+            return false;
         }
         report(text, &findings, location, settings.mode, 0);
-        if settings.mode == Mode::Redact {
+        let rewrite = settings.mode == Mode::Redact;
+        if rewrite {
             *text = redact(text, &findings);
-            changed = true;
         }
         all.extend(findings);
-    }
+        rewrite
+    });
     (all, changed)
 }
 
@@ -238,8 +238,11 @@ impl Policy for PiiRedact {
 
     fn on_llm_request(_ctx: CallContext, mut request: LlmRequest) -> RequestVerdict {
         let settings = settings();
-        let (found, changed) =
-            treat_texts(text::request_texts_mut(&mut request), &settings, "request");
+        let (found, changed) = treat_texts(
+            |f| text::visit_request_texts(&mut request, f),
+            &settings,
+            "request",
+        );
         if found.is_empty() {
             RequestVerdict::Pass
         } else if settings.mode == Mode::Block {
@@ -268,7 +271,7 @@ impl Policy for PiiRedact {
         }
         let settings = settings();
         let (found, changed) = treat_texts(
-            text::message_texts_mut(&mut response.message),
+            |f| text::visit_message_texts(&mut response.message, f),
             &settings,
             "response",
         );

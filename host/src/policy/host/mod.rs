@@ -223,6 +223,10 @@ pub trait TokenMeter: Send + Sync {
     fn count_messages(&self, model: &str, messages: &[Message]) -> u32;
     /// Prices of `model` in USD per million tokens, if known.
     fn price(&self, model: &str) -> Option<Price>;
+    /// The models with a price, by name.
+    fn models(&self) -> Vec<String> {
+        Vec::new()
+    }
 }
 
 /// Prices of one model in USD per million tokens.

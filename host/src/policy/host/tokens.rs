@@ -26,7 +26,8 @@ impl wit::tokens::Host for PolicyCtx {
                 ContentPart::Text { text } => text.len(),
                 ContentPart::ToolUse(u) => u.arguments.len(),
                 ContentPart::ToolOutput { content, .. } => content.len(),
-                ContentPart::Image { .. } | ContentPart::Other { .. } => 0,
+                ContentPart::Other { json } => json.len(),
+                ContentPart::Image { .. } => 0,
             })
             .sum();
         if bytes >= COSTLY_BYTES {
