@@ -77,12 +77,12 @@ fn run(script: &str) -> Run {
         .collect();
     let calls = log
         .iter()
-        .filter(|v| v["target"] == "ironhost::call")
+        .filter(|v| v["target"] == "ironhost::call" && v["kind"] == "llm")
         .cloned()
         .collect();
     let findings = log
         .iter()
-        .filter(|v| v["message"].as_str().is_some_and(|m| m.starts_with("pii ")))
+        .filter(|v| v["target"] == "ironhost::finding")
         .filter_map(|v| v["call_id"].as_str().map(str::to_owned))
         .collect();
     Run {

@@ -886,6 +886,7 @@ impl Gateway {
                 .answers
                 .lock()
                 .iter()
+                .rev()
                 .find(|(k, _)| k == id)
                 .map(|(_, body)| body.clone());
             return Some(match kept {
@@ -906,7 +907,6 @@ impl Gateway {
             return;
         }
         let mut answers = self.answers.lock();
-        answers.retain(|(k, _)| k != id);
         if answers.len() >= ANSWERS_KEPT {
             answers.pop_front();
         }
@@ -995,7 +995,7 @@ impl Gateway {
             line.push_str(&format!(" | {reason}"));
         }
         // The human line for people; the same figures as fields for `--log-format json`.
-        let verdicts_json = serde_json::to_string(&trail.verdicts).unwrap_or_default();
+        let verdicts_json = AsJson(&trail.verdicts);
         macro_rules! record {
             ($level:ident) => {
                 tracing::$level!(
@@ -1081,6 +1081,7 @@ impl Gateway {
                             .unwrap_or("unknown"),
                     );
                     tracing::warn!(
+                        target: "ironhost::finding",
                         call_id = call,
                         "pii {} {} ({})",
                         detail
@@ -1274,10 +1275,27 @@ impl Gateway {
         if !actions.is_empty() {
             line.push_str(&format!(" | {}", actions.join(", ")));
         }
+        let verdicts_json = AsJson(&trail.verdicts);
+        macro_rules! record {
+            ($level:ident) => {
+                tracing::$level!(
+                    target: "ironhost::call",
+                    agent = %self.agent.agent_id,
+                    call_id = call_id,
+                    kind = "tool",
+                    tool = name,
+                    outcome = outcome.as_str(),
+                    code = code.unwrap_or(""),
+                    latency_ms = latency_ms,
+                    verdicts_json = %verdicts_json,
+                    "{line}"
+                )
+            };
+        }
         if outcome == CallOutcome::Ok {
-            tracing::info!("{line}");
+            record!(info);
         } else {
-            tracing::warn!("{line}");
+            record!(warn);
         }
         self.publish_policy_events(&trail, self.metrics.cost_usd(), call_id);
         self.bus.publish(
@@ -1365,6 +1383,16 @@ fn describe(e: &ProviderError) -> String {
     match e.status {
         Some(s) => format!("{s} {kind}"),
         None => kind.to_owned(),
+    }
+}
+
+/// A value written as JSON only when a log line is formatted (the human format never asks).
+struct AsJson<'a, T>(&'a T);
+
+impl<T: serde::Serialize> std::fmt::Display for AsJson<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = serde_json::to_string(self.0).map_err(|_| std::fmt::Error)?;
+        f.write_str(&text)
     }
 }
 

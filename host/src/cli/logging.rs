@@ -33,6 +33,9 @@ pub fn set_agent_id(id: &str) {
 struct Fields {
     message: String,
     rest: Vec<(String, serde_json::Value)>,
+    /// Only the message is wanted (a call record in the human format): the other fields are
+    /// not even formatted.
+    message_only: bool,
 }
 
 impl Fields {
@@ -52,7 +55,7 @@ impl Visit for Fields {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
         if field.name() == "message" {
             let _ = write!(self.message, "{value:?}");
-        } else {
+        } else if !self.message_only {
             self.push(field, format!("{value:?}").into());
         }
     }
@@ -60,31 +63,41 @@ impl Visit for Fields {
     fn record_str(&mut self, field: &Field, value: &str) {
         if field.name() == "message" {
             self.message.push_str(value);
-        } else {
+        } else if !self.message_only {
             self.push(field, value.into());
         }
     }
 
     fn record_f64(&mut self, field: &Field, value: f64) {
-        self.push(field, value.into());
+        if !self.message_only {
+            self.push(field, value.into());
+        }
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.push(field, value.into());
+        if !self.message_only {
+            self.push(field, value.into());
+        }
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.push(field, value.into());
+        if !self.message_only {
+            self.push(field, value.into());
+        }
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.push(field, value.into());
+        if !self.message_only {
+            self.push(field, value.into());
+        }
     }
 }
 
 /// The target of call records: their fields repeat the line's figures, so the human format
 /// shows the line alone.
 pub const CALL_TARGET: &str = "ironhost::call";
+/// The target of PII findings, whose fields (the call id) are for machines too.
+pub const FINDING_TARGET: &str = "ironhost::finding";
 
 /// The event formatter for both formats.
 #[derive(Debug, Clone, Copy)]
@@ -101,7 +114,11 @@ where
         mut writer: Writer<'_>,
         event: &Event<'_>,
     ) -> std::fmt::Result {
-        let mut fields = Fields::default();
+        let mut fields = Fields {
+            message_only: self.0 == LogFormat::Human
+                && matches!(event.metadata().target(), CALL_TARGET | FINDING_TARGET),
+            ..Fields::default()
+        };
         event.record(&mut fields);
         let level = *event.metadata().level();
         let agent = AGENT_ID.get().map(String::as_str);
@@ -116,12 +133,10 @@ where
                     write!(writer, "{level} ")?;
                 }
                 write!(writer, "{}", fields.message)?;
-                if event.metadata().target() != CALL_TARGET {
-                    for (k, v) in &fields.rest {
-                        match v {
-                            serde_json::Value::String(text) => write!(writer, " {k}={text}")?,
-                            other => write!(writer, " {k}={other}")?,
-                        }
+                for (k, v) in &fields.rest {
+                    match v {
+                        serde_json::Value::String(text) => write!(writer, " {k}={text}")?,
+                        other => write!(writer, " {k}={other}")?,
                     }
                 }
                 writeln!(writer)

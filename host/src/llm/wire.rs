@@ -114,8 +114,18 @@ impl Api {
 
     /// Parse a provider's successful JSON answer.
     pub fn parse_response(self, body: &[u8]) -> Result<LlmResponse, WireError> {
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|e| WireError(format!("the provider's answer is not JSON: {e}")))?;
+        let not_json =
+            |e: serde_json::Error| WireError(format!("the provider's answer is not JSON: {e}"));
+        let value: Value = match self {
+            // Large answers (a Responses object echoes the request's settings, an embedding
+            // is thousands of numbers): only the fields the chain reads become values.
+            Api::Responses | Api::Embeddings | Api::Moderations | Api::CountTokens => {
+                serde_json::from_slice::<AnswerFields>(body)
+                    .map_err(not_json)?
+                    .into_value()
+            }
+            _ => serde_json::from_slice(body).map_err(not_json)?,
+        };
         match self {
             Api::OpenAi => openai::parse_response(&value),
             Api::Anthropic => anthropic::parse_response(&value),
@@ -240,6 +250,38 @@ pub enum UnknownParts {
     Scan,
     /// Refuse the request (400), naming the part.
     Refuse,
+}
+
+/// The fields of an answer the chain reads; the rest of the body is skipped unparsed.
+#[derive(Debug, serde::Deserialize)]
+struct AnswerFields {
+    id: Option<Value>,
+    model: Option<Value>,
+    status: Option<Value>,
+    incomplete_details: Option<Value>,
+    output: Option<Value>,
+    usage: Option<Value>,
+    input_tokens: Option<Value>,
+}
+
+impl AnswerFields {
+    fn into_value(self) -> Value {
+        let mut m = Map::new();
+        for (k, v) in [
+            ("id", self.id),
+            ("model", self.model),
+            ("status", self.status),
+            ("incomplete_details", self.incomplete_details),
+            ("output", self.output),
+            ("usage", self.usage),
+            ("input_tokens", self.input_tokens),
+        ] {
+            if let Some(v) = v {
+                m.insert(k.to_owned(), v);
+            }
+        }
+        Value::Object(m)
+    }
 }
 
 /// The agent's request, parsed.

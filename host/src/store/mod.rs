@@ -332,6 +332,8 @@ mod tests {
             // Back to the first schema, as an earlier ironhost left it, with an agent in it.
             sqlx::raw_sql(
                 "ALTER TABLE agents DROP COLUMN runner;
+                 ALTER TABLE calls DROP COLUMN api;
+                 ALTER TABLE calls DROP COLUMN reason;
                  DROP TRIGGER secret_audit_log_no_update;
                  DROP TRIGGER pii_audit_no_update;
                  DROP TRIGGER audit_chain_heads_no_delete;
