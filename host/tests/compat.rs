@@ -128,7 +128,7 @@ fn check(script: &str, expected_cases: usize, apis: &[&str]) {
         for c in &calls {
             assert_eq!(c["outcome"], "ok", "{script}: {c}");
             assert!(c["agent"].is_string() && c["model"].is_string(), "{c}");
-            let free = matches!(*api, "moderations" | "count_tokens");
+            let free = matches!(*api, "moderations" | "count_tokens" | "input_tokens");
             let cost = c["cost_usd"].as_f64().expect("cost is a number");
             assert_eq!(cost > 0.0, !free, "{script}: {c}");
             assert!(c["input_tokens"].as_u64().is_some() && c["latency_ms"].is_number());

@@ -1201,6 +1201,22 @@ fn every_api_cases() -> Vec<(&'static str, HttpRequest, Script)> {
             ),
             json_answer(200, &[], json!({"input_tokens": 21}).to_string().into_bytes()),
         ),
+        (
+            "input_tokens",
+            post(
+                "/v1/responses/input_tokens",
+                false,
+                &json!({"model": "gpt-4o-mini", "instructions": format!("Rules for {pii}"),
+                    "input": format!("Lead {pii}")}),
+            ),
+            json_answer(
+                200,
+                &[],
+                json!({"object": "response.input_tokens", "input_tokens": 21})
+                    .to_string()
+                    .into_bytes(),
+            ),
+        ),
     ]
 }
 
@@ -1230,7 +1246,7 @@ fn no_personal_data_leaves_in_any_part_of_any_api_and_every_call_is_recorded_and
         assert_eq!(status, 200, "{name}: {}", String::from_utf8_lossy(&body));
     }
     let got = provider.received();
-    assert_eq!(got.len(), 7, "every request reached the provider");
+    assert_eq!(got.len(), 8, "every request reached the provider");
     for r in &got {
         let body = String::from_utf8_lossy(&r.body);
         assert!(
@@ -1271,12 +1287,16 @@ fn no_personal_data_leaves_in_any_part_of_any_api_and_every_call_is_recorded_and
             "completions",
             "embeddings",
             "moderations",
-            "count_tokens"
+            "count_tokens",
+            "input_tokens"
         ]
     );
     for c in &calls {
         assert_eq!(c["outcome"], "ok", "{c}");
-        let priced = !matches!(c["api"].as_str(), Some("moderations" | "count_tokens"));
+        let priced = !matches!(
+            c["api"].as_str(),
+            Some("moderations" | "count_tokens" | "input_tokens")
+        );
         let cost = c["cost_usd"].as_f64().unwrap_or(-1.0);
         assert_eq!(cost > 0.0, priced, "{c}");
     }

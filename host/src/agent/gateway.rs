@@ -424,7 +424,7 @@ impl Gateway {
             Ok(p) => p,
             Err(e) => {
                 let model = model_in(&req.body);
-                return Ok(self.refuse(api, &model, started, 400, "invalid_request", &e.0));
+                return Ok(self.refuse(api, api, &model, started, 400, "invalid_request", &e.0));
             }
         };
         if !parsed.unknown.is_empty() && self.options.unknown_parts == UnknownParts::Refuse {
@@ -433,6 +433,7 @@ impl Gateway {
                 parsed.unknown.join(", ")
             );
             return Ok(self.refuse(
+                api,
                 api,
                 &parsed.request.model,
                 started,
@@ -725,11 +726,17 @@ impl Gateway {
         }
     }
 
-    /// Refuse a request before any policy ran, as the provider would (its error shape, with
-    /// `x-should-retry: false`), and record it as a call with its reason.
+    /// Refuse a request to `api` before any policy ran, as the provider would (the error
+    /// shape of `shape`'s provider, with `x-should-retry: false`), and record it as a call
+    /// with its reason.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "a refusal names what it refused and why; grouping them would only rename them"
+    )]
     fn refuse(
         &self,
         api: Api,
+        shape: Api,
         model: &str,
         started: Instant,
         status: u16,
@@ -760,7 +767,7 @@ impl Gateway {
             Some(code),
             None,
         );
-        let (status, body) = api.render_error(&ProviderError {
+        let (status, body) = shape.render_error(&ProviderError {
             kind: crate::llm::error_kind(status),
             status: Some(status),
             message: message.to_owned(),
@@ -778,40 +785,21 @@ impl Gateway {
     /// A request to a provider host on a path the host does not govern: refused with a 404
     /// in that provider's shape, and recorded.
     fn refuse_unrouted(&self, req: &HttpRequest, started: Instant) -> GatewayReply {
-        let api = if anthropic_headers(&req.headers) {
+        let shape = if anthropic_headers(&req.headers) {
             Api::Anthropic
         } else {
             Api::OpenAi
         };
         let message = format!(
-            "ironhost governs chat completions, responses, completions, embeddings and \
-             moderations (OpenAI) and messages and count_tokens (Anthropic); {} {} is not routed",
+            "ironhost governs chat completions, responses (and their input_tokens), completions, \
+             embeddings and moderations (OpenAI) and messages and count_tokens (Anthropic); \
+             {} {} is not routed",
             req.method, req.path
         );
-        let mut call_api = api;
-        if req.method.eq_ignore_ascii_case("POST")
-            && let Some(a) = Api::from_path(&req.path)
-        {
-            call_api = a;
-        }
+        // A known endpoint asked with another method is recorded under its API.
+        let api = Api::from_path(&req.path).unwrap_or(shape);
         let model = model_in(&req.body);
-        let reply = self.refuse(call_api, &model, started, 404, "not_routed", &message);
-        match reply {
-            GatewayReply::Full { headers, .. } => {
-                let (_, body) = api.render_error(&ProviderError {
-                    kind: ProviderErrorKind::InvalidRequest,
-                    status: Some(404),
-                    message,
-                    retry_after_ms: None,
-                });
-                GatewayReply::Full {
-                    status: 404,
-                    headers,
-                    body,
-                }
-            }
-            other => other,
-        }
+        self.refuse(api, shape, &model, started, 404, "not_routed", &message)
     }
 
     /// `GET`s the host answers itself: the models it can price (`/v1/models`,
@@ -960,7 +948,13 @@ impl Gateway {
             CallOutcome::Fallback => LlmTally::Fallback,
             CallOutcome::Error | CallOutcome::Cancelled => LlmTally::Error,
         };
-        let total = self.metrics.llm(&call.model, tally, latency_ms);
+        // Token counts and requests the host refused unrouted (a trace upload, a files call)
+        // are recorded, but are not calls of a model: the agent's figures leave them out.
+        let total = if call.api.counted() && code != Some("not_routed") {
+            self.metrics.llm(&call.model, tally, latency_ms)
+        } else {
+            self.metrics.cost_usd()
+        };
         let spent = match self.budget_usd() {
             Some(limit) => format!("${total:.2} / ${limit:.2}"),
             None => format!("${total:.2} spent"),

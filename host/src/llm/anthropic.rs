@@ -4,23 +4,37 @@ use serde_json::{Map, Value, json};
 
 use super::sse::SseEvent;
 use super::wire::{
-    EventInfo, Origin, ParsedRequest, Parts, UsagePart, WireError, extra_map, json_text,
-    json_value, patch, patch_parts, pointer_name, str_field, u32_field,
+    EventInfo, Origin, ParsedRequest, Parts, Shape, UsagePart, WireError, extra_map, json_text,
+    json_value, model_of, neutral_request, patch, patch_parts, pointer_name, tool_spec, u32_field,
 };
 use crate::policy::model::{
-    ContentPart, LlmRequest, LlmResponse, Message, ProviderError, ProviderErrorKind, Role,
-    ToolSpec, ToolUse, Usage,
+    ContentPart, LlmRequest, LlmResponse, Message, ProviderError, ProviderErrorKind, Role, ToolUse,
+    Usage,
 };
 
-const MODELLED: [&str; 7] = [
-    "model",
-    "messages",
-    "system",
-    "tools",
-    "max_tokens",
-    "temperature",
-    "stream",
-];
+const SHAPE: Shape = Shape {
+    provider: "anthropic",
+    modelled: &[
+        "model",
+        "messages",
+        "system",
+        "tools",
+        "max_tokens",
+        "temperature",
+        "stream",
+    ],
+    max_keys: &["max_tokens"],
+    // A custom tool with nothing the neutral form leaves out (`cache_control` aside, tools
+    // the agent did not change go as it sent them).
+    tool: |t| {
+        let custom = matches!(t.get("type").and_then(Value::as_str), None | Some("custom"))
+            && t.as_object().is_some_and(|o| {
+                o.keys()
+                    .all(|k| matches!(k.as_str(), "name" | "description" | "input_schema" | "type"))
+            });
+        custom.then(|| tool_spec(t, "/name", "/description", "/input_schema"))
+    },
+};
 
 fn err(msg: impl Into<String>) -> WireError {
     WireError(msg.into())
@@ -195,9 +209,7 @@ fn parse_content(
 }
 
 pub(super) fn parse_request(original: Map<String, Value>) -> Result<ParsedRequest, WireError> {
-    let model = str_field(&original, "model")
-        .ok_or_else(|| err("`model` is missing or not a string"))?
-        .to_owned();
+    let model = model_of(&original)?;
     let mut messages = Vec::new();
     let mut origins = Vec::new();
     let mut unknown = Vec::new();
@@ -232,55 +244,7 @@ pub(super) fn parse_request(original: Map<String, Value>) -> Result<ParsedReques
         messages.push(Message { role, content });
         origins.push(from);
     }
-    let mut extra = Map::new();
-    for (k, v) in &original {
-        if !MODELLED.contains(&k.as_str()) {
-            extra.insert(k.clone(), v.clone());
-        }
-    }
-    let mut tools = Vec::new();
-    if let Some(list) = original.get("tools").and_then(Value::as_array) {
-        let custom = |t: &Value| {
-            matches!(t.get("type").and_then(Value::as_str), None | Some("custom"))
-                && t.as_object().is_some_and(|o| {
-                    o.keys().all(|k| {
-                        matches!(k.as_str(), "name" | "description" | "input_schema" | "type")
-                    })
-                })
-        };
-        if list.iter().all(custom) {
-            tools = list
-                .iter()
-                .map(|t| ToolSpec {
-                    name: t.get("name").map(json_text).unwrap_or_default(),
-                    description: t.get("description").map(json_text).unwrap_or_default(),
-                    parameters: t
-                        .get("input_schema")
-                        .map(Value::to_string)
-                        .unwrap_or_else(|| "{}".to_owned()),
-                })
-                .collect();
-        } else {
-            extra.insert("tools".to_owned(), Value::Array(list.clone()));
-        }
-    }
-    let request = LlmRequest {
-        provider: "anthropic".to_owned(),
-        model,
-        messages,
-        tools,
-        max_output_tokens: original
-            .get("max_tokens")
-            .and_then(Value::as_u64)
-            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
-        temperature: original.get("temperature").and_then(Value::as_f64),
-        stream: original
-            .get("stream")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        extra: Value::Object(extra).to_string(),
-        credential: None,
-    };
+    let request = neutral_request(&SHAPE, &original, model, messages);
     Ok(ParsedRequest {
         request,
         original,

@@ -5,28 +5,31 @@ use serde_json::{Map, Value, json};
 
 use super::sse::SseEvent;
 use super::wire::{
-    EventInfo, ParsedRequest, Parts, UsagePart, WireError, extra_map, json_text, patch, str_field,
-    u32_field,
+    EventInfo, ParsedRequest, Parts, Shape, UsagePart, WireError, extra_map, json_text, model_of,
+    neutral_request, patch, u32_field, unix_now,
 };
 use crate::policy::model::{ContentPart, LlmRequest, LlmResponse, Message, Role, Usage};
 
-const MODELLED: [&str; 6] = [
-    "model",
-    "prompt",
-    "suffix",
-    "max_tokens",
-    "temperature",
-    "stream",
-];
+const SHAPE: Shape = Shape {
+    provider: "openai",
+    modelled: &[
+        "model",
+        "prompt",
+        "suffix",
+        "max_tokens",
+        "temperature",
+        "stream",
+    ],
+    max_keys: &["max_tokens"],
+    tool: |_| None,
+};
 
 fn err(msg: impl Into<String>) -> WireError {
     WireError(msg.into())
 }
 
 pub(super) fn parse_request(original: Map<String, Value>) -> Result<ParsedRequest, WireError> {
-    let model = str_field(&original, "model")
-        .ok_or_else(|| err("`model` is missing or not a string"))?
-        .to_owned();
+    let model = model_of(&original)?;
     let mut parts = Parts::default();
     match original.get("prompt") {
         Some(Value::String(s)) => parts.text(s, "/prompt".to_owned()),
@@ -44,35 +47,17 @@ pub(super) fn parse_request(original: Map<String, Value>) -> Result<ParsedReques
     if let Some(s) = original.get("suffix").and_then(Value::as_str) {
         parts.text(s, "/suffix".to_owned());
     }
-    let mut extra = Map::new();
-    for (k, v) in &original {
-        if !MODELLED.contains(&k.as_str()) {
-            extra.insert(k.clone(), v.clone());
-        }
-    }
-    let request = LlmRequest {
-        provider: "openai".to_owned(),
+    let mut request = neutral_request(
+        &SHAPE,
+        &original,
         model,
-        messages: vec![Message {
+        vec![Message {
             role: Role::User,
             content: parts.parts,
         }],
-        tools: Vec::new(),
-        // The API's default when `max_tokens` is left out.
-        max_output_tokens: Some(
-            original
-                .get("max_tokens")
-                .and_then(Value::as_u64)
-                .map_or(16, |n| u32::try_from(n).unwrap_or(u32::MAX)),
-        ),
-        temperature: original.get("temperature").and_then(Value::as_f64),
-        stream: original
-            .get("stream")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        extra: Value::Object(extra).to_string(),
-        credential: None,
-    };
+    );
+    // The API's default when `max_tokens` is left out.
+    request.max_output_tokens = request.max_output_tokens.or(Some(16));
     let wants_stream_usage = original
         .get("stream_options")
         .and_then(|o| o.get("include_usage"))
@@ -177,13 +162,6 @@ pub(super) fn parse_response(v: &Value) -> Result<LlmResponse, WireError> {
             ))
         }),
     })
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// One choice per text part (OpenAI's `n`).

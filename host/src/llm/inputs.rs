@@ -8,8 +8,17 @@
 
 use serde_json::{Map, Value, json};
 
-use super::wire::{ParsedRequest, Parts, WireError, extra_map, patch, str_field, u32_field};
+use super::wire::{
+    ParsedRequest, Parts, Shape, WireError, extra_map, neutral_request, patch, str_field, u32_field,
+};
 use crate::policy::model::{ContentPart, LlmRequest, LlmResponse, Message, Role, Usage};
+
+const SHAPE: Shape = Shape {
+    provider: "openai",
+    modelled: &["model", "input"],
+    max_keys: &[],
+    tool: |_| None,
+};
 
 fn err(msg: impl Into<String>) -> WireError {
     WireError(msg.into())
@@ -87,26 +96,17 @@ pub(super) fn parse_request(
     };
     let mut parts = Parts::default();
     input_parts(original.get("input"), &mut parts)?;
-    let mut extra = Map::new();
-    for (k, v) in &original {
-        if !matches!(k.as_str(), "model" | "input") {
-            extra.insert(k.clone(), v.clone());
-        }
-    }
-    let request = LlmRequest {
-        provider: "openai".to_owned(),
+    let mut request = neutral_request(
+        &SHAPE,
+        &original,
         model,
-        messages: vec![Message {
+        vec![Message {
             role: Role::User,
             content: parts.parts,
         }],
-        tools: Vec::new(),
-        max_output_tokens: Some(0),
-        temperature: None,
-        stream: false,
-        extra: Value::Object(extra).to_string(),
-        credential: None,
-    };
+    );
+    // Nothing is generated: only the input is billed.
+    request.max_output_tokens = Some(0);
     let mut parsed = ParsedRequest::new(request, original);
     parsed.origins = vec![parts.origins];
     Ok(parsed)

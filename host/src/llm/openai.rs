@@ -4,24 +4,38 @@ use serde_json::{Map, Value, json};
 
 use super::sse::SseEvent;
 use super::wire::{
-    EventInfo, Origin, ParsedRequest, Parts, UsagePart, WireError, extra_map, json_text,
-    json_value, patch, patch_parts, pointer_name, str_field, u32_field,
+    EventInfo, Origin, ParsedRequest, Parts, Shape, UsagePart, WireError, extra_map, json_text,
+    json_value, model_of, neutral_request, patch, patch_parts, pointer_name, str_field, tool_spec,
+    u32_field, unix_now,
 };
 use crate::policy::model::{
-    ContentPart, LlmRequest, LlmResponse, Message, ProviderError, ProviderErrorKind, Role,
-    ToolSpec, ToolUse, Usage,
+    ContentPart, LlmRequest, LlmResponse, Message, ProviderError, ProviderErrorKind, Role, ToolUse,
+    Usage,
 };
 
-/// Keys the neutral request models; everything else travels in `extra`.
-const MODELLED: [&str; 7] = [
-    "model",
-    "messages",
-    "tools",
-    "max_tokens",
-    "max_completion_tokens",
-    "temperature",
-    "stream",
-];
+const SHAPE: Shape = Shape {
+    provider: "openai",
+    modelled: &[
+        "model",
+        "messages",
+        "tools",
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "stream",
+    ],
+    max_keys: &["max_completion_tokens", "max_tokens"],
+    tool: |t| {
+        (t.get("type").and_then(Value::as_str) == Some("function")).then(|| {
+            tool_spec(
+                t,
+                "/function/name",
+                "/function/description",
+                "/function/parameters",
+            )
+        })
+    },
+};
 
 fn err(msg: impl Into<String>) -> WireError {
     WireError(msg.into())
@@ -193,9 +207,7 @@ fn parse_message_at(
 }
 
 pub(super) fn parse_request(original: Map<String, Value>) -> Result<ParsedRequest, WireError> {
-    let model = str_field(&original, "model")
-        .ok_or_else(|| err("`model` is missing or not a string"))?
-        .to_owned();
+    let model = model_of(&original)?;
     let mut unknown = Vec::new();
     let (messages, origins): (Vec<Message>, Vec<Vec<Origin>>) = original
         .get("messages")
@@ -207,63 +219,12 @@ pub(super) fn parse_request(original: Map<String, Value>) -> Result<ParsedReques
         .collect::<Result<Vec<_>, _>>()?
         .into_iter()
         .unzip();
-    let mut extra = Map::new();
-    for (k, v) in &original {
-        if !MODELLED.contains(&k.as_str()) {
-            extra.insert(k.clone(), v.clone());
-        }
-    }
-    let mut tools = Vec::new();
-    if let Some(list) = original.get("tools").and_then(Value::as_array) {
-        if list
-            .iter()
-            .all(|t| t.get("type").and_then(Value::as_str) == Some("function"))
-        {
-            tools = list
-                .iter()
-                .map(|t| ToolSpec {
-                    name: t
-                        .pointer("/function/name")
-                        .map(json_text)
-                        .unwrap_or_default(),
-                    description: t
-                        .pointer("/function/description")
-                        .map(json_text)
-                        .unwrap_or_default(),
-                    parameters: t
-                        .pointer("/function/parameters")
-                        .map(Value::to_string)
-                        .unwrap_or_else(|| "{}".to_owned()),
-                })
-                .collect();
-        } else {
-            // Tools the neutral form cannot describe travel unchanged.
-            extra.insert("tools".to_owned(), Value::Array(list.clone()));
-        }
-    }
-    let max_output_tokens = ["max_completion_tokens", "max_tokens"]
-        .iter()
-        .find_map(|k| original.get(*k).and_then(Value::as_u64))
-        .map(|n| u32::try_from(n).unwrap_or(u32::MAX));
     let wants_stream_usage = original
         .get("stream_options")
         .and_then(|o| o.get("include_usage"))
         .and_then(Value::as_bool)
         .unwrap_or(false);
-    let request = LlmRequest {
-        provider: "openai".to_owned(),
-        model,
-        messages,
-        tools,
-        max_output_tokens,
-        temperature: original.get("temperature").and_then(Value::as_f64),
-        stream: original
-            .get("stream")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        extra: Value::Object(extra).to_string(),
-        credential: None,
-    };
+    let request = neutral_request(&SHAPE, &original, model, messages);
     Ok(ParsedRequest {
         request,
         original,
@@ -528,13 +489,6 @@ pub(crate) fn render_choices(r: &LlmResponse) -> Vec<u8> {
         out["usage"] = usage_to(u, None);
     }
     out.to_string().into_bytes()
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// A stable `system_fingerprint` for a model, shaped like OpenAI's.

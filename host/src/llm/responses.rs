@@ -9,23 +9,30 @@ use serde_json::{Map, Value, json};
 
 use super::sse::SseEvent;
 use super::wire::{
-    EventInfo, Origin, ParsedRequest, Parts, UsagePart, WireError, extra_map, json_text,
-    json_value, patch, patch_parts, pointer_name, str_field, u32_field,
+    EventInfo, Origin, ParsedRequest, Parts, Shape, UsagePart, WireError, extra_map, json_text,
+    json_value, model_of, neutral_request, patch, patch_parts, pointer_name, tool_spec, u32_field,
+    unix_now,
 };
-use crate::policy::model::{
-    ContentPart, LlmRequest, LlmResponse, Message, Role, ToolSpec, ToolUse, Usage,
-};
+use crate::policy::model::{ContentPart, LlmRequest, LlmResponse, Message, Role, ToolUse, Usage};
 
-/// Keys the neutral request models; everything else travels in `extra`.
-const MODELLED: [&str; 7] = [
-    "model",
-    "input",
-    "instructions",
-    "tools",
-    "max_output_tokens",
-    "temperature",
-    "stream",
-];
+const SHAPE: Shape = Shape {
+    provider: "openai",
+    modelled: &[
+        "model",
+        "input",
+        "instructions",
+        "tools",
+        "max_output_tokens",
+        "temperature",
+        "stream",
+    ],
+    max_keys: &["max_output_tokens"],
+    // Built-in tools (web search, file search…) the neutral form cannot describe.
+    tool: |t| {
+        (t.get("type").and_then(Value::as_str) == Some("function"))
+            .then(|| tool_spec(t, "/name", "/description", "/parameters"))
+    },
+};
 
 fn err(msg: impl Into<String>) -> WireError {
     WireError(msg.into())
@@ -193,9 +200,7 @@ fn parse_item(
 }
 
 pub(super) fn parse_request(original: Map<String, Value>) -> Result<ParsedRequest, WireError> {
-    let model = str_field(&original, "model")
-        .ok_or_else(|| err("`model` is missing or not a string"))?
-        .to_owned();
+    let model = model_of(&original)?;
     let mut messages = Vec::new();
     let mut origins = Vec::new();
     let mut unknown = Vec::new();
@@ -225,51 +230,7 @@ pub(super) fn parse_request(original: Map<String, Value>) -> Result<ParsedReques
     if messages.is_empty() && !original.contains_key("previous_response_id") {
         return Err(err("`input` is missing"));
     }
-    let mut extra = Map::new();
-    for (k, v) in &original {
-        if !MODELLED.contains(&k.as_str()) {
-            extra.insert(k.clone(), v.clone());
-        }
-    }
-    let mut tools = Vec::new();
-    if let Some(list) = original.get("tools").and_then(Value::as_array) {
-        if list
-            .iter()
-            .all(|t| t.get("type").and_then(Value::as_str) == Some("function"))
-        {
-            tools = list
-                .iter()
-                .map(|t| ToolSpec {
-                    name: t.get("name").map(json_text).unwrap_or_default(),
-                    description: t.get("description").map(json_text).unwrap_or_default(),
-                    parameters: t
-                        .get("parameters")
-                        .map(Value::to_string)
-                        .unwrap_or_else(|| "{}".to_owned()),
-                })
-                .collect();
-        } else {
-            // Built-in tools (web search, file search…) the neutral form cannot describe.
-            extra.insert("tools".to_owned(), Value::Array(list.clone()));
-        }
-    }
-    let request = LlmRequest {
-        provider: "openai".to_owned(),
-        model,
-        messages,
-        tools,
-        max_output_tokens: original
-            .get("max_output_tokens")
-            .and_then(Value::as_u64)
-            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
-        temperature: original.get("temperature").and_then(Value::as_f64),
-        stream: original
-            .get("stream")
-            .and_then(Value::as_bool)
-            .unwrap_or(false),
-        extra: Value::Object(extra).to_string(),
-        credential: None,
-    };
+    let request = neutral_request(&SHAPE, &original, model, messages);
     Ok(ParsedRequest {
         request,
         original,
@@ -480,13 +441,6 @@ pub(super) fn parse_response(v: &Value) -> Result<LlmResponse, WireError> {
         },
         usage: v.get("usage").and_then(usage_from),
     })
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 /// The id suffix of an answer (`resp_X` → `X`), for the ids of its items.

@@ -1278,6 +1278,12 @@ mod tests {
         assert_eq!(v["results"].as_array().unwrap().len(), 2);
         assert_eq!(v["results"][0]["flagged"], false);
         let v = body(s.handle(
+            Api::InputTokens,
+            br#"{"model":"gpt-4o-mini","input":"hello there"}"#,
+        ));
+        assert_eq!(v["object"], "response.input_tokens");
+        assert!(v["input_tokens"].as_u64().unwrap() > 0);
+        let v = body(s.handle(
             Api::CountTokens,
             br#"{"model":"claude-haiku-4-5","messages":[{"role":"user","content":"hello there"}]}"#,
         ));

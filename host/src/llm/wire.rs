@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::sse::SseEvent;
 use super::{anthropic, completions, inputs, openai, responses};
-use crate::policy::model::{ContentPart, LlmRequest, LlmResponse, ProviderError, Usage};
+use crate::policy::model::{ContentPart, LlmRequest, LlmResponse, ProviderError, ToolSpec, Usage};
 
 /// A provider API ironhost routes through the chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,6 +28,8 @@ pub enum Api {
     Moderations,
     /// Anthropic token counting (`POST …/v1/messages/count_tokens`).
     CountTokens,
+    /// OpenAI token counting for a Responses request (`POST …/v1/responses/input_tokens`).
+    InputTokens,
 }
 
 impl Api {
@@ -40,6 +42,8 @@ impl Api {
             Some(Api::Anthropic)
         } else if path.ends_with("/messages/count_tokens") {
             Some(Api::CountTokens)
+        } else if path.ends_with("/responses/input_tokens") {
+            Some(Api::InputTokens)
         } else if path.ends_with("/v1/responses") || path == "/responses" {
             Some(Api::Responses)
         } else if path.ends_with("/v1/completions") || path == "/completions" {
@@ -71,7 +75,14 @@ impl Api {
             Api::Embeddings => "embeddings",
             Api::Moderations => "moderations",
             Api::CountTokens => "count_tokens",
+            Api::InputTokens => "input_tokens",
         }
+    }
+
+    /// Whether a call counts among the agent's LLM calls (its live figures): token counts
+    /// are recorded, but are not calls of a model.
+    pub fn counted(self) -> bool {
+        !matches!(self, Api::CountTokens | Api::InputTokens)
     }
 
     /// Whether the API answers with generated text (and may stream it).
@@ -94,7 +105,7 @@ impl Api {
         match self {
             Api::OpenAi => openai::parse_request(original),
             Api::Anthropic | Api::CountTokens => anthropic::parse_request(original),
-            Api::Responses => responses::parse_request(original),
+            Api::Responses | Api::InputTokens => responses::parse_request(original),
             Api::Completions => completions::parse_request(original),
             Api::Embeddings => inputs::parse_request(original, true),
             Api::Moderations => inputs::parse_request(original, false),
@@ -106,7 +117,7 @@ impl Api {
         match self {
             Api::OpenAi => openai::render_request(parsed, request),
             Api::Anthropic | Api::CountTokens => anthropic::render_request(parsed, request),
-            Api::Responses => responses::render_request(parsed, request),
+            Api::Responses | Api::InputTokens => responses::render_request(parsed, request),
             Api::Completions => completions::render_request(parsed, request),
             Api::Embeddings | Api::Moderations => inputs::render_request(parsed, request),
         }
@@ -119,11 +130,13 @@ impl Api {
         let value: Value = match self {
             // Large answers (a Responses object echoes the request's settings, an embedding
             // is thousands of numbers): only the fields the chain reads become values.
-            Api::Responses | Api::Embeddings | Api::Moderations | Api::CountTokens => {
-                serde_json::from_slice::<AnswerFields>(body)
-                    .map_err(not_json)?
-                    .into_value()
-            }
+            Api::Responses
+            | Api::Embeddings
+            | Api::Moderations
+            | Api::CountTokens
+            | Api::InputTokens => serde_json::from_slice::<AnswerFields>(body)
+                .map_err(not_json)?
+                .into_value(),
             _ => serde_json::from_slice(body).map_err(not_json)?,
         };
         match self {
@@ -132,7 +145,9 @@ impl Api {
             Api::Responses => responses::parse_response(&value),
             Api::Completions => completions::parse_response(&value),
             Api::Embeddings => Ok(inputs::parse_response(&value, Some("/usage/prompt_tokens"))),
-            Api::Moderations | Api::CountTokens => Ok(inputs::parse_response(&value, None)),
+            Api::Moderations | Api::CountTokens | Api::InputTokens => {
+                Ok(inputs::parse_response(&value, None))
+            }
         }
     }
 
@@ -171,6 +186,12 @@ impl Api {
             })
             .to_string()
             .into_bytes(),
+            Api::InputTokens => serde_json::json!({
+                "object": "response.input_tokens",
+                "input_tokens": response.usage.map_or(0, |u| u.input_tokens)
+            })
+            .to_string()
+            .into_bytes(),
         }
     }
 
@@ -181,7 +202,7 @@ impl Api {
             Api::Anthropic => anthropic::render_stream(response),
             Api::Responses => responses::render_stream(None, response),
             Api::Completions => completions::render_stream(response, include_usage),
-            Api::Embeddings | Api::Moderations | Api::CountTokens => Vec::new(),
+            Api::Embeddings | Api::Moderations | Api::CountTokens | Api::InputTokens => Vec::new(),
         }
     }
 
@@ -225,7 +246,9 @@ impl Api {
             Api::Anthropic => anthropic::event_info(event),
             Api::Responses => responses::event_info(event),
             Api::Completions => completions::event_info(event),
-            Api::Embeddings | Api::Moderations | Api::CountTokens => EventInfo::default(),
+            Api::Embeddings | Api::Moderations | Api::CountTokens | Api::InputTokens => {
+                EventInfo::default()
+            }
         }
     }
 
@@ -549,6 +572,86 @@ pub(super) fn json_value(text: &str) -> Value {
     serde_json::from_str(text).unwrap_or_else(|_| Value::String(text.to_owned()))
 }
 
+/// How one API's body maps to the neutral request's common fields.
+pub(super) struct Shape {
+    pub provider: &'static str,
+    /// The keys the neutral request models; every other key travels in `extra`.
+    pub modelled: &'static [&'static str],
+    /// The keys of the output limit, the first present wins.
+    pub max_keys: &'static [&'static str],
+    /// One tool as the neutral form describes it; `None` for a tool it cannot (a built-in
+    /// one): then the whole list travels in `extra`, unchanged.
+    pub tool: fn(&Value) -> Option<ToolSpec>,
+}
+
+/// A tool spec from the JSON pointers of its name, description and parameter schema.
+pub(super) fn tool_spec(t: &Value, name: &str, description: &str, parameters: &str) -> ToolSpec {
+    ToolSpec {
+        name: t.pointer(name).map(json_text).unwrap_or_default(),
+        description: t.pointer(description).map(json_text).unwrap_or_default(),
+        parameters: t
+            .pointer(parameters)
+            .map(Value::to_string)
+            .unwrap_or_else(|| "{}".to_owned()),
+    }
+}
+
+/// The neutral request for `messages` of a body `original` of the API `shape` describes.
+pub(super) fn neutral_request(
+    shape: &Shape,
+    original: &Map<String, Value>,
+    model: String,
+    messages: Vec<crate::policy::model::Message>,
+) -> LlmRequest {
+    let mut extra: Map<String, Value> = original
+        .iter()
+        .filter(|(k, _)| !shape.modelled.contains(&k.as_str()))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let mut tools = Vec::new();
+    if let Some(list) = original.get("tools").and_then(Value::as_array) {
+        match list.iter().map(shape.tool).collect::<Option<Vec<_>>>() {
+            Some(specs) => tools = specs,
+            None => {
+                extra.insert("tools".to_owned(), Value::Array(list.clone()));
+            }
+        }
+    }
+    LlmRequest {
+        provider: shape.provider.to_owned(),
+        model,
+        messages,
+        tools,
+        max_output_tokens: shape
+            .max_keys
+            .iter()
+            .find_map(|k| original.get(*k).and_then(Value::as_u64))
+            .map(|n| u32::try_from(n).unwrap_or(u32::MAX)),
+        temperature: original.get("temperature").and_then(Value::as_f64),
+        stream: original
+            .get("stream")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        extra: Value::Object(extra).to_string(),
+        credential: None,
+    }
+}
+
+/// The body's `model`, which every API requires.
+pub(super) fn model_of(original: &Map<String, Value>) -> Result<String, WireError> {
+    str_field(original, "model")
+        .map(str::to_owned)
+        .ok_or_else(|| WireError("`model` is missing or not a string".to_owned()))
+}
+
+/// Seconds since the epoch, for `created` fields.
+pub(super) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// A JSON pointer as a person reads it: `/messages/2/content/0` is `messages[2].content[0]`.
 pub(super) fn pointer_name(pointer: &str) -> String {
     let mut out = String::new();
@@ -591,6 +694,10 @@ mod tests {
         );
         assert_eq!(Api::from_path("/v1/embeddings"), Some(Api::Embeddings));
         assert_eq!(Api::from_path("/v1/responses"), Some(Api::Responses));
+        assert_eq!(
+            Api::from_path("/v1/responses/input_tokens"),
+            Some(Api::InputTokens)
+        );
         assert_eq!(Api::from_path("/v1/completions"), Some(Api::Completions));
         assert_eq!(Api::from_path("/v1/moderations"), Some(Api::Moderations));
         assert_eq!(Api::from_path("/v1/files"), None);

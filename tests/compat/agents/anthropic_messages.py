@@ -1,11 +1,10 @@
 """The anthropic SDK's messages (system blocks with cache_control, streaming, documents, tool
 history), count_tokens and models endpoints."""
 
-import json
-import sys
-import traceback
 
 from anthropic import Anthropic
+
+from _report import emit, run
 
 PII = "Contact jane.doe@example.com, SSN 123-45-6789."
 MODEL = "claude-haiku-4-5"
@@ -18,10 +17,6 @@ LOOKUP = {
     "description": "Look a contact up in the CRM.",
     "input_schema": {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"]},
 }
-
-
-def emit(case, text, **extra):
-    print(json.dumps({"case": case, "text": text, **extra}), flush=True)
 
 
 def text_of(message):
@@ -92,8 +87,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception:
-        traceback.print_exc()
-        sys.exit(1)
+    run(main)

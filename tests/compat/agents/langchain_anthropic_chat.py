@@ -1,14 +1,13 @@
 """langchain-anthropic: ChatAnthropic plain and streamed, structured output, and bound tools
 with a tool result in the history."""
 
-import json
-import sys
-import traceback
 
 from langchain_anthropic import ChatAnthropic
 from langchain_core.messages import AIMessage, HumanMessage, ToolMessage
 from langchain_core.tools import tool
 from pydantic import BaseModel
+
+from _report import emit, run
 
 PII = "Contact jane.doe@example.com, SSN 123-45-6789."
 
@@ -21,10 +20,6 @@ class Contact(BaseModel):
 def lookup_contact(name: str) -> str:
     """Look a contact up in the CRM."""
     return PII
-
-
-def emit(case, text, **extra):
-    print(json.dumps({"case": case, "text": text, **extra}), flush=True)
 
 
 def main():
@@ -53,8 +48,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception:
-        traceback.print_exc()
-        sys.exit(1)
+    run(main)

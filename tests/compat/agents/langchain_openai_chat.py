@@ -1,22 +1,17 @@
 """langchain-openai: ChatOpenAI on chat completions and on the Responses API, streaming,
 structured output, and OpenAIEmbeddings."""
 
-import json
-import sys
-import traceback
 
 from langchain_openai import ChatOpenAI, OpenAIEmbeddings
 from pydantic import BaseModel
+
+from _report import emit, run
 
 PII = "Contact jane.doe@example.com, SSN 123-45-6789."
 
 
 class Contact(BaseModel):
     note: str
-
-
-def emit(case, text, **extra):
-    print(json.dumps({"case": case, "text": text, **extra}), flush=True)
 
 
 def main():
@@ -41,8 +36,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception:
-        traceback.print_exc()
-        sys.exit(1)
+    run(main)

@@ -1,12 +1,11 @@
 """langgraph: the prebuilt ReAct agent with one tool, over ChatOpenAI."""
 
-import json
-import sys
-import traceback
 
 from langchain_core.tools import tool
 from langchain_openai import ChatOpenAI
 from langgraph.prebuilt import create_react_agent
+
+from _report import emit, run
 
 PII = "Contact jane.doe@example.com, SSN 123-45-6789."
 
@@ -17,10 +16,6 @@ def lookup_contact(name: str) -> str:
     return PII
 
 
-def emit(case, text, **extra):
-    print(json.dumps({"case": case, "text": text, **extra}), flush=True)
-
-
 def main():
     agent = create_react_agent(ChatOpenAI(model="gpt-4o-mini"), [lookup_contact])
     result = agent.invoke({"messages": [("user", PII)]})
@@ -29,8 +24,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception:
-        traceback.print_exc()
-        sys.exit(1)
+    run(main)

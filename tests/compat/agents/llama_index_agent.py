@@ -1,18 +1,13 @@
 """llama-index: the OpenAI LLM (complete, chat, stream_chat) and OpenAIEmbedding."""
 
-import json
-import sys
-import traceback
 
 from llama_index.core.llms import ChatMessage
 from llama_index.embeddings.openai import OpenAIEmbedding
 from llama_index.llms.openai import OpenAI
 
+from _report import emit, run
+
 PII = "Contact jane.doe@example.com, SSN 123-45-6789."
-
-
-def emit(case, text, **extra):
-    print(json.dumps({"case": case, "text": text, **extra}), flush=True)
 
 
 def main():
@@ -29,8 +24,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception:
-        traceback.print_exc()
-        sys.exit(1)
+    run(main)

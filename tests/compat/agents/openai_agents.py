@@ -2,11 +2,10 @@
 default model, and streamed with Runner.run_streamed."""
 
 import asyncio
-import json
-import sys
-import traceback
 
 from agents import Agent, Runner, function_tool
+
+from _report import emit, run
 
 PII = "Contact jane.doe@example.com, SSN 123-45-6789."
 
@@ -15,10 +14,6 @@ PII = "Contact jane.doe@example.com, SSN 123-45-6789."
 def lookup_contact(name: str) -> str:
     """Look a contact up in the CRM."""
     return PII
-
-
-def emit(case, text, **extra):
-    print(json.dumps({"case": case, "text": text, **extra}), flush=True)
 
 
 async def streamed(agent):
@@ -41,8 +36,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception:
-        traceback.print_exc()
-        sys.exit(1)
+    run(main)

@@ -1,11 +1,10 @@
 """The openai SDK's chat completions, legacy completions, moderations and models endpoints."""
 
-import json
-import sys
-import traceback
 
 from openai import OpenAI
 from pydantic import BaseModel
+
+from _report import emit, run
 
 PII = "Contact jane.doe@example.com, SSN 123-45-6789."
 MODEL = "gpt-4o-mini"
@@ -13,10 +12,6 @@ MODEL = "gpt-4o-mini"
 
 class Contact(BaseModel):
     note: str
-
-
-def emit(case, text, **extra):
-    print(json.dumps({"case": case, "text": text, **extra}), flush=True)
 
 
 LOOKUP = {
@@ -105,8 +100,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception:
-        traceback.print_exc()
-        sys.exit(1)
+    run(main)

@@ -1,18 +1,13 @@
 """The openai SDK's embeddings: the default (base64 on the wire, decoded by the SDK), floats,
 reduced dimensions and a batch."""
 
-import json
-import sys
-import traceback
 
 from openai import OpenAI
 
+from _report import emit, run
+
 PII = "Contact jane.doe@example.com, SSN 123-45-6789."
 MODEL = "text-embedding-3-small"
-
-
-def emit(case, text, **extra):
-    print(json.dumps({"case": case, "text": text, **extra}), flush=True)
 
 
 def vector(v):
@@ -36,8 +31,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception:
-        traceback.print_exc()
-        sys.exit(1)
+    run(main)

@@ -2,10 +2,10 @@
 tools with a second turn on previous_response_id, and retrieve."""
 
 import json
-import sys
-import traceback
 
 from openai import OpenAI
+
+from _report import emit, run
 
 PII = "Contact jane.doe@example.com, SSN 123-45-6789."
 MODEL = "gpt-4o-mini"
@@ -22,10 +22,6 @@ LOOKUP = {
     },
     "strict": True,
 }
-
-
-def emit(case, text, **extra):
-    print(json.dumps({"case": case, "text": text, **extra}), flush=True)
 
 
 def main():
@@ -72,8 +68,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception:
-        traceback.print_exc()
-        sys.exit(1)
+    run(main)

@@ -1,22 +1,17 @@
 """pydantic-ai: agents on OpenAI (`openai:` is the Responses API, `openai-chat:` chat
 completions) and on Anthropic, plain, streamed and with a structured output_type."""
 
-import json
-import sys
-import traceback
 
 from pydantic import BaseModel
 from pydantic_ai import Agent
+
+from _report import emit, run
 
 PII = "Contact jane.doe@example.com, SSN 123-45-6789."
 
 
 class Contact(BaseModel):
     note: str
-
-
-def emit(case, text, **extra):
-    print(json.dumps({"case": case, "text": text, **extra}), flush=True)
 
 
 def main():
@@ -36,8 +31,4 @@ def main():
 
 
 if __name__ == "__main__":
-    try:
-        main()
-    except Exception:
-        traceback.print_exc()
-        sys.exit(1)
+    run(main)
