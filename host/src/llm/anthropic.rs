@@ -5,7 +5,8 @@ use serde_json::{Map, Value, json};
 use super::sse::SseEvent;
 use super::wire::{
     EventInfo, Origin, ParsedRequest, Parts, Shape, UsagePart, WireError, extra_map, json_text,
-    json_value, model_of, neutral_request, patch, patch_parts, pointer_name, tool_spec, u32_field,
+    json_value, model_of, neutral_request, patch, patch_parts, pointer_name, render_limits,
+    render_tools, tool_spec, u32_field,
 };
 use crate::policy::model::{
     ContentPart, LlmRequest, LlmResponse, Message, ProviderError, ProviderErrorKind, Role, ToolUse,
@@ -343,31 +344,11 @@ pub(super) fn render_request(parsed: &ParsedRequest, request: &LlmRequest) -> Ve
     } else {
         rebuild_messages(parsed, request, &mut out);
     }
-    if request.tools == parsed.request.tools
-        && let Some(tools) = parsed.original.get("tools")
-    {
-        // Unchanged tools go as the agent sent them (`cache_control` and all).
-        out.insert("tools".to_owned(), tools.clone());
-    } else if !request.tools.is_empty() {
-        let tools: Vec<Value> = request
-            .tools
-            .iter()
-            .map(|t| {
-                json!({"name": t.name, "description": t.description,
-                    "input_schema": json_value(&t.parameters)})
-            })
-            .collect();
-        out.insert("tools".to_owned(), Value::Array(tools));
-    }
-    if let Some(n) = request.max_output_tokens {
-        out.insert("max_tokens".to_owned(), json!(n));
-    }
-    if let Some(t) = request.temperature {
-        out.insert("temperature".to_owned(), json!(t));
-    }
-    if request.stream || parsed.original.contains_key("stream") {
-        out.insert("stream".to_owned(), json!(request.stream));
-    }
+    render_tools(&mut out, parsed, request, |t| {
+        json!({"name": t.name, "description": t.description,
+            "input_schema": json_value(&t.parameters)})
+    });
+    render_limits(&mut out, parsed, request, "max_tokens");
     Value::Object(out).to_string().into_bytes()
 }
 

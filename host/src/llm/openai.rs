@@ -5,8 +5,8 @@ use serde_json::{Map, Value, json};
 use super::sse::SseEvent;
 use super::wire::{
     EventInfo, Origin, ParsedRequest, Parts, Shape, UsagePart, WireError, extra_map, json_text,
-    json_value, model_of, neutral_request, patch, patch_parts, pointer_name, str_field, tool_spec,
-    u32_field, unix_now,
+    json_value, model_of, neutral_request, patch, patch_parts, pointer_name, render_tools,
+    str_field, tool_spec, u32_field, unix_now,
 };
 use crate::policy::model::{
     ContentPart, LlmRequest, LlmResponse, Message, ProviderError, ProviderErrorKind, Role, ToolUse,
@@ -333,23 +333,11 @@ pub(super) fn render_request(parsed: &ParsedRequest, request: &LlmRequest) -> Ve
         }
     };
     out.insert("messages".to_owned(), messages);
-    if request.tools == parsed.request.tools
-        && let Some(tools) = parsed.original.get("tools")
-    {
-        // Unchanged tools go as the agent sent them (`strict`, extra keys and all).
-        out.insert("tools".to_owned(), tools.clone());
-    } else if !request.tools.is_empty() {
-        let tools: Vec<Value> = request
-            .tools
-            .iter()
-            .map(|t| {
-                json!({"type": "function", "function": {
-                    "name": t.name, "description": t.description,
-                    "parameters": json_value(&t.parameters)}})
-            })
-            .collect();
-        out.insert("tools".to_owned(), Value::Array(tools));
-    }
+    render_tools(&mut out, parsed, request, |t| {
+        json!({"type": "function", "function": {
+            "name": t.name, "description": t.description,
+            "parameters": json_value(&t.parameters)}})
+    });
     if let Some(n) = request.max_output_tokens {
         let key = if parsed.original.contains_key("max_tokens") {
             "max_tokens"

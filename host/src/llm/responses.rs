@@ -10,8 +10,8 @@ use serde_json::{Map, Value, json};
 use super::sse::SseEvent;
 use super::wire::{
     EventInfo, Origin, ParsedRequest, Parts, Shape, UsagePart, WireError, extra_map, json_text,
-    json_value, model_of, neutral_request, patch, patch_parts, pointer_name, tool_spec, u32_field,
-    unix_now,
+    json_value, model_of, neutral_request, patch, patch_parts, pointer_name, render_limits,
+    render_tools, tool_spec, u32_field, unix_now,
 };
 use crate::policy::model::{ContentPart, LlmRequest, LlmResponse, Message, Role, ToolUse, Usage};
 
@@ -313,30 +313,11 @@ pub(super) fn render_request(parsed: &ParsedRequest, request: &LlmRequest) -> Ve
         }
         out.insert("input".to_owned(), Value::Array(items));
     }
-    if request.tools == parsed.request.tools
-        && let Some(tools) = parsed.original.get("tools")
-    {
-        out.insert("tools".to_owned(), tools.clone());
-    } else if !request.tools.is_empty() {
-        let tools: Vec<Value> = request
-            .tools
-            .iter()
-            .map(|t| {
-                json!({"type": "function", "name": t.name, "description": t.description,
-                    "parameters": json_value(&t.parameters), "strict": false})
-            })
-            .collect();
-        out.insert("tools".to_owned(), Value::Array(tools));
-    }
-    if let Some(n) = request.max_output_tokens {
-        out.insert("max_output_tokens".to_owned(), json!(n));
-    }
-    if let Some(t) = request.temperature {
-        out.insert("temperature".to_owned(), json!(t));
-    }
-    if request.stream || parsed.original.contains_key("stream") {
-        out.insert("stream".to_owned(), json!(request.stream));
-    }
+    render_tools(&mut out, parsed, request, |t| {
+        json!({"type": "function", "name": t.name, "description": t.description,
+            "parameters": json_value(&t.parameters), "strict": false})
+    });
+    render_limits(&mut out, parsed, request, "max_output_tokens");
     Value::Object(out).to_string().into_bytes()
 }
 

@@ -637,6 +637,42 @@ pub(super) fn neutral_request(
     }
 }
 
+/// Tools as the agent sent them when the chain left them alone (`strict`, `cache_control`
+/// and all), else rendered from the neutral form with `render`.
+pub(super) fn render_tools(
+    out: &mut Map<String, Value>,
+    parsed: &ParsedRequest,
+    request: &LlmRequest,
+    render: fn(&ToolSpec) -> Value,
+) {
+    if request.tools == parsed.request.tools
+        && let Some(tools) = parsed.original.get("tools")
+    {
+        out.insert("tools".to_owned(), tools.clone());
+    } else if !request.tools.is_empty() {
+        let tools = request.tools.iter().map(render).collect();
+        out.insert("tools".to_owned(), Value::Array(tools));
+    }
+}
+
+/// The output limit under `max_key`, `temperature`, and `stream` when set or sent.
+pub(super) fn render_limits(
+    out: &mut Map<String, Value>,
+    parsed: &ParsedRequest,
+    request: &LlmRequest,
+    max_key: &str,
+) {
+    if let Some(n) = request.max_output_tokens {
+        out.insert(max_key.to_owned(), json!(n));
+    }
+    if let Some(t) = request.temperature {
+        out.insert("temperature".to_owned(), json!(t));
+    }
+    if request.stream || parsed.original.contains_key("stream") {
+        out.insert("stream".to_owned(), json!(request.stream));
+    }
+}
+
 /// The body's `model`, which every API requires.
 pub(super) fn model_of(original: &Map<String, Value>) -> Result<String, WireError> {
     str_field(original, "model")
