@@ -9,8 +9,7 @@ use super::wire::{
     render_tools, tool_spec, u32_field,
 };
 use crate::policy::model::{
-    ContentPart, LlmRequest, LlmResponse, Message, ProviderError, ProviderErrorKind, Role, ToolUse,
-    Usage,
+    ContentPart, LlmRequest, LlmResponse, Message, ProviderError, ProviderErrorKind, Role, Usage,
 };
 
 const SHAPE: Shape = Shape {
@@ -128,22 +127,7 @@ fn parse_block(block: &Value, here: &str, out: &mut Parts, unknown: &mut Vec<Str
                 _ => {}
             }
         }
-        "tool_use" => out.push(
-            ContentPart::ToolUse(ToolUse {
-                id: block.get("id").map(json_text).unwrap_or_default(),
-                name: block.get("name").map(json_text).unwrap_or_default(),
-                arguments: block
-                    .get("input")
-                    .map(Value::to_string)
-                    .unwrap_or_else(|| "{}".to_owned()),
-            }),
-            Origin::ToolUse {
-                id: format!("{here}/id"),
-                name: format!("{here}/name"),
-                args: format!("{here}/input"),
-                args_json: true,
-            },
-        ),
+        "tool_use" => out.tool_use(block, here, ["/id", "/name", "/input"], true),
         "tool_result" => {
             let output = |content: &str| ContentPart::ToolOutput {
                 tool_use_id: block.get("tool_use_id").map(json_text).unwrap_or_default(),

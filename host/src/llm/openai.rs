@@ -176,24 +176,11 @@ fn parse_message_at(
     if let Some(calls) = obj.get("tool_calls").and_then(Value::as_array) {
         for (c, call) in calls.iter().enumerate() {
             let here = format!("{base}/tool_calls/{c}");
-            out.push(
-                ContentPart::ToolUse(ToolUse {
-                    id: call.get("id").map(json_text).unwrap_or_default(),
-                    name: call
-                        .pointer("/function/name")
-                        .map(json_text)
-                        .unwrap_or_default(),
-                    arguments: call
-                        .pointer("/function/arguments")
-                        .map(json_text)
-                        .unwrap_or_default(),
-                }),
-                Origin::ToolUse {
-                    id: format!("{here}/id"),
-                    name: format!("{here}/function/name"),
-                    args: format!("{here}/function/arguments"),
-                    args_json: false,
-                },
+            out.tool_use(
+                call,
+                &here,
+                ["/id", "/function/name", "/function/arguments"],
+                false,
             );
         }
     }

@@ -13,7 +13,7 @@ use super::wire::{
     json_value, model_of, neutral_request, patch, patch_parts, pointer_name, render_limits,
     render_tools, tool_spec, u32_field, unix_now,
 };
-use crate::policy::model::{ContentPart, LlmRequest, LlmResponse, Message, Role, ToolUse, Usage};
+use crate::policy::model::{ContentPart, LlmRequest, LlmResponse, Message, Role, Usage};
 
 const SHAPE: Shape = Shape {
     provider: "openai",
@@ -33,6 +33,9 @@ const SHAPE: Shape = Shape {
             .then(|| tool_spec(t, "/name", "/description", "/parameters"))
     },
 };
+
+/// Where a `function_call` item keeps its call id, name and arguments.
+const FUNCTION_CALL: [&str; 3] = ["/call_id", "/name", "/arguments"];
 
 fn err(msg: impl Into<String>) -> WireError {
     WireError(msg.into())
@@ -127,19 +130,7 @@ fn parse_item(
             role
         }
         Some("function_call") => {
-            out.push(
-                ContentPart::ToolUse(ToolUse {
-                    id: item.get("call_id").map(json_text).unwrap_or_default(),
-                    name: item.get("name").map(json_text).unwrap_or_default(),
-                    arguments: item.get("arguments").map(json_text).unwrap_or_default(),
-                }),
-                Origin::ToolUse {
-                    id: format!("{here}/call_id"),
-                    name: format!("{here}/name"),
-                    args: format!("{here}/arguments"),
-                    args_json: false,
-                },
-            );
+            out.tool_use(item, &here, FUNCTION_CALL, false);
             Role::Assistant
         }
         Some("function_call_output") => {
@@ -341,19 +332,7 @@ fn output_parts(output: &[Value]) -> (Vec<ContentPart>, Vec<Origin>) {
                     out.other(item, here);
                 }
             }
-            Some("function_call") => out.push(
-                ContentPart::ToolUse(ToolUse {
-                    id: item.get("call_id").map(json_text).unwrap_or_default(),
-                    name: item.get("name").map(json_text).unwrap_or_default(),
-                    arguments: item.get("arguments").map(json_text).unwrap_or_default(),
-                }),
-                Origin::ToolUse {
-                    id: format!("{here}/call_id"),
-                    name: format!("{here}/name"),
-                    args: format!("{here}/arguments"),
-                    args_json: false,
-                },
-            ),
+            Some("function_call") => out.tool_use(item, &here, FUNCTION_CALL, false),
             _ => out.other(item, here),
         }
     }

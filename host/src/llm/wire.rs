@@ -384,6 +384,37 @@ impl Parts {
         );
     }
 
+    /// A tool use in `v` (at `here`), its id, name and arguments at these pointers inside it;
+    /// `args_json`: the arguments are a JSON value (Anthropic's `input`), else a JSON text.
+    pub fn tool_use(
+        &mut self,
+        v: &Value,
+        here: &str,
+        [id, name, args]: [&str; 3],
+        args_json: bool,
+    ) {
+        let text = |p: &str| v.pointer(p).map(json_text).unwrap_or_default();
+        let arguments = if args_json {
+            v.pointer(args)
+                .map_or_else(|| "{}".to_owned(), Value::to_string)
+        } else {
+            text(args)
+        };
+        self.push(
+            ContentPart::ToolUse(crate::policy::model::ToolUse {
+                id: text(id),
+                name: text(name),
+                arguments,
+            }),
+            Origin::ToolUse {
+                id: format!("{here}{id}"),
+                name: format!("{here}{name}"),
+                args: format!("{here}{args}"),
+                args_json,
+            },
+        );
+    }
+
     /// A value the host does not model, passed whole.
     pub fn other(&mut self, value: &Value, at: String) {
         self.push(
