@@ -4,14 +4,11 @@
 //! that the personal data in every prompt was redacted before it reached the "provider" (the
 //! echo shows what it received), and that every call was recorded, by API, with its cost.
 
-use std::collections::BTreeSet;
-use std::path::PathBuf;
-use std::process::Output;
-
 use serde_json::Value;
 
 mod common;
-use common::{ironhost_in, repo};
+#[path = "common/compat.rs"]
+mod compat;
 
 const EMAIL: &str = "jane.doe@example.com";
 const SSN: &str = "123-45-6789";
@@ -27,77 +24,11 @@ input = 1.25
 output = 10.0
 "#;
 
-fn venv() -> PathBuf {
-    let v = repo().join(".venv-compat");
-    assert!(
-        v.join("bin/python").exists(),
-        "{} is missing: run scripts/setup-compat.sh first",
-        v.display()
-    );
-    v
-}
-
-struct Run {
-    /// The cases' lines, as printed by the script.
-    cases: Vec<Value>,
-    /// The host's call records (`--log-format json`, target `ironhost::call`).
-    calls: Vec<Value>,
-    /// The call ids with a PII finding.
-    findings: BTreeSet<String>,
-    stderr: String,
-}
-
-fn run(script: &str) -> Run {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(dir.path().join("ironhost.toml"), CONFIG).expect("config");
-    let venv = venv();
-    let path = repo().join("tests/compat/agents").join(script);
-    let out: Output = ironhost_in(dir.path())
-        .env("VIRTUAL_ENV", &venv)
-        .env("TIKTOKEN_CACHE_DIR", venv.join("tiktoken-cache"))
-        .env("IRONHOST_LLM_MODE", "simulator")
-        .args(["start", "--no-api", "--log-format", "json"])
-        .arg(&path)
-        .output()
-        .expect("ironhost runs");
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        out.status.success(),
-        "{script} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
-    );
-    let cases: Vec<Value> = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .filter(|v| v.get("case").is_some())
-        .collect();
-    let log: Vec<Value> = stderr
-        .lines()
-        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-        .collect();
-    let calls = log
-        .iter()
-        .filter(|v| v["target"] == "ironhost::call" && v["kind"] == "llm")
-        .cloned()
-        .collect();
-    let findings = log
-        .iter()
-        .filter(|v| v["target"] == "ironhost::finding")
-        .filter_map(|v| v["call_id"].as_str().map(str::to_owned))
-        .collect();
-    Run {
-        cases,
-        calls,
-        findings,
-        stderr,
-    }
-}
-
 /// Every case ran, none shows the personal data, and each that echoes the prompt shows it
 /// redacted; every API in `apis` was called, answered, priced (free ones: moderations,
 /// count_tokens) and had the data found in its input.
 fn check(script: &str, expected_cases: usize, apis: &[&str]) {
-    let r = run(script);
+    let r = compat::run(script, CONFIG);
     assert_eq!(
         r.cases.len(),
         expected_cases,
