@@ -183,6 +183,12 @@ fn request(body: &[u8]) -> HttpRequest {
 
 fn request_to(path: &str, body: &[u8]) -> HttpRequest {
     HttpRequest {
+        upstream: if path.ends_with("/messages") {
+            "anthropic"
+        } else {
+            "openai"
+        }
+        .into(),
         method: "POST".into(),
         path: path.into(),
         headers: vec![

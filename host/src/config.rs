@@ -104,9 +104,11 @@ pub struct LlmFileConfig {
     pub max_retries: Option<u32>,
     pub backoff_ms: Option<u64>,
     pub max_backoff_ms: Option<u64>,
-    /// More hosts whose requests go through the chain (an Azure or proxy endpoint).
+    /// Replaced by `[[llm.upstreams]]`: read only to say so.
+    pub intercept_hosts: Option<toml::Value>,
+    /// More upstreams (OpenRouter, Azure OpenAI, a local OpenAI-compatible server).
     #[serde(default)]
-    pub intercept_hosts: Vec<String>,
+    pub upstreams: Vec<crate::llm::upstreams::UpstreamConfig>,
     /// Request parts the host does not model: `scan` (the default) or `refuse`.
     pub unknown_parts: Option<crate::llm::wire::UnknownParts>,
     pub openai: Option<ProviderConfig>,
@@ -213,6 +215,8 @@ pub struct Settings {
     pub restart: Restart,
     pub isolation: Isolation,
     pub llm: LlmFileConfig,
+    /// The built-in upstreams and `[[llm.upstreams]]`, checked.
+    pub upstreams: std::sync::Arc<crate::llm::upstreams::Upstreams>,
     pub simulator: SimulatorConfig,
     pub pricing: crate::llm::pricing::PricingTable,
     /// Where the file settings came from, if a file was read.
@@ -539,20 +543,20 @@ pub fn load(
             file_name.clone(),
         ));
     }
-    for (key, url) in [
-        ("llm.openai.base-url", &llm.openai),
-        ("llm.anthropic.base-url", &llm.anthropic),
-    ] {
-        if let Some(p) = url
-            && !(p.base_url.starts_with("https://") || p.base_url.starts_with("http://"))
-        {
-            return Err(ConfigError::new(
-                key,
-                format!("`{}` is not an http(s) URL", p.base_url),
-                file_name.clone(),
-            ));
-        }
+    if llm.intercept_hosts.is_some() {
+        return Err(ConfigError::new(
+            "llm.intercept-hosts",
+            "replaced by [[llm.upstreams]] (name, base-url, format, key-secret): an intercepted \
+             host is now sent to its own base URL with its own key, never to api.openai.com",
+            file_name.clone(),
+        ));
     }
+    let upstreams = crate::llm::upstreams::Upstreams::new(
+        llm.openai.as_ref().map(|p| p.base_url.as_str()),
+        llm.anthropic.as_ref().map(|p| p.base_url.as_str()),
+        &llm.upstreams,
+    )
+    .map_err(|(key, reason)| ConfigError::new(&key, reason, file_name.clone()))?;
 
     let home = match pick(
         file.home.clone(),
@@ -651,6 +655,7 @@ pub fn load(
             .with_overrides(models)
             .map_err(|e| ConfigError::new("pricing.models", e, file_name.clone()))?;
     }
+    let pricing = pricing.with_aliases(upstreams.aliases());
 
     Ok(Settings {
         budget: budget.map(|b| b.value),
@@ -664,6 +669,7 @@ pub fn load(
         restart,
         isolation,
         llm,
+        upstreams: std::sync::Arc::new(upstreams),
         simulator,
         pricing,
         file: file_path,

@@ -225,7 +225,7 @@ fn unknown_models_are_refused_unless_priced_in_the_config() {
     let Outcome::Deny { denial, .. } = run.outcome else {
         panic!("denied")
     };
-    assert_eq!(denial.code, "budget_unknown_price");
+    assert_eq!(denial.code, "unpriced_model");
     let priced = budget_entry(
         serde_json::json!({"limit-usd": 1.0, "prices": {"my-local-model": {"input": 1.0, "output": 1.0}}}),
     );

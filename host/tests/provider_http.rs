@@ -19,10 +19,11 @@ use ironhost::agent::gateway::{
     Gateway, GatewayError, GatewayOptions, GatewayReply, HttpRequest, LlmMode, PLACEHOLDER_KEY,
 };
 use ironhost::agent::metrics::Metrics;
-use ironhost::llm::http::{HttpUpstream, ProviderConfig};
+use ironhost::llm::http::HttpUpstream;
 use ironhost::llm::simulator::{Simulator, SimulatorConfig};
 use ironhost::llm::sse::{SseEvent, SseParser};
 use ironhost::llm::tokens::ModelTokenMeter;
+use ironhost::llm::upstreams::Upstreams;
 use ironhost::llm::wire::Api;
 use ironhost::policy::admit_bundle;
 use ironhost::policy::defaults::default_bundle;
@@ -315,6 +316,7 @@ fn options(timeout: Duration, max_retries: u32) -> GatewayOptions {
         max_backoff: Duration::from_secs(2),
         budget_usd: None,
         unknown_parts: Default::default(),
+        upstreams: Arc::default(),
     }
 }
 
@@ -342,11 +344,12 @@ fn harness_with(
     let mut bundle = default_bundle().expect("parses");
     bundle.policies.extend(extra);
     let chain = admit_bundle(&engine, &bundle).expect("admitted");
-    let base = ProviderConfig {
-        base_url: provider.base_url(),
-    };
-    let http = HttpUpstream::new(runtime.handle().clone(), &base, &base, options.timeout)
-        .expect("http client");
+    // Both built-in upstreams are sent to the fake provider.
+    let base = provider.base_url();
+    let mut options = options;
+    options.upstreams =
+        Arc::new(Upstreams::new(Some(&base), Some(&base), &[]).expect("valid upstreams"));
+    let http = HttpUpstream::new(runtime.handle().clone(), options.timeout).expect("http client");
     let env_keys: BTreeMap<String, String> = [
         ("OPENAI_API_KEY".to_owned(), OPENAI_KEY.to_owned()),
         ("ANTHROPIC_API_KEY".to_owned(), ANTHROPIC_KEY.to_owned()),
@@ -404,6 +407,7 @@ impl Harness {
 
 fn openai_request(body: &Value) -> HttpRequest {
     HttpRequest {
+        upstream: "openai".to_owned(),
         method: "POST".to_owned(),
         path: "/v1/chat/completions".to_owned(),
         headers: vec![
@@ -742,6 +746,7 @@ fn anthropic_call_gets_the_key_as_x_api_key() {
 
     let reply = h
         .handle(HttpRequest {
+            upstream: "anthropic".to_owned(),
             method: "POST".to_owned(),
             path: "/v1/messages".to_owned(),
             headers: vec![
@@ -1069,6 +1074,7 @@ fn post(path: &str, anthropic: bool, body: &Value) -> HttpRequest {
         ));
     }
     HttpRequest {
+        upstream: if anthropic { "anthropic" } else { "openai" }.to_owned(),
         method: "POST".to_owned(),
         path: path.to_owned(),
         headers,
@@ -1372,6 +1378,7 @@ fn a_responses_stream_is_redacted_in_every_event_and_kept_for_retrieval() {
 
     // The answer as the agent got it is what `GET /v1/responses/{id}` returns.
     let get = |path: &str| HttpRequest {
+        upstream: "openai".to_owned(),
         method: "GET".to_owned(),
         path: path.to_owned(),
         headers: Vec::new(),

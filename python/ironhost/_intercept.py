@@ -1,10 +1,17 @@
-"""Routes the official SDKs' HTTP calls through ironhost.
+"""Routes agents' HTTP calls to governed upstreams through ironhost.
 
-The current ``openai`` and ``anthropic`` SDKs sit on ``httpx2``; older releases and other
-libraries on ``httpx``. Both send every request through ``HTTPTransport.handle_request`` /
-``AsyncHTTPTransport.handle_async_request``; replacing those two methods routes every SDK call
-(sync, async, streaming) for the provider hosts to the host, as bytes, with no socket. Requests
-to any other host, and requests made outside any agent (see ``_context``), go out unchanged.
+An *upstream* is a provider endpoint the host governs: the built-in ``openai``
+(``https://api.openai.com``) and ``anthropic`` (``https://api.anthropic.com``), and the
+``[[llm.upstreams]]`` of the host's config (an OpenRouter, Azure or local OpenAI-compatible
+server), each a name and a base URL. A request whose URL starts with an upstream's base URL
+(scheme, host, port, then the base path at a segment boundary; the longest base wins) goes to
+the host as bytes, with no socket, named by its upstream: the host sends it on to that upstream
+with that upstream's key. Requests to any other URL, and requests made outside any agent (see
+``_context``), go out unchanged.
+
+The HTTP libraries are hooked where they hand a request to the network: ``httpx``/``httpx2``
+transports here, the others in ``_clients``. Every hook asks :func:`lookup` and sends through
+the :class:`Route` it gets.
 """
 
 from __future__ import annotations
@@ -12,16 +19,127 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import sys
-from typing import Any, Dict, Iterable, List, Set, Tuple
+from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Set, Tuple
+from urllib.parse import urlsplit
 
 from . import _context
 from .errors import IronhostError, _ProviderTimeout, _ProviderUnreachable
 
-#: The providers' hosts: requests to them go through the chain.
-PROVIDER_HOSTS = frozenset({"api.openai.com", "api.anthropic.com"})
-#: More hosts, under ``ironhost start`` (the host's ``llm.intercept-hosts``). An SDK agent has
-#: its own list (``Agent.intercept_hosts``), which governs only its calls.
-HOSTS = set(PROVIDER_HOSTS)
+#: Headers as the native interface takes them.
+Headers = List[Tuple[str, str]]
+
+
+class Upstream(NamedTuple):
+    """Where an upstream's requests are addressed."""
+
+    name: str
+    scheme: str
+    host: str
+    port: int
+    #: The base URL's path without its trailing ``/`` (``""`` for the host's root).
+    prefix: str
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def upstream(name: str, base_url: str) -> Upstream:
+    """The address of an upstream from its base URL."""
+    parts = urlsplit(base_url)
+    scheme = parts.scheme.lower()
+    if scheme not in _DEFAULT_PORTS or not parts.hostname:
+        raise ValueError(f"upstream `{name}`: `{base_url}` is not an http(s) URL")
+    port = parts.port or _DEFAULT_PORTS[scheme]
+    return Upstream(name, scheme, parts.hostname.lower(), port, parts.path.rstrip("/"))
+
+
+#: The built-in upstreams; under ``ironhost start`` the host's whole table replaces them.
+BUILT_IN = (
+    upstream("openai", "https://api.openai.com"),
+    upstream("anthropic", "https://api.anthropic.com"),
+)
+#: The process-wide table (``ironhost start``, the module-level agent and the testing kit). An
+#: SDK agent has its own (``Agent.upstreams``), which governs only its calls.
+UPSTREAMS: List[Upstream] = list(BUILT_IN)
+#: Every host some table names: requests to other hosts skip the look-up of the agent.
+_HOSTS: Set[str] = {u.host for u in BUILT_IN}
+
+
+def _table(target: Any) -> Iterable[Upstream]:
+    own = getattr(target, "upstreams", None)
+    if own is None:  # the host's module, or the mock: the process-wide table
+        return UPSTREAMS
+    cached = _AGENT_TABLES.get(id(target))
+    if cached is None or cached[0] is not target:
+        cached = (target, [upstream(n, u) for n, u in own])
+        _AGENT_TABLES[id(target)] = cached
+    return cached[1]
+
+
+_AGENT_TABLES: Dict[int, Tuple[Any, List[Upstream]]] = {}
+
+
+def match(table: Iterable[Upstream], scheme: str, host: str, port: Optional[int], path: str) -> Optional[str]:
+    """The name of the upstream of ``table`` that a request to this URL is addressed to."""
+    scheme = scheme.lower()
+    host = host.lower()
+    port = port or _DEFAULT_PORTS.get(scheme, 0)
+    path = path.split("?", 1)[0]
+    best: Optional[Upstream] = None
+    for u in table:
+        if u.host != host or u.port != port or u.scheme != scheme:
+            continue
+        if u.prefix and not (path == u.prefix or path.startswith(u.prefix + "/")):
+            continue
+        if best is None or len(u.prefix) > len(best.prefix):
+            best = u
+    return None if best is None else best.name
+
+
+class Route:
+    """Where a governed request goes: the agent it belongs to, and the upstream it was
+    addressed to."""
+
+    __slots__ = ("agent", "upstream")
+
+    def __init__(self, agent: Any, upstream_name: str) -> None:
+        self.agent = agent
+        self.upstream = upstream_name
+
+    def send(self, method: str, path: str, headers: Headers, body: bytes) -> Tuple[int, Headers, Any]:
+        """Send the request through the chain; returns the status, the headers and the body:
+        bytes, or a native stream (``next()`` gives the next bytes, None at the end;
+        ``close()``). Raises ``IronhostError`` (a policy's refusal, or ``_ProviderTimeout`` /
+        ``_ProviderUnreachable`` for the library's own timeout and connection errors)."""
+        return self.agent.handle_http(self.upstream, method, path, headers, body)
+
+    async def asend(self, method: str, path: str, headers: Headers, body: bytes) -> Tuple[int, Headers, Any]:
+        """:meth:`send` from a coroutine, the event loop free while the host works."""
+        return await in_thread(self.agent.handle_http, self.upstream, method, path, headers, body)
+
+
+def lookup(scheme: str, host: str, port: Optional[int], path: str) -> Optional[Route]:
+    """The route of a request to this URL, or None to send it out unchanged (not an upstream's
+    URL, or no agent is active)."""
+    if host.lower() not in _HOSTS:
+        return None
+    target = _context.target()
+    if target is None:
+        return None
+    name = match(_table(target), scheme, host, port, path)
+    return None if name is None else Route(target, name)
+
+
+def set_upstreams(table: Iterable[Tuple[str, str]]) -> None:
+    """The host's table (name, base URL) replaces the process-wide one."""
+    UPSTREAMS[:] = [upstream(n, u) for n, u in table]
+    _HOSTS.update(u.host for u in UPSTREAMS)
+
+
+def add_agent_hosts(table: Iterable[Tuple[str, str]]) -> None:
+    """An SDK agent's table: its hosts are looked up (for that agent's calls only)."""
+    _HOSTS.update(upstream(n, u).host for n, u in table)
+
 
 _PATCHED = "__ironhost_patched__"
 
@@ -57,20 +175,6 @@ def _passable(exc: BaseException) -> BaseException:
     return out
 
 
-def _route(request: Any) -> Any:
-    """The agent that answers this request, or None to send it out unchanged."""
-    host = request.url.host
-    if host not in HOSTS and host not in _AGENT_HOSTS:
-        return None
-    target = _context.target()
-    if target is None or host in PROVIDER_HOSTS:
-        return target
-    own = getattr(target, "intercept_hosts", None)
-    if own is None:  # the host's module, or the mock: the process-wide list
-        return target if host in HOSTS else None
-    return target if host in own else None
-
-
 def _headers(request: Any) -> List[Tuple[str, str]]:
     return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers.raw]
 
@@ -79,7 +183,7 @@ def _path(request: Any) -> str:
     return request.url.raw_path.decode("ascii", "replace")
 
 
-async def _in_thread(fn: Any, *args: Any) -> Any:
+async def in_thread(fn: Any, *args: Any) -> Any:
     # The native call releases the GIL; a worker thread keeps the event loop free meanwhile.
     try:
         import anyio.to_thread
@@ -129,7 +233,7 @@ def _patch(module: Any) -> None:
         async def __aiter__(self) -> Any:
             while True:
                 try:
-                    chunk = await _in_thread(self._native.next)
+                    chunk = await in_thread(self._native.next)
                 except IronhostError as exc:
                     raise fail(exc, self._request) from None
                 if chunk is None:
@@ -150,26 +254,28 @@ def _patch(module: Any) -> None:
     sync_original = transports[0].handle_request
     async_original = transports[1].handle_async_request
 
+    def route(request: Any) -> Optional[Route]:
+        url = request.url
+        return lookup(url.scheme, url.host, url.port, url.path)
+
     def handle_request(self: Any, request: Any) -> Any:
-        agent = _route(request)
-        if agent is None:
+        found = route(request)
+        if found is None:
             return sync_original(self, request)
         body = request.read()
         try:
-            answer = agent.handle_http(request.method, _path(request), _headers(request), body)
+            answer = found.send(request.method, _path(request), _headers(request), body)
         except IronhostError as exc:
             raise fail(exc, request) from None
         return respond(request, answer, NativeStream)
 
     async def handle_async_request(self: Any, request: Any) -> Any:
-        agent = _route(request)
-        if agent is None:
+        found = route(request)
+        if found is None:
             return await async_original(self, request)
         body = await request.aread()
         try:
-            answer = await _in_thread(
-                agent.handle_http, request.method, _path(request), _headers(request), body
-            )
+            answer = await found.asend(request.method, _path(request), _headers(request), body)
         except IronhostError as exc:
             raise fail(exc, request) from None
         return respond(request, answer, AsyncNativeStream)
@@ -179,17 +285,8 @@ def _patch(module: Any) -> None:
     setattr(transports[0], _PATCHED, True)
 
 
-#: Every host some SDK agent lists (each governs only its own agent's calls): requests to
-#: other hosts skip the look-up of the agent.
-_AGENT_HOSTS: Set[str] = set()
-
-
-def install(extra_hosts: Iterable[str] = (), agent_hosts: Iterable[str] = ()) -> List[str]:
-    """Hook every installed HTTP library; returns the names of the ones hooked. ``extra_hosts``
-    are intercepted for every call (``ironhost start``); ``agent_hosts`` only for the calls of
-    the SDK agent that lists them."""
-    HOSTS.update(extra_hosts)
-    _AGENT_HOSTS.update(agent_hosts)
+def install() -> List[str]:
+    """Hook every installed HTTP library; returns the names of the ones hooked."""
     hooked = []
     for name in ("httpx2", "httpx"):
         if importlib.util.find_spec(name) is None:

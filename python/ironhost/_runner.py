@@ -10,7 +10,7 @@ import sys
 import threading
 import traceback
 import types
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 PLACEHOLDER_KEY = "ironhost-placeholder-key"
 
@@ -25,16 +25,18 @@ def _stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
 
-def prepare(env: Dict[str, str], extra_hosts: List[str]) -> List[str]:
-    """Set up the agent's interpreter once: signals, SDK keys, the HTTP hooks. The host's own
-    variables never reach this process (the host starts it without them)."""
+def prepare(env: Dict[str, str], upstreams: List[Tuple[str, str]]) -> List[str]:
+    """Set up the agent's interpreter once: signals, SDK keys, the HTTP hooks for the host's
+    upstreams (name, base URL). The host's own variables and the upstreams' keys never reach
+    this process (the host starts it without them)."""
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     os.environ.update(env)
     placeholder_keys()
     from . import _intercept
 
-    return _intercept.install(extra_hosts)
+    _intercept.set_upstreams(upstreams)
+    return _intercept.install()
 
 
 def placeholder_keys() -> None:

@@ -125,7 +125,8 @@ class _Options:
         os.environ.update(dict(agent.start_env))
         from . import _intercept
 
-        _intercept.install(agent_hosts=agent.intercept_hosts)
+        _intercept.add_agent_hosts(agent.upstreams)
+        _intercept.install()
         return agent
 
 

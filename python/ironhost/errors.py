@@ -45,6 +45,11 @@ class BudgetExceeded(PolicyDenied):
     """The agent's budget does not cover the call."""
 
 
+class UnpricedModel(PolicyDenied):
+    """The model has no price, so the budget cannot bound what it spends (code
+    ``unpriced_model``): price it, or alias it to a priced model."""
+
+
 class CircuitOpen(PolicyDenied):
     """The service is failing; its circuit is open and no fallback was available."""
 
@@ -63,7 +68,9 @@ class _ProviderUnreachable(IronhostError):
 
 def _denial(message: str, code: str, policy: str, retry_after: Optional[float]) -> PolicyDenied:
     """The exception for a denial code."""
-    if code.startswith("budget"):
+    if code == "unpriced_model":
+        cls = UnpricedModel
+    elif code.startswith("budget"):
         cls = BudgetExceeded
     elif code == "circuit_open":
         cls = CircuitOpen

@@ -276,10 +276,14 @@ def test_anthropic_denials_are_not_wrapped_or_retried() -> None:
     assert strict.ironhost.metrics()["denied"] == 1
 
 
-def test_llm_intercept_hosts_from_the_config_go_through_the_chain(tmp_path: Path) -> None:
-    # An OpenAI-compatible endpoint behind a proxy: listed in llm.intercept-hosts, its calls are
+def test_configured_upstreams_go_through_the_chain_for_their_agent_only(tmp_path: Path) -> None:
+    # An OpenAI-compatible endpoint behind a proxy: an upstream of the config, its calls are
     # governed like api.openai.com's (here answered by the simulator, redacted on the way).
-    write_config(tmp_path, '[llm]\nintercept-hosts = ["llm.proxy.internal"]\n')
+    write_config(
+        tmp_path,
+        '[[llm.upstreams]]\nname = "proxy"\nbase-url = "https://llm.proxy.internal/v1"\n'
+        'format = "openai"\nkey-secret = "PROXY_API_KEY"\n',
+    )
 
     @ironhost.protect_agent(name="proxied")
     def ask() -> str:
@@ -288,18 +292,21 @@ def test_llm_intercept_hosts_from_the_config_go_through_the_chain(tmp_path: Path
 
     assert ask() == "to [EMAIL_REDACTED]"
     assert ask.ironhost.metrics()["llm_calls"] == 1
-    # The list is the agent's own: another agent's requests to that host are not taken.
-    from types import SimpleNamespace
-
+    # The table is the agent's own: another agent's requests to that host are not taken.
     from ironhost import _context, _intercept
 
-    to_proxy = SimpleNamespace(url=SimpleNamespace(host="llm.proxy.internal"))
+    chat = "/v1/chat/completions"
     (tmp_path / "plain.toml").write_text("", encoding="utf-8")
-    with ironhost.AgentRuntime(config=tmp_path / "plain.toml", name="plain") as rt:
-        assert _intercept._route(to_proxy) is None
-        assert _intercept._route(SimpleNamespace(url=SimpleNamespace(host="api.openai.com"))) is not None
+    with ironhost.AgentRuntime(config=tmp_path / "plain.toml", name="plain"):
+        assert _intercept.lookup("https", "llm.proxy.internal", None, chat) is None
+        assert _intercept.lookup("https", "api.openai.com", 443, chat) is not None
     with _context.active(ask.ironhost._agent):
-        assert _intercept._route(to_proxy) is ask.ironhost._agent
+        found = _intercept.lookup("https", "llm.proxy.internal", None, chat)
+        assert found is not None and found.agent is ask.ironhost._agent
+        assert found.upstream == "proxy"
+        # Another path on that host, or another port, is not the upstream's.
+        assert _intercept.lookup("https", "llm.proxy.internal", None, "/v2/chat/completions") is None
+        assert _intercept.lookup("https", "llm.proxy.internal", 8443, chat) is None
     ask.ironhost.close()
 
 

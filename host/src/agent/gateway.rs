@@ -21,6 +21,7 @@ use crate::llm::sse::SseEvent;
 use crate::llm::upstream::{
     Egress, EventStream, Interrupt, StreamError, Upstream, UpstreamReply, sleep,
 };
+use crate::llm::upstreams::{Endpoint, Format, Upstreams};
 use crate::llm::wire::{Api, ParsedRequest, UnknownParts, UsagePart};
 use crate::llm::{anthropic, retry_after_ms, retryable};
 use crate::policy::chain::{Chain, ChainRun, ChainStream, Outcome, VerdictKind};
@@ -65,6 +66,8 @@ pub struct GatewayOptions {
     pub budget_usd: Option<f64>,
     /// What to do with request parts the host does not model (`llm.unknown-parts`).
     pub unknown_parts: UnknownParts,
+    /// Where requests are addressed and sent, with which key (`[[llm.upstreams]]`).
+    pub upstreams: Arc<Upstreams>,
 }
 
 impl Default for GatewayOptions {
@@ -77,6 +80,7 @@ impl Default for GatewayOptions {
             max_backoff: Duration::from_secs(30),
             budget_usd: None,
             unknown_parts: UnknownParts::Scan,
+            upstreams: Arc::default(),
         }
     }
 }
@@ -84,6 +88,8 @@ impl Default for GatewayOptions {
 /// An HTTP request as the SDK built it.
 #[derive(Debug, Clone)]
 pub struct HttpRequest {
+    /// The upstream the agent addressed (`openai`, `anthropic`, a `[[llm.upstreams]]` name).
+    pub upstream: String,
     pub method: String,
     /// Path and query, e.g. `/v1/chat/completions`.
     pub path: String,
@@ -341,17 +347,17 @@ impl Gateway {
     }
 
     /// The key for this call: the agent's own (unless it is the placeholder), else the secret
-    /// the chain named, else the host's environment.
+    /// the chain named or the upstream's own, from the secret store or the host's environment.
     fn key_for(
         &self,
-        api: Api,
+        endpoint: &Endpoint,
         request: &LlmRequest,
         headers: &[(String, String)],
     ) -> Option<String> {
         let from_agent = headers.iter().find_map(|(k, v)| {
             if k.eq_ignore_ascii_case("authorization") {
                 v.strip_prefix("Bearer ").map(str::to_owned)
-            } else if k.eq_ignore_ascii_case("x-api-key") {
+            } else if k.eq_ignore_ascii_case("x-api-key") || k.eq_ignore_ascii_case("api-key") {
                 Some(v.clone())
             } else {
                 None
@@ -360,11 +366,7 @@ impl Gateway {
         if let Some(k) = from_agent.filter(|k| !k.is_empty() && k != PLACEHOLDER_KEY) {
             return Some(k);
         }
-        let default_name = match api.provider() {
-            "anthropic" => "ANTHROPIC_API_KEY",
-            _ => "OPENAI_API_KEY",
-        };
-        let name = request.credential.as_deref().unwrap_or(default_name);
+        let name = endpoint.key_name(request.credential.as_deref())?;
         self.secrets
             .get(&self.agent.environment, name)
             .or_else(|| self.env_keys.get(name).cloned())
@@ -373,7 +375,7 @@ impl Gateway {
 
     fn route(
         &self,
-        api: Api,
+        endpoint: &Endpoint,
         request: &LlmRequest,
         headers: &[(String, String)],
     ) -> Result<(Upstream, Option<String>), GatewayError> {
@@ -381,16 +383,25 @@ impl Gateway {
         if self.options.mode == LlmMode::Simulator {
             return Ok((sim(), None));
         }
-        let key = self.key_for(api, request, headers);
+        let key = self.key_for(endpoint, request, headers);
+        // An upstream without a key secret (a local server) needs none.
+        let keyless = endpoint.key_name(request.credential.as_deref()).is_none();
         match (self.options.mode, key, &self.http) {
-            (_, Some(key), Some(http)) => Ok((Upstream::Http(http.clone()), Some(key))),
-            (LlmMode::Auto, None, _) => Ok((sim(), None)),
+            (_, key, Some(http)) if key.is_some() || keyless => {
+                Ok((Upstream::Http(http.clone()), key))
+            }
+            (LlmMode::Auto, _, Some(_)) => Ok((sim(), None)),
+            (LlmMode::Auto, None, None) => Ok((sim(), None)),
             (_, _, None) => Err(GatewayError::NoKey(
                 "the HTTPS client for real providers is not available".to_owned(),
             )),
-            (_, None, _) => Err(GatewayError::NoKey(format!(
-                "llm.mode is `live` but no {} key is set (environment, secret store or request)",
-                api.provider()
+            (_, _, _) => Err(GatewayError::NoKey(format!(
+                "llm.mode is `live` but no key for upstream `{}` is set (secret or host \
+                 environment variable `{}`)",
+                endpoint.name,
+                endpoint
+                    .key_name(request.credential.as_deref())
+                    .unwrap_or_default()
             ))),
         }
     }
@@ -411,22 +422,61 @@ impl Gateway {
         interrupt: Interrupt<'_>,
     ) -> Result<GatewayReply, GatewayError> {
         let started = Instant::now();
+        let upstreams = self.options.upstreams.clone();
+        let Some(endpoint) = upstreams.get(&req.upstream) else {
+            let why = format!(
+                "no upstream is named `{}` (known: {})",
+                req.upstream,
+                upstreams
+                    .iter()
+                    .map(|u| u.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            return Ok(self.refuse_unrouted(&req, None, started, why));
+        };
+        let target = endpoint.target(&req.path);
         let post = req.method.eq_ignore_ascii_case("POST");
-        let Some(api) = Api::from_path(&req.path).filter(|_| post) else {
+        let Some(api) = target.api.filter(|_| post) else {
             if req.method.eq_ignore_ascii_case("GET")
-                && let Some(reply) = self.answer_get(&req)
+                && let Some(reply) = self.answer_get(endpoint, &target.rest)
             {
                 return Ok(reply);
             }
-            return Ok(self.refuse_unrouted(&req, started));
+            let why = format!(
+                "ironhost governs chat completions, responses (and their input_tokens), \
+                 completions, embeddings and moderations (OpenAI) and messages and count_tokens \
+                 (Anthropic); {} {} is not routed (upstream `{}`, {})",
+                req.method,
+                req.path,
+                endpoint.name,
+                endpoint.format.name()
+            );
+            return Ok(self.refuse_unrouted(&req, Some(endpoint), started, why));
         };
-        let parsed = match api.parse_request(&req.body) {
+        let mut req = req;
+        if let Some(deployment) = &target.deployment
+            && let Some(body) = with_model(&req.body, deployment)
+        {
+            req.body = body;
+        }
+        let mut parsed = match api.parse_request(&req.body) {
             Ok(p) => p,
             Err(e) => {
                 let model = model_in(&req.body);
-                return Ok(self.refuse(api, api, &model, started, 400, "invalid_request", &e.0));
+                return Ok(self.refuse(
+                    api,
+                    api,
+                    &endpoint.name,
+                    &model,
+                    started,
+                    400,
+                    "invalid_request",
+                    &e.0,
+                ));
             }
         };
+        parsed.request.provider.clone_from(&endpoint.name);
         if !parsed.unknown.is_empty() && self.options.unknown_parts == UnknownParts::Refuse {
             let message = format!(
                 "ironhost passes no part it cannot read (llm.unknown-parts = \"refuse\"): {}",
@@ -435,6 +485,7 @@ impl Gateway {
             return Ok(self.refuse(
                 api,
                 api,
+                &endpoint.name,
                 &parsed.request.model,
                 started,
                 400,
@@ -455,7 +506,7 @@ impl Gateway {
             call_id: call_id.clone(),
             api,
             reason: None,
-            provider: api.provider(),
+            provider: endpoint.name.clone(),
             model: parsed.request.model.clone(),
             stream: parsed.request.stream,
             simulated: true,
@@ -503,7 +554,7 @@ impl Gateway {
             };
             // The record names the model actually sent, and is priced by it.
             call.model.clone_from(&request.model);
-            let (upstream, key) = match self.route(api, &request, &req.headers) {
+            let (upstream, key) = match self.route(endpoint, &request, &req.headers) {
                 Ok(r) => r,
                 Err(e) => {
                     self.abandon(
@@ -530,7 +581,9 @@ impl Gateway {
             };
             let egress = Egress {
                 api,
-                path: &req.path,
+                base: &endpoint.send_to,
+                format: endpoint.format,
+                path: &target.rest,
                 headers: &req.headers,
                 body,
                 stream: request.stream,
@@ -737,6 +790,7 @@ impl Gateway {
         &self,
         api: Api,
         shape: Api,
+        provider: &str,
         model: &str,
         started: Instant,
         status: u16,
@@ -747,7 +801,7 @@ impl Gateway {
             call_id: self.next_call_id("llm"),
             api,
             reason: Some(message.to_owned()),
-            provider: api.provider(),
+            provider: provider.to_owned(),
             model: model.to_owned(),
             stream: false,
             simulated: true,
@@ -782,33 +836,46 @@ impl Gateway {
         }
     }
 
-    /// A request to a provider host on a path the host does not govern: refused with a 404
-    /// in that provider's shape, and recorded.
-    fn refuse_unrouted(&self, req: &HttpRequest, started: Instant) -> GatewayReply {
-        let shape = if anthropic_headers(&req.headers) {
-            Api::Anthropic
-        } else {
-            Api::OpenAi
+    /// A request to an upstream on a path the host does not govern (or to an upstream it does
+    /// not know): refused with a 404 in that upstream's shape, and recorded with `why`.
+    fn refuse_unrouted(
+        &self,
+        req: &HttpRequest,
+        endpoint: Option<&Endpoint>,
+        started: Instant,
+        why: String,
+    ) -> GatewayReply {
+        let shape = match endpoint.map(|e| e.format) {
+            Some(Format::Anthropic) => Api::Anthropic,
+            Some(_) => Api::OpenAi,
+            None if anthropic_headers(&req.headers) => Api::Anthropic,
+            None => Api::OpenAi,
         };
-        let message = format!(
-            "ironhost governs chat completions, responses (and their input_tokens), completions, \
-             embeddings and moderations (OpenAI) and messages and count_tokens (Anthropic); \
-             {} {} is not routed",
-            req.method, req.path
-        );
         // A known endpoint asked with another method is recorded under its API.
-        let api = Api::from_path(&req.path).unwrap_or(shape);
+        let api = endpoint
+            .and_then(|e| e.target(&req.path).api)
+            .unwrap_or(shape);
         let model = model_in(&req.body);
-        self.refuse(api, shape, &model, started, 404, "not_routed", &message)
+        let provider = endpoint.map_or(req.upstream.as_str(), |e| e.name.as_str());
+        self.refuse(
+            api,
+            shape,
+            provider,
+            &model,
+            started,
+            404,
+            "not_routed",
+            &why,
+        )
     }
 
     /// `GET`s the host answers itself: the models it can price (`/v1/models`,
     /// `/v1/models/{id}`) and the Responses API answers this agent got
     /// (`/v1/responses/{id}`). `None` for any other path.
-    fn answer_get(&self, req: &HttpRequest) -> Option<GatewayReply> {
-        let path = req.path.split('?').next().unwrap_or(&req.path);
+    fn answer_get(&self, endpoint: &Endpoint, rest: &str) -> Option<GatewayReply> {
+        let path = rest.split('?').next().unwrap_or(rest);
         let path = path.trim_end_matches('/');
-        let anthropic = anthropic_headers(&req.headers);
+        let anthropic = endpoint.format == Format::Anthropic;
         let json = |status: u16, body: serde_json::Value| GatewayReply::Full {
             status,
             headers: json_headers(),
@@ -997,7 +1064,7 @@ impl Gateway {
                     agent = %self.agent.agent_id,
                     call_id = %call.call_id,
                     kind = "llm",
-                    provider = call.provider,
+                    provider = %call.provider,
                     api = call.api.name(),
                     model = %call.model,
                     stream = call.stream,
@@ -1033,7 +1100,7 @@ impl Gateway {
             severity,
             EventKind::LlmCall {
                 call_id: call.call_id.clone(),
-                provider: call.provider.to_owned(),
+                provider: call.provider.clone(),
                 api: call.api.name().to_owned(),
                 model: call.model.clone(),
                 stream: call.stream,
@@ -1335,7 +1402,7 @@ struct CallRecord {
     api: Api,
     /// Why the call was refused or failed, in words.
     reason: Option<String>,
-    provider: &'static str,
+    provider: String,
     model: String,
     stream: bool,
     simulated: bool,
@@ -1398,6 +1465,18 @@ fn anthropic_headers(headers: &[(String, String)]) -> bool {
 }
 
 /// The `model` of a request body, if it has one.
+/// `body` with `"model": deployment` added when it names no model (an Azure request names its
+/// deployment in the path); None when it names one already or is not a JSON object.
+fn with_model(body: &[u8], deployment: &str) -> Option<Vec<u8>> {
+    let mut value: serde_json::Value = serde_json::from_slice(body).ok()?;
+    let obj = value.as_object_mut()?;
+    if obj.get("model").is_some_and(|m| m.is_string()) {
+        return None;
+    }
+    obj.insert("model".to_owned(), deployment.into());
+    serde_json::to_vec(&value).ok()
+}
+
 fn model_in(body: &[u8]) -> String {
     serde_json::from_slice::<serde_json::Value>(body)
         .ok()

@@ -28,8 +28,9 @@ pub struct Setup {
     pub venv: Option<PathBuf>,
     /// Variables the policies set for the agent (`on-agent-start`).
     pub env: Vec<(String, String)>,
-    /// More hosts whose requests go through the chain (`llm.intercept-hosts`).
-    pub intercept_hosts: Vec<String>,
+    /// The upstreams (name, base URL the agent addresses): requests to them go through the
+    /// chain.
+    pub upstreams: Vec<(String, String)>,
     /// Directories the agent must not see (the ironhost home): hidden when isolated.
     pub hidden: Vec<PathBuf>,
     /// Whether to isolate the worker (namespaces, Landlock) before Python starts.
@@ -47,6 +48,8 @@ pub enum ToHost {
     /// An SDK's HTTP request (body: the request body).
     Http {
         id: u64,
+        /// The upstream the request was addressed to.
+        upstream: String,
         method: String,
         path: String,
         headers: Vec<(String, String)>,

@@ -257,6 +257,7 @@ impl NativeStream {
 #[pyfunction]
 fn handle_http<'py>(
     py: Python<'py>,
+    upstream: String,
     method: String,
     path: String,
     headers: Vec<(String, String)>,
@@ -264,6 +265,7 @@ fn handle_http<'py>(
 ) -> PyResult<Bound<'py, PyTuple>> {
     let remote = remote()?;
     let req = HttpRequest {
+        upstream,
         method,
         path,
         headers,
@@ -628,12 +630,12 @@ pub fn start_interpreter(venv: Option<&std::path::Path>) -> PyResult<()> {
 
 /// One-time preparation of the worker's interpreter: signal handlers, SDK keys, HTTP hooks.
 /// Returns the HTTP libraries hooked.
-pub fn prepare(env: &[(String, String)], extra_hosts: &[String]) -> PyResult<Vec<String>> {
+pub fn prepare(env: &[(String, String)], upstreams: &[(String, String)]) -> PyResult<Vec<String>> {
     Python::attach(|py| {
         let env = PyDict::from_sequence(&env.to_vec().into_pyobject(py)?)?;
         py.import("ironhost._runner")?
             .getattr("prepare")?
-            .call1((env, extra_hosts.to_vec()))?
+            .call1((env, upstreams.to_vec()))?
             .extract()
     })
 }

@@ -182,6 +182,7 @@ impl Remote {
         interrupt: Interrupt<'_>,
     ) -> Result<RemoteReply, RemoteError> {
         let HttpRequest {
+            upstream,
             method,
             path,
             headers,
@@ -189,6 +190,7 @@ impl Remote {
         } = req;
         let make = |id| ToHost::Http {
             id,
+            upstream,
             method,
             path,
             headers,
@@ -416,7 +418,7 @@ pub fn worker_main() -> i32 {
             format!("cannot start Python: {}", python::describe(&e)),
         );
     }
-    match python::prepare(&setup.env, &setup.intercept_hosts) {
+    match python::prepare(&setup.env, &setup.upstreams) {
         Ok(_) => {}
         Err(e) => {
             return fail(

@@ -21,7 +21,7 @@ use crate::alerts::Alerts;
 use crate::api::plane::{self, Plane, PlaneError};
 use crate::api::{LiveChain, ws};
 use crate::config::{BundleChoice, Isolation, Restart, Settings};
-use crate::llm::http::{HttpUpstream, ProviderConfig};
+use crate::llm::http::HttpUpstream;
 use crate::llm::simulator::Simulator;
 use crate::llm::tokens::ModelTokenMeter;
 use crate::policy::admission::admit_bundle;
@@ -369,24 +369,14 @@ pub fn build_host(
     let http = if mode == LlmMode::Simulator {
         None
     } else {
-        let openai = llm.openai.clone().unwrap_or(ProviderConfig {
-            base_url: "https://api.openai.com".to_owned(),
-        });
-        let anthropic = llm.anthropic.clone().unwrap_or(ProviderConfig {
-            base_url: "https://api.anthropic.com".to_owned(),
-        });
         Some(Arc::new(
-            HttpUpstream::new(runtime.handle().clone(), &openai, &anthropic, timeout)
+            HttpUpstream::new(runtime.handle().clone(), timeout)
                 .map_err(|e| StartError::Failed(e.to_string()))?,
         ))
     };
     let tokens: Arc<dyn TokenMeter> = meter;
     let simulator = Arc::new(Simulator::new(settings.simulator.clone(), tokens.clone()));
-    let env_keys: BTreeMap<String, String> = env_vars
-        .iter()
-        .filter(|(k, _)| k.ends_with("_API_KEY"))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let env_keys = worker::host_keys(env_vars, &settings.upstreams);
     let bus = EventBus::new();
     let recorder = Recorder::spawn(plane.store.clone(), &bus, plane.recorder_keys());
     let alerts = Alerts::spawn(&settings.alerts, &bus).map_err(StartError::Failed)?;
@@ -398,6 +388,7 @@ pub fn build_host(
         max_backoff: Duration::from_millis(llm.max_backoff_ms.unwrap_or(30_000)),
         budget_usd: budget,
         unknown_parts: llm.unknown_parts.unwrap_or_default(),
+        upstreams: settings.upstreams.clone(),
     };
     let agent = AgentInfo {
         agent_id: id.clone(),
@@ -539,7 +530,7 @@ pub(crate) fn follow_secrets(
             let names = changes.borrow_and_update().clone();
             let gw = gateway.clone();
             let start = tokio::task::spawn_blocking(move || gw.chain().on_agent_start(gw.agent())).await;
-            let given = match start.map(|r| r.outcome) {
+            let mut given = match start.map(|r| r.outcome) {
                 Ok(crate::policy::chain::Outcome::Continue { value }) => value.env,
                 Ok(crate::policy::chain::Outcome::Deny { policy, denial }) => {
                     tracing::warn!(
@@ -552,6 +543,7 @@ pub(crate) fn follow_secrets(
                 }
                 _ => continue,
             };
+            worker::without_keys(&mut given, &gateway.options().upstreams);
             let (changed, removed) = {
                 let mut applied = env.lock();
                 let changed: Vec<(String, String)> = given
@@ -782,7 +774,7 @@ fn run_agent_inner(
 
     // Policies may refuse the agent or set its environment.
     let start = gateway.chain().on_agent_start(&agent);
-    let given = match start.outcome {
+    let mut given = match start.outcome {
         crate::policy::chain::Outcome::Continue { value } => value.env,
         crate::policy::chain::Outcome::Deny { policy, denial } => {
             return Err(StartError::Failed(format!(
@@ -792,7 +784,15 @@ fn run_agent_inner(
         }
         _ => Vec::new(),
     };
-    let base_env = worker::agent_env(env_vars);
+    let dropped = worker::without_keys(&mut given, &settings.upstreams);
+    if !dropped.is_empty() {
+        tracing::warn!(
+            "the policies gave the agent {}: upstream keys never reach the agent (it gets a \
+             placeholder; the host adds the key at egress)",
+            dropped.join(", ")
+        );
+    }
+    let base_env = worker::agent_env(env_vars, &settings.upstreams);
     let policy_env = Arc::new(Mutex::new(given.into_iter().collect::<BTreeMap<_, _>>()));
     let current: SharedCurrent = Arc::default();
     watch_stop(host, current.clone())?;
@@ -829,7 +829,7 @@ fn run_agent_inner(
                 .iter()
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
-            intercept_hosts: settings.llm.intercept_hosts.clone(),
+            upstreams: settings.upstreams.routes(),
             hidden: hidden_paths(
                 &settings.home,
                 &spec.script,

@@ -128,8 +128,9 @@ pub struct Agent {
     status: Mutex<Status>,
     script: String,
     start_env: Vec<(String, String)>,
-    /// `llm.intercept-hosts`: more hosts whose requests go through the chain.
-    intercept_hosts: Vec<String>,
+    /// `[[llm.upstreams]]` with the built-ins (name, base URL): requests to them go through
+    /// the chain.
+    upstreams: Vec<(String, String)>,
     dashboard: Option<String>,
     /// Set by [`Agent::stop`]: calls in flight end and new ones are refused.
     stop: Arc<AtomicBool>,
@@ -193,7 +194,7 @@ fn open(opts: OpenOptions) -> Result<Agent, StartError> {
     let host = runtime::build_host(&settings, &name, &script, id, &opts.env)?;
     // Policies may refuse the agent or give it its environment (secrets-inject).
     let gateway = host.gateway.clone();
-    let start_env = match gateway.chain().on_agent_start(gateway.agent()).outcome {
+    let mut start_env = match gateway.chain().on_agent_start(gateway.agent()).outcome {
         Outcome::Continue { value } => value.env,
         Outcome::Deny { policy, denial } => {
             let message = format!(
@@ -205,6 +206,7 @@ fn open(opts: OpenOptions) -> Result<Agent, StartError> {
         }
         _ => Vec::new(),
     };
+    super::worker::without_keys(&mut start_env, &settings.upstreams);
     let dashboard = host.api_addr.map(crate::api::plane::url);
     // A rotated or deleted secret reaches os.environ, as under `ironhost start`.
     let env = Arc::new(parking_lot::Mutex::new(start_env.iter().cloned().collect()));
@@ -227,7 +229,7 @@ fn open(opts: OpenOptions) -> Result<Agent, StartError> {
         }),
         script: opts.script,
         start_env,
-        intercept_hosts: settings.llm.intercept_hosts.clone(),
+        upstreams: settings.upstreams.routes(),
         dashboard,
         stop,
         in_flight: AtomicUsize::new(0),
@@ -329,10 +331,10 @@ impl Agent {
         self.start_env.clone()
     }
 
-    /// More hosts whose requests go through the chain (`llm.intercept-hosts`).
+    /// The upstreams (name, base URL) whose requests go through the chain.
     #[getter]
-    fn intercept_hosts(&self) -> Vec<String> {
-        self.intercept_hosts.clone()
+    fn upstreams(&self) -> Vec<(String, String)> {
+        self.upstreams.clone()
     }
 
     /// LLM calls under way (until their reply starts).
@@ -354,12 +356,14 @@ impl Agent {
     fn handle_http<'py>(
         &self,
         py: Python<'py>,
+        upstream: String,
         method: String,
         path: String,
         headers: Vec<(String, String)>,
         body: &[u8],
     ) -> PyResult<Bound<'py, PyTuple>> {
         let req = HttpRequest {
+            upstream,
             method,
             path,
             headers,

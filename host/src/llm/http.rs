@@ -9,10 +9,11 @@ use serde::Deserialize;
 
 use super::sse::SseParser;
 use super::upstream::{Egress, EventStream, Interrupt, UpstreamReply, WaitError, recv};
-use super::wire::Api;
+use super::upstreams::Format;
 use crate::policy::model::{ProviderError, ProviderErrorKind};
 
-/// `[llm.openai]` / `[llm.anthropic]` in `ironhost.toml`.
+/// `[llm.openai]` / `[llm.anthropic]` in `ironhost.toml`: where the built-in upstreams'
+/// requests are sent (the agent still addresses api.openai.com / api.anthropic.com).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct ProviderConfig {
@@ -21,12 +22,13 @@ pub struct ProviderConfig {
 }
 
 /// Headers the host sets itself (or that describe the agent's connection, not the request).
-const HOP_HEADERS: [&str; 9] = [
+const HOP_HEADERS: [&str; 10] = [
     "host",
     "content-type",
     "content-length",
     "authorization",
     "x-api-key",
+    "api-key",
     "accept-encoding",
     "connection",
     "transfer-encoding",
@@ -38,8 +40,6 @@ const HOP_HEADERS: [&str; 9] = [
 pub struct HttpUpstream {
     client: reqwest::Client,
     runtime: tokio::runtime::Handle,
-    openai: String,
-    anthropic: String,
     /// Longest gap between two events of a stream.
     idle: Duration,
 }
@@ -52,8 +52,6 @@ pub struct HttpSetupError(String);
 impl HttpUpstream {
     pub fn new(
         runtime: tokio::runtime::Handle,
-        openai: &ProviderConfig,
-        anthropic: &ProviderConfig,
         idle: Duration,
     ) -> Result<HttpUpstream, HttpSetupError> {
         // One process-wide TLS provider; a second install attempt is harmless.
@@ -66,17 +64,8 @@ impl HttpUpstream {
         Ok(HttpUpstream {
             client,
             runtime,
-            openai: openai.base_url.trim_end_matches('/').to_owned(),
-            anthropic: anthropic.base_url.trim_end_matches('/').to_owned(),
             idle,
         })
-    }
-
-    fn base(&self, api: Api) -> &str {
-        match api.provider() {
-            "anthropic" => &self.anthropic,
-            _ => &self.openai,
-        }
     }
 
     /// Send one attempt; waits for the status and headers (and for a non-stream, the body).
@@ -86,7 +75,7 @@ impl HttpUpstream {
         timeout: Duration,
         interrupt: Interrupt<'_>,
     ) -> UpstreamReply {
-        let url = format!("{}{}", self.base(egress.api), egress.path);
+        let url = format!("{}{}", egress.base, egress.path);
         let mut req = self.client.post(url).timeout(timeout);
         for (k, v) in egress.headers {
             if !HOP_HEADERS.iter().any(|h| k.eq_ignore_ascii_case(h)) {
@@ -94,9 +83,10 @@ impl HttpUpstream {
             }
         }
         if let Some(key) = egress.key {
-            req = match egress.api.provider() {
-                "anthropic" => req.header("x-api-key", key),
-                _ => req.bearer_auth(key),
+            req = match egress.format {
+                Format::Anthropic => req.header("x-api-key", key),
+                Format::AzureOpenai => req.header("api-key", key),
+                Format::Openai => req.bearer_auth(key),
             };
         }
         req = req

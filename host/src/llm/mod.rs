@@ -13,6 +13,7 @@ pub mod simulator;
 pub mod sse;
 pub mod tokens;
 pub mod upstream;
+pub mod upstreams;
 pub mod wire;
 
 use crate::policy::model::{ProviderError, ProviderErrorKind};

@@ -42,6 +42,8 @@ struct RawModel {
 pub struct PricingTable {
     pub meta: Meta,
     models: BTreeMap<String, Price>,
+    /// Model names priced as another model (`[[llm.upstreams]]` `models`).
+    aliases: BTreeMap<String, String>,
 }
 
 impl PricingTable {
@@ -77,6 +79,7 @@ impl PricingTable {
         Ok(PricingTable {
             meta: raw.meta,
             models,
+            aliases: BTreeMap::new(),
         })
     }
 
@@ -94,9 +97,29 @@ impl PricingTable {
         Ok(self)
     }
 
-    /// The price of `model`: an exact entry, else the longest entry that `model` extends with
-    /// a `-` (dated variants such as `gpt-4o-mini-2024-07-18`).
+    /// This table with `aliases` (model name -> the model of the table it is priced as).
+    pub fn with_aliases(mut self, aliases: &BTreeMap<String, String>) -> PricingTable {
+        self.aliases
+            .extend(aliases.iter().map(|(k, v)| (k.clone(), v.clone())));
+        self
+    }
+
+    /// The price of `model`: its alias's if it has one; else an exact entry, else the longest
+    /// entry that `model` extends with a `-` (dated variants such as `gpt-4o-mini-2024-07-18`);
+    /// else, for a router's name (`openai/gpt-4o-mini`, `anthropic/claude-3.5-haiku`), the
+    /// same look-up of the name after the `/`, its version dots read as dashes.
     pub fn price(&self, model: &str) -> Option<Price> {
+        if let Some(to) = self.aliases.get(model) {
+            return self.lookup(to);
+        }
+        self.lookup(model).or_else(|| {
+            let (_, name) = model.rsplit_once('/')?;
+            self.lookup(name)
+                .or_else(|| self.lookup(&dashed_versions(name)))
+        })
+    }
+
+    fn lookup(&self, model: &str) -> Option<Price> {
         if let Some(p) = self.models.get(model) {
             return Some(*p);
         }
@@ -117,9 +140,39 @@ impl PricingTable {
     }
 }
 
+/// `claude-3.5-haiku` as `claude-3-5-haiku`: a dot between two digits read as a dash.
+fn dashed_versions(name: &str) -> String {
+    let b = name.as_bytes();
+    name.char_indices()
+        .map(|(i, c)| {
+            let between_digits =
+                i > 0 && b[i - 1].is_ascii_digit() && b.get(i + 1).is_some_and(u8::is_ascii_digit);
+            if c == '.' && between_digits { '-' } else { c }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn router_names_and_aliases_price_as_the_model_they_name() {
+        let aliases = BTreeMap::from([("prod-4o".to_owned(), "gpt-4o".to_owned())]);
+        let t = PricingTable::embedded().with_aliases(&aliases);
+        assert_eq!(t.price("prod-4o"), t.price("gpt-4o"));
+        assert!(t.price("gpt-4o").is_some());
+        assert_eq!(t.price("openai/gpt-4o-mini"), t.price("gpt-4o-mini"));
+        assert!(t.price("claude-3-5-haiku").is_some(), "the table lists it");
+        assert_eq!(
+            t.price("anthropic/claude-3.5-haiku"),
+            t.price("claude-3-5-haiku")
+        );
+        assert_eq!(t.price("meta-llama/llama-3.1-8b-instruct"), None);
+        assert_eq!(t.price("prod-unknown"), None);
+        assert_eq!(dashed_versions("gpt-4.1-mini"), "gpt-4-1-mini");
+        assert_eq!(dashed_versions("a.b-1.5"), "a.b-1-5");
+    }
 
     #[test]
     fn embedded_table_parses_and_prices_known_models() {

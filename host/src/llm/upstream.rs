@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use super::http::HttpUpstream;
 use super::simulator::{SimReply, Simulator};
 use super::sse::SseEvent;
+use super::upstreams::Format;
 use super::wire::Api;
 use crate::policy::model::{ProviderError, ProviderErrorKind};
 
@@ -144,7 +145,11 @@ pub enum UpstreamReply {
 #[derive(Debug)]
 pub struct Egress<'a> {
     pub api: Api,
-    /// The path and query the agent used (`/v1/chat/completions`).
+    /// The upstream's base URL (`https://api.openai.com`, `https://openrouter.ai/api/v1`).
+    pub base: &'a str,
+    /// How the upstream takes its key.
+    pub format: Format,
+    /// The path and query after the base path (`/v1/chat/completions`).
     pub path: &'a str,
     /// The agent's headers, minus the ones the host sets itself.
     pub headers: &'a [(String, String)],

@@ -276,10 +276,13 @@ impl Policy for Budget {
             return match settings.unknown_model {
                 UnknownModel::Allow => RequestVerdict::Pass,
                 UnknownModel::Deny => RequestVerdict::Deny(ironhost_policy::deny(
-                    "budget_unknown_price",
+                    "unpriced_model",
                     &format!(
-                        "no price for model `{}`: add it under `prices` in the budget config",
-                        request.model
+                        "no price for model `{}` (upstream `{}`), so its spending cannot be \
+                         bounded: price it under [pricing.models], alias it to a priced model \
+                         in its [[llm.upstreams]] `models`, or add it under `prices` in the \
+                         budget config",
+                        request.model, request.provider
                     ),
                 )),
             };

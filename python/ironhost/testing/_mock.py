@@ -119,7 +119,9 @@ class _Agent:
 
     # -- the call interface ------------------------------------------------------------------
 
-    def handle_http(self, method: str, path: str, headers: Any, body: bytes) -> Tuple[int, list, Any]:
+    def handle_http(
+        self, upstream: str, method: str, path: str, headers: Any, body: bytes
+    ) -> Tuple[int, list, Any]:
         self._live()
         return self.runtime._answer(self, path, body)
 
