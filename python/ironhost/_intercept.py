@@ -293,4 +293,9 @@ def install() -> List[str]:
             continue
         _patch(importlib.import_module(name))
         hooked.append(name)
+    # The other libraries (requests/urllib3, http.client, httpcore, aiohttp): hooked as they
+    # are imported.
+    from . import _clients
+
+    hooked.extend(_clients.install())
     return hooked

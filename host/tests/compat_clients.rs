@@ -1,0 +1,226 @@
+//! The compatibility suite for the HTTP clients other than the official SDKs' httpx: requests
+//! and urllib3, urllib.request and http.client, httpcore and httpcore2 (and httpx on a
+//! transport of the application's own), aiohttp, and litellm (sync on the openai SDK, async on
+//! its own aiohttp transport), each used unchanged by a script of
+//! `tests/compat/agents/clients_*.py` under `ironhost start`, offline on the simulator in echo
+//! mode. Every prompt reaches the "provider" redacted and every call is recorded once, priced,
+//! with its finding; under a budget too small for any call the denial reaches the code as
+//! ironhost's own exception, and requests to other hosts go out unchanged.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+mod common;
+#[path = "common/compat.rs"]
+mod compat;
+
+const EMAIL: &str = "jane.doe@example.com";
+const SSN: &str = "123-45-6789";
+const PII: &str = "Contact jane.doe@example.com, SSN 123-45-6789.";
+
+/// The host config of the governed runs: the echo.
+const CONFIG: &str = "[simulator]\necho = true\n";
+
+/// Run a script with `config` as its `ironhost.toml`; the run must succeed. litellm is kept
+/// from fetching its model cost map at import (it would fail offline and use its bundled copy).
+fn run(script: &str, config: &str) -> compat::Run {
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("ironhost.toml"), config).expect("config");
+    let mut cmd = compat::command(dir.path(), &compat::script(script));
+    cmd.env("LITELLM_LOCAL_MODEL_COST_MAP", "True");
+    let r = compat::finish(cmd);
+    assert!(
+        r.output.status.success(),
+        "{script} failed\nstdout:\n{}\nstderr:\n{}",
+        r.stdout,
+        r.stderr
+    );
+    r
+}
+
+/// The cases ran in order, each shows its prompt as the provider got it (redacted), each stream
+/// came as several events to its end; the calls are recorded by API (`calls`: how many of each,
+/// so none was governed twice, or missed), each answered, priced and with its PII finding.
+fn check(script: &str, cases: &[&str], calls: &[(&str, usize)]) {
+    let r = run(script, CONFIG);
+    let names: Vec<&str> = r.cases.iter().filter_map(|c| c["case"].as_str()).collect();
+    assert_eq!(names, cases, "{script}\nstderr:\n{}", r.stderr);
+    for case in &r.cases {
+        let text = case["text"].as_str().unwrap_or_default();
+        assert!(
+            !text.contains(EMAIL) && !text.contains(SSN),
+            "{script}: {case} reached the provider unredacted"
+        );
+        assert!(
+            text.contains("Contact [EMAIL_REDACTED], SSN [SSN_REDACTED]."),
+            "{script}: {case}"
+        );
+        if case.get("events").is_some() {
+            assert!(case["events"].as_u64().unwrap_or(0) > 1, "{script}: {case}");
+            assert_eq!(case["done"], true, "{script}: {case}");
+        }
+    }
+    let mut by_api: BTreeMap<&str, usize> = BTreeMap::new();
+    for c in &r.calls {
+        let api = c["api"].as_str().unwrap_or("?");
+        *by_api.entry(api).or_default() += 1;
+        let provider = if api == "messages" {
+            "anthropic"
+        } else {
+            "openai"
+        };
+        assert_eq!(c["provider"], provider, "{script}: {c}");
+        assert_eq!(c["outcome"], "ok", "{script}: {c}");
+        assert!(c["agent"].is_string() && c["model"].is_string(), "{c}");
+        assert!(
+            c["cost_usd"].as_f64().expect("cost is a number") > 0.0,
+            "{script}: {c}"
+        );
+        assert!(c["input_tokens"].as_u64().is_some() && c["latency_ms"].is_number());
+        let id = c["call_id"].as_str().expect("call id");
+        assert!(r.findings.contains(id), "{script}: no PII finding on {c}");
+    }
+    let expected: BTreeMap<&str, usize> = calls.iter().copied().collect();
+    assert_eq!(by_api, expected, "{script}: calls {:?}", r.calls);
+}
+
+#[test]
+fn requests_and_urllib3() {
+    check(
+        "clients_requests.py",
+        &[
+            "requests_chat",
+            "requests_chat_stream",
+            "requests_raw",
+            "requests_anthropic",
+            "requests_anthropic_stream",
+            "urllib3_chat",
+        ],
+        &[("chat", 4), ("messages", 2)],
+    );
+}
+
+#[test]
+fn urllib_request_and_http_client() {
+    check(
+        "clients_urllib.py",
+        &[
+            "urllib_chat",
+            "urllib_chat_stream",
+            "urllib_anthropic",
+            "http_client_chat",
+            "http_client_chat_stream",
+        ],
+        &[("chat", 4), ("messages", 1)],
+    );
+}
+
+#[test]
+fn httpcore_and_httpcore2_sync_and_async() {
+    check(
+        "clients_httpcore.py",
+        &[
+            "httpcore_chat",
+            "httpcore_anthropic_stream",
+            "httpcore2_chat",
+            "httpcore2_anthropic_stream",
+            "httpcore_async_anthropic",
+            "httpcore_async_chat_stream",
+            "httpcore2_async_anthropic",
+            "httpcore2_async_chat_stream",
+            "httpx_own_transport_chat",
+        ],
+        &[("chat", 5), ("messages", 4)],
+    );
+}
+
+#[test]
+fn aiohttp_client_session() {
+    check(
+        "clients_aiohttp.py",
+        &[
+            "aiohttp_chat",
+            "aiohttp_chat_stream",
+            "aiohttp_anthropic",
+            "aiohttp_anthropic_stream",
+            "aiohttp_concurrent",
+        ],
+        &[("chat", 5), ("messages", 2)],
+    );
+}
+
+#[test]
+fn litellm_completion_and_acompletion() {
+    check(
+        "clients_litellm.py",
+        &[
+            "litellm_completion",
+            "litellm_completion_stream",
+            "litellm_completion_anthropic",
+            "litellm_acompletion",
+            "litellm_acompletion_stream",
+            "litellm_acompletion_anthropic",
+        ],
+        &[("chat", 4), ("messages", 2)],
+    );
+}
+
+fn case<'a>(r: &'a compat::Run, name: &str) -> &'a Value {
+    r.cases
+        .iter()
+        .find(|c| c["case"] == name)
+        .unwrap_or_else(|| panic!("no case {name}: {:?}\n{}", r.cases, r.stderr))
+}
+
+#[test]
+fn a_denial_reaches_each_client_and_other_hosts_are_not_governed() {
+    let r = run(
+        "clients_denied.py",
+        "budget = 0.0000001\n\n[simulator]\necho = true\n",
+    );
+    for name in [
+        "denied_requests",
+        "denied_requests_stream",
+        "denied_urllib",
+        "denied_aiohttp",
+        "denied_httpcore",
+    ] {
+        let c = case(&r, name);
+        assert_eq!(c["text"], "BudgetExceeded", "{c}");
+        assert_eq!(c["module"], "ironhost.errors", "{c}");
+        assert!(
+            c["bases"]
+                .as_array()
+                .is_some_and(|b| b.iter().any(|n| n == "PolicyDenied")),
+            "{c}"
+        );
+        assert_eq!(c["code"], "budget_exceeded", "{c}");
+        assert_eq!(c["policy"], "budget", "{c}");
+    }
+    // litellm turns every error of its provider call into one of its own (here a 500
+    // `InternalServerError`); the denial is what it was raised from.
+    for name in ["denied_litellm", "denied_litellm_async"] {
+        let c = case(&r, name);
+        assert!(
+            c["causes"]
+                .as_array()
+                .is_some_and(|b| b.iter().any(|n| n == "BudgetExceeded")),
+            "{c}"
+        );
+    }
+    for lib in ["requests", "urllib", "aiohttp", "httpcore"] {
+        assert_eq!(
+            case(&r, &format!("local_{lib}"))["text"],
+            format!("local /{lib}: {PII}"),
+            "went out unchanged"
+        );
+    }
+    // Only the provider calls reached the host: each refused by the budget, none allowed.
+    assert!(!r.calls.is_empty());
+    for c in &r.calls {
+        assert_ne!(c["outcome"], "ok", "{c}");
+        assert_eq!(c["code"], "budget_exceeded", "{c}");
+    }
+    assert_eq!(r.calls.len(), 7, "{:?}", r.calls);
+}
