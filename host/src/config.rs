@@ -71,6 +71,8 @@ pub struct FileConfig {
     pub api: ApiFileConfig,
     #[serde(default)]
     pub alerts: crate::alerts::AlertsConfig,
+    #[serde(default)]
+    pub egress: crate::agent::egress::EgressFileConfig,
 }
 
 /// `[api]`: the control plane.
@@ -217,6 +219,8 @@ pub struct Settings {
     pub llm: LlmFileConfig,
     /// The built-in upstreams and `[[llm.upstreams]]`, checked.
     pub upstreams: std::sync::Arc<crate::llm::upstreams::Upstreams>,
+    /// What the agent may reach besides its upstreams (`[egress]`).
+    pub egress: std::sync::Arc<crate::agent::egress::Egress>,
     pub simulator: SimulatorConfig,
     pub pricing: crate::llm::pricing::PricingTable,
     /// Where the file settings came from, if a file was read.
@@ -656,6 +660,18 @@ pub fn load(
             .map_err(|e| ConfigError::new("pricing.models", e, file_name.clone()))?;
     }
     let pricing = pricing.with_aliases(upstreams.aliases());
+    let egress = crate::agent::egress::Egress::new(&file.egress, &upstreams)
+        .map_err(|(key, reason)| ConfigError::new(&key, reason, file_name.clone()))?;
+    if egress.mode == crate::agent::egress::EgressMode::GovernedOnly
+        && isolation == Isolation::Process
+    {
+        return Err(ConfigError::new(
+            "egress.mode",
+            "`governed-only` takes the agent's network away in its sandbox: it needs \
+             isolation = \"sandbox\" (the default), not \"process\"",
+            file_name.clone(),
+        ));
+    }
 
     Ok(Settings {
         budget: budget.map(|b| b.value),
@@ -670,6 +686,7 @@ pub fn load(
         isolation,
         llm,
         upstreams: std::sync::Arc::new(upstreams),
+        egress: std::sync::Arc::new(egress),
         simulator,
         pricing,
         file: file_path,

@@ -25,10 +25,11 @@ def _stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
 
-def prepare(env: Dict[str, str], upstreams: List[Tuple[str, str]]) -> List[str]:
+def prepare(env: Dict[str, str], upstreams: List[Tuple[str, str]], governed_only: bool = False) -> List[str]:
     """Set up the agent's interpreter once: signals, SDK keys, the HTTP hooks for the host's
-    upstreams (name, base URL). The host's own variables and the upstreams' keys never reach
-    this process (the host starts it without them)."""
+    upstreams (name, base URL), and with ``egress = "governed-only"`` the connections the host
+    makes for the agent (``_egress``). The host's own variables and the upstreams' keys never
+    reach this process (the host starts it without them)."""
     signal.signal(signal.SIGINT, _stop)
     signal.signal(signal.SIGTERM, _stop)
     os.environ.update(env)
@@ -36,6 +37,10 @@ def prepare(env: Dict[str, str], upstreams: List[Tuple[str, str]]) -> List[str]:
     from . import _intercept
 
     _intercept.set_upstreams(upstreams)
+    if governed_only:
+        from . import _egress
+
+        _egress.install()
     return _intercept.install()
 
 

@@ -35,6 +35,9 @@ pub struct Setup {
     pub hidden: Vec<PathBuf>,
     /// Whether to isolate the worker (namespaces, Landlock) before Python starts.
     pub isolate: bool,
+    /// `governed-only`: the worker takes its network away and asks the host for connections
+    /// (on [`EGRESS_FD`](super::egress::EGRESS_FD)).
+    pub egress: super::egress::EgressMode,
 }
 
 /// A message from the worker to the host.

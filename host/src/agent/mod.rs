@@ -2,6 +2,7 @@
 //! ([`events`]), live figures ([`metrics`]), and the embedded Python interpreter that runs the
 //! agent ([`python`]) under a lifecycle ([`runtime`]).
 
+pub mod egress;
 pub mod events;
 pub mod gateway;
 pub mod ipc;

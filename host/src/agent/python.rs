@@ -503,6 +503,18 @@ pub(crate) fn has_gateway() -> bool {
     REMOTE.get().is_some()
 }
 
+/// Ask the host for a network connection (`egress = "governed-only"`, in the worker): the
+/// answer's JSON and the descriptor of the connected socket it handed over (the caller owns
+/// it). See [`egress`](super::egress).
+#[pyfunction]
+fn egress_ask(py: Python<'_>, request: String) -> PyResult<(String, Option<i32>)> {
+    use std::os::fd::IntoRawFd;
+    let (answer, fd) = py
+        .detach(move || super::egress::ask(&request))
+        .map_err(|e| pyo3::exceptions::PyOSError::new_err(format!("ironhost egress: {e}")))?;
+    Ok((answer, fd.map(IntoRawFd::into_raw_fd)))
+}
+
 /// The agent caught a stop signal: noted here and told to the host. True for the first (the
 /// agent unwinds once; the host ends it if it has not stopped in time).
 #[pyfunction]
@@ -580,6 +592,7 @@ pub fn fill_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(current, m)?)?;
     m.add_function(wrap_pyfunction!(has_gateway, m)?)?;
     m.add_function(wrap_pyfunction!(note_signal, m)?)?;
+    m.add_function(wrap_pyfunction!(egress_ask, m)?)?;
     m.add_function(wrap_pyfunction!(progress, m)?)?;
     m.add_class::<NativeStream>()?;
     m.add_class::<PyToolTicket>()?;
@@ -630,12 +643,16 @@ pub fn start_interpreter(venv: Option<&std::path::Path>) -> PyResult<()> {
 
 /// One-time preparation of the worker's interpreter: signal handlers, SDK keys, HTTP hooks.
 /// Returns the HTTP libraries hooked.
-pub fn prepare(env: &[(String, String)], upstreams: &[(String, String)]) -> PyResult<Vec<String>> {
+pub fn prepare(
+    env: &[(String, String)],
+    upstreams: &[(String, String)],
+    governed_only: bool,
+) -> PyResult<Vec<String>> {
     Python::attach(|py| {
         let env = PyDict::from_sequence(&env.to_vec().into_pyobject(py)?)?;
         py.import("ironhost._runner")?
             .getattr("prepare")?
-            .call1((env, upstreams.to_vec()))?
+            .call1((env, upstreams.to_vec(), governed_only))?
             .extract()
     })
 }

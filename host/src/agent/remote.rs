@@ -377,7 +377,10 @@ pub fn worker_main() -> i32 {
     // Isolation first, while this process has one thread and before any agent code runs.
     let started = std::time::Instant::now();
     if setup.isolate
-        && let Err(e) = super::sandbox::isolate(&setup.hidden)
+        && let Err(e) = super::sandbox::isolate(
+            &setup.hidden,
+            setup.egress == super::egress::EgressMode::GovernedOnly,
+        )
     {
         return fail(
             &mut socket,
@@ -418,7 +421,11 @@ pub fn worker_main() -> i32 {
             format!("cannot start Python: {}", python::describe(&e)),
         );
     }
-    match python::prepare(&setup.env, &setup.upstreams) {
+    match python::prepare(
+        &setup.env,
+        &setup.upstreams,
+        setup.egress == super::egress::EgressMode::GovernedOnly,
+    ) {
         Ok(_) => {}
         Err(e) => {
             return fail(

@@ -830,6 +830,7 @@ fn run_agent_inner(
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect(),
             upstreams: settings.upstreams.routes(),
+            egress: settings.egress.mode,
             hidden: hidden_paths(
                 &settings.home,
                 &spec.script,
@@ -838,8 +839,8 @@ fn run_agent_inner(
             ),
             isolate,
         };
-        let (mut w, ready) =
-            worker::spawn(gateway.clone(), setup, &base_env).map_err(StartError::Failed)?;
+        let (mut w, ready) = worker::spawn(gateway.clone(), setup, &base_env, &settings.egress)
+            .map_err(StartError::Failed)?;
         {
             let mut c = current.lock();
             c.pid = Some(w.child.id());

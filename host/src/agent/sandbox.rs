@@ -52,21 +52,32 @@ pub fn protect_host_process() -> io::Result<()> {
     check(rc.into(), "prctl(PR_SET_DUMPABLE)")
 }
 
-/// Set up `cmd` to start a worker: `socket` becomes its descriptor [`WORKER_FD`] (every other
-/// descriptor of the host is close-on-exec), and it is killed when the host dies.
-pub fn worker_command(cmd: &mut Command, socket: RawFd) {
+/// Set up `cmd` to start a worker: `socket` becomes its descriptor [`WORKER_FD`] and `egress`,
+/// when given, its [`EGRESS_FD`](super::egress::EGRESS_FD) (every other descriptor of the host
+/// is close-on-exec), and it is killed when the host dies.
+pub fn worker_command(cmd: &mut Command, socket: RawFd, egress: Option<RawFd>) {
     let host = std::process::id() as libc::pid_t;
     // SAFETY: between fork and exec only async-signal-safe calls are made (dup2, fcntl, prctl,
     // getppid, _exit), on values prepared before the fork.
     unsafe {
         cmd.pre_exec(move || {
-            if socket == WORKER_FD {
-                let flags = libc::fcntl(socket, libc::F_GETFD);
-                if flags < 0 || libc::fcntl(socket, libc::F_SETFD, flags & !libc::FD_CLOEXEC) < 0 {
+            // Each source first moved above the targets, so no dup2 closes another source.
+            let mut moves = [
+                (socket, WORKER_FD),
+                (egress.unwrap_or(-1), super::egress::EGRESS_FD),
+            ];
+            for (src, _) in &mut moves {
+                if *src >= 0 {
+                    *src = libc::fcntl(*src, libc::F_DUPFD_CLOEXEC, 10);
+                    if *src < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                }
+            }
+            for (src, dst) in moves {
+                if src >= 0 && libc::dup2(src, dst) < 0 {
                     return Err(io::Error::last_os_error());
                 }
-            } else if libc::dup2(socket, WORKER_FD) < 0 {
-                return Err(io::Error::last_os_error());
             }
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0) < 0 {
                 return Err(io::Error::last_os_error());
@@ -97,19 +108,23 @@ pub struct Isolation {
     pub hidden: Vec<PathBuf>,
     pub private_dev: bool,
     pub landlock_abi: i64,
+    /// In a network namespace of its own (and, from Landlock ABI 4, no TCP connect or bind).
+    pub no_network: bool,
 }
 
 /// Isolate this process (the worker, before Python starts) from the host: see the module
 /// documentation. `hidden` are the paths to cover (the ironhost home, or its entries): a
 /// directory by an empty read-only filesystem, a file by an empty read-only file. Must run
 /// while the process has one thread.
-pub fn isolate(hidden: &[PathBuf]) -> io::Result<Isolation> {
+pub fn isolate(hidden: &[PathBuf], no_network: bool) -> io::Result<Isolation> {
     // SAFETY: getuid/getgid cannot fail.
     let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
     let cwd = std::env::current_dir()
         .map_err(|e| io::Error::new(e.kind(), format!("cannot read the current directory: {e}")))?;
+    // Without network: a network namespace of its own, with no interface up.
+    let net = if no_network { libc::CLONE_NEWNET } else { 0 };
     // SAFETY: unshare with flags only; the process is single-threaded here.
-    let rc = unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS) };
+    let rc = unsafe { libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNS | net) };
     check(
         rc.into(),
         "unshare(CLONE_NEWUSER | CLONE_NEWNS): user namespaces are not available to this user",
@@ -173,12 +188,13 @@ pub fn isolate(hidden: &[PathBuf]) -> io::Result<Isolation> {
     // SAFETY: prctl with integer arguments only.
     let rc = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
     check(rc.into(), "prctl(PR_SET_NO_NEW_PRIVS)")?;
-    let landlock_abi = landlock()?;
+    let landlock_abi = landlock(no_network)?;
     drop_capabilities()?;
     Ok(Isolation {
         hidden: covered,
         private_dev,
         landlock_abi,
+        no_network,
     })
 }
 
@@ -294,6 +310,8 @@ const LANDLOCK_CREATE_RULESET_VERSION: u32 = 1;
 const LANDLOCK_ACCESS_FS_MAKE_CHAR: u64 = 1 << 6;
 const LANDLOCK_ACCESS_FS_MAKE_BLOCK: u64 = 1 << 11;
 const LANDLOCK_SCOPE_SIGNAL: u64 = 1 << 1;
+const LANDLOCK_ACCESS_NET_BIND_TCP: u64 = 1 << 0;
+const LANDLOCK_ACCESS_NET_CONNECT_TCP: u64 = 1 << 1;
 
 #[repr(C)]
 struct RulesetAttr {
@@ -305,7 +323,7 @@ struct RulesetAttr {
 /// Enter a Landlock domain: from inside it, processes outside cannot be traced or inspected
 /// through `/proc` (and, from ABI 6, not signalled); device nodes cannot be made. Returns the
 /// kernel's Landlock ABI version.
-fn landlock() -> io::Result<i64> {
+fn landlock(no_network: bool) -> io::Result<i64> {
     // SAFETY: the version query takes no attribute.
     let abi = unsafe {
         libc::syscall(
@@ -322,7 +340,11 @@ fn landlock() -> io::Result<i64> {
     }
     let attr = RulesetAttr {
         handled_access_fs: LANDLOCK_ACCESS_FS_MAKE_CHAR | LANDLOCK_ACCESS_FS_MAKE_BLOCK,
-        handled_access_net: 0,
+        handled_access_net: if no_network && abi >= 4 {
+            LANDLOCK_ACCESS_NET_BIND_TCP | LANDLOCK_ACCESS_NET_CONNECT_TCP
+        } else {
+            0
+        },
         scoped: if abi >= 6 { LANDLOCK_SCOPE_SIGNAL } else { 0 },
     };
     // Older kernels know a shorter attribute: give the size of what they know.

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
+use super::egress::{Egress, EgressMode};
 use super::events::EventKind;
 use super::gateway::{
     Gateway, GatewayReply, HttpRequest, PLACEHOLDER_KEY, StreamReply, ToolStart, ToolTicket,
@@ -90,19 +91,38 @@ pub fn spawn(
     gateway: Arc<Gateway>,
     setup: Setup,
     env: &[(String, String)],
+    egress: &Arc<Egress>,
 ) -> Result<(Worker, Ready), String> {
     let (mine, theirs) =
         UnixStream::pair().map_err(|e| format!("cannot make the agent's socket: {e}"))?;
+    // governed-only: the agent asks the host for its connections on a socket of their own.
+    let egress_pair = if setup.egress == EgressMode::GovernedOnly {
+        Some(
+            super::egress::socket_pair()
+                .map_err(|e| format!("cannot make the agent's egress socket: {e}"))?,
+        )
+    } else {
+        None
+    };
     let mut cmd = Command::new("/proc/self/exe");
     cmd.arg0("ironhost")
         .arg("__agent-worker")
         .env_clear()
         .envs(env.iter().map(|(k, v)| (k, v)));
-    sandbox::worker_command(&mut cmd, theirs.as_raw_fd());
+    sandbox::worker_command(
+        &mut cmd,
+        theirs.as_raw_fd(),
+        egress_pair.as_ref().map(|(_, w)| w.as_raw_fd()),
+    );
     let child = cmd
         .spawn()
         .map_err(|e| format!("cannot start the agent's process: {e}"))?;
     drop(theirs);
+    if let Some((host_end, worker_end)) = egress_pair {
+        drop(worker_end);
+        super::egress::serve(host_end, egress.clone(), gateway.agent().agent_id.clone())
+            .map_err(|e| format!("cannot serve the agent's egress socket: {e}"))?;
+    }
     let mut writer = mine
         .try_clone()
         .map_err(|e| format!("cannot use the agent's socket: {e}"))?;
