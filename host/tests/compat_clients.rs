@@ -3,7 +3,8 @@
 //! transport of the application's own), aiohttp, and litellm (sync on the openai SDK, async on
 //! its own aiohttp transport), each used unchanged by a script of
 //! `tests/compat/agents/clients_*.py` under `ironhost start`, offline on the simulator in echo
-//! mode. Every prompt reaches the "provider" redacted and every call is recorded once, priced,
+//! mode and with `egress = "governed-only"` (the agent has no network: governed requests need
+//! none). Every prompt reaches the "provider" redacted and every call is recorded once, priced,
 //! with its finding; under a budget too small for any call the denial reaches the code as
 //! ironhost's own exception, and requests to other hosts go out unchanged.
 
@@ -19,8 +20,9 @@ const EMAIL: &str = "jane.doe@example.com";
 const SSN: &str = "123-45-6789";
 const PII: &str = "Contact jane.doe@example.com, SSN 123-45-6789.";
 
-/// The host config of the governed runs: the echo.
-const CONFIG: &str = "[simulator]\necho = true\n";
+/// The host config of the governed runs: the echo, and no network for the agent at all (its
+/// governed requests need none: they go to the host through its socket).
+const CONFIG: &str = "[simulator]\necho = true\n\n[egress]\nmode = \"governed-only\"\n";
 
 /// Run a script with `config` as its `ironhost.toml`; the run must succeed. litellm is kept
 /// from fetching its model cost map at import (it would fail offline and use its bundled copy).
