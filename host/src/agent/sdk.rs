@@ -181,6 +181,13 @@ fn open(opts: OpenOptions) -> Result<Agent, StartError> {
         settings.log_format,
         if settings.verbose { "debug" } else { "warn" },
     );
+    if settings.egress.mode == super::egress::EgressMode::GovernedOnly {
+        tracing::warn!(
+            "egress = \"governed-only\" applies to agents under `ironhost start` (a process of \
+             their own); this agent runs inside its program's process, whose network ironhost \
+             does not take away: its LLM requests are governed, its other connections are not"
+        );
+    }
     let script = PathBuf::from(&opts.script);
     let name = opts.name.unwrap_or_else(|| runtime::agent_name(&script));
     let id = match opts.agent_id {
