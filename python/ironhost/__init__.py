@@ -12,7 +12,9 @@ Every call the official ``openai`` and ``anthropic`` SDKs make inside an agent g
 policy chain without any change to agent code. What the agent can use directly:
 
 - ``@ironhost.tool("name")`` marks a tool function (sync or async): policies see each call and
-  its result, and a circuit breaker can answer with a fallback instead of running it.
+  its result, and a circuit breaker can answer with a fallback instead of running it. The tools
+  of LangChain/LangGraph, openai-agents, pydantic-ai and CrewAI are governed the same way,
+  unchanged (``_frameworks``).
 - ``ironhost.current()`` tells the agent its id and live figures (calls, tokens, cost).
 - ``ironhost.progress(done, total, unit)`` reports progress to the control plane.
 - The exceptions ``PolicyDenied``, ``BudgetExceeded`` and ``CircuitOpen``.
@@ -30,6 +32,12 @@ from .errors import (
 from ._agent import AgentStatus, current, progress
 from ._sdk import AgentRuntime, ProtectedAgent, protect_agent
 from ._tools import ToolError, tool
+from . import _frameworks
+
+# The tools of LangChain/LangGraph, openai-agents, pydantic-ai and CrewAI go through the policy
+# chain like `@ironhost.tool` functions, as those frameworks are imported (nothing is imported
+# here; outside any agent they are untouched).
+_frameworks.install()
 
 __all__ = [
     "AgentRuntime",

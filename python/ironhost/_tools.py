@@ -5,6 +5,9 @@ run (possibly with rewritten arguments), refuse it, or answer it themselves (a c
 fallback). After the tool ran, its result or error goes through ``on-tool-result``. When no policy
 changes anything, the function's own return value (the same object) goes back to the caller.
 Outside any agent (see ``_context``) a tool is a plain function call.
+
+``run_tool`` / ``arun_tool`` are the same path for any callable: the hooks on agent frameworks'
+tools (``_frameworks``) run each framework tool call through them.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from __future__ import annotations
 import functools
 import inspect
 import json
-from typing import Any, Callable, Optional, Tuple, TypeVar, Union, overload
+from typing import Any, Awaitable, Callable, Dict, Optional, Tuple, TypeVar, Union, overload
 
 from . import _context
+from .errors import PolicyDenied
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -56,50 +60,176 @@ def _json(value: Any) -> str:
     return json.dumps(value, default=str, sort_keys=True, ensure_ascii=False)
 
 
-class _Plan:
-    __slots__ = ("agent", "ticket", "bound", "result")
+#: How a framework turns a refusal (``PolicyDenied``, or a ``ToolError`` a policy made of the
+#: result) into the error it expects from a failing tool; None raises the refusal itself.
+Refusal = Optional[Callable[[Exception], Any]]
+#: A framework's own name for how a tool failed (its exception), or None for ``_classify``'s.
+Classify = Optional[Callable[[BaseException], Optional[str]]]
+#: Whether a tool's result is a failure the framework reports as a value: ``(kind, message)``.
+Failure = Optional[Callable[[Any], Optional[Tuple[str, str]]]]
+#: How a result is shown to policies (JSON values), and how the result a policy rewrote is
+#: made from the original, its view and the new JSON; None: the result itself, and the new JSON.
+View = Optional[Callable[[Any], Any]]
+Restore = Optional[Callable[[Any, Any, Any], Any]]
 
-    def __init__(
-        self, agent: Any, ticket: Any, bound: Optional[inspect.BoundArguments], result: Any
-    ) -> None:
+
+class _Refused(Exception):
+    """Internal: carries what a ``Refusal`` returned when it is a value, not an exception (a
+    framework whose failing tools return an error result)."""
+
+    def __init__(self, value: Any) -> None:
+        super().__init__()
+        self.value = value
+
+
+class _Plan:
+    __slots__ = ("agent", "ticket", "arguments", "result")
+
+    def __init__(self, agent: Any, ticket: Any, arguments: Dict[str, Any], result: Any) -> None:
         self.agent = agent
         self.ticket = ticket
-        self.bound = bound
+        self.arguments = arguments
         self.result = result
 
 
-def _begin(name: str, sig: inspect.Signature, args: tuple, kwargs: dict) -> Optional[_Plan]:
-    """The plan for a call; None outside any agent (the call is not governed)."""
-    agent = _context.target()
-    if agent is None:
-        return None
-    bound = sig.bind(*args, **kwargs)
-    bound.apply_defaults()
-    shown = {k: v for k, v in bound.arguments.items() if k not in ("self", "cls")}
-    sent = _json(shown)
-    ticket, text = agent.tool_begin(name, sent)
+def _refuse(exc: Exception, refusal: Refusal) -> BaseException:
+    if refusal is None:
+        return exc
+    made = refusal(exc)
+    if isinstance(made, BaseException):
+        made.__cause__ = exc
+        return made
+    return _Refused(made)
+
+
+def _begin(agent: Any, name: str, arguments: Dict[str, Any], refusal: Refusal) -> _Plan:
+    """``on-tool-call``: the plan for a call (answered already when ``ticket`` is None). The
+    arguments are the same dict when no policy changed them, a new one when one did."""
+    sent = _json(arguments)
+    try:
+        ticket, text = agent.tool_begin(name, sent)
+    except PolicyDenied as exc:
+        raise _refuse(exc, refusal)
     if ticket is None:
-        return _Plan(agent, None, None, json.loads(text))
+        return _Plan(agent, None, arguments, json.loads(text))
     if text != sent:
-        bound.arguments.update(json.loads(text))
-    return _Plan(agent, ticket, bound, None)
+        arguments = {**arguments, **json.loads(text)}
+    return _Plan(agent, ticket, arguments, None)
 
 
-def _end_ok(plan: _Plan, result: Any) -> Any:
-    changed, ok, payload = plan.agent.tool_end(plan.ticket, True, _json(result), "")
+def _tool_end(
+    plan: _Plan, ok: bool, payload: str, kind: str, refusal: Refusal
+) -> Tuple[Any, ...]:
+    try:
+        return tuple(plan.agent.tool_end(plan.ticket, ok, payload, kind))
+    except PolicyDenied as exc:
+        raise _refuse(exc, refusal)
+
+
+def _end_ok(
+    plan: _Plan, result: Any, refusal: Refusal, failure: Failure, view: View, restore: Restore
+) -> Any:
+    failed = failure(result) if failure is not None else None
+    if failed is not None:
+        # A result the framework counts as a failure (CrewAI's ToolFailure): shown as one.
+        kind, message = failed
+        changed, ok, payload = _tool_end(plan, False, message, kind, refusal)
+        return json.loads(payload) if changed and ok else result
+    shown = view(result) if view is not None else result
+    changed, ok, payload = _tool_end(plan, True, _json(shown), "", refusal)
     if not changed:
         return result
     if ok:
-        return json.loads(payload)
-    raise ToolError(payload)
+        new = json.loads(payload)
+        return restore(result, shown, new) if restore is not None else new
+    raise _refuse(ToolError(payload), refusal)
 
 
-def _end_error(plan: _Plan, exc: BaseException) -> Any:
+def _end_error(plan: _Plan, exc: Exception, refusal: Refusal, classify: Classify) -> Any:
     kind, message = _classify(exc)
-    changed, ok, payload = plan.agent.tool_end(plan.ticket, False, message, kind)
+    if classify is not None:
+        kind = classify(exc) or kind
+    changed, ok, payload = _tool_end(plan, False, message, kind, refusal)
     if changed and ok:
         return json.loads(payload)
     raise exc
+
+
+def run_tool(
+    name: str,
+    arguments: Dict[str, Any],
+    call: Callable[[Dict[str, Any]], Any],
+    *,
+    agent: Any = None,
+    refusal: Refusal = None,
+    classify: Classify = None,
+    failure: Failure = None,
+    view: View = None,
+    restore: Restore = None,
+) -> Any:
+    """Run ``call(arguments)`` as the governed tool ``name``: the policies see the call
+    (``arguments`` as JSON) and may let it run (``call`` gets the arguments, the same dict
+    unless a policy rewrote them), answer it (the answer is returned, ``call`` does not run) or
+    refuse it (``PolicyDenied``, or what ``refusal`` makes of it: an exception to raise or a
+    value to return). The result, or the exception ``call`` raised (re-raised unless a policy
+    answers instead), goes through ``on-tool-result``. ``classify`` may name an exception's
+    kind; ``failure`` may say that a result is a failure (its kind and message); ``view`` and
+    ``restore`` show a result that is not JSON and take a policy's rewrite back into it.
+    ``agent`` defaults to the current one; outside any agent ``call`` just runs."""
+    if agent is None:
+        agent = _context.target()
+        if agent is None:
+            return call(arguments)
+    try:
+        plan = _begin(agent, name, arguments, refusal)
+        if plan.ticket is None:
+            return plan.result
+        try:
+            result = call(plan.arguments)
+        except Exception as exc:
+            return _end_error(plan, exc, refusal, classify)
+        return _end_ok(plan, result, refusal, failure, view, restore)
+    except _Refused as refused:
+        return refused.value
+
+
+async def arun_tool(
+    name: str,
+    arguments: Dict[str, Any],
+    call: Callable[[Dict[str, Any]], Awaitable[Any]],
+    *,
+    agent: Any = None,
+    refusal: Refusal = None,
+    classify: Classify = None,
+    failure: Failure = None,
+    view: View = None,
+    restore: Restore = None,
+) -> Any:
+    """``run_tool`` for a coroutine: ``call(arguments)`` is awaited."""
+    if agent is None:
+        agent = _context.target()
+        if agent is None:
+            return await call(arguments)
+    try:
+        plan = _begin(agent, name, arguments, refusal)
+        if plan.ticket is None:
+            return plan.result
+        try:
+            result = await call(plan.arguments)
+        except Exception as exc:
+            return _end_error(plan, exc, refusal, classify)
+        return _end_ok(plan, result, refusal, failure, view, restore)
+    except _Refused as refused:
+        return refused.value
+
+
+def _bound(
+    sig: inspect.Signature, args: tuple, kwargs: dict
+) -> Tuple[inspect.BoundArguments, Dict[str, Any]]:
+    bound = sig.bind(*args, **kwargs)
+    bound.apply_defaults()
+    shown = {k: v for k, v in bound.arguments.items() if k not in ("self", "cls")}
+    return bound, shown
 
 
 @overload
@@ -117,34 +247,32 @@ def tool(name: Union[str, Callable[..., Any], None] = None) -> Any:
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                plan = _begin(tool_name, sig, args, kwargs)
-                if plan is None:
+                agent = _context.target()
+                if agent is None:
                     return await fn(*args, **kwargs)
-                if plan.ticket is None:
-                    return plan.result
-                assert plan.bound is not None
-                try:
-                    result = await fn(*plan.bound.args, **plan.bound.kwargs)
-                except Exception as exc:
-                    return _end_error(plan, exc)
-                return _end_ok(plan, result)
+                bound, shown = _bound(sig, args, kwargs)
+
+                def call(arguments: Dict[str, Any]) -> Awaitable[Any]:
+                    bound.arguments.update(arguments)
+                    return fn(*bound.args, **bound.kwargs)
+
+                return await arun_tool(tool_name, shown, call, agent=agent)
 
             async_wrapper.__ironhost_tool__ = tool_name  # type: ignore[attr-defined]
             return async_wrapper
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            plan = _begin(tool_name, sig, args, kwargs)
-            if plan is None:
+            agent = _context.target()
+            if agent is None:
                 return fn(*args, **kwargs)
-            if plan.ticket is None:
-                return plan.result
-            assert plan.bound is not None
-            try:
-                result = fn(*plan.bound.args, **plan.bound.kwargs)
-            except Exception as exc:
-                return _end_error(plan, exc)
-            return _end_ok(plan, result)
+            bound, shown = _bound(sig, args, kwargs)
+
+            def call(arguments: Dict[str, Any]) -> Any:
+                bound.arguments.update(arguments)
+                return fn(*bound.args, **bound.kwargs)
+
+            return run_tool(tool_name, shown, call, agent=agent)
 
         wrapper.__ironhost_tool__ = tool_name  # type: ignore[attr-defined]
         return wrapper
