@@ -168,15 +168,7 @@ fn governed_only_settings_are_checked() {
         ),
         ("[egress]\nmode = \"closed\"\n", "egress.mode"),
     ] {
-        let dir = tempfile::tempdir().expect("tempdir");
-        std::fs::write(dir.path().join("ironhost.toml"), config).expect("config");
-        let out = ironhost_in(dir.path())
-            .args(["start", "--no-api"])
-            .arg(repo().join("tests/agents/argv_env.py"))
-            .output()
-            .expect("ironhost runs");
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{config}: {stderr}");
+        let stderr = common::refused_config(config);
         assert!(stderr.contains(needle), "{config}: {stderr}");
     }
 }

@@ -218,19 +218,7 @@ models = {{ "prod-4o" = "gpt-4o" }}
 
 #[test]
 fn intercept_hosts_is_refused_with_the_way_to_configure_an_upstream() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    std::fs::write(
-        dir.path().join("ironhost.toml"),
-        "[llm]\nintercept-hosts = [\"openrouter.ai\"]\n",
-    )
-    .expect("config");
-    let out = ironhost_in(dir.path())
-        .args(["start", "--no-api"])
-        .arg(repo().join("tests/agents/argv_env.py"))
-        .output()
-        .expect("ironhost runs");
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    let stderr = common::refused_config("[llm]\nintercept-hosts = [\"openrouter.ai\"]\n");
     assert!(
         stderr.contains("llm.intercept-hosts") && stderr.contains("[[llm.upstreams]]"),
         "{stderr}"

@@ -17,7 +17,7 @@ policy chain without any change to agent code. What the agent can use directly:
   unchanged (``_frameworks``).
 - ``ironhost.current()`` tells the agent its id and live figures (calls, tokens, cost).
 - ``ironhost.progress(done, total, unit)`` reports progress to the control plane.
-- The exceptions ``PolicyDenied``, ``BudgetExceeded`` and ``CircuitOpen``.
+- The exceptions ``PolicyDenied``, ``BudgetExceeded``, ``UnpricedModel`` and ``CircuitOpen``.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from .errors import (
     ConfigurationError,
     IronhostError,
     PolicyDenied,
+    UnpricedModel,
 )
 from ._agent import AgentStatus, current, progress
 from ._sdk import AgentRuntime, ProtectedAgent, protect_agent
@@ -48,6 +49,7 @@ __all__ = [
     "IronhostError",
     "PolicyDenied",
     "ProtectedAgent",
+    "UnpricedModel",
     "ToolError",
     "current",
     "progress",
