@@ -6,7 +6,9 @@
 //! mode and with `egress = "governed-only"` (the agent has no network: governed requests need
 //! none). Every prompt reaches the "provider" redacted and every call is recorded once, priced,
 //! with its finding; under a budget too small for any call the denial reaches the code as
-//! ironhost's own exception, and requests to other hosts go out unchanged.
+//! ironhost's own exception (litellm's too, though it wraps every other error, and it does not
+//! retry it), and requests to other hosts go out unchanged. An answer a policy refuses, whole
+//! or part way through a stream, reaches litellm code as the denial as well.
 
 use std::collections::BTreeMap;
 
@@ -181,12 +183,22 @@ fn a_denial_reaches_each_client_and_other_hosts_are_not_governed() {
         "clients_denied.py",
         "budget = 0.0000001\n\n[simulator]\necho = true\n",
     );
+    // litellm, which turns every other error of a provider call into one of its own, raises
+    // the denial as it is too: sync and async, plain and streamed, and its retries
+    // (`num_retries`, a Router's) do not send the refused call again (the count below).
     for name in [
         "denied_requests",
         "denied_requests_stream",
         "denied_urllib",
         "denied_aiohttp",
         "denied_httpcore",
+        "denied_litellm",
+        "denied_litellm_stream",
+        "denied_litellm_retries",
+        "denied_litellm_async",
+        "denied_litellm_async_stream",
+        "denied_litellm_async_retries",
+        "denied_litellm_router",
     ] {
         let c = case(&r, name);
         assert_eq!(c["text"], "BudgetExceeded", "{c}");
@@ -200,17 +212,16 @@ fn a_denial_reaches_each_client_and_other_hosts_are_not_governed() {
         assert_eq!(c["code"], "budget_exceeded", "{c}");
         assert_eq!(c["policy"], "budget", "{c}");
     }
-    // litellm turns every error of its provider call into one of its own (here a 500
-    // `InternalServerError`); the denial is what it was raised from.
-    for name in ["denied_litellm", "denied_litellm_async"] {
-        let c = case(&r, name);
-        assert!(
-            c["causes"]
-                .as_array()
-                .is_some_and(|b| b.iter().any(|n| n == "BudgetExceeded")),
-            "{c}"
-        );
-    }
+    // An error of litellm's own, raised while the code handles a denial, is not taken for it.
+    let c = case(&r, "litellm_after_denial");
+    assert_eq!(c["text"], "BadRequestError", "{c}");
+    assert_eq!(c["module"], "litellm.exceptions", "{c}");
+    assert!(
+        c["causes"]
+            .as_array()
+            .is_some_and(|b| b.iter().any(|n| n == "BudgetExceeded")),
+        "{c}"
+    );
     for lib in ["requests", "urllib", "aiohttp", "httpcore"] {
         assert_eq!(
             case(&r, &format!("local_{lib}"))["text"],
@@ -218,11 +229,46 @@ fn a_denial_reaches_each_client_and_other_hosts_are_not_governed() {
             "went out unchanged"
         );
     }
-    // Only the provider calls reached the host: each refused by the budget, none allowed.
+    // Only the provider calls reached the host, once each: each refused by the budget, none
+    // allowed, none retried.
     assert!(!r.calls.is_empty());
     for c in &r.calls {
         assert_ne!(c["outcome"], "ok", "{c}");
         assert_eq!(c["code"], "budget_exceeded", "{c}");
     }
-    assert_eq!(r.calls.len(), 7, "{:?}", r.calls);
+    assert_eq!(r.calls.len(), 13, "{:?}", r.calls);
+}
+
+/// pii-redact blocking, and a simulator reply that gives an email address to a prompt with
+/// none: the request passes, the answer is refused (a stream part way, by `on-llm-chunk`).
+const BLOCK: &str = "safety-mode = \"block\"\n\n[[simulator.replies]]\n\
+                     when = \"contact\"\n\
+                     text = \"Thanks for asking. Our team answers every weekday, and our contact is \
+                     sales@acme-corp.example.com.\"\n";
+
+#[test]
+fn an_answer_refused_whole_or_mid_stream_reaches_litellm_code_as_the_denial() {
+    let r = run("clients_litellm_blocked.py", BLOCK);
+    for name in [
+        "blocked_litellm",
+        "blocked_litellm_async",
+        "blocked_litellm_stream",
+        "blocked_litellm_stream_async",
+        "blocked_litellm_stream_anthropic",
+        "blocked_litellm_stream_anthropic_async",
+    ] {
+        let c = case(&r, name);
+        assert_eq!(c["text"], "PolicyDenied", "{c}");
+        assert_eq!(c["module"], "ironhost.errors", "{c}");
+        assert_eq!(c["code"], "pii_detected", "{c}");
+        assert_eq!(c["policy"], "pii-redact", "{c}");
+        if name.contains("stream") {
+            // Refused part way: the code had read the stream's first chunks.
+            assert!(c["chunks"].as_u64().unwrap_or(0) > 0, "{c}");
+        }
+    }
+    assert_eq!(r.calls.len(), 6, "{:?}", r.calls);
+    for c in &r.calls {
+        assert_eq!(c["code"], "pii_detected", "{c}");
+    }
 }

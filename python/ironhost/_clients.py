@@ -33,7 +33,9 @@ passed on as the host releases them (chunked framing, one chunk per piece).
 
 Errors: the host's ``_ProviderTimeout`` becomes the library's own timeout error, and
 ``_ProviderUnreachable`` its own connection error; any other ``IronhostError`` (a policy's
-denial) is raised as it is (``_intercept._passable``), through the library unwrapped.
+denial) is raised as it is (``_intercept._passable``), through the library unwrapped. litellm,
+which wraps every error of a call in its own, is hooked too when it is imported (``_litellm``),
+so the denial gets through it as well.
 
 Nothing is imported here: each library is hooked when it is imported (:func:`when_imported`),
 or at :func:`install` when it already was.
@@ -853,6 +855,17 @@ def _patch_aiohttp(aiohttp: Any) -> None:
     setattr(base, _PATCHED, True)
 
 
+# -- litellm ------------------------------------------------------------------------------------
+
+
+def _patch_litellm(litellm: Any) -> None:
+    # Not an HTTP client (it sends through httpx and aiohttp, hooked above), but it turns every
+    # error of a call into its own: the denial is let through it (``_litellm``).
+    from . import _litellm
+
+    _litellm.install(litellm)
+
+
 # -- Installing ---------------------------------------------------------------------------------
 
 #: The libraries hooked, by the module whose import hooks them.
@@ -862,6 +875,7 @@ _HOOKS = (
     ("httpcore", _patch_httpcore),
     ("httpcore2", _patch_httpcore),
     ("aiohttp", _patch_aiohttp),
+    ("litellm", _patch_litellm),
 )
 _INSTALLED: List[str] = []
 

@@ -14,7 +14,7 @@ import httpcore
 import litellm
 import requests
 
-from _report import emit, run
+from _report import emit, refused, run
 from _wire import OPENAI_URL, PII, openai_chat, openai_headers
 
 
@@ -34,32 +34,6 @@ class Echo(http.server.BaseHTTPRequestHandler):
 
     def log_message(self, *args):
         pass
-
-
-def causes(e):
-    """The classes of the exceptions an exception was raised from (itself first)."""
-    names = []
-    while e is not None and len(names) < 10:
-        names.append(type(e).__name__)
-        e = e.__cause__ or e.__context__
-    return names
-
-
-def refused(case, call):
-    try:
-        call()
-    except Exception as e:  # what the agent's code gets
-        emit(
-            case,
-            type(e).__name__,
-            module=type(e).__module__,
-            bases=[c.__name__ for c in type(e).__mro__],
-            code=getattr(e, "code", None),
-            policy=getattr(e, "policy", None),
-            causes=causes(e),
-        )
-    else:
-        emit(case, "not refused")
 
 
 def post_json(url, body, headers):
@@ -100,12 +74,40 @@ def main():
             "POST", OPENAI_URL, headers=openai_headers(), content=json.dumps(openai_chat()).encode()
         ),
     )
+    # litellm, sync (on the openai SDK) and async (on its aiohttp transport), plain and
+    # streamed: the denial is raised as it is, and litellm's retries (`num_retries`, a Router's)
+    # do not send the refused call again. litellm's own errors stay its own, even when raised
+    # while the code handles a denial (which is then among their causes).
     messages = [{"role": "user", "content": PII}]
-    refused("denied_litellm", lambda: litellm.completion(model="openai/gpt-4o-mini", messages=messages))
-    refused(
-        "denied_litellm_async",
-        lambda: asyncio.run(litellm.acompletion(model="openai/gpt-4o-mini", messages=messages)),
-    )
+    model = "openai/gpt-4o-mini"
+    deployments = [{"model_name": "gpt", "litellm_params": {"model": model}}]
+    router = litellm.Router(model_list=deployments, num_retries=2)
+
+    def completion(**kwargs):
+        return litellm.completion(model=model, messages=messages, **kwargs)
+
+    def acompletion(**kwargs):
+        return asyncio.run(litellm.acompletion(model=model, messages=messages, **kwargs))
+
+    async def astream():
+        stream = await litellm.acompletion(model=model, messages=messages, stream=True)
+        return [chunk async for chunk in stream]
+
+    refused("denied_litellm", completion)
+    refused("denied_litellm_stream", lambda: list(completion(stream=True)))
+    refused("denied_litellm_retries", lambda: completion(num_retries=2))
+    refused("denied_litellm_async", acompletion)
+    refused("denied_litellm_async_stream", lambda: asyncio.run(astream()))
+    refused("denied_litellm_async_retries", lambda: acompletion(num_retries=2))
+    refused("denied_litellm_router", lambda: asyncio.run(router.acompletion(model="gpt", messages=messages)))
+
+    def after_a_denial():
+        try:
+            completion()
+        except Exception:  # while the denial is handled, a call litellm itself refuses
+            litellm.completion(model="no-such-model", messages=messages)
+
+    refused("litellm_after_denial", after_a_denial)
 
     emit("local_requests", requests.post(local + "/requests", data=PII).text)
     with urllib.request.urlopen(urllib.request.Request(local + "/urllib", data=PII.encode())) as resp:
