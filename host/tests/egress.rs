@@ -13,6 +13,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde_json::Value;
 
 mod common;
+#[path = "common/refused.rs"]
+mod refused;
 use common::{ironhost_in, repo};
 
 /// A plain HTTP server on 127.0.0.1 that answers every request with `name`.
@@ -168,7 +170,7 @@ fn governed_only_settings_are_checked() {
         ),
         ("[egress]\nmode = \"closed\"\n", "egress.mode"),
     ] {
-        let stderr = common::refused_config(config);
+        let stderr = refused::refused_config(config);
         assert!(stderr.contains(needle), "{config}: {stderr}");
     }
 }

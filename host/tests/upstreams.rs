@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 mod common;
 #[path = "common/fake_provider.rs"]
 mod fake_provider;
+#[path = "common/refused.rs"]
+mod refused;
 use common::{ironhost_in, repo};
 use fake_provider::{FakeProvider, Script, json_answer};
 
@@ -218,7 +220,7 @@ models = {{ "prod-4o" = "gpt-4o" }}
 
 #[test]
 fn intercept_hosts_is_refused_with_the_way_to_configure_an_upstream() {
-    let stderr = common::refused_config("[llm]\nintercept-hosts = [\"openrouter.ai\"]\n");
+    let stderr = refused::refused_config("[llm]\nintercept-hosts = [\"openrouter.ai\"]\n");
     assert!(
         stderr.contains("llm.intercept-hosts") && stderr.contains("[[llm.upstreams]]"),
         "{stderr}"
