@@ -37,9 +37,10 @@ import sys
 import threading
 import types
 import warnings
-from typing import Any, Callable, Dict, FrozenSet, Iterator, Optional, Tuple
+from typing import Any, Callable, Dict, FrozenSet, Iterator, List, Optional, Tuple
 
 from . import _context
+from ._imports import when_imported
 from ._tools import _json, arun_tool, run_tool
 
 #: Set on a class (in its own ``__dict__``) once its methods are hooked.
@@ -693,67 +694,16 @@ def _apply_hook(name: str, module: types.ModuleType) -> None:
         )
 
 
-class _HookingLoader:
-    """The module's own loader; after it ran the module, the hook patches it and the module
-    gets its own loader back."""
-
-    def __init__(self, inner: Any, name: str) -> None:
-        self._inner = inner
-        self._name = name
-
-    def create_module(self, spec: Any) -> Any:
-        create = getattr(self._inner, "create_module", None)
-        return create(spec) if create is not None else None
-
-    def exec_module(self, module: types.ModuleType) -> None:
-        self._inner.exec_module(module)
-        with contextlib.suppress(Exception):
-            module.__loader__ = self._inner
-            if module.__spec__ is not None:
-                module.__spec__.loader = self._inner
-        _apply_hook(self._name, module)
-
-    def __getattr__(self, name: str) -> Any:
-        if name == "_inner":
-            raise AttributeError(name)
-        return getattr(self._inner, name)
-
-
-class _Finder:
-    """On ``sys.meta_path``: for the modules in ``HOOKS`` only, finds the module as the other
-    finders would and hooks its loading. Imports nothing itself."""
-
-    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
-        if fullname not in HOOKS:
-            return None
-        for finder in list(sys.meta_path):
-            if isinstance(finder, _Finder):
-                continue
-            find = getattr(finder, "find_spec", None)
-            if find is None:
-                continue
-            spec = find(fullname, path, target)
-            if spec is None:
-                continue
-            if spec.loader is not None and hasattr(spec.loader, "exec_module"):
-                spec.loader = _HookingLoader(spec.loader, fullname)
-            return spec
-        return None
-
-    def invalidate_caches(self) -> None:
-        pass
-
-
 _INSTALL_LOCK = threading.Lock()
+_INSTALLED: List[bool] = []
 
 
 def install() -> None:
     """Hook the frameworks: those imported from now on as they load, those already imported at
     once. Idempotent."""
     with _INSTALL_LOCK:
-        if not any(isinstance(f, _Finder) for f in sys.meta_path):
-            sys.meta_path.insert(0, _Finder())
+        if _INSTALLED:
+            return
+        _INSTALLED.append(True)
     for name in HOOKS:
-        module = sys.modules.get(name)
-        if module is not None:
-            _apply_hook(name, module)
+        when_imported(name, functools.partial(_apply_hook, name))
