@@ -3,8 +3,12 @@
 //! street numbers, postal codes, dates and ids.
 //!
 //! Detectors run in a fixed order (secrets, emails, IBANs, IP addresses, then numbers: SSN,
-//! card, phone) and a later detector never reports text an earlier one claimed. Offsets are
-//! byte offsets into the scanned text.
+//! card, phone) and a later detector never reports text an earlier one took as a unit: a value,
+//! or a lookalike that failed its check (a bad-checksum IBAN, a Luhn-invalid or issuer-less
+//! card number), so the digits of an invalid card or IBAN are never a phone. Phone numbers
+//! must also be grouped as phone numbers are (no version strings, ISBNs or dotted quads), and
+//! a spaced number followed by a street name or street word is an address. Offsets are byte
+//! offsets into the scanned text.
 
 /// What a finding is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -76,45 +80,71 @@ pub struct Finding {
 /// at most this much.
 pub const MAX_SPAN: usize = 2048;
 
+/// A detector's view of a text: the values it reports, and every span it read as one unit
+/// (a value, or something shaped like one that failed its check, such as a Luhn-invalid card
+/// or a bad-checksum IBAN). Streaming never cuts inside a unit, and no later detector reports
+/// text an earlier one took as a unit, so the digits of an invalid card are not a phone.
+#[derive(Debug, Default)]
+pub struct Scan {
+    /// Every finding, in order of position, non-overlapping.
+    pub findings: Vec<Finding>,
+    /// Byte spans read as one unit (findings included), in no particular order.
+    pub units: Vec<(usize, usize)>,
+}
+
 /// Every finding in `text`, in order of position, non-overlapping.
 pub fn detect(text: &str) -> Vec<Finding> {
+    scan(text).findings
+}
+
+/// Findings and units of `text` (see [`Scan`]).
+pub fn scan(text: &str) -> Scan {
     let b = text.as_bytes();
-    let mut found: Vec<Finding> = Vec::new();
-    let add = |found: &mut Vec<Finding>, f: Finding| {
-        if !found.iter().any(|g| g.start < f.end && f.start < g.end) {
-            found.push(f);
-        }
-    };
+    let mut s = Scan::default();
     // Most text has no `@` and many prompts no digit: one cheap pass decides which detectors
     // can possibly match, so plain prose costs little more than a scan.
     let has_at = b.contains(&b'@');
     let has_digit = b.iter().any(u8::is_ascii_digit);
     let has_colons = b.windows(2).any(|w| w == b"::");
-    for f in secrets(b) {
-        add(&mut found, f);
-    }
+    secrets(b, &mut s);
     if has_at {
-        for f in emails(b) {
-            add(&mut found, f);
-        }
+        emails(text, &mut s);
     }
     if has_digit {
-        for f in ibans(b) {
-            add(&mut found, f);
-        }
+        ibans(b, &mut s);
     }
     if has_digit || has_colons {
-        for f in ip_addresses(text) {
-            add(&mut found, f);
-        }
+        ip_addresses(text, &mut s);
     }
     if has_digit {
-        for f in numbers(text) {
-            add(&mut found, f);
+        numbers(text, &mut s);
+    }
+    s.findings.sort_by_key(|f| f.start);
+    s
+}
+
+impl Scan {
+    /// Whether `start..end` overlaps a unit already taken.
+    fn taken(&self, start: usize, end: usize) -> bool {
+        self.units.iter().any(|&(s, e)| s < end && start < e)
+    }
+
+    /// Report a value, unless an earlier detector took part of its text.
+    fn found(&mut self, kind: Kind, start: usize, end: usize) -> bool {
+        if self.taken(start, end) {
+            return false;
+        }
+        self.findings.push(Finding { kind, start, end });
+        self.units.push((start, end));
+        true
+    }
+
+    /// Take a span shaped like a value that failed its check.
+    fn lookalike(&mut self, start: usize, end: usize) {
+        if !self.taken(start, end) {
+            self.units.push((start, end));
         }
     }
-    found.sort_by_key(|f| f.start);
-    found
 }
 
 fn is_word(c: u8) -> bool {
@@ -127,8 +157,61 @@ fn is_token_char(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_' || c == b'-'
 }
 
-fn secrets(b: &[u8]) -> Vec<Finding> {
-    let mut out = Vec::new();
+/// Whether `token` is a key of a known provider, by prefix and shape.
+fn is_secret(token: &[u8]) -> bool {
+    let run = token.len();
+    let has_digit = |from: usize| token[from.min(run)..].iter().any(u8::is_ascii_digit);
+    if token.starts_with(b"sk-ant-") {
+        run >= 7 + 20
+    } else if token.starts_with(b"sk-") {
+        // OpenAI keys: sk-..., sk-proj-..., sk-svcacct-...; long and mixed.
+        run >= 3 + 20 && has_digit(3)
+    } else if token.starts_with(b"AKIA") || token.starts_with(b"ASIA") {
+        run == 20
+            && token
+                .iter()
+                .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
+    } else if [&b"ghp_"[..], b"gho_", b"ghu_", b"ghs_", b"ghr_"]
+        .iter()
+        .any(|p| token.starts_with(p))
+    {
+        run >= 4 + 30
+    } else if token.starts_with(b"github_pat_") {
+        run >= 11 + 20
+    } else if [
+        &b"xoxb-"[..],
+        b"xoxp-",
+        b"xoxa-",
+        b"xoxr-",
+        b"xoxs-",
+        b"xoxe-",
+    ]
+    .iter()
+    .any(|p| token.starts_with(p))
+    {
+        // Slack tokens: xoxb-<team>-<bot>-<secret>, digits in the first groups.
+        run >= 5 + 20 && has_digit(5)
+    } else if token.starts_with(b"xapp-") {
+        run >= 5 + 20 && has_digit(5)
+    } else if [
+        &b"sk_live_"[..],
+        b"sk_test_",
+        b"rk_live_",
+        b"rk_test_",
+        b"whsec_",
+    ]
+    .iter()
+    .any(|p| token.starts_with(p))
+    {
+        // Stripe secret and restricted keys, webhook secrets.
+        let prefix = if token.starts_with(b"whsec_") { 6 } else { 8 };
+        run >= prefix + 16 && token[prefix..].iter().all(u8::is_ascii_alphanumeric)
+    } else {
+        false
+    }
+}
+
+fn secrets(b: &[u8], s: &mut Scan) {
     let mut i = 0;
     while i < b.len() {
         if i > 0 && is_token_char(b[i - 1]) && b[i - 1] != b'-' {
@@ -137,48 +220,18 @@ fn secrets(b: &[u8]) -> Vec<Finding> {
         }
         let rest = &b[i..];
         let run = rest.iter().take_while(|&&c| is_token_char(c)).count();
-        let token = &rest[..run];
-        let hit = if token.starts_with(b"sk-ant-") {
-            run >= 7 + 20
-        } else if token.starts_with(b"sk-") {
-            // OpenAI keys: sk-..., sk-proj-..., sk-svcacct-...; long and mixed.
-            run >= 3 + 20 && token[3..].iter().any(u8::is_ascii_digit)
-        } else if token.starts_with(b"AKIA") || token.starts_with(b"ASIA") {
-            run == 20
-                && token
-                    .iter()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
-        } else if [&b"ghp_"[..], b"gho_", b"ghu_", b"ghs_", b"ghr_"]
-            .iter()
-            .any(|p| token.starts_with(p))
-        {
-            run >= 4 + 30
-        } else if token.starts_with(b"github_pat_") {
-            run >= 11 + 20
-        } else {
-            false
-        };
-        if hit {
-            out.push(Finding {
-                kind: Kind::Secret,
-                start: i,
-                end: i + run,
-            });
+        if is_secret(&rest[..run]) {
+            s.found(Kind::Secret, i, i + run);
             i += run;
             continue;
         }
         if let Some(len) = jwt_at(rest) {
-            out.push(Finding {
-                kind: Kind::Secret,
-                start: i,
-                end: i + len,
-            });
+            s.found(Kind::Secret, i, i + len);
             i += len;
             continue;
         }
         i += run.max(1);
     }
-    out
 }
 
 /// A JWT: three base64url segments, the first two JSON objects (`eyJ`).
@@ -209,54 +262,157 @@ fn jwt_at(b: &[u8]) -> Option<usize> {
 
 // ---- emails ------------------------------------------------------------------------------
 
-fn is_local(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"._%+-'".contains(&c)
+/// A character of a local part: ASCII letters, digits and `._%+-'`, and any non-ASCII letter
+/// or digit (RFC 6531 addresses such as `josé@…` or `用户@…`).
+fn is_local(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "._%+-'".contains(c) || (!c.is_ascii() && c.is_alphanumeric())
 }
 
-fn is_domain(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'.' || c == b'-'
+/// A character of a domain: ASCII letters, digits, `.` and `-` (so punycode `xn--…` labels),
+/// and non-ASCII letters and digits (internationalised domains written out).
+fn is_domain(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '.' || c == '-' || (!c.is_ascii() && c.is_alphanumeric())
 }
 
-fn emails(b: &[u8]) -> Vec<Finding> {
-    let mut out = Vec::new();
+/// A top-level domain: two or more letters, or a punycode label (`xn--p1ai`).
+fn is_tld(tld: &str) -> bool {
+    let letters = tld.chars().count() >= 2 && tld.chars().all(char::is_alphabetic);
+    let punycode = tld.len() > 4
+        && tld.is_char_boundary(4)
+        && tld[..4].eq_ignore_ascii_case("xn--")
+        && tld.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-');
+    letters || punycode
+}
+
+fn emails(text: &str, s: &mut Scan) {
+    let b = text.as_bytes();
     for (at, _) in b.iter().enumerate().filter(|(_, c)| **c == b'@') {
         let mut start = at;
-        while start > 0 && is_local(b[start - 1]) && at - start < 64 {
-            start -= 1;
+        for (i, c) in text[..at].char_indices().rev() {
+            if !is_local(c) || at - i > 64 {
+                break;
+            }
+            start = i;
         }
-        while start < at && !b[start].is_ascii_alphanumeric() {
+        while start < at && b".%+-'".contains(&b[start]) {
             start += 1;
         }
         let mut end = at + 1;
-        while end < b.len() && is_domain(b[end]) && end - at < 255 {
-            end += 1;
+        for (i, c) in text[at + 1..].char_indices() {
+            if !is_domain(c) || i >= 255 {
+                break;
+            }
+            end = at + 1 + i + c.len_utf8();
         }
-        while end > at + 1 && !b[end - 1].is_ascii_alphanumeric() {
+        while end > at + 1 && (b[end - 1] == b'.' || b[end - 1] == b'-') {
             end -= 1;
         }
-        if start == at || end <= at + 1 {
+        if start == at || end <= at + 1 || b[start] == b'.' {
             continue;
         }
-        let domain = &b[at + 1..end];
-        let Some(dot) = domain.iter().rposition(|&c| c == b'.') else {
+        let domain = &text[at + 1..end];
+        let Some(dot) = domain.rfind('.') else {
             continue;
         };
-        let tld = &domain[dot + 1..];
-        if tld.len() >= 2 && tld.iter().all(u8::is_ascii_alphabetic) && dot > 0 {
-            out.push(Finding {
-                kind: Kind::Email,
-                start,
-                end,
-            });
+        if dot > 0 && !domain.contains("..") && is_tld(&domain[dot + 1..]) {
+            s.found(Kind::Email, start, end);
         }
     }
-    out
 }
 
 // ---- IBANs -------------------------------------------------------------------------------
 
-fn ibans(b: &[u8]) -> Vec<Finding> {
-    let mut out = Vec::new();
+/// IBAN lengths by country (ISO 13616 registry).
+const IBAN_LENGTHS: &[(&[u8; 2], usize)] = &[
+    (b"AD", 24),
+    (b"AE", 23),
+    (b"AL", 28),
+    (b"AT", 20),
+    (b"AZ", 28),
+    (b"BA", 20),
+    (b"BE", 16),
+    (b"BG", 22),
+    (b"BH", 22),
+    (b"BR", 29),
+    (b"BY", 28),
+    (b"CH", 21),
+    (b"CR", 22),
+    (b"CY", 28),
+    (b"CZ", 24),
+    (b"DE", 22),
+    (b"DK", 18),
+    (b"DO", 28),
+    (b"EE", 20),
+    (b"EG", 29),
+    (b"ES", 24),
+    (b"FI", 18),
+    (b"FO", 18),
+    (b"FR", 27),
+    (b"GB", 22),
+    (b"GE", 22),
+    (b"GI", 23),
+    (b"GL", 18),
+    (b"GR", 27),
+    (b"GT", 28),
+    (b"HR", 21),
+    (b"HU", 28),
+    (b"IE", 22),
+    (b"IL", 23),
+    (b"IQ", 23),
+    (b"IS", 26),
+    (b"IT", 27),
+    (b"JO", 30),
+    (b"KW", 30),
+    (b"KZ", 20),
+    (b"LB", 28),
+    (b"LC", 32),
+    (b"LI", 21),
+    (b"LT", 20),
+    (b"LU", 20),
+    (b"LV", 21),
+    (b"MC", 27),
+    (b"MD", 24),
+    (b"ME", 22),
+    (b"MK", 19),
+    (b"MR", 27),
+    (b"MT", 31),
+    (b"MU", 30),
+    (b"NL", 18),
+    (b"NO", 15),
+    (b"PK", 24),
+    (b"PL", 28),
+    (b"PS", 29),
+    (b"PT", 25),
+    (b"QA", 29),
+    (b"RO", 24),
+    (b"RS", 22),
+    (b"SA", 24),
+    (b"SC", 31),
+    (b"SE", 24),
+    (b"SI", 19),
+    (b"SK", 24),
+    (b"SM", 27),
+    (b"ST", 25),
+    (b"SV", 28),
+    (b"TL", 23),
+    (b"TN", 24),
+    (b"TR", 26),
+    (b"UA", 29),
+    (b"VA", 22),
+    (b"VG", 24),
+    (b"XK", 20),
+];
+
+/// Whether `n` characters is a valid IBAN length for the country `cc` (upper case); any
+/// length from 15 to 34 for a country not in the registry above.
+fn iban_length_ok(cc: &[u8], n: usize) -> bool {
+    match IBAN_LENGTHS.iter().find(|(c, _)| &c[..] == cc) {
+        Some(&(_, len)) => n == len,
+        None => (15..=34).contains(&n),
+    }
+}
+
+fn ibans(b: &[u8], s: &mut Scan) {
     let mut i = 0;
     while i + 4 <= b.len() {
         let starts = (i == 0 || !b[i - 1].is_ascii_alphanumeric())
@@ -268,15 +424,19 @@ fn ibans(b: &[u8]) -> Vec<Finding> {
             i += 1;
             continue;
         }
-        // Collect alphanumerics, allowing single spaces between groups (printed IBANs).
-        let mut chars: Vec<u8> = Vec::with_capacity(34);
-        let mut end = i;
+        // Collect alphanumerics, allowing single spaces between groups of four (printed
+        // IBANs); every place the text could end the IBAN is a candidate, longest first, so a
+        // word after it ("… 7034 and") does not hide it.
+        let mut chars: Vec<u8> = Vec::with_capacity(36);
+        let mut ends: Vec<(usize, usize)> = Vec::new();
         let mut j = i;
         while j < b.len() && chars.len() < 34 {
             if b[j].is_ascii_alphanumeric() {
                 chars.push(b[j].to_ascii_uppercase());
                 j += 1;
-                end = j;
+                if j >= b.len() || !b[j].is_ascii_alphanumeric() {
+                    ends.push((chars.len(), j));
+                }
             } else if b[j] == b' '
                 && j + 1 < b.len()
                 && b[j + 1].is_ascii_alphanumeric()
@@ -287,19 +447,32 @@ fn ibans(b: &[u8]) -> Vec<Finding> {
                 break;
             }
         }
-        let bounded = end >= b.len() || !b[end].is_ascii_alphanumeric();
-        if bounded && (15..=34).contains(&chars.len()) && iban_checksum_ok(&chars) {
-            out.push(Finding {
-                kind: Kind::Iban,
-                start: i,
-                end,
-            });
-            i = end;
-        } else {
-            i += 1;
+        let valid = ends
+            .iter()
+            .rev()
+            .find(|&&(n, _)| iban_length_ok(&chars[..2], n) && iban_checksum_ok(&chars[..n]));
+        match valid {
+            Some(&(_, end)) => {
+                s.found(Kind::Iban, i, end);
+                i = end;
+            }
+            None => {
+                // Shaped like an IBAN (country, check digits, at least eleven more characters
+                // with a digit among them) but failing its check: no phone or card inside it.
+                let shaped = ends
+                    .iter()
+                    .rev()
+                    .find(|&&(n, _)| (15..=34).contains(&n))
+                    .filter(|_| chars[4..].iter().filter(|c| c.is_ascii_digit()).count() >= 6);
+                if let Some(&(_, end)) = shaped {
+                    s.lookalike(i, end);
+                    i = end;
+                } else {
+                    i += 1;
+                }
+            }
         }
     }
-    out
 }
 
 /// ISO 13616 mod-97 check: move the first four characters to the end, letters to numbers.
@@ -323,9 +496,21 @@ pub fn iban_checksum_ok(chars: &[u8]) -> bool {
 
 // ---- IP addresses ------------------------------------------------------------------------
 
-fn ip_addresses(text: &str) -> Vec<Finding> {
+/// A port after an IPv4 address: `:` and 1 to 5 digits up to 65535.
+fn port_len(b: &[u8]) -> Option<usize> {
+    if b.first() != Some(&b':') {
+        return None;
+    }
+    let digits = b[1..].iter().take_while(|c| c.is_ascii_digit()).count();
+    let port: u32 = std::str::from_utf8(&b[1..1 + digits.min(5)])
+        .ok()?
+        .parse()
+        .ok()?;
+    ((1..=5).contains(&digits) && port <= 65535).then_some(1 + digits)
+}
+
+fn ip_addresses(text: &str, s: &mut Scan) {
     let b = text.as_bytes();
-    let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
         let boundary = i == 0 || !(is_word(b[i - 1]) || b[i - 1] == b'.' || b[i - 1] == b':');
@@ -342,26 +527,52 @@ fn ip_addresses(text: &str) -> Vec<Finding> {
         while cand.ends_with('.') || cand.ends_with(':') && !cand.ends_with("::") {
             cand = &cand[..cand.len() - 1];
         }
-        let end = i + cand.len();
-        let bounded = end >= b.len() || !is_word(b[end]);
-        let is_ip = bounded
-            && (cand.parse::<std::net::Ipv4Addr>().is_ok()
-                || (cand.matches(':').count() >= 2 && cand.parse::<std::net::Ipv6Addr>().is_ok()));
-        if is_ip {
-            out.push(Finding {
-                kind: Kind::IpAddress,
-                start: i,
-                end,
-            });
-            i = end;
+        // An IPv4 address with a port (`10.0.0.5:443`): the address is the value.
+        let mut port = 0;
+        if let Some((addr, _)) = cand.split_once(':')
+            && addr.contains('.')
+            && addr.parse::<std::net::Ipv4Addr>().is_ok()
+            && let Some(len) = port_len(&b[i + addr.len()..])
+        {
+            port = len;
+            cand = addr;
+        }
+        let mut end = i + cand.len();
+        let v4 = cand.parse::<std::net::Ipv4Addr>().is_ok();
+        let v6 =
+            !v4 && cand.matches(':').count() >= 2 && cand.parse::<std::net::Ipv6Addr>().is_ok();
+        // An IPv6 zone (`fe80::1%eth0`) belongs to the address.
+        if v6 && b.get(end) == Some(&b'%') {
+            let zone = b[end + 1..]
+                .iter()
+                .take_while(|&&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+                .count();
+            if zone > 0 {
+                end += 1 + zone;
+            }
+        }
+        let after = end + port;
+        let bounded = after >= b.len() || !is_word(b[after]);
+        if bounded && (v4 || v6) {
+            s.found(Kind::IpAddress, i, end);
+            i = after;
         } else {
             i += run.max(1);
         }
     }
-    out
 }
 
 // ---- numbers: SSN, cards, phones ---------------------------------------------------------
+
+/// How far before a number its context words are looked for, in bytes.
+pub const CONTEXT_BYTES: usize = 40;
+
+/// Whether a context word (for or against a phone) is in the window before byte `at`.
+pub fn has_context_before(text: &str, at: usize) -> bool {
+    let before = lower_window(text, at, CONTEXT_BYTES);
+    last_word_at(&before, NOT_PHONE_CONTEXT).is_some()
+        || last_word_at(&before, PHONE_CONTEXT).is_some()
+}
 
 /// Words just before a number that make it something else than a phone number.
 const NOT_PHONE_CONTEXT: &[&str] = &[
@@ -378,15 +589,69 @@ const NOT_PHONE_CONTEXT: &[&str] = &[
     "order",
     "invoice",
     "tracking",
+    "isbn",
+    "version",
+    "build",
+    "serial",
+    "apt",
+    "suite",
+    "box",
+    "unit",
 ];
 /// Words just before a number that make it a phone number.
 const PHONE_CONTEXT: &[&str] = &[
     "call", "phone", "tel", "mobile", "cell", "fax", "reach", "contact", "dial", "text me",
-    "whatsapp",
+    "whatsapp", "ring",
+];
+/// Words after a spaced number that make it part of an address (`370 3911 Fourth Ave`),
+/// within the next three words: abbreviations and these full words in any case, the rest of
+/// [`STREET_WORDS`] capitalised.
+const STREET_ABBREVIATIONS: &[&str] = &[
+    "st",
+    "str",
+    "ave",
+    "av",
+    "rd",
+    "blvd",
+    "ln",
+    "dr",
+    "hwy",
+    "pkwy",
+    "apt",
+    "ste",
+    "ct",
+    "sq",
+    "street",
+    "avenue",
+    "road",
+    "lane",
+    "drive",
+    "boulevard",
+    "rue",
+    "strasse",
+    "straße",
+    "via",
+    "calle",
+    "suite",
+];
+const STREET_WORDS: &[&str] = &[
+    "Way",
+    "Court",
+    "Place",
+    "Square",
+    "Terrace",
+    "Highway",
+    "Parkway",
+    "Apartment",
+    "Crescent",
+    "Close",
+    "Row",
+    "Plaza",
 ];
 /// Words that may follow a phone number on the same line.
 const PHONE_LABELS: &[&str] = &[
     "office", "fax", "mobile", "cell", "home", "work", "tel", "phone", "ext", "main", "direct",
+    "desk",
 ];
 
 /// A run of digits and phone punctuation, starting at `start`.
@@ -413,8 +678,8 @@ fn number_run(b: &[u8], start: usize, limit: usize) -> Option<NumberRun> {
         j += 1;
     }
     let mut digits = Vec::new();
-    let mut separators = 0;
     let mut has_paren = false;
+    let mut open = false;
     let mut end = j;
     while j < b.len() {
         let c = b[j];
@@ -422,17 +687,18 @@ fn number_run(b: &[u8], start: usize, limit: usize) -> Option<NumberRun> {
             digits.push(c);
             j += 1;
             end = j;
-        } else if c == b'(' || c == b')' {
+        } else if c == b'(' && !open && b.get(j + 1).is_some_and(u8::is_ascii_digit) {
             has_paren = true;
+            open = true;
             j += 1;
-            if c == b')' {
-                end = j;
-            }
+        } else if c == b')' && open && b[j - 1].is_ascii_digit() {
+            open = false;
+            j += 1;
+            end = j;
         } else if (c == b'-' || c == b'.' || c == b' ') && j + 1 < b.len() {
             // A separator must lead to more of the number.
             let next = b[j + 1];
             if next.is_ascii_digit() || next == b'(' {
-                separators += 1;
                 j += 1;
             } else {
                 break;
@@ -455,7 +721,8 @@ fn number_run(b: &[u8], start: usize, limit: usize) -> Option<NumberRun> {
             end_with_ext = k + 1 + ext;
         }
     }
-    let plain = !has_plus && !has_paren && separators == 0;
+    // Separators count only inside the number, not one read before a stray parenthesis.
+    let plain = !has_plus && !has_paren && b[start..end].iter().all(u8::is_ascii_digit);
     Some(NumberRun {
         start,
         end,
@@ -467,9 +734,16 @@ fn number_run(b: &[u8], start: usize, limit: usize) -> Option<NumberRun> {
     })
 }
 
-fn numbers(text: &str) -> Vec<Finding> {
+/// What a number run is.
+enum Verdict {
+    /// A value of this kind, spanning these bytes.
+    Value(Kind, usize, usize),
+    /// Shaped like a card but failing its check: nothing inside it is a value.
+    Lookalike,
+}
+
+fn numbers(text: &str, s: &mut Scan) {
     let b = text.as_bytes();
-    let mut out = Vec::new();
     let mut i = 0;
     while i < b.len() {
         let c = b[i];
@@ -479,7 +753,7 @@ fn numbers(text: &str) -> Vec<Finding> {
             || !(is_word(b[i - 1])
                 || b"@/:-.".contains(&b[i - 1])
                 || (c != b'(' && b[i - 1] == b'('));
-        if !starts || !boundary {
+        if !starts || !boundary || s.taken(i, i + 1) {
             i += 1;
             continue;
         }
@@ -487,12 +761,28 @@ fn numbers(text: &str) -> Vec<Finding> {
             i += 1;
             continue;
         };
+        // A run that reaches into a unit an earlier detector took stops before it.
+        let full = match s
+            .units
+            .iter()
+            .filter(|&&(st, _)| st > i && st < full.end_with_ext)
+            .map(|u| u.0)
+            .min()
+        {
+            Some(limit) => match number_run(b, i, limit) {
+                Some(run) => run,
+                None => {
+                    i += 1;
+                    continue;
+                }
+            },
+            None => full,
+        };
         // Numbers separated by single spaces run together ("078-05-1120 219-09-9999"): try the
         // whole run, then ever shorter prefixes ending at a group boundary.
         let mut ends: Vec<usize> = (i + 1..=full.end)
             .filter(|&p| {
-                (b[p - 1].is_ascii_digit() || b[p - 1] == b')')
-                    && (p == full.end || matches!(b[p], b' ' | b'-' | b'.'))
+                (b[p - 1].is_ascii_digit() || b[p - 1] == b')') && (p == full.end || b[p] == b' ')
             })
             .collect();
         ends.reverse();
@@ -511,43 +801,156 @@ fn numbers(text: &str) -> Vec<Finding> {
             })
             .collect();
         // Exact formats with checksums or fixed shapes first, then phones.
-        let found = [false, true].into_iter().find_map(|phones| {
-            runs.iter()
-                .find_map(|run| classify(text, run, phones).map(|kind| (kind, run)))
-        });
-        i = match found {
-            Some((kind, run)) => {
-                let end = if kind == Kind::Phone {
-                    run.end_with_ext
-                } else {
-                    run.end
-                };
-                out.push(Finding {
-                    kind,
-                    start: run.start,
-                    end,
-                });
+        let mut verdict = runs
+            .iter()
+            .find_map(|run| fixed_format(text, run, run.end == full.end));
+        if verdict.is_none() {
+            verdict = runs
+                .iter()
+                .enumerate()
+                .find_map(|(n, run)| phone(text, run, n == 0 && run.end == full.end));
+        }
+        i = match verdict {
+            Some(Verdict::Value(kind, start, end)) => {
+                s.found(kind, start, end);
                 end
             }
-            None => full.end_with_ext.max(i + 1),
+            Some(Verdict::Lookalike) | None => {
+                // Nothing in it, but it was read as one number: streaming keeps it together.
+                s.lookalike(full.start, full.end_with_ext);
+                full.end_with_ext.max(i + 1)
+            }
         };
     }
-    out
 }
 
-/// What `run` is: with `phones` false, an SSN or a card; with `phones` true, a phone number.
-fn classify(text: &str, run: &NumberRun, phones: bool) -> Option<Kind> {
-    let b = text.as_bytes();
+/// An SSN or a card in `run`; a card-shaped run failing its checks (when `whole`, the run is
+/// all of the number) is a lookalike.
+fn fixed_format(text: &str, run: &NumberRun, whole: bool) -> Option<Verdict> {
+    let number = &text[run.start..run.end];
+    if is_ssn(number) {
+        return Some(Verdict::Value(Kind::Ssn, run.start, run.end));
+    }
+    // In parentheses: `(078-05-1120)`.
+    if number.len() > 2 && number.starts_with('(') && number.ends_with(')') {
+        let inner = &number[1..number.len() - 1];
+        if is_ssn(inner) {
+            return Some(Verdict::Value(Kind::Ssn, run.start + 1, run.end - 1));
+        }
+    }
+    let n = run.digits.len();
+    let card_shaped = (run.plain && (12..=19).contains(&n))
+        || (!run.has_plus && !run.has_paren && is_card_grouping(number));
+    if !card_shaped {
+        return None;
+    }
+    if luhn_ok(&run.digits) && issuer_ok(&run.digits) {
+        Some(Verdict::Value(Kind::CreditCard, run.start, run.end))
+    } else if whole && n >= 13 {
+        Some(Verdict::Lookalike)
+    } else {
+        None
+    }
+}
+
+/// Whether a card number's length fits its issuer's prefix (IIN ranges of Visa, Mastercard,
+/// Amex, Discover, Diners, JCB, UnionPay and Maestro).
+fn issuer_ok(d: &[u8]) -> bool {
+    let n = d.len();
+    let p = |len: usize| -> u32 {
+        d[..len]
+            .iter()
+            .fold(0, |acc, c| acc * 10 + u32::from(c - b'0'))
+    };
+    let (p1, p2, p4) = (p(1), p(2), p(4));
+    // Maestro and other debit ranges: 12 digits, or 16 to 19 (13 digits is Visa only).
+    let maestro = n == 12 || (16..=19).contains(&n);
+    match p1 {
+        4 => matches!(n, 13 | 16 | 19),
+        5 => ((51..=55).contains(&p2) && n == 16) || (p2 == 50 || p2 >= 56) && maestro,
+        2 => ((2221..=2720).contains(&p4) && n == 16) || (p4 == 2131 && n == 15),
+        1 => p4 == 1800 && n == 15,
+        3 => match p2 {
+            34 | 37 => n == 15,
+            30 | 36 | 38 | 39 => (14..=19).contains(&n),
+            35 => (16..=19).contains(&n),
+            _ => false,
+        },
+        6 => maestro,
+        0 => p4 == 604 && maestro,
+        _ => false,
+    }
+}
+
+/// The digit groups of a phone-shaped number, with whether each sat in parentheses.
+fn phone_groups(number: &str) -> Vec<(usize, bool)> {
+    let mut groups = Vec::new();
+    let (mut len, mut paren) = (0, false);
+    for c in number.bytes() {
+        match c {
+            b'0'..=b'9' => len += 1,
+            _ => {
+                if len > 0 {
+                    groups.push((len, paren));
+                }
+                len = 0;
+                if c == b'(' {
+                    paren = true;
+                } else if c == b')' {
+                    if let Some(g) = groups.last_mut() {
+                        g.1 = true;
+                    }
+                    paren = false;
+                }
+            }
+        }
+    }
+    if len > 0 {
+        groups.push((len, paren));
+    }
+    groups
+}
+
+/// Whether the grouping of `number` is one a phone number is written in: no one-digit group
+/// after the first (unless in parentheses, `+41 (0)38`), and with dots, groups of two to four
+/// and not four groups of at most three (an out-of-range IPv4 address). Version strings
+/// (`10.0.19045.3803`) and ISBNs (`978-3-16-148410-0`) fail.
+fn phone_grouping_ok(number: &str) -> bool {
+    let groups = phone_groups(number);
+    // One-digit groups: the first (a country or trunk code), in parentheses (`(0)`), or the
+    // area code right after one (`+46 (0)8 928 571 38`).
+    let lone = groups
+        .iter()
+        .enumerate()
+        .skip(1)
+        .any(|(k, &(len, paren))| len == 1 && !paren && !groups[k - 1].1);
+    if lone {
+        return false;
+    }
+    if number.contains('.') {
+        let ip_like =
+            groups.len() == 4 && groups.iter().all(|g| g.0 <= 3) && !number.contains([' ', '-']);
+        if ip_like || groups.iter().skip(1).any(|g| !(2..=4).contains(&g.0)) {
+            return false;
+        }
+    }
+    true
+}
+
+/// Whether `word` names a kind of street.
+fn street_word(word: &str) -> bool {
+    STREET_ABBREVIATIONS
+        .iter()
+        .any(|a| a.eq_ignore_ascii_case(word))
+        || STREET_WORDS.contains(&word)
+}
+
+/// Whether `run` is a phone number. `first` says it is the whole run, not a prefix of it: a
+/// prefix must be strongly shaped (`+`, parentheses, an extension, or dashes or dots) to stand
+/// alone, so `020 7946` is not taken out of `020 7946 0958`.
+fn phone(text: &str, run: &NumberRun, first: bool) -> Option<Verdict> {
     let number = &text[run.start..run.end];
     let n = run.digits.len();
-    if !phones {
-        if is_ssn(number) {
-            return Some(Kind::Ssn);
-        }
-        let card_shaped = (run.plain && (12..=19).contains(&n))
-            || (!run.has_plus && !run.has_paren && is_card_grouping(number));
-        return (card_shaped && luhn_ok(&run.digits)).then_some(Kind::CreditCard);
-    }
     if is_ssn(number) || is_date(number) {
         return None;
     }
@@ -555,46 +958,70 @@ fn classify(text: &str, run: &NumberRun, phones: bool) -> Option<Kind> {
         || (run.plain && !(n == 10 || n == 11))
         || is_postal_code(number)
         || number.ends_with(')')
+        || !phone_grouping_ok(number)
     {
         return None;
     }
-    let before = lower_window(text, run.start, 40);
-    let last_of = |words: &[&str]| words.iter().filter_map(|w| before.rfind(w)).max();
-    let against = last_of(NOT_PHONE_CONTEXT);
-    let for_phone = last_of(PHONE_CONTEXT);
+    let before = lower_window(text, run.start, CONTEXT_BYTES);
+    let against = last_word_at(&before, NOT_PHONE_CONTEXT);
+    let for_phone = last_word_at(&before, PHONE_CONTEXT);
     if against.is_some() && against > for_phone {
         return None;
     }
     let has_ext = run.end_with_ext > run.end;
     let dash_dot = number.bytes().filter(|c| *c == b'-' || *c == b'.').count();
+    let value = Some(Verdict::Value(Kind::Phone, run.start, run.end_with_ext));
     if run.has_plus || run.has_paren || has_ext || dash_dot >= 2 {
-        return Some(Kind::Phone);
+        return value;
     }
-    // Weakly shaped (spaces only, or bare digits): a word right after it on the same line
-    // usually means a street address ("370 3911 Fourth Ave"), unless it labels the number.
-    let mut k = run.end_with_ext;
-    while k < b.len() && (b[k] == b' ' || b[k] == b'\t') {
-        k += 1;
+    if !first {
+        return None;
     }
-    let word_len = b[k..]
-        .iter()
-        .take_while(|c| c.is_ascii_alphabetic())
-        .count();
-    if word_len > 0 && for_phone.is_none() {
-        let word = text[k..k + word_len].to_ascii_lowercase();
-        if !PHONE_LABELS.contains(&word.as_str()) {
+    // Weakly shaped (spaces only, or bare digits): what follows on the same line tells a
+    // phone number ("020 7946 0958 if you can", "… office") from an address ("370 3911 Fourth
+    // Ave", "636 1812 Rue De La Gare"), unless a phone word came before it.
+    if for_phone.is_none() {
+        let rest = &text[run.end_with_ext..];
+        let clause = rest
+            .find(|c: char| ".,;:!?\n()\\\"-".contains(c))
+            .map_or(rest, |p| &rest[..p]);
+        let words: Vec<&str> = clause.split_whitespace().take(3).collect();
+        if words.iter().any(|w| street_word(w)) {
             return None;
         }
+        if let Some(first) = words.first() {
+            let label = PHONE_LABELS.iter().any(|l| l.eq_ignore_ascii_case(first));
+            let pronoun = *first == "I" || first.starts_with("I'");
+            let name = first.chars().next().is_some_and(char::is_uppercase);
+            if name && !label && !pronoun {
+                return None;
+            }
+        }
     }
-    Some(Kind::Phone)
+    value
 }
 
-/// `ddd-dd-dddd` with the number ranges the SSA never issues excluded.
+/// Byte offset of the last of `words` in `window` that starts a word.
+fn last_word_at(window: &str, words: &[&str]) -> Option<usize> {
+    words
+        .iter()
+        .filter_map(|w| {
+            window
+                .match_indices(w)
+                .map(|(i, _)| i)
+                .filter(|&i| i == 0 || !window.as_bytes()[i - 1].is_ascii_alphabetic())
+                .last()
+        })
+        .max()
+}
+
+/// `ddd-dd-dddd` (or with spaces or dots, the same both times) with the number ranges the
+/// SSA never issues excluded.
 fn is_ssn(s: &str) -> bool {
     let b = s.as_bytes();
     let shaped = b.len() == 11
-        && b[3] == b'-'
-        && b[6] == b'-'
+        && matches!(b[3], b'-' | b' ' | b'.')
+        && b[6] == b[3]
         && b.iter()
             .enumerate()
             .all(|(i, c)| i == 3 || i == 6 || c.is_ascii_digit());
@@ -664,13 +1091,16 @@ pub fn luhn_ok(digits: &[u8]) -> bool {
     sum.is_multiple_of(10)
 }
 
-/// Up to `len` bytes before `at`, lower-cased, cut at a character boundary.
+/// Up to `len` bytes before `at`, lower-cased, cut at a character boundary and a line start.
+/// Only the number's own line counts: an address on the lines above ("Apt. 236\n") says
+/// nothing about a phone number below it.
 fn lower_window(text: &str, at: usize, len: usize) -> String {
     let mut from = at.saturating_sub(len);
     while !text.is_char_boundary(from) {
         from += 1;
     }
-    text[from..at].to_lowercase()
+    let line = text[from..at].rfind('\n').map_or(from, |p| from + p + 1);
+    text[line..at].to_lowercase()
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! Detection quality on the labelled corpus in `shared/bench/pii/` (presidio-research's
 //! synth_dataset_v2), scored as its README says: a predicted span is a true positive when it
 //! overlaps a labelled span of the same entity type. This runs the detectors natively; the
-//! host's `pii` benchmark runs the compiled component and reports latency inside Wasm.
+//! host's `pii` benchmark runs the compiled component and reports latency inside Wasm. Every
+//! type must keep at least 0.98 precision and recall.
 
 use std::collections::BTreeMap;
 
@@ -26,7 +27,7 @@ fn char_span(text: &str, start: usize, end: usize) -> &str {
 }
 
 #[test]
-fn precision_and_recall_are_at_least_95_percent_per_entity() {
+fn precision_and_recall_are_at_least_98_percent_per_entity() {
     // shared/ sits beside the checkout (as in CI); IRONHOST_SHARED points elsewhere.
     let shared = std::env::var("IRONHOST_SHARED")
         .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared").to_owned());
@@ -86,10 +87,10 @@ fn precision_and_recall_are_at_least_95_percent_per_entity() {
         eprintln!(
             "{entity:<14} precision {precision:.3} recall {recall:.3} (tp {tp}, fp {fp}, fn {fn_})"
         );
-        if precision < 0.95 || recall < 0.95 {
+        if precision < 0.98 || recall < 0.98 {
             failures.push(*entity);
         }
     }
     assert_eq!(score.len(), 6, "every entity type was scored");
-    assert!(failures.is_empty(), "below 0.95: {failures:?}");
+    assert!(failures.is_empty(), "below 0.98: {failures:?}");
 }
