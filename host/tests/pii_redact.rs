@@ -212,3 +212,62 @@ fn a_bad_config_is_refused_at_admission() {
         "{err}"
     );
 }
+
+/// Stream `pieces` through a fresh stream of `c` and return what the agent receives.
+fn streamed(c: &Chain, pieces: &[&str]) -> String {
+    let mut stream = c.stream(&ctx());
+    let mut out = String::new();
+    for (i, p) in pieces.iter().enumerate() {
+        let run = stream.push(LlmChunk {
+            index: i as u32,
+            text: (*p).into(),
+            finish_reason: None,
+            usage: None,
+            last: i + 1 == pieces.len(),
+        });
+        let Outcome::Continue { value } = run.outcome else {
+            panic!("continues")
+        };
+        out.push_str(&value);
+    }
+    out
+}
+
+#[test]
+fn no_part_of_a_value_is_released_at_any_split_or_in_one_character_chunks() {
+    // Issue 22: `GB82 WEST 1234 5698 7654 32` in small chunks came out as
+    // `GB82 WEST [PHONE_REDACTED] 32`.
+    let c = chain(serde_json::json!({}));
+    let cases = [
+        (
+            "Pay GB82 WEST 1234 5698 7654 32 today.",
+            "Pay [IBAN_REDACTED] today.",
+        ),
+        (
+            "IT60 X054 2811 1010 0000 0123 456 or NL91 ABNA 0417 1643 00 then",
+            "[IBAN_REDACTED] or [IBAN_REDACTED] then",
+        ),
+        (
+            "ring 020 7946 0958 if you can, or 127.0.0.1:8080",
+            "ring [PHONE_REDACTED] if you can, or [IP_ADDRESS_REDACTED]:8080",
+        ),
+        (
+            "bad card 4111 1111 1111 1112, order number 415-555-2671",
+            "bad card 4111 1111 1111 1112, order number 415-555-2671",
+        ),
+    ];
+    for (text, expected) in cases {
+        let chars: Vec<&str> = text
+            .char_indices()
+            .map(|(i, ch)| &text[i..i + ch.len_utf8()])
+            .collect();
+        assert_eq!(streamed(&c, &chars), expected, "1-char chunks of {text:?}");
+        for (k, _) in text.char_indices().skip(1) {
+            assert_eq!(
+                streamed(&c, &[&text[..k], &text[k..]]),
+                expected,
+                "split at {k} of {text:?}"
+            );
+        }
+    }
+}

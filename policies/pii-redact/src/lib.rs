@@ -111,9 +111,37 @@ impl Settings {
     pub fn findings(&self, text: &str) -> Vec<Finding> {
         detect::detect(text)
             .into_iter()
-            .filter(|f| self.wants(f.kind) && !self.allowed(f.kind, &text[f.start..f.end]))
+            .filter(|f| self.acts_on(text, f))
             .collect()
     }
+
+    fn acts_on(&self, text: &str, f: &Finding) -> bool {
+        self.wants(f.kind) && !self.allowed(f.kind, &text[f.start..f.end])
+    }
+}
+
+/// One step of a streamed answer: `combined` is the text held back so far and the new chunk.
+/// Returns where to cut (release `combined[..cut]`, hold the rest) and the findings this
+/// configuration acts on in the released part. The whole of `combined` is scanned, so a value
+/// before the cut is judged with the text after it (`020 7946 0958 if …`), and the cut never
+/// falls inside a value or a lookalike (see [`stream::hold_point`]).
+pub fn stream_step(settings: &Settings, combined: &str, last: bool) -> (usize, Vec<Finding>) {
+    let scan = detect::scan(combined);
+    let mut cut = if last {
+        combined.len()
+    } else {
+        stream::hold_point(combined, &scan.units)
+    };
+    // Cut forward by the hold limit inside a value: the whole value goes, redacted.
+    if let Some(f) = scan.findings.iter().find(|f| f.start < cut && cut < f.end) {
+        cut = f.end;
+    }
+    let findings = scan
+        .findings
+        .into_iter()
+        .filter(|f| f.end <= cut && settings.acts_on(combined, f))
+        .collect();
+    (cut, findings)
 }
 
 /// The name of a severity in events.
@@ -292,15 +320,10 @@ impl Policy for PiiRedact {
     fn on_llm_chunk(_ctx: CallContext, state: StreamState, chunk: LlmChunk) -> ChunkVerdict {
         let settings = settings();
         let combined = state.held + &chunk.text;
-        let cut = if chunk.last {
-            combined.len()
-        } else {
-            stream::hold_point(&combined)
-        };
-        let (ready, hold) = combined.split_at(cut);
         // Only findings wholly in the released part count now; the held tail is scanned again
         // with the next chunk.
-        let findings = settings.findings(ready);
+        let (cut, findings) = stream_step(&settings, &combined, chunk.last);
+        let (ready, hold) = combined.split_at(cut);
         if !findings.is_empty() {
             report(
                 ready,
