@@ -129,21 +129,21 @@ impl Scan {
         self.units.iter().any(|&(s, e)| s < end && start < e)
     }
 
-    /// Report a value, unless an earlier detector took part of its text.
+    /// Report a value, unless an earlier detector took part of its text. Either way its span
+    /// is a unit: which detector wins can change as a stream grows (a key completing after an
+    /// email), so streaming must not cut inside either.
     fn found(&mut self, kind: Kind, start: usize, end: usize) -> bool {
-        if self.taken(start, end) {
-            return false;
+        let taken = self.taken(start, end);
+        if !taken {
+            self.findings.push(Finding { kind, start, end });
         }
-        self.findings.push(Finding { kind, start, end });
         self.units.push((start, end));
-        true
+        !taken
     }
 
     /// Take a span shaped like a value that failed its check.
     fn lookalike(&mut self, start: usize, end: usize) {
-        if !self.taken(start, end) {
-            self.units.push((start, end));
-        }
+        self.units.push((start, end));
     }
 }
 
@@ -569,9 +569,16 @@ pub const CONTEXT_BYTES: usize = 40;
 
 /// Whether a context word (for or against a phone) is in the window before byte `at`.
 pub fn has_context_before(text: &str, at: usize) -> bool {
-    let before = lower_window(text, at, CONTEXT_BYTES);
-    last_word_at(&before, NOT_PHONE_CONTEXT).is_some()
-        || last_word_at(&before, PHONE_CONTEXT).is_some()
+    last_word_at(text, at, NOT_PHONE_CONTEXT).is_some()
+        || last_word_at(text, at, PHONE_CONTEXT).is_some()
+}
+
+/// How many words after a spaced number, within its clause, tell a phone from an address.
+pub const LOOKAHEAD_WORDS: usize = 3;
+
+/// Characters that end the clause a number's following words are read in.
+pub fn ends_clause(c: char) -> bool {
+    ".,;:!?\n()\\\"-".contains(c)
 }
 
 /// Words just before a number that make it something else than a phone number.
@@ -962,9 +969,8 @@ fn phone(text: &str, run: &NumberRun, first: bool) -> Option<Verdict> {
     {
         return None;
     }
-    let before = lower_window(text, run.start, CONTEXT_BYTES);
-    let against = last_word_at(&before, NOT_PHONE_CONTEXT);
-    let for_phone = last_word_at(&before, PHONE_CONTEXT);
+    let against = last_word_at(text, run.start, NOT_PHONE_CONTEXT);
+    let for_phone = last_word_at(text, run.start, PHONE_CONTEXT);
     if against.is_some() && against > for_phone {
         return None;
     }
@@ -982,10 +988,8 @@ fn phone(text: &str, run: &NumberRun, first: bool) -> Option<Verdict> {
     // Ave", "636 1812 Rue De La Gare"), unless a phone word came before it.
     if for_phone.is_none() {
         let rest = &text[run.end_with_ext..];
-        let clause = rest
-            .find(|c: char| ".,;:!?\n()\\\"-".contains(c))
-            .map_or(rest, |p| &rest[..p]);
-        let words: Vec<&str> = clause.split_whitespace().take(3).collect();
+        let clause = rest.find(ends_clause).map_or(rest, |p| &rest[..p]);
+        let words: Vec<&str> = clause.split_whitespace().take(LOOKAHEAD_WORDS).collect();
         if words.iter().any(|w| street_word(w)) {
             return None;
         }
@@ -1001,16 +1005,24 @@ fn phone(text: &str, run: &NumberRun, first: bool) -> Option<Verdict> {
     value
 }
 
-/// Byte offset of the last of `words` in `window` that starts a word.
-fn last_word_at(window: &str, words: &[&str]) -> Option<usize> {
+/// Byte offset of the last of `words` (lower case, ASCII) that starts a word in the
+/// [`CONTEXT_BYTES`] before `at` on `at`'s line, in any case. A word starts where the byte
+/// before it in the text (not in the window) is no letter, so where the window happens to begin
+/// changes nothing.
+fn last_word_at(text: &str, at: usize, words: &[&str]) -> Option<usize> {
+    let b = text.as_bytes();
+    let mut from = at.saturating_sub(CONTEXT_BYTES);
+    if let Some(nl) = b[from..at].iter().rposition(|&c| c == b'\n') {
+        from += nl + 1;
+    }
     words
         .iter()
         .filter_map(|w| {
-            window
-                .match_indices(w)
-                .map(|(i, _)| i)
-                .filter(|&i| i == 0 || !window.as_bytes()[i - 1].is_ascii_alphabetic())
-                .last()
+            let w = w.as_bytes();
+            (from..(at + 1).saturating_sub(w.len())).rev().find(|&i| {
+                b[i..i + w.len()].eq_ignore_ascii_case(w)
+                    && (i == 0 || !b[i - 1].is_ascii_alphabetic())
+            })
         })
         .max()
 }
@@ -1089,18 +1101,6 @@ pub fn luhn_ok(digits: &[u8]) -> bool {
         })
         .sum();
     sum.is_multiple_of(10)
-}
-
-/// Up to `len` bytes before `at`, lower-cased, cut at a character boundary and a line start.
-/// Only the number's own line counts: an address on the lines above ("Apt. 236\n") says
-/// nothing about a phone number below it.
-fn lower_window(text: &str, at: usize, len: usize) -> String {
-    let mut from = at.saturating_sub(len);
-    while !text.is_char_boundary(from) {
-        from += 1;
-    }
-    let line = text[from..at].rfind('\n').map_or(from, |p| from + p + 1);
-    text[line..at].to_lowercase()
 }
 
 #[cfg(test)]

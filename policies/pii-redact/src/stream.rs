@@ -65,11 +65,12 @@ fn word_start(b: &[u8], at: usize) -> usize {
     p
 }
 
-/// Where a number could start at `p`: a digit, or `+`/`(` before one, not inside a word.
+/// Where a number could start at `p`: a digit, or `+`/`(` before one (or at the end, where
+/// one may still come), not inside a word.
 fn number_start(b: &[u8], p: usize) -> bool {
     let c = b[p];
     let starts = c.is_ascii_digit()
-        || ((c == b'+' || c == b'(') && b.get(p + 1).is_some_and(u8::is_ascii_digit));
+        || ((c == b'+' || c == b'(') && b.get(p + 1).is_none_or(u8::is_ascii_digit));
     starts && (p == 0 || !b[p - 1].is_ascii_alphanumeric())
 }
 
@@ -93,6 +94,24 @@ pub fn hold_point(text: &str, units: &[(usize, usize)]) -> usize {
     if let Some(p) = iban_start(b) {
         i = i.min(p);
     }
+    // A spaced number is judged by the words after it in its clause: hold it while fewer than
+    // all of them have arrived (the last may still grow).
+    let clause = text
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| detect::ends_clause(c))
+        .map_or(0, |(p, c)| p + c.len_utf8());
+    let words: Vec<(usize, &str)> = text[clause..]
+        .split_whitespace()
+        .map(|w| (w.as_ptr() as usize - text.as_ptr() as usize, w))
+        .collect();
+    let recent = words.len().saturating_sub(detect::LOOKAHEAD_WORDS + 1);
+    if let Some(&(p, _)) = words[recent..]
+        .iter()
+        .find(|(_, w)| w.ends_with(|c: char| c.is_ascii_digit() || c == ')'))
+    {
+        i = i.min(p);
+    }
     // A context word in the last stretch would be read by a number that has not arrived yet.
     if detect::has_context_before(text, b.len()) {
         i = i.min(word_start(b, b.len().saturating_sub(CONTEXT_BYTES)));
@@ -109,9 +128,16 @@ pub fn hold_point(text: &str, units: &[(usize, usize)]) -> usize {
         {
             cut = word_start(b, p.saturating_sub(CONTEXT_BYTES));
         }
-        // Never inside a unit.
-        while let Some(&(s, _)) = units.iter().find(|&&(s, e)| s < cut && cut < e) {
-            cut = s;
+        // Never inside a unit, nor right after a byte that changes how the held text starts
+        // (a number after `:` or `/` is not one, an IPv4 after `.` is not one).
+        loop {
+            if let Some(&(s, _)) = units.iter().find(|&&(s, e)| s < cut && cut < e) {
+                cut = s;
+            } else if cut > 0 && (value_byte(b[cut - 1]) || b[cut - 1] == b'/') {
+                cut -= 1;
+            } else {
+                break;
+            }
         }
         cut = cut.max(floor);
         if cut >= i {
@@ -140,6 +166,12 @@ mod tests {
         assert_eq!(held("please, +41 (0)38 549"), "+41 (0)38 549");
         assert_eq!(held("so 415 "), "415 ");
         assert_eq!(held("so 415 555 2671 to"), "415 555 2671 to");
+        // Until three words have come after a number, an address word may still follow.
+        assert_eq!(
+            held("so 415 555 2671 or email ap"),
+            "415 555 2671 or email ap"
+        );
+        assert_eq!(held("so 415 555 2671 or email to a"), "a");
         assert_eq!(held("the weather is fine. "), "");
         assert_eq!(held("the weather is"), "is");
         assert_eq!(held("ends with ünï"), "ünï");
