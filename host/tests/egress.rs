@@ -101,6 +101,8 @@ fn governed_only_reaches_the_allowed_hosts_and_the_upstreams_and_nothing_else() 
         let c = case(&cases, name, &all);
         assert_eq!(c["text"], "from the allowed server", "{name}: {c}\n{all}");
     }
+    let lookup = case(&cases, "allowed_lookup", &all);
+    assert_eq!(lookup["text"], "127.0.0.1", "{lookup}\n{all}");
     let governed = case(&cases, "governed", &all);
     assert_eq!(governed["ok"], true, "{governed}\n{all}");
 
@@ -117,6 +119,7 @@ fn governed_only_reaches_the_allowed_hosts_and_the_upstreams_and_nothing_else() 
     refused("other_port", &[&other_at, "egress.allow"]);
     refused("other_asyncio", &[&other_at, "egress.allow"]);
     refused("other_host", &["pypi.org:443", "egress.allow"]);
+    refused("other_lookup", &["pypi.org", "egress.allow"]);
     refused("upstream_raw", &["api.openai.com", "upstream `openai`"]);
     // Code outside ironhost's Python finds no network at all, not even the allowed server:
     // Landlock refuses the connect (ABI 4 and later), else there is no route in the namespace.

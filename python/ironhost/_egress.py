@@ -109,6 +109,17 @@ def getaddrinfo(host: Any, port: Any, family: int = 0, type: int = 0, proto: int
     return out
 
 
+def gethostbyname(host: str) -> str:
+    """``socket.gethostbyname``: an IPv4 address of an allowed host, from the host."""
+    return getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)[0][4][0]
+
+
+def gethostbyname_ex(host: str) -> Tuple[str, List[str], List[str]]:
+    """``socket.gethostbyname_ex``, likewise."""
+    infos = getaddrinfo(host, None, socket.AF_INET, socket.SOCK_STREAM)
+    return host, [], list(dict.fromkeys(info[4][0] for info in infos))
+
+
 def _connect(sock: socket.socket, address: Any) -> None:
     if sock.family not in (socket.AF_INET, socket.AF_INET6) or sock.type != socket.SOCK_STREAM:
         # Unix sockets are the agent's own; anything else finds no network.
@@ -159,5 +170,7 @@ def connect_ex(self: socket.socket, address: Any) -> int:
 def install() -> None:
     """Route the process's name look-ups and connections through the host."""
     socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
+    socket.gethostbyname = gethostbyname  # type: ignore[assignment]
+    socket.gethostbyname_ex = gethostbyname_ex  # type: ignore[assignment]
     socket.socket.connect = connect  # type: ignore[method-assign]
     socket.socket.connect_ex = connect_ex  # type: ignore[method-assign]

@@ -130,7 +130,8 @@ impl Rule {
                 .strip_suffix(d.as_str())
                 .is_some_and(|prefix| prefix.ends_with('.') && prefix.len() > 1),
         };
-        host_ok && self.port.is_none_or(|p| p == port)
+        // Port 0: a name look-up without a port (the connection is checked with its own).
+        host_ok && (port == 0 || self.port.is_none_or(|p| p == port))
     }
 }
 
@@ -506,6 +507,10 @@ mod tests {
         assert!(e.check("api.serpapi.com", 80).is_ok());
         assert!(e.check("crm.internal", 8443).is_ok());
         assert!(e.check("crm.internal", 443).is_err());
+        assert!(
+            e.check("crm.internal", 0).is_ok(),
+            "a look-up without a port"
+        );
         assert!(e.check("a.example.org", 443).is_ok());
         assert!(
             e.check("example.org", 443).is_err(),
