@@ -119,28 +119,16 @@ fn allowlists_and_types_come_from_the_config() {
 #[test]
 fn a_value_split_across_stream_chunks_is_still_caught() {
     let c = chain(serde_json::json!({}));
-    let mut stream = c.stream(&ctx());
-    let pieces = [
-        "Write to jane.d",
-        "oe@ac",
-        "me.io or call +1 415 5",
-        "55 2671 today",
-        ".",
-    ];
-    let mut emitted = Vec::new();
-    for (i, p) in pieces.iter().enumerate() {
-        let run = stream.push(LlmChunk {
-            index: i as u32,
-            text: (*p).into(),
-            finish_reason: None,
-            usage: None,
-            last: i + 1 == pieces.len(),
-        });
-        let Outcome::Continue { value } = run.outcome else {
-            panic!("continues")
-        };
-        emitted.push(value);
-    }
+    let emitted = released(
+        &c,
+        &[
+            "Write to jane.d",
+            "oe@ac",
+            "me.io or call +1 415 5",
+            "55 2671 today",
+            ".",
+        ],
+    );
     assert_eq!(
         emitted.concat(),
         "Write to [EMAIL_REDACTED] or call [PHONE_REDACTED] today."
@@ -215,8 +203,13 @@ fn a_bad_config_is_refused_at_admission() {
 
 /// Stream `pieces` through a fresh stream of `c` and return what the agent receives.
 fn streamed(c: &Chain, pieces: &[&str]) -> String {
+    released(c, pieces).concat()
+}
+
+/// What each of `pieces`, streamed through a fresh stream of `c`, released to the agent.
+fn released(c: &Chain, pieces: &[&str]) -> Vec<String> {
     let mut stream = c.stream(&ctx());
-    let mut out = String::new();
+    let mut out = Vec::new();
     for (i, p) in pieces.iter().enumerate() {
         let run = stream.push(LlmChunk {
             index: i as u32,
@@ -228,7 +221,7 @@ fn streamed(c: &Chain, pieces: &[&str]) -> String {
         let Outcome::Continue { value } = run.outcome else {
             panic!("continues")
         };
-        out.push_str(&value);
+        out.push(value);
     }
     out
 }

@@ -390,8 +390,7 @@ impl Gateway {
             (_, key, Some(http)) if key.is_some() || keyless => {
                 Ok((Upstream::Http(http.clone()), key))
             }
-            (LlmMode::Auto, _, Some(_)) => Ok((sim(), None)),
-            (LlmMode::Auto, None, None) => Ok((sim(), None)),
+            (LlmMode::Auto, _, Some(_)) | (LlmMode::Auto, None, None) => Ok((sim(), None)),
             (_, _, None) => Err(GatewayError::NoKey(
                 "the HTTPS client for real providers is not available".to_owned(),
             )),

@@ -100,6 +100,9 @@ impl Endpoint {
         key_secret: Option<&str>,
     ) -> Result<Endpoint, String> {
         let url = http_url(address)?;
+        if send_to != address {
+            http_url(send_to)?;
+        }
         Ok(Endpoint {
             name: name.to_owned(),
             address: address.trim_end_matches('/').to_owned(),
@@ -211,11 +214,6 @@ impl Upstreams {
             )
             .map_err(|e| ("llm.anthropic.base-url".to_owned(), e))?,
         ];
-        for (k, v) in [("openai", openai), ("anthropic", anthropic)] {
-            if let Some(v) = v {
-                http_url(v).map_err(|e| (format!("llm.{k}.base-url"), e))?;
-            }
-        }
         let mut aliases: BTreeMap<String, String> = BTreeMap::new();
         let mut alias_owner: BTreeMap<String, String> = BTreeMap::new();
         for (i, c) in configured.iter().enumerate() {
