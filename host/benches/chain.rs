@@ -14,12 +14,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, criterion_group};
+use ironhost::model::{CallContext, ContentPart, LlmRequest, Message, Role};
 use ironhost::policy::admit_bundle;
 use ironhost::policy::bundle::Bundle;
 use ironhost::policy::chain::{Chain, Outcome};
 use ironhost::policy::engine::{EngineOptions, PolicyEngine};
 use ironhost::policy::host::HostServices;
-use ironhost::policy::model::{CallContext, ContentPart, LlmRequest, Message, Role};
 use parking_lot::Mutex;
 
 const KEYWORDS: [&str; 4] = [

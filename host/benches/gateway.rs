@@ -38,12 +38,13 @@ use ironhost::agent::metrics::Metrics;
 use ironhost::api::plane::Plane;
 use ironhost::api::ws;
 use ironhost::llm::simulator::{Simulator, SimulatorConfig};
-use ironhost::llm::tokens::ModelTokenMeter;
 use ironhost::llm::wire::Api;
+use ironhost::model::AgentInfo;
+use ironhost::model::TokenMeter;
+use ironhost::model::tokens::ModelTokenMeter;
 use ironhost::policy::admit_bundle;
 use ironhost::policy::engine::{EngineOptions, PolicyEngine};
-use ironhost::policy::host::{HostServices, NoSecrets, TokenMeter};
-use ironhost::policy::model::AgentInfo;
+use ironhost::policy::host::{HostServices, NoSecrets};
 use ironhost::store::recorder::Recorder;
 use parking_lot::Mutex;
 

@@ -8,13 +8,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use ironhost::model::{CallContext, LlmRequest, Message, Role};
 use ironhost::policy::Capability;
 use ironhost::policy::admission::admit_policy;
 use ironhost::policy::bundle::PolicyEntry;
 use ironhost::policy::chain::Chain;
 use ironhost::policy::engine::{EngineOptions, PolicyEngine};
 use ironhost::policy::host::HostServices;
-use ironhost::policy::model::{CallContext, LlmRequest, Message, Role};
 
 const ENTITIES: [(&str, &str); 6] = [
     ("email", "EMAIL_ADDRESS"),

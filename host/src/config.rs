@@ -222,7 +222,7 @@ pub struct Settings {
     /// What the agent may reach besides its upstreams (`[egress]`).
     pub egress: std::sync::Arc<crate::agent::egress::Egress>,
     pub simulator: SimulatorConfig,
-    pub pricing: crate::llm::pricing::PricingTable,
+    pub pricing: crate::model::pricing::PricingTable,
     /// Where the file settings came from, if a file was read.
     pub file: Option<PathBuf>,
     /// The ironhost home (store, generated master key).
@@ -635,7 +635,7 @@ pub fn load(
         .check()
         .map_err(|(key, reason)| ConfigError::new(&key, reason, file_name.clone()))?;
 
-    let mut pricing = crate::llm::pricing::PricingTable::embedded();
+    let mut pricing = crate::model::pricing::PricingTable::embedded();
     if let Some(p) = &file.pricing.file {
         let base = file_path.as_deref().and_then(Path::parent).unwrap_or(cwd);
         let path = base.join(p);
@@ -646,7 +646,7 @@ pub fn load(
                 file_name.clone(),
             )
         })?;
-        pricing = crate::llm::pricing::PricingTable::parse(&text).map_err(|e| {
+        pricing = crate::model::pricing::PricingTable::parse(&text).map_err(|e| {
             ConfigError::new(
                 "pricing.file",
                 format!("{}: {e}", path.display()),

@@ -18,6 +18,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod llm;
+pub mod model;
 pub mod policy;
 pub mod secrets;
 pub mod store;

@@ -13,7 +13,7 @@ use http_body_util::BodyExt;
 use ironhost::agent::events::EventBus;
 use ironhost::api::plane::{Plane, PlaneError};
 use ironhost::api::{LiveChain, router, ws};
-use ironhost::llm::tokens::ModelTokenMeter;
+use ironhost::model::tokens::ModelTokenMeter;
 use ironhost::policy::admission::admit_bundle;
 use ironhost::policy::defaults::{builtin, default_bundle};
 use ironhost::policy::engine::{EngineOptions, PolicyEngine};
@@ -995,7 +995,7 @@ async fn a_websocket_streams_events_and_closes_after_logout() {
     assert_eq!(hello["type"], "hello");
     bus.publish(
         "lg-1",
-        ironhost::policy::model::Severity::Info,
+        ironhost::model::Severity::Info,
         ironhost::agent::events::EventKind::AgentProgress {
             done: 3,
             total: Some(10),

@@ -1,11 +1,11 @@
 //! The default bundle, as built into the binary, on one LLM call end to end.
 
+use ironhost::model::*;
 use ironhost::policy::admit_bundle;
 use ironhost::policy::chain::{Outcome, VerdictKind};
 use ironhost::policy::defaults::default_bundle;
 use ironhost::policy::engine::{EngineOptions, PolicyEngine};
 use ironhost::policy::host::HostServices;
-use ironhost::policy::model::*;
 
 #[test]
 fn a_request_goes_through_all_four_default_policies() {

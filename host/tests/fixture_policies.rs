@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use ironhost::model::*;
 use ironhost::policy::admission::{AdmissionError, admit_policy};
 use ironhost::policy::bundle::{Bundle, FailureMode, PolicyEntry};
 use ironhost::policy::chain::{Chain, Outcome, POLICY_FAILED, VerdictKind};
@@ -12,7 +13,6 @@ use ironhost::policy::host::HostServices;
 use ironhost::policy::inspect::InspectError;
 use ironhost::policy::instance::FailureKind;
 use ironhost::policy::meter::thread_cpu_time;
-use ironhost::policy::model::*;
 use ironhost::policy::state::{MemoryState, StateBackend, StateKey};
 use ironhost::policy::{Capability, admit_bundle};
 use ironhost_fixtures as fx;

@@ -3,13 +3,13 @@
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
+use ironhost::model::*;
 use ironhost::policy::Capability;
 use ironhost::policy::admission::admit_policy;
 use ironhost::policy::bundle::PolicyEntry;
 use ironhost::policy::chain::{Chain, Outcome, VerdictKind};
 use ironhost::policy::engine::{EngineOptions, PolicyEngine};
 use ironhost::policy::host::HostServices;
-use ironhost::policy::model::*;
 
 fn engine() -> &'static PolicyEngine {
     static ENGINE: OnceLock<PolicyEngine> = OnceLock::new();

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use ironhost::model::*;
 use ironhost::policy::admission::admit_policy;
 use ironhost::policy::bundle::PolicyEntry;
 use ironhost::policy::chain::{Chain, Outcome};
@@ -21,7 +22,6 @@ use ironhost::policy::engine::{EPOCH_TICK, EngineOptions, PolicyEngine};
 use ironhost::policy::host::{HostServices, SecretResolver};
 use ironhost::policy::instance::FailureKind;
 use ironhost::policy::meter::{thread_cpu_time, uncharged};
-use ironhost::policy::model::*;
 use ironhost::policy::state::{MemoryState, StateBackend, StateKey};
 use ironhost::policy::{Capability, admit_bundle};
 use ironhost_fixtures as fx;
@@ -345,7 +345,7 @@ fn a_granted_secret_never_leaves_in_a_rewritten_prompt() {
 #[test]
 fn reads_of_secrets_by_policies_are_audited() {
     use ironhost::api::plane::Plane;
-    use ironhost::llm::tokens::ModelTokenMeter;
+    use ironhost::model::tokens::ModelTokenMeter;
     use ironhost::secrets::Actor;
     use std::collections::BTreeMap;
 

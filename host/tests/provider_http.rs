@@ -21,14 +21,15 @@ use ironhost::agent::metrics::Metrics;
 use ironhost::llm::http::HttpUpstream;
 use ironhost::llm::simulator::{Simulator, SimulatorConfig};
 use ironhost::llm::sse::SseParser;
-use ironhost::llm::tokens::ModelTokenMeter;
 use ironhost::llm::upstreams::Upstreams;
 use ironhost::llm::wire::Api;
+use ironhost::model::TokenMeter;
+use ironhost::model::tokens::ModelTokenMeter;
+use ironhost::model::{AgentInfo, LlmResponse, ProviderError, ProviderErrorKind, Usage};
 use ironhost::policy::admit_bundle;
 use ironhost::policy::defaults::default_bundle;
 use ironhost::policy::engine::{EngineOptions, PolicyEngine};
-use ironhost::policy::host::{HostServices, NoSecrets, TokenMeter};
-use ironhost::policy::model::{AgentInfo, LlmResponse, ProviderError, ProviderErrorKind, Usage};
+use ironhost::policy::host::{HostServices, NoSecrets};
 
 const OPENAI_KEY: &str = "sk-test-123";
 const ANTHROPIC_KEY: &str = "sk-ant-test-456";
@@ -1061,8 +1062,8 @@ fn a_responses_stream_is_redacted_in_every_event_and_kept_for_retrieval() {
     let mut r = answer("gpt-4o-mini", "resp_live1", &text, Usage::new(42, 11));
     r.message
         .content
-        .push(ironhost::policy::model::ContentPart::ToolUse(
-            ironhost::policy::model::ToolUse {
+        .push(ironhost::model::ContentPart::ToolUse(
+            ironhost::model::ToolUse {
                 id: "call_1".to_owned(),
                 name: "mail".to_owned(),
                 arguments: "{}".to_owned(),

@@ -3,13 +3,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use ironhost::model::*;
 use ironhost::policy::Capability;
 use ironhost::policy::admission::admit_policy;
 use ironhost::policy::bundle::PolicyEntry;
 use ironhost::policy::chain::{Chain, Outcome};
 use ironhost::policy::engine::{EngineOptions, PolicyEngine};
 use ironhost::policy::host::{HostServices, SecretResolver};
-use ironhost::policy::model::*;
 
 /// A secret store with different values per environment.
 struct Store;

@@ -17,10 +17,10 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::sync::{broadcast, mpsc};
 
+use crate::model::Severity;
 use crate::policy::chain::VerdictKind;
 use crate::policy::host::{PolicyEvent, SensitiveValue};
 use crate::policy::instance::FailureKind;
-use crate::policy::model::Severity;
 
 /// Events kept for a subscriber that falls behind.
 const CAPACITY: usize = 4096;

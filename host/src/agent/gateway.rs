@@ -24,13 +24,14 @@ use crate::llm::upstream::{
 use crate::llm::upstreams::{Endpoint, Format, Upstreams};
 use crate::llm::wire::{Api, ParsedRequest, UnknownParts, UsagePart};
 use crate::llm::{anthropic, retry_after_ms, retryable};
-use crate::policy::chain::{Chain, ChainRun, ChainStream, Outcome, VerdictKind};
-use crate::policy::host::{PolicyEvent, SecretResolver, TokenMeter};
-use crate::policy::model::{
+use crate::model::TokenMeter;
+use crate::model::{
     AgentInfo, CallContext, ContentPart, Denial, Hook, LlmChunk, LlmOutcome, LlmRequest,
     LlmResponse, Message, ProviderError, ProviderErrorKind, Role, Severity, ToolCall, ToolOutcome,
     Usage,
 };
+use crate::policy::chain::{Chain, ChainRun, ChainStream, Outcome, VerdictKind};
+use crate::policy::host::{PolicyEvent, SecretResolver};
 
 /// Prompts at least this long (bytes of text) are counted before the chain runs.
 const LONG_PROMPT_BYTES: usize = 8 * 1024;

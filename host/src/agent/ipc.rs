@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::gateway::GatewayError;
-use crate::policy::model::Denial;
+use crate::model::Denial;
 
 /// The largest header accepted (JSON of one message).
 pub const MAX_HEADER: usize = 1 << 20;

@@ -22,7 +22,7 @@ use super::gateway::{
     Gateway, GatewayError, GatewayReply, HttpRequest, StreamReply, ToolStart, ToolTicket,
 };
 use super::remote::{Remote, RemoteError, RemoteReply, RemoteToolStart};
-use crate::policy::model::{ToolError, ToolErrorKind, ToolOutcome};
+use crate::model::{ToolError, ToolErrorKind, ToolOutcome};
 
 // The pure-Python layer (`python/ironhost/**/*.py`), embedded by the build script as `SOURCES`.
 include!(concat!(env!("OUT_DIR"), "/python_sources.rs"));
@@ -555,7 +555,7 @@ pub(crate) fn progress_with(
     check_progress(done, total)?;
     gw.bus().publish(
         &gw.agent().agent_id,
-        crate::policy::model::Severity::Info,
+        crate::model::Severity::Info,
         super::events::EventKind::AgentProgress { done, total, unit },
     );
     Ok(())

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use super::gateway::{GatewayError, HttpRequest};
 use super::ipc::{self, ToHost, ToWorker, WireError};
 use crate::llm::upstream::{Interrupt, POLL};
-use crate::policy::model::{ToolError, ToolOutcome};
+use crate::model::{ToolError, ToolOutcome};
 
 /// Why a call to the host did not give an answer.
 #[derive(Debug)]
@@ -277,7 +277,7 @@ impl Remote {
             (ToWorker::ToolEnded { ok: true, .. }, body) => Ok(Some(ToolOutcome::Ok(text(body)?))),
             (ToWorker::ToolEnded { ok: false, .. }, body) => {
                 Ok(Some(ToolOutcome::Error(ToolError {
-                    kind: crate::policy::model::ToolErrorKind::Other,
+                    kind: crate::model::ToolErrorKind::Other,
                     message: text(body)?,
                 })))
             }

@@ -23,8 +23,8 @@ use super::gateway::{Gateway, HttpRequest};
 use super::python::{self, PyToolTicket};
 use super::runtime::{self, Host, StartError};
 use crate::config::{self, Flags};
+use crate::model::Severity;
 use crate::policy::chain::Outcome;
-use crate::policy::model::Severity;
 
 /// The stop flags of the agents open in this process, by id. A control plane served from this
 /// process stops them by flag: the SIGTERM it sends an `ironhost start` agent would end the

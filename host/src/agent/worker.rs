@@ -24,7 +24,7 @@ use super::ipc::{self, Setup, ToHost, ToWorker, WireError};
 use super::python;
 use super::sandbox;
 use crate::llm::upstreams::Upstreams;
-use crate::policy::model::{Severity, ToolError, ToolOutcome};
+use crate::model::{Severity, ToolError, ToolOutcome};
 
 /// The host's own variables (`IRONHOST_MASTER_KEY`, `IRONHOST_ADMIN_PASSWORD`,
 /// `IRONHOST_HOME`, ...): none reaches the agent.

@@ -162,7 +162,7 @@ async fn current_role(state: &AppState, name: &str) -> Result<Role, ApiError> {
     let user = state.store.user_by_name(name).await?.ok_or_else(|| {
         ApiError::unauthorized(format!(
             "user `{}` no longer exists; log in again",
-            crate::policy::model::plain_text(name, 64)
+            crate::model::plain_text(name, 64)
         ))
     })?;
     Role::parse(&user.role).map_err(|e| ApiError::internal("user role", e))
@@ -290,7 +290,7 @@ pub async fn login(
     // Throttled names and addresses are refused before any password is checked.
     if let Err(locked) = state.login_throttle.check(&req.username, address) {
         let secs = locked.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-        let user = crate::policy::model::plain_text(&req.username, 64);
+        let user = crate::model::plain_text(&req.username, 64);
         tracing::warn!(
             user = user.as_str(),
             address = address.map(|a| a.to_string()).unwrap_or_default(),

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use super::LiveChain;
 use crate::agent::events::EventKind;
+use crate::model::Severity;
 use crate::policy::admission::admit_policy;
 use crate::policy::instance::LoadedPolicy;
-use crate::policy::model::Severity;
 use crate::store::{Store, StoreError};
 
 /// The name of the policy a limit configures.

@@ -13,9 +13,9 @@ use super::auth::{Admin, Caller, Reader};
 use super::error::JsonBody;
 use super::{ApiError, AppState, LiveChain};
 use crate::agent::events::EventKind;
+use crate::model::{Capability, Severity};
 use crate::policy::admission::admit_bytes;
 use crate::policy::bundle::{FailureMode, PolicyEntry, validate_name};
-use crate::policy::model::{Capability, Severity};
 
 /// One policy of the chain as the API shows it.
 #[derive(Debug, Serialize)]

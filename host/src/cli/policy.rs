@@ -9,6 +9,10 @@ use clap::{Args, Subcommand};
 use serde::{Deserialize, Serialize};
 
 use super::CliError;
+use crate::model::{
+    AgentInfo, CallContext, Capability, Denial, Hook, LlmOutcome, LlmRequest, LlmResponse,
+    PolicyInfo, ProviderError, ToolCall, ToolError, ToolOutcome, Usage,
+};
 use crate::policy::admission::{self, PROBE_AGENT};
 use crate::policy::bundle::{Bundle, PolicyEntry};
 use crate::policy::chain::{Chain, ChainRun, ChainStream, Outcome};
@@ -16,10 +20,6 @@ use crate::policy::engine::{EngineOptions, PolicyEngine};
 use crate::policy::host::HostServices;
 use crate::policy::inspect::{self, ComponentSummary};
 use crate::policy::instance::{CallTarget, LoadedPolicy};
-use crate::policy::model::{
-    AgentInfo, CallContext, Capability, Denial, Hook, LlmOutcome, LlmRequest, LlmResponse,
-    PolicyInfo, ProviderError, ToolCall, ToolError, ToolOutcome, Usage,
-};
 
 /// `ironhost policy ...`
 #[derive(Debug, Subcommand)]
@@ -608,7 +608,7 @@ fn run_line(
             )
         }
         Hook::LlmChunk => {
-            let chunk: crate::policy::model::LlmChunk = parse(hook, line)?;
+            let chunk: crate::model::LlmChunk = parse(hook, line)?;
             let last = chunk.last;
             let session = stream.get_or_insert_with(|| chain.stream(ctx));
             let run = session.push(chunk);

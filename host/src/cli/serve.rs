@@ -14,7 +14,7 @@ use crate::agent::runtime::bundle_for;
 use crate::api::plane::{self, Plane, PlaneError};
 use crate::api::{LiveChain, ws};
 use crate::config::{self, Flags};
-use crate::llm::tokens::ModelTokenMeter;
+use crate::model::tokens::ModelTokenMeter;
 use crate::policy::admission::admit_bundle;
 use crate::policy::engine::{EngineOptions, PolicyEngine};
 use crate::store::recorder::Recorder;

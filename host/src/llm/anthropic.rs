@@ -8,7 +8,7 @@ use super::wire::{
     json_value, model_of, neutral_request, patch, patch_parts, pointer_name, render_limits,
     render_tools, tool_spec, u32_field,
 };
-use crate::policy::model::{
+use crate::model::{
     ContentPart, LlmRequest, LlmResponse, Message, ProviderError, ProviderErrorKind, Role, Usage,
 };
 
@@ -784,8 +784,8 @@ mod tests {
 
     #[test]
     fn cached_system_prompts_count_their_tokens() {
-        use crate::llm::tokens::ModelTokenMeter;
-        use crate::policy::host::TokenMeter;
+        use crate::model::TokenMeter;
+        use crate::model::tokens::ModelTokenMeter;
         let prompt = "All work and no play makes a dull agent. ".repeat(160);
         let body = json!({"model": "claude-3-5-haiku-latest", "max_tokens": 10,
             "system": [{"type": "text", "text": prompt, "cache_control": {"type": "ephemeral"}}],

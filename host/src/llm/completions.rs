@@ -8,7 +8,7 @@ use super::wire::{
     EventInfo, ParsedRequest, Parts, Shape, UsagePart, WireError, extra_map, json_text, model_of,
     neutral_request, patch, u32_field, unix_now,
 };
-use crate::policy::model::{ContentPart, LlmRequest, LlmResponse, Message, Role, Usage};
+use crate::model::{ContentPart, LlmRequest, LlmResponse, Message, Role, Usage};
 
 const SHAPE: Shape = Shape {
     provider: "openai",

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::sse::SseParser;
 use super::upstream::{Egress, EventStream, Interrupt, UpstreamReply, WaitError, recv};
 use super::upstreams::Format;
-use crate::policy::model::{ProviderError, ProviderErrorKind};
+use crate::model::{ProviderError, ProviderErrorKind};
 
 /// `[llm.openai]` / `[llm.anthropic]` in `ironhost.toml`: where the built-in upstreams'
 /// requests are sent (the agent still addresses api.openai.com / api.anthropic.com).

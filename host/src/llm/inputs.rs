@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 use super::wire::{
     ParsedRequest, Parts, Shape, WireError, extra_map, neutral_request, patch, str_field, u32_field,
 };
-use crate::policy::model::{ContentPart, LlmRequest, LlmResponse, Message, Role, Usage};
+use crate::model::{ContentPart, LlmRequest, LlmResponse, Message, Role, Usage};
 
 const SHAPE: Shape = Shape {
     provider: "openai",
@@ -78,7 +78,7 @@ fn token_part(ids: Option<&Value>, at: String, out: &mut Parts) {
         .iter()
         .map(|v| v.as_u64().and_then(|n| u32::try_from(n).ok()))
         .collect();
-    match numbers.and_then(|n| super::tokens::decode_cl100k(&n)) {
+    match numbers.and_then(|n| crate::model::tokens::decode_cl100k(&n)) {
         Some(text) => out.text(&text, at),
         None => out.other(&Value::Array(list.clone()), at),
     }

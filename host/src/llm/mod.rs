@@ -6,17 +6,15 @@ pub mod completions;
 pub mod http;
 pub mod inputs;
 pub mod openai;
-pub mod pricing;
 pub mod responses;
 pub mod schema;
 pub mod simulator;
 pub mod sse;
-pub mod tokens;
 pub mod upstream;
 pub mod upstreams;
 pub mod wire;
 
-use crate::policy::model::{ProviderError, ProviderErrorKind};
+use crate::model::{ProviderError, ProviderErrorKind};
 
 /// FNV-1a over `parts` (each ended by a separator): stable across runs and builds, for the
 /// simulator's seeded choices and ids that must not change between releases.

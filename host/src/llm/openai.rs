@@ -8,7 +8,7 @@ use super::wire::{
     json_value, model_of, neutral_request, patch, patch_parts, pointer_name, render_tools,
     str_field, tool_spec, u32_field, unix_now,
 };
-use crate::policy::model::{
+use crate::model::{
     ContentPart, LlmRequest, LlmResponse, Message, ProviderError, ProviderErrorKind, Role, ToolUse,
     Usage,
 };

@@ -13,7 +13,7 @@ use super::wire::{
     json_value, model_of, neutral_request, patch, patch_parts, pointer_name, render_limits,
     render_tools, tool_spec, u32_field, unix_now,
 };
-use crate::policy::model::{ContentPart, LlmRequest, LlmResponse, Message, Role, Usage};
+use crate::model::{ContentPart, LlmRequest, LlmResponse, Message, Role, Usage};
 
 const SHAPE: Shape = Shape {
     provider: "openai",

@@ -20,8 +20,8 @@ use parking_lot::Mutex;
 use super::sse::SseEvent;
 use super::wire::{Api, ParsedRequest};
 use super::{inputs, responses, schema, stable_hash};
-use crate::policy::host::TokenMeter;
-use crate::policy::model::{
+use crate::model::TokenMeter;
+use crate::model::{
     ContentPart, LlmRequest, LlmResponse, Message, ProviderError, ProviderErrorKind, Role, ToolUse,
     Usage,
 };
@@ -874,7 +874,7 @@ impl Simulator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::llm::tokens::ModelTokenMeter;
+    use crate::model::tokens::ModelTokenMeter;
 
     fn sim(config: SimulatorConfig) -> Simulator {
         Simulator::new(config, Arc::new(ModelTokenMeter::embedded()))

@@ -10,7 +10,7 @@ use super::simulator::{SimReply, Simulator};
 use super::sse::SseEvent;
 use super::upstreams::Format;
 use super::wire::Api;
-use crate::policy::model::{ProviderError, ProviderErrorKind};
+use crate::model::{ProviderError, ProviderErrorKind};
 
 /// Asked while waiting; answers true when the caller wants to stop waiting (a signal, a
 /// shutdown). Polled every [`POLL`].

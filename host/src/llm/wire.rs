@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 
 use super::sse::SseEvent;
 use super::{anthropic, completions, inputs, openai, responses};
-use crate::policy::model::{ContentPart, LlmRequest, LlmResponse, ProviderError, ToolSpec, Usage};
+use crate::model::{ContentPart, LlmRequest, LlmResponse, ProviderError, ToolSpec, Usage};
 
 /// A provider API ironhost routes through the chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -401,7 +401,7 @@ impl Parts {
             text(args)
         };
         self.push(
-            ContentPart::ToolUse(crate::policy::model::ToolUse {
+            ContentPart::ToolUse(crate::model::ToolUse {
                 id: text(id),
                 name: text(name),
                 arguments,
@@ -632,7 +632,7 @@ pub(super) fn neutral_request(
     shape: &Shape,
     original: &Map<String, Value>,
     model: String,
-    messages: Vec<crate::policy::model::Message>,
+    messages: Vec<crate::model::Message>,
 ) -> LlmRequest {
     let mut extra: Map<String, Value> = original
         .iter()

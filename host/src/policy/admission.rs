@@ -22,8 +22,8 @@ use super::chain::Chain;
 use super::engine::PolicyEngine;
 use super::inspect::{self, InspectError};
 use super::instance::{CallTarget, LoadedPolicy, PolicyFailure};
-use super::model::{Capability, Hook, MAX_POLICY_TEXT, PolicyInfo, plain_text};
 use super::state::{MemoryState, StateBackend};
+use crate::model::{Capability, Hook, MAX_POLICY_TEXT, PolicyInfo, plain_text};
 
 /// A policy that passed admission.
 pub type AdmittedPolicy = Arc<LoadedPolicy>;

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::model::Capability;
+use crate::model::Capability;
 
 /// The name of the manifest file inside a bundle directory.
 pub const MANIFEST: &str = "bundle.toml";

@@ -21,12 +21,12 @@ use serde::Serialize;
 
 use wasmtime::Store;
 
-use super::bindings::v0_1_0::exports::ironhost::policy::hooks::Guest;
+use super::bindings::Policy;
 use super::bindings::wit::types as w;
 use super::bundle::FailureMode;
 use super::host::{PolicyCtx, PolicyEvent, SeenSecrets};
 use super::instance::{CallOutput, CallTarget, FailureKind, LoadedPolicy, PolicyFailure};
-use super::model::{
+use crate::model::{
     AgentInfo, CallContext, Capability, Denial, Hook, LlmChunk, LlmOutcome, LlmRequest,
     LlmResponse, StartEffects, ToolCall, ToolOutcome, Usage,
 };
@@ -576,7 +576,7 @@ fn run_hook<W: Scrub, V>(
     hook: Hook,
     ctx: &CallContext,
     mut value: W,
-    call: impl Fn(&Guest, &mut Store<PolicyCtx>, &w::CallContext, &W) -> wasmtime::Result<V>,
+    call: impl Fn(&Policy, &mut Store<PolicyCtx>, &w::CallContext, &W) -> wasmtime::Result<V>,
     step: impl Fn(&LoadedPolicy, &W, V) -> Result<Step<W>, String>,
     record_only: bool,
 ) -> (ChainRun<Outcome<()>>, W, Changes<W>) {

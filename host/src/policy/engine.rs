@@ -10,10 +10,9 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllocationConfig};
 
-use super::bindings::v0_1_0;
 use super::bundle::MAX_MEMORY_MIB;
 use super::host::{HostServices, PolicyCtx};
 
@@ -214,8 +213,7 @@ impl PolicyEngine {
 
         let mut linker = Linker::new(&engine);
         super::sandbox::add_to_linker(&mut linker).map_err(setup)?;
-        v0_1_0::Policy::add_to_linker::<PolicyCtx, HasSelf<PolicyCtx>>(&mut linker, |ctx| ctx)
-            .map_err(setup)?;
+        super::bindings::add_to_linker(&mut linker).map_err(setup)?;
 
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);

@@ -9,7 +9,7 @@ use serde::Serialize;
 use wasmtime::component::Component;
 
 use super::bindings::SUPPORTED_WIT_VERSIONS;
-use super::model::Capability;
+use crate::model::Capability;
 
 /// The WIT package policies are built against.
 pub const PACKAGE: &str = "ironhost:policy";

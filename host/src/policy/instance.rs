@@ -14,14 +14,14 @@ use serde::Serialize;
 use wasmtime::Store;
 use wasmtime::component::Component;
 
-use super::bindings::v0_1_0;
+use super::bindings::{Policy, PolicyPre};
 use super::bundle::PolicyEntry;
 use super::engine::PolicyEngine;
 use super::host::{Allowance, PolicyCtx, PolicyEvent, PolicyIdentity, RateBudget};
 use super::inspect::ComponentSummary;
 use super::meter::{self, Overrun};
-use super::model::{Hook, PolicyInfo};
 use super::state::StateBackend;
+use crate::model::{Hook, PolicyInfo};
 
 /// Warm instances kept per policy; more concurrent calls create more, which are dropped after.
 const MAX_IDLE_INSTANCES: usize = 16;
@@ -107,7 +107,7 @@ impl PolicyStats {
 
 struct Warm {
     store: Store<PolicyCtx>,
-    bindings: v0_1_0::Policy,
+    bindings: Policy,
 }
 
 /// Who a call is for.
@@ -155,7 +155,7 @@ pub struct LoadedPolicy {
     pub sha256: String,
     pub stats: PolicyStats,
     engine: PolicyEngine,
-    pre: v0_1_0::PolicyPre<PolicyCtx>,
+    pre: PolicyPre,
     identity: Arc<PolicyIdentity>,
     idle: Mutex<Vec<Warm>>,
     admission_ms: u64,
@@ -192,7 +192,7 @@ impl LoadedPolicy {
             .linker()
             .instantiate_pre(component)
             .map_err(|e| format!("{e:#}"))?;
-        let pre = v0_1_0::PolicyPre::new(instance_pre).map_err(|e| format!("{e:#}"))?;
+        let pre = PolicyPre::new(instance_pre).map_err(|e| format!("{e:#}"))?;
         let config_json = entry.config.to_string();
         let allowed_secrets = entry.secrets.clone();
         let admission_ms = (engine.admission_deadline().as_millis() as u64).max(entry.deadline_ms);
@@ -310,10 +310,7 @@ impl LoadedPolicy {
         &self,
         target: CallTarget<'_>,
         what: &str,
-        f: impl FnOnce(
-            &v0_1_0::exports::ironhost::policy::hooks::Guest,
-            &mut Store<PolicyCtx>,
-        ) -> wasmtime::Result<T>,
+        f: impl FnOnce(&Policy, &mut Store<PolicyCtx>) -> wasmtime::Result<T>,
     ) -> CallOutput<T> {
         let started = Instant::now();
         let limit = self.limit_for(&target);
@@ -334,7 +331,7 @@ impl LoadedPolicy {
         // Checked at the next epoch tick, and each tick after while the guest runs.
         warm.store.set_epoch_deadline(1);
         let (result, overrun) = meter::metered(limit.duration(), || {
-            guarded(|| f(warm.bindings.ironhost_policy_hooks(), &mut warm.store))
+            guarded(|| f(&warm.bindings, &mut warm.store))
         });
         let call = std::mem::take(&mut warm.store.data_mut().call);
         if call.dropped_events > 0 && self.identity.log_lines.admit() {

@@ -15,12 +15,11 @@ pub mod host;
 pub mod inspect;
 pub mod instance;
 pub mod meter;
-pub mod model;
 pub mod sandbox;
 pub mod state;
 
+pub use crate::model::Capability;
 pub use admission::{AdmissionError, AdmittedPolicy, admit_bundle, admit_policy};
 pub use bundle::{Bundle, BundleError, FailureMode, PolicyEntry};
 pub use chain::{Chain, ChainRun, PolicyReport};
 pub use engine::{EngineError, EngineOptions, PolicyEngine};
-pub use model::Capability;

@@ -109,7 +109,7 @@ impl StderrTail {
         text.lines()
             .rev()
             .find(|l| !l.trim().is_empty() && !l.starts_with("note:"))
-            .map(|l| super::model::plain_text(l.trim(), super::model::MAX_POLICY_TEXT))
+            .map(|l| crate::model::plain_text(l.trim(), crate::model::MAX_POLICY_TEXT))
     }
 }
 

@@ -412,7 +412,7 @@ async fn write_batch(
 mod tests {
     use super::*;
     use crate::agent::events::{CallOutcome, EventBus, EventKind};
-    use crate::policy::model::Severity;
+    use crate::model::Severity;
 
     #[test]
     fn a_flood_of_events_loses_no_call_record() {

@@ -28,7 +28,7 @@ impl Host for PolicyCtx {
         }
         let refused = |why: &str| {
             if self.identity.log_lines.admit() {
-                let kind = crate::policy::model::plain_text(&kind, MAX_KIND_BYTES);
+                let kind = crate::model::plain_text(&kind, MAX_KIND_BYTES);
                 tracing::warn!(policy, kind, "event refused: {why}");
             }
         };

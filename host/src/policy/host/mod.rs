@@ -18,9 +18,9 @@ use wasmtime::ResourceLimiter;
 use wasmtime_wasi::{ResourceTable, WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::wit;
-use super::model::{Message, Severity};
 use super::sandbox::{self, StderrTail};
 use super::state::{MemoryState, StateBackend};
+use crate::model::{Severity, TokenMeter};
 
 /// Largest log line kept, in bytes.
 pub const MAX_LOG_BYTES: usize = 16 * 1024;
@@ -215,44 +215,6 @@ impl Drop for RateBudget {
     }
 }
 
-/// Counts tokens and knows model prices: the `tokens` capability.
-pub trait TokenMeter: Send + Sync {
-    /// Tokens `text` takes for `model`.
-    fn count_text(&self, model: &str, text: &str) -> u32;
-    /// Input tokens of `messages` for `model`, including per-message overhead.
-    fn count_messages(&self, model: &str, messages: &[Message]) -> u32;
-    /// Prices of `model` in USD per million tokens, if known.
-    fn price(&self, model: &str) -> Option<Price>;
-    /// The models with a price, by name.
-    fn models(&self) -> Vec<String> {
-        Vec::new()
-    }
-}
-
-/// Prices of one model in USD per million tokens.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Price {
-    pub input_per_mtok: f64,
-    pub output_per_mtok: f64,
-    pub cached_input_per_mtok: f64,
-    pub cache_write_per_mtok: f64,
-}
-
-impl Price {
-    /// What `usage` costs in USD: cache reads and writes at their own rates, the rest of the
-    /// input at the input rate.
-    pub fn usd(&self, usage: &crate::policy::model::Usage) -> f64 {
-        let cached = f64::from(usage.cached_input_tokens);
-        let written = f64::from(usage.cache_write_input_tokens);
-        let plain = (f64::from(usage.input_tokens) - cached - written).max(0.0);
-        (plain * self.input_per_mtok
-            + cached * self.cached_input_per_mtok
-            + written * self.cache_write_per_mtok
-            + f64::from(usage.output_tokens) * self.output_per_mtok)
-            / 1_000_000.0
-    }
-}
-
 /// Resolves secrets by name: the `secrets` capability.
 pub trait SecretResolver: Send + Sync {
     /// The secret `name` in `environment`, if there is one.
@@ -285,7 +247,7 @@ impl Default for HostServices {
     fn default() -> Self {
         HostServices {
             state: Arc::new(MemoryState::default()),
-            tokens: Arc::new(crate::llm::tokens::ModelTokenMeter::embedded()),
+            tokens: Arc::new(crate::model::tokens::ModelTokenMeter::embedded()),
             secrets: Arc::new(NoSecrets),
             fingerprints: Fingerprinter::random(),
         }

@@ -1,9 +1,9 @@
-//! `ironhost:policy/tokens`: forwards to the host's [`TokenMeter`](super::TokenMeter) (see `crate::llm::tokens`).
+//! `ironhost:policy/tokens`: forwards to the host's [`TokenMeter`](crate::model::TokenMeter).
 
 use super::PolicyCtx;
+use crate::model::{ContentPart, Message};
 use crate::policy::bindings::wit;
 use crate::policy::meter;
-use crate::policy::model::{ContentPart, Message};
 
 /// Texts at least this long are counted on the policy's clock from their first byte (see
 /// [`meter::anchor_before_costly_work`]); shorter ones cost microseconds.

@@ -11,8 +11,45 @@ use tiktoken_rs::CoreBPE;
 use tiktoken_rs::tokenizer::{Tokenizer, get_tokenizer};
 
 use super::pricing::PricingTable;
-use crate::policy::host::{Price, TokenMeter};
-use crate::policy::model::{ContentPart, Message, readable_json_text};
+use super::{ContentPart, Message, readable_json_text};
+
+/// Counts tokens and knows model prices: the `tokens` capability.
+pub trait TokenMeter: Send + Sync {
+    /// Tokens `text` takes for `model`.
+    fn count_text(&self, model: &str, text: &str) -> u32;
+    /// Input tokens of `messages` for `model`, including per-message overhead.
+    fn count_messages(&self, model: &str, messages: &[Message]) -> u32;
+    /// Prices of `model` in USD per million tokens, if known.
+    fn price(&self, model: &str) -> Option<Price>;
+    /// The models with a price, by name.
+    fn models(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Prices of one model in USD per million tokens.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+    pub cached_input_per_mtok: f64,
+    pub cache_write_per_mtok: f64,
+}
+
+impl Price {
+    /// What `usage` costs in USD: cache reads and writes at their own rates, the rest of the
+    /// input at the input rate.
+    pub fn usd(&self, usage: &super::Usage) -> f64 {
+        let cached = f64::from(usage.cached_input_tokens);
+        let written = f64::from(usage.cache_write_input_tokens);
+        let plain = (f64::from(usage.input_tokens) - cached - written).max(0.0);
+        (plain * self.input_per_mtok
+            + cached * self.cached_input_per_mtok
+            + written * self.cache_write_per_mtok
+            + f64::from(usage.output_tokens) * self.output_per_mtok)
+            / 1_000_000.0
+    }
+}
 
 /// OpenAI's chat format adds this many tokens per message, and this many to prime the reply.
 const OPENAI_PER_MESSAGE: u32 = 3;
@@ -179,7 +216,7 @@ impl TokenMeter for ModelTokenMeter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::policy::model::Role;
+    use crate::model::Role;
 
     #[test]
     fn openai_models_use_their_real_vocabulary() {

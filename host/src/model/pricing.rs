@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use crate::policy::host::Price;
+use super::Price;
 
 /// The embedded default table.
 pub const DEFAULT_PRICING: &str = include_str!("../../data/pricing.toml");
