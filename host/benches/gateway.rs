@@ -32,11 +32,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
-use ironhost::agent::events::EventBus;
-use ironhost::agent::gateway::{Gateway, GatewayOptions, GatewayReply, HttpRequest, LlmMode};
-use ironhost::agent::metrics::Metrics;
 use ironhost::api::plane::Plane;
 use ironhost::api::ws;
+use ironhost::events::EventBus;
+use ironhost::gateway::metrics::Metrics;
+use ironhost::gateway::{Gateway, GatewayOptions, GatewayReply, HttpRequest, LlmMode};
 use ironhost::llm::simulator::{Simulator, SimulatorConfig};
 use ironhost::llm::wire::Api;
 use ironhost::model::AgentInfo;

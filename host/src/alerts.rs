@@ -11,11 +11,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use tokio::sync::{broadcast, watch};
 
-use crate::agent::events::{Event, EventBus};
+use crate::events::{Event, EventBus};
 
 /// Every event type a webhook can ask for (the `type` field of events, [`EventKind::type_name`]).
 ///
-/// [`EventKind::type_name`]: crate::agent::events::EventKind::type_name
+/// [`EventKind::type_name`]: crate::events::EventKind::type_name
 pub const EVENT_TYPES: [&str; 15] = [
     "agent_started",
     "agent_stopped",
@@ -285,7 +285,7 @@ mod tests {
 
     #[test]
     fn the_type_list_matches_what_events_serialize_to() {
-        use crate::agent::events::EventKind;
+        use crate::events::EventKind;
         let kinds = [
             EventKind::BudgetWarning {
                 policy: "budget".into(),

@@ -10,9 +10,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use ironhost::agent::events::EventBus;
 use ironhost::api::plane::{Plane, PlaneError};
 use ironhost::api::{LiveChain, router, ws};
+use ironhost::events::EventBus;
 use ironhost::model::tokens::ModelTokenMeter;
 use ironhost::policy::admission::admit_bundle;
 use ironhost::policy::defaults::{builtin, default_bundle};
@@ -996,7 +996,7 @@ async fn a_websocket_streams_events_and_closes_after_logout() {
     bus.publish(
         "lg-1",
         ironhost::model::Severity::Info,
-        ironhost::agent::events::EventKind::AgentProgress {
+        ironhost::events::EventKind::AgentProgress {
             done: 3,
             total: Some(10),
             unit: None,

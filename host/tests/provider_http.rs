@@ -13,11 +13,11 @@ use tokio::sync::broadcast;
 mod fake_provider;
 use fake_provider::{FakeProvider, Script, json_answer};
 
-use ironhost::agent::events::{Event, EventBus, EventKind};
-use ironhost::agent::gateway::{
+use ironhost::events::{Event, EventBus, EventKind};
+use ironhost::gateway::metrics::Metrics;
+use ironhost::gateway::{
     Gateway, GatewayError, GatewayOptions, GatewayReply, HttpRequest, LlmMode, PLACEHOLDER_KEY,
 };
-use ironhost::agent::metrics::Metrics;
 use ironhost::llm::http::HttpUpstream;
 use ironhost::llm::simulator::{Simulator, SimulatorConfig};
 use ironhost::llm::sse::SseParser;

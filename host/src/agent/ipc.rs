@@ -11,7 +11,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::gateway::GatewayError;
+use crate::gateway::GatewayError;
 use crate::model::Denial;
 
 /// The largest header accepted (JSON of one message).
@@ -37,7 +37,7 @@ pub struct Setup {
     pub isolate: bool,
     /// `governed-only`: the worker takes its network away and asks the host for connections
     /// (on [`EGRESS_FD`](super::egress::EGRESS_FD)).
-    pub egress: super::egress::EgressMode,
+    pub egress: crate::config::egress::EgressMode,
 }
 
 /// A message from the worker to the host.

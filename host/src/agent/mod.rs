@@ -3,11 +3,8 @@
 //! agent ([`python`]) under a lifecycle ([`runtime`]).
 
 pub mod egress;
-pub mod events;
-pub mod gateway;
 pub mod ipc;
 pub mod lease;
-pub mod metrics;
 pub mod python;
 pub mod remote;
 pub mod runtime;

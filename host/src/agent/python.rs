@@ -17,11 +17,11 @@ use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyTuple};
 
-use super::events::AgentState;
-use super::gateway::{
+use super::remote::{Remote, RemoteError, RemoteReply, RemoteToolStart};
+use crate::events::AgentState;
+use crate::gateway::{
     Gateway, GatewayError, GatewayReply, HttpRequest, StreamReply, ToolStart, ToolTicket,
 };
-use super::remote::{Remote, RemoteError, RemoteReply, RemoteToolStart};
 use crate::model::{ToolError, ToolErrorKind, ToolOutcome};
 
 // The pure-Python layer (`python/ironhost/**/*.py`), embedded by the build script as `SOURCES`.
@@ -556,7 +556,7 @@ pub(crate) fn progress_with(
     gw.bus().publish(
         &gw.agent().agent_id,
         crate::model::Severity::Info,
-        super::events::EventKind::AgentProgress { done, total, unit },
+        crate::events::EventKind::AgentProgress { done, total, unit },
     );
     Ok(())
 }

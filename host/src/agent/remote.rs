@@ -10,8 +10,8 @@ use std::sync::mpsc;
 
 use parking_lot::Mutex;
 
-use super::gateway::{GatewayError, HttpRequest};
 use super::ipc::{self, ToHost, ToWorker, WireError};
+use crate::gateway::{GatewayError, HttpRequest};
 use crate::llm::upstream::{Interrupt, POLL};
 use crate::model::{ToolError, ToolOutcome};
 
@@ -379,7 +379,7 @@ pub fn worker_main() -> i32 {
     if setup.isolate
         && let Err(e) = super::sandbox::isolate(
             &setup.hidden,
-            setup.egress == super::egress::EgressMode::GovernedOnly,
+            setup.egress == crate::config::egress::EgressMode::GovernedOnly,
         )
     {
         return fail(
@@ -424,7 +424,7 @@ pub fn worker_main() -> i32 {
     match python::prepare(
         &setup.env,
         &setup.upstreams,
-        setup.egress == super::egress::EgressMode::GovernedOnly,
+        setup.egress == crate::config::egress::EgressMode::GovernedOnly,
     ) {
         Ok(_) => {}
         Err(e) => {

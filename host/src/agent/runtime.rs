@@ -10,17 +10,17 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::events::{AgentState, EventBus, EventKind};
-use super::gateway::{Gateway, GatewayOptions, LlmMode};
 use super::ipc::Setup;
 use super::lease::{AgentLease, LeaseError};
-use super::metrics::Metrics;
 use super::python;
 use super::{sandbox, worker};
 use crate::alerts::Alerts;
 use crate::api::plane::{self, Plane, PlaneError};
 use crate::api::{LiveChain, ws};
 use crate::config::{BundleChoice, Isolation, Restart, Settings};
+use crate::events::{AgentState, EventBus, EventKind};
+use crate::gateway::metrics::Metrics;
+use crate::gateway::{Gateway, GatewayOptions, LlmMode};
 use crate::llm::http::HttpUpstream;
 use crate::llm::simulator::Simulator;
 use crate::model::TokenMeter;

@@ -18,11 +18,11 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use serde::Deserialize;
 
-use super::events::{AgentState, EventKind};
-use super::gateway::{Gateway, HttpRequest};
 use super::python::{self, PyToolTicket};
 use super::runtime::{self, Host, StartError};
 use crate::config::{self, Flags};
+use crate::events::{AgentState, EventKind};
+use crate::gateway::{Gateway, HttpRequest};
 use crate::model::Severity;
 use crate::policy::chain::Outcome;
 
@@ -177,11 +177,11 @@ fn open(opts: OpenOptions) -> Result<Agent, StartError> {
         .map_err(|e| StartError::Config(format!("config: {e}")))?;
     settings.without = opts.without;
     settings.in_process = true;
-    crate::cli::logging::init_at(
+    crate::logging::init_at(
         settings.log_format,
         if settings.verbose { "debug" } else { "warn" },
     );
-    if settings.egress.mode == super::egress::EgressMode::GovernedOnly {
+    if settings.egress.mode == crate::config::egress::EgressMode::GovernedOnly {
         tracing::warn!(
             "egress = \"governed-only\" applies to agents under `ironhost start` (a process of \
              their own); this agent runs inside its program's process, whose network ironhost \
@@ -521,7 +521,7 @@ impl Agent {
                 }
             }
             host.shutdown();
-            crate::cli::logging::flush(crate::cli::LOG_FLUSH);
+            crate::logging::flush(crate::logging::FLUSH);
             // Until now a stop through the control plane still finds the agent here.
             IN_PROCESS.lock().remove(&self.gateway.agent().agent_id);
         });

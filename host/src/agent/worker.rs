@@ -15,14 +15,14 @@ use std::time::Duration;
 
 use parking_lot::Mutex;
 
-use super::egress::{Egress, EgressMode};
-use super::events::EventKind;
-use super::gateway::{
-    Gateway, GatewayReply, HttpRequest, PLACEHOLDER_KEY, StreamReply, ToolStart, ToolTicket,
-};
 use super::ipc::{self, Setup, ToHost, ToWorker, WireError};
 use super::python;
 use super::sandbox;
+use crate::config::egress::{Egress, EgressMode};
+use crate::events::EventKind;
+use crate::gateway::{
+    Gateway, GatewayReply, HttpRequest, PLACEHOLDER_KEY, StreamReply, ToolStart, ToolTicket,
+};
 use crate::llm::upstreams::Upstreams;
 use crate::model::{Severity, ToolError, ToolOutcome};
 

@@ -17,7 +17,8 @@ use super::error::JsonBody;
 use super::{ApiError, AppState};
 use crate::auth::jwt::{ACCESS_TTL_SECS, Claims, REFRESH_TTL_SECS, TokenType};
 use crate::auth::{self as authn, Role};
-use crate::secrets::{Actor, crypto};
+use crate::crypto;
+use crate::secrets::Actor;
 
 /// An authenticated caller.
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use super::LiveChain;
-use crate::agent::events::EventKind;
+use crate::events::EventKind;
 use crate::model::Severity;
 use crate::policy::admission::admit_policy;
 use crate::policy::instance::LoadedPolicy;

@@ -31,15 +31,13 @@ use tower_http::cors::CorsLayer;
 pub use error::ApiError;
 pub use records::OPENAPI;
 
-use crate::agent::events::EventBus;
 use crate::auth::jwt::Signer;
+use crate::events::EventBus;
 use crate::policy::chain::Chain;
 use crate::policy::engine::PolicyEngine;
 use crate::secrets::SecretStore;
 use crate::store::Store;
 
-/// Default listen address of the control plane.
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
 /// Origins of the dashboard's development server (Vite), allowed by CORS.
 pub const DEV_ORIGINS: [&str; 2] = ["http://localhost:5173", "http://127.0.0.1:5173"];
 /// Largest request body (a policy component upload), in bytes.
@@ -53,7 +51,7 @@ pub struct LiveChain {
     /// The agent running in this process, if any.
     pub agent_id: Option<String>,
     /// Its gateway (to show a changed budget in its figures).
-    pub gateway: Option<Arc<crate::agent::gateway::Gateway>>,
+    pub gateway: Option<Arc<crate::gateway::Gateway>>,
     /// The agent was started with `--budget` (or `budget` in the config): the global limit
     /// does not override it, its own limit does.
     pub explicit_budget: bool,

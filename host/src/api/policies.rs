@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use super::auth::{Admin, Caller, Reader};
 use super::error::JsonBody;
 use super::{ApiError, AppState, LiveChain};
-use crate::agent::events::EventKind;
+use crate::events::EventKind;
 use crate::model::{Capability, Severity};
 use crate::policy::admission::admit_bytes;
 use crate::policy::bundle::{FailureMode, PolicyEntry, validate_name};

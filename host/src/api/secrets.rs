@@ -12,7 +12,8 @@ use super::auth::{Admin, Caller, Operator, Reader};
 use super::error::{JsonBody, QueryArgs};
 use super::{ApiError, AppState};
 use crate::auth::Role;
-use crate::secrets::{SecretMeta, crypto, validate_environment};
+use crate::crypto;
+use crate::secrets::{SecretMeta, validate_environment};
 
 /// A secret as the API shows it: `value` is masked unless the caller may see it in full.
 #[derive(Debug, Serialize)]

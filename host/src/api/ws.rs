@@ -16,7 +16,7 @@ use tokio::sync::broadcast;
 
 use super::AppState;
 use super::auth::WsCaller;
-use crate::agent::events::EventBus;
+use crate::events::EventBus;
 use crate::store::Store;
 
 /// Events kept for a client that falls behind.

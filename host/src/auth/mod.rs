@@ -13,7 +13,7 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::secrets::crypto;
+use crate::crypto;
 
 /// A role. Every API route names the roles it admits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -4,7 +4,6 @@
 //! components). Errors are one line on stderr that names the file and the reason.
 
 mod audit;
-pub mod logging;
 mod policy;
 mod scaffold;
 mod serve;
@@ -72,15 +71,12 @@ impl CliError {
     }
 }
 
-/// How long the process waits at exit for log lines still queued for stderr.
-pub const LOG_FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
-
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("IRONHOST_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(logging::queued_stderr)
+        .with_writer(crate::logging::queued_stderr)
         .with_target(false)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
@@ -105,7 +101,7 @@ pub fn run(cli: Cli) -> ExitCode {
         }
     };
     // What was logged goes out before the last word (and before the process ends).
-    logging::flush(LOG_FLUSH);
+    crate::logging::flush(crate::logging::FLUSH);
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

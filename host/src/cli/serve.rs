@@ -8,12 +8,13 @@ use std::sync::Arc;
 
 use clap::Args;
 
-use super::{CliError, logging};
-use crate::agent::events::EventBus;
+use super::CliError;
 use crate::agent::runtime::bundle_for;
 use crate::api::plane::{self, Plane, PlaneError};
 use crate::api::{LiveChain, ws};
 use crate::config::{self, Flags};
+use crate::events::EventBus;
+use crate::logging;
 use crate::model::tokens::ModelTokenMeter;
 use crate::policy::admission::admit_bundle;
 use crate::policy::engine::{EngineOptions, PolicyEngine};

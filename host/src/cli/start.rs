@@ -5,10 +5,11 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{CliError, logging};
-use crate::agent::gateway::LlmMode;
+use super::CliError;
 use crate::agent::runtime::{self, AgentSpec, StartError};
 use crate::config::{self, Flags};
+use crate::llm::LlmMode;
+use crate::logging;
 
 /// `ironhost start` arguments.
 #[derive(Debug, Args)]

@@ -14,7 +14,21 @@ pub mod upstream;
 pub mod upstreams;
 pub mod wire;
 
+use serde::Deserialize;
+
 use crate::model::{ProviderError, ProviderErrorKind};
+
+/// Where LLM calls go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LlmMode {
+    /// The real provider when a key is available, else the simulator.
+    Auto,
+    /// Always the simulator.
+    Simulator,
+    /// Always the real provider; a call without a key fails.
+    Live,
+}
 
 /// FNV-1a over `parts` (each ended by a separator): stable across runs and builds, for the
 /// simulator's seeded choices and ids that must not change between releases.

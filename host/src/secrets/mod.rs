@@ -9,8 +9,6 @@
 //! from memory) and to the API, and announces changes so a running agent's environment is
 //! updated without a restart.
 
-pub mod crypto;
-
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -22,9 +20,9 @@ use tokio::sync::watch;
 use zeroize::Zeroizing;
 
 use crate::auth::Role;
+use crate::crypto::{self, CryptoError, Key, MasterKey, SALT_LEN};
 use crate::policy::host::SecretResolver;
 use crate::store::{Store, StoreError, now_ms};
-use crypto::{CryptoError, Key, MasterKey, SALT_LEN};
 
 /// The environments a secret can belong to.
 pub const ENVIRONMENTS: [&str; 3] = ["dev", "staging", "production"];

@@ -12,8 +12,8 @@ use std::time::Duration;
 use tokio::sync::{mpsc, watch};
 
 use super::{Store, now_ms};
-use crate::agent::events::{Event, EventBus, EventKind, JournalCounts, JournalReader};
-use crate::secrets::crypto::{self, Key};
+use crate::crypto::{self, Key};
+use crate::events::{Event, EventBus, EventKind, JournalCounts, JournalReader};
 
 /// Most events written in one transaction.
 const MAX_BATCH: usize = 512;
@@ -411,7 +411,7 @@ async fn write_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::agent::events::{CallOutcome, EventBus, EventKind};
+    use crate::events::{CallOutcome, EventBus, EventKind};
     use crate::model::Severity;
 
     #[test]

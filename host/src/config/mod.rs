@@ -2,17 +2,22 @@
 //! line flags, each overriding the one before. Everything is checked before anything starts;
 //! an error names the setting, where it came from, and why it is refused.
 
+pub mod egress;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::agent::gateway::LlmMode;
+use crate::llm::LlmMode;
 use crate::llm::http::ProviderConfig;
 use crate::llm::simulator::SimulatorConfig;
 
 /// The file read when `--config` is not given and it exists.
 pub const DEFAULT_FILE: &str = "ironhost.toml";
+
+/// Default listen address of the control plane.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
 
 /// `IRONHOST_*` variables that are not settings of this file (read elsewhere).
 const OTHER_VARS: [&str; 8] = [
@@ -72,7 +77,7 @@ pub struct FileConfig {
     #[serde(default)]
     pub alerts: crate::alerts::AlertsConfig,
     #[serde(default)]
-    pub egress: crate::agent::egress::EgressFileConfig,
+    pub egress: egress::EgressFileConfig,
 }
 
 /// `[api]`: the control plane.
@@ -220,7 +225,7 @@ pub struct Settings {
     /// The built-in upstreams and `[[llm.upstreams]]`, checked.
     pub upstreams: std::sync::Arc<crate::llm::upstreams::Upstreams>,
     /// What the agent may reach besides its upstreams (`[egress]`).
-    pub egress: std::sync::Arc<crate::agent::egress::Egress>,
+    pub egress: std::sync::Arc<egress::Egress>,
     pub simulator: SimulatorConfig,
     pub pricing: crate::model::pricing::PricingTable,
     /// Where the file settings came from, if a file was read.
@@ -604,7 +609,7 @@ pub fn load(
     let api = ApiSettings {
         enabled: !flags.no_api && file.api.enabled.unwrap_or(true),
         explicit: listen.is_some(),
-        listen: listen.map_or_else(|| crate::api::DEFAULT_LISTEN.to_owned(), |l| l.value),
+        listen: listen.map_or_else(|| DEFAULT_LISTEN.to_owned(), |l| l.value),
     };
 
     let mut simulator = file.simulator.clone().unwrap_or_default();
@@ -660,11 +665,9 @@ pub fn load(
             .map_err(|e| ConfigError::new("pricing.models", e, file_name.clone()))?;
     }
     let pricing = pricing.with_aliases(upstreams.aliases());
-    let egress = crate::agent::egress::Egress::new(&file.egress, &upstreams)
+    let egress = egress::Egress::new(&file.egress, &upstreams)
         .map_err(|(key, reason)| ConfigError::new(&key, reason, file_name.clone()))?;
-    if egress.mode == crate::agent::egress::EgressMode::GovernedOnly
-        && isolation == Isolation::Process
-    {
+    if egress.mode == egress::EgressMode::GovernedOnly && isolation == Isolation::Process {
         return Err(ConfigError::new(
             "egress.mode",
             "`governed-only` takes the agent's network away in its sandbox: it needs \

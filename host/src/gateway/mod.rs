@@ -5,15 +5,16 @@
 //! Nothing here knows about Python: the embedding hands over bytes and gets bytes back, so the
 //! same path serves the benchmark and any other front end.
 
+pub mod metrics;
+
+pub use crate::llm::LlmMode;
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-
-use super::events::{CallOutcome, EventBus, EventKind, VerdictSummary};
-use super::metrics::{LlmTally, Metrics};
+use self::metrics::{LlmTally, Metrics};
+use crate::events::{CallOutcome, EventBus, EventKind, VerdictSummary};
 use crate::llm::http::HttpUpstream;
 use crate::llm::responses;
 use crate::llm::simulator::Simulator;
@@ -38,18 +39,6 @@ const LONG_PROMPT_BYTES: usize = 8 * 1024;
 
 /// The key the host gives an agent that has none, so the SDKs construct; never sent anywhere.
 pub const PLACEHOLDER_KEY: &str = "ironhost-placeholder-key";
-
-/// Where LLM calls go.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum LlmMode {
-    /// The real provider when a key is available, else the simulator.
-    Auto,
-    /// Always the simulator.
-    Simulator,
-    /// Always the real provider; a call without a key fails.
-    Live,
-}
 
 /// How the gateway calls providers.
 #[derive(Debug, Clone)]

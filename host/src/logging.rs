@@ -14,6 +14,9 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+/// How long the process waits at exit for log lines still queued for stderr.
+pub const FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
+
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
