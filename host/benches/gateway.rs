@@ -32,8 +32,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
-use ironhost::api::plane::Plane;
 use ironhost::api::ws;
+use ironhost::core::plane::Plane;
 use ironhost::events::EventBus;
 use ironhost::gateway::metrics::Metrics;
 use ironhost::gateway::{Gateway, GatewayOptions, GatewayReply, HttpRequest, LlmMode};

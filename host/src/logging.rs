@@ -14,6 +14,13 @@ use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 use std::sync::{Condvar, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
 /// How long the process waits at exit for log lines still queued for stderr.
 pub const FLUSH: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -22,8 +29,6 @@ use tracing::{Event, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
-
-use crate::config::LogFormat;
 
 static AGENT_ID: OnceLock<String> = OnceLock::new();
 

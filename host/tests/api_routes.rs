@@ -10,8 +10,9 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use ironhost::api::plane::{Plane, PlaneError};
-use ironhost::api::{LiveChain, router, ws};
+use ironhost::api::{AppState, router, ws};
+use ironhost::core::live::LiveChain;
+use ironhost::core::plane::{Plane, PlaneError};
 use ironhost::events::EventBus;
 use ironhost::model::tokens::ModelTokenMeter;
 use ironhost::policy::admission::admit_bundle;
@@ -193,7 +194,7 @@ async fn fixture() -> Fixture {
         explicit_budget: false,
         bus: EventBus::new(),
     };
-    let app = router(plane.app_state(Some(live), ws::feed()));
+    let app = router(AppState::new(&plane, Some(live), ws::feed()));
     plane
         .store
         .register_agent(&NewAgent {
@@ -954,7 +955,7 @@ async fn a_websocket_streams_events_and_closes_after_logout() {
     let bus = EventBus::new();
     let feed = ws::feed();
     ws::feed_from_bus(&bus, feed.clone());
-    let mut state = plane.app_state(None, feed);
+    let mut state = AppState::new(&plane, None, feed);
     // Check the token every 200 ms instead of 30 s.
     Arc::get_mut(&mut state.0).expect("unshared").ws_recheck =
         std::time::Duration::from_millis(200);

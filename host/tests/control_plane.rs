@@ -432,7 +432,7 @@ fn a_rotated_secret_reaches_the_running_agent_without_restart() {
             .await;
 
         // 2. Another process changes the store; SIGUSR1 makes the agent's host re-read it.
-        let plane = ironhost::api::plane::Plane::open(&home, &plane_vars())
+        let plane = ironhost::core::plane::Plane::open(&home, &plane_vars())
             .await
             .unwrap();
         plane

@@ -344,7 +344,7 @@ fn a_granted_secret_never_leaves_in_a_rewritten_prompt() {
 
 #[test]
 fn reads_of_secrets_by_policies_are_audited() {
-    use ironhost::api::plane::Plane;
+    use ironhost::core::plane::Plane;
     use ironhost::model::tokens::ModelTokenMeter;
     use ironhost::secrets::Actor;
     use std::collections::BTreeMap;

@@ -4,10 +4,8 @@
 
 pub mod egress;
 pub mod ipc;
-pub mod lease;
 pub mod python;
 pub mod remote;
 pub mod runtime;
 pub mod sandbox;
-pub mod sdk;
 pub mod worker;

@@ -577,15 +577,15 @@ pub fn update_environ(set: &[(String, String)], unset: &[String]) -> PyResult<()
 /// agent's process never gets any `IRONHOST_*` variable).
 pub const SCRUBBED_VARS: [&str; 2] = ["IRONHOST_MASTER_KEY", "IRONHOST_ADMIN_PASSWORD"];
 
-fn native_module(py: Python<'_>) -> PyResult<Bound<'_, PyModule>> {
+fn native_module(py: Python<'_>, fill: FillModule) -> PyResult<Bound<'_, PyModule>> {
     let m = PyModule::new(py, "ironhost._native")?;
-    fill_module(&m)?;
+    fill(&m)?;
     Ok(m)
 }
 
-/// The functions and classes of `ironhost._native`: the same in the module `ironhost start`
-/// builds in and in the extension `pip install` builds (`python/src/lib.rs`).
-pub fn fill_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+/// Add the agent runtime's functions and classes to `ironhost._native` (the SDK adds its own:
+/// `crate::sdk::fill_module`).
+pub fn add_functions(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(handle_http, m)?)?;
     m.add_function(wrap_pyfunction!(tool_begin, m)?)?;
     m.add_function(wrap_pyfunction!(tool_end, m)?)?;
@@ -596,28 +596,25 @@ pub fn fill_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(progress, m)?)?;
     m.add_class::<NativeStream>()?;
     m.add_class::<PyToolTicket>()?;
-    super::sdk::fill_module(m)
+    Ok(())
 }
 
-/// The extension module's start (`import ironhost` from a pip install): when imported on
-/// Python's main thread, waits there let Ctrl-C through, as under `ironhost start`.
-pub fn init_extension(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let py = m.py();
-    let threading = py.import("threading")?;
-    let main = threading.call_method0("main_thread")?;
-    if threading.call_method0("current_thread")?.is(&main) {
-        let _ = MAIN_THREAD.set(std::thread::current().id());
-    }
-    fill_module(m)
+/// This thread is Python's main thread: waits on it let Ctrl-C through.
+pub fn mark_main_thread() {
+    let _ = MAIN_THREAD.set(std::thread::current().id());
 }
+
+/// Fills `ironhost._native` (see `crate::sdk::fill_module`).
+pub type FillModule = fn(&Bound<'_, PyModule>) -> PyResult<()>;
 
 /// Start the interpreter in this thread (which becomes Python's main thread) and make the
-/// `ironhost` package importable; with `venv`, the virtualenv's packages too.
-pub fn start_interpreter(venv: Option<&std::path::Path>) -> PyResult<()> {
-    let _ = MAIN_THREAD.set(std::thread::current().id());
+/// `ironhost` package importable, its native module filled by `fill`; with `venv`, the
+/// virtualenv's packages too.
+pub fn start_interpreter(venv: Option<&std::path::Path>, fill: FillModule) -> PyResult<()> {
+    mark_main_thread();
     Python::initialize();
     Python::attach(|py| {
-        let native = native_module(py)?;
+        let native = native_module(py, fill)?;
         py.import("sys")?
             .getattr("modules")?
             .set_item("ironhost._native", native)?;

@@ -354,7 +354,7 @@ fn text(body: Vec<u8>) -> Result<String, RemoteError> {
 /// `ironhost __agent-worker`: the agent's process. Reads its setup from the host, isolates
 /// itself, starts Python and runs the script; returns the exit code (128 + the signal for an
 /// agent stopped by SIGINT or SIGTERM).
-pub fn worker_main() -> i32 {
+pub fn worker_main(fill: super::python::FillModule) -> i32 {
     use super::python;
     let mut socket = match super::sandbox::worker_socket() {
         Ok(s) => s,
@@ -415,7 +415,7 @@ pub fn worker_main() -> i32 {
     };
     python::install_remote(remote.clone());
     let started = std::time::Instant::now();
-    if let Err(e) = python::start_interpreter(setup.venv.as_deref()) {
+    if let Err(e) = python::start_interpreter(setup.venv.as_deref(), fill) {
         return fail(
             &mut socket,
             format!("cannot start Python: {}", python::describe(&e)),

@@ -85,7 +85,7 @@ pub async fn stop(
         )));
     }
     // An agent the Python SDK opened in this process: its calls stop, the program goes on.
-    if crate::agent::sdk::stop_in_process(&id) {
+    if crate::core::runs::stop_in_process(&id) {
         tracing::warn!("agent {id} stopped through the API by {}", caller.name);
         return Ok((
             StatusCode::ACCEPTED,
@@ -119,7 +119,7 @@ pub async fn signal_agents(state: &AppState) {
     let me = i64::from(std::process::id());
     // SDK agents in this process each have their own store handle: they re-read it as an
     // agent in another process would.
-    if crate::agent::sdk::any_in_process() {
+    if crate::core::runs::any_in_process() {
         let _ =
             rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::USR1);
     }

@@ -419,8 +419,7 @@ pub struct NewUser {
     pub role: String,
 }
 
-/// Shortest password accepted.
-pub const MIN_PASSWORD_LEN: usize = 8;
+pub use crate::auth::MIN_PASSWORD_LEN;
 
 fn check_username(name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty()

@@ -10,11 +10,10 @@ mod agents;
 pub mod auth;
 pub mod dashboard;
 mod error;
-pub mod limits;
-pub mod plane;
 mod policies;
 mod records;
 mod secrets;
+pub mod serve;
 pub mod throttle;
 pub mod ws;
 
@@ -32,9 +31,7 @@ pub use error::ApiError;
 pub use records::OPENAPI;
 
 use crate::auth::jwt::Signer;
-use crate::events::EventBus;
-use crate::policy::chain::Chain;
-use crate::policy::engine::PolicyEngine;
+use crate::core::live::LiveChain;
 use crate::secrets::SecretStore;
 use crate::store::Store;
 
@@ -42,22 +39,6 @@ use crate::store::Store;
 pub const DEV_ORIGINS: [&str; 2] = ["http://localhost:5173", "http://127.0.0.1:5173"];
 /// Largest request body (a policy component upload), in bytes.
 pub const MAX_BODY_BYTES: usize = 32 << 20;
-
-/// The policy chain this process runs, and what is needed to admit new policies into it.
-#[derive(Debug, Clone)]
-pub struct LiveChain {
-    pub chain: Arc<Chain>,
-    pub engine: PolicyEngine,
-    /// The agent running in this process, if any.
-    pub agent_id: Option<String>,
-    /// Its gateway (to show a changed budget in its figures).
-    pub gateway: Option<Arc<crate::gateway::Gateway>>,
-    /// The agent was started with `--budget` (or `budget` in the config): the global limit
-    /// does not override it, its own limit does.
-    pub explicit_budget: bool,
-    /// The bus of this process: API changes are announced on it.
-    pub bus: EventBus,
-}
 
 /// Everything a handler may use.
 #[derive(Debug)]

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::{Admin, Caller, Reader};
 use super::error::JsonBody;
-use super::{ApiError, AppState, LiveChain};
+use super::{ApiError, AppState};
+use crate::core::live::LiveChain;
 use crate::events::EventKind;
 use crate::model::{Capability, Severity};
 use crate::policy::admission::admit_bytes;

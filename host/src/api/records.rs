@@ -12,8 +12,8 @@ use serde::Deserialize;
 use super::agents::signal_agents;
 use super::auth::{Admin, Reader};
 use super::error::{JsonBody, QueryArgs};
-use super::limits::{Prepared, commit_limit, governs, prepare_limit};
 use super::{ApiError, AppState};
+use crate::core::live::{Prepared, commit_limit, governs, prepare_limit};
 use crate::store::queries::{Usage, UsageFilter};
 
 /// The OpenAPI document (checked in; a test keeps it in step with the router).
@@ -206,7 +206,7 @@ pub async fn create_limit(
 ) -> Result<impl IntoResponse, ApiError> {
     let warn_at = req.warn_at.unwrap_or(0.9);
     if let Some(id) = &req.agent_id {
-        crate::agent::runtime::check_agent_id(id)
+        crate::core::ids::check_agent_id(id)
             .map_err(|e| ApiError::unprocessable("invalid_limit", format!("agent_id: {e}")))?;
     }
     check_limit(req.limit_usd, warn_at)?;

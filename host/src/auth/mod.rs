@@ -13,6 +13,9 @@ use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, Salt
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+/// Shortest password accepted.
+pub const MIN_PASSWORD_LEN: usize = 8;
+
 use crate::crypto;
 
 /// A role. Every API route names the roles it admits.

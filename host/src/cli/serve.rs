@@ -4,21 +4,14 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::Args;
 
 use super::CliError;
-use crate::agent::runtime::bundle_for;
-use crate::api::plane::{self, Plane, PlaneError};
-use crate::api::{LiveChain, ws};
+use crate::api::{AppState, serve, ws};
 use crate::config::{self, Flags};
-use crate::events::EventBus;
+use crate::core::{Core, StartError};
 use crate::logging;
-use crate::model::tokens::ModelTokenMeter;
-use crate::policy::admission::admit_bundle;
-use crate::policy::engine::{EngineOptions, PolicyEngine};
-use crate::store::recorder::Recorder;
 
 /// `ironhost serve` arguments.
 #[derive(Debug, Args)]
@@ -62,54 +55,29 @@ pub fn run(args: ServeArgs) -> Result<u8, CliError> {
     let settings =
         config::load(&flags, &vars, &cwd).map_err(|e| CliError::input(format!("config: {e}")))?;
     logging::init(settings.log_format, settings.verbose);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .thread_name("ironhost-api")
-        .enable_all()
-        .build()
-        .map_err(|e| CliError::failure(format!("cannot start the I/O runtime: {e}")))?;
-    runtime.block_on(async move {
-        let plane = Plane::open(&settings.home, &vars)
-            .await
-            .map_err(|e| match e {
-                PlaneError::Input(m) => CliError::input(m),
-                PlaneError::Failed(m) => CliError::failure(m),
-            })?;
-        let bundle = bundle_for(&settings).map_err(|e| CliError::input(e.to_string()))?;
-        let meter = Arc::new(ModelTokenMeter::new(Arc::new(settings.pricing.clone())));
-        let options = EngineOptions::from_env().map_err(CliError::input)?;
-        let engine = PolicyEngine::new(options, plane.services(meter))
-            .map_err(|e| CliError::failure(format!("policy engine: {e}")))?;
-        let chain = tokio::task::block_in_place(|| admit_bundle(&engine, &bundle))
-            .map_err(|e| CliError::input(format!("bundle `{}`: {e}", bundle.name)))?;
-        // Changes made here are recorded like any process's events, and reach clients
-        // through the store, with everyone else's.
-        let bus = EventBus::new();
-        let _recorder = Recorder::spawn(plane.store.clone(), &bus, plane.recorder_keys());
+    let core = Core::control_plane(&settings, &vars).map_err(|e| match e {
+        StartError::Config(m) => CliError::input(m),
+        StartError::Failed(m) => CliError::failure(m),
+    })?;
+    let runtime = core.runtime();
+    runtime.block_on(async {
+        // Events reach clients through the store, with every other process's.
         let feed = ws::feed();
-        ws::feed_from_store(plane.store.clone(), feed.clone());
-        let live = LiveChain {
-            chain: Arc::new(chain),
-            engine,
-            agent_id: None,
-            gateway: None,
-            explicit_budget: false,
-            bus,
-        };
-        let state = plane.app_state(Some(live), feed);
+        ws::feed_from_store(core.plane.store.clone(), feed.clone());
+        let state = AppState::new(&core.plane, Some(core.live.clone()), feed);
         let api = config::ApiSettings {
             explicit: true,
             ..settings.api.clone()
         };
-        let server = plane::bind(&api, state)
+        let server = serve::bind(&api, state)
             .await
             .map_err(CliError::input)?
             .ok_or_else(|| CliError::input(format!("cannot listen on {}", api.listen)))?;
-        println!("control plane: {}", plane::url(server.addr));
+        println!("control plane: {}", serve::url(server.addr));
         tracing::info!(
             "serving the control plane for {} (store {})",
             settings.home.display(),
-            plane.store.path().display()
+            core.plane.store.path().display()
         );
         server
             .run(async {

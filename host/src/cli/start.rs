@@ -6,8 +6,10 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::CliError;
-use crate::agent::runtime::{self, AgentSpec, StartError};
+use crate::agent::runtime::{self, AgentSpec};
 use crate::config::{self, Flags};
+use crate::core::ids;
+use crate::core::{Host, StartError};
 use crate::llm::LlmMode;
 use crate::logging;
 
@@ -89,20 +91,21 @@ pub fn run(args: StartArgs) -> Result<u8, CliError> {
     logging::init(settings.log_format, settings.verbose);
     let id = match args.agent_id {
         Some(id) => {
-            runtime::check_agent_id(&id)
-                .map_err(|e| CliError::input(format!("--agent-id: {e}")))?;
+            ids::check_agent_id(&id).map_err(|e| CliError::input(format!("--agent-id: {e}")))?;
             id
         }
-        None => runtime::agent_id(&script),
+        None => ids::agent_id(&script),
     };
     logging::set_agent_id(&id);
-    let name = runtime::agent_name(&script);
-    let host =
-        runtime::build_host(&settings, &name, &script, id.clone(), &vars).map_err(start_error)?;
+    let name = ids::agent_name(&script);
+    let mut host =
+        Host::build(&settings, &name, &script, id.clone(), &vars).map_err(start_error)?;
+    host.api_addr =
+        crate::api::serve::beside(&host).map_err(|e| start_error(StartError::Config(e)))?;
     // The pilot's format: the id first, on its own line, on stdout.
     println!("agent_id: {id}");
     if let Some(addr) = host.api_addr {
-        println!("dashboard: {}", crate::api::plane::url(addr));
+        println!("dashboard: {}", crate::api::serve::url(addr));
     }
     let spent = match host.gateway.budget_usd() {
         Some(b) => format!("budget ${b:.2}"),
@@ -123,7 +126,7 @@ pub fn run(args: StartArgs) -> Result<u8, CliError> {
     tracing::info!(
         "starting {} under bundle `{}` ({spent}; {llm})",
         args.script.display(),
-        host.bundle_name,
+        host.core.bundle_name,
     );
     let spec = AgentSpec {
         script,

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::llm::LlmMode;
 use crate::llm::http::ProviderConfig;
 use crate::llm::simulator::SimulatorConfig;
+pub use crate::logging::LogFormat;
 
 /// The file read when `--config` is not given and it exists.
 pub const DEFAULT_FILE: &str = "ironhost.toml";
@@ -186,13 +187,6 @@ impl Restart {
 pub enum BundleChoice {
     Default,
     Dir(PathBuf),
-}
-
-/// Log line format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum LogFormat {
-    Human,
-    Json,
 }
 
 /// The flags of `ironhost start` that are settings (the rest are positional).

@@ -5,7 +5,10 @@
 //! Nothing here knows about Python: the embedding hands over bytes and gets bytes back, so the
 //! same path serves the benchmark and any other front end.
 
+pub mod keys;
 pub mod metrics;
+
+pub use keys::PLACEHOLDER_KEY;
 
 pub use crate::llm::LlmMode;
 use std::collections::{BTreeMap, VecDeque};
@@ -36,9 +39,6 @@ use crate::policy::host::{PolicyEvent, SecretResolver};
 
 /// Prompts at least this long (bytes of text) are counted before the chain runs.
 const LONG_PROMPT_BYTES: usize = 8 * 1024;
-
-/// The key the host gives an agent that has none, so the SDKs construct; never sent anywhere.
-pub const PLACEHOLDER_KEY: &str = "ironhost-placeholder-key";
 
 /// How the gateway calls providers.
 #[derive(Debug, Clone)]

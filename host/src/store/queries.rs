@@ -645,6 +645,16 @@ impl Store {
         Ok(row.as_ref().map(limit))
     }
 
+    /// Record the budget an agent now runs with (a limit applied while it runs).
+    pub async fn set_agent_budget(&self, agent_id: &str, usd: f64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE agents SET budget_usd = ? WHERE id = ?")
+            .bind(usd)
+            .bind(agent_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+
     /// The limit that applies to `agent_id`: its own, else the global one.
     pub async fn limit_for(&self, agent_id: &str) -> Result<Option<Limit>, StoreError> {
         let row = sqlx::query("SELECT * FROM limits WHERE agent_id = ? OR agent_id IS NULL ORDER BY agent_id IS NULL LIMIT 1")

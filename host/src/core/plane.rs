@@ -1,19 +1,12 @@
 //! Opening the control plane's parts in an ironhost home: the store, the keyring (master
-//! key), the secret store, persistent policy state, the first admin; and serving the API.
+//! key), the secret store, persistent policy state, the first admin. Serving them over HTTP is
+//! `api`'s.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::Instant;
 
-use tokio::sync::broadcast;
-
-use super::auth::MIN_PASSWORD_LEN;
-use super::{AppState, Inner, LiveChain, Server};
 use crate::auth;
-use crate::auth::jwt::Signer;
-use crate::config::ApiSettings;
 use crate::model::TokenMeter;
 use crate::policy::host::{Fingerprinter, HostServices};
 use crate::secrets::{Keyring, SecretStore, SecretsError};
@@ -125,24 +118,6 @@ impl Plane {
             fingerprints: Fingerprinter::with_key(self.keyring.fingerprint_key()),
         }
     }
-
-    /// The router state over these parts.
-    pub fn app_state(
-        &self,
-        live: Option<LiveChain>,
-        feed: broadcast::Sender<Arc<str>>,
-    ) -> AppState {
-        AppState(Arc::new(Inner {
-            store: self.store.clone(),
-            secrets: self.secrets.clone(),
-            signer: Signer::new(self.keyring.jwt_key()),
-            feed,
-            live,
-            started: Instant::now(),
-            ws_recheck: super::ws::RECHECK_EVERY,
-            login_throttle: Default::default(),
-        }))
-    }
 }
 
 /// Create the first admin if there are no users: with `password`, or a generated one that is
@@ -157,9 +132,10 @@ async fn bootstrap_admin(
     }
     let failed = |e: String| PlaneError::Failed(format!("cannot create the admin user: {e}"));
     let (password, generated) = match password.filter(|p| !p.is_empty()) {
-        Some(p) if p.chars().count() < MIN_PASSWORD_LEN => {
+        Some(p) if p.chars().count() < crate::auth::MIN_PASSWORD_LEN => {
             return Err(PlaneError::Input(format!(
-                "IRONHOST_ADMIN_PASSWORD: at least {MIN_PASSWORD_LEN} characters"
+                "IRONHOST_ADMIN_PASSWORD: at least {} characters",
+                crate::auth::MIN_PASSWORD_LEN
             )));
         }
         Some(p) => (p.to_owned(), false),
@@ -169,28 +145,6 @@ async fn bootstrap_admin(
     // `None`: another process created it first.
     let created = store.create_user("admin", &hash, "admin").await?;
     Ok((created.is_some() && generated).then_some(password))
-}
-
-/// Bind the API as `api` says. `Ok(None)`: the default address was busy (another ironhost
-/// serves it) and the agent runs without its own control plane; a chosen address that is busy
-/// is an error.
-pub async fn bind(api: &ApiSettings, state: AppState) -> Result<Option<Server>, String> {
-    match Server::bind(&api.listen, state).await {
-        Ok(s) => Ok(Some(s)),
-        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && !api.explicit => {
-            tracing::warn!(
-                "control plane not started: {} is in use (is `ironhost serve` running?); use --listen ADDR to pick another",
-                api.listen
-            );
-            Ok(None)
-        }
-        Err(e) => Err(format!("api.listen: cannot listen on {}: {e}", api.listen)),
-    }
-}
-
-/// Where to point a browser.
-pub fn url(addr: SocketAddr) -> String {
-    format!("http://{addr}/")
 }
 
 /// Check the audit chain once the store is open; a broken chain is logged as an error (the run

@@ -1,15 +1,35 @@
-//! Applying a budget limit to a running agent: its `budget` policy is admitted again with the
-//! new `limit-usd` and swapped into the chain (spend lives in policy state, so it carries
-//! over). Used by the `limits` routes and by the agent's SIGUSR1 reload.
+//! The chain a process runs ([`LiveChain`]), and applying a budget limit to it: the `budget`
+//! policy is admitted again with the new `limit-usd` and swapped into the chain (spend lives in
+//! policy state, so it carries over). Used by the `limits` routes and by the agent's SIGUSR1
+//! reload.
 
 use std::sync::Arc;
 
-use super::LiveChain;
+use crate::events::EventBus;
 use crate::events::EventKind;
+use crate::gateway::Gateway;
 use crate::model::Severity;
 use crate::policy::admission::admit_policy;
+use crate::policy::chain::Chain;
+use crate::policy::engine::PolicyEngine;
 use crate::policy::instance::LoadedPolicy;
 use crate::store::{Store, StoreError};
+
+/// The policy chain this process runs, and what is needed to admit new policies into it.
+#[derive(Debug, Clone)]
+pub struct LiveChain {
+    pub chain: Arc<Chain>,
+    pub engine: PolicyEngine,
+    /// The agent running in this process, if any.
+    pub agent_id: Option<String>,
+    /// Its gateway (to show a changed budget in its figures).
+    pub gateway: Option<Arc<Gateway>>,
+    /// The agent was started with `--budget` (or `budget` in the config): the global limit
+    /// does not override it, its own limit does.
+    pub explicit_budget: bool,
+    /// The bus of this process: API changes are announced on it.
+    pub bus: EventBus,
+}
 
 /// The name of the policy a limit configures.
 pub const BUDGET_POLICY: &str = "budget";
@@ -59,12 +79,7 @@ pub async fn commit_limit(live: &LiveChain, store: &Store, prepared: Prepared, a
         gateway.set_budget_usd(Some(usd));
     }
     let agent = live.agent_id.clone().unwrap_or_default();
-    if let Err(e) = sqlx::query("UPDATE agents SET budget_usd = ? WHERE id = ?")
-        .bind(usd)
-        .bind(&agent)
-        .execute(store.pool())
-        .await
-    {
+    if let Err(e) = store.set_agent_budget(&agent, usd).await {
         tracing::warn!("cannot record the new budget of {agent}: {e}");
     }
     live.bus.publish(

@@ -6,6 +6,9 @@
 //!
 //! Several agents can be open in one process, each with its own host; the Python layer picks
 //! the agent a call belongs to (a context variable) and calls its methods.
+//!
+//! This module sits above both the agent runtime and the control plane (it serves the
+//! dashboard beside an SDK agent), with `cli`.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -18,37 +21,15 @@ use pyo3::prelude::*;
 use pyo3::types::PyTuple;
 use serde::Deserialize;
 
-use super::python::{self, PyToolTicket};
-use super::runtime::{self, Host, StartError};
+use crate::agent::python::{self, PyToolTicket};
+use crate::agent::runtime;
 use crate::config::{self, Flags};
+use crate::core::ids;
+use crate::core::{Host, StartError};
 use crate::events::{AgentState, EventKind};
 use crate::gateway::{Gateway, HttpRequest};
 use crate::model::Severity;
 use crate::policy::chain::Outcome;
-
-/// The stop flags of the agents open in this process, by id. A control plane served from this
-/// process stops them by flag: the SIGTERM it sends an `ironhost start` agent would end the
-/// whole Python program.
-static IN_PROCESS: Mutex<BTreeMap<String, Arc<AtomicBool>>> =
-    parking_lot::const_mutex(BTreeMap::new());
-
-/// Stop an agent open in this process (as [`Agent::stop`]); false when no such agent is open.
-pub fn stop_in_process(agent_id: &str) -> bool {
-    match IN_PROCESS.lock().get(agent_id) {
-        Some(stop) => {
-            stop.store(true, Ordering::SeqCst);
-            true
-        }
-        None => false,
-    }
-}
-
-/// Whether SDK agents are open in this process. Each has its own host and secret store, so a
-/// change made through one of them reaches the others by SIGUSR1 to this process, as it
-/// reaches agents in other processes.
-pub fn any_in_process() -> bool {
-    !IN_PROCESS.lock().is_empty()
-}
 
 /// What the Python layer asks for (JSON from `ironhost._sdk`).
 #[derive(Debug, Deserialize)]
@@ -189,16 +170,22 @@ fn open(opts: OpenOptions) -> Result<Agent, StartError> {
         );
     }
     let script = PathBuf::from(&opts.script);
-    let name = opts.name.unwrap_or_else(|| runtime::agent_name(&script));
+    let name = opts.name.unwrap_or_else(|| ids::agent_name(&script));
     let id = match opts.agent_id {
         Some(id) => {
-            runtime::check_agent_id(&id)
-                .map_err(|e| StartError::Config(format!("agent_id: {e}")))?;
+            ids::check_agent_id(&id).map_err(|e| StartError::Config(format!("agent_id: {e}")))?;
             id
         }
-        None => runtime::agent_id_for(&name),
+        None => ids::agent_id_for(&name),
     };
-    let host = runtime::build_host(&settings, &name, &script, id, &opts.env)?;
+    let mut host = Host::build(&settings, &name, &script, id, &opts.env)?;
+    host.api_addr = match crate::api::serve::beside(&host) {
+        Ok(addr) => addr,
+        Err(e) => {
+            host.shutdown();
+            return Err(StartError::Config(e));
+        }
+    };
     // Policies may refuse the agent or give it its environment (secrets-inject).
     let gateway = host.gateway.clone();
     let mut start_env = match gateway.chain().on_agent_start(gateway.agent()).outcome {
@@ -213,17 +200,14 @@ fn open(opts: OpenOptions) -> Result<Agent, StartError> {
         }
         _ => Vec::new(),
     };
-    super::worker::without_keys(&mut start_env, &settings.upstreams);
-    let dashboard = host.api_addr.map(crate::api::plane::url);
+    crate::gateway::keys::without_keys(&mut start_env, &settings.upstreams);
+    let dashboard = host.api_addr.map(crate::api::serve::url);
     // A rotated or deleted secret reaches os.environ, as under `ironhost start`.
     let env = Arc::new(parking_lot::Mutex::new(start_env.iter().cloned().collect()));
     let apply: runtime::EnvApplier =
         Arc::new(|set, unset| python::update_environ(&set, &unset).is_ok());
     runtime::follow_secrets(&host, env, apply);
-    let stop = Arc::new(AtomicBool::new(false));
-    IN_PROCESS
-        .lock()
-        .insert(gateway.agent().agent_id.clone(), stop.clone());
+    let stop = crate::core::runs::register(&gateway.agent().agent_id);
     Ok(Agent {
         gateway,
         host: Mutex::new(Some(host)),
@@ -323,7 +307,10 @@ impl Agent {
     /// The bundle's name.
     #[getter]
     fn bundle(&self) -> Option<String> {
-        self.host.lock().as_ref().map(|h| h.bundle_name.clone())
+        self.host
+            .lock()
+            .as_ref()
+            .map(|h| h.core.bundle_name.clone())
     }
 
     /// The control plane's URL, when this agent serves it.
@@ -523,15 +510,30 @@ impl Agent {
             host.shutdown();
             crate::logging::flush(crate::logging::FLUSH);
             // Until now a stop through the control plane still finds the agent here.
-            IN_PROCESS.lock().remove(&self.gateway.agent().agent_id);
+            crate::core::runs::remove(&self.gateway.agent().agent_id);
         });
         interrupted
     }
 }
 
-/// Add the SDK's part of `ironhost._native`.
+/// The functions and classes of `ironhost._native`: the same in the module `ironhost start`
+/// builds into the agent's interpreter and in the extension `pip install` builds
+/// (`python/src/lib.rs`): the agent runtime's functions, and the SDK's agent.
 pub fn fill_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    python::add_functions(m)?;
     m.add_function(wrap_pyfunction!(open_agent, m)?)?;
     m.add_class::<Agent>()?;
     Ok(())
+}
+
+/// The extension module's start (`import ironhost` from a pip install): when imported on
+/// Python's main thread, waits there let Ctrl-C through, as under `ironhost start`.
+pub fn init_extension(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
+    let threading = py.import("threading")?;
+    let main = threading.call_method0("main_thread")?;
+    if threading.call_method0("current_thread")?.is(&main) {
+        python::mark_main_thread();
+    }
+    fill_module(m)
 }
