@@ -24,7 +24,7 @@ pub mod gateway;
 pub mod llm;
 pub mod logging;
 pub mod model;
+pub mod native;
 pub mod policy;
-pub mod sdk;
 pub mod secrets;
 pub mod store;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::ipc::Setup;
-use super::python;
+use super::status;
 use super::{sandbox, worker};
 use crate::config::{Isolation, Restart, Settings};
 use crate::core::{Host, StartError};
@@ -167,7 +167,7 @@ fn watch_stop(host: &Host, current: SharedCurrent) -> Result<(), StartError> {
                 Some(()) = term.recv() => libc::SIGTERM,
                 else => return,
             };
-            python::note_signal_number(signum);
+            status::note_signal_number(signum);
             seen += 1;
             let pid = current.lock().pid;
             if seen > 1 {
@@ -220,7 +220,7 @@ pub fn run_agent(
 /// Record how the agent ended (an `agent_stopped` event) and flush the store, for a start that
 /// fails before the run loop's own accounting.
 fn record_stop(host: &Host, stopped: AgentState, code: i32) {
-    let (_, run) = python::status();
+    let (_, run) = status::status();
     let kind = EventKind::AgentStopped {
         state: stopped,
         exit_code: code,
@@ -288,7 +288,7 @@ fn run_agent_inner(
     use std::os::unix::process::ExitStatusExt;
     let gateway = &host.gateway;
     let agent = gateway.agent().clone();
-    python::set_status(AgentState::Starting, 1);
+    status::set_status(AgentState::Starting, 1);
     let venv = env_vars.get("VIRTUAL_ENV").map(PathBuf::from);
     let isolate = settings.isolation == Isolation::Sandbox;
     let cwd = std::env::current_dir().ok();
@@ -333,7 +333,7 @@ fn run_agent_inner(
     };
     let mut run = 1;
     loop {
-        python::set_status(AgentState::Running, run);
+        status::set_status(AgentState::Running, run);
         host.core.bus.publish(
             &agent.agent_id,
             Severity::Info,
@@ -370,7 +370,7 @@ fn run_agent_inner(
             c.link = Some(w.link.clone());
         }
         // A stop signal that came while the worker was being started.
-        if let Some(sig) = python::signal_received() {
+        if let Some(sig) = status::signal_received() {
             send_signal(w.child.id(), rustix_signal(sig));
         }
         let setup_error = match ready.recv() {
@@ -383,11 +383,11 @@ fn run_agent_inner(
         let status = status
             .map_err(|e| StartError::Failed(format!("cannot wait for the agent's process: {e}")))?;
         if let Some(m) = setup_error
-            && python::signal_received().is_none()
+            && status::signal_received().is_none()
         {
             return Err(StartError::Failed(m));
         }
-        let stop = python::signal_received().or_else(|| w.link.signal());
+        let stop = status::signal_received().or_else(|| w.link.signal());
         let (state, code, how) = match (stop, status.code(), status.signal()) {
             (Some(sig), _, _) => (AgentState::Stopped, 128 + sig, String::new()),
             (None, Some(0), _) => (AgentState::Completed, 0, String::new()),
@@ -402,7 +402,7 @@ fn run_agent_inner(
             ),
             (None, None, None) => (AgentState::Failed, 1, String::new()),
         };
-        python::set_status(state, run);
+        status::set_status(state, run);
         host.core.bus.publish(
             &agent.agent_id,
             if state == AgentState::Failed {
@@ -433,7 +433,7 @@ fn run_agent_inner(
                 RESTART_DELAY.as_secs()
             );
             std::thread::sleep(RESTART_DELAY);
-            if python::signal_received().is_none() {
+            if status::signal_received().is_none() {
                 run += 1;
                 continue;
             }

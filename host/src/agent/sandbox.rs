@@ -28,6 +28,10 @@ use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+/// The host's own credentials: overwritten in the host's environment block once read (the
+/// agent's process never gets any `IRONHOST_*` variable).
+pub const SCRUBBED_VARS: [&str; 2] = ["IRONHOST_MASTER_KEY", "IRONHOST_ADMIN_PASSWORD"];
+
 /// The descriptor the worker finds its socket to the host on.
 pub const WORKER_FD: RawFd = 3;
 

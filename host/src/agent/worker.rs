@@ -16,7 +16,6 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use super::ipc::{self, Setup, ToHost, ToWorker, WireError};
-use super::python;
 use super::sandbox;
 use crate::config::egress::{Egress, EgressMode};
 use crate::events::EventKind;
@@ -378,7 +377,7 @@ impl Link {
                         ToolOutcome::Ok(payload)
                     } else {
                         ToolOutcome::Error(ToolError {
-                            kind: python::tool_error_kind(&kind),
+                            kind: crate::model::ToolErrorKind::from_name(&kind),
                             message: payload,
                         })
                     };
@@ -418,8 +417,8 @@ impl Link {
                 });
             }
             ToHost::Current { id } => {
-                let (state, run) = python::status();
-                let json = python::status_json(&self.gateway, state, run);
+                let (state, run) = super::status::status();
+                let json = super::status::status_json(&self.gateway, state, run);
                 self.send(&ToWorker::Status { id }, json.as_bytes());
             }
             ToHost::Progress {

@@ -96,7 +96,7 @@ pub fn run(cli: Cli) -> ExitCode {
             audit::run(cmd)
         }
         Command::AgentWorker => {
-            let code = crate::agent::remote::worker_main(crate::sdk::fill_module);
+            let code = crate::native::worker::worker_main();
             return ExitCode::from(u8::try_from(code.clamp(0, 255)).unwrap_or(1));
         }
     };

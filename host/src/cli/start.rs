@@ -61,7 +61,7 @@ pub fn run(args: StartArgs) -> Result<u8, CliError> {
     let vars: BTreeMap<String, String> = std::env::vars().collect();
     // Read once, above; from here on the host's credentials are in its memory only.
     if let Err(e) =
-        crate::agent::sandbox::scrub_environment_block(&crate::agent::python::SCRUBBED_VARS)
+        crate::agent::sandbox::scrub_environment_block(&crate::agent::sandbox::SCRUBBED_VARS)
     {
         tracing::debug!("cannot scrub the environment block: {e}");
     }

@@ -521,6 +521,21 @@ pub enum ToolErrorKind {
     Other,
 }
 
+impl ToolErrorKind {
+    /// A tool error's kind as the agent names it (`ToolError(kind="rate-limited")`); an
+    /// unknown name is `other`.
+    pub fn from_name(kind: &str) -> ToolErrorKind {
+        match kind {
+            "timeout" => ToolErrorKind::Timeout,
+            "rate-limited" => ToolErrorKind::RateLimited,
+            "unavailable" => ToolErrorKind::Unavailable,
+            "invalid-input" => ToolErrorKind::InvalidInput,
+            "exception" => ToolErrorKind::Exception,
+            _ => ToolErrorKind::Other,
+        }
+    }
+}
+
 /// How a tool call failed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolError {

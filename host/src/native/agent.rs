@@ -1,27 +1,28 @@
-//! The in-process host behind the Python SDK (`@ironhost.protect_agent`,
-//! `ironhost.AgentRuntime`): `ironhost._native.open_agent` builds the same host `ironhost start`
-//! builds (engine, bundle, simulator or providers, store, optionally the control plane) for one
-//! agent inside the caller's Python process, and hands back an [`Agent`] whose methods are the
-//! module functions the pure-Python layer calls under `ironhost start`.
+//! `ironhost._native.Agent`: the one object the pure-Python layer calls, for both ways an agent
+//! runs. Under the Python SDK (`@ironhost.protect_agent`, `ironhost.AgentRuntime`),
+//! `open_agent` builds the same host `ironhost start` builds (engine, bundle, simulator or
+//! providers, store, optionally the control plane) inside the caller's process; under
+//! `ironhost start`, [`hosted`] is the worker's agent, whose calls go to the host over its
+//! socket. The methods are the same; only where a call goes differs.
 //!
-//! Several agents can be open in one process, each with its own host; the Python layer picks
-//! the agent a call belongs to (a context variable) and calls its methods.
-//!
-//! This module sits above both the agent runtime and the control plane (it serves the
-//! dashboard beside an SDK agent), with `cli`.
+//! Several SDK agents can be open in one process, each with its own host; the Python layer
+//! picks the agent a call belongs to (a context variable) and calls its methods.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use parking_lot::Mutex;
 use pyo3::exceptions::{PyRuntimeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::PyTuple;
+use pyo3::types::PyDict;
 use serde::Deserialize;
 
-use crate::agent::python::{self, PyToolTicket};
+use super::calls::{self, HttpReply, PyToolTicket, ToolBegin, ToolEnd, Via};
+use super::errors::{error, remote_to_py};
+use super::interpreter::detached;
+use crate::agent::remote::Remote;
 use crate::agent::runtime;
 use crate::config::{self, Flags};
 use crate::core::ids;
@@ -31,7 +32,7 @@ use crate::gateway::{Gateway, HttpRequest};
 use crate::model::Severity;
 use crate::policy::chain::Outcome;
 
-/// What the Python layer asks for (JSON from `ironhost._sdk`).
+/// What the Python layer asks for (a dict from `ironhost._sdk`).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct OpenOptions {
@@ -101,9 +102,8 @@ impl Status {
     }
 }
 
-/// One agent run in this process.
-#[pyclass(module = "ironhost._native", name = "Agent", frozen)]
-pub struct Agent {
+/// An agent open in this process (the SDK), on its own host.
+struct InProcess {
     gateway: Arc<Gateway>,
     host: Mutex<Option<Host>>,
     status: Mutex<Status>,
@@ -133,16 +133,16 @@ impl Drop for InFlight<'_> {
     }
 }
 
-impl std::fmt::Debug for Agent {
+impl std::fmt::Debug for InProcess {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Agent")
+        f.debug_struct("InProcess")
             .field("agent_id", &self.gateway.agent().agent_id)
             .field("script", &self.script)
             .finish_non_exhaustive()
     }
 }
 
-fn open(opts: OpenOptions) -> Result<Agent, StartError> {
+fn open(opts: OpenOptions) -> Result<InProcess, StartError> {
     let cwd = PathBuf::from(&opts.cwd);
     let flags = Flags {
         config: opts.config.map(PathBuf::from),
@@ -205,10 +205,10 @@ fn open(opts: OpenOptions) -> Result<Agent, StartError> {
     // A rotated or deleted secret reaches os.environ, as under `ironhost start`.
     let env = Arc::new(parking_lot::Mutex::new(start_env.iter().cloned().collect()));
     let apply: runtime::EnvApplier =
-        Arc::new(|set, unset| python::update_environ(&set, &unset).is_ok());
+        Arc::new(|set, unset| super::interpreter::update_environ(&set, &unset).is_ok());
     runtime::follow_secrets(&host, env, apply);
     let stop = crate::core::runs::register(&gateway.agent().agent_id);
-    Ok(Agent {
+    Ok(InProcess {
         gateway,
         host: Mutex::new(Some(host)),
         status: Mutex::new(Status {
@@ -227,12 +227,13 @@ fn open(opts: OpenOptions) -> Result<Agent, StartError> {
     })
 }
 
-/// Open an agent from the options (JSON); a bad setting raises `ConfigurationError`.
+/// Open an agent in this process from the options (a dict, the keys of [`OpenOptions`]); a
+/// bad setting raises `ConfigurationError`.
 #[pyfunction]
-fn open_agent(py: Python<'_>, options: &str) -> PyResult<Agent> {
+pub(super) fn open_agent(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<Agent> {
     // Under `ironhost start` the process is the host's agent, under the operator's settings: an
     // agent of its own would be a way around them.
-    if python::has_gateway() {
+    if HOSTED.get().is_some() {
         return Err(error(
             py,
             "IronhostError",
@@ -241,23 +242,22 @@ fn open_agent(py: Python<'_>, options: &str) -> PyResult<Agent> {
                 .to_owned(),
         ));
     }
-    let opts: OpenOptions = serde_json::from_str(options)
+    let text: String = py
+        .import("json")?
+        .call_method1("dumps", (options,))?
+        .extract()?;
+    let opts: OpenOptions = serde_json::from_str(&text)
         .map_err(|e| PyValueError::new_err(format!("open_agent: bad options: {e}")))?;
     match py.detach(|| open(opts)) {
-        Ok(agent) => Ok(agent),
+        Ok(agent) => Ok(Agent {
+            backend: Backend::InProcess(Box::new(agent)),
+        }),
         Err(StartError::Config(m)) => Err(error(py, "ConfigurationError", m)),
         Err(StartError::Failed(m)) => Err(error(py, "IronhostError", m)),
     }
 }
 
-fn error(py: Python<'_>, class: &str, message: String) -> PyErr {
-    match python::error_class(py, class).and_then(|c| c.call1((message.clone(),))) {
-        Ok(exc) => PyErr::from_value(exc),
-        Err(_) => PyRuntimeError::new_err(message),
-    }
-}
-
-impl Agent {
+impl InProcess {
     /// The gateway, unless the agent is closed or stopped.
     fn live(&self) -> PyResult<&Arc<Gateway>> {
         if self.host.lock().is_none() {
@@ -287,121 +287,14 @@ impl Agent {
     }
 }
 
-#[pymethods]
-impl Agent {
-    #[getter]
-    fn agent_id(&self) -> String {
-        self.gateway.agent().agent_id.clone()
-    }
-
-    #[getter]
-    fn name(&self) -> String {
-        self.gateway.agent().name.clone()
-    }
-
-    #[getter]
-    fn budget_usd(&self) -> Option<f64> {
-        self.gateway.budget_usd()
-    }
-
-    /// The bundle's name.
-    #[getter]
-    fn bundle(&self) -> Option<String> {
-        self.host
-            .lock()
-            .as_ref()
-            .map(|h| h.core.bundle_name.clone())
-    }
-
-    /// The control plane's URL, when this agent serves it.
-    #[getter]
-    fn dashboard(&self) -> Option<String> {
-        self.dashboard.clone()
-    }
-
-    /// The environment the policies gave the agent at its start (secrets-inject).
-    #[getter]
-    fn start_env(&self) -> Vec<(String, String)> {
-        self.start_env.clone()
-    }
-
-    /// The upstreams (name, base URL) whose requests go through the chain.
-    #[getter]
-    fn upstreams(&self) -> Vec<(String, String)> {
-        self.upstreams.clone()
-    }
-
-    /// LLM calls under way (until their reply starts).
-    #[getter]
-    fn calls_under_way(&self) -> usize {
-        self.in_flight.load(Ordering::SeqCst)
-    }
-
-    #[getter]
-    fn stopping(&self) -> bool {
-        self.stop.load(Ordering::SeqCst)
-    }
-
-    #[getter]
-    fn closed(&self) -> bool {
-        self.host.lock().is_none()
-    }
-
-    fn handle_http<'py>(
-        &self,
-        py: Python<'py>,
-        upstream: String,
-        method: String,
-        path: String,
-        headers: Vec<(String, String)>,
-        body: &[u8],
-    ) -> PyResult<Bound<'py, PyTuple>> {
-        let req = HttpRequest {
-            upstream,
-            method,
-            path,
-            headers,
-            body: body.to_vec(),
-        };
-        // Counted before the check: a `close` that finds no call under way finds none later.
-        self.in_flight.fetch_add(1, Ordering::SeqCst);
-        let _call = InFlight(&self.in_flight);
-        python::http_call(py, self.live()?, Some(&self.stop), req)
-    }
-
-    fn tool_begin<'py>(
-        &self,
-        py: Python<'py>,
-        name: String,
-        arguments: String,
-    ) -> PyResult<Bound<'py, PyTuple>> {
-        python::tool_begin_with(py, self.live()?, &name, arguments)
-    }
-
-    fn tool_end<'py>(
-        &self,
-        py: Python<'py>,
-        ticket: &Bound<'py, PyToolTicket>,
-        ok: bool,
-        payload: String,
-        kind: String,
-    ) -> PyResult<Bound<'py, PyTuple>> {
-        // A tool that ran reports its end even after a stop: the call is accounted for.
-        python::tool_end_with(py, &self.gateway, ticket, ok, payload, &kind)
-    }
-
-    /// `ironhost.current()` for this agent (JSON).
+impl InProcess {
+    /// What `ironhost.current()` shows (JSON).
     fn current(&self) -> String {
         let (state, run) = {
             let status = self.status.lock();
             (status.state, status.runs)
         };
-        python::status_json(&self.gateway, state, run)
-    }
-
-    #[pyo3(signature = (done, total=None, unit=None))]
-    fn progress(&self, done: u64, total: Option<u64>, unit: Option<String>) -> PyResult<()> {
-        python::progress_with(self.live()?, done, total, unit)
+        crate::agent::status::status_json(&self.gateway, state, run)
     }
 
     /// A run begins (a call of a protected function, a script started): returns its number.
@@ -428,7 +321,6 @@ impl Agent {
     /// Run `run` (default: the latest under way) ended with `exit_code` (0 completed; a stop,
     /// or 130 for an interrupt or a cancellation, makes it stopped; anything else failed):
     /// returns its state. After `close` the run was already recorded as stopped.
-    #[pyo3(signature = (exit_code, run=None))]
     fn run_finished(&self, exit_code: i32, run: Option<u32>) -> &'static str {
         let state = if self.stop.load(Ordering::SeqCst) || exit_code == 130 {
             AgentState::Stopped
@@ -516,24 +408,319 @@ impl Agent {
     }
 }
 
-/// The functions and classes of `ironhost._native`: the same in the module `ironhost start`
-/// builds into the agent's interpreter and in the extension `pip install` builds
-/// (`python/src/lib.rs`): the agent runtime's functions, and the SDK's agent.
-pub fn fill_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    python::add_functions(m)?;
-    m.add_function(wrap_pyfunction!(open_agent, m)?)?;
-    m.add_class::<Agent>()?;
-    Ok(())
+/// The agent under `ironhost start`, in its worker: its calls go to the host.
+static HOSTED: OnceLock<Py<Agent>> = OnceLock::new();
+
+/// Tell the host this worker's agent caught a stop signal.
+pub(super) fn signal_host(signum: i32) {
+    if let Some(agent) = HOSTED.get()
+        && let Backend::Hosted(remote) = &agent.get().backend
+    {
+        remote.signal(signum);
+    }
 }
 
-/// The extension module's start (`import ironhost` from a pip install): when imported on
-/// Python's main thread, waits there let Ctrl-C through, as under `ironhost start`.
-pub fn init_extension(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    let py = m.py();
-    let threading = py.import("threading")?;
-    let main = threading.call_method0("main_thread")?;
-    if threading.call_method0("current_thread")?.is(&main) {
-        python::mark_main_thread();
+/// Serve this worker's agent through the host at `remote` (see [`hosted`]).
+pub(super) fn install_hosted(remote: Arc<Remote>) {
+    let made = Python::attach(|py| {
+        Py::new(
+            py,
+            Agent {
+                backend: Backend::Hosted(remote),
+            },
+        )
+    });
+    match made {
+        Ok(agent) => {
+            let _ = HOSTED.set(agent);
+        }
+        Err(e) => eprintln!("ironhost: cannot make the hosted agent: {e}"),
     }
-    fill_module(m)
+}
+
+/// The agent under `ironhost start` (in its worker), or `None`: its calls go to the host.
+#[pyfunction]
+pub(super) fn hosted(py: Python<'_>) -> Option<Py<Agent>> {
+    HOSTED.get().map(|a| a.clone_ref(py))
+}
+
+enum Backend {
+    InProcess(Box<InProcess>),
+    Hosted(Arc<Remote>),
+}
+
+/// An agent: one opened in this process by the SDK (`open_agent`), or the one `ironhost start`
+/// runs in this worker ([`hosted`]). The same calls either way; the pure-Python layer does
+/// not know which it has.
+#[pyclass(module = "ironhost._native", name = "Agent", frozen)]
+pub struct Agent {
+    backend: Backend,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.backend {
+            Backend::InProcess(a) => a.fmt(f),
+            Backend::Hosted(r) => f.debug_tuple("Hosted").field(r).finish(),
+        }
+    }
+}
+
+impl Agent {
+    /// The hosted agent's own figures, from the host.
+    fn hosted_status(&self, py: Python<'_>, remote: &Remote) -> PyResult<serde_json::Value> {
+        let (out, pending) = detached(py, None, |_| remote.current());
+        let text = out.map_err(|e| remote_to_py(py, e, pending))?;
+        serde_json::from_str(&text)
+            .map_err(|e| PyRuntimeError::new_err(format!("the host's status is not JSON: {e}")))
+    }
+
+    fn hosted_only(py: Python<'_>, what: &str) -> PyErr {
+        error(
+            py,
+            "IronhostError",
+            format!("{what}: the agent under `ironhost start` is run by the host"),
+        )
+    }
+}
+
+#[pymethods]
+impl Agent {
+    #[getter]
+    fn agent_id(&self, py: Python<'_>) -> PyResult<String> {
+        match &self.backend {
+            Backend::InProcess(a) => Ok(a.gateway.agent().agent_id.clone()),
+            Backend::Hosted(r) => Ok(self.hosted_status(py, r)?["agent_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()),
+        }
+    }
+
+    #[getter]
+    fn name(&self, py: Python<'_>) -> PyResult<String> {
+        match &self.backend {
+            Backend::InProcess(a) => Ok(a.gateway.agent().name.clone()),
+            Backend::Hosted(r) => Ok(self.hosted_status(py, r)?["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()),
+        }
+    }
+
+    #[getter]
+    fn budget_usd(&self, py: Python<'_>) -> PyResult<Option<f64>> {
+        match &self.backend {
+            Backend::InProcess(a) => Ok(a.gateway.budget_usd()),
+            Backend::Hosted(r) => Ok(self.hosted_status(py, r)?["budget_usd"].as_f64()),
+        }
+    }
+
+    /// The bundle's name (an SDK agent's).
+    #[getter]
+    fn bundle(&self) -> Option<String> {
+        match &self.backend {
+            Backend::InProcess(a) => a.host.lock().as_ref().map(|h| h.core.bundle_name.clone()),
+            Backend::Hosted(_) => None,
+        }
+    }
+
+    /// The control plane's URL, when this agent serves it (an SDK agent).
+    #[getter]
+    fn dashboard(&self) -> Option<String> {
+        match &self.backend {
+            Backend::InProcess(a) => a.dashboard.clone(),
+            Backend::Hosted(_) => None,
+        }
+    }
+
+    /// The environment the policies gave an SDK agent at its start (secrets-inject).
+    #[getter]
+    fn start_env(&self) -> Vec<(String, String)> {
+        match &self.backend {
+            Backend::InProcess(a) => a.start_env.clone(),
+            Backend::Hosted(_) => Vec::new(),
+        }
+    }
+
+    /// The upstreams (name, base URL) whose requests go through an SDK agent's chain.
+    #[getter]
+    fn upstreams(&self) -> Vec<(String, String)> {
+        match &self.backend {
+            Backend::InProcess(a) => a.upstreams.clone(),
+            Backend::Hosted(_) => Vec::new(),
+        }
+    }
+
+    /// LLM calls under way (until their reply starts) of an SDK agent.
+    #[getter]
+    fn calls_under_way(&self) -> usize {
+        match &self.backend {
+            Backend::InProcess(a) => a.in_flight.load(Ordering::SeqCst),
+            Backend::Hosted(_) => 0,
+        }
+    }
+
+    #[getter]
+    fn stopping(&self) -> bool {
+        match &self.backend {
+            Backend::InProcess(a) => a.stop.load(Ordering::SeqCst),
+            Backend::Hosted(_) => false,
+        }
+    }
+
+    #[getter]
+    fn closed(&self) -> bool {
+        match &self.backend {
+            Backend::InProcess(a) => a.host.lock().is_none(),
+            Backend::Hosted(_) => false,
+        }
+    }
+
+    /// An SDK's HTTP request to an upstream, through the chain.
+    fn handle_http(
+        &self,
+        py: Python<'_>,
+        upstream: String,
+        method: String,
+        path: String,
+        headers: Vec<(String, String)>,
+        body: &[u8],
+    ) -> PyResult<HttpReply> {
+        let req = HttpRequest {
+            upstream,
+            method,
+            path,
+            headers,
+            body: body.to_vec(),
+        };
+        match &self.backend {
+            Backend::InProcess(a) => {
+                // Counted before the check: a `close` that finds no call under way finds none
+                // later.
+                a.in_flight.fetch_add(1, Ordering::SeqCst);
+                let _call = InFlight(&a.in_flight);
+                let via = Via::Local {
+                    gateway: a.live()?,
+                    stop: Some(&a.stop),
+                };
+                calls::http(py, via, req)
+            }
+            Backend::Hosted(r) => calls::http(py, Via::Host(r), req),
+        }
+    }
+
+    /// A tool call about to run: run it, or take a policy's answer.
+    fn tool_begin(&self, py: Python<'_>, name: String, arguments: String) -> PyResult<ToolBegin> {
+        match &self.backend {
+            Backend::InProcess(a) => {
+                let via = Via::Local {
+                    gateway: a.live()?,
+                    stop: None,
+                };
+                calls::tool_begin(py, via, &name, arguments)
+            }
+            Backend::Hosted(r) => calls::tool_begin(py, Via::Host(r), &name, arguments),
+        }
+    }
+
+    /// A tool call ended: its result (`ok`) or error (`payload` the message, `kind` its class).
+    fn tool_end(
+        &self,
+        py: Python<'_>,
+        ticket: &Bound<'_, PyToolTicket>,
+        ok: bool,
+        payload: String,
+        kind: String,
+    ) -> PyResult<ToolEnd> {
+        let via = match &self.backend {
+            // A tool that ran reports its end even after a stop: the call is accounted for.
+            Backend::InProcess(a) => Via::Local {
+                gateway: &a.gateway,
+                stop: None,
+            },
+            Backend::Hosted(r) => Via::Host(r),
+        };
+        calls::tool_end(py, via, ticket, ok, payload, &kind)
+    }
+
+    /// `ironhost.current()`: the agent, its state and its live figures (a dict).
+    fn current<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let text = match &self.backend {
+            Backend::InProcess(a) => a.current(),
+            Backend::Hosted(r) => {
+                let (out, pending) = detached(py, None, |_| r.current());
+                out.map_err(|e| remote_to_py(py, e, pending))?
+            }
+        };
+        py.import("json")?.call_method1("loads", (text,))
+    }
+
+    /// The agent's progress (`done` of `total` `unit`s), on its event stream.
+    #[pyo3(signature = (done, total=None, unit=None))]
+    fn progress(
+        &self,
+        py: Python<'_>,
+        done: u64,
+        total: Option<u64>,
+        unit: Option<String>,
+    ) -> PyResult<()> {
+        calls::check_progress(done, total)?;
+        match &self.backend {
+            Backend::InProcess(a) => {
+                let gw = a.live()?;
+                gw.bus().publish(
+                    &gw.agent().agent_id,
+                    Severity::Info,
+                    EventKind::AgentProgress { done, total, unit },
+                );
+                Ok(())
+            }
+            Backend::Hosted(r) => {
+                let (out, pending) = detached(py, None, |_| r.progress(done, total, unit));
+                out.map_err(|e| remote_to_py(py, e, pending))
+            }
+        }
+    }
+
+    /// A run begins (a call of a protected function, a script started): returns its number.
+    fn run_started(&self, py: Python<'_>) -> PyResult<u32> {
+        match &self.backend {
+            Backend::InProcess(a) => a.run_started(),
+            Backend::Hosted(_) => Err(Agent::hosted_only(py, "run_started")),
+        }
+    }
+
+    /// Run `run` (default: the latest under way) ended with `exit_code`: returns its state.
+    #[pyo3(signature = (exit_code, run=None))]
+    fn run_finished(
+        &self,
+        py: Python<'_>,
+        exit_code: i32,
+        run: Option<u32>,
+    ) -> PyResult<&'static str> {
+        match &self.backend {
+            Backend::InProcess(a) => Ok(a.run_finished(exit_code, run)),
+            Backend::Hosted(_) => Err(Agent::hosted_only(py, "run_finished")),
+        }
+    }
+
+    /// Stop the agent: calls in flight end with `KeyboardInterrupt`, new ones are refused.
+    fn stop(&self, py: Python<'_>) -> PyResult<()> {
+        match &self.backend {
+            Backend::InProcess(a) => {
+                a.stop();
+                Ok(())
+            }
+            Backend::Hosted(_) => Err(Agent::hosted_only(py, "stop")),
+        }
+    }
+
+    /// Write everything to the store and shut the agent's host down (see `InProcess::close`).
+    fn close(&self, py: Python<'_>) -> PyResult<()> {
+        match &self.backend {
+            Backend::InProcess(a) => a.close(py),
+            Backend::Hosted(_) => Err(Agent::hosted_only(py, "close")),
+        }
+    }
 }
