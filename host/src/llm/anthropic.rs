@@ -8,6 +8,7 @@ use super::wire::{
     json_value, model_of, neutral_request, patch, patch_parts, pointer_name, render_limits,
     render_tools, tool_spec, u32_field,
 };
+use super::wire::{WireFormat, answer_fields, answer_json};
 use crate::model::{
     ContentPart, LlmRequest, LlmResponse, Message, ProviderError, ProviderErrorKind, Role, Usage,
 };
@@ -596,6 +597,62 @@ pub(super) fn error_body(e: &ProviderError) -> Vec<u8> {
     json!({"type": "error", "error": {"type": kind, "message": e.message}})
         .to_string()
         .into_bytes()
+}
+
+/// Anthropic messages (`POST …/v1/messages`).
+#[derive(Debug, Clone, Copy)]
+pub struct Messages;
+
+impl WireFormat for Messages {
+    fn parse_request(&self, body: Map<String, Value>) -> Result<ParsedRequest, WireError> {
+        parse_request(body)
+    }
+    fn render_request(&self, parsed: &ParsedRequest, request: &LlmRequest) -> Vec<u8> {
+        render_request(parsed, request)
+    }
+    fn parse_response(&self, body: &[u8]) -> Result<LlmResponse, WireError> {
+        parse_response(&answer_json(body)?)
+    }
+    fn render_response(&self, original: Option<Map<String, Value>>, r: &LlmResponse) -> Vec<u8> {
+        render_response(original, r)
+    }
+    fn render_stream(&self, r: &LlmResponse, _include_usage: bool) -> Vec<SseEvent> {
+        render_stream(r)
+    }
+    fn event_info(&self, ev: &SseEvent) -> EventInfo {
+        event_info(ev)
+    }
+    fn with_text(&self, template: &SseEvent, text: &str) -> SseEvent {
+        with_text(template, text)
+    }
+    fn error_body(&self, e: &ProviderError) -> Vec<u8> {
+        error_body(e)
+    }
+}
+
+/// Anthropic token counting (`POST …/v1/messages/count_tokens`): a messages request in,
+/// `{"input_tokens": n}` out.
+#[derive(Debug, Clone, Copy)]
+pub struct CountTokens;
+
+impl WireFormat for CountTokens {
+    fn parse_request(&self, body: Map<String, Value>) -> Result<ParsedRequest, WireError> {
+        parse_request(body)
+    }
+    fn render_request(&self, parsed: &ParsedRequest, request: &LlmRequest) -> Vec<u8> {
+        render_request(parsed, request)
+    }
+    fn parse_response(&self, body: &[u8]) -> Result<LlmResponse, WireError> {
+        Ok(super::inputs::parse_response(&answer_fields(body)?, None))
+    }
+    fn render_response(&self, _original: Option<Map<String, Value>>, r: &LlmResponse) -> Vec<u8> {
+        serde_json::json!({"input_tokens": r.usage.map_or(0, |u| u.input_tokens)})
+            .to_string()
+            .into_bytes()
+    }
+    fn error_body(&self, e: &ProviderError) -> Vec<u8> {
+        error_body(e)
+    }
 }
 
 #[cfg(test)]

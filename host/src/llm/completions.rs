@@ -8,7 +8,8 @@ use super::wire::{
     EventInfo, ParsedRequest, Parts, Shape, UsagePart, WireError, extra_map, json_text, model_of,
     neutral_request, patch, u32_field, unix_now,
 };
-use crate::model::{ContentPart, LlmRequest, LlmResponse, Message, Role, Usage};
+use super::wire::{WireFormat, answer_json};
+use crate::model::{ContentPart, LlmRequest, LlmResponse, Message, ProviderError, Role, Usage};
 
 const SHAPE: Shape = Shape {
     provider: "openai",
@@ -280,6 +281,37 @@ pub(super) fn with_text(template: &SseEvent, text: &str) -> SseEvent {
         c["finish_reason"] = Value::Null;
     }
     SseEvent::data(v.to_string())
+}
+
+/// OpenAI legacy completions (`POST …/v1/completions`).
+#[derive(Debug, Clone, Copy)]
+pub struct Completions;
+
+impl WireFormat for Completions {
+    fn parse_request(&self, body: Map<String, Value>) -> Result<ParsedRequest, WireError> {
+        parse_request(body)
+    }
+    fn render_request(&self, parsed: &ParsedRequest, request: &LlmRequest) -> Vec<u8> {
+        render_request(parsed, request)
+    }
+    fn parse_response(&self, body: &[u8]) -> Result<LlmResponse, WireError> {
+        parse_response(&answer_json(body)?)
+    }
+    fn render_response(&self, original: Option<Map<String, Value>>, r: &LlmResponse) -> Vec<u8> {
+        render_response(original, r)
+    }
+    fn render_stream(&self, r: &LlmResponse, include_usage: bool) -> Vec<SseEvent> {
+        render_stream(r, include_usage)
+    }
+    fn event_info(&self, ev: &SseEvent) -> EventInfo {
+        event_info(ev)
+    }
+    fn with_text(&self, template: &SseEvent, text: &str) -> SseEvent {
+        with_text(template, text)
+    }
+    fn error_body(&self, e: &ProviderError) -> Vec<u8> {
+        super::openai::error_body(e)
+    }
 }
 
 #[cfg(test)]

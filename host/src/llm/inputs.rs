@@ -11,7 +11,8 @@ use serde_json::{Map, Value, json};
 use super::wire::{
     ParsedRequest, Parts, Shape, WireError, extra_map, neutral_request, patch, str_field, u32_field,
 };
-use crate::model::{ContentPart, LlmRequest, LlmResponse, Message, Role, Usage};
+use super::wire::{WireFormat, answer_fields};
+use crate::model::{ContentPart, LlmRequest, LlmResponse, Message, ProviderError, Role, Usage};
 
 const SHAPE: Shape = Shape {
     provider: "openai",
@@ -201,6 +202,59 @@ pub(crate) fn moderation_body(id: &str, model: &str, inputs: &[ContentPart]) -> 
         })
         .collect();
     json!({"id": id, "model": model, "results": results})
+}
+
+/// OpenAI embeddings (`POST …/v1/embeddings`).
+#[derive(Debug, Clone, Copy)]
+pub struct Embeddings;
+
+impl WireFormat for Embeddings {
+    fn parse_request(&self, body: Map<String, Value>) -> Result<ParsedRequest, WireError> {
+        parse_request(body, true)
+    }
+    fn render_request(&self, parsed: &ParsedRequest, request: &LlmRequest) -> Vec<u8> {
+        render_request(parsed, request)
+    }
+    fn parse_response(&self, body: &[u8]) -> Result<LlmResponse, WireError> {
+        Ok(parse_response(
+            &answer_fields(body)?,
+            Some("/usage/prompt_tokens"),
+        ))
+    }
+    fn render_response(&self, _original: Option<Map<String, Value>>, r: &LlmResponse) -> Vec<u8> {
+        let tokens = r.usage.map_or(0, |u| u.input_tokens);
+        serde_json::json!({"object": "list", "data": [], "model": r.model,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
+        .to_string()
+        .into_bytes()
+    }
+    fn error_body(&self, e: &ProviderError) -> Vec<u8> {
+        super::openai::error_body(e)
+    }
+}
+
+/// OpenAI moderations (`POST …/v1/moderations`).
+#[derive(Debug, Clone, Copy)]
+pub struct Moderations;
+
+impl WireFormat for Moderations {
+    fn parse_request(&self, body: Map<String, Value>) -> Result<ParsedRequest, WireError> {
+        parse_request(body, false)
+    }
+    fn render_request(&self, parsed: &ParsedRequest, request: &LlmRequest) -> Vec<u8> {
+        render_request(parsed, request)
+    }
+    fn parse_response(&self, body: &[u8]) -> Result<LlmResponse, WireError> {
+        Ok(parse_response(&answer_fields(body)?, None))
+    }
+    fn render_response(&self, _original: Option<Map<String, Value>>, r: &LlmResponse) -> Vec<u8> {
+        moderation_body(&r.id, &r.model, &[])
+            .to_string()
+            .into_bytes()
+    }
+    fn error_body(&self, e: &ProviderError) -> Vec<u8> {
+        super::openai::error_body(e)
+    }
 }
 
 #[cfg(test)]

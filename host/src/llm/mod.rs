@@ -1,8 +1,12 @@
-//! LLM providers: the wire formats of the OpenAI and Anthropic APIs, the built-in simulator,
-//! the HTTPS adapter for the real providers, token counting and pricing.
+//! LLM providers: which API a request is and its wire format (`api.rs`, one `WireFormat`
+//! per API over the shared types of `wire.rs`), where a call goes (`upstream.rs`: the
+//! `Upstream` trait the built-in simulator and the HTTPS client implement; `upstreams.rs`: the
+//! configured upstreams), the one mapping of provider errors (`errors.rs`).
 
 pub mod anthropic;
+pub mod api;
 pub mod completions;
+pub mod errors;
 pub mod http;
 pub mod inputs;
 pub mod openai;
@@ -16,7 +20,8 @@ pub mod wire;
 
 use serde::Deserialize;
 
-use crate::model::{ProviderError, ProviderErrorKind};
+// TEMPORARY (until the gateway split lands): the old paths.
+pub use errors::{error_kind, retry_after_ms, retryable};
 
 /// Where LLM calls go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -41,60 +46,4 @@ pub fn stable_hash(parts: &[&[u8]]) -> u64 {
         h = (h ^ 0xff).wrapping_mul(0x1000_0000_01b3);
     }
     h
-}
-
-/// The class of a failed call with this HTTP status.
-pub fn error_kind(status: u16) -> ProviderErrorKind {
-    match status {
-        429 => ProviderErrorKind::RateLimited,
-        401 | 403 => ProviderErrorKind::Authentication,
-        408 | 504 => ProviderErrorKind::Timeout,
-        400..=499 => ProviderErrorKind::InvalidRequest,
-        500..=599 => ProviderErrorKind::ServerError,
-        _ => ProviderErrorKind::Other,
-    }
-}
-
-/// The HTTP status that reports `error` to an agent.
-pub fn error_status(error: &ProviderError) -> u16 {
-    if let Some(s) = error.status {
-        return s;
-    }
-    match error.kind {
-        ProviderErrorKind::RateLimited => 429,
-        ProviderErrorKind::ServerError => 500,
-        ProviderErrorKind::Timeout => 504,
-        ProviderErrorKind::Connection => 502,
-        ProviderErrorKind::InvalidRequest => 400,
-        ProviderErrorKind::Authentication => 401,
-        ProviderErrorKind::Other => 500,
-    }
-}
-
-/// Whether a failed call may succeed when tried again.
-pub fn retryable(error: &ProviderError) -> bool {
-    matches!(
-        error.kind,
-        ProviderErrorKind::RateLimited
-            | ProviderErrorKind::ServerError
-            | ProviderErrorKind::Timeout
-            | ProviderErrorKind::Connection
-    )
-}
-
-/// The wait a provider asked for: `retry-after-ms` (OpenAI) or `retry-after` in seconds.
-pub fn retry_after_ms<'a>(headers: impl IntoIterator<Item = (&'a str, &'a str)>) -> Option<u64> {
-    let mut secs = None;
-    for (k, v) in headers {
-        if k.eq_ignore_ascii_case("retry-after-ms") {
-            if let Ok(ms) = v.trim().parse::<f64>() {
-                return Some(ms.max(0.0) as u64);
-            }
-        } else if k.eq_ignore_ascii_case("retry-after")
-            && let Ok(s) = v.trim().parse::<f64>()
-        {
-            secs = Some((s.max(0.0) * 1000.0) as u64);
-        }
-    }
-    secs
 }

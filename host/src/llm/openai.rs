@@ -8,6 +8,7 @@ use super::wire::{
     json_value, model_of, neutral_request, patch, patch_parts, pointer_name, render_tools,
     str_field, tool_spec, u32_field, unix_now,
 };
+use super::wire::{WireFormat, answer_json};
 use crate::model::{
     ContentPart, LlmRequest, LlmResponse, Message, ProviderError, ProviderErrorKind, Role, ToolUse,
     Usage,
@@ -679,6 +680,37 @@ pub(super) fn error_body(e: &ProviderError) -> Vec<u8> {
     json!({"error": {"message": e.message, "type": kind, "param": null, "code": code}})
         .to_string()
         .into_bytes()
+}
+
+/// OpenAI chat completions (`POST …/chat/completions`).
+#[derive(Debug, Clone, Copy)]
+pub struct Chat;
+
+impl WireFormat for Chat {
+    fn parse_request(&self, body: Map<String, Value>) -> Result<ParsedRequest, WireError> {
+        parse_request(body)
+    }
+    fn render_request(&self, parsed: &ParsedRequest, request: &LlmRequest) -> Vec<u8> {
+        render_request(parsed, request)
+    }
+    fn parse_response(&self, body: &[u8]) -> Result<LlmResponse, WireError> {
+        parse_response(&answer_json(body)?)
+    }
+    fn render_response(&self, original: Option<Map<String, Value>>, r: &LlmResponse) -> Vec<u8> {
+        render_response(original, r)
+    }
+    fn render_stream(&self, r: &LlmResponse, include_usage: bool) -> Vec<SseEvent> {
+        render_stream(r, include_usage)
+    }
+    fn event_info(&self, ev: &SseEvent) -> EventInfo {
+        event_info(ev)
+    }
+    fn with_text(&self, template: &SseEvent, text: &str) -> SseEvent {
+        with_text(template, text)
+    }
+    fn error_body(&self, e: &ProviderError) -> Vec<u8> {
+        error_body(e)
+    }
 }
 
 #[cfg(test)]

@@ -13,7 +13,8 @@ use super::wire::{
     json_value, model_of, neutral_request, patch, patch_parts, pointer_name, render_limits,
     render_tools, tool_spec, u32_field, unix_now,
 };
-use crate::model::{ContentPart, LlmRequest, LlmResponse, Message, Role, Usage};
+use super::wire::{WireFormat, answer_fields};
+use crate::model::{ContentPart, LlmRequest, LlmResponse, Message, ProviderError, Role, Usage};
 
 const SHAPE: Shape = Shape {
     provider: "openai",
@@ -752,6 +753,64 @@ pub(crate) fn rewrite_event(
     SseEvent {
         event: ev.event.clone(),
         data: v.to_string(),
+    }
+}
+
+/// OpenAI responses (`POST …/v1/responses`).
+#[derive(Debug, Clone, Copy)]
+pub struct Responses;
+
+impl WireFormat for Responses {
+    fn parse_request(&self, body: Map<String, Value>) -> Result<ParsedRequest, WireError> {
+        parse_request(body)
+    }
+    fn render_request(&self, parsed: &ParsedRequest, request: &LlmRequest) -> Vec<u8> {
+        render_request(parsed, request)
+    }
+    fn parse_response(&self, body: &[u8]) -> Result<LlmResponse, WireError> {
+        parse_response(&answer_fields(body)?)
+    }
+    fn render_response(&self, original: Option<Map<String, Value>>, r: &LlmResponse) -> Vec<u8> {
+        render_response(original, r)
+    }
+    fn render_stream(&self, r: &LlmResponse, _include_usage: bool) -> Vec<SseEvent> {
+        render_stream(None, r)
+    }
+    fn event_info(&self, ev: &SseEvent) -> EventInfo {
+        event_info(ev)
+    }
+    fn with_text(&self, template: &SseEvent, text: &str) -> SseEvent {
+        with_text(template, text)
+    }
+    fn error_body(&self, e: &ProviderError) -> Vec<u8> {
+        super::openai::error_body(e)
+    }
+}
+
+/// OpenAI token counting for a Responses request (`POST …/v1/responses/input_tokens`).
+#[derive(Debug, Clone, Copy)]
+pub struct InputTokens;
+
+impl WireFormat for InputTokens {
+    fn parse_request(&self, body: Map<String, Value>) -> Result<ParsedRequest, WireError> {
+        parse_request(body)
+    }
+    fn render_request(&self, parsed: &ParsedRequest, request: &LlmRequest) -> Vec<u8> {
+        render_request(parsed, request)
+    }
+    fn parse_response(&self, body: &[u8]) -> Result<LlmResponse, WireError> {
+        Ok(super::inputs::parse_response(&answer_fields(body)?, None))
+    }
+    fn render_response(&self, _original: Option<Map<String, Value>>, r: &LlmResponse) -> Vec<u8> {
+        serde_json::json!({
+            "object": "response.input_tokens",
+            "input_tokens": r.usage.map_or(0, |u| u.input_tokens)
+        })
+        .to_string()
+        .into_bytes()
+    }
+    fn error_body(&self, e: &ProviderError) -> Vec<u8> {
+        super::openai::error_body(e)
     }
 }
 

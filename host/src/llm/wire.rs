@@ -4,263 +4,73 @@
 //!
 //! Bytes are passed through untouched wherever the chain changed nothing, so the agent's SDK and
 //! the provider see exactly what the other sent.
+//!
+//! This file has what every format shares: the [`WireFormat`] trait each API implements (in
+//! `openai.rs`, `anthropic.rs`, `responses.rs`, `completions.rs`, `inputs.rs`), the parsed
+//! request with where each part came from, stream event facts, usage pieces. Which API a
+//! path is, and its format, is `api.rs`.
 
 use serde_json::{Map, Value, json};
 
 use super::sse::SseEvent;
-use super::{anthropic, completions, inputs, openai, responses};
+// TEMPORARY (until the gateway split lands): the old path of `Api`.
+pub use super::api::Api;
 use crate::model::{ContentPart, LlmRequest, LlmResponse, ProviderError, ToolSpec, Usage};
 
-/// A provider API ironhost routes through the chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Api {
-    /// OpenAI chat completions (`POST …/chat/completions`).
-    OpenAi,
-    /// Anthropic messages (`POST …/v1/messages`).
-    Anthropic,
-    /// OpenAI responses (`POST …/v1/responses`).
-    Responses,
-    /// OpenAI legacy completions (`POST …/v1/completions`).
-    Completions,
-    /// OpenAI embeddings (`POST …/v1/embeddings`).
-    Embeddings,
-    /// OpenAI moderations (`POST …/v1/moderations`).
-    Moderations,
-    /// Anthropic token counting (`POST …/v1/messages/count_tokens`).
-    CountTokens,
-    /// OpenAI token counting for a Responses request (`POST …/v1/responses/input_tokens`).
-    InputTokens,
-}
-
-impl Api {
-    /// The API a `POST` to this path belongs to, if ironhost routes it.
-    pub fn from_path(path: &str) -> Option<Api> {
-        let path = path.split('?').next().unwrap_or(path).trim_end_matches('/');
-        if path.ends_with("/chat/completions") {
-            Some(Api::OpenAi)
-        } else if path.ends_with("/v1/messages") || path == "/messages" {
-            Some(Api::Anthropic)
-        } else if path.ends_with("/messages/count_tokens") {
-            Some(Api::CountTokens)
-        } else if path.ends_with("/responses/input_tokens") {
-            Some(Api::InputTokens)
-        } else if path.ends_with("/v1/responses") || path == "/responses" {
-            Some(Api::Responses)
-        } else if path.ends_with("/v1/completions") || path == "/completions" {
-            Some(Api::Completions)
-        } else if path.ends_with("/embeddings") {
-            Some(Api::Embeddings)
-        } else if path.ends_with("/v1/moderations") || path == "/moderations" {
-            Some(Api::Moderations)
-        } else {
-            None
-        }
-    }
-
-    /// The provider name the chain sees.
-    pub fn provider(self) -> &'static str {
-        match self {
-            Api::Anthropic | Api::CountTokens => "anthropic",
-            _ => "openai",
-        }
-    }
-
-    /// The API's name in logs and call records.
-    pub fn name(self) -> &'static str {
-        match self {
-            Api::OpenAi => "chat",
-            Api::Anthropic => "messages",
-            Api::Responses => "responses",
-            Api::Completions => "completions",
-            Api::Embeddings => "embeddings",
-            Api::Moderations => "moderations",
-            Api::CountTokens => "count_tokens",
-            Api::InputTokens => "input_tokens",
-        }
-    }
-
-    /// Whether a call counts among the agent's LLM calls (its live figures): token counts
-    /// are recorded, but are not calls of a model.
-    pub fn counted(self) -> bool {
-        !matches!(self, Api::CountTokens | Api::InputTokens)
-    }
-
-    /// Whether the API answers with generated text (and may stream it).
-    pub fn generates(self) -> bool {
-        matches!(
-            self,
-            Api::OpenAi | Api::Anthropic | Api::Responses | Api::Completions
-        )
-    }
-
-    /// Parse the agent's request body.
-    pub fn parse_request(self, body: &[u8]) -> Result<ParsedRequest, WireError> {
-        let value: Value = serde_json::from_slice(body)
-            .map_err(|e| WireError(format!("the request body is not JSON: {e}")))?;
-        let Value::Object(original) = value else {
-            return Err(WireError(
-                "the request body is not a JSON object".to_owned(),
-            ));
-        };
-        match self {
-            Api::OpenAi => openai::parse_request(original),
-            Api::Anthropic | Api::CountTokens => anthropic::parse_request(original),
-            Api::Responses | Api::InputTokens => responses::parse_request(original),
-            Api::Completions => completions::parse_request(original),
-            Api::Embeddings => inputs::parse_request(original, true),
-            Api::Moderations => inputs::parse_request(original, false),
-        }
-    }
+/// One provider API's wire format, both ways. `api::Api` names the API and picks its format.
+pub trait WireFormat: Sync {
+    /// Parse the agent's request body (already a JSON object).
+    fn parse_request(&self, body: Map<String, Value>) -> Result<ParsedRequest, WireError>;
 
     /// The body to send the provider for `request` (the chain's version of `parsed`).
-    pub fn render_request(self, parsed: &ParsedRequest, request: &LlmRequest) -> Vec<u8> {
-        match self {
-            Api::OpenAi => openai::render_request(parsed, request),
-            Api::Anthropic | Api::CountTokens => anthropic::render_request(parsed, request),
-            Api::Responses | Api::InputTokens => responses::render_request(parsed, request),
-            Api::Completions => completions::render_request(parsed, request),
-            Api::Embeddings | Api::Moderations => inputs::render_request(parsed, request),
-        }
-    }
+    fn render_request(&self, parsed: &ParsedRequest, request: &LlmRequest) -> Vec<u8>;
 
     /// Parse a provider's successful JSON answer.
-    pub fn parse_response(self, body: &[u8]) -> Result<LlmResponse, WireError> {
-        let not_json =
-            |e: serde_json::Error| WireError(format!("the provider's answer is not JSON: {e}"));
-        let value: Value = match self {
-            // Large answers (a Responses object echoes the request's settings, an embedding
-            // is thousands of numbers): only the fields the chain reads become values.
-            Api::Responses
-            | Api::Embeddings
-            | Api::Moderations
-            | Api::CountTokens
-            | Api::InputTokens => serde_json::from_slice::<AnswerFields>(body)
-                .map_err(not_json)?
-                .into_value(),
-            _ => serde_json::from_slice(body).map_err(not_json)?,
-        };
-        match self {
-            Api::OpenAi => openai::parse_response(&value),
-            Api::Anthropic => anthropic::parse_response(&value),
-            Api::Responses => responses::parse_response(&value),
-            Api::Completions => completions::parse_response(&value),
-            Api::Embeddings => Ok(inputs::parse_response(&value, Some("/usage/prompt_tokens"))),
-            Api::Moderations | Api::CountTokens | Api::InputTokens => {
-                Ok(inputs::parse_response(&value, None))
-            }
-        }
-    }
+    fn parse_response(&self, body: &[u8]) -> Result<LlmResponse, WireError>;
 
-    /// The JSON answer for the agent. With `original` (the provider's body) only the message
-    /// and usage are replaced, so every other field the provider sent is kept.
-    pub fn render_response(self, original: Option<&[u8]>, response: &LlmResponse) -> Vec<u8> {
-        if !self.generates()
-            && let Some(body) = original
-        {
-            // Nothing generated, nothing for a policy to change: the provider's answer as is.
-            return body.to_vec();
-        }
-        let original = original
-            .and_then(|b| serde_json::from_slice::<Value>(b).ok())
-            .and_then(|v| match v {
-                Value::Object(m) => Some(m),
-                _ => None,
-            });
-        match self {
-            Api::OpenAi => openai::render_response(original, response),
-            Api::Anthropic => anthropic::render_response(original, response),
-            Api::Responses => responses::render_response(original, response),
-            Api::Completions => completions::render_response(original, response),
-            Api::Embeddings => {
-                let tokens = response.usage.map_or(0, |u| u.input_tokens);
-                serde_json::json!({"object": "list", "data": [], "model": response.model,
-                    "usage": {"prompt_tokens": tokens, "total_tokens": tokens}})
-                .to_string()
-                .into_bytes()
-            }
-            Api::Moderations => inputs::moderation_body(&response.id, &response.model, &[])
-                .to_string()
-                .into_bytes(),
-            Api::CountTokens => serde_json::json!({
-                "input_tokens": response.usage.map_or(0, |u| u.input_tokens)
-            })
-            .to_string()
-            .into_bytes(),
-            Api::InputTokens => serde_json::json!({
-                "object": "response.input_tokens",
-                "input_tokens": response.usage.map_or(0, |u| u.input_tokens)
-            })
-            .to_string()
-            .into_bytes(),
-        }
-    }
+    /// The JSON answer for the agent; with `original` (the provider's answer) only the message
+    /// and usage are replaced.
+    fn render_response(
+        &self,
+        original: Option<Map<String, Value>>,
+        response: &LlmResponse,
+    ) -> Vec<u8>;
 
-    /// A complete answer as the stream of events the provider would have sent.
-    pub fn render_stream(self, response: &LlmResponse, include_usage: bool) -> Vec<SseEvent> {
-        match self {
-            Api::OpenAi => openai::render_stream(response, include_usage),
-            Api::Anthropic => anthropic::render_stream(response),
-            Api::Responses => responses::render_stream(None, response),
-            Api::Completions => completions::render_stream(response, include_usage),
-            Api::Embeddings | Api::Moderations | Api::CountTokens | Api::InputTokens => Vec::new(),
-        }
-    }
-
-    /// A provider error from its status, body and `Retry-After`.
-    pub fn parse_error(
-        self,
-        status: u16,
-        body: &[u8],
-        retry_after_ms: Option<u64>,
-    ) -> ProviderError {
-        let message = serde_json::from_slice::<Value>(body)
-            .ok()
-            .and_then(|v| {
-                v.pointer("/error/message")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned)
-            })
-            .unwrap_or_else(|| String::from_utf8_lossy(body).chars().take(500).collect());
-        ProviderError {
-            kind: super::error_kind(status),
-            status: Some(status),
-            message,
-            retry_after_ms,
-        }
-    }
-
-    /// The status and body the provider sends for `error`.
-    pub fn render_error(self, error: &ProviderError) -> (u16, Vec<u8>) {
-        let status = super::error_status(error);
-        let body = match self.provider() {
-            "anthropic" => anthropic::error_body(error),
-            _ => openai::error_body(error),
-        };
-        (status, body)
+    /// A complete answer as the stream of events the provider would have sent (none for an
+    /// API that does not stream).
+    fn render_stream(&self, _response: &LlmResponse, _include_usage: bool) -> Vec<SseEvent> {
+        Vec::new()
     }
 
     /// What one event of a streamed answer carries.
-    pub fn event_info(self, event: &SseEvent) -> EventInfo {
-        match self {
-            Api::OpenAi => openai::event_info(event),
-            Api::Anthropic => anthropic::event_info(event),
-            Api::Responses => responses::event_info(event),
-            Api::Completions => completions::event_info(event),
-            Api::Embeddings | Api::Moderations | Api::CountTokens | Api::InputTokens => {
-                EventInfo::default()
-            }
-        }
+    fn event_info(&self, _event: &SseEvent) -> EventInfo {
+        EventInfo::default()
     }
 
     /// `template` (an event carrying text) with its text replaced.
-    pub fn with_text(self, template: &SseEvent, text: &str) -> SseEvent {
-        match self {
-            Api::Anthropic => anthropic::with_text(template, text),
-            Api::Responses => responses::with_text(template, text),
-            Api::Completions => completions::with_text(template, text),
-            _ => openai::with_text(template, text),
-        }
+    fn with_text(&self, template: &SseEvent, _text: &str) -> SseEvent {
+        template.clone()
     }
+
+    /// The body the provider sends for `error`.
+    fn error_body(&self, error: &ProviderError) -> Vec<u8>;
+}
+
+/// An answer parsed whole.
+pub(super) fn answer_json(body: &[u8]) -> Result<Value, WireError> {
+    serde_json::from_slice(body).map_err(not_json)
+}
+
+/// A large answer (a Responses object echoes the request's settings, an embedding is
+/// thousands of numbers): only the fields the chain reads become values.
+pub(super) fn answer_fields(body: &[u8]) -> Result<Value, WireError> {
+    Ok(serde_json::from_slice::<AnswerFields>(body)
+        .map_err(not_json)?
+        .into_value())
+}
+
+fn not_json(e: serde_json::Error) -> WireError {
+    WireError(format!("the provider's answer is not JSON: {e}"))
 }
 
 /// What the host does with a request part it does not model (`llm.unknown-parts`).
