@@ -9,7 +9,6 @@ use super::CliError;
 use crate::config::{self, Flags};
 use crate::secrets::Keyring;
 use crate::store::Store;
-use crate::store::audit;
 
 /// `ironhost audit` commands.
 #[derive(Debug, Subcommand)]
@@ -60,9 +59,11 @@ pub fn run(cmd: AuditCommand) -> Result<u8, CliError> {
             .await
             .map_err(|e| CliError::input(e.to_string()))?;
         let key = keyring.audit_key();
-        let failed = |e: sqlx::Error| CliError::failure(format!("{}: {e}", db.display()));
-        audit::start_chain(&store, &key).await.map_err(failed)?;
-        audit::verify(&store, &key).await.map_err(failed)
+        // The error names the store's file, which is `db`.
+        store
+            .verify_audit_chain(&key)
+            .await
+            .map_err(|e| CliError::failure(e.to_string()))
     })?;
     let mut broken = Vec::new();
     for r in &reports {

@@ -15,13 +15,13 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use serde::Serialize;
-use sqlx::Row;
 use tokio::sync::watch;
 use zeroize::Zeroizing;
 
 use crate::auth::Role;
 use crate::crypto::{self, CryptoError, Key, MasterKey, SALT_LEN};
 use crate::policy::host::SecretResolver;
+use crate::store::secrets::{SealedSecret, SecretActor, SecretAuditNote, SecretRow};
 use crate::store::{Store, StoreError, now_ms};
 
 /// The environments a secret can belong to.
@@ -68,12 +68,6 @@ pub enum SecretsError {
     Store(#[from] StoreError),
 }
 
-impl From<sqlx::Error> for SecretsError {
-    fn from(e: sqlx::Error) -> SecretsError {
-        SecretsError::Store(StoreError::Query(e))
-    }
-}
-
 /// Who does something to a secret, for the audit log.
 #[derive(Debug, Clone)]
 pub struct Actor {
@@ -87,6 +81,14 @@ impl Actor {
         Actor {
             name: "ironhost".to_owned(),
             role: Role::Admin,
+        }
+    }
+
+    /// As the audit log names it.
+    fn audit(&self) -> SecretActor<'_> {
+        SecretActor {
+            name: &self.name,
+            role: self.role.as_str(),
         }
     }
 }
@@ -543,63 +545,30 @@ impl SecretStore {
         let keyring = self.keyring.clone();
         let key = slow(|| keyring.key_for(&salt))?;
         let (nonce, ct) = crypto::seal(&key, value.as_bytes(), &aad(environment, name))?;
-        let now = now_ms();
-        let mut tx = self.store.pool().begin().await?;
-        let updated = sqlx::query(
-            "UPDATE secrets SET salt = ?, nonce = ?, ciphertext = ?, version = version + 1, updated_ms = ?
-             WHERE name = ? AND environment = ? AND deleted_ms IS NULL",
-        )
-        .bind(&salt[..])
-        .bind(&nonce[..])
-        .bind(&ct)
-        .bind(now)
-        .bind(name)
-        .bind(environment)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected()
-            == 1;
-        if !updated {
-            sqlx::query(
-                "INSERT INTO secrets (name, environment, salt, nonce, ciphertext, version, created_ms, updated_ms)
-                 VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
+        let sealed = SealedSecret {
+            salt: &salt[..],
+            nonce: &nonce[..],
+            ciphertext: &ct,
+        };
+        let (row, created) = self
+            .store
+            .put_secret(
+                &self.keyring.audit_key,
+                name,
+                environment,
+                sealed,
+                now_ms(),
+                actor.audit(),
             )
-            .bind(name)
-            .bind(environment)
-            .bind(&salt[..])
-            .bind(&nonce[..])
-            .bind(&ct)
-            .bind(now)
-            .bind(now)
-            .execute(&mut *tx)
             .await?;
-        }
-        audit(
-            &mut tx,
-            &self.keyring.audit_key,
-            name,
-            environment,
-            if updated { "update" } else { "create" },
-            actor,
-            None,
-        )
-        .await?;
-        let row = sqlx::query(
-            "SELECT * FROM secrets WHERE name = ? AND environment = ? AND deleted_ms IS NULL",
-        )
-        .bind(name)
-        .bind(environment)
-        .fetch_one(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        let mut entry = entry(&row);
+        let mut entry = entry(row);
         entry.plain = Some(Zeroizing::new(value.to_owned()));
         let meta = entry.meta.clone();
         self.cache
             .write()
             .insert((environment.to_owned(), name.to_owned()), entry);
         self.changes.send_replace(vec![name.to_owned()]);
-        Ok((meta, !updated))
+        Ok((meta, created))
     }
 
     /// Soft-delete a secret (the row stays, marked deleted; the audit log says who).
@@ -610,31 +579,16 @@ impl SecretStore {
         actor: &Actor,
     ) -> Result<(), SecretsError> {
         validate_environment(environment)?;
-        let mut tx = self.store.pool().begin().await?;
-        let n = sqlx::query("UPDATE secrets SET deleted_ms = ? WHERE name = ? AND environment = ? AND deleted_ms IS NULL")
-            .bind(now_ms())
-            .bind(name)
-            .bind(environment)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if n == 0 {
+        let deleted = self
+            .store
+            .delete_secret(&self.keyring.audit_key, name, environment, actor.audit())
+            .await?;
+        if !deleted {
             return Err(SecretsError::NotFound {
                 name: name.to_owned(),
                 environment: environment.to_owned(),
             });
         }
-        audit(
-            &mut tx,
-            &self.keyring.audit_key,
-            name,
-            environment,
-            "delete",
-            actor,
-            None,
-        )
-        .await?;
-        tx.commit().await?;
         self.cache
             .write()
             .remove(&(environment.to_owned(), name.to_owned()));
@@ -652,18 +606,16 @@ impl SecretStore {
         actor: &Actor,
         detail: Option<&str>,
     ) -> Result<(), SecretsError> {
-        let mut tx = self.store.pool().begin().await?;
-        audit(
-            &mut tx,
-            &self.keyring.audit_key,
-            name,
+        let note = SecretAuditNote {
+            secret_name: name,
             environment,
             action,
-            actor,
+            actor: actor.audit(),
             detail,
-        )
-        .await?;
-        tx.commit().await?;
+        };
+        self.store
+            .append_secret_audit(&self.keyring.audit_key, note)
+            .await?;
         Ok(())
     }
 
@@ -673,69 +625,36 @@ impl SecretStore {
         name: Option<&str>,
         limit: i64,
     ) -> Result<Vec<AuditEntry>, SecretsError> {
-        let rows = sqlx::query(
-            "SELECT * FROM secret_audit_log WHERE (?1 IS NULL OR secret_name = ?1) ORDER BY id DESC LIMIT ?2",
-        )
-        .bind(name)
-        .bind(limit)
-        .fetch_all(self.store.pool())
-        .await?;
+        let rows = self.store.secret_audit_log(name, limit).await?;
         Ok(rows
-            .iter()
+            .into_iter()
             .map(|r| AuditEntry {
-                id: r.get("id"),
-                ts_ms: r.get("ts_ms"),
-                secret_name: r.get("secret_name"),
-                environment: r.get("environment"),
-                action: r.get("action"),
-                actor: r.get("actor"),
-                role: r.get("role"),
-                detail: r.get("detail"),
+                id: r.id,
+                ts_ms: r.ts_ms,
+                secret_name: r.secret_name,
+                environment: r.environment,
+                action: r.action,
+                actor: r.actor,
+                role: r.role,
+                detail: r.detail,
             })
             .collect())
     }
 }
 
-async fn audit(
-    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
-    key: &crate::store::audit::AuditKey,
-    name: &str,
-    environment: &str,
-    action: &str,
-    actor: &Actor,
-    detail: Option<&str>,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO secret_audit_log (ts_ms, secret_name, environment, action, actor, role, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(now_ms())
-    .bind(name)
-    .bind(environment)
-    .bind(action)
-    .bind(&actor.name)
-    .bind(actor.role.as_str())
-    .bind(detail)
-    .execute(&mut **tx)
-    .await?;
-    let id = sqlx::query_scalar("SELECT last_insert_rowid()")
-        .fetch_one(&mut **tx)
-        .await?;
-    crate::store::audit::seal(tx, key, &crate::store::audit::SECRET_AUDIT, id).await
-}
-
-fn entry(row: &sqlx::sqlite::SqliteRow) -> Entry {
+fn entry(row: SecretRow) -> Entry {
     Entry {
-        row: row.get("id"),
+        row: row.id,
         meta: SecretMeta {
-            name: row.get("name"),
-            environment: row.get("environment"),
-            version: row.get("version"),
-            created_ms: row.get("created_ms"),
-            updated_ms: row.get("updated_ms"),
+            name: row.name,
+            environment: row.environment,
+            version: row.version,
+            created_ms: row.created_ms,
+            updated_ms: row.updated_ms,
         },
-        salt: row.get("salt"),
-        nonce: row.get("nonce"),
-        ciphertext: row.get("ciphertext"),
+        salt: row.salt,
+        nonce: row.nonce,
+        ciphertext: row.ciphertext,
         plain: None,
     }
 }
@@ -771,11 +690,10 @@ fn decrypt(
 }
 
 async fn read_all(store: &Store) -> Result<Cache, SecretsError> {
-    let rows = sqlx::query("SELECT * FROM secrets WHERE deleted_ms IS NULL")
-        .fetch_all(store.pool())
-        .await?;
-    Ok(rows
-        .iter()
+    Ok(store
+        .live_secrets()
+        .await?
+        .into_iter()
         .map(|r| {
             let e = entry(r);
             ((e.meta.environment.clone(), e.meta.name.clone()), e)
@@ -811,22 +729,18 @@ impl SecretResolver for SecretStore {
                     role: Role::Agent,
                 };
                 let detail = format!("{reads} read(s) by the policy");
-                let written = async {
-                    let mut tx = store.pool().begin().await?;
-                    audit(
-                        &mut tx,
-                        &key,
-                        &name,
-                        &environment,
-                        "policy-read",
-                        &actor,
-                        Some(&detail),
-                    )
-                    .await?;
-                    tx.commit().await
+                let note = SecretAuditNote {
+                    secret_name: &name,
+                    environment: &environment,
+                    action: "policy-read",
+                    actor: actor.audit(),
+                    detail: Some(&detail),
                 };
-                if let Err(e) = written.await {
-                    tracing::warn!("cannot audit policy `{policy}` reading `{name}`: {e}");
+                if let Err(e) = store.append_secret_audit(&key, note).await {
+                    // The query's error itself; the store's "store query failed" adds nothing here.
+                    let cause = std::error::Error::source(&e)
+                        .map_or_else(|| e.to_string(), ToString::to_string);
+                    tracing::warn!("cannot audit policy `{policy}` reading `{name}`: {cause}");
                 }
             }
         });

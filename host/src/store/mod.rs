@@ -3,11 +3,13 @@
 //! and applied in order, each in its own transaction.
 //!
 //! Writes from the call path never wait for the database: the [`recorder`] subscribes to the
-//! event bus and writes in batches; policy state is written behind by [`state`].
+//! event bus and writes in batches; policy state is written behind by [`state`]. The secret
+//! store's rows and its audit log are read and written through [`secrets`].
 
 pub mod audit;
 pub mod queries;
 pub mod recorder;
+pub mod secrets;
 pub mod state;
 
 use std::path::{Path, PathBuf};
@@ -73,6 +75,8 @@ pub enum StoreError {
     },
     #[error("store query failed: {0}")]
     Query(#[from] sqlx::Error),
+    #[error("{path}: {source}")]
+    AuditChain { path: PathBuf, source: sqlx::Error },
 }
 
 /// Milliseconds since the Unix epoch.
@@ -235,6 +239,20 @@ impl Store {
             .execute(&self.pool)
             .await?;
         Ok(self.meta(key).await?.unwrap_or_else(|| value.to_vec()))
+    }
+
+    /// `ironhost audit verify`: seal the audit rows written before the chain existed (once per
+    /// store, [`audit::start_chain`]), then walk the chain ([`audit::verify`]).
+    pub async fn verify_audit_chain(
+        &self,
+        key: &audit::AuditKey,
+    ) -> Result<Vec<audit::TableReport>, StoreError> {
+        let failed = |source| StoreError::AuditChain {
+            path: self.path.clone(),
+            source,
+        };
+        audit::start_chain(self, key).await.map_err(failed)?;
+        audit::verify(self, key).await.map_err(failed)
     }
 
     /// Delete events and call records older than [`RETENTION`] before `now_ms`. Audit rows
