@@ -1,15 +1,20 @@
 //! ironhost: runs AI agents under sandboxed WebAssembly policies.
 //!
-//! - [`policy`]: the policy engine — loads components from bundles, admits them, runs hook
-//!   chains under deadlines and memory caps.
-//! - [`llm`]: provider wire formats, the simulator, HTTPS adapters, tokens and prices.
-//! - [`agent`]: the embedded CPython agent, the gateway every call goes through, the event bus.
-//! - [`store`]: the SQLite store (sqlx): agents, calls, events, audit, policy state.
-//! - [`secrets`]: the encrypted secret store and the installation's keys.
-//! - [`auth`]: roles, passwords, API tokens, session JWTs.
-//! - [`api`]: the control plane (REST + WebSocket, axum).
-//! - [`alerts`]: alert webhooks (events POSTed to an operator's endpoint).
-//! - [`cli`]: the `ironhost` command line.
+//! The modules form layers, each importing only those below it (docs/ARCHITECTURE.md;
+//! `tests/architecture.rs` checks it):
+//!
+//! - entry points: [`cli`] (the `ironhost` command line) and [`native`] (the Python side:
+//!   `ironhost._native`, the embedded interpreter, the worker process's entry);
+//! - front ends: [`agent`] (the agent runtime under `ironhost start`: supervisor, worker
+//!   process, isolation, egress) and [`api`] (the control plane: REST, WebSocket, dashboard),
+//!   which never import each other;
+//! - [`core`]: a host assembled once, for `start`, `serve` and the SDK;
+//! - [`gateway`]: the call path every LLM and tool call takes;
+//! - services: [`store`] (SQLite; all SQL is there), [`secrets`], [`auth`], [`config`],
+//!   [`alerts`];
+//! - foundations: [`policy`] (the policy engine), [`llm`] (wire formats, simulator, HTTPS),
+//!   [`events`] (the event bus);
+//! - base: [`model`] (the neutral call model, token counts, prices), [`crypto`], [`logging`].
 
 pub mod agent;
 pub mod alerts;

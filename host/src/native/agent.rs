@@ -233,7 +233,7 @@ fn open(opts: OpenOptions) -> Result<InProcess, StartError> {
 pub(super) fn open_agent(py: Python<'_>, options: &Bound<'_, PyDict>) -> PyResult<Agent> {
     // Under `ironhost start` the process is the host's agent, under the operator's settings: an
     // agent of its own would be a way around them.
-    if HOSTED.get().is_some() {
+    if HOST.get().is_some() {
         return Err(error(
             py,
             "IronhostError",
@@ -408,40 +408,41 @@ impl InProcess {
     }
 }
 
-/// The agent under `ironhost start`, in its worker: its calls go to the host.
+/// The host this worker's agent sends its calls to (under `ironhost start`).
+static HOST: OnceLock<Arc<Remote>> = OnceLock::new();
+/// The agent under `ironhost start`, in its worker, made at its first use ([`hosted`]).
 static HOSTED: OnceLock<Py<Agent>> = OnceLock::new();
 
 /// Tell the host this worker's agent caught a stop signal.
 pub(super) fn signal_host(signum: i32) {
-    if let Some(agent) = HOSTED.get()
-        && let Backend::Hosted(remote) = &agent.get().backend
-    {
+    if let Some(remote) = HOST.get() {
         remote.signal(signum);
     }
 }
 
-/// Serve this worker's agent through the host at `remote` (see [`hosted`]).
+/// Serve this worker's agent through the host at `remote` (see [`hosted`]). Called before
+/// Python starts.
 pub(super) fn install_hosted(remote: Arc<Remote>) {
-    let made = Python::attach(|py| {
-        Py::new(
-            py,
-            Agent {
-                backend: Backend::Hosted(remote),
-            },
-        )
-    });
-    match made {
-        Ok(agent) => {
-            let _ = HOSTED.set(agent);
-        }
-        Err(e) => eprintln!("ironhost: cannot make the hosted agent: {e}"),
-    }
+    let _ = HOST.set(remote);
 }
 
 /// The agent under `ironhost start` (in its worker), or `None`: its calls go to the host.
 #[pyfunction]
-pub(super) fn hosted(py: Python<'_>) -> Option<Py<Agent>> {
-    HOSTED.get().map(|a| a.clone_ref(py))
+pub(super) fn hosted(py: Python<'_>) -> PyResult<Option<Py<Agent>>> {
+    let Some(remote) = HOST.get() else {
+        return Ok(None);
+    };
+    if let Some(agent) = HOSTED.get() {
+        return Ok(Some(agent.clone_ref(py)));
+    }
+    let made = Py::new(
+        py,
+        Agent {
+            backend: Backend::Hosted(remote.clone()),
+        },
+    )?;
+    // Two threads may race here: both get the one that was stored.
+    Ok(Some(HOSTED.get_or_init(|| made).clone_ref(py)))
 }
 
 enum Backend {
