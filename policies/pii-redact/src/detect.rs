@@ -101,23 +101,23 @@ pub fn detect(text: &str) -> Vec<Finding> {
 pub fn scan(text: &str) -> Scan {
     let b = text.as_bytes();
     let mut s = Scan::default();
-    // Most text has no `@` and many prompts no digit: one cheap pass decides which detectors
-    // can possibly match, so plain prose costs little more than a scan.
-    let has_at = b.contains(&b'@');
-    let has_digit = b.iter().any(u8::is_ascii_digit);
-    let has_colons = b.windows(2).any(|w| w == b"::");
+    // Most text has no `@` and many prompts no digit: cheap passes decide which detectors can
+    // possibly match, so plain prose costs little more than a scan. The detectors jump from
+    // candidate to candidate (an `@`, a digit) themselves, starting at the first.
+    let first_at = find_in(b, 0, b'@', b'@');
+    let first_digit = find_in(b, 0, b'0', b'9');
     secrets(b, &mut s);
-    if has_at {
-        emails(text, &mut s);
+    if let Some(at) = first_at {
+        emails(text, at, &mut s);
     }
-    if has_digit {
-        ibans(b, &mut s);
+    if let Some(digit) = first_digit {
+        ibans(b, digit, &mut s);
     }
-    if has_digit || has_colons {
+    if first_digit.is_some() || has_double_colon(b) {
         ip_addresses(text, &mut s);
     }
-    if has_digit {
-        numbers(text, &mut s);
+    if let Some(digit) = first_digit {
+        numbers(text, digit, &mut s);
     }
     s.findings.sort_by_key(|f| f.start);
     s
@@ -126,7 +126,7 @@ pub fn scan(text: &str) -> Scan {
 impl Scan {
     /// Whether `start..end` overlaps a unit already taken.
     fn taken(&self, start: usize, end: usize) -> bool {
-        self.units.iter().any(|&(s, e)| s < end && start < e)
+        overlaps(&self.units, start, end)
     }
 
     /// Report a value, unless an earlier detector took part of its text. Either way its span
@@ -147,15 +147,69 @@ impl Scan {
     }
 }
 
+/// Whether `start..end` overlaps one of `units`.
+fn overlaps(units: &[(usize, usize)], start: usize, end: usize) -> bool {
+    units.iter().any(|&(s, e)| s < end && start < e)
+}
+
 fn is_word(c: u8) -> bool {
     c.is_ascii_alphanumeric() || c == b'_'
+}
+
+/// The first position at or after `from` whose byte is in `lo..=hi` (ASCII bounds), looked
+/// for eight bytes at a time: detectors jump from candidate to candidate (digits, colons)
+/// instead of testing every byte of prose.
+fn find_in(b: &[u8], from: usize, lo: u8, hi: u8) -> Option<usize> {
+    debug_assert!(lo <= hi && hi < 0x80);
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = ONES * 0x80;
+    let mut i = from;
+    while i + 8 <= b.len() {
+        let word = u64::from_le_bytes(b[i..i + 8].try_into().expect("eight bytes"));
+        // Per byte, with its top bit cleared (no carry can cross into the next byte): adding
+        // `0x80 - lo` sets the top bit when the byte is at least `lo`, adding `0x7f - hi` when
+        // it is above `hi`. Bytes with the top bit set (not ASCII) never match.
+        let low = word & !HIGH;
+        let at_least_lo = low + ONES * u64::from(0x80 - lo);
+        let above_hi = low + ONES * u64::from(0x7f - hi);
+        let hits = at_least_lo & !above_hi & !word & HIGH;
+        if hits != 0 {
+            return Some(i + hits.trailing_zeros() as usize / 8);
+        }
+        i += 8;
+    }
+    (i..b.len()).find(|&k| (lo..=hi).contains(&b[k]))
+}
+
+/// Whether `b` holds `::` (an IPv6 address may have no digit).
+fn has_double_colon(b: &[u8]) -> bool {
+    let mut from = 0;
+    while let Some(p) = find_in(b, from, b':', b':') {
+        if b.get(p + 1) == Some(&b':') {
+            return true;
+        }
+        from = p + 2;
+    }
+    false
 }
 
 // ---- secrets -----------------------------------------------------------------------------
 
 fn is_token_char(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || c == b'_' || c == b'-'
+    TOKEN_CHARS[usize::from(c)]
 }
+
+/// [`is_token_char`] as a table: ASCII letters and digits, `_` and `-`.
+const TOKEN_CHARS: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        table[c] = b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+        c += 1;
+    }
+    table
+};
 
 /// Whether `token` is a key of a known provider, by prefix and shape.
 fn is_secret(token: &[u8]) -> bool {
@@ -211,26 +265,53 @@ fn is_secret(token: &[u8]) -> bool {
     }
 }
 
+/// The shortest token [`is_secret`] or [`jwt_at`] accepts (a JWT's first segment); shorter
+/// tokens, nearly every word of prose, are skipped without a look at their prefix.
+const MIN_SECRET_TOKEN: usize = 10;
+
+/// Where the next token (run of token characters) of at least [`MIN_SECRET_TOKEN`] characters
+/// starts, at or after `from` (where no token continues from before). A token that long
+/// covers one of every [`MIN_SECRET_TOKEN`] positions, so only those bytes are probed: a probe
+/// on anything else skips that many bytes, a probe inside a shorter token skips past it.
+/// Prose, words of a few letters, is passed over reading about half its bytes.
+fn next_long_token(b: &[u8], from: usize) -> Option<usize> {
+    let mut probe = from + MIN_SECRET_TOKEN - 1;
+    while probe < b.len() {
+        if !is_token_char(b[probe]) {
+            probe += MIN_SECRET_TOKEN;
+            continue;
+        }
+        let mut start = probe;
+        while start > from && is_token_char(b[start - 1]) {
+            start -= 1;
+        }
+        let mut end = probe + 1;
+        while end < b.len() && end - start < MIN_SECRET_TOKEN && is_token_char(b[end]) {
+            end += 1;
+        }
+        if end - start >= MIN_SECRET_TOKEN {
+            return Some(start);
+        }
+        // `end` is no token character: a long token starts after it.
+        probe = end + MIN_SECRET_TOKEN;
+    }
+    None
+}
+
 fn secrets(b: &[u8], s: &mut Scan) {
     let mut i = 0;
-    while i < b.len() {
-        if i > 0 && is_token_char(b[i - 1]) && b[i - 1] != b'-' {
+    while let Some(start) = next_long_token(b, i) {
+        // The whole token: a key, or the first segment of a JWT.
+        i = start + MIN_SECRET_TOKEN;
+        while i < b.len() && is_token_char(b[i]) {
             i += 1;
-            continue;
         }
-        let rest = &b[i..];
-        let run = rest.iter().take_while(|&&c| is_token_char(c)).count();
-        if is_secret(&rest[..run]) {
-            s.found(Kind::Secret, i, i + run);
-            i += run;
-            continue;
+        if is_secret(&b[start..i]) {
+            s.found(Kind::Secret, start, i);
+        } else if let Some(len) = jwt_at(&b[start..]) {
+            s.found(Kind::Secret, start, start + len);
+            i = start + len;
         }
-        if let Some(len) = jwt_at(rest) {
-            s.found(Kind::Secret, i, i + len);
-            i += len;
-            continue;
-        }
-        i += run.max(1);
     }
 }
 
@@ -284,9 +365,12 @@ fn is_tld(tld: &str) -> bool {
     letters || punycode
 }
 
-fn emails(text: &str, s: &mut Scan) {
+/// The emails around each `@` from `first_at` (the first) on.
+fn emails(text: &str, first_at: usize, s: &mut Scan) {
     let b = text.as_bytes();
-    for (at, _) in b.iter().enumerate().filter(|(_, c)| **c == b'@') {
+    let mut next = Some(first_at);
+    while let Some(at) = next {
+        next = find_in(b, at + 1, b'@', b'@');
         let mut start = at;
         for (i, c) in text[..at].char_indices().rev() {
             if !is_local(c) || at - i > 64 {
@@ -412,16 +496,27 @@ fn iban_length_ok(cc: &[u8], n: usize) -> bool {
     }
 }
 
-fn ibans(b: &[u8], s: &mut Scan) {
-    let mut i = 0;
+/// The IBANs (and lookalikes) from `first_digit` (the first digit of `b`) on.
+fn ibans(b: &[u8], first_digit: usize, s: &mut Scan) {
+    let mut i = first_digit.saturating_sub(2);
     while i + 4 <= b.len() {
+        // The check digits are the third and fourth characters: go to the next digit.
+        let Some(digit) = find_in(b, i + 2, b'0', b'9') else {
+            break;
+        };
+        i = digit - 2;
+        if i + 4 > b.len() {
+            break;
+        }
         let starts = (i == 0 || !b[i - 1].is_ascii_alphanumeric())
             && b[i].is_ascii_alphabetic()
             && b[i + 1].is_ascii_alphabetic()
             && b[i + 2].is_ascii_digit()
             && b[i + 3].is_ascii_digit();
         if !starts {
-            i += 1;
+            // Nor is a later digit of this run a third character (the second is a digit).
+            let digits = b[digit..].iter().take_while(|c| c.is_ascii_digit()).count();
+            i = digit + digits - 2;
             continue;
         }
         // Collect alphanumerics, allowing single spaces between groups of four (printed
@@ -509,19 +604,38 @@ fn port_len(b: &[u8]) -> Option<usize> {
     ((1..=5).contains(&digits) && port <= 65535).then_some(1 + digits)
 }
 
+/// A byte of an address candidate: hex digits, `:` and `.`.
+fn is_address_byte(c: u8) -> bool {
+    c.is_ascii_hexdigit() || c == b':' || c == b'.'
+}
+
 fn ip_addresses(text: &str, s: &mut Scan) {
     let b = text.as_bytes();
     let mut i = 0;
     while i < b.len() {
+        // An address has a digit (IPv4) or colons (IPv6), and starts where its run of address
+        // bytes does (inside a run is no boundary): go to the start of the run holding the
+        // next digit or colon (`:` follows `9`). Runs before it cannot be addresses.
+        let Some(p) = find_in(b, i, b'0', b':') else {
+            break;
+        };
+        let from = i;
+        i = p;
+        while i > from && is_address_byte(b[i - 1]) {
+            i -= 1;
+        }
+        let run = b[i..].iter().take_while(|&&c| is_address_byte(c)).count();
         let boundary = i == 0 || !(is_word(b[i - 1]) || b[i - 1] == b'.' || b[i - 1] == b':');
-        if !boundary || !(b[i].is_ascii_hexdigit() || b[i] == b':') {
-            i += 1;
+        // An IPv4 address (with a port or not) has three dots, an IPv6 one two colons: a number
+        // or a word is not parsed.
+        let (dots, colons) = b[i..i + run].iter().fold((0, 0), |(d, c), &x| {
+            (d + usize::from(x == b'.'), c + usize::from(x == b':'))
+        });
+        let shaped = dots >= 3 || colons >= 2;
+        if !boundary || !(b[i].is_ascii_hexdigit() || b[i] == b':') || !shaped {
+            i += run;
             continue;
         }
-        let run = b[i..]
-            .iter()
-            .take_while(|&&c| c.is_ascii_hexdigit() || c == b':' || c == b'.')
-            .count();
         let mut cand = &text[i..i + run];
         // Sentence punctuation after an address is not part of it.
         while cand.ends_with('.') || cand.ends_with(':') && !cand.ends_with("::") {
@@ -569,8 +683,8 @@ pub const CONTEXT_BYTES: usize = 40;
 
 /// Whether a context word (for or against a phone) is in the window before byte `at`.
 pub fn has_context_before(text: &str, at: usize) -> bool {
-    last_word_at(text, at, NOT_PHONE_CONTEXT).is_some()
-        || last_word_at(text, at, PHONE_CONTEXT).is_some()
+    let context = Context::before(text, at);
+    context.against.is_some() || context.for_phone.is_some()
 }
 
 /// How many words after a spaced number, within its clause, tell a phone from an address.
@@ -662,21 +776,23 @@ const PHONE_LABELS: &[&str] = &[
 ];
 
 /// A run of digits and phone punctuation, starting at `start`.
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 struct NumberRun {
     start: usize,
     /// End of the number proper (last digit, or closing parenthesis).
     end: usize,
     /// End including an extension (`x123`, ` x 123`).
     end_with_ext: usize,
-    digits: Vec<u8>,
+    /// How many digits the number has (extension excluded).
+    digits: usize,
     has_plus: bool,
     has_paren: bool,
     /// Only digits, no separators at all.
     plain: bool,
 }
 
-/// The run starting at `start`, stopping at `limit` at the latest.
+/// The run starting at `start`, stopping at `limit` at the latest. A run stopped at one of its
+/// group ends is the same run up to there: the same digits, the same separators.
 fn number_run(b: &[u8], start: usize, limit: usize) -> Option<NumberRun> {
     let b = &b[..limit];
     let mut j = start;
@@ -684,14 +800,14 @@ fn number_run(b: &[u8], start: usize, limit: usize) -> Option<NumberRun> {
     if has_plus {
         j += 1;
     }
-    let mut digits = Vec::new();
+    let mut digits = 0;
     let mut has_paren = false;
     let mut open = false;
     let mut end = j;
     while j < b.len() {
         let c = b[j];
         if c.is_ascii_digit() {
-            digits.push(c);
+            digits += 1;
             j += 1;
             end = j;
         } else if c == b'(' && !open && b.get(j + 1).is_some_and(u8::is_ascii_digit) {
@@ -714,7 +830,7 @@ fn number_run(b: &[u8], start: usize, limit: usize) -> Option<NumberRun> {
             break;
         }
     }
-    if digits.is_empty() {
+    if digits == 0 {
         return None;
     }
     let mut end_with_ext = end;
@@ -749,18 +865,48 @@ enum Verdict {
     Lookalike,
 }
 
-fn numbers(text: &str, s: &mut Scan) {
+/// The most digits of any number format read here (a card: 19). Of a longer run, only the
+/// prefixes with at most this many are read.
+const MAX_DIGITS: usize = 19;
+
+/// How far the prefixes of the number run `start..end` worth reading reach: to its end, or up
+/// to its digit after the [`MAX_DIGITS`]th.
+fn reach(b: &[u8], start: usize, end: usize) -> usize {
+    let mut digits = 0;
+    for (p, c) in b.iter().enumerate().take(end).skip(start) {
+        if c.is_ascii_digit() {
+            digits += 1;
+            if digits > MAX_DIGITS {
+                return p;
+            }
+        }
+    }
+    end
+}
+
+/// The numbers from `first_digit` (the first digit of `text`) on.
+fn numbers(text: &str, first_digit: usize, s: &mut Scan) {
     let b = text.as_bytes();
-    let mut i = 0;
+    // The units of the detectors before this one: this one's own units all end before the
+    // number it reads next, so only those can overlap it.
+    let earlier = s.units.len();
+    let mut i = first_digit.saturating_sub(1);
     while i < b.len() {
+        // A number starts at a digit, or at a `+` or `(` before one: go to the next.
+        let Some(digit) = find_in(b, i, b'0', b'9') else {
+            break;
+        };
+        i = if digit > i && matches!(b[digit - 1], b'+' | b'(') {
+            digit - 1
+        } else {
+            digit
+        };
         let c = b[i];
-        let starts = c.is_ascii_digit()
-            || ((c == b'+' || c == b'(') && b.get(i + 1).is_some_and(u8::is_ascii_digit));
         let boundary = i == 0
             || !(is_word(b[i - 1])
                 || b"@/:-.".contains(&b[i - 1])
                 || (c != b'(' && b[i - 1] == b'('));
-        if !starts || !boundary || s.taken(i, i + 1) {
+        if !boundary || overlaps(&s.units[..earlier], i, i + 1) {
             i += 1;
             continue;
         }
@@ -769,8 +915,7 @@ fn numbers(text: &str, s: &mut Scan) {
             continue;
         };
         // A run that reaches into a unit an earlier detector took stops before it.
-        let full = match s
-            .units
+        let full = match s.units[..earlier]
             .iter()
             .filter(|&&(st, _)| st > i && st < full.end_with_ext)
             .map(|u| u.0)
@@ -787,35 +932,32 @@ fn numbers(text: &str, s: &mut Scan) {
         };
         // Numbers separated by single spaces run together ("078-05-1120 219-09-9999"): try the
         // whole run, then ever shorter prefixes ending at a group boundary.
-        let mut ends: Vec<usize> = (i + 1..=full.end)
-            .filter(|&p| {
-                (b[p - 1].is_ascii_digit() || b[p - 1] == b')') && (p == full.end || b[p] == b' ')
-            })
-            .collect();
-        ends.reverse();
-        let runs: Vec<NumberRun> = ends
-            .iter()
-            .filter_map(|&end| {
-                if end == full.end {
-                    Some(full.clone())
-                } else {
-                    number_run(b, i, end)
-                }
-            })
-            .filter(|run| {
-                let after = run.end_with_ext;
-                !(after < b.len() && (is_word(b[after]) || b[after] == b'@'))
-            })
-            .collect();
-        // Exact formats with checksums or fixed shapes first, then phones.
-        let mut verdict = runs
-            .iter()
-            .find_map(|run| fixed_format(text, run, run.end == full.end));
+        let group_end = |p: usize| {
+            (b[p - 1].is_ascii_digit() || b[p - 1] == b')') && (p == full.end || b[p] == b' ')
+        };
+        let reach = reach(b, i, full.end);
+        let runs = || {
+            (i + 1..=reach)
+                .rev()
+                .filter(|&p| group_end(p))
+                .filter_map(|end| {
+                    if end == full.end {
+                        Some(full)
+                    } else {
+                        number_run(b, i, end)
+                    }
+                })
+                .filter(|run| {
+                    let after = run.end_with_ext;
+                    !(after < b.len() && (is_word(b[after]) || b[after] == b'@'))
+                })
+        };
+        // Exact formats with checksums or fixed shapes first, then phones. Only the whole run
+        // can be first, and every prefix reads the same context words.
+        let mut verdict = runs().find_map(|run| fixed_format(text, &run, run.end == full.end));
         if verdict.is_none() {
-            verdict = runs
-                .iter()
-                .enumerate()
-                .find_map(|(n, run)| phone(text, run, n == 0 && run.end == full.end));
+            let mut context = None;
+            verdict = runs().find_map(|run| phone(text, &run, run.end == full.end, &mut context));
         }
         i = match verdict {
             Some(Verdict::Value(kind, start, end)) => {
@@ -845,13 +987,21 @@ fn fixed_format(text: &str, run: &NumberRun, whole: bool) -> Option<Verdict> {
             return Some(Verdict::Value(Kind::Ssn, run.start + 1, run.end - 1));
         }
     }
-    let n = run.digits.len();
+    let n = run.digits;
     let card_shaped = (run.plain && (12..=19).contains(&n))
         || (!run.has_plus && !run.has_paren && is_card_grouping(number));
-    if !card_shaped {
+    if !card_shaped || n > MAX_DIGITS {
         return None;
     }
-    if luhn_ok(&run.digits) && issuer_ok(&run.digits) {
+    let mut digits = [0; MAX_DIGITS];
+    for (d, c) in digits
+        .iter_mut()
+        .zip(number.bytes().filter(u8::is_ascii_digit))
+    {
+        *d = c;
+    }
+    let digits = &digits[..n];
+    if luhn_ok(digits) && issuer_ok(digits) {
         Some(Verdict::Value(Kind::CreditCard, run.start, run.end))
     } else if whole && n >= 13 {
         Some(Verdict::Lookalike)
@@ -954,10 +1104,16 @@ fn street_word(word: &str) -> bool {
 
 /// Whether `run` is a phone number. `first` says it is the whole run, not a prefix of it: a
 /// prefix must be strongly shaped (`+`, parentheses, an extension, or dashes or dots) to stand
-/// alone, so `020 7946` is not taken out of `020 7946 0958`.
-fn phone(text: &str, run: &NumberRun, first: bool) -> Option<Verdict> {
+/// alone, so `020 7946` is not taken out of `020 7946 0958`. `context` holds the context words
+/// before the run once looked up (the same for every prefix of a run).
+fn phone(
+    text: &str,
+    run: &NumberRun,
+    first: bool,
+    context: &mut Option<Context>,
+) -> Option<Verdict> {
     let number = &text[run.start..run.end];
-    let n = run.digits.len();
+    let n = run.digits;
     if is_ssn(number) || is_date(number) {
         return None;
     }
@@ -969,8 +1125,8 @@ fn phone(text: &str, run: &NumberRun, first: bool) -> Option<Verdict> {
     {
         return None;
     }
-    let against = last_word_at(text, run.start, NOT_PHONE_CONTEXT);
-    let for_phone = last_word_at(text, run.start, PHONE_CONTEXT);
+    let Context { against, for_phone } =
+        *context.get_or_insert_with(|| Context::before(text, run.start));
     if against.is_some() && against > for_phone {
         return None;
     }
@@ -1005,26 +1161,77 @@ fn phone(text: &str, run: &NumberRun, first: bool) -> Option<Verdict> {
     value
 }
 
-/// Byte offset of the last of `words` (lower case, ASCII) that starts a word in the
-/// [`CONTEXT_BYTES`] before `at` on `at`'s line, in any case. A word starts where the byte
-/// before it in the text (not in the window) is no letter, so where the window happens to begin
-/// changes nothing.
-fn last_word_at(text: &str, at: usize, words: &[&str]) -> Option<usize> {
-    let b = text.as_bytes();
-    let mut from = at.saturating_sub(CONTEXT_BYTES);
-    if let Some(nl) = b[from..at].iter().rposition(|&c| c == b'\n') {
-        from += nl + 1;
+/// The context words before a number: where the last word against a phone and the last word
+/// for one start.
+#[derive(Clone, Copy, Default)]
+struct Context {
+    /// The last of [`NOT_PHONE_CONTEXT`].
+    against: Option<usize>,
+    /// The last of [`PHONE_CONTEXT`].
+    for_phone: Option<usize>,
+}
+
+impl Context {
+    /// The byte offsets of the last word of each list (lower case, ASCII) that starts a word
+    /// in the [`CONTEXT_BYTES`] before `at` on `at`'s line and ends by `at`, in any case. A
+    /// word starts where the byte before it in the text (not in the window) is no letter, so
+    /// where the window happens to begin changes nothing. One pass from `at` backwards, with
+    /// the lists compared only where a word starts.
+    fn before(text: &str, at: usize) -> Context {
+        let b = text.as_bytes();
+        let mut from = at.saturating_sub(CONTEXT_BYTES);
+        if let Some(nl) = b[from..at].iter().rposition(|&c| c == b'\n') {
+            from += nl + 1;
+        }
+        let mut context = Context::default();
+        for i in (from..at).rev() {
+            if context.against.is_some() && context.for_phone.is_some() {
+                break;
+            }
+            let word_start =
+                b[i].is_ascii_alphabetic() && (i == 0 || !b[i - 1].is_ascii_alphabetic());
+            if !word_start {
+                continue;
+            }
+            let rest = &b[i..at];
+            let letter = 1 << (b[i].to_ascii_lowercase() - b'a');
+            if context.against.is_none()
+                && NOT_PHONE_LETTERS & letter != 0
+                && starts_with_one_of(rest, NOT_PHONE_CONTEXT)
+            {
+                context.against = Some(i);
+            }
+            if context.for_phone.is_none()
+                && PHONE_LETTERS & letter != 0
+                && starts_with_one_of(rest, PHONE_CONTEXT)
+            {
+                context.for_phone = Some(i);
+            }
+        }
+        context
     }
-    words
-        .iter()
-        .filter_map(|w| {
-            let w = w.as_bytes();
-            (from..(at + 1).saturating_sub(w.len())).rev().find(|&i| {
-                b[i..i + w.len()].eq_ignore_ascii_case(w)
-                    && (i == 0 || !b[i - 1].is_ascii_alphabetic())
-            })
-        })
-        .max()
+}
+
+/// The first letters of `words` (lower case), as bits: `a` is bit 0.
+const fn first_letters(words: &[&str]) -> u32 {
+    let mut bits = 0;
+    let mut k = 0;
+    while k < words.len() {
+        bits |= 1 << (words[k].as_bytes()[0] - b'a');
+        k += 1;
+    }
+    bits
+}
+const NOT_PHONE_LETTERS: u32 = first_letters(NOT_PHONE_CONTEXT);
+const PHONE_LETTERS: u32 = first_letters(PHONE_CONTEXT);
+
+/// Whether `text` (not empty) starts with one of `words` (lower case, ASCII), in any case.
+fn starts_with_one_of(text: &[u8], words: &[&str]) -> bool {
+    let first = text[0].to_ascii_lowercase();
+    words.iter().any(|w| {
+        let w = w.as_bytes();
+        w[0] == first && text.len() >= w.len() && text[..w.len()].eq_ignore_ascii_case(w)
+    })
 }
 
 /// `ddd-dd-dddd` (or with spaces or dots, the same both times) with the number ranges the
@@ -1073,15 +1280,23 @@ fn is_postal_code(s: &str) -> bool {
 
 /// Cards printed in groups: 4-4-4-4(-3), 4-6-4 (Diners), 4-6-5 (Amex), with spaces or dashes.
 fn is_card_grouping(s: &str) -> bool {
-    let groups: Vec<usize> = s.split([' ', '-']).map(str::len).collect();
+    const GROUPINGS: [&[usize]; 6] = [
+        &[4, 4, 4, 4],
+        &[4, 4, 4, 4, 3],
+        &[4, 6, 4],
+        &[4, 6, 5],
+        &[4, 4, 4, 3],
+        &[4, 4, 4, 2],
+    ];
+    // 16 (4-6-4) to 23 characters (4-4-4-4-3).
     let all_digits = s
         .bytes()
         .all(|c| c.is_ascii_digit() || c == b' ' || c == b'-');
-    all_digits
-        && matches!(
-            groups.as_slice(),
-            [4, 4, 4, 4] | [4, 4, 4, 4, 3] | [4, 6, 4] | [4, 6, 5] | [4, 4, 4, 3] | [4, 4, 4, 2]
-        )
+    (16..=23).contains(&s.len())
+        && all_digits
+        && GROUPINGS
+            .iter()
+            .any(|g| s.split([' ', '-']).map(str::len).eq(g.iter().copied()))
 }
 
 /// The Luhn checksum of a card number.
@@ -1227,6 +1442,84 @@ mod tests {
         assert_eq!(
             kinds("café ☕ bob@x.io — ünïcode"),
             [(Kind::Email, "bob@x.io")]
+        );
+    }
+
+    #[test]
+    fn find_in_finds_what_a_byte_by_byte_search_finds() {
+        // Every byte value at every offset of a word, and the tail after the last word.
+        let ranges = [(b'0', b'9'), (b'0', b':'), (b':', b':'), (b'@', b'@')];
+        for c in 0..=255u8 {
+            for len in 0..20 {
+                for at in 0..len {
+                    let mut b = vec![b'x'; len];
+                    b[at] = c;
+                    for (lo, hi) in ranges {
+                        for from in 0..=len {
+                            let naive = (from..len).find(|&k| (lo..=hi).contains(&b[k]));
+                            assert_eq!(find_in(&b, from, lo, hi), naive, "{c} at {at} of {len}");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn no_key_or_jwt_is_shorter_than_the_tokens_read() {
+        // The prefixes `is_secret` knows, and a JWT's first segment: filled up to one character
+        // short of the tokens read, none is a secret, so skipping shorter tokens misses none.
+        let prefixes = [
+            "sk-ant-",
+            "sk-",
+            "AKIA",
+            "ASIA",
+            "ghp_",
+            "github_pat_",
+            "xoxb-",
+            "xapp-",
+            "sk_live_",
+            "rk_test_",
+            "whsec_",
+            "eyJ",
+        ];
+        for prefix in prefixes {
+            let mut token = prefix.to_owned();
+            while token.len() < MIN_SECRET_TOKEN - 1 {
+                token.push(if token.len() % 2 == 0 { '7' } else { 'Q' });
+            }
+            let token = &token[..token.len().min(MIN_SECRET_TOKEN - 1)];
+            assert!(!is_secret(token.as_bytes()), "{token}");
+            let jwt = format!("{token}.eyJhbGciOiJIUzI1NiJ9.dozjgNryP4J3jVmNHl0w5N");
+            assert_eq!(jwt_at(jwt.as_bytes()), None, "{jwt}");
+        }
+    }
+
+    #[test]
+    fn long_tokens_are_found_wherever_they_start() {
+        // The probes land at every offset of the key, after words of every length.
+        let key = "sk-proj-Ab3dEf9hIjKlMn0pQrStUvWx";
+        for words in 0..12 {
+            let text = format!("{} {key}, done", "ab ".repeat(words));
+            let start = text.find(key).expect("the key");
+            assert_eq!(
+                detect(&text),
+                [Finding {
+                    kind: Kind::Secret,
+                    start,
+                    end: start + key.len()
+                }],
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_card_opens_a_run_of_more_digits_than_any_format() {
+        // Prefixes past nineteen digits are not read; the card at the start still is.
+        assert_eq!(
+            kinds("ref 4111 1111 1111 1111 2222 3333 4444 5555 6666 end"),
+            [(Kind::CreditCard, "4111 1111 1111 1111")]
         );
     }
 }
