@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
 from . import _context
+from ._target import Target
 
 
 @dataclass(frozen=True)
@@ -34,10 +34,10 @@ class AgentStatus:
         return max(self.budget_usd - self.cost_usd, 0.0)
 
 
-def figures(agent: Any) -> Dict[str, Any]:
+def figures(agent: Target) -> Dict[str, Any]:
     """An agent's status and figures as one flat dict (``agent_id``, ``state``, ``budget_usd``,
     ``cost_usd``, ``llm_calls``, ...): what ``get_metrics()`` returns."""
-    data = json.loads(agent.current())
+    data = agent.current()
     out: Dict[str, Any] = {k: v for k, v in data.items() if k != "metrics"}
     out.update(data["metrics"])
     return out
@@ -45,7 +45,7 @@ def figures(agent: Any) -> Dict[str, Any]:
 
 def current() -> AgentStatus:
     """The agent this code runs in, with its figures at this moment."""
-    data = json.loads(_context.require("ironhost.current()").current())
+    data = _context.require("ironhost.current()").current()
     m = data["metrics"]
     return AgentStatus(
         agent_id=data["agent_id"],

@@ -57,6 +57,7 @@ from urllib.parse import urlsplit
 
 from . import _intercept
 from ._imports import when_imported
+from ._target import SupportsHttpReply
 from .errors import IronhostError, _ProviderTimeout, _ProviderUnreachable
 
 _PATCHED = "__ironhost_clients_patched__"
@@ -215,16 +216,14 @@ class _AnswerBytes(io.RawIOBase):
     """The host's answer as the bytes of an HTTP/1.1 response; a stream's pieces are read from
     the host when asked for, one chunk each, so they arrive as the host releases them."""
 
-    def __init__(self, answer: Tuple[int, Any, Any]) -> None:
-        status, headers, payload = answer
-        headers = list(headers)
-        if isinstance(payload, (bytes, bytearray, memoryview)):
-            payload = bytes(payload)
-            self._pending = _head(status, headers, len(payload)) + payload
-            self._native: Any = None
+    def __init__(self, answer: SupportsHttpReply) -> None:
+        headers = list(answer.headers)
+        self._native: Any = answer.stream
+        if self._native is None:
+            payload = bytes(answer.body or b"")
+            self._pending = _head(answer.status, headers, len(payload)) + payload
         else:
-            self._pending = _head(status, headers, None)
-            self._native = payload
+            self._pending = _head(answer.status, headers, None)
         self._at = 0
 
     def readable(self) -> bool:
@@ -272,7 +271,7 @@ class _AnswerSocket:
         return io.BufferedReader(self._answer)
 
 
-def _http_response(answer: Tuple[int, Any, Any], method: str, url: str) -> Any:
+def _http_response(answer: SupportsHttpReply, method: str, url: str) -> Any:
     """A real ``http.client.HTTPResponse`` of the host's answer, its head read."""
     import http.client
 
@@ -558,14 +557,13 @@ def _patch_httpcore(module: Any) -> None:
     def headers_of(request: Any) -> List[Tuple[str, str]]:
         return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.headers]
 
-    def respond(answer: Tuple[int, Any, Any], stream_cls: Any) -> Any:
-        status, headers, payload = answer
-        if not isinstance(payload, (bytes, bytearray)):
-            payload = stream_cls(payload)
+    def respond(answer: SupportsHttpReply, stream_cls: Any) -> Any:
+        status = answer.status
+        content: Any = bytes(answer.body or b"") if answer.stream is None else stream_cls(answer.stream)
         return module.Response(
             status,
-            headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers],
-            content=payload,
+            headers=[(k.encode("latin-1"), v.encode("latin-1")) for k, v in answer.headers],
+            content=content,
             extensions={"http_version": b"HTTP/1.1", "reason_phrase": _reason(status).encode("ascii")},
         )
 
@@ -718,10 +716,10 @@ def _patch_aiohttp(aiohttp: Any) -> None:
                 else:
                     self._fail(_intercept._passable(exc), False)
                 return
-            status, headers, payload = answer
-            headers = list(headers)
-            if isinstance(payload, (bytes, bytearray)):
-                self._deliver(_head(status, headers, len(payload), close=True) + bytes(payload))
+            status, headers, stream = answer.status, list(answer.headers), answer.stream
+            if stream is None:
+                body = bytes(answer.body or b"")
+                self._deliver(_head(status, headers, len(body), close=True) + body)
                 return
             try:
                 self._deliver(_head(status, headers, None, close=True))
@@ -730,7 +728,7 @@ def _patch_aiohttp(aiohttp: Any) -> None:
                     if self._closing:
                         return
                     try:
-                        piece = await _intercept.in_thread(payload.next)
+                        piece = await _intercept.in_thread(stream.next)
                     except IronhostError as exc:
                         if isinstance(exc, _ProviderTimeout):
                             self._fail(read_timeout(f"Timeout on reading data from socket ({exc})"), True)
@@ -746,7 +744,7 @@ def _patch_aiohttp(aiohttp: Any) -> None:
                     if piece:
                         self._deliver(_chunk(piece))
             finally:
-                payload.close()
+                stream.close()
 
     async def connect(self: Any, req: Any, traces: Any, timeout: Any) -> Any:
         url = req.url

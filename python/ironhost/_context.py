@@ -1,7 +1,7 @@
 """Which agent a call belongs to.
 
-Under ``ironhost start`` every call in the process belongs to the one agent the host runs (the
-module ``ironhost._native`` itself). With the pip-installed package, ``@protect_agent`` and
+Under ``ironhost start`` every call in the process belongs to the one agent the host runs
+(``ironhost._native.hosted()``). With the pip-installed package, ``@protect_agent`` and
 ``AgentRuntime`` open agents in this process: the agent a call belongs to is the one active in
 its context (a context variable, so asyncio tasks and ``asyncio.to_thread`` carry it). A thread
 the agent's code started without copying its context (``threading.Thread``, a thread pool) falls
@@ -9,9 +9,9 @@ back to the agent active in the process, when there is exactly one: with several
 in different threads, its calls are refused (start it with ``contextvars.copy_context().run``).
 Outside any agent, calls are not governed.
 
-A *target* is anything with the native agent interface: ``handle_http``, ``tool_begin``,
-``tool_end``, ``current`` and ``progress`` (a native ``Agent``, the module under
-``ironhost start``, or ``ironhost.testing.MockRuntime``'s pure-Python agent).
+A *target* is anything with the agent interface of ``_target.Target``: ``handle_http``,
+``tool_begin``, ``tool_end``, ``current`` and ``progress`` (a native ``Agent``, the host's
+agent under ``ironhost start`` included, or ``ironhost.testing.MockRuntime``'s pure-Python agent).
 """
 
 from __future__ import annotations
@@ -20,13 +20,17 @@ import asyncio
 import contextlib
 import contextvars
 import threading
-from typing import Any, Iterator, List, Optional
+from typing import Any, Iterator, List, NoReturn, Optional
 
-_ACTIVE: "contextvars.ContextVar[Optional[Any]]" = contextvars.ContextVar(
+from ._target import Headers, Target
+
+_ACTIVE: "contextvars.ContextVar[Optional[Target]]" = contextvars.ContextVar(
     "ironhost_agent", default=None
 )
-_ENTERED: List[Any] = []
+_ENTERED: List[Target] = []
 _LOCK = threading.Lock()
+#: The host's agent under ``ironhost start``, once the native module gave it.
+_HOSTED: Optional[Target] = None
 
 
 def native() -> Optional[Any]:
@@ -39,10 +43,30 @@ def native() -> Optional[Any]:
     return _native
 
 
+def hosted_agent() -> Optional[Target]:
+    """The agent ``ironhost start`` runs in this process (``ironhost._native.hosted()``), or
+    None elsewhere. The same object every time: callers may compare it by identity."""
+    global _HOSTED
+    if _HOSTED is None:
+        mod = native()
+        # Only an agent is kept: before the host set it up, the next call asks again.
+        found = None if mod is None else mod.hosted()
+        if found is not None:
+            with _LOCK:
+                if _HOSTED is None:
+                    _HOSTED = found
+    return _HOSTED
+
+
 def hosted() -> bool:
     """True under ``ironhost start``: the host's agent governs the whole process."""
-    mod = native()
-    return mod is not None and mod.has_gateway()
+    return hosted_agent() is not None
+
+
+def is_hosted(agent: Any) -> bool:
+    """Whether ``agent`` is the host's agent under ``ironhost start`` (the host counts its
+    runs and closes it)."""
+    return agent is not None and agent is hosted_agent()
 
 
 def _usable(target: Any) -> bool:
@@ -55,7 +79,8 @@ class _Unknown:
 
     closed = False
 
-    def _refuse(self, *_args: Any, **_kwargs: Any) -> Any:
+    @staticmethod
+    def _refuse() -> NoReturn:
         from .errors import IronhostError
 
         raise IronhostError(
@@ -64,13 +89,26 @@ class _Unknown:
             "contextvars.copy_context().run, or use asyncio.to_thread"
         )
 
-    handle_http = tool_begin = tool_end = current = progress = _refuse
+    def handle_http(self, upstream: str, method: str, path: str, headers: Headers, body: bytes) -> NoReturn:
+        self._refuse()
+
+    def tool_begin(self, name: str, arguments: str) -> NoReturn:
+        self._refuse()
+
+    def tool_end(self, ticket: Any, ok: bool, payload: str, kind: str) -> NoReturn:
+        self._refuse()
+
+    def current(self) -> NoReturn:
+        self._refuse()
+
+    def progress(self, done: int, total: Optional[int] = None, unit: Optional[str] = None) -> NoReturn:
+        self._refuse()
 
 
-_UNKNOWN = _Unknown()
+_UNKNOWN: Target = _Unknown()
 
 
-def target() -> Optional[Any]:
+def target() -> Optional[Target]:
     """The agent this call belongs to, or None outside any agent."""
     active = _ACTIVE.get()
     if active is not None:
@@ -84,12 +122,10 @@ def target() -> Optional[Any]:
         # Another thread's agent would be a guess, and letting the call out ungoverned would
         # skip the policies the program asked for: it is refused.
         return _UNKNOWN
-    if hosted():
-        return native()
-    return None
+    return hosted_agent()
 
 
-def require(what: str) -> Any:
+def require(what: str) -> Target:
     """The current target; outside any agent, a RuntimeError that says what needs one."""
     found = target()
     if found is None:
@@ -102,7 +138,7 @@ def require(what: str) -> Any:
 
 
 @contextlib.contextmanager
-def active(agent: Any) -> Iterator[Any]:
+def active(agent: Target) -> Iterator[Target]:
     """Make ``agent`` the target in this context (and the fallback for new threads)."""
     token = _ACTIVE.set(agent)
     with _LOCK:
@@ -131,11 +167,12 @@ def _exit_code(exc: Optional[BaseException]) -> int:
 class counted_run:
     """One run of ``agent``: its start, and how the block ended (0; 130 for an interrupt or a
     cancelled task, recorded as stopped; 1 for an exception), go to the store. The agent of
-    ``ironhost start`` has its runs counted by the host: nothing is recorded for it."""
+    ``ironhost start`` has its runs counted by the host, and a target without ``run_started``
+    (a test double) has none: nothing is recorded for them."""
 
     def __init__(self, agent: Any) -> None:
         self.agent = agent
-        self.counted = hasattr(agent, "run_started")
+        self.counted = hasattr(agent, "run_started") and not is_hosted(agent)
         self.run: Optional[int] = None
 
     def __enter__(self) -> Any:

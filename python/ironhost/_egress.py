@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import errno
 import ipaddress
-import json
 import os
 import socket
 from typing import Any, Dict, List, Optional, Tuple
@@ -39,8 +38,8 @@ class EgressRefused(PermissionError):
 def _ask(request: Dict[str, Any]) -> Tuple[Dict[str, Any], Optional[int]]:
     from . import _native
 
-    text, fd = _native.egress_ask(json.dumps(request))
-    return json.loads(text), fd
+    reply = _native.egress_ask(request)
+    return reply.answer, reply.fd
 
 
 def _fail(answer: Dict[str, Any]) -> BaseException:

@@ -23,10 +23,8 @@ from typing import Any, Dict, Iterable, List, NamedTuple, Optional, Set, Tuple
 from urllib.parse import urlsplit
 
 from . import _context
+from ._target import Headers, SupportsHttpReply, Target
 from .errors import IronhostError, _ProviderTimeout, _ProviderUnreachable
-
-#: Headers as the native interface takes them.
-Headers = List[Tuple[str, str]]
 
 
 class Upstream(NamedTuple):
@@ -58,16 +56,19 @@ BUILT_IN = (
     upstream("openai", "https://api.openai.com"),
     upstream("anthropic", "https://api.anthropic.com"),
 )
-#: The process-wide table (``ironhost start``, the module-level agent and the testing kit). An
-#: SDK agent has its own (``Agent.upstreams``), which governs only its calls.
+#: The process-wide table: the host's under ``ironhost start`` (``_runner.prepare`` sets it), and
+#: the table of targets with none of their own (the testing kit's, test doubles). An SDK agent
+#: has its own (``Agent.upstreams``), which governs only its calls.
 UPSTREAMS: List[Upstream] = list(BUILT_IN)
 #: Every host some table names: requests to other hosts skip the look-up of the agent.
 _HOSTS: Set[str] = {u.host for u in BUILT_IN}
 
 
-def _table(target: Any) -> Iterable[Upstream]:
+def _table(target: Target) -> Iterable[Upstream]:
     own = getattr(target, "upstreams", None)
-    if own is None:  # the host's module, or the mock: the process-wide table
+    if own is None or _context.is_hosted(target):
+        # The mock or a test double, or the host's agent (whose table is the process's):
+        # the process-wide table.
         return UPSTREAMS
     cached = _AGENT_TABLES.get(id(target))
     if cached is None or cached[0] is not target:
@@ -76,7 +77,7 @@ def _table(target: Any) -> Iterable[Upstream]:
     return cached[1]
 
 
-_AGENT_TABLES: Dict[int, Tuple[Any, List[Upstream]]] = {}
+_AGENT_TABLES: Dict[int, Tuple[Target, List[Upstream]]] = {}
 
 
 def match(table: Iterable[Upstream], scheme: str, host: str, port: Optional[int], path: str) -> Optional[str]:
@@ -102,18 +103,19 @@ class Route:
 
     __slots__ = ("agent", "upstream")
 
-    def __init__(self, agent: Any, upstream_name: str) -> None:
+    def __init__(self, agent: Target, upstream_name: str) -> None:
         self.agent = agent
         self.upstream = upstream_name
 
-    def send(self, method: str, path: str, headers: Headers, body: bytes) -> Tuple[int, Headers, Any]:
-        """Send the request through the chain; returns the status, the headers and the body:
-        bytes, or a native stream (``next()`` gives the next bytes, None at the end;
-        ``close()``). Raises ``IronhostError`` (a policy's refusal, or ``_ProviderTimeout`` /
-        ``_ProviderUnreachable`` for the library's own timeout and connection errors)."""
+    def send(self, method: str, path: str, headers: Headers, body: bytes) -> SupportsHttpReply:
+        """Send the request through the chain; returns the answer: its ``status``, ``headers``
+        and either ``body`` (bytes) or ``stream`` (``next()`` gives the next bytes, None at the
+        end; ``close()``). Raises ``IronhostError`` (a policy's refusal, or
+        ``_ProviderTimeout`` / ``_ProviderUnreachable`` for the library's own timeout and
+        connection errors)."""
         return self.agent.handle_http(self.upstream, method, path, headers, body)
 
-    async def asend(self, method: str, path: str, headers: Headers, body: bytes) -> Tuple[int, Headers, Any]:
+    async def asend(self, method: str, path: str, headers: Headers, body: bytes) -> SupportsHttpReply:
         """:meth:`send` from a coroutine, the event loop free while the host works."""
         return await in_thread(self.agent.handle_http, self.upstream, method, path, headers, body)
 
@@ -243,12 +245,13 @@ def _patch(module: Any) -> None:
         async def aclose(self) -> None:
             self._native.close()
 
-    def respond(request: Any, answer: Any, stream_cls: Any) -> Any:
-        status, headers, payload = answer
-        if isinstance(payload, bytes):
-            return module.Response(status, headers=headers, content=payload, request=request)
+    def respond(request: Any, answer: SupportsHttpReply, stream_cls: Any) -> Any:
+        headers = list(answer.headers)
+        if answer.stream is None:
+            body = bytes(answer.body or b"")
+            return module.Response(answer.status, headers=headers, content=body, request=request)
         return module.Response(
-            status, headers=headers, stream=stream_cls(payload, request), request=request
+            answer.status, headers=headers, stream=stream_cls(answer.stream, request), request=request
         )
 
     sync_original = transports[0].handle_request

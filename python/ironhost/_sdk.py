@@ -12,7 +12,6 @@ import atexit
 import ctypes
 import functools
 import inspect
-import json
 import os
 import threading
 from typing import Any, Callable, Dict, List, Optional, TypeVar, Union, overload
@@ -101,7 +100,7 @@ class _Options:
                 "ironhost.testing.MockRuntime in tests"
             )
         placeholder = _runner.PLACEHOLDER_KEY
-        options = {
+        options: Dict[str, Any] = {
             "name": name,
             "script": script,
             "budget": self.budget,
@@ -117,7 +116,7 @@ class _Options:
             # the providers.
             "env": {k: v for k, v in os.environ.items() if v != placeholder},
         }
-        agent = native.open_agent(json.dumps(options))
+        agent = native.open_agent(options)
         with _OPEN_LOCK:
             _OPEN[:] = [a for a in _OPEN if not a.closed]
             _OPEN.append(agent)
@@ -151,18 +150,16 @@ class ProtectedAgent:
 
     def _source(self) -> Optional[Any]:
         # Under `ironhost start` the function runs as the host's agent.
-        if self._agent is None and _context.hosted():
-            return _context.native()
+        if self._agent is None:
+            return _context.hosted_agent()
         return self._agent
 
     @property
     def agent_id(self) -> Optional[str]:
         """The agent's id, once it has run (None before the first call); under
         ``ironhost start``, the host's agent."""
-        if self._agent is not None:
-            return str(self._agent.agent_id)
         source = self._source()
-        return None if source is None else str(_metrics(source)["agent_id"])
+        return None if source is None else str(source.agent_id)
 
     def metrics(self) -> Dict[str, Any]:
         """The agent's figures: ``cost_usd``, ``llm_calls``, ``tool_calls``, tokens,

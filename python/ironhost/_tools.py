@@ -18,7 +18,8 @@ import json
 from typing import Any, Awaitable, Callable, Dict, Optional, Tuple, TypeVar, Union, overload
 
 from . import _context
-from .errors import PolicyDenied
+from ._target import SupportsToolEnd, Target
+from .errors import IronhostError, PolicyDenied
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -60,6 +61,13 @@ def _json(value: Any) -> str:
     return json.dumps(value, default=str, sort_keys=True, ensure_ascii=False)
 
 
+def _decoded(text: Optional[str]) -> Any:
+    """A result a policy gave (a ``ToolBegin.answer``, a changed ``ToolEnd.payload``)."""
+    if text is None:
+        raise IronhostError("the agent's tool reply carries no result (a target out of contract)")
+    return json.loads(text)
+
+
 #: How a framework turns a refusal (``PolicyDenied``, or a ``ToolError`` a policy made of the
 #: result) into the error it expects from a failing tool; None raises the refusal itself.
 Refusal = Optional[Callable[[Exception], Any]]
@@ -85,7 +93,7 @@ class _Refused(Exception):
 class _Plan:
     __slots__ = ("agent", "ticket", "arguments", "result")
 
-    def __init__(self, agent: Any, ticket: Any, arguments: Dict[str, Any], result: Any) -> None:
+    def __init__(self, agent: Target, ticket: Any, arguments: Dict[str, Any], result: Any) -> None:
         self.agent = agent
         self.ticket = ticket
         self.arguments = arguments
@@ -102,26 +110,25 @@ def _refuse(exc: Exception, refusal: Refusal) -> BaseException:
     return _Refused(made)
 
 
-def _begin(agent: Any, name: str, arguments: Dict[str, Any], refusal: Refusal) -> _Plan:
+def _begin(agent: Target, name: str, arguments: Dict[str, Any], refusal: Refusal) -> _Plan:
     """``on-tool-call``: the plan for a call (answered already when ``ticket`` is None). The
     arguments are the same dict when no policy changed them, a new one when one did."""
     sent = _json(arguments)
     try:
-        ticket, text = agent.tool_begin(name, sent)
+        begun = agent.tool_begin(name, sent)
     except PolicyDenied as exc:
         raise _refuse(exc, refusal)
-    if ticket is None:
-        return _Plan(agent, None, arguments, json.loads(text))
-    if text != sent:
+    if begun.ticket is None:
+        return _Plan(agent, None, arguments, _decoded(begun.answer))
+    text = begun.arguments
+    if text is not None and text != sent:
         arguments = {**arguments, **json.loads(text)}
-    return _Plan(agent, ticket, arguments, None)
+    return _Plan(agent, begun.ticket, arguments, None)
 
 
-def _tool_end(
-    plan: _Plan, ok: bool, payload: str, kind: str, refusal: Refusal
-) -> Tuple[Any, ...]:
+def _tool_end(plan: _Plan, ok: bool, payload: str, kind: str, refusal: Refusal) -> SupportsToolEnd:
     try:
-        return tuple(plan.agent.tool_end(plan.ticket, ok, payload, kind))
+        return plan.agent.tool_end(plan.ticket, ok, payload, kind)
     except PolicyDenied as exc:
         raise _refuse(exc, refusal)
 
@@ -133,25 +140,25 @@ def _end_ok(
     if failed is not None:
         # A result the framework counts as a failure (CrewAI's ToolFailure): shown as one.
         kind, message = failed
-        changed, ok, payload = _tool_end(plan, False, message, kind, refusal)
-        return json.loads(payload) if changed and ok else result
+        end = _tool_end(plan, False, message, kind, refusal)
+        return _decoded(end.payload) if end.changed and end.ok else result
     shown = view(result) if view is not None else result
-    changed, ok, payload = _tool_end(plan, True, _json(shown), "", refusal)
-    if not changed:
+    end = _tool_end(plan, True, _json(shown), "", refusal)
+    if not end.changed:
         return result
-    if ok:
-        new = json.loads(payload)
+    if end.ok:
+        new = _decoded(end.payload)
         return restore(result, shown, new) if restore is not None else new
-    raise _refuse(ToolError(payload), refusal)
+    raise _refuse(ToolError(end.payload or "the tool's result was refused"), refusal)
 
 
 def _end_error(plan: _Plan, exc: Exception, refusal: Refusal, classify: Classify) -> Any:
     kind, message = _classify(exc)
     if classify is not None:
         kind = classify(exc) or kind
-    changed, ok, payload = _tool_end(plan, False, message, kind, refusal)
-    if changed and ok:
-        return json.loads(payload)
+    end = _tool_end(plan, False, message, kind, refusal)
+    if end.changed and end.ok:
+        return _decoded(end.payload)
     raise exc
 
 
@@ -160,7 +167,7 @@ def run_tool(
     arguments: Dict[str, Any],
     call: Callable[[Dict[str, Any]], Any],
     *,
-    agent: Any = None,
+    agent: Optional[Target] = None,
     refusal: Refusal = None,
     classify: Classify = None,
     failure: Failure = None,
@@ -198,7 +205,7 @@ async def arun_tool(
     arguments: Dict[str, Any],
     call: Callable[[Dict[str, Any]], Awaitable[Any]],
     *,
-    agent: Any = None,
+    agent: Optional[Target] = None,
     refusal: Refusal = None,
     classify: Classify = None,
     failure: Failure = None,

@@ -27,6 +27,8 @@ from langchain_core.runnables import Runnable, RunnableConfig
 from langchain_core.runnables.config import ensure_config
 
 from . import _context
+from ._target import Target
+from ._tools import _decoded
 from ._agent import figures
 from ._sdk import ProtectedAgent, _Options
 from .errors import BudgetExceeded, PolicyDenied
@@ -141,23 +143,23 @@ def _rebuild(value: Any, texts: Iterator[str]) -> Any:
     return value
 
 
-def _screen(agent: Any, value: Any, step: str) -> Any:
+def _screen(agent: Target, value: Any, step: str) -> Any:
     """Show the text in ``value`` to the policies (a tool step's result); the value with their
     changes applied. A refusal raises ``PolicyDenied``."""
     texts: List[str] = []
     _texts(value, texts)
     if not texts:
         return value
-    ticket, _ = agent.tool_begin(f"langchain:{step}", "{}")
-    if ticket is None:
+    begun = agent.tool_begin(f"langchain:{step}", "{}")
+    if begun.ticket is None:
         return value
     sent = json.dumps(texts, ensure_ascii=False)
-    changed, ok, payload = agent.tool_end(ticket, True, sent, "")
-    if not ok:
-        raise PolicyDenied(str(payload), code="denied", policy="langchain")
-    if not changed:
+    end = agent.tool_end(begun.ticket, True, sent, "")
+    if not end.ok:
+        raise PolicyDenied(str(end.payload), code="denied", policy="langchain")
+    if not end.changed:
         return value
-    return _rebuild(value, iter(json.loads(payload)))
+    return _rebuild(value, iter(_decoded(end.payload)))
 
 
 class IronhostChain(Runnable):  # type: ignore[type-arg]
@@ -218,7 +220,7 @@ class IronhostChain(Runnable):  # type: ignore[type-arg]
             config["callbacks"] = callbacks
         return config
 
-    def _agent(self) -> Any:
+    def _agent(self) -> Target:
         return self.guard._open() or _context.require("IronhostChain")
 
     def invoke(self, input: Any, config: Optional[RunnableConfig] = None, **kwargs: Any) -> Any:

@@ -20,6 +20,7 @@ import pytest
 
 import ironhost
 from ironhost import _clients, _context, _intercept
+from ironhost._target import HttpReply
 from ironhost.errors import _ProviderTimeout, _ProviderUnreachable
 
 _clients.install()
@@ -65,20 +66,20 @@ class GatedStream:
 class Agent:
     """A target that answers every request with ``answer`` (or raises ``error``)."""
 
-    def __init__(self, answer: Any = None, error: Optional[BaseException] = None) -> None:
-        self.answer = answer if answer is not None else (200, [("content-type", "application/json")], ANSWER)
+    def __init__(self, answer: Optional[HttpReply] = None, error: Optional[BaseException] = None) -> None:
+        self.answer = answer if answer is not None else HttpReply(200, [("content-type", "application/json")], body=ANSWER)
         self.error = error
         self.requests: List[Tuple[str, str, str, dict, bytes]] = []
 
-    def handle_http(self, upstream: str, method: str, path: str, headers: Any, body: bytes) -> Any:
+    def handle_http(self, upstream: str, method: str, path: str, headers: Any, body: bytes) -> HttpReply:
         self.requests.append((upstream, method, path, {k.lower(): v for k, v in headers}, body))
         if self.error is not None:
             raise self.error
         return self.answer
 
 
-def stream_answer(stream: GatedStream) -> Tuple[int, list, Any]:
-    return 200, [("content-type", "text/event-stream")], stream
+def stream_answer(stream: GatedStream) -> HttpReply:
+    return HttpReply(200, [("content-type", "text/event-stream")], stream=stream)
 
 
 # -- Each library: one plain call, one streamed call ----------------------------------------------

@@ -18,6 +18,7 @@ from langchain_core.tools import tool as lc_tool
 
 import ironhost
 from ironhost import _context
+from ironhost._target import ToolBegin, ToolEnd
 from ironhost.testing import MockRuntime
 
 
@@ -156,16 +157,16 @@ class Policies:
         self.seen: List[Tuple[str, Any]] = []
         self.ended: List[Tuple[bool, str, str]] = []
 
-    def tool_begin(self, name: str, arguments: str) -> Tuple[Any, str]:
+    def tool_begin(self, name: str, arguments: str) -> ToolBegin:
         args = json.loads(arguments)
         self.seen.append((name, args))
         if name == "cached":
-            return None, json.dumps("from the policy")
-        return "ticket", json.dumps({**args, "name": args["name"].upper()})
+            return ToolBegin(answer=json.dumps("from the policy"))
+        return ToolBegin(ticket="ticket", arguments=json.dumps({**args, "name": args["name"].upper()}))
 
-    def tool_end(self, ticket: Any, ok: bool, payload: str, kind: str) -> Tuple[bool, bool, Any]:
+    def tool_end(self, ticket: Any, ok: bool, payload: str, kind: str) -> ToolEnd:
         self.ended.append((ok, payload, kind))
-        return False, ok, None
+        return ToolEnd(False, ok)
 
 
 def test_policies_rewrite_the_arguments_and_answer_calls() -> None:
@@ -192,13 +193,13 @@ def test_policies_rewrite_the_arguments_and_answer_calls() -> None:
 class Redacting(Policies):
     """A target whose policies redact `secret` in every result."""
 
-    def tool_begin(self, name: str, arguments: str) -> Tuple[Any, str]:
-        return "ticket", arguments
+    def tool_begin(self, name: str, arguments: str) -> ToolBegin:
+        return ToolBegin(ticket="ticket", arguments=arguments)
 
-    def tool_end(self, ticket: Any, ok: bool, payload: str, kind: str) -> Tuple[bool, bool, Any]:
+    def tool_end(self, ticket: Any, ok: bool, payload: str, kind: str) -> ToolEnd:
         self.ended.append((ok, payload, kind))
         redacted = payload.replace("secret", "[REDACTED]")
-        return redacted != payload, ok, redacted
+        return ToolEnd(redacted != payload, ok, redacted)
 
 
 def test_a_rewritten_result_keeps_the_type_the_framework_expects() -> None:

@@ -8,6 +8,7 @@ in ``calls``, ``findings`` and ``denials`` for assertions.
 
 from __future__ import annotations
 
+import copy
 import itertools
 import json
 import re
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
 from .._sdk import SAFETY_MODES, AgentRuntime
+from .._target import HttpReply, ToolBegin, ToolEnd
 from ..errors import BudgetExceeded, CircuitOpen, PolicyDenied
 from . import _generate
 
@@ -87,7 +89,8 @@ class MockCall:
 
 @dataclass
 class _Agent:
-    """A mock agent: the native ``Agent`` interface in Python."""
+    """A mock agent: the native ``Agent`` interface in Python (a ``_target.Target``; it has no
+    ``upstreams`` of its own, so the process-wide table routes its calls)."""
 
     runtime: "MockRuntime"
     agent_id: str
@@ -121,25 +124,26 @@ class _Agent:
 
     def handle_http(
         self, upstream: str, method: str, path: str, headers: Any, body: bytes
-    ) -> Tuple[int, list, Any]:
+    ) -> HttpReply:
         self._live()
         return self.runtime._answer(self, path, body)
 
-    def tool_begin(self, name: str, arguments: str) -> Tuple[Any, str]:
+    def tool_begin(self, name: str, arguments: str) -> ToolBegin:
         self._live()
         return self.runtime._tool_begin(self, name, arguments)
 
-    def tool_end(self, ticket: Any, ok: bool, payload: str, kind: str) -> Tuple[bool, bool, Any]:
+    def tool_end(self, ticket: Any, ok: bool, payload: str, kind: str) -> ToolEnd:
         return self.runtime._tool_end(self, ticket, ok, payload, kind)
 
-    def current(self) -> str:
-        return json.dumps(
-            {
-                "agent_id": self.agent_id, "name": self.name, "environment": "dev",
-                "state": self.state, "run": self.run, "budget_usd": self.budget_usd,
-                "metrics": self.figures,
-            }
-        )
+    def current(self) -> Dict[str, Any]:
+        # A copy, as the native agent's: what the caller keeps does not change under it.
+        with self.runtime._lock:
+            metrics = copy.deepcopy(self.figures)
+        return {
+            "agent_id": self.agent_id, "name": self.name, "environment": "dev",
+            "state": self.state, "run": self.run, "budget_usd": self.budget_usd,
+            "metrics": metrics,
+        }
 
     def progress(self, done: int, total: Optional[int] = None, unit: Optional[str] = None) -> None:
         self._live()
@@ -299,14 +303,14 @@ class MockRuntime(AgentRuntime):
 
     # -- answers -------------------------------------------------------------------------------
 
-    def _answer(self, agent: _Agent, path: str, body: bytes) -> Tuple[int, list, Any]:
+    def _answer(self, agent: _Agent, path: str, body: bytes) -> HttpReply:
         if path.endswith("/chat/completions"):
             provider = "openai"
         elif path.endswith("/messages"):
             provider = "anthropic"
         else:
             error = {"error": {"message": f"the mock serves no {path}", "type": "not_found"}}
-            return 404, [("content-type", "application/json")], json.dumps(error).encode()
+            return HttpReply(404, [("content-type", "application/json")], body=json.dumps(error).encode())
         request = json.loads(body or b"{}")
         model = str(request.get("model", ""))
         stream = bool(request.get("stream"))
@@ -357,16 +361,18 @@ class MockRuntime(AgentRuntime):
             )
         if stream:
             make = _generate.openai_stream_events if provider == "openai" else _generate.anthropic_stream_events
-            return 200, [("content-type", "text/event-stream")], _Stream(make(reply, model, input_tokens))
+            return HttpReply(
+                200, [("content-type", "text/event-stream")], stream=_Stream(make(reply, model, input_tokens))
+            )
         if provider == "openai":
             payload = _generate.openai_chat_response(reply, model, input_tokens, output_tokens)
         else:
             payload = _generate.anthropic_message_response(reply, model, input_tokens, output_tokens)
-        return 200, [("content-type", "application/json")], json.dumps(payload).encode()
+        return HttpReply(200, [("content-type", "application/json")], body=json.dumps(payload).encode())
 
     # -- tools ---------------------------------------------------------------------------------
 
-    def _tool_begin(self, agent: _Agent, name: str, arguments: str) -> Tuple[Any, str]:
+    def _tool_begin(self, agent: _Agent, name: str, arguments: str) -> ToolBegin:
         with self._lock:
             agent.figures["tool_calls"] += 1
             if self.circuit_breaker and self._failures.get(name, 0) >= self.failure_threshold:
@@ -378,9 +384,9 @@ class MockRuntime(AgentRuntime):
                         policy="circuit-breaker",
                     ),
                 )
-        return (name,), arguments
+        return ToolBegin(ticket=(name,), arguments=arguments)
 
-    def _tool_end(self, agent: _Agent, ticket: Any, ok: bool, payload: str, kind: str) -> Tuple[bool, bool, Any]:
+    def _tool_end(self, agent: _Agent, ticket: Any, ok: bool, payload: str, kind: str) -> ToolEnd:
         (name,) = ticket
         with self._lock:
             self.tool_log.append((agent.agent_id, name, ok))
@@ -389,5 +395,5 @@ class MockRuntime(AgentRuntime):
             else:
                 agent.figures["tool_errors"] += 1
                 self._failures[name] = self._failures.get(name, 0) + 1
-        return False, ok, None
+        return ToolEnd(False, ok)
 

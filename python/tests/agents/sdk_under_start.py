@@ -42,7 +42,7 @@ except ironhost.IronhostError as refused:
 try:
     from ironhost import _native
 
-    _native.open_agent('{"script": "x", "cwd": "."}')
+    _native.open_agent({"script": "x", "cwd": "."})
     print("open_agent: opened")
 except ironhost.IronhostError as refused:
     print("open_agent:", "refused" if "ironhost start" in str(refused) else refused)
