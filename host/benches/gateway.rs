@@ -35,7 +35,6 @@ use criterion::{Criterion, criterion_group};
 use ironhost::api::ws;
 use ironhost::core::plane::Plane;
 use ironhost::events::EventBus;
-use ironhost::gateway::metrics::Metrics;
 use ironhost::gateway::{Gateway, GatewayOptions, GatewayReply, HttpRequest, LlmMode};
 use ironhost::llm::simulator::{Simulator, SimulatorConfig};
 use ironhost::llm::wire::Api;
@@ -44,7 +43,7 @@ use ironhost::model::TokenMeter;
 use ironhost::model::tokens::ModelTokenMeter;
 use ironhost::policy::admit_bundle;
 use ironhost::policy::engine::{EngineOptions, PolicyEngine};
-use ironhost::policy::host::{HostServices, NoSecrets};
+use ironhost::policy::host::HostServices;
 use ironhost::store::recorder::Recorder;
 use parking_lot::Mutex;
 
@@ -141,25 +140,19 @@ fn build(
     }
     let chain = admit_bundle(&engine, &bundle).expect("admit");
     let simulator = Arc::new(Simulator::new(SimulatorConfig::default(), meter.clone()));
-    let gateway = Gateway::new(
-        Arc::new(chain),
-        simulator.clone(),
-        None,
-        Arc::new(NoSecrets),
-        BTreeMap::new(),
-        meter,
-        bus,
-        Arc::new(Metrics::default()),
-        AgentInfo {
-            agent_id: "bench-00000000".into(),
-            name: "bench".into(),
-            environment: "dev".into(),
-        },
-        GatewayOptions {
+    let agent = AgentInfo {
+        agent_id: "bench-00000000".into(),
+        name: "bench".into(),
+        environment: "dev".into(),
+    };
+    let gateway = Gateway::builder(Arc::new(chain), agent, meter)
+        .simulator(simulator.clone())
+        .bus(bus)
+        .options(GatewayOptions {
             mode: LlmMode::Simulator,
             ..GatewayOptions::default()
-        },
-    );
+        })
+        .build();
     (Arc::new(gateway), simulator)
 }
 

@@ -106,22 +106,22 @@ fn harness_with(
     .collect();
     let bus = EventBus::new();
     let events = bus.subscribe();
-    let gateway = Arc::new(Gateway::new(
-        Arc::new(chain),
-        Arc::new(Simulator::new(SimulatorConfig::default(), meter.clone())),
-        Some(Arc::new(http)),
-        Arc::new(NoSecrets),
-        env_keys,
-        meter,
-        bus,
-        Arc::new(Metrics::default()),
-        AgentInfo {
-            agent_id: "ag-provider-http".to_owned(),
-            name: "provider-http".to_owned(),
-            environment: "dev".to_owned(),
-        },
-        options,
-    ));
+    let agent = AgentInfo {
+        agent_id: "ag-provider-http".to_owned(),
+        name: "provider-http".to_owned(),
+        environment: "dev".to_owned(),
+    };
+    let gateway = Arc::new(
+        Gateway::builder(Arc::new(chain), agent, meter.clone())
+            .simulator(Arc::new(Simulator::new(SimulatorConfig::default(), meter)))
+            .http(Some(Arc::new(http)))
+            .secrets(Arc::new(NoSecrets))
+            .env_keys(env_keys)
+            .bus(bus)
+            .metrics(Arc::new(Metrics::default()))
+            .options(options)
+            .build(),
+    );
     Harness {
         gateway,
         events,

@@ -335,18 +335,17 @@ impl Host {
             environment: settings.environment.clone(),
         };
         let secrets: Arc<SecretStore> = core.plane.secrets.clone();
-        let gateway = Arc::new(Gateway::new(
-            core.live.chain.clone(),
-            simulator,
-            http,
-            secrets,
-            env_keys,
-            tokens,
-            core.bus.clone(),
-            Arc::new(Metrics::default()),
-            agent,
-            options,
-        ));
+        let gateway = Arc::new(
+            Gateway::builder(core.live.chain.clone(), agent, tokens)
+                .simulator(simulator)
+                .http(http)
+                .secrets(secrets)
+                .env_keys(env_keys)
+                .bus(core.bus.clone())
+                .metrics(Arc::new(Metrics::default()))
+                .options(options)
+                .build(),
+        );
         core.runtime
             .block_on(core.plane.store.register_agent(&NewAgent {
                 id: &id,
