@@ -18,11 +18,11 @@ use ironhost::gateway::metrics::Metrics;
 use ironhost::gateway::{
     Gateway, GatewayError, GatewayOptions, GatewayReply, HttpRequest, LlmMode, PLACEHOLDER_KEY,
 };
+use ironhost::llm::api::Api;
 use ironhost::llm::http::HttpUpstream;
 use ironhost::llm::simulator::{Simulator, SimulatorConfig};
 use ironhost::llm::sse::SseParser;
 use ironhost::llm::upstreams::Upstreams;
-use ironhost::llm::wire::Api;
 use ironhost::model::TokenMeter;
 use ironhost::model::tokens::ModelTokenMeter;
 use ironhost::model::{AgentInfo, LlmResponse, ProviderError, ProviderErrorKind, Usage};

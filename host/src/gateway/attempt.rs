@@ -12,10 +12,11 @@ use super::route::Routed;
 use super::stream::{StreamReply, StreamStart};
 use super::{Gateway, GatewayError, GatewayReply, HttpRequest, json_headers};
 use crate::events::CallOutcome;
+use crate::llm::api::Api;
+use crate::llm::errors::{retry_after_ms, retryable};
 use crate::llm::sse::SseEvent;
 use crate::llm::upstream::{Egress, Interrupt, UpstreamReply, sleep};
-use crate::llm::wire::{Api, ParsedRequest};
-use crate::llm::{retry_after_ms, retryable};
+use crate::llm::wire::ParsedRequest;
 use crate::model::{
     CallContext, Denial, Hook, LlmOutcome, LlmRequest, LlmResponse, ProviderError,
     ProviderErrorKind, Usage,

@@ -7,7 +7,7 @@ use std::time::Instant;
 use super::Gateway;
 use super::metrics::LlmTally;
 use crate::events::{CallOutcome, EventKind, VerdictSummary};
-use crate::llm::wire::Api;
+use crate::llm::api::Api;
 use crate::model::{
     ContentPart, Hook, LlmRequest, ProviderError, ProviderErrorKind, Severity, Usage,
 };

@@ -7,10 +7,13 @@ use std::time::Instant;
 use super::keys::PLACEHOLDER_KEY;
 use super::report::{CallRecord, Trail};
 use super::{Gateway, GatewayError, GatewayReply, HttpRequest, LlmMode, json_headers};
+use std::sync::Arc;
+
 use crate::events::CallOutcome;
+use crate::llm::api::Api;
 use crate::llm::upstream::Upstream;
 use crate::llm::upstreams::{Endpoint, Format};
-use crate::llm::wire::{Api, ParsedRequest, UnknownParts};
+use crate::llm::wire::{ParsedRequest, UnknownParts};
 use crate::model::{LlmRequest, ProviderError, ProviderErrorKind};
 
 /// How many Responses API answers the gateway keeps for `GET /v1/responses/{id}`.
@@ -151,8 +154,8 @@ impl Gateway {
         endpoint: &Endpoint,
         request: &LlmRequest,
         headers: &[(String, String)],
-    ) -> Result<(Upstream, Option<String>), GatewayError> {
-        let sim = || Upstream::Simulator(self.simulator.clone());
+    ) -> Result<(Arc<dyn Upstream>, Option<String>), GatewayError> {
+        let sim = || -> Arc<dyn Upstream> { self.simulator.clone() };
         if self.options.mode == LlmMode::Simulator {
             return Ok((sim(), None));
         }
@@ -161,7 +164,7 @@ impl Gateway {
         let keyless = endpoint.key_name(request.credential.as_deref()).is_none();
         match (self.options.mode, key, &self.http) {
             (_, key, Some(http)) if key.is_some() || keyless => {
-                Ok((Upstream::Http(http.clone()), key))
+                Ok((http.clone() as Arc<dyn Upstream>, key))
             }
             (LlmMode::Auto, _, Some(_)) | (LlmMode::Auto, None, None) => Ok((sim(), None)),
             (_, _, None) => Err(GatewayError::NoKey(
@@ -221,7 +224,7 @@ impl Gateway {
             None,
         );
         let (status, body) = shape.render_error(&ProviderError {
-            kind: crate::llm::error_kind(status),
+            kind: crate::llm::errors::error_kind(status),
             status: Some(status),
             message: message.to_owned(),
             retry_after_ms: None,

@@ -8,10 +8,11 @@ use super::report::{CallRecord, Trail};
 use super::{Gateway, GatewayError};
 use crate::events::CallOutcome;
 use crate::llm::anthropic;
+use crate::llm::api::Api;
 use crate::llm::responses;
 use crate::llm::sse::SseEvent;
 use crate::llm::upstream::{EventStream, Interrupt, StreamError};
-use crate::llm::wire::{Api, UsagePart};
+use crate::llm::wire::UsagePart;
 use crate::model::{
     CallContext, Denial, Hook, LlmChunk, LlmOutcome, LlmRequest, LlmResponse, Message,
     ProviderError, ProviderErrorKind, Role, Usage,

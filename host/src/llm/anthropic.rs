@@ -658,8 +658,8 @@ impl WireFormat for CountTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::llm::api::Api;
     use crate::llm::sse::SseParser;
-    use crate::llm::wire::Api;
 
     const REQUEST: &str = r#"{"model":"claude-sonnet-4-5","max_tokens":100,"system":"Be brief.",
       "messages":[{"role":"user","content":"Hi"},

@@ -175,3 +175,31 @@ impl Api {
         self.format().with_text(template, text)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_route_to_their_api() {
+        assert_eq!(Api::from_path("/v1/chat/completions"), Some(Api::OpenAi));
+        assert_eq!(
+            Api::from_path("/openai/deployments/x/chat/completions?api-version=1"),
+            Some(Api::OpenAi)
+        );
+        assert_eq!(Api::from_path("/v1/messages"), Some(Api::Anthropic));
+        assert_eq!(
+            Api::from_path("/v1/messages/count_tokens"),
+            Some(Api::CountTokens)
+        );
+        assert_eq!(Api::from_path("/v1/embeddings"), Some(Api::Embeddings));
+        assert_eq!(Api::from_path("/v1/responses"), Some(Api::Responses));
+        assert_eq!(
+            Api::from_path("/v1/responses/input_tokens"),
+            Some(Api::InputTokens)
+        );
+        assert_eq!(Api::from_path("/v1/completions"), Some(Api::Completions));
+        assert_eq!(Api::from_path("/v1/moderations"), Some(Api::Moderations));
+        assert_eq!(Api::from_path("/v1/files"), None);
+    }
+}

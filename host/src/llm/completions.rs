@@ -317,8 +317,8 @@ impl WireFormat for Completions {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::llm::api::Api;
     use crate::llm::sse::SseParser;
-    use crate::llm::wire::Api;
 
     #[test]
     fn prompts_parse_render_and_stream() {

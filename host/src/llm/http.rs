@@ -8,7 +8,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 
 use super::sse::SseParser;
-use super::upstream::{Egress, EventStream, Interrupt, UpstreamReply, WaitError, recv};
+use super::upstream::{Egress, EventStream, Interrupt, Upstream, UpstreamReply, WaitError, recv};
 use super::upstreams::Format;
 use crate::model::{ProviderError, ProviderErrorKind};
 
@@ -185,5 +185,16 @@ fn transport_error(e: &reqwest::Error) -> ProviderError {
         status: None,
         message: e.to_string(),
         retry_after_ms: None,
+    }
+}
+
+impl Upstream for HttpUpstream {
+    fn send(
+        &self,
+        egress: Egress<'_>,
+        timeout: Duration,
+        interrupt: Interrupt<'_>,
+    ) -> UpstreamReply {
+        HttpUpstream::send(self, egress, timeout, interrupt)
     }
 }

@@ -260,7 +260,7 @@ impl WireFormat for Moderations {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::llm::wire::Api;
+    use crate::llm::api::Api;
 
     #[test]
     fn embedding_inputs_are_texts_of_one_user_message_and_patch_back() {

@@ -20,9 +20,6 @@ pub mod wire;
 
 use serde::Deserialize;
 
-// TEMPORARY (until the gateway split lands): the old paths.
-pub use errors::{error_kind, retry_after_ms, retryable};
-
 /// Where LLM calls go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]

@@ -716,8 +716,8 @@ impl WireFormat for Chat {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::llm::api::Api;
     use crate::llm::sse::SseParser;
-    use crate::llm::wire::Api;
 
     const REQUEST: &str = r#"{"model":"gpt-4o-mini","messages":[
         {"role":"developer","content":"Be brief."},

@@ -817,8 +817,8 @@ impl WireFormat for InputTokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::llm::api::Api;
     use crate::llm::sse::SseParser;
-    use crate::llm::wire::Api;
 
     const REQUEST: &str = r#"{"model":"gpt-4o-mini","instructions":"Be brief.",
       "input":[{"role":"user","content":[{"type":"input_text","text":"Mail jane@example.com"},

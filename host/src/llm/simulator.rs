@@ -17,8 +17,10 @@ use std::collections::VecDeque;
 
 use parking_lot::Mutex;
 
+use super::api::Api;
 use super::sse::SseEvent;
-use super::wire::{Api, ParsedRequest};
+use super::upstream::{Egress, EventStream, Interrupt, Upstream, UpstreamReply, sleep};
+use super::wire::ParsedRequest;
 use super::{inputs, responses, schema, stable_hash};
 use crate::model::TokenMeter;
 use crate::model::{
@@ -868,6 +870,57 @@ impl Simulator {
             kept = candidate;
         }
         (kept, "length".to_owned())
+    }
+}
+
+/// The simulator as the gateway's upstream: it answers after its configured latency, in the
+/// provider's wire format.
+impl Upstream for Simulator {
+    fn send(
+        &self,
+        egress: Egress<'_>,
+        timeout: Duration,
+        interrupt: Interrupt<'_>,
+    ) -> UpstreamReply {
+        if !sleep(self.latency(), interrupt) {
+            return UpstreamReply::Interrupted;
+        }
+        match self.handle(egress.api, &egress.body) {
+            SimReply::Json {
+                status,
+                headers,
+                body,
+            } => UpstreamReply::Body {
+                status,
+                headers,
+                body,
+            },
+            SimReply::Stream(events) => UpstreamReply::Stream {
+                headers: vec![(
+                    "content-type".to_owned(),
+                    "text/event-stream; charset=utf-8".to_owned(),
+                )],
+                events: EventStream::Ready(events.into_iter()),
+            },
+            SimReply::Timeout => {
+                if !sleep(timeout, interrupt) {
+                    return UpstreamReply::Interrupted;
+                }
+                UpstreamReply::Failed(ProviderError {
+                    kind: ProviderErrorKind::Timeout,
+                    status: None,
+                    message: format!(
+                        "no answer within {} ms (simulated timeout)",
+                        timeout.as_millis()
+                    ),
+                    retry_after_ms: None,
+                })
+            }
+        }
+    }
+
+    fn is_simulator(&self) -> bool {
+        true
     }
 }
 

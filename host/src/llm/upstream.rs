@@ -1,15 +1,12 @@
 //! Where a call goes after the chain: the built-in simulator or a real provider over HTTPS.
 //! Both answer with the provider's own bytes, so the gateway treats them alike.
 
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
-use super::http::HttpUpstream;
-use super::simulator::{SimReply, Simulator};
+use super::api::Api;
 use super::sse::SseEvent;
 use super::upstreams::Format;
-use super::wire::Api;
 use crate::model::{ProviderError, ProviderErrorKind};
 
 /// Asked while waiting; answers true when the caller wants to stop waiting (a signal, a
@@ -159,65 +156,19 @@ pub struct Egress<'a> {
     pub key: Option<&'a str>,
 }
 
-/// The provider side of the gateway.
-#[derive(Debug, Clone)]
-pub enum Upstream {
-    Simulator(Arc<Simulator>),
-    Http(Arc<HttpUpstream>),
-}
-
-impl Upstream {
+/// Where a call goes after the chain: the built-in simulator or a real provider. Both
+/// answer with the provider's own bytes, so the gateway treats them alike.
+pub trait Upstream: Send + Sync + std::fmt::Debug {
     /// Send one attempt and wait for the answer (for a stream: its first event).
-    pub fn send(
+    fn send(
         &self,
         egress: Egress<'_>,
         timeout: Duration,
         interrupt: Interrupt<'_>,
-    ) -> UpstreamReply {
-        match self {
-            Upstream::Simulator(sim) => {
-                if !sleep(sim.latency(), interrupt) {
-                    return UpstreamReply::Interrupted;
-                }
-                match sim.handle(egress.api, &egress.body) {
-                    SimReply::Json {
-                        status,
-                        headers,
-                        body,
-                    } => UpstreamReply::Body {
-                        status,
-                        headers,
-                        body,
-                    },
-                    SimReply::Stream(events) => UpstreamReply::Stream {
-                        headers: vec![(
-                            "content-type".to_owned(),
-                            "text/event-stream; charset=utf-8".to_owned(),
-                        )],
-                        events: EventStream::Ready(events.into_iter()),
-                    },
-                    SimReply::Timeout => {
-                        if !sleep(timeout, interrupt) {
-                            return UpstreamReply::Interrupted;
-                        }
-                        UpstreamReply::Failed(ProviderError {
-                            kind: ProviderErrorKind::Timeout,
-                            status: None,
-                            message: format!(
-                                "no answer within {} ms (simulated timeout)",
-                                timeout.as_millis()
-                            ),
-                            retry_after_ms: None,
-                        })
-                    }
-                }
-            }
-            Upstream::Http(http) => http.send(egress, timeout, interrupt),
-        }
-    }
+    ) -> UpstreamReply;
 
-    /// True for the simulator.
-    pub fn is_simulator(&self) -> bool {
-        matches!(self, Upstream::Simulator(_))
+    /// True for the simulator (the call record says the answer was simulated).
+    fn is_simulator(&self) -> bool {
+        false
     }
 }

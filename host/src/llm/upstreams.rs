@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use reqwest::Url;
 use serde::Deserialize;
 
-use super::wire::Api;
+use super::api::Api;
 
 /// The wire format an upstream speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]

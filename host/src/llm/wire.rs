@@ -13,8 +13,6 @@
 use serde_json::{Map, Value, json};
 
 use super::sse::SseEvent;
-// TEMPORARY (until the gateway split lands): the old path of `Api`.
-pub use super::api::Api;
 use crate::model::{ContentPart, LlmRequest, LlmResponse, ProviderError, ToolSpec, Usage};
 
 /// One provider API's wire format, both ways. `api::Api` names the API and picks its format.
@@ -550,33 +548,5 @@ pub(super) fn extra_map(request: &LlmRequest) -> Map<String, Value> {
     match serde_json::from_str::<Value>(&request.extra) {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn paths_route_to_their_api() {
-        assert_eq!(Api::from_path("/v1/chat/completions"), Some(Api::OpenAi));
-        assert_eq!(
-            Api::from_path("/openai/deployments/x/chat/completions?api-version=1"),
-            Some(Api::OpenAi)
-        );
-        assert_eq!(Api::from_path("/v1/messages"), Some(Api::Anthropic));
-        assert_eq!(
-            Api::from_path("/v1/messages/count_tokens"),
-            Some(Api::CountTokens)
-        );
-        assert_eq!(Api::from_path("/v1/embeddings"), Some(Api::Embeddings));
-        assert_eq!(Api::from_path("/v1/responses"), Some(Api::Responses));
-        assert_eq!(
-            Api::from_path("/v1/responses/input_tokens"),
-            Some(Api::InputTokens)
-        );
-        assert_eq!(Api::from_path("/v1/completions"), Some(Api::Completions));
-        assert_eq!(Api::from_path("/v1/moderations"), Some(Api::Moderations));
-        assert_eq!(Api::from_path("/v1/files"), None);
     }
 }
