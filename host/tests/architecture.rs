@@ -202,20 +202,25 @@ fn without_unit_tests(code: &str) -> &str {
 /// The top-level modules `code` names through `crate::`, including groups such as
 /// `crate::{a, b::c}`.
 fn crate_imports(code: &str) -> BTreeSet<String> {
+    names_after(code, "crate::")
+}
+
+/// The first names after each `prefix` in `code` (`prefix{a, b::c}` gives both).
+fn names_after(code: &str, prefix: &str) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     let ident = |s: &str| -> String {
         s.chars()
             .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
             .collect()
     };
-    for (at, _) in code.match_indices("crate::") {
+    for (at, _) in code.match_indices(prefix) {
         if at > 0 {
             let before = code.as_bytes()[at - 1];
             if before.is_ascii_alphanumeric() || before == b'_' {
                 continue; // `mycrate::`
             }
         }
-        let rest = &code[at + "crate::".len()..];
+        let rest = &code[at + prefix.len()..];
         if let Some(group) = rest.strip_prefix('{') {
             let inner = &group[..group.find('}').unwrap_or(group.len())];
             for part in inner.split(',') {
@@ -333,6 +338,86 @@ fn sql_is_written_only_in_the_store() {
         .map(|f| f.display().to_string())
         .collect();
     assert!(outside.is_empty(), "sqlx used outside store/: {outside:?}");
+}
+
+/// The names `code` imports through `prefix` (`super::` or `crate::policy::`), including groups.
+fn imports_through(code: &str, prefix: &str) -> BTreeSet<String> {
+    names_after(code, prefix)
+}
+
+/// Inside each top-level directory module, the files (and subdirectories) next to each other:
+/// which of them each imports (`super::x` from a file directly in the directory,
+/// `crate::<module>::x` from anywhere in it). `mod.rs` may use its children and is left out.
+fn sibling_imports() -> BTreeMap<String, BTreeMap<String, BTreeSet<String>>> {
+    let mut out = BTreeMap::new();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(src_dir())
+        .expect("host/src is readable")
+        .map(|e| e.expect("directory entry").path())
+        .filter(|p| p.is_dir())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let top = dir
+            .file_name()
+            .expect("a name")
+            .to_string_lossy()
+            .into_owned();
+        let mut files = Vec::new();
+        rust_files(&dir, &mut files);
+        let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for file in &files {
+            let rel = file.strip_prefix(&dir).expect("inside its directory");
+            let parts: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            if parts.len() == 1 && parts[0] == "mod.rs" {
+                continue;
+            }
+            let child = parts[0].trim_end_matches(".rs").to_owned();
+            let src = std::fs::read_to_string(file).expect("source is UTF-8");
+            let code = code_only(&src);
+            let code = without_unit_tests(&code);
+            let mut names = imports_through(code, &format!("crate::{top}::"));
+            if parts.len() == 1 {
+                names.extend(imports_through(code, "super::"));
+            }
+            names.remove(&child);
+            graph.entry(child).or_default().extend(names);
+        }
+        let known: BTreeSet<String> = graph.keys().cloned().collect();
+        for targets in graph.values_mut() {
+            targets.retain(|t| known.contains(t));
+        }
+        out.insert(top, graph);
+    }
+    out
+}
+
+#[test]
+fn the_files_inside_each_module_have_no_circle() {
+    let mut problems = Vec::new();
+    for (top, graph) in sibling_imports() {
+        for start in graph.keys() {
+            // Depth-first from `start`: reaching it again is a circle.
+            let mut stack: Vec<(String, Vec<String>)> = vec![(start.clone(), vec![start.clone()])];
+            let mut seen = BTreeSet::new();
+            while let Some((at, path)) = stack.pop() {
+                for next in graph.get(&at).into_iter().flatten() {
+                    if next == start {
+                        problems.push(format!("{top}/: {} -> {start}", path.join(" -> ")));
+                    } else if seen.insert(next.clone()) {
+                        let mut p = path.clone();
+                        p.push(next.clone());
+                        stack.push((next.clone(), p));
+                    }
+                }
+            }
+        }
+    }
+    problems.sort();
+    problems.dedup();
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
 
 #[test]

@@ -21,6 +21,9 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+/// Prefix of a built-in component reference in bundle.toml (`component = "builtin:budget"`).
+pub const BUILTIN_PREFIX: &str = "builtin:";
+
 use serde::{Deserialize, Serialize};
 
 use crate::model::Capability;
@@ -96,7 +99,7 @@ impl PolicyEntry {
     pub fn builtin_name(&self) -> Option<&str> {
         self.component
             .to_str()
-            .and_then(|c| c.strip_prefix(super::defaults::BUILTIN_PREFIX))
+            .and_then(|c| c.strip_prefix(BUILTIN_PREFIX))
     }
 
     /// Check the settings every entry must satisfy, wherever it comes from (a manifest, an
@@ -269,7 +272,7 @@ impl Bundle {
                     ));
                 }
             }
-            let component = if p.component.starts_with(super::defaults::BUILTIN_PREFIX) {
+            let component = if p.component.starts_with(BUILTIN_PREFIX) {
                 PathBuf::from(&p.component)
             } else {
                 dir.join(&p.component)

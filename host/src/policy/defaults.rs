@@ -12,9 +12,6 @@ pub const DEFAULT_BUNDLE: &str = include_str!("../../../policies/bundles/default
 /// The name that selects the default bundle (`--bundle default`).
 pub const DEFAULT_BUNDLE_NAME: &str = "default";
 
-/// Prefix of a built-in component reference in bundle.toml (`component = "builtin:budget"`).
-pub const BUILTIN_PREFIX: &str = "builtin:";
-
 /// The bytes of built-in component `name`.
 pub fn builtin(name: &str) -> Option<&'static [u8]> {
     COMPONENTS

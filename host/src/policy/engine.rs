@@ -16,9 +16,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, OptLevel, PoolingAllo
 use super::bundle::MAX_MEMORY_MIB;
 use super::host::{HostServices, PolicyCtx};
 
-/// How often the epoch advances: how often a running policy call is checked against its limit
-/// (see `meter`).
-pub const EPOCH_TICK: Duration = Duration::from_millis(1);
+use super::meter::EPOCH_TICK;
 
 /// Settings of a [`PolicyEngine`].
 #[derive(Debug, Clone)]

@@ -18,7 +18,9 @@
 use std::cell::{Cell, RefCell};
 use std::time::{Duration, Instant};
 
-use super::engine::EPOCH_TICK;
+/// How often the epoch advances: how often a running policy call is checked against its limit
+/// (the engine's ticker advances it).
+pub const EPOCH_TICK: Duration = Duration::from_millis(1);
 
 /// The wall-clock backstop of a call whose CPU limit is `limit`: ten times the limit, and at
 /// least one second, so that a starved thread on a loaded machine is never failed by it.
