@@ -872,12 +872,13 @@ const MAX_DIGITS: usize = 19;
 /// How far the prefixes of the number run `start..end` worth reading reach: to its end, or up
 /// to its digit after the [`MAX_DIGITS`]th.
 fn reach(b: &[u8], start: usize, end: usize) -> usize {
+    let run = b.get(start..end.min(b.len())).unwrap_or(&[]);
     let mut digits = 0;
-    for (p, c) in b.iter().enumerate().take(end).skip(start) {
+    for (i, c) in run.iter().enumerate() {
         if c.is_ascii_digit() {
             digits += 1;
             if digits > MAX_DIGITS {
-                return p;
+                return start + i;
             }
         }
     }
