@@ -203,6 +203,9 @@ pub enum EventKind {
         policy: String,
         actor: String,
         generation: u64,
+        /// The bundle revision the chain runs now (changes of the bundle; not a limit).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        revision: Option<i64>,
     },
     /// Any other event a policy emitted.
     Policy {

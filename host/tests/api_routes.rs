@@ -12,6 +12,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use ironhost::api::{AppState, router, ws};
 use ironhost::core::live::LiveChain;
+use ironhost::core::revisions::BundleRun;
 use ironhost::core::plane::{Plane, PlaneError};
 use ironhost::events::EventBus;
 use ironhost::model::tokens::ModelTokenMeter;
@@ -186,14 +187,9 @@ async fn fixture() -> Fixture {
     .expect("engine");
     let bundle = default_bundle().expect("default bundle");
     let chain = tokio::task::block_in_place(|| admit_bundle(&engine, &bundle)).expect("admitted");
-    let live = LiveChain {
-        chain: Arc::new(chain),
-        engine,
-        agent_id: Some(AGENT_ID.to_owned()),
-        gateway: None,
-        explicit_budget: false,
-        bus: EventBus::new(),
-    };
+    let run = BundleRun::unrecorded(&chain, dir.path().join("components"));
+    let mut live = LiveChain::new(Arc::new(chain), engine, EventBus::new(), run);
+    live.agent_id = Some(AGENT_ID.to_owned());
     let app = router(AppState::new(&plane, Some(live), ws::feed()));
     plane
         .store

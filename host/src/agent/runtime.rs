@@ -229,7 +229,7 @@ fn record_stop(host: &Host, stopped: AgentState, code: i32) {
     host.core
         .bus
         .publish(&host.gateway.agent().agent_id, Severity::High, kind);
-    host.flush();
+    host.finish();
 }
 
 /// Whether `path` is inside `dir` (both resolved).
@@ -444,7 +444,7 @@ fn run_agent_inner(
         } else {
             tracing::warn!("{line}");
         }
-        host.flush();
+        host.finish();
         return Ok(code);
     }
 }

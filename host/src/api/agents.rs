@@ -7,6 +7,8 @@ use axum::response::IntoResponse;
 
 use super::auth::{Admin, Reader};
 use super::{ApiError, AppState};
+use crate::core::watch::STALE_AFTER;
+use crate::store::fleet::Instance;
 use crate::store::queries::AgentRecord;
 
 async fn find(state: &AppState, id: &str) -> Result<AgentRecord, ApiError> {
@@ -17,13 +19,57 @@ async fn find(state: &AppState, id: &str) -> Result<AgentRecord, ApiError> {
         .ok_or_else(|| ApiError::not_found(format!("no agent `{id}`")))
 }
 
-/// `GET /api/agents`: every agent with its figures.
+/// The processes running an agent (the fleet view): which machine, which process, when each
+/// was last seen, and whether it is stale (not seen for [`STALE_AFTER`] though it never said
+/// it ended: killed, or its machine is gone).
+fn processes(instances: &[Instance], agent_id: &str, now: i64) -> Vec<serde_json::Value> {
+    let stale_ms = STALE_AFTER.as_millis() as i64;
+    instances
+        .iter()
+        .filter(|i| i.agent_id == agent_id)
+        .map(|i| {
+            let running = i.ended_ms.is_none();
+            serde_json::json!({
+                "instance": i.id,
+                "host": i.host,
+                "pid": i.pid,
+                "runner": i.runner,
+                "bundle": i.bundle,
+                "revision": i.revision,
+                "started_ms": i.started_ms,
+                "last_seen_ms": i.last_seen_ms,
+                "ended_ms": i.ended_ms,
+                "running": running,
+                "stale": running && now - i.last_seen_ms > stale_ms,
+                "stop_requested_ms": i.stop_requested_ms,
+            })
+        })
+        .collect()
+}
+
+/// How long an ended process stays in the fleet view.
+const ENDED_SHOWN_MS: i64 = 24 * 3600 * 1000;
+
+/// `GET /api/agents`: every agent with its figures and its processes on every machine
+/// (`processes`; `host`, `pid`, `last_seen_ms` and `stale` of the newest one beside the agent).
 pub async fn list(State(state): State<AppState>, _: Reader) -> Result<impl IntoResponse, ApiError> {
     sweep(&state).await;
+    let instances = state.store.instances(None, ENDED_SHOWN_MS).await?;
+    let now = crate::store::now_ms();
     let mut out = Vec::new();
     for a in state.store.agents().await? {
         let metrics = state.store.agent_metrics(&a).await?;
-        out.push(serde_json::json!({"agent": a, "metrics": metrics}));
+        let procs = processes(&instances, &a.id, now);
+        let newest = procs.first().cloned().unwrap_or_default();
+        out.push(serde_json::json!({
+            "agent": a,
+            "metrics": metrics,
+            "host": newest.get("host"),
+            "pid": newest.get("pid"),
+            "last_seen_ms": newest.get("last_seen_ms"),
+            "stale": newest.get("stale").and_then(serde_json::Value::as_bool).unwrap_or(false),
+            "processes": procs,
+        }));
     }
     Ok(Json(out))
 }
@@ -35,7 +81,11 @@ pub async fn show(
     Path(id): Path<String>,
 ) -> Result<impl IntoResponse, ApiError> {
     sweep(&state).await;
-    Ok(Json(find(&state, &id).await?))
+    let a = find(&state, &id).await?;
+    let instances = state.store.instances(Some(&id), ENDED_SHOWN_MS).await?;
+    let mut body = serde_json::to_value(&a).unwrap_or_default();
+    body["processes"] = processes(&instances, &id, crate::store::now_ms()).into();
+    Ok(Json(body))
 }
 
 /// `GET /api/agents/{id}/metrics`: progress, success rate, throughput, latency, cost.
@@ -48,15 +98,13 @@ pub async fn metrics(
     Ok(Json(state.store.agent_metrics(&a).await?))
 }
 
-/// The agent's host process, if it is still the one that registered it (same pid, same start
-/// time: a recycled pid is never signalled).
-pub fn live_process(a: &AgentRecord) -> Option<i64> {
-    a.live_pid()
-}
-
 /// Mark agents whose process is gone as failed before showing them.
 async fn sweep(state: &AppState) {
-    match state.store.sweep_lost().await {
+    match state
+        .store
+        .sweep_lost(&crate::core::ids::host_name())
+        .await
+    {
         Ok(lost) => {
             for id in lost {
                 tracing::warn!(
@@ -68,10 +116,12 @@ async fn sweep(state: &AppState) {
     }
 }
 
-/// `POST /api/agents/{id}/stop` (admin): the agent's host gets SIGTERM, as from a terminal:
-/// the agent sees `KeyboardInterrupt`, runs its cleanup, and stops (143). An agent the Python
-/// SDK opened in this process is stopped by its flag instead: its next call raises
-/// `KeyboardInterrupt`, and the rest of the program runs on.
+/// `POST /api/agents/{id}/stop` (admin): every process running the agent, on any machine, is
+/// asked to stop through the store and sees it at its next heartbeat (within about a second).
+/// Under `ironhost start` the agent then stops as on SIGTERM from a terminal: it sees
+/// `KeyboardInterrupt`, runs its cleanup, and stops (143). An agent the Python SDK opened in a
+/// program is stopped by its flag: its next call raises `KeyboardInterrupt`, and the rest of
+/// the program runs on (in this process, at once).
 pub async fn stop(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -84,64 +134,24 @@ pub async fn stop(
             a.state
         )));
     }
-    // An agent the Python SDK opened in this process: its calls stop, the program goes on.
-    if crate::core::runs::stop_in_process(&id) {
-        tracing::warn!("agent {id} stopped through the API by {}", caller.name);
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(serde_json::json!({"agent_id": id, "state": "stopping"})),
-        ));
-    }
-    let pid = live_process(&a)
-        .ok_or_else(|| ApiError::conflict(format!("agent `{id}`: its ironhost process is gone")))?;
-    // An SDK agent is one part of a Python program: SIGTERM would end the whole program.
-    if a.runner == crate::store::queries::RUNNER_PYTHON_SDK {
+    let here = crate::core::runs::stop_in_process(&id);
+    let asked = state.store.request_stop(&id, &caller.name).await?;
+    if !here && asked == 0 {
         return Err(ApiError::conflict(format!(
-            "agent `{id}` runs inside a Python program (the ironhost SDK, process {pid}); stop \
-             it from that program (AgentRuntime.stop_agent, or leaving its block), or through \
-             the control plane that program serves"
+            "agent `{id}`: no process of it is running"
         )));
     }
-    let target = rustix::process::Pid::from_raw(pid as i32)
-        .ok_or_else(|| ApiError::conflict(format!("agent `{id}`: bad process id {pid}")))?;
-    rustix::process::kill_process(target, rustix::process::Signal::TERM)
-        .map_err(|e| ApiError::internal("stopping the agent", e))?;
     tracing::warn!("agent {id} stopped through the API by {}", caller.name);
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({"agent_id": id, "state": "stopping"})),
+        Json(serde_json::json!({"agent_id": id, "state": "stopping", "processes": asked.max(u64::from(here))})),
     ))
 }
 
-/// Tell the agents other ironhost processes run (SIGUSR1) to re-read secrets and limits from
-/// the store; this process follows its own changes directly.
-pub async fn signal_agents(state: &AppState) {
-    let me = i64::from(std::process::id());
-    // SDK agents in this process each have their own store handle: they re-read it as an
-    // agent in another process would.
-    if crate::core::runs::any_in_process() {
-        let _ =
-            rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::USR1);
-    }
-    let agents = match state.store.agents().await {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::warn!("cannot tell running agents about the change: {e}");
-            return;
-        }
-    };
-    // Whatever the state: a Python program whose protected function is between calls
-    // (completed) still has its agent open and must follow.
-    let pids: std::collections::BTreeSet<i64> = agents
-        .iter()
-        .filter_map(live_process)
-        .filter(|p| *p != me)
-        .collect();
-    for pid in pids {
-        if let Some(target) = rustix::process::Pid::from_raw(pid as i32)
-            && let Err(e) = rustix::process::kill_process(target, rustix::process::Signal::USR1)
-        {
-            tracing::warn!("cannot signal the agent process {pid}: {e}");
-        }
+/// Tell every process watching the store, on this machine or another, that `topic` changed
+/// (`store::fleet`): they re-read it within about a second.
+pub async fn announce(state: &AppState, topic: &str) {
+    if let Err(e) = state.store.bump(topic).await {
+        tracing::warn!("cannot announce the change ({topic}) to other processes: {e}");
     }
 }

@@ -97,6 +97,13 @@ pub fn router(state: AppState) -> Router {
         .route("/agents/{id}/stop", post(agents::stop))
         .route("/policies", get(policies::list).post(policies::upload))
         .route("/policies/order", axum::routing::put(policies::reorder))
+        .route("/policies/revisions", get(policies::revisions_list))
+        .route("/policies/revisions/{n}", get(policies::revision_show))
+        .route("/policies/rollback", post(policies::rollback))
+        .route(
+            "/policies/{name}/config",
+            axum::routing::put(policies::set_config),
+        )
         .route("/policies/{name}/enable", post(policies::enable))
         .route("/policies/{name}/disable", post(policies::disable))
         .route("/secrets", get(secrets::list))

@@ -2,10 +2,8 @@
 //! reorder, and upload a component to add or replace a policy (after the same admission
 //! checks as a bundle). Changes are atomic: calls in flight finish on the chain they started.
 
-use std::sync::Arc;
-
 use axum::Json;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Multipart, Path, Query, State};
 use axum::response::IntoResponse;
 use serde::{Deserialize, Serialize};
 
@@ -13,10 +11,12 @@ use super::auth::{Admin, Caller, Reader};
 use super::error::JsonBody;
 use super::{ApiError, AppState};
 use crate::core::live::LiveChain;
-use crate::events::EventKind;
-use crate::model::{Capability, Severity};
-use crate::policy::admission::admit_bytes;
+use crate::core::revisions::{self, ChangeError, Edit};
+use crate::model::Capability;
+use crate::policy::admission::own_name;
 use crate::policy::bundle::{FailureMode, PolicyEntry, validate_name};
+use crate::policy::manifest::{Manifest, ManifestPolicy, SHA256_PREFIX};
+use crate::store::fleet::Revision;
 
 /// One policy of the chain as the API shows it.
 #[derive(Debug, Serialize)]
@@ -41,6 +41,12 @@ pub struct PolicyView {
     pub denials: u64,
     pub failures: u64,
     pub mean_latency_us: f64,
+    /// `builtin:NAME` or `sha256:HEX`.
+    pub component: String,
+    /// The config as this process runs it (its flags, such as `--budget`, applied).
+    pub config: serde_json::Value,
+    /// The config as the bundle's revision has it.
+    pub revision_config: serde_json::Value,
 }
 
 fn live(state: &AppState) -> Result<&LiveChain, ApiError> {
@@ -83,6 +89,9 @@ fn views(live: &LiveChain) -> Vec<PolicyView> {
                 denials: stats.denials,
                 failures: stats.failures,
                 mean_latency_us: stats.mean_latency_ns as f64 / 1000.0,
+                component: String::new(),
+                config: p.entry.config.clone(),
+                revision_config: serde_json::Value::Null,
             }
         })
         .collect()
@@ -90,29 +99,58 @@ fn views(live: &LiveChain) -> Vec<PolicyView> {
 
 fn chain_body(live: &LiveChain) -> serde_json::Value {
     let snap = live.chain.snapshot();
+    let running = live.bundle.running();
+    let mut policies = views(live);
+    // The settings as the revision has them (this process's flags apply on top, see config).
+    for view in &mut policies {
+        if let Some(p) = running.manifest.policies.iter().find(|p| p.name == view.name) {
+            view.component = p.component.clone();
+            view.revision_config = p.config.clone();
+        }
+    }
     serde_json::json!({
         "bundle": snap.bundle,
+        "revision": running.revision,
         "generation": snap.generation,
         "agent_id": live.agent_id,
-        "policies": views(live),
+        "policies": policies,
     })
 }
 
-fn announce(live: &LiveChain, caller: &Caller, action: &str, policy: &str, generation: u64) {
+/// The API error of a refused change.
+fn change_error(e: ChangeError) -> ApiError {
+    match e {
+        ChangeError::NotFound(m) => ApiError::not_found(m),
+        ChangeError::Invalid(code, m) => ApiError::unprocessable(code, m),
+        ChangeError::Admission(m) => ApiError::unprocessable("admission_failed", m),
+        ChangeError::Conflict(m) => ApiError::conflict(m),
+        ChangeError::Failed(m) => ApiError::internal("changing the bundle", m),
+    }
+}
+
+/// Make a change as a new revision of the bundle; answer the chain as it is then.
+async fn revise(
+    state: &AppState,
+    caller: &Caller,
+    source: &str,
+    edit: impl FnOnce(&mut Manifest) -> Result<Edit, ChangeError>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let live = live(state)?;
+    let revision = revisions::change(live, &state.store, source, &caller.name, edit)
+        .await
+        .map_err(change_error)?;
     tracing::info!(
-        "policy {policy}: {action} by {} (chain generation {generation})",
+        "bundle `{}` revision {}: {} by {}",
+        revision.bundle,
+        revision.revision,
+        revision.detail,
         caller.name
     );
-    live.bus.publish(
-        live.agent_id.as_deref().unwrap_or(""),
-        Severity::Info,
-        EventKind::PolicyChanged {
-            action: action.to_owned(),
-            policy: policy.to_owned(),
-            actor: caller.name.clone(),
-            generation,
-        },
-    );
+    Ok(Json(chain_body(live)))
+}
+
+fn unknown(name: &str) -> ChangeError {
+    ChangeError::NotFound(format!("no policy named `{name}` in the chain"))
 }
 
 /// `GET /api/policies`: the chain in order.
@@ -120,7 +158,7 @@ pub async fn list(State(state): State<AppState>, _: Reader) -> Result<impl IntoR
     match &state.live {
         Some(live) => Ok(Json(chain_body(live))),
         None => Ok(Json(
-            serde_json::json!({"bundle": null, "generation": 0, "agent_id": null, "policies": []}),
+            serde_json::json!({"bundle": null, "revision": 0, "generation": 0, "agent_id": null, "policies": []}),
         )),
     }
 }
@@ -131,19 +169,17 @@ async fn set_enabled(
     name: String,
     enabled: bool,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let live = live(&state)?;
-    let generation = live
-        .chain
-        .set_enabled(&name, enabled)
-        .map_err(|e| ApiError::not_found(e.to_string()))?;
-    announce(
-        live,
-        &caller,
-        if enabled { "enabled" } else { "disabled" },
-        &name,
-        generation,
-    );
-    Ok(Json(chain_body(live)))
+    revise(&state, &caller, "api", |m| {
+        let p = m.policy_mut(&name).ok_or_else(|| unknown(&name))?;
+        p.enabled = enabled;
+        let action = if enabled { "enabled" } else { "disabled" };
+        Ok(Edit {
+            action,
+            detail: format!("{action} {name}"),
+            policy: name,
+        })
+    })
+    .await
 }
 
 /// `POST /api/policies/{name}/enable` (admin).
@@ -176,28 +212,159 @@ pub async fn reorder(
     Admin(caller): Admin,
     JsonBody(req): JsonBody<Order>,
 ) -> Result<impl IntoResponse, ApiError> {
-    let live = live(&state)?;
-    let names: Vec<&str> = req.order.iter().map(String::as_str).collect();
-    let generation = live
-        .chain
-        .reorder(&names)
-        .map_err(|e| ApiError::unprocessable("bad_order", e.to_string()))?;
-    announce(live, &caller, "reordered", &names.join(","), generation);
-    Ok(Json(chain_body(live)))
+    revise(&state, &caller, "api", |m| {
+        let mut wanted: Vec<&str> = req.order.iter().map(String::as_str).collect();
+        let mut have = m.names();
+        let chain = have.join(", ");
+        wanted.sort_unstable();
+        have.sort_unstable();
+        if wanted != have {
+            return Err(ChangeError::Invalid(
+                "bad_order",
+                format!("the new order must name every policy exactly once (chain: {chain})"),
+            ));
+        }
+        let mut policies = std::mem::take(&mut m.policies);
+        for name in &req.order {
+            if let Some(i) = policies.iter().position(|p| &p.name == name) {
+                m.policies.push(policies.remove(i));
+            }
+        }
+        Ok(Edit {
+            action: "reordered",
+            policy: String::new(),
+            detail: format!("reordered: {}", req.order.join(", ")),
+        })
+    })
+    .await
 }
 
-/// The bundle entry the chain's policy `name` was admitted with, named.
-fn entry_of(live: &LiveChain, name: &str) -> Option<PolicyEntry> {
-    live.chain
-        .snapshot()
-        .members
-        .iter()
-        .find(|m| m.policy.name == name)
-        .map(|m| {
-            let mut e = m.policy.entry.clone();
-            e.name = Some(m.policy.name.clone());
-            e
+/// `PUT /api/policies/{name}/config` (admin): the policy's whole `config` object, as JSON.
+/// Admitted with the new config before it is recorded; the component stays.
+pub async fn set_config(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    Path(name): Path<String>,
+    JsonBody(config): JsonBody<serde_json::Value>,
+) -> Result<impl IntoResponse, ApiError> {
+    if !config.is_object() {
+        return Err(invalid("config", "must be a JSON object"));
+    }
+    revise(&state, &caller, "api", |m| {
+        let p = m.policy_mut(&name).ok_or_else(|| unknown(&name))?;
+        p.config = config;
+        Ok(Edit {
+            action: "configured",
+            detail: format!("set the config of {name}"),
+            policy: name,
         })
+    })
+    .await
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RevisionsQuery {
+    pub limit: Option<i64>,
+}
+
+fn revision_body(r: &Revision) -> serde_json::Value {
+    let manifest = Manifest::parse(&r.manifest).ok();
+    serde_json::json!({
+        "revision": r.revision,
+        "source": r.source,
+        "action": r.action,
+        "policy": r.policy,
+        "detail": r.detail,
+        "actor": r.actor,
+        "created_ms": r.created_ms,
+        "policies": manifest.as_ref().map(|m| {
+            m.policies.iter().map(|p| serde_json::json!({
+                "name": p.name, "component": p.component, "enabled": p.enabled,
+            })).collect::<Vec<_>>()
+        }),
+    })
+}
+
+/// `GET /api/policies/revisions?limit=N`: the bundle's revisions, newest first (50 unless
+/// `limit` says otherwise, at most 500).
+pub async fn revisions_list(
+    State(state): State<AppState>,
+    _: Reader,
+    Query(q): Query<RevisionsQuery>,
+) -> Result<impl IntoResponse, ApiError> {
+    let live = live(&state)?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit: {limit} is out of range 1..=500"
+        )));
+    }
+    let list = state
+        .store
+        .revisions(&live.bundle.name, limit)
+        .await
+        .map_err(|e| ApiError::internal("reading revisions", e))?;
+    Ok(Json(serde_json::json!({
+        "bundle": live.bundle.name,
+        "running": live.bundle.running().revision,
+        "revisions": list.iter().map(revision_body).collect::<Vec<_>>(),
+    })))
+}
+
+async fn stored_revision(state: &AppState, n: i64) -> Result<(Revision, Manifest), ApiError> {
+    let live = live(state)?;
+    let r = state
+        .store
+        .revision(&live.bundle.name, n)
+        .await
+        .map_err(|e| ApiError::internal("reading the revision", e))?
+        .ok_or_else(|| {
+            ApiError::not_found(format!(
+                "bundle `{}` has no revision {n}",
+                live.bundle.name
+            ))
+        })?;
+    let m = Manifest::parse(&r.manifest)
+        .map_err(|e| ApiError::internal(&format!("revision {n}"), e))?;
+    Ok((r, m))
+}
+
+/// `GET /api/policies/revisions/{n}`: one revision with its whole manifest.
+pub async fn revision_show(
+    State(state): State<AppState>,
+    _: Reader,
+    Path(n): Path<i64>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (r, m) = stored_revision(&state, n).await?;
+    let mut body = revision_body(&r);
+    body["bundle"] = r.bundle.clone().into();
+    body["manifest"] = serde_json::to_value(&m).unwrap_or_default();
+    Ok(Json(body))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rollback {
+    pub revision: i64,
+}
+
+/// `POST /api/policies/rollback` (admin): `{"revision": N}` records revision N's policies again
+/// as the newest revision (history is never rewritten).
+pub async fn rollback(
+    State(state): State<AppState>,
+    Admin(caller): Admin,
+    JsonBody(req): JsonBody<Rollback>,
+) -> Result<impl IntoResponse, ApiError> {
+    let (_, old) = stored_revision(&state, req.revision).await?;
+    revise(&state, &caller, "rollback", move |m| {
+        *m = old;
+        Ok(Edit {
+            action: "rolled-back",
+            policy: String::new(),
+            detail: format!("rolled back to revision {}", req.revision),
+        })
+    })
+    .await
 }
 
 /// The settings of an uploaded policy: the keys of a bundle's `[[policy]]` entry.
@@ -219,57 +386,63 @@ fn invalid(key: &str, message: impl std::fmt::Display) -> ApiError {
     ApiError::unprocessable("invalid_settings", format!("settings.{key}: {message}"))
 }
 
-/// The entry to admit: the settings given, over those of the policy being replaced (same
-/// name), over the bundle defaults.
-fn entry_for(
+/// The manifest policy to record: the settings given, over those of the policy being replaced
+/// (same name), over the bundle defaults.
+fn policy_for(
     settings: UploadSettings,
-    existing: Option<&PolicyEntry>,
-    file_name: &str,
-) -> Result<PolicyEntry, ApiError> {
-    let mut entry = existing
-        .cloned()
-        .unwrap_or_else(|| PolicyEntry::for_component(file_name.into()));
-    entry.component = format!("upload:{file_name}").into();
-    if let Some(name) = settings.name {
-        validate_name(&name).map_err(|m| invalid("name", m))?;
-        entry.name = Some(name);
-    }
+    existing: Option<&ManifestPolicy>,
+    name: &str,
+    hex: &str,
+) -> Result<ManifestPolicy, ApiError> {
+    let mut p = existing.cloned().unwrap_or_else(|| {
+        ManifestPolicy::from_entry(
+            &PolicyEntry::for_component(std::path::PathBuf::from("upload.wasm")),
+            name,
+            hex,
+        )
+    });
+    p.name = name.to_owned();
+    p.component = format!("{SHA256_PREFIX}{hex}");
     if let Some(c) = settings.capabilities {
-        entry.capabilities = c.into_iter().collect();
+        p.capabilities = c.into_iter().collect();
     }
     if let Some(s) = settings.secrets {
-        entry.secrets = Some(s.into_iter().collect());
+        p.secrets = Some(s.into_iter().collect());
     }
     if let Some(f) = settings.failure_mode {
-        entry.failure_mode = f;
+        p.failure_mode = f;
     }
     if let Some(e) = settings.enabled {
-        entry.enabled = e;
+        p.enabled = e;
     }
     if let Some(d) = settings.deadline_ms {
-        entry.deadline_ms = d;
+        p.deadline_ms = d;
     }
     if let Some(m) = settings.memory_mib {
-        entry.memory_mib = m;
+        p.memory_mib = m;
     }
     if let Some(v) = settings.verdict_kib {
-        entry.verdict_kib = v;
+        p.verdict_kib = v;
     }
-    entry.check().map_err(|(key, m)| invalid(key, m))?;
+    p.to_entry(std::path::Path::new(""))
+        .check()
+        .map_err(|(key, m)| invalid(key, m))?;
     if let Some(c) = settings.config {
         if !c.is_object() {
             return Err(invalid("config", "must be a JSON object"));
         }
-        entry.config = c;
+        p.config = c;
     }
-    Ok(entry)
+    Ok(p)
 }
 
 /// `POST /api/policies` (admin), multipart: `component` (the `.wasm` file) and optionally
-/// `settings` (JSON with the keys of a bundle entry). A policy named in `settings.name`, or
-/// whose name the file carries, is replaced in place, keeping its settings unless new ones
-/// are given; a component whose own name is in the chain replaces that policy with the
-/// settings given; anything else is appended. Admission errors come back verbatim with 422.
+/// `settings` (JSON with the keys of a bundle entry). The policy it replaces is the one named
+/// `settings.name`, else the one with the component's own name (what its `describe` says; the
+/// file's name plays no part): it keeps that policy's place and settings, except those given.
+/// Otherwise it is appended with the settings given and defaults for the rest. The component is
+/// stored by its SHA-256 and the change is a new revision of the bundle. Admission errors come
+/// back verbatim with 422.
 pub async fn upload(
     State(state): State<AppState>,
     Admin(caller): Admin,
@@ -320,47 +493,43 @@ pub async fn upload(
     }
     let (file, bytes) =
         component.ok_or_else(|| ApiError::bad_request("the form has no `component` file"))?;
-    // Which policy does it replace? The name given, else the chain's policy the file is named
-    // after (`pii-redact.wasm`, `pii_redact.wasm`); its settings carry over unless new ones
-    // are given.
-    let target = settings.name.clone().or_else(|| {
-        let stem = std::path::Path::new(&file)
-            .file_stem()
-            .map(|s| s.to_string_lossy().replace('_', "-"))?;
-        entry_of(&live, &stem).map(|_| stem)
-    });
-    let existing = target.as_deref().and_then(|n| entry_of(&live, n));
-    let enabled = settings.enabled;
-    let mut entry = entry_for(settings, existing.as_ref(), &file)?;
-    if entry.name.is_none() {
-        entry.name = target;
+    if let Some(name) = &settings.name {
+        validate_name(name).map_err(|m| invalid("name", m))?;
     }
-    let engine = live.engine.clone();
-    let policy = tokio::task::spawn_blocking(move || admit_bytes(&engine, &entry, &bytes))
+    // The policy it is: the name given, else the component's own.
+    let name = match settings.name.clone() {
+        Some(n) => n,
+        None => {
+            let engine = live.engine.clone();
+            let b = bytes.clone();
+            tokio::task::spawn_blocking(move || own_name(&engine, std::path::Path::new(&file), &b))
+                .await
+                .map_err(|e| ApiError::internal("admission", e))?
+                .map_err(|e| ApiError::unprocessable("admission_failed", e.to_string()))?
+        }
+    };
+    let hex = revisions::store_component(&live, &state.store, &bytes)
         .await
-        .map_err(|e| ApiError::internal("admission", e))?
-        .map_err(|e| ApiError::unprocessable("admission_failed", e.to_string()))?;
-    let name = policy.name.clone();
-    let replaced = live
-        .chain
-        .snapshot()
-        .members
-        .iter()
-        .any(|m| m.policy.name == name);
-    let mut generation = live.chain.upsert_policy(Arc::new(policy));
-    // A replaced policy keeps its on/off switch unless the upload says otherwise.
-    if let Some(enabled) = enabled {
-        generation = live
-            .chain
-            .set_enabled(&name, enabled)
-            .map_err(|e| ApiError::internal("enabling the policy", e))?;
-    }
-    announce(
-        &live,
-        &caller,
-        if replaced { "replaced" } else { "added" },
-        &name,
-        generation,
-    );
-    Ok(Json(chain_body(&live)))
+        .map_err(change_error)?;
+    revise(&state, &caller, "api", move |m| {
+        let existing = m.policies.iter().position(|p| p.name == name);
+        let policy = policy_for(settings, existing.map(|i| &m.policies[i]), &name, &hex)
+            .map_err(|e| ChangeError::Invalid("invalid_settings", e.message))?;
+        let action = match existing {
+            Some(i) => {
+                m.policies[i] = policy;
+                "replaced"
+            }
+            None => {
+                m.policies.push(policy);
+                "added"
+            }
+        };
+        Ok(Edit {
+            action,
+            detail: format!("{action} {name} (sha256:{})", &hex[..12]),
+            policy: name,
+        })
+    })
+    .await
 }

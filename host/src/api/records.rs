@@ -9,7 +9,8 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
 
-use super::agents::signal_agents;
+use super::agents::announce;
+use crate::store::fleet::TOPIC_LIMITS;
 use super::auth::{Admin, Reader};
 use super::error::{JsonBody, QueryArgs};
 use super::{ApiError, AppState};
@@ -224,7 +225,7 @@ pub async fn create_limit(
     if let (Some(p), Some(live)) = (prepared, &state.live) {
         commit_limit(live, &state.store, p, &caller.name).await;
     }
-    signal_agents(&state).await;
+    announce(&state, TOPIC_LIMITS).await;
     Ok((StatusCode::CREATED, Json(limit)))
 }
 
@@ -259,7 +260,7 @@ pub async fn update_limit(
     if let (Some(p), Some(live)) = (prepared, &state.live) {
         commit_limit(live, &state.store, p, &caller.name).await;
     }
-    signal_agents(&state).await;
+    announce(&state, TOPIC_LIMITS).await;
     Ok(Json(limit))
 }
 

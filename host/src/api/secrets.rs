@@ -133,7 +133,7 @@ pub async fn put(
         .secrets
         .put(&name, &env, &value, &caller.actor())
         .await?;
-    super::agents::signal_agents(&state).await;
+    super::agents::announce(&state, crate::store::fleet::TOPIC_SECRETS).await;
     tracing::info!(
         "secret {name} ({env}) {} by {}",
         if created { "created" } else { "updated" },
@@ -163,7 +163,7 @@ pub async fn delete(
 ) -> Result<impl IntoResponse, ApiError> {
     let env = environment(&q)?;
     state.secrets.delete(&name, &env, &caller.actor()).await?;
-    super::agents::signal_agents(&state).await;
+    super::agents::announce(&state, crate::store::fleet::TOPIC_SECRETS).await;
     tracing::info!("secret {name} ({env}) deleted by {}", caller.name);
     Ok(StatusCode::NO_CONTENT)
 }

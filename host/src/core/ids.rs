@@ -47,15 +47,23 @@ pub fn agent_id_for(name: &str) -> String {
             .filter_map(|w| w.chars().next())
             .collect(),
     };
-    let mut bytes = [0u8; 4];
+    format!("{prefix}-{}", random_hex(4))
+}
+
+/// `n` random bytes as hex (the clock and the process id if the system has no randomness).
+pub fn random_hex(n: usize) -> String {
+    let mut bytes = vec![0u8; n];
     if getrandom::fill(&mut bytes).is_err() {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        bytes = (nanos ^ std::process::id()).to_le_bytes();
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+            ^ u64::from(std::process::id());
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = nanos.rotate_left(8 * (i as u32 % 8)) as u8;
+        }
     }
-    format!("{prefix}-{}", hex::encode(bytes))
+    hex::encode(bytes)
 }
 
 /// Check an agent id given by the operator (`--agent-id`): it names store rows and URLs.
@@ -101,5 +109,16 @@ mod tests {
         assert_eq!(prefix, "lg");
         assert_eq!(hex.len(), 8);
         assert!(hex.chars().all(|c| c.is_ascii_hexdigit()));
+    }
+}
+
+/// This machine's name (the fleet view shows which host runs an agent).
+pub fn host_name() -> String {
+    let uname = rustix::system::uname();
+    let name = uname.nodename().to_string_lossy().trim().to_owned();
+    if name.is_empty() {
+        "localhost".to_owned()
+    } else {
+        name
     }
 }

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use super::revisions::BundleRun;
 use crate::events::EventBus;
 use crate::events::EventKind;
 use crate::gateway::Gateway;
@@ -29,6 +30,24 @@ pub struct LiveChain {
     pub explicit_budget: bool,
     /// The bus of this process: API changes are announced on it.
     pub bus: EventBus,
+    /// The bundle revision the chain runs, and this process's overrides on it.
+    pub bundle: Arc<BundleRun>,
+}
+
+impl LiveChain {
+    /// The live chain of a process that runs no agent (yet): set `agent_id`, `gateway` and
+    /// `explicit_budget` for one that does.
+    pub fn new(chain: Arc<Chain>, engine: PolicyEngine, bus: EventBus, bundle: Arc<BundleRun>) -> LiveChain {
+        LiveChain {
+            chain,
+            engine,
+            agent_id: None,
+            gateway: None,
+            explicit_budget: false,
+            bus,
+            bundle,
+        }
+    }
 }
 
 /// The name of the policy a limit configures.
@@ -52,11 +71,6 @@ pub async fn prepare_limit(
     let Some(member) = snap.members.iter().find(|m| m.policy.name == BUDGET_POLICY) else {
         return Ok(None);
     };
-    if member.policy.entry.component.starts_with("upload:") {
-        return Err(format!(
-            "the running `{BUDGET_POLICY}` policy was uploaded through the API; upload it again with `limit-usd` = {limit_usd} in its config"
-        ));
-    }
     let mut entry = member.policy.entry.clone();
     entry.name = Some(BUDGET_POLICY.to_owned());
     if let Some(o) = entry.config.as_object_mut() {
@@ -75,6 +89,8 @@ pub async fn prepare_limit(
 pub async fn commit_limit(live: &LiveChain, store: &Store, prepared: Prepared, actor: &str) {
     let generation = live.chain.upsert_policy(prepared.policy);
     let usd = prepared.limit_usd;
+    // Later revisions of the bundle run with it too.
+    live.bundle.overrides.lock().budget = Some(usd);
     if let Some(gateway) = &live.gateway {
         gateway.set_budget_usd(Some(usd));
     }
@@ -90,6 +106,7 @@ pub async fn commit_limit(live: &LiveChain, store: &Store, prepared: Prepared, a
             policy: BUDGET_POLICY.to_owned(),
             actor: actor.to_owned(),
             generation,
+            revision: None,
         },
     );
     tracing::info!("budget limit set to ${usd:.2} by {actor}");

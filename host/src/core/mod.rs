@@ -28,10 +28,11 @@ use crate::llm::simulator::Simulator;
 use crate::model::tokens::ModelTokenMeter;
 use crate::model::{AgentInfo, TokenMeter};
 use crate::policy::admission::admit_bundle;
-use crate::policy::bundle::{Bundle, PolicyEntry};
+use crate::policy::bundle::{Bundle, MANIFEST};
 use crate::policy::engine::{EngineOptions, PolicyEngine};
 use crate::secrets::SecretStore;
 use crate::store::Store;
+use crate::store::fleet::NewInstance;
 use crate::store::queries::NewAgent;
 use crate::store::recorder::Recorder;
 use crate::store::state::StoredState;
@@ -40,11 +41,14 @@ pub mod ids;
 pub mod lease;
 pub mod live;
 pub mod plane;
+pub mod revisions;
 pub mod runs;
+pub mod watch;
 
 use lease::{AgentLease, LeaseError};
 use live::LiveChain;
 use plane::{Plane, PlaneError};
+use revisions::{BundleRun, Origin, Overrides, apply_overrides};
 
 /// Why a host could not be built or its agent started.
 #[derive(Debug, thiserror::Error)]
@@ -57,63 +61,32 @@ pub enum StartError {
     Failed(String),
 }
 
-/// Whether a bundle entry is the policy `name` (its given name, built-in name or file stem).
-fn is_named(p: &PolicyEntry, name: &str) -> bool {
-    p.name.as_deref() == Some(name)
-        || p.builtin_name() == Some(name)
-        || p.component.file_stem().and_then(|s| s.to_str()) == Some(name)
-}
-
-fn policy_named<'a>(bundle: &'a mut Bundle, name: &str) -> Option<&'a mut PolicyEntry> {
-    bundle.policies.iter_mut().find(|p| is_named(p, name))
-}
-
-fn set_config(entry: &mut PolicyEntry, key: &str, value: serde_json::Value) {
-    if !entry.config.is_object() {
-        entry.config = serde_json::json!({});
-    }
-    if let Some(o) = entry.config.as_object_mut() {
-        o.insert(key.to_owned(), value);
-    }
-}
-
-/// The bundle to run, with `--budget` and `--safety-mode` applied to its policies.
-pub fn bundle_for(settings: &Settings) -> Result<Bundle, StartError> {
-    let mut bundle = match &settings.bundle {
+/// The bundle a process was given, before its flags: `--bundle DIR`, or the embedded default.
+pub fn base_bundle(settings: &Settings) -> Result<Bundle, StartError> {
+    match &settings.bundle {
         BundleChoice::Default => crate::policy::defaults::default_bundle(),
         BundleChoice::Dir(d) => Bundle::load(d),
     }
-    .map_err(|e| StartError::Config(format!("bundle: {e}")))?;
-    let bundle_name = bundle.name.clone();
-    for name in &settings.without {
-        bundle.policies.retain(|p| !is_named(p, name));
-    }
-    if let Some(budget) = settings.budget {
-        let entry = policy_named(&mut bundle, "budget").ok_or_else(|| {
-            StartError::Config(format!(
-                "budget: bundle `{bundle_name}` has no `budget` policy to apply a budget to"
-            ))
-        })?;
-        set_config(entry, "limit-usd", serde_json::json!(budget));
-    }
-    if let Some(mode) = &settings.safety_mode {
-        let entry = policy_named(&mut bundle, "pii-redact").ok_or_else(|| {
-            StartError::Config(format!(
-                "safety-mode: bundle `{bundle_name}` has no `pii-redact` policy to set a mode on"
-            ))
-        })?;
-        set_config(entry, "mode", serde_json::json!(mode));
-    }
+    .map_err(|e| StartError::Config(format!("bundle: {e}")))
+}
+
+/// The bundle to run, with `--budget`, `--safety-mode` and `without` applied to its policies.
+pub fn bundle_for(settings: &Settings) -> Result<Bundle, StartError> {
+    let mut bundle = base_bundle(settings)?;
+    apply_overrides(&mut bundle, &Overrides::from_settings(settings)).map_err(StartError::Config)?;
     Ok(bundle)
 }
 
-/// The budget the bundle enforces (its `budget` policy's `limit-usd`), for the log.
-fn bundle_budget(bundle: &mut Bundle) -> Option<f64> {
-    policy_named(bundle, "budget").and_then(|p| {
-        p.config
-            .get("limit-usd")
-            .and_then(serde_json::Value::as_f64)
-    })
+/// The budget the chain enforces (its `budget` policy's `limit-usd`), for the log and the
+/// agent's figures.
+fn chain_budget(chain: &crate::policy::chain::Chain) -> Option<f64> {
+    chain
+        .snapshot()
+        .members
+        .iter()
+        .find(|m| m.policy.name == live::BUDGET_POLICY)
+        .and_then(|m| m.policy.entry.config.get("limit-usd"))
+        .and_then(serde_json::Value::as_f64)
 }
 
 /// Policy instance slots of an in-process (Python SDK) agent's engine.
@@ -148,6 +121,8 @@ pub struct Core {
     usr1: Option<tokio::signal::unix::Signal>,
     /// The budget the bundle enforces, for the log.
     budget_usd: Option<f64>,
+    /// Following the store's changes (started once the process is assembled).
+    watcher: Option<Arc<watch::Watcher>>,
 }
 
 impl Core {
@@ -156,7 +131,9 @@ impl Core {
         settings: &Settings,
         env_vars: &BTreeMap<String, String>,
     ) -> Result<Core, StartError> {
-        Core::open(settings, env_vars, None)
+        let mut core = Core::open(settings, env_vars, None)?;
+        core.watch();
+        Ok(core)
     }
 
     fn open(
@@ -213,8 +190,10 @@ impl Core {
             }
             budget_from_limits(&mut settings, &plane, &runtime, id)?;
         }
-        let mut bundle = bundle_for(&settings)?;
-        let budget_usd = bundle_budget(&mut bundle);
+        let base = base_bundle(&settings)?;
+        let overrides = Overrides::from_settings(&settings);
+        let mut bundle = base.clone();
+        apply_overrides(&mut bundle, &overrides).map_err(StartError::Config)?;
         let meter = Arc::new(ModelTokenMeter::new(Arc::new(settings.pricing.clone())));
         let mut engine_options = EngineOptions::from_env().map_err(StartError::Config)?;
         if settings.in_process {
@@ -229,14 +208,32 @@ impl Core {
         // Changes made here are recorded like any process's events.
         let bus = EventBus::new();
         let recorder = Recorder::spawn(plane.store.clone(), &bus, plane.recorder_keys());
-        let live = LiveChain {
-            chain: Arc::new(chain),
-            engine: engine.clone(),
-            agent_id: agent.map(|a| a.id.to_owned()),
-            gateway: None,
-            explicit_budget,
-            bus: bus.clone(),
+        let run = BundleRun::unrecorded(&chain, settings.home.join("components"));
+        *run.overrides.lock() = overrides;
+        let mut live = LiveChain::new(Arc::new(chain), engine.clone(), bus.clone(), run);
+        live.agent_id = agent.map(|a| a.id.to_owned());
+        live.explicit_budget = explicit_budget;
+        // The store's latest revision of the bundle runs (or this one is recorded as it).
+        let origin = Origin {
+            what: match &settings.bundle {
+                BundleChoice::Default => "the embedded default bundle".to_owned(),
+                BundleChoice::Dir(d) => format!("{}", d.join(MANIFEST).display()),
+            },
+            actor: format!(
+                "{} on {} (pid {})",
+                match (agent, settings.in_process) {
+                    (None, _) => "ironhost serve",
+                    (Some(_), true) => "the Python SDK",
+                    (Some(_), false) => "ironhost start",
+                },
+                ids::host_name(),
+                std::process::id()
+            ),
         };
+        runtime
+            .block_on(revisions::adopt(&live, &plane.store, &base, &origin))
+            .map_err(|e| StartError::Config(format!("bundle `{}`: {e}", base.name)))?;
+        let budget_usd = chain_budget(&live.chain);
         drop(entered);
         Ok(Core {
             plane,
@@ -244,14 +241,27 @@ impl Core {
             bus,
             recorder,
             live,
-            bundle_name: bundle.name,
+            bundle_name: base.name,
             settings,
             meter,
             runtime,
             lease,
             usr1,
             budget_usd,
+            watcher: None,
         })
+    }
+
+    /// Start following the store's changes (see [`watch`]).
+    fn watch(&mut self) -> Arc<watch::Watcher> {
+        let _entered = self.runtime.enter();
+        let watcher = watch::Watcher::spawn(
+            self.live.clone(),
+            self.plane.store.clone(),
+            self.plane.secrets.clone(),
+        );
+        self.watcher = Some(watcher.clone());
+        watcher
     }
 
     /// The I/O runtime (the store's writers, the API, the HTTPS client run on it).
@@ -289,6 +299,8 @@ pub struct Host {
     pub alerts: Option<Alerts>,
     /// Where this process serves the control plane, if it does (set by whoever serves it).
     pub api_addr: Option<SocketAddr>,
+    /// This process's row in the fleet view (`agent_instances`).
+    pub instance: String,
 }
 
 impl Host {
@@ -363,8 +375,41 @@ impl Host {
                 },
             }))
             .map_err(|e| StartError::Failed(e.to_string()))?;
+        // This process in the fleet view; it beats while it runs.
+        let instance = format!("{id}.{}", ids::random_hex(8));
+        core.runtime
+            .block_on(core.plane.store.register_instance(&NewInstance {
+                id: &instance,
+                agent_id: &id,
+                host: &ids::host_name(),
+                pid: std::process::id(),
+                runner: if settings.in_process {
+                    crate::store::queries::RUNNER_PYTHON_SDK
+                } else {
+                    crate::store::queries::RUNNER_IRONHOST
+                },
+                bundle: &core.bundle_name,
+                revision: Some(core.live.bundle.running().revision),
+            }))
+            .map_err(|e| StartError::Failed(e.to_string()))?;
         drop(entered);
         core.live.gateway = Some(gateway.clone());
+        let watcher = core.watch();
+        let on_stop: watch::StopHandler = if core.settings.in_process {
+            let agent = id.clone();
+            Box::new(move |_| {
+                runs::stop_in_process(&agent);
+            })
+        } else {
+            // The way a stop signal stops `ironhost start`: the supervisor ends the agent.
+            Box::new(|_| {
+                let _ = rustix::process::kill_process(
+                    rustix::process::getpid(),
+                    rustix::process::Signal::TERM,
+                );
+            })
+        };
+        watcher.beat_for(instance.clone(), on_stop);
         if let Some(usr1) = core.usr1.take() {
             let _entered = core.runtime.enter();
             watch_usr1(
@@ -379,6 +424,7 @@ impl Host {
             gateway,
             alerts,
             api_addr: None,
+            instance,
         })
     }
 
@@ -399,10 +445,22 @@ impl Host {
         }
     }
 
-    /// Flush, then stop: the store's writers, the API and the I/O runtime end (the Python SDK
+    /// The agent ended: its process leaves the fleet view, and everything is flushed.
+    pub fn finish(&self) {
+        if let Err(e) = self
+            .core
+            .runtime
+            .block_on(self.core.plane.store.end_instance(&self.instance))
+        {
+            tracing::warn!("cannot record that this process ended: {e}");
+        }
+        self.flush();
+    }
+
+    /// Finish, then stop: the store's writers, the API and the I/O runtime end (the Python SDK
     /// closing an in-process agent).
     pub fn shutdown(self) {
-        self.flush();
+        self.finish();
         let Host {
             core,
             gateway,

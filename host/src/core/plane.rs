@@ -77,7 +77,7 @@ impl Plane {
         // A store of ordinary size is checked before anything runs; a huge one goes on being
         // checked beside the run.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), verifying).await;
-        for id in store.sweep_lost().await? {
+        for id in store.sweep_lost(&super::ids::host_name()).await? {
             tracing::warn!(
                 "agent {id} was left running by an ironhost process that ended without stopping it (killed?); marked failed"
             );

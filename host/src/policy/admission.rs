@@ -82,11 +82,10 @@ fn fmt_caps(caps: &BTreeSet<Capability>) -> String {
     }
 }
 
-/// Admit one policy.
-pub fn admit_policy(
-    engine: &PolicyEngine,
+/// The bytes of an entry's component: built into ironhost, or read from its file.
+pub fn component_bytes(
     entry: &PolicyEntry,
-) -> Result<AdmittedPolicy, AdmissionError> {
+) -> Result<std::borrow::Cow<'static, [u8]>, AdmissionError> {
     if let Some(name) = entry.builtin_name() {
         let bytes =
             super::defaults::builtin(name).ok_or_else(|| AdmissionError::UnknownBuiltin {
@@ -95,14 +94,61 @@ pub fn admit_policy(
                     .collect::<Vec<_>>()
                     .join(", "),
             })?;
-        return admit_bytes(engine, entry, bytes).map(Arc::new);
+        return Ok(std::borrow::Cow::Borrowed(bytes));
     }
     let path = entry.component.clone();
-    let bytes = std::fs::read(&path).map_err(|source| AdmissionError::Read {
-        path: path.clone(),
-        source,
-    })?;
+    std::fs::read(&path)
+        .map(std::borrow::Cow::Owned)
+        .map_err(|source| AdmissionError::Read { path, source })
+}
+
+/// Admit one policy.
+pub fn admit_policy(
+    engine: &PolicyEngine,
+    entry: &PolicyEntry,
+) -> Result<AdmittedPolicy, AdmissionError> {
+    let bytes = component_bytes(entry)?;
     admit_bytes(engine, entry, &bytes).map(Arc::new)
+}
+
+/// The name a component gives itself (its `describe`), without admitting it: for a bundle
+/// entry that names no policy. Every interface it imports is granted for the question.
+pub fn own_name(
+    engine: &PolicyEngine,
+    path: &Path,
+    bytes: &[u8],
+) -> Result<String, AdmissionError> {
+    let (component, summary) = load_component(engine, path, bytes)?;
+    let mut entry = PolicyEntry::for_component(path.to_path_buf());
+    entry.capabilities = summary.capabilities.iter().copied().collect();
+    let policy = LoadedPolicy::link(
+        engine,
+        &component,
+        entry,
+        summary,
+        String::new(),
+        "unnamed".to_owned(),
+    )
+    .map_err(|message| AdmissionError::Link {
+        path: path.to_path_buf(),
+        message,
+    })?;
+    let scratch: Arc<dyn StateBackend> = Arc::new(MemoryState::default());
+    let target = CallTarget {
+        agent_id: Some(PROBE_AGENT),
+        environment: "dev",
+        state_override: Some(&scratch),
+        admission: true,
+    };
+    let info: PolicyInfo = policy
+        .call(target, "describe", |h, s| h.call_describe(s))
+        .result
+        .map_err(|f| AdmissionError::Describe {
+            path: path.to_path_buf(),
+            message: f.message,
+        })?
+        .into();
+    Ok(info.name)
 }
 
 /// Admit every policy of a bundle, in order, and build a chain of them.

@@ -248,6 +248,25 @@ impl Chain {
         }
     }
 
+    /// Replace the whole chain with `policies`, each on or off as given (a bundle revision:
+    /// policies it did not change are passed in as the same `Arc`, so they keep their warm
+    /// instances and figures). Calls in flight finish on the old chain. Returns the generation.
+    pub fn swap_members(
+        &self,
+        bundle: impl Into<String>,
+        policies: Vec<(Arc<LoadedPolicy>, bool)>,
+    ) -> u64 {
+        let bundle = bundle.into();
+        let members = policies
+            .into_iter()
+            .map(|(policy, enabled)| Member { enabled, policy })
+            .collect();
+        match self.update(|_| Ok((bundle, members))) {
+            Ok(g) => g,
+            Err(_) => self.current.load().generation,
+        }
+    }
+
     /// Replace the policy with the same name in place, or append it if there is none.
     pub fn upsert_policy(&self, policy: Arc<LoadedPolicy>) -> u64 {
         let result = self.update(|old| {

@@ -14,6 +14,7 @@ pub mod engine;
 pub mod host;
 pub mod inspect;
 pub mod instance;
+pub mod manifest;
 pub mod meter;
 pub mod sandbox;
 pub mod state;

@@ -7,6 +7,7 @@
 //! store's rows and its audit log are read and written through [`secrets`].
 
 pub mod audit;
+pub mod fleet;
 pub mod queries;
 pub mod recorder;
 pub mod secrets;
@@ -45,6 +46,7 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "call_api",
         include_str!("../../migrations/0004_call_api.sql"),
     ),
+    (5, "fleet", include_str!("../../migrations/0005_fleet.sql")),
 ];
 
 /// What went wrong with the store.
@@ -350,6 +352,12 @@ mod tests {
             // Back to the first schema, as an earlier ironhost left it, with an agent in it.
             sqlx::raw_sql(
                 "ALTER TABLE agents DROP COLUMN runner;
+                 ALTER TABLE agents DROP COLUMN host;
+                 DROP TABLE components;
+                 DROP TABLE bundle_revisions;
+                 DROP TABLE changes;
+                 DROP TABLE agent_instances;
+                 DROP TABLE budget_leases;
                  ALTER TABLE calls DROP COLUMN api;
                  ALTER TABLE calls DROP COLUMN reason;
                  DROP TRIGGER secret_audit_log_no_update;

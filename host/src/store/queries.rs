@@ -22,6 +22,8 @@ pub struct AgentRecord {
     pub pid_start: Option<i64>,
     /// Who runs it: `ironhost` (`ironhost start`) or `python-sdk`.
     pub runner: String,
+    /// The machine of the process `pid` names (none for rows written before fleets).
+    pub host: Option<String>,
     pub exit_code: Option<i64>,
     pub progress: Option<Progress>,
     pub runs: i64,
@@ -270,6 +272,7 @@ fn agent(row: &SqliteRow) -> AgentRecord {
         pid: row.get("pid"),
         pid_start: row.get("pid_start"),
         runner: row.get("runner"),
+        host: row.get("host"),
         exit_code: row.get("exit_code"),
         progress: progress(row),
         runs: row.get("runs"),
@@ -360,8 +363,9 @@ impl Store {
 
     /// Agents recorded as starting or running whose ironhost process is gone (killed with
     /// `kill -9`, crashed hard, the machine restarted): marked `failed`, so they do not show as
-    /// running forever. Returns their ids. Checks processes on this machine only.
-    pub async fn sweep_lost(&self) -> Result<Vec<String>, StoreError> {
+    /// running forever. Returns their ids. Checks processes on this machine (`this_host`) only:
+    /// an agent another machine runs is seen through its heartbeat (the fleet view).
+    pub async fn sweep_lost(&self, this_host: &str) -> Result<Vec<String>, StoreError> {
         let rows = sqlx::query(&format!(
             "{AGENT_COLUMNS} WHERE a.state IN ('starting', 'running')"
         ))
@@ -370,7 +374,7 @@ impl Store {
         let now = now_ms();
         let mut lost = Vec::new();
         for a in rows.iter().map(agent) {
-            if a.is_live() {
+            if a.is_live() || a.host.as_deref().is_some_and(|h| h != this_host) {
                 continue;
             }
             // Only if the row still names the same process (not an agent started meanwhile).
