@@ -100,11 +100,7 @@ pub async fn metrics(
 
 /// Mark agents whose process is gone as failed before showing them.
 async fn sweep(state: &AppState) {
-    match state
-        .store
-        .sweep_lost(&crate::core::ids::host_name())
-        .await
-    {
+    match state.store.sweep_lost(&crate::core::ids::host_name()).await {
         Ok(lost) => {
             for id in lost {
                 tracing::warn!(
@@ -144,7 +140,9 @@ pub async fn stop(
     tracing::warn!("agent {id} stopped through the API by {}", caller.name);
     Ok((
         StatusCode::ACCEPTED,
-        Json(serde_json::json!({"agent_id": id, "state": "stopping", "processes": asked.max(u64::from(here))})),
+        Json(
+            serde_json::json!({"agent_id": id, "state": "stopping", "processes": asked.max(u64::from(here))}),
+        ),
     ))
 }
 

@@ -103,7 +103,12 @@ fn chain_body(live: &LiveChain) -> serde_json::Value {
     let mut policies = views(live);
     // The settings as the revision has them (this process's flags apply on top, see config).
     for view in &mut policies {
-        if let Some(p) = running.manifest.policies.iter().find(|p| p.name == view.name) {
+        if let Some(p) = running
+            .manifest
+            .policies
+            .iter()
+            .find(|p| p.name == view.name)
+        {
             view.component = p.component.clone();
             view.revision_config = p.config.clone();
         }
@@ -319,10 +324,7 @@ async fn stored_revision(state: &AppState, n: i64) -> Result<(Revision, Manifest
         .await
         .map_err(|e| ApiError::internal("reading the revision", e))?
         .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "bundle `{}` has no revision {n}",
-                live.bundle.name
-            ))
+            ApiError::not_found(format!("bundle `{}` has no revision {n}", live.bundle.name))
         })?;
     let m = Manifest::parse(&r.manifest)
         .map_err(|e| ApiError::internal(&format!("revision {n}"), e))?;

@@ -10,11 +10,11 @@ use axum::response::IntoResponse;
 use serde::Deserialize;
 
 use super::agents::announce;
-use crate::store::fleet::TOPIC_LIMITS;
 use super::auth::{Admin, Reader};
 use super::error::{JsonBody, QueryArgs};
 use super::{ApiError, AppState};
 use crate::core::live::{Prepared, commit_limit, governs, prepare_limit};
+use crate::store::fleet::TOPIC_LIMITS;
 use crate::store::queries::{Usage, UsageFilter};
 
 /// The OpenAPI document (checked in; a test keeps it in step with the router).

@@ -37,7 +37,12 @@ pub struct LiveChain {
 impl LiveChain {
     /// The live chain of a process that runs no agent (yet): set `agent_id`, `gateway` and
     /// `explicit_budget` for one that does.
-    pub fn new(chain: Arc<Chain>, engine: PolicyEngine, bus: EventBus, bundle: Arc<BundleRun>) -> LiveChain {
+    pub fn new(
+        chain: Arc<Chain>,
+        engine: PolicyEngine,
+        bus: EventBus,
+        bundle: Arc<BundleRun>,
+    ) -> LiveChain {
         LiveChain {
             chain,
             engine,

@@ -73,7 +73,8 @@ pub fn base_bundle(settings: &Settings) -> Result<Bundle, StartError> {
 /// The bundle to run, with `--budget`, `--safety-mode` and `without` applied to its policies.
 pub fn bundle_for(settings: &Settings) -> Result<Bundle, StartError> {
     let mut bundle = base_bundle(settings)?;
-    apply_overrides(&mut bundle, &Overrides::from_settings(settings)).map_err(StartError::Config)?;
+    apply_overrides(&mut bundle, &Overrides::from_settings(settings))
+        .map_err(StartError::Config)?;
     Ok(bundle)
 }
 

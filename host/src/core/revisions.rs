@@ -294,8 +294,9 @@ fn admit_manifest(
             .map(|m| m.policy.clone());
         let policy = match kept {
             Some(p) => p,
-            None => admit_policy(engine, &entry)
-                .map_err(|e| format!("policy `{policy_name}`: {e}"))?,
+            None => {
+                admit_policy(engine, &entry).map_err(|e| format!("policy `{policy_name}`: {e}"))?
+            }
         };
         out.push((policy, enabled));
     }
@@ -567,7 +568,10 @@ async fn base_manifest(live: &LiveChain, store: &Store, base: &Bundle) -> Result
             .find(|m| m.policy.entry.component == entry.component);
         let (name, hex) = match (admitted, entry.builtin_name()) {
             (Some(m), _) => (m.policy.name.clone(), m.policy.sha256.clone()),
-            (None, Some(b)) => (entry.name.clone().unwrap_or_else(|| b.to_owned()), String::new()),
+            (None, Some(b)) => (
+                entry.name.clone().unwrap_or_else(|| b.to_owned()),
+                String::new(),
+            ),
             (None, None) => {
                 let bytes = component_bytes(entry).map_err(|e| e.to_string())?;
                 let name = match &entry.name {

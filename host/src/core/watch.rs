@@ -81,9 +81,14 @@ impl Watcher {
                     }
                 };
                 let changed: Vec<String> = match &seen {
-                    // The first round: catch up with a revision recorded since this process
-                    // adopted its bundle; the rest was read at start.
-                    None => vec![bundle_topic(&live.bundle.name)],
+                    // The first round: catch up with whatever changed since this process read
+                    // the store at start (every reload is a no-op if nothing did).
+                    None => vec![
+                        bundle_topic(&live.bundle.name),
+                        TOPIC_SECRETS.to_owned(),
+                        TOPIC_LIMITS.to_owned(),
+                        TOPIC_STOP.to_owned(),
+                    ],
                     Some(old) => counters
                         .iter()
                         .filter(|(t, s)| old.get(*t) != Some(*s))
@@ -147,7 +152,10 @@ impl Watcher {
             && !b.stopped
         {
             b.stopped = true;
-            tracing::warn!("stop requested through the control plane by {}", request.actor);
+            tracing::warn!(
+                "stop requested through the control plane by {}",
+                request.actor
+            );
             (b.on_stop)(request);
         }
     }

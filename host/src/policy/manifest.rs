@@ -79,7 +79,9 @@ pub enum ManifestError {
 
 /// Whether `s` is a lower-case hex SHA-256.
 fn is_sha256(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl ManifestPolicy {
@@ -204,10 +206,12 @@ impl Manifest {
 
     /// The SHA-256s of the stored components it names.
     pub fn stored_components(&self) -> impl Iterator<Item = &str> {
-        self.policies.iter().filter_map(|p| match p.component_ref() {
-            Some(ComponentRef::Stored(h)) => Some(h),
-            _ => None,
-        })
+        self.policies
+            .iter()
+            .filter_map(|p| match p.component_ref() {
+                Some(ComponentRef::Stored(h)) => Some(h),
+                _ => None,
+            })
     }
 }
 
@@ -230,10 +234,16 @@ mod tests {
             policy("guard", "/tmp/guard.wasm"),
         ]);
         assert_eq!(m.policies[0].component, "builtin:budget");
-        assert_eq!(m.policies[1].component, format!("sha256:{}", "ab".repeat(32)));
+        assert_eq!(
+            m.policies[1].component,
+            format!("sha256:{}", "ab".repeat(32))
+        );
         let back = Manifest::parse(&m.to_json()).expect("parses");
         assert_eq!(back, m);
-        assert_eq!(back.stored_components().collect::<Vec<_>>(), vec!["ab".repeat(32)]);
+        assert_eq!(
+            back.stored_components().collect::<Vec<_>>(),
+            vec!["ab".repeat(32)]
+        );
         let entry = back.policies[1].to_entry(Path::new("/home/components"));
         assert_eq!(
             entry.component,
@@ -244,7 +254,10 @@ mod tests {
 
     #[test]
     fn bad_manifests_name_the_policy_and_the_reason() {
-        let mut m = Manifest::new(vec![policy("a", "builtin:budget"), policy("a", "builtin:x")]);
+        let mut m = Manifest::new(vec![
+            policy("a", "builtin:budget"),
+            policy("a", "builtin:x"),
+        ]);
         assert_eq!(
             m.check().unwrap_err().to_string(),
             "manifest policy #2 (a): the name is used by an earlier policy"
@@ -261,7 +274,10 @@ mod tests {
         m.policies[1].config = serde_json::json!({});
         m.check().expect("valid now");
         m.version = 9;
-        assert!(matches!(m.check(), Err(ManifestError::Version { found: 9 })));
+        assert!(matches!(
+            m.check(),
+            Err(ManifestError::Version { found: 9 })
+        ));
         assert!(Manifest::parse("{").is_err());
     }
 }

@@ -94,7 +94,9 @@ pub struct StopRequest {
 #[derive(Debug, thiserror::Error)]
 pub enum AppendError {
     /// The bundle moved on since the change was based on it.
-    #[error("bundle `{bundle}` changed meanwhile: it is at revision {latest}, the change was made on {base}")]
+    #[error(
+        "bundle `{bundle}` changed meanwhile: it is at revision {latest}, the change was made on {base}"
+    )]
     Conflict {
         bundle: String,
         base: i64,
@@ -104,8 +106,7 @@ pub enum AppendError {
     Store(#[from] StoreError),
 }
 
-const REVISION_COLUMNS: &str =
-    "SELECT bundle, revision, manifest, source, action, policy, detail, actor, created_ms FROM bundle_revisions";
+const REVISION_COLUMNS: &str = "SELECT bundle, revision, manifest, source, action, policy, detail, actor, created_ms FROM bundle_revisions";
 
 fn revision_row(r: &SqliteRow) -> Revision {
     Revision {
@@ -182,10 +183,7 @@ impl Store {
     }
 
     /// The latest revision of `bundle` recorded from a bundle file.
-    pub async fn latest_file_revision(
-        &self,
-        bundle: &str,
-    ) -> Result<Option<Revision>, StoreError> {
+    pub async fn latest_file_revision(&self, bundle: &str) -> Result<Option<Revision>, StoreError> {
         let sql = format!(
             "{REVISION_COLUMNS} WHERE bundle = $1 AND source = 'file' ORDER BY revision DESC LIMIT 1"
         );
