@@ -380,6 +380,11 @@ fn run_agent_inner(
         };
         let status = w.child.wait();
         *current.lock() = Current::default();
+        // The calls it left in flight end (abandoned, their reservations released) and are
+        // recorded before the run's summary.
+        if !w.link.wait_idle(Duration::from_secs(3)) {
+            tracing::warn!("calls of the agent's process were still in flight 3 s after it ended");
+        }
         let status = status
             .map_err(|e| StartError::Failed(format!("cannot wait for the agent's process: {e}")))?;
         if let Some(m) = setup_error

@@ -208,6 +208,21 @@ impl Link {
         }
     }
 
+    /// Wait (at most `limit`) until no call of the worker is in flight: after the worker is
+    /// gone, each ends as abandoned and is recorded so.
+    pub fn wait_idle(&self, limit: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if self.cancels.lock().is_empty() {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+
     fn handle(&self) -> u64 {
         self.next.fetch_add(1, Ordering::Relaxed)
     }

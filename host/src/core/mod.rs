@@ -90,6 +90,13 @@ fn chain_budget(chain: &crate::policy::chain::Chain) -> Option<f64> {
         .and_then(serde_json::Value::as_f64)
 }
 
+/// This process's name for running agent `id`: on its row in the fleet view and its leases.
+fn instance_id(id: &str) -> String {
+    static PROCESS: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let process = PROCESS.get_or_init(|| ids::random_hex(6));
+    format!("{id}.{process}")
+}
+
 /// Policy instance slots of an in-process (Python SDK) agent's engine.
 const SDK_ENGINE_SLOTS: u32 = 64;
 
@@ -174,8 +181,14 @@ impl Core {
                 LeaseError::Running { .. } => StartError::Config(format!("agent_id: {e}")),
                 LeaseError::Failed(m) => StartError::Failed(m),
             })?);
-            // The agent's own policy state is journaled before each answer (a kill -9 loses
-            // none).
+            // The agent's counters are shared with its other processes through leases, and
+            // its own policy state is journaled before each answer (a kill -9 loses none).
+            plane.state.attach_ledger(
+                id,
+                &instance_id(id),
+                crate::store::ledger::LEASE_TTL,
+                runtime.handle().clone(),
+            );
             let agents_dir = settings.home.join("agents");
             match plane.state.attach_journal(&agents_dir, id) {
                 Ok(0) => {}
@@ -377,7 +390,7 @@ impl Host {
             }))
             .map_err(|e| StartError::Failed(e.to_string()))?;
         // This process in the fleet view; it beats while it runs.
-        let instance = format!("{id}.{}", ids::random_hex(8));
+        let instance = instance_id(&id);
         core.runtime
             .block_on(core.plane.store.register_instance(&NewInstance {
                 id: &instance,
@@ -456,6 +469,14 @@ impl Host {
             tracing::warn!("cannot record that this process ended: {e}");
         }
         self.flush();
+        // What it spent is settled and its budget leases go back to the others.
+        if let Err(e) = self
+            .core
+            .runtime
+            .block_on(self.core.plane.state.release_leases())
+        {
+            tracing::warn!("cannot give back the budget leases: {e}");
+        }
     }
 
     /// Finish, then stop: the store's writers, the API and the I/O runtime end (the Python SDK

@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod fleet;
+pub mod ledger;
 pub mod queries;
 pub mod recorder;
 pub mod secrets;

@@ -22,11 +22,14 @@ use parking_lot::Mutex;
 use sqlx::Row;
 use tokio::sync::{Notify, oneshot};
 
-use super::{Store, StoreError};
+use super::ledger::{self, CounterKey, LeaseRequest, Settle};
+use super::{Store, StoreError, now_ms};
 use crate::policy::state::{AddError, MemoryState, QuotaExceeded, StateBackend, StateKey};
 
 /// How often dirty keys are written.
 pub const WRITE_EVERY: Duration = Duration::from_millis(100);
+/// The longest an add waits for a lease from the store.
+pub const LEASE_WAIT: Duration = Duration::from_millis(800);
 
 /// The persistent [`StateBackend`].
 #[derive(Debug)]
@@ -36,6 +39,48 @@ pub struct StoredState {
     flushes: Mutex<Vec<oneshot::Sender<()>>>,
     wake: Notify,
     journal: Mutex<Option<Journal>>,
+    /// The agent whose counters are shared through leases (`super::ledger`).
+    ledger: Mutex<Option<Ledger>>,
+    /// Held while a settle or a lease is in the database: one at a time, so each works on
+    /// what the other left.
+    ledger_db: tokio::sync::Mutex<()>,
+    store: Store,
+}
+
+/// The counters of the agent this process runs: what it added since its last settle and the
+/// headroom its lease leaves it.
+#[derive(Debug)]
+struct Ledger {
+    agent: String,
+    /// This process's name on its leases.
+    holder: String,
+    /// How long a lease lives without renewal.
+    ttl: Duration,
+    runtime: tokio::runtime::Handle,
+    counters: std::collections::BTreeMap<StateKey, Counter>,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct Counter {
+    /// Added since the last settle.
+    local: i64,
+    /// What this process may still add under a ceiling.
+    headroom: i64,
+    /// It holds a lease on the counter.
+    leased: bool,
+    /// When the lease wants renewing (ms since the epoch).
+    renew_at_ms: i64,
+}
+
+/// The holder of the leases and the settles of one round.
+type Settles = (String, Duration, Vec<(StateKey, Settle)>);
+
+/// Why a shared add could not be made as it stands.
+enum Shared {
+    Done(i64),
+    /// The add needs more headroom than this process holds.
+    Short,
+    Failed(AddError),
 }
 
 /// The journal of one agent's keys: `PATH` is appended to; `PATH.old` holds what the write
@@ -59,6 +104,9 @@ struct Entry {
     policy: String,
     key: String,
     value: Option<String>,
+    /// For a shared counter: what was added (its value is the settled value plus these).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    delta: Option<i64>,
 }
 
 impl StoredState {
@@ -89,6 +137,9 @@ impl StoredState {
             flushes: Mutex::new(Vec::new()),
             wake: Notify::new(),
             journal: Mutex::new(None),
+            ledger: Mutex::new(None),
+            ledger_db: tokio::sync::Mutex::new(()),
+            store: store.clone(),
         });
         tokio::spawn(writer(store.clone(), Arc::downgrade(&state)));
         Ok(state)
@@ -123,13 +174,24 @@ impl StoredState {
                     agent: Some(agent.to_owned()),
                     key: e.key,
                 };
-                match e.value {
-                    Some(v) => {
-                        let _ = self.mem.set(&key, v);
+                match (e.delta, e.value) {
+                    (Some(d), _) => {
+                        let _ = self.mem.add(&key, d, None);
+                        let mut ledger = self.ledger.lock();
+                        match ledger.as_mut().filter(|l| l.agent == agent) {
+                            Some(l) => l.counters.entry(key.clone()).or_default().local += d,
+                            None => self.dirty(&key),
+                        }
                     }
-                    None => self.mem.remove(&key),
+                    (None, Some(v)) => {
+                        let _ = self.mem.set(&key, v);
+                        self.dirty(&key);
+                    }
+                    (None, None) => {
+                        self.mem.remove(&key);
+                        self.dirty(&key);
+                    }
                 }
-                self.dirty(&key);
                 replayed += 1;
             }
         }
@@ -153,12 +215,232 @@ impl StoredState {
         Ok(replayed)
     }
 
+    /// Share `agent`'s counters with the other processes that run it, through leases
+    /// (`super::ledger`); `holder` names this process on its leases, `runtime` runs the lease
+    /// requests; a lease lives `ttl` without renewal (`ledger::LEASE_TTL`). Attach before
+    /// [`StoredState::attach_journal`], so a replay knows.
+    pub fn attach_ledger(
+        &self,
+        agent: &str,
+        holder: &str,
+        ttl: Duration,
+        runtime: tokio::runtime::Handle,
+    ) {
+        *self.ledger.lock() = Some(Ledger {
+            agent: agent.to_owned(),
+            holder: holder.to_owned(),
+            ttl,
+            runtime,
+            counters: Default::default(),
+        });
+    }
+
+    fn is_shared(&self, key: &StateKey) -> bool {
+        key.agent.is_some()
+            && self
+                .ledger
+                .lock()
+                .as_ref()
+                .is_some_and(|l| key.agent.as_deref() == Some(l.agent.as_str()))
+    }
+
+    /// An add to a shared counter within the headroom held; journaled as a delta.
+    fn shared_add(&self, key: &StateKey, delta: i64, ceiling: Option<i64>) -> Shared {
+        let mut journal = self.journal.lock();
+        let mut ledger = self.ledger.lock();
+        let Some(l) = ledger.as_mut() else {
+            return Shared::Failed(AddError::Overflow);
+        };
+        let current = match self.mem.get(key) {
+            None => 0,
+            Some(v) => match v.parse::<i64>() {
+                Ok(n) => n,
+                Err(_) => return Shared::Failed(AddError::NotACounter),
+            },
+        };
+        let Some(next) = current.checked_add(delta) else {
+            return Shared::Failed(AddError::Overflow);
+        };
+        let counter = l.counters.entry(key.clone()).or_default();
+        if let Some(c) = ceiling {
+            // What this process sees is at most what the fleet holds: past the ceiling here
+            // is past it everywhere.
+            if next > c {
+                return Shared::Failed(AddError::CeilingExceeded(current));
+            }
+            if delta > 0 && delta > counter.headroom {
+                return Shared::Short;
+            }
+        }
+        if let Err(e) = self.mem.set(key, next.to_string()) {
+            return Shared::Failed(AddError::Quota(e));
+        }
+        if ceiling.is_some() && delta > 0 {
+            counter.headroom -= delta;
+        }
+        counter.local += delta;
+        drop(ledger);
+        if let Some(j) = journal.as_mut() {
+            let entry = Entry {
+                policy: key.policy.clone(),
+                key: key.key.clone(),
+                value: None,
+                delta: Some(delta),
+            };
+            let mut line = serde_json::to_vec(&entry).unwrap_or_default();
+            line.push(b'\n');
+            if let Err(e) = j.file.write_all(&line) {
+                tracing::error!("cannot journal policy state to {}: {e}", j.path.display());
+            }
+        }
+        Shared::Done(next)
+    }
+
+    /// Lease more headroom on a shared counter for an add of `need` under `ceiling`. Waits
+    /// for the database (at most [`LEASE_WAIT`]); a call waiting here is not charged for it.
+    fn lease_more(&self, key: &StateKey, need: i64, ceiling: i64) -> Result<(), String> {
+        let (runtime, holder, agent, ttl) = match self.ledger.lock().as_ref() {
+            Some(l) => (l.runtime.clone(), l.holder.clone(), l.agent.clone(), l.ttl),
+            None => return Err("no ledger".to_owned()),
+        };
+        let counter_key = CounterKey {
+            policy: key.policy.clone(),
+            agent,
+            key: key.key.clone(),
+        };
+        let request = async {
+            let _db = self.ledger_db.lock().await;
+            let before = self.counter(key);
+            let grant = ledger::lease(
+                &self.store,
+                &LeaseRequest {
+                    key: &counter_key,
+                    holder: &holder,
+                    ttl,
+                    local: before.local,
+                    headroom: before.headroom,
+                    need,
+                    ceiling,
+                },
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            let mut ledger = self.ledger.lock();
+            if let Some(l) = ledger.as_mut() {
+                let c = l.counters.entry(key.clone()).or_default();
+                // Adds made while the lease was requested used headroom held before it.
+                let used = before.headroom - c.headroom;
+                c.headroom = (grant.headroom - used).max(0);
+                c.leased = true;
+                c.renew_at_ms = now_ms() + (ttl / 2).as_millis() as i64;
+                // What the fleet has settled, and what this process added since.
+                let _ = self.mem.set(key, (grant.settled + c.local).to_string());
+            }
+            Ok::<(), String>(())
+        };
+        let bounded = async {
+            tokio::time::timeout(LEASE_WAIT, request)
+                .await
+                .map_err(|_| format!("no answer from the store in {LEASE_WAIT:?}"))?
+        };
+        crate::policy::meter::uncharged(|| match tokio::runtime::Handle::try_current() {
+            Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(|| runtime.block_on(bounded))
+            }
+            Ok(_) => Err("a lease cannot be waited for on a single-threaded runtime".to_owned()),
+            Err(_) => runtime.block_on(bounded),
+        })
+    }
+
+    fn counter(&self, key: &StateKey) -> Counter {
+        self.ledger
+            .lock()
+            .as_ref()
+            .and_then(|l| l.counters.get(key).copied())
+            .unwrap_or_default()
+    }
+
+    /// The settles a write round makes: every shared counter with something added, or whose
+    /// lease wants renewing.
+    fn settles(&self) -> Settles {
+        let ledger = self.ledger.lock();
+        let Some(l) = ledger.as_ref() else {
+            return (String::new(), Duration::ZERO, Vec::new());
+        };
+        let now = now_ms();
+        let settles = l
+            .counters
+            .iter()
+            .filter(|(_, c)| c.local != 0 || (c.leased && now >= c.renew_at_ms))
+            .map(|(k, c)| {
+                (
+                    k.clone(),
+                    Settle {
+                        key: CounterKey {
+                            policy: k.policy.clone(),
+                            agent: l.agent.clone(),
+                            key: k.key.clone(),
+                        },
+                        local: c.local,
+                        headroom: c.leased.then_some(c.headroom),
+                    },
+                )
+            })
+            .collect();
+        (l.holder.clone(), l.ttl, settles)
+    }
+
+    /// A round settled these counters; the stored values are now `values`.
+    fn settled(&self, settles: &[(StateKey, Settle)], values: &[i64]) {
+        let mut ledger = self.ledger.lock();
+        let Some(l) = ledger.as_mut() else { return };
+        let renew_at = now_ms() + (l.ttl / 2).as_millis() as i64;
+        for ((key, s), value) in settles.iter().zip(values) {
+            if let Some(c) = l.counters.get_mut(key) {
+                c.local -= s.local;
+                if c.leased {
+                    c.renew_at_ms = renew_at;
+                }
+                let _ = self.mem.set(key, (value + c.local).to_string());
+            }
+        }
+    }
+
+    /// The process ends: settle what it added and give back its leases.
+    pub async fn release_leases(&self) -> Result<(), StoreError> {
+        let _db = self.ledger_db.lock().await;
+        let (holder, ttl, mut settles) = self.settles();
+        if holder.is_empty() {
+            return Ok(());
+        }
+        for (_, s) in &mut settles {
+            s.headroom = None;
+        }
+        let mut tx = self.store.pool().begin().await?;
+        let only: Vec<Settle> = settles.iter().map(|(_, s)| s.clone()).collect();
+        let values = ledger::settle(&mut tx, &holder, ttl, &only).await?;
+        tx.commit().await?;
+        self.settled(&settles, &values);
+        ledger::release(&self.store, &holder).await?;
+        if let Some(l) = self.ledger.lock().as_mut() {
+            for c in l.counters.values_mut() {
+                c.leased = false;
+                c.headroom = 0;
+            }
+        }
+        Ok(())
+    }
+
     /// Apply `op` to memory and, for the journaled agent's keys, append the key's new value;
     /// under the journal's lock, so the journal's order is memory's.
     fn change<T>(&self, key: &StateKey, op: impl FnOnce(&MemoryState) -> T) -> T {
         let mut journal = self.journal.lock();
         let out = op(&self.mem);
         self.dirty(key);
+        // Written whole now: no longer a shared counter (its value is this one, stored as is).
+        if let Some(l) = self.ledger.lock().as_mut() {
+            l.counters.remove(key);
+        }
         if let Some(j) = journal.as_mut()
             && key.agent.as_deref() == Some(j.agent.as_str())
         {
@@ -166,6 +448,7 @@ impl StoredState {
                 policy: key.policy.clone(),
                 key: key.key.clone(),
                 value: self.mem.get(key),
+                delta: None,
             };
             let mut line = serde_json::to_vec(&entry).unwrap_or_default();
             line.push(b'\n');
@@ -178,9 +461,11 @@ impl StoredState {
 
     /// Start a write round: take the dirty keys and, with them, retire the journal written so
     /// far (unless an earlier round's is still retired: it was not stored yet).
-    fn take_round(&self) -> BTreeSet<StateKey> {
+    fn take_round(&self) -> (BTreeSet<StateKey>, Settles) {
         let mut journal = self.journal.lock();
         let keys = std::mem::take(&mut *self.dirty.lock());
+        // The counters' deltas journaled so far are in these settles.
+        let settles = self.settles();
         if let Some(j) = journal.as_mut()
             && !j.retired().exists()
         {
@@ -192,7 +477,7 @@ impl StoredState {
                 Err(e) => tracing::error!("cannot rotate {}: {e}", j.path.display()),
             }
         }
-        keys
+        (keys, settles)
     }
 
     /// A round reached the database: the retired journal is stored.
@@ -217,49 +502,67 @@ async fn writer(store: Store, state: std::sync::Weak<StoredState>) {
             let _ = tokio::time::timeout(WRITE_EVERY, s.wake.notified()).await;
         }
         let Some(s) = state.upgrade() else { return };
-        let waiters = std::mem::take(&mut *s.flushes.lock());
-        let keys = s.take_round();
-        let values: Vec<(StateKey, Option<String>)> = keys
-            .into_iter()
-            .map(|k| {
-                let v = s.mem.get(&k);
-                (k, v)
-            })
-            .collect();
-        drop(s);
-        if !values.is_empty()
-            && let Err(e) = write(&store, &values).await
-        {
-            tracing::error!(
-                "cannot persist policy state ({} keys): {e}; will retry",
-                values.len()
-            );
-            // Dirty again (the next round writes whatever they hold then); flush waiters wait
-            // for that round.
-            if let Some(s) = state.upgrade() {
-                s.dirty.lock().extend(values.into_iter().map(|(k, _)| k));
-                s.flushes.lock().extend(waiters);
-            }
+        if !s.round(&store).await {
+            drop(s);
             tokio::time::sleep(WRITE_EVERY).await;
-            continue;
-        }
-        if let Some(s) = state.upgrade() {
-            s.round_stored();
-        }
-        for w in waiters {
-            let _ = w.send(());
         }
     }
 }
 
-async fn write(store: &Store, values: &[(StateKey, Option<String>)]) -> Result<(), sqlx::Error> {
+impl StoredState {
+    /// One write round: the dirty keys as they are now, and the shared counters' settles.
+    /// False if the database refused it (everything stays to be written).
+    async fn round(&self, store: &Store) -> bool {
+        let _db = self.ledger_db.lock().await;
+        let waiters = std::mem::take(&mut *self.flushes.lock());
+        let (keys, (holder, ttl, settles)) = self.take_round();
+        let values: Vec<(StateKey, Option<String>)> = keys
+            .into_iter()
+            .map(|k| {
+                let v = self.mem.get(&k);
+                (k, v)
+            })
+            .collect();
+        if !values.is_empty() || !settles.is_empty() {
+            let only: Vec<Settle> = settles.iter().map(|(_, s)| s.clone()).collect();
+            match write(store, &values, &holder, ttl, &only).await {
+                Ok(stored) => self.settled(&settles, &stored),
+                Err(e) => {
+                    tracing::error!(
+                        "cannot persist policy state ({} keys, {} shared counters): {e}; will retry",
+                        values.len(),
+                        settles.len()
+                    );
+                    // Dirty again (the next round writes whatever they hold then); the settles
+                    // stay in the counters; flush waiters wait for that round.
+                    self.dirty.lock().extend(values.into_iter().map(|(k, _)| k));
+                    self.flushes.lock().extend(waiters);
+                    return false;
+                }
+            }
+        }
+        self.round_stored();
+        for w in waiters {
+            let _ = w.send(());
+        }
+        true
+    }
+}
+
+async fn write(
+    store: &Store,
+    values: &[(StateKey, Option<String>)],
+    holder: &str,
+    ttl: Duration,
+    settles: &[Settle],
+) -> Result<Vec<i64>, sqlx::Error> {
     let mut tx = store.pool().begin().await?;
     for (k, v) in values {
         let agent = k.agent.as_deref().unwrap_or("");
         match v {
             Some(v) => {
                 sqlx::query(
-                    "INSERT INTO policy_state (policy, agent, key, value) VALUES (?, ?, ?, ?)
+                    "INSERT INTO policy_state (policy, agent, key, value) VALUES ($1, $2, $3, $4)
                      ON CONFLICT (policy, agent, key) DO UPDATE SET value = excluded.value",
                 )
                 .bind(&k.policy)
@@ -270,16 +573,20 @@ async fn write(store: &Store, values: &[(StateKey, Option<String>)]) -> Result<(
                 .await?;
             }
             None => {
-                sqlx::query("DELETE FROM policy_state WHERE policy = ? AND agent = ? AND key = ?")
-                    .bind(&k.policy)
-                    .bind(agent)
-                    .bind(&k.key)
-                    .execute(&mut *tx)
-                    .await?;
+                sqlx::query(
+                    "DELETE FROM policy_state WHERE policy = $1 AND agent = $2 AND key = $3",
+                )
+                .bind(&k.policy)
+                .bind(agent)
+                .bind(&k.key)
+                .execute(&mut *tx)
+                .await?;
             }
         }
     }
-    tx.commit().await
+    let stored = ledger::settle(&mut tx, holder, ttl, settles).await?;
+    tx.commit().await?;
+    Ok(stored)
 }
 
 impl StateBackend for StoredState {
@@ -305,12 +612,40 @@ impl StateBackend for StoredState {
     }
 
     fn add(&self, key: &StateKey, delta: i64, ceiling: Option<i64>) -> Result<i64, AddError> {
-        self.change(key, |m| m.add(key, delta, ceiling))
+        if !self.is_shared(key) {
+            return self.change(key, |m| m.add(key, delta, ceiling));
+        }
+        match self.shared_add(key, delta, ceiling) {
+            Shared::Done(v) => return Ok(v),
+            Shared::Failed(e) => return Err(e),
+            Shared::Short => {}
+        }
+        let ceiling = ceiling.unwrap_or(i64::MAX);
+        if let Err(e) = self.lease_more(key, delta, ceiling) {
+            tracing::error!(
+                policy = key.policy.as_str(),
+                "cannot lease headroom on `{}` from the store: {e}; the add is refused",
+                key.key
+            );
+        }
+        match self.shared_add(key, delta, Some(ceiling)) {
+            Shared::Done(v) => Ok(v),
+            Shared::Failed(e) => Err(e),
+            Shared::Short => Err(AddError::CeilingExceeded(
+                self.mem
+                    .get(key)
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_default(),
+            )),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Instant;
+
     use super::*;
 
     #[test]
@@ -396,5 +731,140 @@ mod tests {
             assert_eq!(journal.lines().count(), 1, "{journal}");
             assert!(journal.contains(r#""value":"301""#), "{journal}");
         });
+    }
+
+    #[test]
+    fn two_processes_share_a_counter_under_its_ceiling_through_leases() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("rt");
+        let key = StateKey {
+            policy: "budget".into(),
+            agent: Some("lg-1".into()),
+            key: "committed".into(),
+        };
+        const CEILING: i64 = 10_000;
+        const STEP: i64 = 70;
+        let (a, b, store) = rt.block_on(async {
+            let store = Store::open(dir.path()).await.expect("open");
+            let a = StoredState::load(&store).await.expect("a");
+            let b = StoredState::load(&store).await.expect("b");
+            let ttl = Duration::from_millis(400);
+            a.attach_ledger("lg-1", "lg-1.a", ttl, tokio::runtime::Handle::current());
+            b.attach_ledger("lg-1", "lg-1.b", ttl, tokio::runtime::Handle::current());
+            (a, b, store)
+        });
+        // Four threads per "process" reserve until refused; some give back half of what they
+        // reserved (a call that cost less), without a ceiling.
+        let granted = std::sync::atomic::AtomicI64::new(0);
+        std::thread::scope(|scope| {
+            for (i, state) in [&a, &b, &a, &b, &a, &b, &a, &b].into_iter().enumerate() {
+                let (key, granted) = (&key, &granted);
+                scope.spawn(move || {
+                    loop {
+                        match state.add(key, STEP, Some(CEILING)) {
+                            Ok(_) => {
+                                granted.fetch_add(STEP, Ordering::SeqCst);
+                                if i % 3 == 0 {
+                                    state.add(key, -STEP / 2, None).expect("give back");
+                                    granted.fetch_sub(STEP / 2, Ordering::SeqCst);
+                                }
+                            }
+                            Err(AddError::CeilingExceeded(_)) => break,
+                            Err(e) => panic!("{e}"),
+                        }
+                    }
+                });
+            }
+        });
+        let total = granted.load(Ordering::SeqCst);
+        assert!(
+            total <= CEILING,
+            "{total} reserved under a ceiling of {CEILING}"
+        );
+        // Nothing was refused while room was left: at most a step short per process.
+        assert!(
+            total > CEILING - 2 * STEP,
+            "only {total} reserved of {CEILING}"
+        );
+        rt.block_on(async {
+            a.flush().await;
+            b.flush().await;
+            let stored = StoredState::load(&store).await.expect("reload");
+            assert_eq!(stored.get(&key), Some(total.to_string()));
+            // Both hold leases until they end; a process that ends gives its lease back.
+            let leases: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM budget_leases")
+                .fetch_one(store.pool())
+                .await
+                .expect("count");
+            assert_eq!(leases, 2);
+            a.release_leases().await.expect("release");
+            let holders: Vec<String> = sqlx::query_scalar("SELECT holder FROM budget_leases")
+                .fetch_all(store.pool())
+                .await
+                .expect("holders");
+            assert_eq!(holders, ["lg-1.b"]);
+        });
+    }
+
+    #[test]
+    fn a_lease_not_renewed_expires_and_its_room_returns() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("rt");
+        let key = StateKey {
+            policy: "budget".into(),
+            agent: Some("lg-1".into()),
+            key: "committed".into(),
+        };
+        let ttl = Duration::from_millis(500);
+        let alive = rt.block_on(async {
+            let store = Store::open(dir.path()).await.expect("open");
+            // Another process leased 600 of 1000 and was killed: it never renews.
+            let counter = CounterKey {
+                policy: "budget".into(),
+                agent: "lg-1".into(),
+                key: "committed".into(),
+            };
+            let grant = ledger::lease(
+                &store,
+                &LeaseRequest {
+                    key: &counter,
+                    holder: "lg-1.dead",
+                    ttl,
+                    local: 0,
+                    headroom: 0,
+                    need: 600,
+                    ceiling: 1000,
+                },
+            )
+            .await
+            .expect("lease");
+            assert_eq!(grant.headroom, 600);
+            let alive = StoredState::load(&store).await.expect("alive");
+            alive.attach_ledger("lg-1", "lg-1.alive", ttl, tokio::runtime::Handle::current());
+            alive
+        });
+        let stopped = Instant::now();
+        assert!(matches!(
+            alive.add(&key, 500, Some(1000)),
+            Err(AddError::CeilingExceeded(_))
+        ));
+        alive
+            .add(&key, 400, Some(1000))
+            .expect("the room the lease left");
+        alive.add(&key, -400, None).expect("given back");
+        // Once the lease expired, its grant is room again (what it added and never settled is
+        // lost to the count: the bound of one lease per process).
+        std::thread::sleep(ttl.saturating_sub(stopped.elapsed()) + Duration::from_millis(100));
+        alive
+            .add(&key, 500, Some(1000))
+            .expect("room after the expiry");
     }
 }
