@@ -51,7 +51,7 @@ fn echo_agent(dir: &Path, home: &Path, id: &str) -> Proc {
             id,
             &agent("cp_echo_loop.py"),
             "--",
-            stop.to_str().unwrap(),
+            stop.to_str().expect("a UTF-8 path"),
         ],
     )
 }

@@ -89,6 +89,17 @@ pub fn check_agent_id(id: &str) -> Result<(), String> {
     }
 }
 
+/// This machine's name (the fleet view shows which host runs an agent).
+pub fn host_name() -> String {
+    let uname = rustix::system::uname();
+    let name = uname.nodename().to_string_lossy().trim().to_owned();
+    if name.is_empty() {
+        "localhost".to_owned()
+    } else {
+        name
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,16 +120,5 @@ mod tests {
         assert_eq!(prefix, "lg");
         assert_eq!(hex.len(), 8);
         assert!(hex.chars().all(|c| c.is_ascii_hexdigit()));
-    }
-}
-
-/// This machine's name (the fleet view shows which host runs an agent).
-pub fn host_name() -> String {
-    let uname = rustix::system::uname();
-    let name = uname.nodename().to_string_lossy().trim().to_owned();
-    if name.is_empty() {
-        "localhost".to_owned()
-    } else {
-        name
     }
 }
