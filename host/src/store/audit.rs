@@ -1,12 +1,15 @@
 //! The audit tables (`secret_audit_log`, `pii_audit`) as a keyed hash chain: tampering shows.
 //!
 //! Every row carries `chain_hash = HMAC-SHA256(audit key, table, id, previous row's hash, the
-//! row's values as SQLite quotes them)`, and `audit_chain_heads` holds each table's last id and
+//! row's values as SQLite's quote() writes them)` (PostgreSQL writes them the same way, so a row
+//! has the same seal on both backends), and `audit_chain_heads` holds each table's last id and
 //! hash under a MAC of its own. The audit key is a random key of the installation, kept
 //! encrypted under the master key, so whoever can write the database file but does not hold the
 //! master key cannot make a changed, inserted or removed row fit: [`verify`] names the first row
 //! where the chain breaks, a head that does not match the last row (rows removed from the end),
-//! and triggers that were dropped. Rows are sealed in the transaction that writes them.
+//! and triggers that were dropped (or, on PostgreSQL, disabled). Rows are sealed in the
+//! transaction that writes them, which locks the table's head ([`lock_head`]) before it inserts
+//! the row: rows are numbered in the order they are sealed in, on PostgreSQL too.
 
 use std::sync::Arc;
 
@@ -15,48 +18,63 @@ use sha2::Sha256;
 use sqlx::Row;
 use zeroize::Zeroizing;
 
-use super::Store;
+use super::{Backend, Store};
+
+/// What a chained column holds, for writing its value the same way on both backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Integer,
+    Text,
+    Blob,
+}
+
+use Kind::{Blob, Integer, Text};
 
 /// A table under the chain: its name and the columns its hash covers, in order.
 #[derive(Debug, Clone, Copy)]
 pub struct AuditTable {
     pub name: &'static str,
-    columns: &'static [&'static str],
+    columns: &'static [(&'static str, Kind)],
+    /// The triggers that refuse UPDATE and DELETE.
     triggers: [&'static str; 2],
+    /// PostgreSQL's trigger refusing TRUNCATE.
+    truncate_trigger: &'static str,
 }
 
 /// The secret store's audit: every change and every policy read of a secret.
 pub const SECRET_AUDIT: AuditTable = AuditTable {
     name: "secret_audit_log",
     columns: &[
-        "ts_ms",
-        "secret_name",
-        "environment",
-        "action",
-        "actor",
-        "role",
-        "detail",
+        ("ts_ms", Integer),
+        ("secret_name", Text),
+        ("environment", Text),
+        ("action", Text),
+        ("actor", Text),
+        ("role", Text),
+        ("detail", Text),
     ],
     triggers: ["secret_audit_log_no_update", "secret_audit_log_no_delete"],
+    truncate_trigger: "secret_audit_log_no_truncate",
 };
 
 /// PII findings.
 pub const PII_AUDIT: AuditTable = AuditTable {
     name: "pii_audit",
     columns: &[
-        "ts_ms",
-        "agent_id",
-        "call_id",
-        "policy",
-        "pii_type",
-        "severity",
-        "location",
-        "action",
-        "value_hash",
-        "value_nonce",
-        "value_ciphertext",
+        ("ts_ms", Integer),
+        ("agent_id", Text),
+        ("call_id", Text),
+        ("policy", Text),
+        ("pii_type", Text),
+        ("severity", Text),
+        ("location", Text),
+        ("action", Text),
+        ("value_hash", Text),
+        ("value_nonce", Blob),
+        ("value_ciphertext", Blob),
     ],
     triggers: ["pii_audit_no_update", "pii_audit_no_delete"],
+    truncate_trigger: "pii_audit_no_truncate",
 };
 
 /// Both chained tables.
@@ -108,20 +126,46 @@ impl AuditKey {
     }
 }
 
-/// The row's values as one text, as SQLite quotes them (text quoted, blobs in hex, NULL).
-fn values_sql(table: &AuditTable) -> String {
+/// The row's values as one text, as SQLite's quote() writes them: an integer in decimal, a text
+/// in single quotes with its quotes doubled, a blob as `X'HEX'`, `NULL`; separated by U+001F.
+/// PostgreSQL builds the same text itself.
+fn values_sql(backend: Backend, table: &AuditTable) -> String {
     let quoted: Vec<String> = table
         .columns
         .iter()
-        .map(|c| format!("quote({c})"))
+        .map(|&(c, kind)| match (backend, kind) {
+            (Backend::Sqlite, _) => format!("quote({c})"),
+            (Backend::Postgres, Integer) => format!("COALESCE(CAST({c} AS TEXT), 'NULL')"),
+            (Backend::Postgres, Text) => {
+                format!("COALESCE('''' || REPLACE({c}, '''', '''''') || '''', 'NULL')")
+            }
+            (Backend::Postgres, Blob) => {
+                format!("COALESCE('X''' || UPPER(ENCODE({c}, 'hex')) || '''', 'NULL')")
+            }
+        })
         .collect();
-    quoted.join(" || char(31) || ")
+    match backend {
+        Backend::Sqlite => quoted.join(" || char(31) || "),
+        Backend::Postgres => quoted.join(" || CHR(31) || "),
+    }
 }
 
-type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
+type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 
-/// Seal the row `id` just inserted into `table` in `tx`, and move the table's head to it. The
-/// first statement takes the database's write lock, so concurrent writers take turns.
+/// Take `table`'s chain head in `tx`, before inserting the row to seal: concurrent writers
+/// take turns from there to the commit (on SQLite the statement takes the database's write
+/// lock; on PostgreSQL it locks the head's row), so rows get their ids in the order they are
+/// sealed in.
+pub async fn lock_head(tx: &mut Tx<'_>, table: &AuditTable) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE audit_chain_heads SET last_id = last_id WHERE tbl = $1")
+        .bind(table.name)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Seal the row `id` just inserted into `table` in `tx` (after [`lock_head`]), and move the
+/// table's head to it.
 pub async fn seal(
     tx: &mut Tx<'_>,
     key: &AuditKey,
@@ -129,7 +173,7 @@ pub async fn seal(
     id: i64,
 ) -> Result<(), sqlx::Error> {
     let head = sqlx::query(
-        "UPDATE audit_chain_heads SET last_id = last_id WHERE tbl = ? RETURNING last_id, last_hash",
+        "UPDATE audit_chain_heads SET last_id = last_id WHERE tbl = $1 RETURNING last_id, last_hash",
     )
     .bind(table.name)
     .fetch_one(&mut **tx)
@@ -142,8 +186,8 @@ pub async fn seal(
         )));
     }
     let values: String = sqlx::query_scalar(&format!(
-        "SELECT {} FROM {} WHERE id = ?",
-        values_sql(table),
+        "SELECT {} FROM {} WHERE id = $1",
+        values_sql(Backend::of(tx), table),
         table.name
     ))
     .bind(id)
@@ -151,20 +195,22 @@ pub async fn seal(
     .await?;
     let hash = key.row_hash(table.name, id, &last_hash, &values);
     sqlx::query(&format!(
-        "UPDATE {} SET chain_hash = ? WHERE id = ?",
+        "UPDATE {} SET chain_hash = $1 WHERE id = $2",
         table.name
     ))
     .bind(&hash)
     .bind(id)
     .execute(&mut **tx)
     .await?;
-    sqlx::query("UPDATE audit_chain_heads SET last_id = ?, last_hash = ?, mac = ? WHERE tbl = ?")
-        .bind(id)
-        .bind(&hash)
-        .bind(key.head_mac(table.name, id, &hash))
-        .bind(table.name)
-        .execute(&mut **tx)
-        .await?;
+    sqlx::query(
+        "UPDATE audit_chain_heads SET last_id = $1, last_hash = $2, mac = $3 WHERE tbl = $4",
+    )
+    .bind(id)
+    .bind(&hash)
+    .bind(key.head_mac(table.name, id, &hash))
+    .bind(table.name)
+    .execute(&mut **tx)
+    .await?;
     Ok(())
 }
 
@@ -173,10 +219,11 @@ pub async fn seal(
 /// history, and is reported by [`verify`] instead.
 pub async fn start_chain(store: &Store, key: &AuditKey) -> Result<u64, sqlx::Error> {
     let mut sealed = 0;
-    let mut tx = store.pool().begin().await?;
+    let mut tx = store.begin_write().await?;
     for table in AUDIT_TABLES {
+        lock_head(&mut tx, &table).await?;
         let signed: Option<String> =
-            sqlx::query_scalar("SELECT mac FROM audit_chain_heads WHERE tbl = ?")
+            sqlx::query_scalar("SELECT mac FROM audit_chain_heads WHERE tbl = $1")
                 .bind(table.name)
                 .fetch_one(&mut *tx)
                 .await?;
@@ -194,7 +241,7 @@ pub async fn start_chain(store: &Store, key: &AuditKey) -> Result<u64, sqlx::Err
         }
         sealed += ids.len() as u64;
         // An empty table gets its signed head too.
-        sqlx::query("UPDATE audit_chain_heads SET mac = ? WHERE tbl = ? AND mac IS NULL")
+        sqlx::query("UPDATE audit_chain_heads SET mac = $1 WHERE tbl = $2 AND mac IS NULL")
             .bind(key.head_mac(table.name, 0, ""))
             .bind(table.name)
             .execute(&mut *tx)
@@ -218,20 +265,33 @@ pub async fn verify(store: &Store, key: &AuditKey) -> Result<Vec<TableReport>, s
     let mut reports = Vec::new();
     for table in AUDIT_TABLES {
         let mut problems = Vec::new();
-        for trigger in table.triggers {
-            let present: i64 = sqlx::query_scalar(
-                "SELECT COUNT(*) FROM sqlite_master WHERE type = 'trigger' AND name = ?",
-            )
+        let mut triggers = table.triggers.to_vec();
+        if store.backend() == Backend::Postgres {
+            triggers.push(table.truncate_trigger);
+        }
+        for trigger in triggers {
+            let (present, disabled): (i64, i64) = match store.backend() {
+                Backend::Sqlite => sqlx::query_as(
+                    "SELECT COUNT(*), 0 FROM sqlite_master WHERE type = 'trigger' AND name = $1 AND tbl_name = $2",
+                ),
+                Backend::Postgres => sqlx::query_as(
+                    "SELECT COUNT(*), COUNT(*) FILTER (WHERE tgenabled = 'D') FROM pg_trigger
+                     WHERE tgname = $1 AND tgrelid = CAST($2 AS regclass) AND NOT tgisinternal",
+                ),
+            }
             .bind(trigger)
+            .bind(table.name)
             .fetch_one(store.pool())
             .await?;
             if present == 0 {
                 problems.push(format!("the trigger `{trigger}` was dropped"));
+            } else if disabled > 0 {
+                problems.push(format!("the trigger `{trigger}` was disabled"));
             }
         }
         let rows = sqlx::query(&format!(
             "SELECT id, chain_hash, {} FROM {} ORDER BY id",
-            values_sql(&table),
+            values_sql(store.backend(), &table),
             table.name
         ))
         .fetch_all(store.pool())
@@ -259,7 +319,7 @@ pub async fn verify(store: &Store, key: &AuditKey) -> Result<Vec<TableReport>, s
             last_id = id;
         }
         let head =
-            sqlx::query("SELECT last_id, last_hash, mac FROM audit_chain_heads WHERE tbl = ?")
+            sqlx::query("SELECT last_id, last_hash, mac FROM audit_chain_heads WHERE tbl = $1")
                 .bind(table.name)
                 .fetch_optional(store.pool())
                 .await?;
@@ -321,7 +381,7 @@ mod tests {
         }
         for i in 0..3 {
             let mut tx = store.pool().begin().await.expect("begin");
-            sqlx::query("INSERT INTO pii_audit (ts_ms, agent_id, policy, pii_type, severity, location, action, value_hash, value_nonce) VALUES (?, 'a', 'pii-redact', 'email', 'high', 'request', 'redacted', ?, X'00ff')")
+            sqlx::query("INSERT INTO pii_audit (ts_ms, agent_id, policy, pii_type, severity, location, action, value_hash, value_nonce) VALUES ($1, 'a', 'pii-redact', 'email', 'high', 'request', 'redacted', $2, X'00ff')")
                 .bind(i)
                 .bind(format!("h{i}"))
                 .execute(&mut *tx)

@@ -7,7 +7,7 @@
 
 use serde::Serialize;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::{Store, StoreError, now_ms};
 
@@ -108,7 +108,7 @@ pub enum AppendError {
 
 const REVISION_COLUMNS: &str = "SELECT bundle, revision, manifest, source, action, policy, detail, actor, created_ms FROM bundle_revisions";
 
-fn revision_row(r: &SqliteRow) -> Revision {
+fn revision_row(r: &AnyRow) -> Revision {
     Revision {
         bundle: r.get("bundle"),
         revision: r.get("revision"),
@@ -124,7 +124,7 @@ fn revision_row(r: &SqliteRow) -> Revision {
 
 const INSTANCE_COLUMNS: &str = "SELECT id, agent_id, host, pid, runner, bundle, revision, started_ms, last_seen_ms, ended_ms, stop_requested_ms FROM agent_instances";
 
-fn instance_row(r: &SqliteRow) -> Instance {
+fn instance_row(r: &AnyRow) -> Instance {
     Instance {
         id: r.get("id"),
         agent_id: r.get("agent_id"),

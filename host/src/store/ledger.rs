@@ -54,7 +54,7 @@ pub struct Settle {
 
 /// Settle counters in `tx`; returns each counter's stored value after.
 pub async fn settle<'c>(
-    tx: &mut sqlx::Transaction<'c, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'c, sqlx::Any>,
     holder: &str,
     ttl: Duration,
     settles: &[Settle],
@@ -92,7 +92,7 @@ pub async fn settle<'c>(
 }
 
 async fn put_lease<'c>(
-    tx: &mut sqlx::Transaction<'c, sqlx::Sqlite>,
+    tx: &mut sqlx::Transaction<'c, sqlx::Any>,
     key: &CounterKey,
     holder: &str,
     granted: i64,

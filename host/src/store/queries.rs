@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::{Store, StoreError, now_ms};
 
@@ -247,7 +247,7 @@ pub fn process_start(pid: i64) -> Option<i64> {
     after.split_whitespace().nth(19)?.parse().ok()
 }
 
-fn progress(row: &SqliteRow) -> Option<Progress> {
+fn progress(row: &AnyRow) -> Option<Progress> {
     let done: Option<i64> = row.get("progress_done");
     let total: Option<i64> = row.get("progress_total");
     done.map(|done| Progress {
@@ -260,7 +260,7 @@ fn progress(row: &SqliteRow) -> Option<Progress> {
     })
 }
 
-fn agent(row: &SqliteRow) -> AgentRecord {
+fn agent(row: &AnyRow) -> AgentRecord {
     AgentRecord {
         id: row.get("id"),
         name: row.get("name"),
@@ -284,7 +284,7 @@ fn agent(row: &SqliteRow) -> AgentRecord {
 const AGENT_COLUMNS: &str =
     "SELECT a.*, (SELECT COUNT(*) FROM agent_runs r WHERE r.agent_id = a.id) AS runs FROM agents a";
 
-fn trace_summary(row: &SqliteRow) -> TraceSummary {
+fn trace_summary(row: &AnyRow) -> TraceSummary {
     TraceSummary {
         id: row.get("id"),
         agent_id: row.get("agent_id"),
@@ -302,7 +302,7 @@ fn trace_summary(row: &SqliteRow) -> TraceSummary {
     }
 }
 
-fn limit(row: &SqliteRow) -> Limit {
+fn limit(row: &AnyRow) -> Limit {
     Limit {
         id: row.get("id"),
         agent_id: row.get("agent_id"),
@@ -313,7 +313,7 @@ fn limit(row: &SqliteRow) -> Limit {
     }
 }
 
-fn user(row: &SqliteRow) -> User {
+fn user(row: &AnyRow) -> User {
     User {
         id: row.get("id"),
         username: row.get("username"),
@@ -323,7 +323,7 @@ fn user(row: &SqliteRow) -> User {
     }
 }
 
-fn token(row: &SqliteRow) -> ApiToken {
+fn token(row: &AnyRow) -> ApiToken {
     ApiToken {
         id: row.get("id"),
         name: row.get("name"),
@@ -340,7 +340,7 @@ impl Store {
         let now = now_ms();
         sqlx::query(
             "INSERT INTO agents (id, name, script, bundle, environment, state, budget_usd, pid, pid_start, runner, created_ms, updated_ms)
-             VALUES (?, ?, ?, ?, ?, 'starting', ?, ?, ?, ?, ?, ?)
+             VALUES ($1, $2, $3, $4, $5, 'starting', $6, $7, $8, $9, $10, $11)
              ON CONFLICT (id) DO UPDATE SET state = 'starting', script = excluded.script, bundle = excluded.bundle,
                environment = excluded.environment, budget_usd = excluded.budget_usd, pid = excluded.pid, pid_start = excluded.pid_start,
                runner = excluded.runner, exit_code = NULL, updated_ms = excluded.updated_ms",
@@ -379,7 +379,7 @@ impl Store {
             }
             // Only if the row still names the same process (not an agent started meanwhile).
             let changed = sqlx::query(
-                "UPDATE agents SET state = 'failed', updated_ms = ? WHERE id = ? AND state IN ('starting', 'running') AND pid IS ? AND pid_start IS ?",
+                "UPDATE agents SET state = 'failed', updated_ms = $1 WHERE id = $2 AND state IN ('starting', 'running') AND pid IS NOT DISTINCT FROM $3 AND pid_start IS NOT DISTINCT FROM $4",
             )
             .bind(now)
             .bind(&a.id)
@@ -392,7 +392,7 @@ impl Store {
                 continue;
             }
             sqlx::query(
-                "UPDATE agent_runs SET state = 'failed', ended_ms = ? WHERE agent_id = ? AND state IN ('starting', 'running')",
+                "UPDATE agent_runs SET state = 'failed', ended_ms = $1 WHERE agent_id = $2 AND state IN ('starting', 'running')",
             )
             .bind(now)
             .bind(&a.id)
@@ -423,23 +423,25 @@ impl Store {
     pub async fn agent_metrics(&self, a: &AgentRecord) -> Result<AgentMetrics, StoreError> {
         let row = sqlx::query(
             "SELECT
-               COALESCE(SUM(kind = 'llm'), 0) AS llm, COALESCE(SUM(kind = 'tool'), 0) AS tool,
-               COALESCE(SUM(outcome IN ('ok', 'fallback')), 0) AS ok,
-               COALESCE(SUM(outcome = 'denied'), 0) AS denied, COALESCE(SUM(outcome = 'error'), 0) AS errors,
-               COALESCE(SUM(outcome = 'fallback'), 0) AS fallbacks,
-               COALESCE(SUM(input_tokens), 0) AS input, COALESCE(SUM(output_tokens), 0) AS output,
-               COALESCE(SUM(cost_usd), 0.0) AS cost
-             FROM calls WHERE agent_id = ?",
+               COUNT(*) FILTER (WHERE kind = 'llm') AS llm, COUNT(*) FILTER (WHERE kind = 'tool') AS tool,
+               COUNT(*) FILTER (WHERE outcome IN ('ok', 'fallback')) AS ok,
+               COUNT(*) FILTER (WHERE outcome = 'denied') AS denied,
+               COUNT(*) FILTER (WHERE outcome = 'error') AS errors,
+               COUNT(*) FILTER (WHERE outcome = 'fallback') AS fallbacks,
+               CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT) AS input,
+               CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) AS output,
+               CAST(COALESCE(SUM(cost_usd), 0) AS DOUBLE PRECISION) AS cost
+             FROM calls WHERE agent_id = $1",
         )
         .bind(&a.id)
         .fetch_one(self.pool())
         .await?;
         let latencies: Vec<f64> =
-            sqlx::query_scalar("SELECT latency_ms FROM calls WHERE agent_id = ? AND kind = 'llm'")
+            sqlx::query_scalar("SELECT latency_ms FROM calls WHERE agent_id = $1 AND kind = 'llm'")
                 .bind(&a.id)
                 .fetch_all(self.pool())
                 .await?;
-        let pii: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pii_audit WHERE agent_id = ?")
+        let pii: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pii_audit WHERE agent_id = $1")
             .bind(&a.id)
             .fetch_one(self.pool())
             .await?;
@@ -480,12 +482,14 @@ impl Store {
     /// Usage totals and breakdowns by model and by agent.
     pub async fn usage(&self, f: &UsageFilter) -> Result<Usage, StoreError> {
         const WHERE: &str =
-            "WHERE (?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR model = ?2) AND ts_ms >= ?3";
+            "WHERE ($1 IS NULL OR agent_id = $1) AND ($2 IS NULL OR model = $2) AND ts_ms >= $3";
         let since = f.since_ms.unwrap_or(0);
         let totals = sqlx::query(&format!(
-            "SELECT COUNT(*) AS calls, COALESCE(SUM(kind = 'llm'), 0) AS llm, COALESCE(SUM(kind = 'tool'), 0) AS tool,
-               COALESCE(SUM(input_tokens), 0) AS input, COALESCE(SUM(output_tokens), 0) AS output,
-               COALESCE(SUM(cost_usd), 0.0) AS cost FROM calls {WHERE}"
+            "SELECT COUNT(*) AS calls, COUNT(*) FILTER (WHERE kind = 'llm') AS llm,
+               COUNT(*) FILTER (WHERE kind = 'tool') AS tool,
+               CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT) AS input,
+               CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) AS output,
+               CAST(COALESCE(SUM(cost_usd), 0) AS DOUBLE PRECISION) AS cost FROM calls {WHERE}"
         ))
         .bind(&f.agent_id)
         .bind(&f.model)
@@ -494,10 +498,13 @@ impl Store {
         .await?;
         let breakdown = |column: &str| {
             format!(
-                "SELECT {column} AS key, COUNT(*) AS calls, COALESCE(SUM(input_tokens), 0) AS input,
-                   COALESCE(SUM(output_tokens), 0) AS output, COALESCE(SUM(cost_usd), 0.0) AS cost,
-                   COALESCE(AVG(latency_ms), 0.0) AS latency
-                 FROM calls {WHERE} AND kind = 'llm' GROUP BY {column} ORDER BY cost DESC, key"
+                "SELECT {column} AS key, COUNT(*) AS calls,
+                   CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT) AS input,
+                   CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) AS output,
+                   CAST(COALESCE(SUM(cost_usd), 0) AS DOUBLE PRECISION) AS cost,
+                   CAST(COALESCE(AVG(latency_ms), 0) AS DOUBLE PRECISION) AS latency
+                 FROM calls {WHERE} AND kind = 'llm' GROUP BY {column}
+                 ORDER BY cost DESC, {column} IS NOT NULL, {column}"
             )
         };
         let mut by = Vec::new();
@@ -545,8 +552,8 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<TraceSummary>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM calls WHERE (?1 IS NULL OR agent_id = ?1) AND (?2 IS NULL OR ts_ms < ?2)
-             ORDER BY ts_ms DESC, id DESC LIMIT ?3",
+            "SELECT * FROM calls WHERE ($1 IS NULL OR agent_id = $1) AND ($2 IS NULL OR ts_ms < $2)
+             ORDER BY ts_ms DESC, id DESC LIMIT $3",
         )
         .bind(agent_id)
         .bind(before_ms)
@@ -557,14 +564,14 @@ impl Store {
     }
 
     pub async fn trace(&self, id: &str) -> Result<Option<Trace>, StoreError> {
-        let row = sqlx::query("SELECT * FROM calls WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM calls WHERE id = $1")
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
         Ok(row.map(|r| Trace {
             summary: trace_summary(&r),
-            stream: r.get("stream"),
-            simulated: r.get("simulated"),
+            stream: r.get::<i64, _>("stream") != 0,
+            simulated: r.get::<i64, _>("simulated") != 0,
             attempts: r.get("attempts"),
             input_tokens: r.get("input_tokens"),
             output_tokens: r.get("output_tokens"),
@@ -584,8 +591,8 @@ impl Store {
     ) -> Result<Vec<serde_json::Value>, StoreError> {
         let order = if newest { "DESC" } else { "ASC" };
         let rows = sqlx::query(&format!(
-            "SELECT id, body FROM events WHERE id > ?1 AND (?2 IS NULL OR agent_id = ?2) AND (?3 IS NULL OR type = ?3)
-             ORDER BY id {order} LIMIT ?4"
+            "SELECT id, body FROM events WHERE id > $1 AND ($2 IS NULL OR agent_id = $2) AND ($3 IS NULL OR type = $3)
+             ORDER BY id {order} LIMIT $4"
         ))
         .bind(after)
         .bind(agent_id)
@@ -618,7 +625,7 @@ impl Store {
     /// PII findings by type and action (all agents, or one).
     pub async fn pii_counts(&self, agent_id: Option<&str>) -> Result<Vec<PiiCount>, StoreError> {
         let rows = sqlx::query(
-            "SELECT pii_type, action, COUNT(*) AS n FROM pii_audit WHERE (?1 IS NULL OR agent_id = ?1)
+            "SELECT pii_type, action, COUNT(*) AS n FROM pii_audit WHERE ($1 IS NULL OR agent_id = $1)
              GROUP BY pii_type, action ORDER BY n DESC, pii_type",
         )
         .bind(agent_id)
@@ -642,7 +649,7 @@ impl Store {
     }
 
     pub async fn limit(&self, id: i64) -> Result<Option<Limit>, StoreError> {
-        let row = sqlx::query("SELECT * FROM limits WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM limits WHERE id = $1")
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
@@ -651,7 +658,7 @@ impl Store {
 
     /// Record the budget an agent now runs with (a limit applied while it runs).
     pub async fn set_agent_budget(&self, agent_id: &str, usd: f64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE agents SET budget_usd = ? WHERE id = ?")
+        sqlx::query("UPDATE agents SET budget_usd = $1 WHERE id = $2")
             .bind(usd)
             .bind(agent_id)
             .execute(self.pool())
@@ -661,7 +668,7 @@ impl Store {
 
     /// The limit that applies to `agent_id`: its own, else the global one.
     pub async fn limit_for(&self, agent_id: &str) -> Result<Option<Limit>, StoreError> {
-        let row = sqlx::query("SELECT * FROM limits WHERE agent_id = ? OR agent_id IS NULL ORDER BY agent_id IS NULL LIMIT 1")
+        let row = sqlx::query("SELECT * FROM limits WHERE agent_id = $1 OR agent_id IS NULL ORDER BY agent_id IS NULL LIMIT 1")
             .bind(agent_id)
             .fetch_optional(self.pool())
             .await?;
@@ -676,20 +683,21 @@ impl Store {
         warn_at: f64,
     ) -> Result<Option<Limit>, StoreError> {
         let now = now_ms();
-        let result = sqlx::query(
-            "INSERT OR IGNORE INTO limits (agent_id, limit_usd, warn_at, created_ms, updated_ms) VALUES (?, ?, ?, ?, ?)",
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO limits (agent_id, limit_usd, warn_at, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5)
+             ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(agent_id)
         .bind(limit_usd)
         .bind(warn_at)
         .bind(now)
         .bind(now)
-        .execute(self.pool())
+        .fetch_optional(self.pool())
         .await?;
-        if result.rows_affected() == 0 {
-            return Ok(None);
+        match id {
+            Some(id) => self.limit(id).await,
+            None => Ok(None),
         }
-        self.limit(result.last_insert_rowid()).await
     }
 
     pub async fn update_limit(
@@ -699,7 +707,7 @@ impl Store {
         warn_at: f64,
     ) -> Result<Option<Limit>, StoreError> {
         let n = sqlx::query(
-            "UPDATE limits SET limit_usd = ?, warn_at = ?, updated_ms = ? WHERE id = ?",
+            "UPDATE limits SET limit_usd = $1, warn_at = $2, updated_ms = $3 WHERE id = $4",
         )
         .bind(limit_usd)
         .bind(warn_at)
@@ -717,7 +725,7 @@ impl Store {
     pub async fn delete_limit(&self, id: i64) -> Result<Option<Limit>, StoreError> {
         let existing = self.limit(id).await?;
         if existing.is_some() {
-            sqlx::query("DELETE FROM limits WHERE id = ?")
+            sqlx::query("DELETE FROM limits WHERE id = $1")
                 .bind(id)
                 .execute(self.pool())
                 .await?;
@@ -732,7 +740,7 @@ impl Store {
     }
 
     pub async fn user_by_name(&self, username: &str) -> Result<Option<User>, StoreError> {
-        let row = sqlx::query("SELECT * FROM users WHERE username = ?")
+        let row = sqlx::query("SELECT * FROM users WHERE username = $1")
             .bind(username)
             .fetch_optional(self.pool())
             .await?;
@@ -740,7 +748,7 @@ impl Store {
     }
 
     pub async fn user_by_id(&self, id: i64) -> Result<Option<User>, StoreError> {
-        let row = sqlx::query("SELECT * FROM users WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM users WHERE id = $1")
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
@@ -761,19 +769,20 @@ impl Store {
         password_hash: &str,
         role: &str,
     ) -> Result<Option<User>, StoreError> {
-        let result = sqlx::query(
-            "INSERT OR IGNORE INTO users (username, password_hash, role, created_ms) VALUES (?, ?, ?, ?)",
+        let id: Option<i64> = sqlx::query_scalar(
+            "INSERT INTO users (username, password_hash, role, created_ms) VALUES ($1, $2, $3, $4)
+             ON CONFLICT DO NOTHING RETURNING id",
         )
         .bind(username)
         .bind(password_hash)
         .bind(role)
         .bind(now_ms())
-        .execute(self.pool())
+        .fetch_optional(self.pool())
         .await?;
-        if result.rows_affected() == 0 {
-            return Ok(None);
+        match id {
+            Some(id) => self.user_by_id(id).await,
+            None => Ok(None),
         }
-        self.user_by_id(result.last_insert_rowid()).await
     }
 
     pub async fn create_token(
@@ -783,18 +792,18 @@ impl Store {
         role: &str,
         created_by: &str,
     ) -> Result<ApiToken, StoreError> {
-        let id = sqlx::query(
-            "INSERT INTO api_tokens (name, token_sha256, role, created_by, created_ms) VALUES (?, ?, ?, ?, ?)",
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO api_tokens (name, token_sha256, role, created_by, created_ms) VALUES ($1, $2, $3, $4, $5)
+             RETURNING id",
         )
         .bind(name)
         .bind(digest)
         .bind(role)
         .bind(created_by)
         .bind(now_ms())
-        .execute(self.pool())
-        .await?
-        .last_insert_rowid();
-        let row = sqlx::query("SELECT * FROM api_tokens WHERE id = ?")
+        .fetch_one(self.pool())
+        .await?;
+        let row = sqlx::query("SELECT * FROM api_tokens WHERE id = $1")
             .bind(id)
             .fetch_one(self.pool())
             .await?;
@@ -804,7 +813,7 @@ impl Store {
     /// The live (unrevoked) token with this digest.
     pub async fn token_by_digest(&self, digest: &str) -> Result<Option<ApiToken>, StoreError> {
         let row =
-            sqlx::query("SELECT * FROM api_tokens WHERE token_sha256 = ? AND revoked_ms IS NULL")
+            sqlx::query("SELECT * FROM api_tokens WHERE token_sha256 = $1 AND revoked_ms IS NULL")
                 .bind(digest)
                 .fetch_optional(self.pool())
                 .await?;
@@ -820,15 +829,15 @@ impl Store {
 
     /// Revoke a token; false if there is no live token with this id.
     pub async fn revoke_token(&self, id: i64) -> Result<bool, StoreError> {
-        Ok(
-            sqlx::query("UPDATE api_tokens SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL")
-                .bind(now_ms())
-                .bind(id)
-                .execute(self.pool())
-                .await?
-                .rows_affected()
-                == 1,
+        Ok(sqlx::query(
+            "UPDATE api_tokens SET revoked_ms = $1 WHERE id = $2 AND revoked_ms IS NULL",
         )
+        .bind(now_ms())
+        .bind(id)
+        .execute(self.pool())
+        .await?
+        .rows_affected()
+            == 1)
     }
 
     pub async fn create_session(
@@ -838,7 +847,7 @@ impl Store {
         expires_ms: i64,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO sessions (id, user_id, created_ms, expires_ms) VALUES (?, ?, ?, ?)",
+            "INSERT INTO sessions (id, user_id, created_ms, expires_ms) VALUES ($1, $2, $3, $4)",
         )
         .bind(id)
         .bind(user_id)
@@ -852,7 +861,7 @@ impl Store {
     /// Whether the session exists, is unexpired and not revoked.
     pub async fn session_live(&self, id: &str) -> Result<bool, StoreError> {
         let n: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM sessions WHERE id = ? AND revoked_ms IS NULL AND expires_ms > ?",
+            "SELECT COUNT(*) FROM sessions WHERE id = $1 AND revoked_ms IS NULL AND expires_ms > $2",
         )
         .bind(id)
         .bind(now_ms())
@@ -865,7 +874,7 @@ impl Store {
     /// returns how many were live.
     pub async fn revoke_user_sessions(&self, user_id: i64) -> Result<u64, StoreError> {
         let done = sqlx::query(
-            "UPDATE sessions SET revoked_ms = ? WHERE user_id = ? AND revoked_ms IS NULL AND expires_ms > ?",
+            "UPDATE sessions SET revoked_ms = $1 WHERE user_id = $2 AND revoked_ms IS NULL AND expires_ms > $3",
         )
         .bind(now_ms())
         .bind(user_id)
@@ -883,47 +892,51 @@ impl Store {
         id: i64,
         role: Option<&str>,
     ) -> Result<Result<Option<User>, LastAdmin>, StoreError> {
-        let mut tx = self.pool().begin().await?;
-        // Write first: the transaction holds the write lock before it counts admins.
-        let touched = sqlx::query("UPDATE users SET role = role WHERE id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        if touched.rows_affected() == 0 {
+        // The write lock (SQLite), or the admins' rows and then the user's (PostgreSQL: in that
+        // order, so two changes never wait on each other in a circle), are held from before the
+        // admins are counted until the change commits: two changes cannot each count the other's
+        // admin and leave none.
+        let mut tx = self.begin_write().await?;
+        let lock = self.for_update();
+        let admins = sqlx::query(&format!(
+            "SELECT id FROM users WHERE role = 'admin' ORDER BY id{lock}"
+        ))
+        .fetch_all(&mut *tx)
+        .await?
+        .len();
+        let current: Option<String> =
+            sqlx::query_scalar(&format!("SELECT role FROM users WHERE id = $1{lock}"))
+                .bind(id)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some(current) = current else {
             return Ok(Ok(None));
-        }
-        let current: String = sqlx::query_scalar("SELECT role FROM users WHERE id = ?")
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let admins: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM users WHERE role = 'admin'")
-            .fetch_one(&mut *tx)
-            .await?;
+        };
         if current == "admin" && admins <= 1 && role != Some("admin") {
             return Ok(Err(LastAdmin));
         }
         match role {
             Some(r) => {
-                sqlx::query("UPDATE users SET role = ? WHERE id = ?")
+                sqlx::query("UPDATE users SET role = $1 WHERE id = $2")
                     .bind(r)
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
             }
             None => {
-                sqlx::query("DELETE FROM sessions WHERE user_id = ?")
+                sqlx::query("DELETE FROM sessions WHERE user_id = $1")
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
             }
         }
-        let row = sqlx::query("SELECT * FROM users WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM users WHERE id = $1")
             .bind(id)
             .fetch_one(&mut *tx)
             .await?;
         let before = user(&row);
         if role.is_none() {
-            sqlx::query("DELETE FROM users WHERE id = ?")
+            sqlx::query("DELETE FROM users WHERE id = $1")
                 .bind(id)
                 .execute(&mut *tx)
                 .await?;
@@ -933,7 +946,7 @@ impl Store {
     }
 
     pub async fn revoke_session(&self, id: &str) -> Result<(), StoreError> {
-        sqlx::query("UPDATE sessions SET revoked_ms = ? WHERE id = ? AND revoked_ms IS NULL")
+        sqlx::query("UPDATE sessions SET revoked_ms = $1 WHERE id = $2 AND revoked_ms IS NULL")
             .bind(now_ms())
             .bind(id)
             .execute(self.pool())

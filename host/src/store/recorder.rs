@@ -146,12 +146,18 @@ async fn run(
 }
 
 /// Whether the database will never take what was refused (a constraint, a value too big), as
-/// opposed to not taking it now (busy, locked, disk full, I/O).
+/// opposed to not taking it now (busy, locked, disk full, I/O, a lost connection, a deadlock).
 fn refused_for_good(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(d) => {
+            let code = d.code();
+            let code = code.as_deref().unwrap_or("");
             !matches!(d.kind(), sqlx::error::ErrorKind::Other)
-                || matches!(d.code().as_deref(), Some("18" | "20"))
+                // SQLite: SQLITE_TOOBIG, SQLITE_MISMATCH.
+                || matches!(code, "18" | "20")
+                // PostgreSQL: data exceptions (a NUL in a text, a value out of range),
+                // integrity constraints, syntax and undefined objects.
+                || (code.len() == 5 && ["22", "23", "42"].contains(&&code[..2]))
         }
         sqlx::Error::Encode(_) | sqlx::Error::TypeNotFound { .. } => true,
         _ => false,
@@ -209,6 +215,21 @@ async fn write_until_taken(
     }
 }
 
+/// Every column of `calls`, in the order the inserts below give them.
+const CALL_COLUMNS: &str = "id, agent_id, kind, provider, api, model, tool, outcome, status, code, \
+     reason, stream, simulated, attempts, input_tokens, output_tokens, cost_usd, latency_ms, policy_us, \
+     verdicts, ts_ms";
+
+/// A call record written again (the same id) replaces the earlier one whole.
+const CALL_REPLACES: &str = "ON CONFLICT (id) DO UPDATE SET agent_id = excluded.agent_id, \
+     kind = excluded.kind, provider = excluded.provider, api = excluded.api, model = excluded.model, \
+     tool = excluded.tool, outcome = excluded.outcome, status = excluded.status, code = excluded.code, \
+     reason = excluded.reason, stream = excluded.stream, simulated = excluded.simulated, \
+     attempts = excluded.attempts, input_tokens = excluded.input_tokens, \
+     output_tokens = excluded.output_tokens, cost_usd = excluded.cost_usd, \
+     latency_ms = excluded.latency_ms, policy_us = excluded.policy_us, verdicts = excluded.verdicts, \
+     ts_ms = excluded.ts_ms";
+
 fn text(v: &serde_json::Value, key: &str) -> String {
     v.get(key).and_then(|v| v.as_str()).unwrap_or("").to_owned()
 }
@@ -224,7 +245,7 @@ async fn write_batch(
         let body = serde_json::to_value(&**event).unwrap_or_default();
         let ts = event.ts_ms as i64;
         sqlx::query(
-            "INSERT INTO events (ts_ms, agent_id, severity, type, body) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO events (ts_ms, agent_id, severity, type, body) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(ts)
         .bind(&event.agent_id)
@@ -253,12 +274,11 @@ async fn write_batch(
                 simulated,
                 verdicts,
             } => {
-                sqlx::query(
-                    "INSERT OR REPLACE INTO calls (id, agent_id, kind, provider, api, model, outcome, status, code,
-                     reason, stream, simulated, attempts, input_tokens, output_tokens, cost_usd, latency_ms, policy_us,
-                     verdicts, ts_ms)
-                     VALUES (?, ?, 'llm', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
+                sqlx::query(&format!(
+                    "INSERT INTO calls ({CALL_COLUMNS})
+                     VALUES ($1, $2, 'llm', $3, $4, $5, NULL, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+                     $17, $18, $19) {CALL_REPLACES}"
+                ))
                 .bind(call_id)
                 .bind(&event.agent_id)
                 .bind(provider)
@@ -268,8 +288,8 @@ async fn write_batch(
                 .bind(status.map(i64::from))
                 .bind(code)
                 .bind(reason)
-                .bind(stream)
-                .bind(simulated)
+                .bind(i64::from(*stream))
+                .bind(i64::from(*simulated))
                 .bind(i64::from(*attempts))
                 .bind(i64::from(*input_tokens))
                 .bind(i64::from(*output_tokens))
@@ -289,10 +309,11 @@ async fn write_batch(
                 verdicts,
                 ..
             } => {
-                sqlx::query(
-                    "INSERT OR REPLACE INTO calls (id, agent_id, kind, tool, outcome, code, latency_ms, verdicts, ts_ms)
-                     VALUES (?, ?, 'tool', ?, ?, ?, ?, ?, ?)",
-                )
+                sqlx::query(&format!(
+                    "INSERT INTO calls ({CALL_COLUMNS})
+                     VALUES ($1, $2, 'tool', NULL, NULL, NULL, $3, $4, NULL, $5, NULL, 0, 0, 1, 0, 0, 0, $6, 0,
+                     $7, $8) {CALL_REPLACES}"
+                ))
                 .bind(call_id)
                 .bind(&event.agent_id)
                 .bind(tool)
@@ -328,9 +349,14 @@ async fn write_batch(
                     _ => None,
                 };
                 let (nonce, ct) = sealed.unzip();
-                sqlx::query(
+                if keys.audit.is_some() {
+                    // Rows are numbered in the order they are sealed in.
+                    super::audit::lock_head(&mut tx, &super::audit::PII_AUDIT).await?;
+                }
+                let id: i64 = sqlx::query_scalar(
                     "INSERT INTO pii_audit (ts_ms, agent_id, call_id, policy, pii_type, severity, location, action,
-                     value_hash, value_nonce, value_ciphertext) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     value_hash, value_nonce, value_ciphertext) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                     RETURNING id",
                 )
                 .bind(ts)
                 .bind(&event.agent_id)
@@ -343,25 +369,26 @@ async fn write_batch(
                 .bind(hash)
                 .bind(nonce)
                 .bind(ct)
-                .execute(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?;
                 if let Some(key) = &keys.audit {
-                    let id = sqlx::query_scalar("SELECT last_insert_rowid()")
-                        .fetch_one(&mut *tx)
-                        .await?;
                     super::audit::seal(&mut tx, key, &super::audit::PII_AUDIT, id).await?;
                 }
             }
             EventKind::AgentStarted { run, .. } => {
                 sqlx::query(
-                    "INSERT OR REPLACE INTO agent_runs (agent_id, run, state, started_ms) VALUES (?, ?, 'running', ?)",
+                    "INSERT INTO agent_runs (agent_id, run, state, exit_code, started_ms, ended_ms)
+                     VALUES ($1, $2, 'running', NULL, $3, NULL)
+                     ON CONFLICT (agent_id, run) DO UPDATE SET state = excluded.state,
+                       exit_code = excluded.exit_code, started_ms = excluded.started_ms,
+                       ended_ms = excluded.ended_ms",
                 )
                 .bind(&event.agent_id)
                 .bind(i64::from(*run))
                 .bind(ts)
                 .execute(&mut *tx)
                 .await?;
-                sqlx::query("UPDATE agents SET state = 'running', exit_code = NULL, updated_ms = ? WHERE id = ?")
+                sqlx::query("UPDATE agents SET state = 'running', exit_code = NULL, updated_ms = $1 WHERE id = $2")
                     .bind(ts)
                     .bind(&event.agent_id)
                     .execute(&mut *tx)
@@ -372,7 +399,7 @@ async fn write_batch(
                 exit_code,
                 run,
             } => {
-                sqlx::query("UPDATE agent_runs SET state = ?, exit_code = ?, ended_ms = ? WHERE agent_id = ? AND run = ?")
+                sqlx::query("UPDATE agent_runs SET state = $1, exit_code = $2, ended_ms = $3 WHERE agent_id = $4 AND run = $5")
                     .bind(state.as_str())
                     .bind(exit_code)
                     .bind(ts)
@@ -381,7 +408,7 @@ async fn write_batch(
                     .execute(&mut *tx)
                     .await?;
                 sqlx::query(
-                    "UPDATE agents SET state = ?, exit_code = ?, updated_ms = ? WHERE id = ?",
+                    "UPDATE agents SET state = $1, exit_code = $2, updated_ms = $3 WHERE id = $4",
                 )
                 .bind(state.as_str())
                 .bind(exit_code)
@@ -392,7 +419,7 @@ async fn write_batch(
             }
             EventKind::AgentProgress { done, total, unit } => {
                 sqlx::query(
-                    "UPDATE agents SET progress_done = ?, progress_total = ?, progress_unit = ?, updated_ms = ? WHERE id = ?",
+                    "UPDATE agents SET progress_done = $1, progress_total = $2, progress_unit = $3, updated_ms = $4 WHERE id = $5",
                 )
                 .bind(*done as i64)
                 .bind(total.map(|t| t as i64))

@@ -7,7 +7,7 @@
 //! (`crate::secrets`); here are the statements and their transactions.
 
 use sqlx::Row;
-use sqlx::sqlite::SqliteRow;
+use sqlx::any::AnyRow;
 
 use super::audit::{self, AuditKey, SECRET_AUDIT};
 use super::{Store, StoreError, now_ms};
@@ -66,7 +66,7 @@ pub struct SecretAuditRow {
     pub detail: Option<String>,
 }
 
-type Tx<'c> = sqlx::Transaction<'c, sqlx::Sqlite>;
+type Tx<'c> = sqlx::Transaction<'c, sqlx::Any>;
 
 impl Store {
     /// Every live (not deleted) secret.
@@ -89,10 +89,13 @@ impl Store {
         now: i64,
         actor: SecretActor<'_>,
     ) -> Result<(SecretRow, bool), StoreError> {
+        // The audit log's head first: secret writes take turns from here (two creating the
+        // same secret at once on PostgreSQL would otherwise both find none and both insert).
         let mut tx = self.pool().begin().await?;
+        audit::lock_head(&mut tx, &SECRET_AUDIT).await?;
         let updated = sqlx::query(
-            "UPDATE secrets SET salt = ?, nonce = ?, ciphertext = ?, version = version + 1, updated_ms = ?
-             WHERE name = ? AND environment = ? AND deleted_ms IS NULL",
+            "UPDATE secrets SET salt = $1, nonce = $2, ciphertext = $3, version = version + 1, updated_ms = $4
+             WHERE name = $5 AND environment = $6 AND deleted_ms IS NULL",
         )
         .bind(value.salt)
         .bind(value.nonce)
@@ -107,7 +110,7 @@ impl Store {
         if !updated {
             sqlx::query(
                 "INSERT INTO secrets (name, environment, salt, nonce, ciphertext, version, created_ms, updated_ms)
-                 VALUES (?, ?, ?, ?, ?, 1, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, 1, $6, $7)",
             )
             .bind(name)
             .bind(environment)
@@ -132,7 +135,7 @@ impl Store {
         )
         .await?;
         let row = sqlx::query(
-            "SELECT * FROM secrets WHERE name = ? AND environment = ? AND deleted_ms IS NULL",
+            "SELECT * FROM secrets WHERE name = $1 AND environment = $2 AND deleted_ms IS NULL",
         )
         .bind(name)
         .bind(environment)
@@ -153,7 +156,8 @@ impl Store {
         actor: SecretActor<'_>,
     ) -> Result<bool, StoreError> {
         let mut tx = self.pool().begin().await?;
-        let n = sqlx::query("UPDATE secrets SET deleted_ms = ? WHERE name = ? AND environment = ? AND deleted_ms IS NULL")
+        audit::lock_head(&mut tx, &SECRET_AUDIT).await?;
+        let n = sqlx::query("UPDATE secrets SET deleted_ms = $1 WHERE name = $2 AND environment = $3 AND deleted_ms IS NULL")
             .bind(now_ms())
             .bind(name)
             .bind(environment)
@@ -200,7 +204,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<SecretAuditRow>, StoreError> {
         let rows = sqlx::query(
-            "SELECT * FROM secret_audit_log WHERE (?1 IS NULL OR secret_name = ?1) ORDER BY id DESC LIMIT ?2",
+            "SELECT * FROM secret_audit_log WHERE ($1 IS NULL OR secret_name = $1) ORDER BY id DESC LIMIT $2",
         )
         .bind(name)
         .bind(limit)
@@ -222,14 +226,16 @@ impl Store {
     }
 }
 
-/// Insert an audit line in `tx` and seal it into the chain.
+/// Insert an audit line in `tx` and seal it into the chain (the log's head locked first).
 async fn append_audit(
     tx: &mut Tx<'_>,
     key: &AuditKey,
     note: SecretAuditNote<'_>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO secret_audit_log (ts_ms, secret_name, environment, action, actor, role, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    audit::lock_head(tx, &SECRET_AUDIT).await?;
+    let id: i64 = sqlx::query_scalar(
+        "INSERT INTO secret_audit_log (ts_ms, secret_name, environment, action, actor, role, detail)
+         VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
     )
     .bind(now_ms())
     .bind(note.secret_name)
@@ -238,15 +244,12 @@ async fn append_audit(
     .bind(note.actor.name)
     .bind(note.actor.role)
     .bind(note.detail)
-    .execute(&mut **tx)
+    .fetch_one(&mut **tx)
     .await?;
-    let id = sqlx::query_scalar("SELECT last_insert_rowid()")
-        .fetch_one(&mut **tx)
-        .await?;
     audit::seal(tx, key, &SECRET_AUDIT, id).await
 }
 
-fn secret_row(row: &SqliteRow) -> SecretRow {
+fn secret_row(row: &AnyRow) -> SecretRow {
     SecretRow {
         id: row.get("id"),
         name: row.get("name"),
