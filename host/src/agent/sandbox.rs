@@ -29,8 +29,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 /// The host's own credentials: overwritten in the host's environment block once read (the
-/// agent's process never gets any `IRONHOST_*` variable).
-pub const SCRUBBED_VARS: [&str; 2] = ["IRONHOST_MASTER_KEY", "IRONHOST_ADMIN_PASSWORD"];
+/// agent's process never gets any `IRONHOST_*` variable). The database URL may hold a password.
+pub const SCRUBBED_VARS: [&str; 3] = [
+    "IRONHOST_MASTER_KEY",
+    "IRONHOST_ADMIN_PASSWORD",
+    "IRONHOST_DATABASE_URL",
+];
 
 /// The descriptor the worker finds its socket to the host on.
 pub const WORKER_FD: RawFd = 3;

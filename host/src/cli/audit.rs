@@ -8,7 +8,7 @@ use clap::{Args, Subcommand};
 use super::CliError;
 use crate::config::{self, Flags};
 use crate::secrets::Keyring;
-use crate::store::Store;
+use crate::store::{DATABASE_URL_VAR, DB_FILE, Location, Store};
 
 /// `ironhost audit` commands.
 #[derive(Debug, Subcommand)]
@@ -37,8 +37,15 @@ pub fn run(cmd: AuditCommand) -> Result<u8, CliError> {
     };
     let settings =
         config::load(&flags, &vars, &cwd).map_err(|e| CliError::input(format!("config: {e}")))?;
-    let db = settings.home.join("ironhost.db");
-    if !db.is_file() {
+    // A SQLite store must exist already (verifying is no reason to create one).
+    let location = Location::from_vars(&vars)
+        .map_err(|e| CliError::input(format!("{DATABASE_URL_VAR}: {e}")))?;
+    let file = match &location {
+        Location::Home => Some(settings.home.join(DB_FILE)),
+        Location::SqliteFile(path) => Some(path.clone()),
+        Location::Postgres { .. } => None,
+    };
+    if let Some(db) = file.filter(|f| !f.is_file()) {
         return Err(CliError::input(format!(
             "{}: no store here (the ironhost home is {})",
             db.display(),
@@ -50,8 +57,8 @@ pub fn run(cmd: AuditCommand) -> Result<u8, CliError> {
         .enable_all()
         .build()
         .map_err(|e| CliError::failure(format!("cannot start the I/O runtime: {e}")))?;
-    let reports = runtime.block_on(async {
-        let store = Store::open(&settings.home)
+    let (store, reports) = runtime.block_on(async {
+        let store = Store::open_configured(&settings.home, &vars)
             .await
             .map_err(|e| CliError::failure(e.to_string()))?;
         let master = vars.get("IRONHOST_MASTER_KEY").map(String::as_str);
@@ -59,11 +66,12 @@ pub fn run(cmd: AuditCommand) -> Result<u8, CliError> {
             .await
             .map_err(|e| CliError::input(e.to_string()))?;
         let key = keyring.audit_key();
-        // The error names the store's file, which is `db`.
-        store
+        // The error names the store's file, or its URL with the password masked.
+        let reports = store
             .verify_audit_chain(&key)
             .await
-            .map_err(|e| CliError::failure(e.to_string()))
+            .map_err(|e| CliError::failure(e.to_string()))?;
+        Ok::<_, CliError>((store, reports))
     })?;
     let mut broken = Vec::new();
     for r in &reports {
@@ -82,7 +90,7 @@ pub fn run(cmd: AuditCommand) -> Result<u8, CliError> {
     } else {
         Err(CliError::failure(format!(
             "{}: the audit chain is broken in {}",
-            db.display(),
+            store.path().display(),
             broken.join(", ")
         )))
     }

@@ -20,8 +20,9 @@ pub const DEFAULT_FILE: &str = "ironhost.toml";
 /// Default listen address of the control plane.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7400";
 
-/// `IRONHOST_*` variables that are not settings of this file (read elsewhere).
-const OTHER_VARS: [&str; 8] = [
+/// `IRONHOST_*` variables that are not settings of this file (read elsewhere;
+/// `IRONHOST_TEST_POSTGRES_URL` by the tests only).
+const OTHER_VARS: [&str; 10] = [
     "IRONHOST_LOG",
     "IRONHOST_CACHE_DIR",
     "IRONHOST_ADMISSION_DEADLINE_MS",
@@ -30,6 +31,8 @@ const OTHER_VARS: [&str; 8] = [
     "IRONHOST_MASTER_KEY",
     "IRONHOST_ADMIN_PASSWORD",
     "IRONHOST_CONFIG",
+    "IRONHOST_DATABASE_URL",
+    "IRONHOST_TEST_POSTGRES_URL",
 ];
 
 /// A refused setting.

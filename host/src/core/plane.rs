@@ -48,11 +48,17 @@ pub struct Plane {
 }
 
 impl Plane {
-    /// Open everything in `home`; must run inside a multi-threaded Tokio runtime. On the first
-    /// run this creates the admin user (`IRONHOST_ADMIN_PASSWORD`, or a generated password
-    /// printed once on stderr).
+    /// Open everything in `home` (the store where `IRONHOST_DATABASE_URL` says, else in the
+    /// home); must run inside a multi-threaded Tokio runtime. On the first run this creates the
+    /// admin user (`IRONHOST_ADMIN_PASSWORD`, or a generated password printed once on stderr).
     pub async fn open(home: &Path, vars: &BTreeMap<String, String>) -> Result<Plane, PlaneError> {
-        let store = Store::open(home).await?;
+        let store = Store::open_configured(home, vars)
+            .await
+            .map_err(|e| match e {
+                // A bad URL is the operator's input.
+                StoreError::Url(_) => PlaneError::Input(e.to_string()),
+                other => other.into(),
+            })?;
         let keyring = Arc::new(
             Keyring::unlock(
                 &store,

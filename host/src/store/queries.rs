@@ -412,7 +412,7 @@ impl Store {
     }
 
     pub async fn agent(&self, id: &str) -> Result<Option<AgentRecord>, StoreError> {
-        let row = sqlx::query(&format!("{AGENT_COLUMNS} WHERE a.id = ?"))
+        let row = sqlx::query(&format!("{AGENT_COLUMNS} WHERE a.id = $1"))
             .bind(id)
             .fetch_optional(self.pool())
             .await?;
@@ -961,6 +961,7 @@ pub struct LastAdmin;
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{BACKENDS, TestDb, rt};
     use super::*;
 
     #[test]
@@ -977,5 +978,299 @@ mod tests {
         assert_eq!((p.p50, p.p95, p.p99), (50.0, 95.0, 99.0));
         assert_eq!(Percentiles::of(vec![]).p99, 0.0);
         assert_eq!(Percentiles::of(vec![7.0]).p50, 7.0);
+    }
+
+    #[test]
+    fn limits_one_per_scope() {
+        for backend in BACKENDS {
+            rt().block_on(async {
+                let db = TestDb::new(backend).await;
+                let store = db.store().await;
+                let global = store.create_limit(None, 10.0, 0.8).await.expect("create");
+                let global = global.unwrap_or_else(|| panic!("{backend:?}: the global limit"));
+                assert_eq!(
+                    (global.agent_id.as_deref(), global.limit_usd, global.warn_at),
+                    (None, 10.0, 0.8)
+                );
+                // One global limit, one per agent.
+                assert!(
+                    store
+                        .create_limit(None, 20.0, 0.9)
+                        .await
+                        .expect("create")
+                        .is_none(),
+                    "{backend:?}"
+                );
+                let own = store
+                    .create_limit(Some("lg-1"), 2.5, 0.5)
+                    .await
+                    .expect("create")
+                    .expect("own");
+                assert!(
+                    store
+                        .create_limit(Some("lg-1"), 3.0, 0.5)
+                        .await
+                        .expect("create")
+                        .is_none()
+                );
+                assert!(own.id > global.id);
+                // An agent's own limit applies before the global one.
+                assert_eq!(
+                    store.limit_for("lg-1").await.expect("for").map(|l| l.id),
+                    Some(own.id)
+                );
+                assert_eq!(
+                    store.limit_for("lg-2").await.expect("for").map(|l| l.id),
+                    Some(global.id)
+                );
+                let listed: Vec<Option<String>> = store
+                    .limits()
+                    .await
+                    .expect("limits")
+                    .into_iter()
+                    .map(|l| l.agent_id)
+                    .collect();
+                assert_eq!(listed, [None, Some("lg-1".to_owned())], "{backend:?}");
+                let updated = store
+                    .update_limit(own.id, 4.0, 0.75)
+                    .await
+                    .expect("update")
+                    .expect("exists");
+                assert_eq!((updated.limit_usd, updated.warn_at), (4.0, 0.75));
+                assert!(
+                    store
+                        .update_limit(999, 1.0, 0.5)
+                        .await
+                        .expect("update")
+                        .is_none()
+                );
+                // A value the schema refuses is an error, not a silent "exists already".
+                assert!(
+                    store.create_limit(Some("lg-3"), -1.0, 0.5).await.is_err(),
+                    "{backend:?}"
+                );
+                assert!(store.delete_limit(own.id).await.expect("delete").is_some());
+                assert!(store.delete_limit(own.id).await.expect("delete").is_none());
+                assert_eq!(
+                    store.limit_for("lg-1").await.expect("for").map(|l| l.id),
+                    Some(global.id)
+                );
+            });
+        }
+    }
+
+    #[test]
+    fn users_tokens_and_sessions() {
+        for backend in BACKENDS {
+            rt().block_on(async {
+                let db = TestDb::new(backend).await;
+                let store = db.store().await;
+                assert_eq!(store.user_count().await.expect("count"), 0);
+                let admin = store
+                    .create_user("admin", "h1", "admin")
+                    .await
+                    .expect("create")
+                    .expect("new");
+                assert!(
+                    store
+                        .create_user("admin", "h2", "viewer")
+                        .await
+                        .expect("create")
+                        .is_none(),
+                    "{backend:?}"
+                );
+                let viewer = store
+                    .create_user("v", "h3", "viewer")
+                    .await
+                    .expect("create")
+                    .expect("new");
+                assert_eq!(
+                    store
+                        .user_by_name("admin")
+                        .await
+                        .expect("by name")
+                        .map(|u| u.password_hash),
+                    Some("h1".into())
+                );
+                assert_eq!(store.users().await.expect("users").len(), 2);
+
+                let t = store
+                    .create_token("ci", "digest-1", "agent", "admin")
+                    .await
+                    .expect("token");
+                assert_eq!((t.name.as_str(), t.revoked_ms), ("ci", None));
+                assert_eq!(
+                    store
+                        .token_by_digest("digest-1")
+                        .await
+                        .expect("by digest")
+                        .map(|x| x.id),
+                    Some(t.id)
+                );
+                assert!(store.revoke_token(t.id).await.expect("revoke"));
+                assert!(!store.revoke_token(t.id).await.expect("revoke again"));
+                assert!(
+                    store
+                        .token_by_digest("digest-1")
+                        .await
+                        .expect("by digest")
+                        .is_none()
+                );
+
+                let later = now_ms() + 60_000;
+                store
+                    .create_session("s1", admin.id, later)
+                    .await
+                    .expect("session");
+                store
+                    .create_session("s2", admin.id, later)
+                    .await
+                    .expect("session");
+                store
+                    .create_session("old", admin.id, now_ms() - 1)
+                    .await
+                    .expect("session");
+                assert!(store.session_live("s1").await.expect("live"));
+                assert!(!store.session_live("old").await.expect("expired"));
+                store.revoke_session("s1").await.expect("revoke");
+                assert!(!store.session_live("s1").await.expect("revoked"));
+                assert_eq!(
+                    store
+                        .revoke_user_sessions(admin.id)
+                        .await
+                        .expect("revoke all"),
+                    1
+                );
+
+                // The last admin stays.
+                assert!(matches!(
+                    store
+                        .change_user(admin.id, Some("viewer"))
+                        .await
+                        .expect("change"),
+                    Err(LastAdmin)
+                ));
+                assert!(matches!(
+                    store.change_user(admin.id, None).await.expect("remove"),
+                    Err(LastAdmin)
+                ));
+                let promoted = store
+                    .change_user(viewer.id, Some("admin"))
+                    .await
+                    .expect("change");
+                assert_eq!(
+                    promoted.ok().flatten().map(|u| u.role),
+                    Some("admin".into())
+                );
+                let removed = store.change_user(admin.id, None).await.expect("remove");
+                assert_eq!(
+                    removed.ok().flatten().map(|u| u.username),
+                    Some("admin".into())
+                );
+                assert!(store.user_by_id(admin.id).await.expect("by id").is_none());
+                assert!(matches!(
+                    store
+                        .change_user(admin.id, Some("viewer"))
+                        .await
+                        .expect("gone"),
+                    Ok(None)
+                ));
+            });
+        }
+    }
+
+    #[test]
+    fn two_admins_demoting_each_other_at_once_leave_one() {
+        for backend in BACKENDS {
+            rt().block_on(async {
+                let db = TestDb::new(backend).await;
+                let store = db.store().await;
+                let a = store
+                    .create_user("a", "h", "admin")
+                    .await
+                    .expect("a")
+                    .expect("new");
+                let b = store
+                    .create_user("b", "h", "admin")
+                    .await
+                    .expect("b")
+                    .expect("new");
+                let (ra, rb) = tokio::join!(
+                    tokio::spawn({
+                        let store = store.clone();
+                        async move { store.change_user(a.id, Some("viewer")).await }
+                    }),
+                    tokio::spawn({
+                        let store = store.clone();
+                        async move { store.change_user(b.id, Some("viewer")).await }
+                    })
+                );
+                let (ra, rb) = (ra.expect("task").expect("a"), rb.expect("task").expect("b"));
+                assert!(
+                    ra.is_err() != rb.is_err(),
+                    "{backend:?}: exactly one is refused: {ra:?} {rb:?}"
+                );
+                let admins = store
+                    .users()
+                    .await
+                    .expect("users")
+                    .into_iter()
+                    .filter(|u| u.role == "admin")
+                    .count();
+                assert_eq!(admins, 1, "{backend:?}");
+            });
+        }
+    }
+
+    #[test]
+    fn a_lost_agent_is_marked_failed_and_a_restarted_one_is_not() {
+        for backend in BACKENDS {
+            rt().block_on(async {
+                let db = TestDb::new(backend).await;
+                let store = db.store().await;
+                let me = std::process::id();
+                for (id, pid, pid_start) in [
+                    ("gone", i32::MAX as u32, Some(1)),
+                    ("alive", me, process_start(i64::from(me))),
+                ] {
+                    store
+                        .register_agent(&NewAgent {
+                            id,
+                            name: id,
+                            script: "a.py",
+                            bundle: "default",
+                            environment: "dev",
+                            budget_usd: None,
+                            pid,
+                            pid_start,
+                            runner: RUNNER_IRONHOST,
+                        })
+                        .await
+                        .expect("register");
+                }
+                assert_eq!(
+                    store.sweep_lost().await.expect("sweep"),
+                    ["gone"],
+                    "{backend:?}"
+                );
+                assert_eq!(
+                    store.agent("gone").await.expect("agent").map(|a| a.state),
+                    Some("failed".into())
+                );
+                assert_eq!(
+                    store.agent("alive").await.expect("agent").map(|a| a.state),
+                    Some("starting".into())
+                );
+                store.set_agent_budget("alive", 2.5).await.expect("budget");
+                assert_eq!(
+                    store
+                        .agent("alive")
+                        .await
+                        .expect("agent")
+                        .and_then(|a| a.budget_usd),
+                    Some(2.5)
+                );
+            });
+        }
     }
 }

@@ -437,19 +437,36 @@ async fn write_batch(
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::{BACKENDS, TestDb};
     use super::*;
-    use crate::events::{CallOutcome, EventBus, EventKind};
+    use crate::events::{AgentState, CallOutcome, EventBus, EventKind, VerdictSummary};
     use crate::model::Severity;
+    use crate::policy::chain::VerdictKind;
+    use crate::policy::host::SensitiveValue;
+    use crate::store::audit::AuditKey;
+    use crate::store::queries::{NewAgent, RUNNER_IRONHOST, UsageFilter};
+    use crate::store::{Backend, Store};
+    use zeroize::Zeroizing;
 
-    #[test]
-    fn a_flood_of_events_loses_no_call_record() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let rt = tokio::runtime::Builder::new_multi_thread()
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
-            .expect("runtime");
-        let store = rt.block_on(Store::open(dir.path())).expect("store");
+            .expect("runtime")
+    }
+
+    #[test]
+    fn a_flood_of_events_loses_no_call_record() {
+        for backend in BACKENDS {
+            flood(backend);
+        }
+    }
+
+    fn flood(backend: Backend) {
+        let rt = runtime();
+        let db = rt.block_on(TestDb::new(backend));
+        let store = rt.block_on(db.store());
         let bus = EventBus::new();
         let recorder =
             rt.block_on(async { Recorder::spawn(store.clone(), &bus, RecorderKeys::default()) });
@@ -491,17 +508,375 @@ mod tests {
             p.join().expect("publisher");
         }
         let seq = bus.last_seq();
-        assert!(rt.block_on(recorder.flush(seq, Duration::from_secs(10))));
+        assert!(
+            rt.block_on(recorder.flush(seq, Duration::from_secs(10))),
+            "{backend:?}"
+        );
         let count = |sql: &'static str| -> i64 {
             rt.block_on(sqlx::query_scalar(sql).fetch_one(store.pool()))
                 .expect("count")
         };
-        assert_eq!(count("SELECT COUNT(*) FROM calls"), 20_000);
+        assert_eq!(count("SELECT COUNT(*) FROM calls"), 20_000, "{backend:?}");
         assert_eq!(
             count("SELECT COUNT(*) FROM events WHERE type = 'tool_call'"),
-            20_000
+            20_000,
+            "{backend:?}"
         );
         assert!(count("SELECT COUNT(*) FROM events WHERE type = 'cost_update'") <= 40_000);
         assert_eq!(bus.journal_pending(), 0);
+    }
+
+    const T0: u64 = 1_700_000_000_000;
+
+    fn event(seq: u64, agent: &str, kind: EventKind) -> Arc<Event> {
+        Arc::new(Event {
+            seq,
+            ts_ms: T0 + seq * 1000,
+            agent_id: agent.into(),
+            severity: Severity::Info,
+            kind,
+        })
+    }
+
+    /// An LLM call; the pair is its cost in dollars and its latency in milliseconds.
+    fn llm(
+        id: &str,
+        model: &str,
+        outcome: CallOutcome,
+        tokens: (u32, u32),
+        (cost_usd, latency_ms): (f64, f64),
+        stream: bool,
+        code: Option<&str>,
+    ) -> EventKind {
+        EventKind::LlmCall {
+            call_id: id.into(),
+            provider: "openai".into(),
+            api: if stream { String::new() } else { "chat".into() },
+            model: model.into(),
+            stream,
+            outcome,
+            status: (outcome == CallOutcome::Ok).then_some(200),
+            code: code.map(str::to_owned),
+            reason: code.map(|c| format!("because {c}")),
+            input_tokens: tokens.0,
+            output_tokens: tokens.1,
+            cost_usd,
+            latency_ms,
+            policy_us: 30,
+            attempts: 1 + u32::from(outcome == CallOutcome::Error),
+            simulated: !stream,
+            verdicts: vec![VerdictSummary {
+                policy: "budget".into(),
+                hook: "on-llm-request",
+                verdict: VerdictKind::Pass,
+                enforced: true,
+                latency_us: 12,
+                code: None,
+            }],
+        }
+    }
+
+    fn tool(id: &str, outcome: CallOutcome, latency_ms: f64) -> EventKind {
+        EventKind::ToolCall {
+            call_id: id.into(),
+            tool: "search".into(),
+            outcome,
+            code: (outcome == CallOutcome::Error).then(|| "timeout".into()),
+            latency_ms,
+            verdicts: Vec::new(),
+        }
+    }
+
+    /// Two agents' runs: calls of every outcome (one written twice, replaced), tools, a PII
+    /// finding, progress, a stop and a restart. Costs and latencies are exact in binary, so
+    /// sums are the same whatever order a database adds them in.
+    fn batch() -> Vec<Arc<Event>> {
+        use CallOutcome::{Denied, Error, Fallback, Ok};
+        let pii = EventKind::PiiFinding {
+            policy: "pii-redact".into(),
+            call_id: Some("c1".into()),
+            detail: serde_json::json!({"type": "email", "severity": "high", "location": "request",
+                "action": "redacted", "fingerprint": "fp-1"}),
+            original: Some(SensitiveValue::new("ada@example.com".into())),
+        };
+        let kinds = vec![
+            (
+                "lg-1",
+                EventKind::AgentStarted {
+                    name: "lead_gen".into(),
+                    script: "lead_gen.py".into(),
+                    run: 1,
+                },
+            ),
+            (
+                "lg-1",
+                llm("c1", "gpt-4o", Ok, (100, 50), (0.25, 120.5), false, None),
+            ),
+            (
+                "lg-1",
+                llm(
+                    "c2",
+                    "gpt-4o-mini",
+                    Denied,
+                    (10, 0),
+                    (0.0, 3.25),
+                    true,
+                    Some("budget_exceeded"),
+                ),
+            ),
+            (
+                "lg-1",
+                llm(
+                    "c3",
+                    "claude-3-5-haiku",
+                    Fallback,
+                    (0, 0),
+                    (0.125, 40.0),
+                    false,
+                    None,
+                ),
+            ),
+            (
+                "lg-2",
+                EventKind::AgentStarted {
+                    name: "other".into(),
+                    script: "other.py".into(),
+                    run: 1,
+                },
+            ),
+            (
+                "lg-2",
+                llm(
+                    "c4",
+                    "gpt-4o",
+                    Error,
+                    (7, 0),
+                    (0.5, 900.75),
+                    false,
+                    Some("upstream_5xx"),
+                ),
+            ),
+            ("lg-1", tool("t1", Ok, 12.5)),
+            ("lg-1", tool("t2", Error, 30_000.0)),
+            ("lg-1", pii),
+            (
+                "lg-1",
+                EventKind::CostUpdate {
+                    spent_usd: 0.375,
+                    limit_usd: Some(5.0),
+                    detail: serde_json::json!({}),
+                },
+            ),
+            (
+                "lg-1",
+                EventKind::AgentProgress {
+                    done: 3,
+                    total: Some(4),
+                    unit: Some("leads".into()),
+                },
+            ),
+            // The same call again: its record is replaced whole.
+            (
+                "lg-1",
+                llm("c1", "gpt-4o", Ok, (200, 80), (0.375, 130.25), false, None),
+            ),
+            (
+                "lg-1",
+                EventKind::AgentStopped {
+                    state: AgentState::Completed,
+                    exit_code: 0,
+                    run: 1,
+                },
+            ),
+            (
+                "lg-2",
+                EventKind::AgentStopped {
+                    state: AgentState::Failed,
+                    exit_code: 3,
+                    run: 1,
+                },
+            ),
+            (
+                "lg-2",
+                EventKind::AgentStarted {
+                    name: "other".into(),
+                    script: "other.py".into(),
+                    run: 2,
+                },
+            ),
+            (
+                "lg-2",
+                EventKind::AgentStarted {
+                    name: "other".into(),
+                    script: "other.py".into(),
+                    run: 2,
+                },
+            ),
+        ];
+        kinds
+            .into_iter()
+            .enumerate()
+            .map(|(i, (agent, kind))| event(i as u64 + 1, agent, kind))
+            .collect()
+    }
+
+    /// What the control plane reads back after [`batch`] is recorded, as JSON, without what
+    /// depends on the clock of the test.
+    async fn read_back(store: &Store) -> serde_json::Value {
+        let json = |v: serde_json::Result<serde_json::Value>| v.expect("json");
+        let usage = |f: UsageFilter| async move {
+            json(serde_json::to_value(store.usage(&f).await.expect("usage")))
+        };
+        let mut agents = json(serde_json::to_value(store.agents().await.expect("agents")));
+        for a in agents.as_array_mut().expect("a list") {
+            let a = a.as_object_mut().expect("an agent");
+            a.remove("created_ms");
+            a.remove("pid");
+        }
+        let lg1 = store.agent("lg-1").await.expect("agent").expect("lg-1");
+        let mut metrics = json(serde_json::to_value(
+            store.agent_metrics(&lg1).await.expect("metrics"),
+        ));
+        let m = metrics.as_object_mut().expect("metrics");
+        m.remove("uptime_s");
+        m.remove("throughput_per_min");
+        serde_json::json!({
+            "usage": usage(UsageFilter::default()).await,
+            "usage_lg1": usage(UsageFilter { agent_id: Some("lg-1".into()), ..UsageFilter::default() }).await,
+            "usage_gpt4o": usage(UsageFilter { model: Some("gpt-4o".into()), ..UsageFilter::default() }).await,
+            "usage_since": usage(UsageFilter { since_ms: Some(T0 as i64 + 5000), ..UsageFilter::default() }).await,
+            "agents": agents,
+            "metrics": metrics,
+            "traces": json(serde_json::to_value(store.traces(None, None, 100).await.expect("traces"))),
+            "traces_page": json(serde_json::to_value(store.traces(Some("lg-1"), Some(T0 as i64 + 12_000), 2).await.expect("traces"))),
+            "c1": json(serde_json::to_value(store.trace("c1").await.expect("trace"))),
+            "c2": json(serde_json::to_value(store.trace("c2").await.expect("trace"))),
+            "events": store.events(0, None, None, 100, false).await.expect("events"),
+            "events_newest": store.events(2, Some("lg-1"), Some("llm_call"), 2, true).await.expect("events"),
+            "last_event": store.last_event_id().await.expect("last"),
+            "pii": json(serde_json::to_value(store.pii_counts(None).await.expect("pii"))),
+            "runs": sqlx::query_as::<_, (String, i64, String, Option<i64>, Option<i64>)>(
+                "SELECT agent_id, run, state, exit_code, ended_ms FROM agent_runs ORDER BY agent_id, run")
+                .fetch_all(store.pool()).await.expect("runs"),
+        })
+    }
+
+    #[test]
+    fn recorded_calls_read_back_the_same_on_both_backends() {
+        let data_key = Arc::new(Zeroizing::new([5u8; 32]));
+        let audit_key = AuditKey::new(Zeroizing::new(vec![6u8; 32]));
+        let mut seen = Vec::new();
+        for backend in BACKENDS {
+            let rt = runtime();
+            seen.push(rt.block_on(async {
+                let db = TestDb::new(backend).await;
+                let store = db.store().await;
+                for (id, name) in [("lg-1", "lead_gen"), ("lg-2", "other")] {
+                    store
+                        .register_agent(&NewAgent {
+                            id,
+                            name,
+                            script: "x.py",
+                            bundle: "default",
+                            environment: "dev",
+                            budget_usd: Some(5.0),
+                            pid: 1,
+                            pid_start: None,
+                            runner: RUNNER_IRONHOST,
+                        })
+                        .await
+                        .expect("register");
+                }
+                crate::store::audit::start_chain(&store, &audit_key)
+                    .await
+                    .expect("chain");
+                let keys = RecorderKeys {
+                    data: Some(data_key.clone()),
+                    audit: Some(audit_key.clone()),
+                };
+                record(&store, &batch(), &keys).await;
+                // The PII row is sealed into the chain, its value kept only as ciphertext.
+                let reports = crate::store::audit::verify(&store, &audit_key)
+                    .await
+                    .expect("verify");
+                assert!(
+                    reports.iter().all(|r| r.problems.is_empty()),
+                    "{backend:?}: {reports:?}"
+                );
+                let (nonce, ct): (Vec<u8>, Vec<u8>) =
+                    sqlx::query_as("SELECT value_nonce, value_ciphertext FROM pii_audit")
+                        .fetch_one(store.pool())
+                        .await
+                        .expect("pii row");
+                let opened = crypto::open(&data_key, &nonce, &ct, b"pii:fp-1").expect("opens");
+                assert_eq!(opened.as_slice(), b"ada@example.com");
+                read_back(&store).await
+            }));
+        }
+        let (sqlite, postgres) = (&seen[0], &seen[1]);
+        // The figures themselves.
+        let totals = &sqlite["usage"]["totals"];
+        assert_eq!(totals["calls"], 6, "{totals}");
+        assert_eq!(
+            (totals["llm_calls"].as_i64(), totals["tool_calls"].as_i64()),
+            (Some(4), Some(2))
+        );
+        assert_eq!(
+            (
+                totals["input_tokens"].as_i64(),
+                totals["output_tokens"].as_i64()
+            ),
+            (Some(217), Some(80))
+        );
+        assert_eq!(totals["cost_usd"], 1.0);
+        let by_model = &sqlite["usage"]["by_model"];
+        assert_eq!(by_model[0]["key"], "gpt-4o");
+        assert_eq!(by_model[0]["cost_usd"], 0.875);
+        assert_eq!(by_model[0]["mean_latency_ms"], 515.5);
+        assert_eq!(sqlite["usage_gpt4o"]["totals"]["calls"], 2);
+        assert_eq!(sqlite["usage_lg1"]["totals"]["calls"], 5);
+        assert_eq!(sqlite["usage_since"]["totals"]["calls"], 4);
+        let metrics = &sqlite["metrics"];
+        assert_eq!(
+            (
+                &metrics["llm_calls"],
+                &metrics["tool_calls"],
+                &metrics["denials"],
+                &metrics["errors"],
+                &metrics["fallbacks"]
+            ),
+            (
+                &serde_json::json!(3),
+                &serde_json::json!(2),
+                &serde_json::json!(1),
+                &serde_json::json!(1),
+                &serde_json::json!(1)
+            )
+        );
+        assert_eq!(metrics["success_rate"], 0.6);
+        assert_eq!(metrics["latency_ms"]["p50"], 40.0);
+        assert_eq!(metrics["pii_findings"], 1);
+        assert_eq!(sqlite["c1"]["input_tokens"], 200, "the replaced record");
+        assert_eq!(sqlite["c1"]["simulated"], true);
+        assert_eq!(sqlite["c2"]["stream"], true);
+        assert_eq!(sqlite["c2"]["code"], "budget_exceeded");
+        assert_eq!(sqlite["pii"][0]["count"], 1);
+        assert_eq!(sqlite["last_event"], 16);
+        let lg1 = sqlite["agents"]
+            .as_array()
+            .and_then(|a| a.iter().find(|a| a["id"] == "lg-1"))
+            .expect("lg-1");
+        assert_eq!(
+            (&lg1["state"], &lg1["runs"]),
+            (&serde_json::json!("completed"), &serde_json::json!(1))
+        );
+        assert_eq!(lg1["progress"]["percent"], 75.0);
+        // ... and PostgreSQL reads back exactly what SQLite does.
+        for key in sqlite.as_object().expect("an object").keys() {
+            assert_eq!(
+                sqlite[key], postgres[key],
+                "{key}: SQLite (left) and PostgreSQL (right)"
+            );
+        }
     }
 }

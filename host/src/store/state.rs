@@ -650,29 +650,62 @@ mod tests {
 
     #[test]
     fn state_survives_a_reopen() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("rt");
-        let key = |k: &str| StateKey {
+        let key = |agent: Option<&str>, k: &str| StateKey {
             policy: "budget".into(),
-            agent: Some("lg-1".into()),
+            agent: agent.map(str::to_owned),
             key: k.into(),
         };
-        rt.block_on(async {
-            let store = Store::open(dir.path()).await.expect("open");
-            let state = StoredState::load(&store).await.expect("load");
-            state.add(&key("spent"), 250, None).expect("add");
-            state.add(&key("spent"), 50, None).expect("add");
-            state.set(&key("gone"), "x".into()).expect("set");
-            state.remove(&key("gone"));
-            state.flush().await;
-            let again = StoredState::load(&store).await.expect("reload");
-            assert_eq!(again.get(&key("spent")).as_deref(), Some("300"));
-            assert_eq!(again.get(&key("gone")), None);
-        });
+        for backend in super::super::testing::BACKENDS {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("rt");
+            rt.block_on(async {
+                let db = super::super::testing::TestDb::new(backend).await;
+                let store = db.store().await;
+                let state = StoredState::load(&store).await.expect("load");
+                state
+                    .add(&key(Some("lg-1"), "spent"), 250, None)
+                    .expect("add");
+                state
+                    .add(&key(Some("lg-1"), "spent"), 50, None)
+                    .expect("add");
+                state
+                    .set(&key(Some("lg-1"), "gone"), "x".into())
+                    .expect("set");
+                state.remove(&key(Some("lg-1"), "gone"));
+                // A policy-wide key (agent '') beside the agent's.
+                state
+                    .set(&key(None, "spent"), "it's 1".into())
+                    .expect("set");
+                state.flush().await;
+                // Written again: the row is updated, not duplicated.
+                state
+                    .add(&key(Some("lg-1"), "spent"), 1, None)
+                    .expect("add");
+                state.flush().await;
+                store.pool().close().await;
+                let store = db.store().await;
+                let again = StoredState::load(&store).await.expect("reload");
+                assert_eq!(
+                    again.get(&key(Some("lg-1"), "spent")).as_deref(),
+                    Some("301"),
+                    "{backend:?}"
+                );
+                assert_eq!(again.get(&key(Some("lg-1"), "gone")), None, "{backend:?}");
+                assert_eq!(
+                    again.get(&key(None, "spent")).as_deref(),
+                    Some("it's 1"),
+                    "{backend:?}"
+                );
+                let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM policy_state")
+                    .fetch_one(store.pool())
+                    .await
+                    .expect("count");
+                assert_eq!(rows, 2, "{backend:?}");
+            });
+        }
     }
 
     #[test]
