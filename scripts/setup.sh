@@ -25,6 +25,10 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --disable-pip-version-check -r python/requirements-test.txt
 
+# A PostgreSQL server for the store's tests on PostgreSQL (scripts/test.sh starts a throwaway
+# one; Debian's postgresql, installed unless an initdb is there already).
+./scripts/postgres.sh install
+
 # The web dashboard, built to dashboard/dist for the host to embed (Node.js is needed to build
 # it, not to run it).
 ./scripts/build-dashboard.sh

@@ -8,6 +8,14 @@ cd "$(dirname "$0")/.."
 # The agent frameworks of the compatibility suite (host/tests/compat.rs), in .venv-compat.
 ./scripts/setup-compat.sh
 ./scripts/setup-browser.sh
+# One PostgreSQL server for the whole run, in a temporary directory, stopped and removed however
+# the script ends: the store's tests run on it as well as on SQLite (each test makes a database
+# of its own).
+pg_dir=$(mktemp -d)
+trap './scripts/postgres.sh stop "$pg_dir" || true; rm -rf "$pg_dir"' EXIT
+trap 'exit 130' INT TERM
+IRONHOST_TEST_POSTGRES_URL=$(./scripts/postgres.sh start "$pg_dir")
+export IRONHOST_TEST_POSTGRES_URL
 cargo test --release --workspace
 # The benchmark, once through each case (criterion's test mode), so it cannot rot unnoticed.
 cargo bench -p ironhost --bench chain -- --test

@@ -6,6 +6,8 @@
 //! latency, which a neighbour on the same two cores would distort.
 
 use std::collections::HashMap;
+use std::path::Path;
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -18,6 +20,8 @@ mod common;
 mod plane;
 use common::repo;
 use plane::*;
+#[path = "common/postgres.rs"]
+mod postgres;
 
 #[test]
 fn a_rotated_secret_reaches_the_running_agent_without_restart() {
@@ -555,6 +559,163 @@ fn a_wrong_master_key_fails_clearly() {
         let mut again = start(dir.path(), &home, MASTER_KEY, &["--no-api", &hello]);
         let status = again.wait_exit(Duration::from_secs(30)).await;
         assert_eq!(status.code(), Some(0), "{}", again.report());
+    });
+}
+
+/// `ironhost ARGS` with `home` and the store at `url` (`IRONHOST_DATABASE_URL`).
+fn ironhost_on(dir: &Path, home: &Path, url: &str, args: &[&str]) -> Command {
+    let mut c = ironhost(dir, home, MASTER_KEY);
+    c.env("IRONHOST_DATABASE_URL", url).args(args);
+    c
+}
+
+#[test]
+fn two_hosts_share_one_postgres_store() {
+    serial(async {
+        let url = postgres::fresh_database();
+        let dir = tempfile::tempdir().unwrap();
+        let (home_a, home_b) = (dir.path().join("host-a"), dir.path().join("host-b"));
+        // Host A runs an agent: three calls, each with an email address (pii-redact audits it).
+        let calls = agent("call_loop.py");
+        let mut run = Proc::spawn(ironhost_on(
+            dir.path(),
+            &home_a,
+            &url,
+            &["start", "--no-api", &calls, "--", "3"],
+        ));
+        let (id, _) = started(&mut run, false).await;
+        let status = run.wait_exit(Duration::from_secs(60)).await;
+        assert_eq!(status.code(), Some(0), "{}", run.report());
+        assert!(
+            run.lines().iter().any(|l| l == "3 calls done"),
+            "{}",
+            run.report()
+        );
+        assert!(
+            !home_a.join("ironhost.db").exists(),
+            "host A made a SQLite store"
+        );
+
+        // Host B, with a home of its own, serves the same store: the admin host A created,
+        // the agent, its calls and events.
+        let mut serve = Proc::spawn(ironhost_on(
+            dir.path(),
+            &home_b,
+            &url,
+            &["serve", "--listen", "127.0.0.1:0"],
+        ));
+        let base = serve
+            .wait_prefix("control plane: ", Duration::from_secs(20))
+            .await;
+        let api = Api::login(base.trim_end_matches('/')).await;
+        let (status, record) = api.get(&format!("/api/agents/{id}")).await;
+        assert_eq!(status, 200, "{record}");
+        assert_eq!(record["state"], "completed", "{record}");
+        let (status, usage) = api.get(&format!("/api/usage/by-agent/{id}")).await;
+        assert_eq!(status, 200, "{usage}");
+        assert_eq!(usage["totals"]["llm_calls"], 3, "{usage}");
+        let events = api.events(&id).await;
+        assert_eq!(
+            of_type(&events, "llm_call").len(),
+            3,
+            "{:?}",
+            types(&events)
+        );
+        assert!(
+            !of_type(&events, "pii_finding").is_empty(),
+            "{:?}",
+            types(&events)
+        );
+        assert!(
+            !home_b.join("ironhost.db").exists(),
+            "host B made a SQLite store"
+        );
+        drop(serve);
+
+        // A third home verifies the audit chain host A wrote, PII rows included.
+        let out = ironhost_on(
+            dir.path(),
+            &dir.path().join("host-c"),
+            &url,
+            &["audit", "verify"],
+        )
+        .output()
+        .expect("ironhost runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+        assert!(
+            stdout.contains("secret_audit_log: 0 rows, chain intact"),
+            "{stdout}"
+        );
+        let pii = stdout
+            .lines()
+            .find(|l| l.starts_with("pii_audit: "))
+            .unwrap_or_default();
+        assert!(
+            pii.ends_with("rows, chain intact") && !pii.contains(" 0 rows"),
+            "{stdout}"
+        );
+    });
+}
+
+#[test]
+fn a_bad_database_url_fails_clearly_and_hides_its_password() {
+    serial(async {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let hello = agent("cp_hello.py");
+        // Refused as written: exit 2, one line naming the variable and the reason.
+        for (url, reason) in [
+            (
+                "mysql://ironhost:hunter2@db/ironhost",
+                "the scheme `mysql` is not supported",
+            ),
+            (
+                "postgres://ironhost:hunter2@db:port/ironhost",
+                "not a PostgreSQL URL",
+            ),
+            ("sqlite:", "names no file"),
+        ] {
+            let mut p = Proc::spawn(ironhost_on(
+                dir.path(),
+                &home,
+                url,
+                &["start", "--no-api", &hello],
+            ));
+            let status = p.wait_exit(Duration::from_secs(30)).await;
+            let report = p.report();
+            assert_eq!(status.code(), Some(2), "{url}: {report}");
+            assert!(p.lines().is_empty(), "something started:\n{report}");
+            let stderr = p.stderr();
+            assert!(
+                stderr.contains("IRONHOST_DATABASE_URL: ") && stderr.contains(reason),
+                "{url}: {stderr}"
+            );
+            assert!(!stderr.contains("hunter2"), "{url}: {stderr}");
+        }
+        // A server that is not there: exit 1, the URL named with its password masked.
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let url = format!("postgres://ironhost:hunter2@127.0.0.1:{port}/ironhost");
+        let mut p = Proc::spawn(ironhost_on(
+            dir.path(),
+            &home,
+            &url,
+            &["serve", "--listen", "127.0.0.1:0"],
+        ));
+        let status = p.wait_exit(Duration::from_secs(60)).await;
+        let stderr = p.stderr();
+        assert_eq!(status.code(), Some(1), "{}", p.report());
+        assert!(
+            stderr.contains(&format!(
+                "postgres://ironhost:***@127.0.0.1:{port}/ironhost: cannot open the store"
+            )),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("hunter2"), "{stderr}");
     });
 }
 

@@ -252,6 +252,15 @@ impl Store {
             source,
         };
         let options = AnyConnectOptions::from_str(url).map_err(open_err)?;
+        // One connection first, so a server that is down, a refused login or a missing
+        // database is reported as such at once (the pool would retry a refused connection
+        // until its timeout and then only say that it timed out).
+        AnyConnection::connect_with(&options)
+            .await
+            .map_err(open_err)?
+            .close()
+            .await
+            .map_err(open_err)?;
         let pool = AnyPoolOptions::new()
             .max_connections(8)
             .connect_with(options)
@@ -827,8 +836,24 @@ mod tests {
                 )),
                 "{err}"
             );
+            assert!(err.contains("refused"), "the reason: {err}");
             assert!(!err.contains("hunter2"), "{err}");
-            assert!(started.elapsed() < Duration::from_secs(60));
+            assert!(started.elapsed() < Duration::from_secs(10));
+            // A server that is there, without the database.
+            let missing = super::testing::with_database(
+                &super::testing::postgres_server_url(),
+                "no_such_database",
+            );
+            let vars = BTreeMap::from([(DATABASE_URL_VAR.to_owned(), missing)]);
+            let err = Store::open_configured(home.path(), &vars)
+                .await
+                .expect_err("no such database")
+                .to_string();
+            assert!(
+                err.contains("cannot open the store")
+                    && err.contains("database \"no_such_database\" does not exist"),
+                "{err}"
+            );
         });
     }
 

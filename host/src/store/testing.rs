@@ -81,7 +81,7 @@ pub(crate) async fn fresh_postgres_database() -> String {
 }
 
 /// `server` (a PostgreSQL URL) naming the database `name` instead of its own.
-fn with_database(server: &str, name: &str) -> String {
+pub(crate) fn with_database(server: &str, name: &str) -> String {
     let (base, query) = match server.split_once('?') {
         Some((b, q)) => (b, format!("?{q}")),
         None => (server, String::new()),
