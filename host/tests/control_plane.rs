@@ -572,7 +572,7 @@ fn ironhost_on(dir: &Path, home: &Path, url: &str, args: &[&str]) -> Command {
 #[test]
 fn two_hosts_share_one_postgres_store() {
     serial(async {
-        let url = postgres::fresh_database();
+        let url = postgres::fresh_database().await;
         let dir = tempfile::tempdir().unwrap();
         let (home_a, home_b) = (dir.path().join("host-a"), dir.path().join("host-b"));
         // Host A runs an agent: three calls, each with an email address (pii-redact audits it).

@@ -20,7 +20,7 @@ pub fn server_url() -> String {
 }
 
 /// A new, empty database on the test server; its URL (for `IRONHOST_DATABASE_URL`).
-pub fn fresh_database() -> String {
+pub async fn fresh_database() -> String {
     let server = server_url();
     let mut random = [0u8; 8];
     getrandom::fill(&mut random).expect("random bytes");
@@ -32,20 +32,14 @@ pub fn fresh_database() -> String {
             .collect::<String>()
     );
     sqlx::any::install_default_drivers();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    runtime.block_on(async {
-        let mut conn = AnyConnection::connect(&server)
-            .await
-            .unwrap_or_else(|e| panic!("{SERVER_VAR}={server}: cannot connect: {e}"));
-        sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-            .execute(&mut conn)
-            .await
-            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
-        let _ = conn.close().await;
-    });
+    let mut conn = AnyConnection::connect(&server)
+        .await
+        .unwrap_or_else(|e| panic!("{SERVER_VAR}={server}: cannot connect: {e}"));
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+    let _ = conn.close().await;
     let (base, query) = match server.split_once('?') {
         Some((b, q)) => (b.to_owned(), format!("?{q}")),
         None => (server.clone(), String::new()),
