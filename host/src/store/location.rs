@@ -156,9 +156,8 @@ fn percent_decode(text: &str) -> Result<String, String> {
                 .get(i + 1..i + 3)
                 .and_then(|h| u8::from_str_radix(h, 16).ok())
                 .ok_or_else(|| {
-                    format!(
-                        "the path has a `%` not followed by two hex digits (write `%25` for `%`)"
-                    )
+                    "the path has a `%` not followed by two hex digits (write `%25` for `%`)"
+                        .to_owned()
                 })?;
             out.push(hex);
             i += 3;
