@@ -417,3 +417,170 @@ impl Store {
         Ok(asked)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{BACKENDS, TestDb, rt};
+    use super::*;
+
+    fn new_revision<'a>(bundle: &'a str, manifest: &'a str) -> NewRevision<'a> {
+        NewRevision {
+            bundle,
+            manifest,
+            source: "api",
+            action: "added",
+            policy: "budget",
+            detail: "added budget",
+            actor: "admin",
+        }
+    }
+
+    #[test]
+    fn revisions_counters_instances_and_components() {
+        for backend in BACKENDS {
+            rt().block_on(async {
+                let db = TestDb::new(backend).await;
+                let store = db.store().await;
+                // Components by content; storing them again changes nothing.
+                store.put_component("ab12", b"\x00wasm").await.expect("put");
+                store
+                    .put_component("ab12", b"other")
+                    .await
+                    .expect("put again");
+                assert_eq!(
+                    store.component("ab12").await.expect("get"),
+                    Some(b"\x00wasm".to_vec())
+                );
+                assert_eq!(store.component("none").await.expect("get"), None);
+
+                // Revisions number themselves from the base they were made on.
+                let r1 = store
+                    .append_revision(&new_revision("default", "[1]"), 0)
+                    .await
+                    .expect("r1");
+                let r2 = store
+                    .append_revision(&new_revision("default", "[2]"), 1)
+                    .await
+                    .expect("r2");
+                assert_eq!((r1.revision, r2.revision), (1, 2), "{backend:?}");
+                let stale = store
+                    .append_revision(&new_revision("default", "[x]"), 1)
+                    .await;
+                assert!(
+                    matches!(
+                        stale,
+                        Err(AppendError::Conflict {
+                            base: 1,
+                            latest: 2,
+                            ..
+                        })
+                    ),
+                    "{backend:?}: {stale:?}"
+                );
+                assert_eq!(
+                    store
+                        .latest_revision("default")
+                        .await
+                        .expect("latest")
+                        .map(|r| r.manifest),
+                    Some("[2]".into())
+                );
+                assert_eq!(
+                    store
+                        .revision("default", 1)
+                        .await
+                        .expect("r1")
+                        .map(|r| r.manifest),
+                    Some("[1]".into())
+                );
+                assert_eq!(store.revisions("default", 10).await.expect("all").len(), 2);
+                assert!(
+                    store
+                        .latest_file_revision("default")
+                        .await
+                        .expect("file")
+                        .is_none()
+                );
+                // Revisions are append-only.
+                for sql in [
+                    "UPDATE bundle_revisions SET actor = 'x'",
+                    "DELETE FROM bundle_revisions",
+                ] {
+                    let err = sqlx::raw_sql(sql)
+                        .execute(store.pool())
+                        .await
+                        .expect_err(sql)
+                        .to_string();
+                    assert!(err.contains("append-only"), "{backend:?}: {sql}: {err}");
+                }
+
+                // Two writers on the same base at once: one lands, the other is told.
+                let (ra, rb) = (
+                    new_revision("default", "[a]"),
+                    new_revision("default", "[b]"),
+                );
+                let (a, b) =
+                    tokio::join!(store.append_revision(&ra, 2), store.append_revision(&rb, 2));
+                assert!(a.is_ok() != b.is_ok(), "{backend:?}: {a:?} {b:?}");
+
+                // Change counters.
+                store.bump(TOPIC_LIMITS).await.expect("bump");
+                store.bump(TOPIC_LIMITS).await.expect("bump");
+                let counters: std::collections::BTreeMap<String, i64> = store
+                    .change_counters()
+                    .await
+                    .expect("counters")
+                    .into_iter()
+                    .collect();
+                assert_eq!(counters.get(TOPIC_LIMITS), Some(&2), "{backend:?}");
+                assert_eq!(
+                    counters.get(&bundle_topic("default")),
+                    Some(&3),
+                    "{backend:?}"
+                );
+
+                // Instances: heartbeats, stop requests, the end.
+                for (id, host) in [("i-1", "m1"), ("i-2", "m2")] {
+                    store
+                        .register_instance(&NewInstance {
+                            id,
+                            agent_id: "lg-1",
+                            host,
+                            pid: 42,
+                            runner: "ironhost",
+                            bundle: "default",
+                            revision: Some(2),
+                        })
+                        .await
+                        .expect("register");
+                }
+                assert_eq!(
+                    store.instance_seen("i-1", Some(3)).await.expect("seen"),
+                    None
+                );
+                assert_eq!(store.request_stop("lg-1", "admin").await.expect("stop"), 2);
+                assert_eq!(store.request_stop("lg-1", "admin").await.expect("stop"), 0);
+                let stop = store
+                    .instance_seen("i-1", None)
+                    .await
+                    .expect("seen")
+                    .expect("asked");
+                assert_eq!(stop.actor, "admin");
+                store.end_instance("i-2").await.expect("end");
+                let live = store.instances(Some("lg-1"), 0).await.expect("instances");
+                assert!(
+                    live.iter().any(|i| i.id == "i-1" && i.revision == Some(3)),
+                    "{backend:?}: {live:?}"
+                );
+                assert_eq!(
+                    store
+                        .instances(None, 60_000)
+                        .await
+                        .expect("instances")
+                        .len(),
+                    2
+                );
+            });
+        }
+    }
+}

@@ -1248,8 +1248,35 @@ mod tests {
                         .await
                         .expect("register");
                 }
+                // An agent another machine runs is that machine's to sweep.
+                store
+                    .register_agent(&NewAgent {
+                        id: "remote",
+                        name: "remote",
+                        script: "a.py",
+                        bundle: "default",
+                        environment: "dev",
+                        budget_usd: None,
+                        pid: i32::MAX as u32,
+                        pid_start: Some(1),
+                        runner: RUNNER_IRONHOST,
+                    })
+                    .await
+                    .expect("register");
+                store
+                    .register_instance(&crate::store::fleet::NewInstance {
+                        id: "remote-1",
+                        agent_id: "remote",
+                        host: "another-machine",
+                        pid: i32::MAX as u32,
+                        runner: RUNNER_IRONHOST,
+                        bundle: "default",
+                        revision: None,
+                    })
+                    .await
+                    .expect("instance");
                 assert_eq!(
-                    store.sweep_lost().await.expect("sweep"),
+                    store.sweep_lost("this-machine").await.expect("sweep"),
                     ["gone"],
                     "{backend:?}"
                 );

@@ -727,7 +727,10 @@ mod tests {
         let usage = |f: UsageFilter| async move {
             json(serde_json::to_value(store.usage(&f).await.expect("usage")))
         };
-        let mut agents = json(serde_json::to_value(store.agents().await.expect("agents")));
+        // Listed newest first: by the time they were registered, which is the test's clock.
+        let mut listed = store.agents().await.expect("agents");
+        listed.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut agents = json(serde_json::to_value(listed));
         for a in agents.as_array_mut().expect("a list") {
             let a = a.as_object_mut().expect("an agent");
             a.remove("created_ms");
