@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 mod common;
 #[path = "common/plane.rs"]
 mod plane;
+#[path = "common/postgres.rs"]
+mod postgres;
 use plane::*;
 
 const EMAIL: &str = "ada@example.org";
@@ -87,6 +89,23 @@ fn switched_once(lines: &[String], from: usize, old: fn(&str) -> bool, new: fn(&
     assert!(c[first_new..].iter().all(|l| new(l)), "{c:#?}");
 }
 
+/// The store the processes of a test share.
+#[derive(Debug, Clone, Copy)]
+enum Db {
+    /// `ironhost.db` in their home.
+    Sqlite,
+    /// A fresh PostgreSQL database (`IRONHOST_DATABASE_URL`).
+    Postgres,
+}
+
+/// Point the test's processes at `db` until the guard is dropped.
+async fn shared_store(db: Db) -> Option<DatabaseGuard> {
+    match db {
+        Db::Sqlite => None,
+        Db::Postgres => Some(use_database(postgres::fresh_database().await)),
+    }
+}
+
 fn agent_entry<'a>(list: &'a Value, id: &str) -> &'a Value {
     list.as_array()
         .and_then(|a| a.iter().find(|e| e["agent"]["id"] == id))
@@ -95,7 +114,17 @@ fn agent_entry<'a>(list: &'a Value, id: &str) -> &'a Value {
 
 #[test]
 fn a_change_through_serve_reaches_every_agent_process_through_the_store() {
+    a_change_through_serve_reaches_every_agent_process(Db::Sqlite);
+}
+
+#[test]
+fn a_change_through_serve_reaches_every_agent_process_through_postgres() {
+    a_change_through_serve_reaches_every_agent_process(Db::Postgres);
+}
+
+fn a_change_through_serve_reaches_every_agent_process(db: Db) {
     serial(async {
+        let _db = shared_store(db).await;
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home");
         let (_serve, base) = serve(dir.path(), &home).await;
@@ -252,9 +281,19 @@ fn a_change_through_serve_reaches_every_agent_process_through_the_store() {
 
 #[test]
 fn a_secret_set_through_serve_reaches_an_agent_in_another_process() {
+    a_secret_set_through_serve_reaches_an_agent(Db::Sqlite);
+}
+
+#[test]
+fn a_secret_set_through_serve_reaches_an_agent_in_another_process_through_postgres() {
+    a_secret_set_through_serve_reaches_an_agent(Db::Postgres);
+}
+
+fn a_secret_set_through_serve_reaches_an_agent(db: Db) {
     const V1: &str = "fleet-tok-1-93ab";
     const V2: &str = "fleet-tok-2-c7d1";
     serial(async {
+        let _db = shared_store(db).await;
         let dir = tempfile::tempdir().unwrap();
         let home = dir.path().join("home");
         let (_serve, base) = serve(dir.path(), &home).await;

@@ -29,25 +29,52 @@ pub fn agent(name: &str) -> String {
 }
 
 /// `ironhost` in `dir`, offline, with the test virtualenv, no inherited settings, and the
-/// control plane's home and keys set.
+/// control plane's home and keys set (and the store, while [`use_database`] says one).
 pub fn ironhost(dir: &Path, home: &Path, master_key: &str) -> Command {
     let mut c = ironhost_in(dir);
     c.env("IRONHOST_LLM_MODE", "simulator")
         .env("IRONHOST_HOME", home)
         .env("IRONHOST_MASTER_KEY", master_key)
         .env("IRONHOST_ADMIN_PASSWORD", ADMIN_PASSWORD);
+    if let Some(url) = lock(&DATABASE_URL).clone() {
+        c.env("IRONHOST_DATABASE_URL", url);
+    }
     c
 }
 
 /// The library's view of the same settings (for writing to the store "from another process").
 pub fn plane_vars() -> BTreeMap<String, String> {
-    BTreeMap::from([
+    let mut vars = BTreeMap::from([
         ("IRONHOST_MASTER_KEY".to_owned(), MASTER_KEY.to_owned()),
         (
             "IRONHOST_ADMIN_PASSWORD".to_owned(),
             ADMIN_PASSWORD.to_owned(),
         ),
-    ])
+    ]);
+    if let Some(url) = lock(&DATABASE_URL).clone() {
+        vars.insert("IRONHOST_DATABASE_URL".to_owned(), url);
+    }
+    vars
+}
+
+/// The store of the test that runs (tests take turns, see [`serial`]): `None` for the home's
+/// SQLite file, else a database URL.
+static DATABASE_URL: Mutex<Option<String>> = Mutex::new(None);
+
+/// Every process the running test starts from now on, and [`plane_vars`], use the store at
+/// `url` (`IRONHOST_DATABASE_URL`), until the guard is dropped (a failed test's too).
+pub fn use_database(url: String) -> DatabaseGuard {
+    *lock(&DATABASE_URL) = Some(url);
+    DatabaseGuard
+}
+
+/// Back to the home's SQLite store when dropped.
+pub struct DatabaseGuard;
+
+impl Drop for DatabaseGuard {
+    fn drop(&mut self) {
+        *lock(&DATABASE_URL) = None;
+    }
 }
 
 pub static SERIAL: Mutex<()> = Mutex::new(());
