@@ -125,7 +125,7 @@ fn a_change_through_serve_reaches_every_agent_process_through_postgres() {
 fn a_change_through_serve_reaches_every_agent_process(db: Db) {
     serial(async {
         let _db = shared_store(db).await;
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("a temporary directory");
         let home = dir.path().join("home");
         let (_serve, base) = serve(dir.path(), &home).await;
         let api = Api::login(&base).await;
@@ -273,7 +273,7 @@ fn a_change_through_serve_reaches_every_agent_process(db: Db) {
             assert!(Instant::now() < deadline, "fleet-b never went stale: {b}");
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        std::fs::write(dir.path().join("fleet-c.stop"), b"stop").unwrap();
+        std::fs::write(dir.path().join("fleet-c.stop"), b"stop").expect("the stop file");
         let exit = agents[2].wait_exit(Duration::from_secs(15)).await;
         assert_eq!(exit.code(), Some(0), "{}", agents[2].report());
     });
@@ -294,7 +294,7 @@ fn a_secret_set_through_serve_reaches_an_agent(db: Db) {
     const V2: &str = "fleet-tok-2-c7d1";
     serial(async {
         let _db = shared_store(db).await;
-        let dir = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().expect("a temporary directory");
         let home = dir.path().join("home");
         let (_serve, base) = serve(dir.path(), &home).await;
         let api = Api::login(&base).await;
@@ -309,7 +309,7 @@ fn a_secret_set_through_serve_reaches_an_agent(db: Db) {
             MASTER_KEY,
             &[
                 "--bundle",
-                bundle.to_str().unwrap(),
+                bundle.to_str().expect("a UTF-8 path"),
                 &agent("cp_secret_watch.py"),
             ],
         );
