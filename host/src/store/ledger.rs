@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use sqlx::Row;
 
-use super::{Store, now_ms};
+use super::{Backend, Store, now_ms};
 
 /// A lease not renewed for this long has expired (the default; renewed when half is left).
 pub const LEASE_TTL: Duration = Duration::from_secs(5);
@@ -52,6 +52,27 @@ pub struct Settle {
     pub headroom: Option<i64>,
 }
 
+/// Make `tx` the only transaction deciding on `key` until it ends. On SQLite a writing
+/// transaction holds the database's write lock already; on PostgreSQL an advisory lock on the
+/// counter (its row may not exist yet, so there may be none to lock) keeps another process's
+/// lease or settle of it waiting, so the sum of what is settled and granted stays within the
+/// ceiling.
+async fn lock_counter<'c>(
+    tx: &mut sqlx::Transaction<'c, sqlx::Any>,
+    key: &CounterKey,
+) -> Result<(), sqlx::Error> {
+    if Backend::of(tx) == Backend::Postgres {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind(format!(
+                "ironhost counter\u{1f}{}\u{1f}{}\u{1f}{}",
+                key.policy, key.agent, key.key
+            ))
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
 /// Settle counters in `tx`; returns each counter's stored value after.
 pub async fn settle<'c>(
     tx: &mut sqlx::Transaction<'c, sqlx::Any>,
@@ -60,6 +81,14 @@ pub async fn settle<'c>(
     settles: &[Settle],
 ) -> Result<Vec<i64>, sqlx::Error> {
     let now = now_ms();
+    // The counters locked first, in one order, so two settling processes never wait on each
+    // other in a circle.
+    let mut keys: Vec<&CounterKey> = settles.iter().map(|s| &s.key).collect();
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        lock_counter(tx, key).await?;
+    }
     let mut values = Vec::with_capacity(settles.len());
     for s in settles {
         let row = sqlx::query(
@@ -156,8 +185,10 @@ pub async fn lease(store: &Store, r: &LeaseRequest<'_>) -> Result<Grant, sqlx::E
         ceiling,
     } = *r;
     let now = now_ms();
-    let mut tx = store.pool().begin().await?;
-    // Take the write lock first (SQLite), so two processes cannot both read the same room.
+    // The write lock (SQLite) or the counter's lock (PostgreSQL) first, so two processes
+    // cannot both read the same room.
+    let mut tx = store.begin_write().await?;
+    lock_counter(&mut tx, key).await?;
     sqlx::query(
         "DELETE FROM budget_leases WHERE policy = $1 AND agent = $2 AND key = $3 AND expires_ms <= $4",
     )

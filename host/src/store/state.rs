@@ -768,7 +768,13 @@ mod tests {
 
     #[test]
     fn two_processes_share_a_counter_under_its_ceiling_through_leases() {
-        let dir = tempfile::tempdir().expect("tempdir");
+        for backend in super::super::testing::BACKENDS {
+            two_processes_share_a_counter(backend);
+        }
+    }
+
+    /// Two processes: two stores (each its own connections) on one database.
+    fn two_processes_share_a_counter(backend: super::super::Backend) {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
@@ -781,14 +787,15 @@ mod tests {
         };
         const CEILING: i64 = 10_000;
         const STEP: i64 = 70;
-        let (a, b, store) = rt.block_on(async {
-            let store = Store::open(dir.path()).await.expect("open");
+        let (a, b, store, _db) = rt.block_on(async {
+            let db = super::super::testing::TestDb::new(backend).await;
+            let store = db.store().await;
             let a = StoredState::load(&store).await.expect("a");
-            let b = StoredState::load(&store).await.expect("b");
+            let b = StoredState::load(&db.store().await).await.expect("b");
             let ttl = Duration::from_millis(400);
             a.attach_ledger("lg-1", "lg-1.a", ttl, tokio::runtime::Handle::current());
             b.attach_ledger("lg-1", "lg-1.b", ttl, tokio::runtime::Handle::current());
-            (a, b, store)
+            (a, b, store, db)
         });
         // Four threads per "process" reserve until refused; some give back half of what they
         // reserved (a call that cost less), without a ceiling.
@@ -816,12 +823,12 @@ mod tests {
         let total = granted.load(Ordering::SeqCst);
         assert!(
             total <= CEILING,
-            "{total} reserved under a ceiling of {CEILING}"
+            "{backend:?}: {total} reserved under a ceiling of {CEILING}"
         );
         // Nothing was refused while room was left: at most a step short per process.
         assert!(
             total > CEILING - 2 * STEP,
-            "only {total} reserved of {CEILING}"
+            "{backend:?}: only {total} reserved of {CEILING}"
         );
         rt.block_on(async {
             a.flush().await;
