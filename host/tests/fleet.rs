@@ -92,7 +92,8 @@ fn switched_once(lines: &[String], from: usize, old: fn(&str) -> bool, new: fn(&
 /// The store the processes of a test share.
 #[derive(Debug, Clone, Copy)]
 enum Db {
-    /// `ironhost.db` in their home.
+    /// SQLite: the home's `ironhost.db` ([`shared_store`]), or one file beside the homes
+    /// ([`fleet_store`]).
     Sqlite,
     /// A fresh PostgreSQL database (`IRONHOST_DATABASE_URL`).
     Postgres,
@@ -124,15 +125,15 @@ fn a_change_through_serve_reaches_every_agent_process_through_postgres() {
 
 fn a_change_through_serve_reaches_every_agent_process(db: Db) {
     serial(async {
-        let _db = shared_store(db).await;
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let home = dir.path().join("home");
-        let (_serve, base) = serve(dir.path(), &home).await;
+        // One serve and three hosts, each with a home of its own, on one store.
+        let (_url, _db) = fleet_store(db, dir.path()).await;
+        let (_serve, base) = serve(dir.path(), &dir.path().join("serve")).await;
         let api = Api::login(&base).await;
         let ids = ["fleet-a", "fleet-b", "fleet-c"];
         let mut agents: Vec<Proc> = ids
             .iter()
-            .map(|id| echo_agent(dir.path(), &home, id))
+            .map(|id| echo_agent(dir.path(), &dir.path().join(id), id))
             .collect();
         for a in &mut agents {
             a.wait_until(Duration::from_secs(30), "two redacted calls", |ls| {
@@ -325,5 +326,202 @@ fn a_secret_set_through_serve_reaches_an_agent(db: Db) {
             .await;
         let exit = watcher.wait_exit(Duration::from_secs(10)).await;
         assert_eq!(exit.code(), Some(0), "{}", watcher.report());
+    });
+}
+
+/// The store every host of a test shares, each host with a home of its own: a SQLite file
+/// beside their homes, or a fresh PostgreSQL database. Its URL, and the guard that points the
+/// test's processes at it.
+async fn fleet_store(db: Db, dir: &Path) -> (String, DatabaseGuard) {
+    let url = match db {
+        Db::Sqlite => format!("sqlite://{}", dir.join("fleet.db").display()),
+        Db::Postgres => postgres::fresh_database().await,
+    };
+    (url.clone(), use_database(url))
+}
+
+/// `ironhost start --agent-id ID --budget USD --no-api SCRIPT` as a host of its own: its own
+/// home (`dir/NAME`), the test's store.
+fn host(dir: &Path, name: &str, id: &str, budget: &str, script: &str) -> Proc {
+    let home = dir.join(name);
+    start(
+        dir,
+        &home,
+        MASTER_KEY,
+        &[
+            "--agent-id",
+            id,
+            "--budget",
+            budget,
+            "--no-api",
+            &agent(script),
+        ],
+    )
+}
+
+/// What the store recorded that `agent` spent, in USD.
+async fn spent(api: &Api, agent: &str) -> f64 {
+    let (status, usage) = api.get(&format!("/api/usage/by-agent/{agent}")).await;
+    assert_eq!(status, 200, "{usage}");
+    usage["totals"]["cost_usd"].as_f64().expect("a cost")
+}
+
+/// The budget leases the store holds on `agent`'s counters: (holder, granted, expires ms).
+async fn leases(url: &str, agent: &str) -> Vec<(String, i64, i64)> {
+    use sqlx::{Connection, Row};
+    sqlx::any::install_default_drivers();
+    let mut conn = sqlx::AnyConnection::connect(url)
+        .await
+        .expect("the test's store");
+    let rows = sqlx::query(
+        "SELECT holder, granted, expires_ms FROM budget_leases WHERE agent = $1 ORDER BY holder",
+    )
+    .bind(agent)
+    .fetch_all(&mut conn)
+    .await
+    .expect("the leases");
+    let _ = conn.close().await;
+    rows.iter()
+        .map(|r| (r.get(0), r.get(1), r.get(2)))
+        .collect()
+}
+
+/// A limit of $0.50 shared by one agent on three hosts: each host leases a twentieth of it at
+/// a time.
+const SHARED_LIMIT: f64 = 0.5;
+const SHARED_LEASE: f64 = SHARED_LIMIT / 20.0;
+
+#[test]
+fn one_budget_shared_by_three_hosts_is_never_overspent_by_more_than_a_lease_each() {
+    one_budget_shared_by_three_hosts(Db::Sqlite);
+}
+
+#[test]
+fn one_budget_shared_by_three_hosts_on_postgres_is_never_overspent_by_more_than_a_lease_each() {
+    one_budget_shared_by_three_hosts(Db::Postgres);
+}
+
+fn one_budget_shared_by_three_hosts(db: Db) {
+    serial(async {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (url, _db) = fleet_store(db, dir.path()).await;
+        let (_serve, base) = serve(dir.path(), &dir.path().join("serve")).await;
+        let api = Api::login(&base).await;
+        // Three hosts run the same agent, 16 calls at a time each, until the budget refuses.
+        let budget = SHARED_LIMIT.to_string();
+        let mut hosts: Vec<Proc> = (1..=3)
+            .map(|i| {
+                host(
+                    dir.path(),
+                    &format!("host-{i}"),
+                    "shared-spend",
+                    &budget,
+                    "fleet_spender.py",
+                )
+            })
+            .collect();
+        let mut calls = 0;
+        for h in &mut hosts {
+            let status = h.wait_exit(Duration::from_secs(240)).await;
+            assert_eq!(status.code(), Some(0), "{}", h.report());
+            let line = h
+                .lines()
+                .into_iter()
+                .find(|l| l.starts_with("spent "))
+                .unwrap_or_else(|| panic!("no summary\n{}", h.report()));
+            assert!(line.ends_with("refused 16"), "{line}");
+            calls += line
+                .split_whitespace()
+                .nth(1)
+                .and_then(|n| n.parse::<u64>().ok())
+                .expect("a count");
+        }
+        let spent = spent(&api, "shared-spend").await;
+        println!("three hosts made {calls} calls for ${spent:.4} of ${SHARED_LIMIT}");
+        assert!(
+            spent <= SHARED_LIMIT + 3.0 * SHARED_LEASE,
+            "${spent} spent of ${SHARED_LIMIT}"
+        );
+        // The budget was spent, not stranded in leases: refusals came at its end.
+        assert!(
+            spent >= 0.8 * SHARED_LIMIT,
+            "only ${spent} of ${SHARED_LIMIT}"
+        );
+        // Each host gave its lease back as it ended.
+        assert_eq!(leases(&url, "shared-spend").await, []);
+        let (_, a) = api.get("/api/agents/shared-spend").await;
+        let hosts_seen: Vec<&Value> = a["processes"]
+            .as_array()
+            .expect("processes")
+            .iter()
+            .collect();
+        assert_eq!(hosts_seen.len(), 3, "{a}");
+        assert!(hosts_seen.iter().all(|p| p["ended_ms"].is_i64()), "{a}");
+    });
+}
+
+#[test]
+fn a_host_killed_outright_gives_its_budget_lease_back_when_it_expires() {
+    a_killed_host_gives_its_lease_back(Db::Sqlite);
+}
+
+#[test]
+fn a_host_killed_outright_on_postgres_gives_its_budget_lease_back_when_it_expires() {
+    a_killed_host_gives_its_lease_back(Db::Postgres);
+}
+
+fn a_killed_host_gives_its_lease_back(db: Db) {
+    serial(async {
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let (url, _db) = fleet_store(db, dir.path()).await;
+        let (_serve, base) = serve(dir.path(), &dir.path().join("serve")).await;
+        let api = Api::login(&base).await;
+        let budget = SHARED_LIMIT.to_string();
+        let mut first = host(dir.path(), "host-1", "lease-kill", &budget, "cp_loop.py");
+        first
+            .wait_until(Duration::from_secs(30), "three calls", |ls| {
+                ls.iter().any(|l| l == "call 3 done")
+            })
+            .await;
+        let held = leases(&url, "lease-kill").await;
+        assert_eq!(held.len(), 1, "{held:?}");
+        let (holder, granted, _) = held[0].clone();
+        assert!(granted > 0, "{held:?}");
+        let _ = std::process::Command::new("kill")
+            .args(["-9", &first.pid().to_string()])
+            .status();
+        first.wait_exit(Duration::from_secs(10)).await;
+        // The lease outlives the process: nobody gave it back.
+        let after_kill = leases(&url, "lease-kill").await;
+        assert_eq!(
+            after_kill.first().map(|l| &l.0),
+            Some(&holder),
+            "{after_kill:?}"
+        );
+        let expires = after_kill[0].2;
+        let wait = expires - now_ms() + 200;
+        assert!(wait > 0, "the lease had expired already: {after_kill:?}");
+        tokio::time::sleep(Duration::from_millis(wait as u64)).await;
+        // A host starting after the expiry may lease what the dead one held: it spends the
+        // budget to its end, and the expired lease is gone.
+        let mut second = host(
+            dir.path(),
+            "host-2",
+            "lease-kill",
+            &budget,
+            "fleet_spender.py",
+        );
+        let status = second.wait_exit(Duration::from_secs(240)).await;
+        assert_eq!(status.code(), Some(0), "{}", second.report());
+        assert_eq!(leases(&url, "lease-kill").await, []);
+        let spent = spent(&api, "lease-kill").await;
+        assert!(
+            spent <= SHARED_LIMIT + 2.0 * SHARED_LEASE,
+            "${spent} spent of ${SHARED_LIMIT}"
+        );
+        assert!(
+            spent >= 0.8 * SHARED_LIMIT,
+            "only ${spent} of ${SHARED_LIMIT}"
+        );
     });
 }

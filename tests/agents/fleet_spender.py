@@ -4,6 +4,7 @@ them; prints `spent N calls, refused M` and exits 0."""
 import threading
 
 import openai
+from ironhost.errors import BudgetExceeded
 
 client = openai.OpenAI(max_retries=0)
 lock = threading.Lock()
@@ -18,12 +19,10 @@ def spend() -> None:
                 max_tokens=100,
                 messages=[{"role": "user", "content": "Summarise this lead in one line."}],
             )
-        except openai.APIStatusError as e:
-            if "budget" in str(e).lower():
-                with lock:
-                    done["refused"] += 1
-                return
-            raise
+        except BudgetExceeded:
+            with lock:
+                done["refused"] += 1
+            return
         with lock:
             done["ok"] += 1
 

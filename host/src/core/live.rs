@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use super::revisions::BundleRun;
+use super::running::BundleRun;
 use crate::events::EventBus;
 use crate::events::EventKind;
 use crate::gateway::Gateway;

@@ -42,6 +42,7 @@ pub mod lease;
 pub mod live;
 pub mod plane;
 pub mod revisions;
+pub mod running;
 pub mod runs;
 pub mod watch;
 

@@ -52,6 +52,8 @@ pub fn bundle_topic(bundle: &str) -> String {
 pub const TOPIC_SECRETS: &str = "secrets";
 /// Topic bumped when a budget limit changes.
 pub const TOPIC_LIMITS: &str = "limits";
+/// The PostgreSQL notification channel of the change counters (the payload is the topic).
+pub const CHANNEL: &str = "ironhost_changes";
 /// Topic bumped when a stop is requested.
 pub const TOPIC_STOP: &str = "stop";
 
@@ -268,10 +270,7 @@ impl Store {
             }
             Err(e) => return Err(StoreError::from(e).into()),
         };
-        sqlx::query(BUMP)
-            .bind(bundle_topic(new.bundle))
-            .bind(now)
-            .execute(&mut *tx)
+        self.bump_in(&mut tx, &bundle_topic(new.bundle), now)
             .await
             .map_err(StoreError::from)?;
         tx.commit().await.map_err(StoreError::from)?;
@@ -290,12 +289,89 @@ impl Store {
 
     /// Announce a change on `topic` to every process watching the store.
     pub async fn bump(&self, topic: &str) -> Result<(), StoreError> {
+        let mut tx = self.pool().begin().await?;
+        self.bump_in(&mut tx, topic, now_ms()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Bump `topic`'s counter in `tx`; on PostgreSQL also notify [`CHANNEL`] (delivered when
+    /// the transaction commits, so a listener never reads ahead of the change).
+    async fn bump_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        topic: &str,
+        now: i64,
+    ) -> Result<(), sqlx::Error> {
         sqlx::query(BUMP)
             .bind(topic)
-            .bind(now_ms())
-            .execute(self.pool())
+            .bind(now)
+            .execute(&mut **tx)
             .await?;
+        if self.backend() == super::Backend::Postgres {
+            sqlx::query("SELECT CAST(pg_notify($1, $2) AS TEXT)")
+                .bind(CHANNEL)
+                .bind(topic)
+                .execute(&mut **tx)
+                .await?;
+        }
         Ok(())
+    }
+
+    /// On PostgreSQL, a feed that wakes on every change another process announces (`LISTEN`
+    /// on [`CHANNEL`], reconnected if the connection drops); `None` on SQLite, where the
+    /// counters are polled.
+    pub fn change_feed(&self) -> Option<tokio::sync::mpsc::Receiver<()>> {
+        let url = self.listen.clone()?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tokio::spawn(async move {
+            let mut complained = false;
+            loop {
+                let listened = async {
+                    let mut l = sqlx::postgres::PgListener::connect(&url.0).await?;
+                    l.listen(CHANNEL).await?;
+                    Ok::<_, sqlx::Error>(l)
+                };
+                match listened.await {
+                    Ok(mut l) => {
+                        complained = false;
+                        // Anything missed while (re)connecting: look at the counters once.
+                        if tx.try_send(()).is_err() && tx.is_closed() {
+                            return;
+                        }
+                        loop {
+                            match l.recv().await {
+                                Ok(_) => {
+                                    if tx.is_closed() {
+                                        return;
+                                    }
+                                    let _ = tx.try_send(());
+                                }
+                                Err(e) => {
+                                    tracing::warn!(
+                                        "the store's change notifications stopped: {e}; reconnecting"
+                                    );
+                                    break;
+                                }
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        if !complained {
+                            tracing::warn!(
+                                "cannot listen for the store's change notifications: {e}; polling meanwhile"
+                            );
+                            complained = true;
+                        }
+                    }
+                }
+                if tx.is_closed() {
+                    return;
+                }
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+        });
+        Some(rx)
     }
 
     /// Every topic's counter.
@@ -408,11 +484,7 @@ impl Store {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        sqlx::query(BUMP)
-            .bind(TOPIC_STOP)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        self.bump_in(&mut tx, TOPIC_STOP, now).await?;
         tx.commit().await?;
         Ok(asked)
     }

@@ -28,6 +28,7 @@ pub(crate) mod testing;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
@@ -147,8 +148,20 @@ pub fn now_ms() -> i64 {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// PostgreSQL: the URL to listen for change notifications on (`fleet::CHANNEL`).
+    listen: Option<ListenUrl>,
     /// The SQLite file, or the PostgreSQL URL with its password masked: what messages name.
     path: PathBuf,
+}
+
+/// A database URL with its password: never shown (its `Debug` is masked).
+#[derive(Clone)]
+pub(crate) struct ListenUrl(pub(crate) Arc<str>);
+
+impl std::fmt::Debug for ListenUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ListenUrl(***)")
+    }
 }
 
 /// SQLITE_BUSY: another connection holds the lock this one needs.
@@ -236,6 +249,7 @@ impl Store {
         let store = Store {
             pool,
             backend: Backend::Sqlite,
+            listen: None,
             path: path.to_path_buf(),
         };
         restrict_file(path);
@@ -269,6 +283,7 @@ impl Store {
         let store = Store {
             pool,
             backend: Backend::Postgres,
+            listen: Some(ListenUrl(Arc::from(url))),
             path,
         };
         store.migrate().await?;

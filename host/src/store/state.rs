@@ -28,6 +28,8 @@ use crate::policy::state::{AddError, MemoryState, QuotaExceeded, StateBackend, S
 
 /// How often dirty keys are written.
 pub const WRITE_EVERY: Duration = Duration::from_millis(100);
+/// How many leases one add may ask for when other calls keep taking the headroom.
+const LEASE_ATTEMPTS: usize = 8;
 /// The longest an add waits for a lease from the store.
 pub const LEASE_WAIT: Duration = Duration::from_millis(800);
 
@@ -298,7 +300,7 @@ impl StoredState {
 
     /// Lease more headroom on a shared counter for an add of `need` under `ceiling`. Waits
     /// for the database (at most [`LEASE_WAIT`]); a call waiting here is not charged for it.
-    fn lease_more(&self, key: &StateKey, need: i64, ceiling: i64) -> Result<(), String> {
+    fn lease_more(&self, key: &StateKey, need: i64, ceiling: i64) -> Result<bool, String> {
         let (runtime, holder, agent, ttl) = match self.ledger.lock().as_ref() {
             Some(l) => (l.runtime.clone(), l.holder.clone(), l.agent.clone(), l.ttl),
             None => return Err("no ledger".to_owned()),
@@ -336,7 +338,7 @@ impl StoredState {
                 // What the fleet has settled, and what this process added since.
                 let _ = self.mem.set(key, (grant.settled + c.local).to_string());
             }
-            Ok::<(), String>(())
+            Ok::<bool, String>(grant.headroom >= need)
         };
         let bounded = async {
             tokio::time::timeout(LEASE_WAIT, request)
@@ -615,29 +617,33 @@ impl StateBackend for StoredState {
         if !self.is_shared(key) {
             return self.change(key, |m| m.add(key, delta, ceiling));
         }
-        match self.shared_add(key, delta, ceiling) {
-            Shared::Done(v) => return Ok(v),
-            Shared::Failed(e) => return Err(e),
-            Shared::Short => {}
+        // Other calls of this process may take the headroom a lease brought before this one
+        // uses it: lease again while the store still has room for it.
+        for _ in 0..LEASE_ATTEMPTS {
+            match self.shared_add(key, delta, ceiling) {
+                Shared::Done(v) => return Ok(v),
+                Shared::Failed(e) => return Err(e),
+                Shared::Short => {}
+            }
+            match self.lease_more(key, delta, ceiling.unwrap_or(i64::MAX)) {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::error!(
+                        policy = key.policy.as_str(),
+                        "cannot lease headroom on `{}` from the store: {e}; the add is refused",
+                        key.key
+                    );
+                    break;
+                }
+            }
         }
-        let ceiling = ceiling.unwrap_or(i64::MAX);
-        if let Err(e) = self.lease_more(key, delta, ceiling) {
-            tracing::error!(
-                policy = key.policy.as_str(),
-                "cannot lease headroom on `{}` from the store: {e}; the add is refused",
-                key.key
-            );
-        }
-        match self.shared_add(key, delta, Some(ceiling)) {
-            Shared::Done(v) => Ok(v),
-            Shared::Failed(e) => Err(e),
-            Shared::Short => Err(AddError::CeilingExceeded(
-                self.mem
-                    .get(key)
-                    .and_then(|v| v.parse().ok())
-                    .unwrap_or_default(),
-            )),
-        }
+        Err(AddError::CeilingExceeded(
+            self.mem
+                .get(key)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_default(),
+        ))
     }
 }
 
