@@ -5,8 +5,9 @@
 //! ends (a crash or `kill -9` leaves no stale lock). The file holds the holder's process id, for
 //! the message the next process gets.
 //!
-//! This covers processes sharing one ironhost home on one machine; hosts that share a store over
-//! the network need a lease in the store (the fleet work).
+//! This covers processes sharing one ironhost home. Processes on other homes or machines may run
+//! the same agent id on one store: its budget is then shared through leases in the store
+//! (`store::ledger`), and each process shows in the fleet view (`store::fleet`).
 
 use std::fs::{File, OpenOptions, TryLockError};
 use std::io::{Read, Seek, Write};

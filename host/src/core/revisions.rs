@@ -166,6 +166,30 @@ fn admit_manifest(
     Ok(out)
 }
 
+/// Admit `manifest` in `live`'s process (its stored components fetched first, its flags
+/// applied), without swapping it in.
+async fn admit_here(
+    live: &LiveChain,
+    store: &Store,
+    manifest: &Manifest,
+) -> Result<Vec<(Arc<LoadedPolicy>, bool)>, ChangeError> {
+    let run = live.bundle.clone();
+    materialize(store, &run.components, manifest)
+        .await
+        .map_err(ChangeError::Failed)?;
+    let engine = live.engine.clone();
+    let current = live.chain.snapshot();
+    let overrides = run.overrides.lock().clone();
+    let (name, components) = (run.name.clone(), run.components.clone());
+    let m = manifest.clone();
+    tokio::task::spawn_blocking(move || {
+        admit_manifest(&engine, &name, &m, &overrides, &components, &current)
+    })
+    .await
+    .map_err(|e| ChangeError::Failed(format!("admission: {e}")))?
+    .map_err(ChangeError::Admission)
+}
+
 /// Admit `manifest` in `live`'s process and swap it in as revision `revision`. Returns the
 /// chain's generation.
 async fn install(
@@ -175,20 +199,7 @@ async fn install(
     revision: i64,
 ) -> Result<u64, ChangeError> {
     let run = live.bundle.clone();
-    materialize(store, &run.components, &manifest)
-        .await
-        .map_err(ChangeError::Failed)?;
-    let engine = live.engine.clone();
-    let current = live.chain.snapshot();
-    let overrides = run.overrides.lock().clone();
-    let (name, components) = (run.name.clone(), run.components.clone());
-    let m = manifest.clone();
-    let policies = tokio::task::spawn_blocking(move || {
-        admit_manifest(&engine, &name, &m, &overrides, &components, &current)
-    })
-    .await
-    .map_err(|e| ChangeError::Failed(format!("admission: {e}")))?
-    .map_err(ChangeError::Admission)?;
+    let policies = admit_here(live, store, &manifest).await?;
     let generation = live.chain.swap_members(run.name.clone(), policies);
     *run.running.lock() = Running { revision, manifest };
     Ok(generation)
@@ -278,20 +289,7 @@ pub async fn change(
         .check()
         .map_err(|e| ChangeError::Invalid("invalid_change", e.to_string()))?;
     // Admitted before it is recorded: a revision that would not load is never recorded.
-    materialize(store, &run.components, &manifest)
-        .await
-        .map_err(ChangeError::Failed)?;
-    let engine = live.engine.clone();
-    let current = live.chain.snapshot();
-    let overrides = run.overrides.lock().clone();
-    let (name, components) = (run.name.clone(), run.components.clone());
-    let m = manifest.clone();
-    let policies = tokio::task::spawn_blocking(move || {
-        admit_manifest(&engine, &name, &m, &overrides, &components, &current)
-    })
-    .await
-    .map_err(|e| ChangeError::Failed(format!("admission: {e}")))?
-    .map_err(ChangeError::Admission)?;
+    let policies = admit_here(live, store, &manifest).await?;
     let json = manifest.to_json();
     let revision = store
         .append_revision(
