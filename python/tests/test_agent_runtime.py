@@ -320,6 +320,57 @@ def test_the_control_plane_never_sigterms_a_python_program_for_its_sdk_agent(
         program.wait(30)
 
 
+def test_an_sdk_agent_follows_a_policy_change_made_by_another_process(
+    offline_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import subprocess
+    import sys
+    import time
+
+    monkeypatch.setenv("IRONHOST_ADMIN_PASSWORD", ADMIN_PASSWORD)
+    # A Python program whose SDK agent sends an email address to the echo model in a loop.
+    program = subprocess.Popen(
+        [sys.executable, "-c", (
+            "import time, openai, ironhost\n"
+            "@ironhost.protect_agent(name='follower')\n"
+            "def work():\n"
+            "    client = openai.OpenAI()\n"
+            f"    for _ in range(600):\n"
+            f"        r = client.chat.completions.create(model='echo', messages=[{{'role': 'user', 'content': 'to {EMAIL}'}}])\n"
+            "        print('call', r.choices[0].message.content, flush=True)\n"
+            "        time.sleep(0.05)\n"
+            "work()\n"
+        )],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert program.stdout.readline().strip() == "call to [EMAIL_REDACTED]"
+        # Another process (this one) changes pii-redact's config through its control plane:
+        # a new revision of the bundle in the shared store.
+        with ironhost.AgentRuntime(api=True, listen="127.0.0.1:0") as rt:
+            base = rt.dashboard.rstrip("/") + "/api"
+            token = admin_token(base)
+            changed = api(base, "PUT", "/policies/pii-redact/config", {"mode": "warn"}, token=token)
+            revision = changed["revision"]  # type: ignore[index]
+            asked = time.monotonic()
+            # The program's agent swaps to it within a second or so: its calls go out as written.
+            seen = []
+            while time.monotonic() - asked < 15:
+                line = program.stdout.readline().strip()
+                seen.append(line)
+                if line == f"call to {EMAIL}":
+                    break
+            assert seen[-1] == f"call to {EMAIL}", seen[-5:]
+            followed = time.monotonic() - asked
+            history = api(base, "GET", "/policies/revisions", token=token)
+            assert history["revisions"][0]["revision"] == revision  # type: ignore[index]
+            assert history["revisions"][0]["action"] == "configured"  # type: ignore[index]
+        assert followed < 10, followed
+    finally:
+        program.kill()
+        program.wait(30)
+
+
 def test_ctrl_c_while_leaving_the_block_still_closes_and_is_raised(
     offline_home: Path, monkeypatch: pytest.MonkeyPatch, python_sigint: None
 ) -> None:
