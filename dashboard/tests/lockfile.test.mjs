@@ -28,6 +28,8 @@ test('a clean copy builds and the lock file comes out unchanged', () => {
     const after = readFileSync(join(copy, 'package-lock.json'));
     assert.ok(before.equals(after), 'npm ci changed package-lock.json');
     assert.ok(existsSync(join(copy, 'dist', 'index.html')), 'dist/index.html was built');
+    assert.ok(existsSync(join(copy, 'dist', 'index.html.br')), 'no Brotli copy of dist/index.html');
+    assert.ok(existsSync(join(copy, 'dist', 'index.html.gz')), 'no gzip copy of dist/index.html');
   } finally {
     rmSync(root, { recursive: true, force: true });
   }

@@ -2,9 +2,11 @@
 //! `build.rs` and served here, outside `/api` and `/ws`. No Node.js is needed at run time.
 //!
 //! `/` and any path without a file extension get `index.html` (the dashboard routes in the
-//! page); hashed files under `/assets/` are cached for good, `index.html` never.
+//! page); hashed files under `/assets/` are cached for good, `index.html` never. Text files are
+//! served as the Brotli or gzip copy the dashboard's build made of them (`FILE.br`, `FILE.gz`)
+//! when the request accepts that encoding: nothing is compressed at run time.
 
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 
 include!(concat!(env!("OUT_DIR"), "/dashboard_assets.rs"));
@@ -38,19 +40,47 @@ fn content_type(path: &str) -> &'static str {
     }
 }
 
+/// Whether an `Accept-Encoding` value accepts `coding`: its own entry decides, else `*`'s; an
+/// entry with `q=0` refuses.
+fn accepts(accept: &str, coding: &str) -> bool {
+    let weight = |name: &str| {
+        accept.split(',').find_map(|item| {
+            let mut parts = item.split(';');
+            if !parts.next().unwrap_or("").trim().eq_ignore_ascii_case(name) {
+                return None;
+            }
+            let q = parts
+                .find_map(|p| p.trim().strip_prefix("q=").map(str::trim))
+                .map_or(Some(1.0), |q| q.parse::<f32>().ok());
+            Some(q.unwrap_or(0.0))
+        })
+    };
+    weight(coding)
+        .or_else(|| weight("*"))
+        .is_some_and(|q| q > 0.0)
+}
+
+/// The stored copy of `file` in the best encoding the request accepts: `(bytes, encoding)`.
+fn encoded(file: &str, headers: &HeaderMap) -> Option<(&'static [u8], &'static str)> {
+    let accept = headers
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    [("br", ".br"), ("gzip", ".gz")]
+        .into_iter()
+        .filter(|(coding, _)| accepts(accept, coding))
+        .find_map(|(coding, ext)| find(&format!("{file}{ext}")).map(|b| (b, coding)))
+}
+
 /// `GET` of anything outside `/api` and `/ws`.
-pub async fn serve(uri: Uri) -> Response {
+pub async fn serve(uri: Uri, headers: HeaderMap) -> Response {
     let path = uri.path();
     if path.starts_with("/api/") || path == "/api" {
         return super::error::not_found(uri).await.into_response();
     }
     let is_page = path == "/" || !path.rsplit('/').next().unwrap_or("").contains('.');
-    let (file, bytes) = if is_page {
-        ("/index.html", find("/index.html"))
-    } else {
-        (path, find(path))
-    };
-    let Some(bytes) = bytes else {
+    let file = if is_page { "/index.html" } else { path };
+    let Some(plain) = find(file) else {
         if is_page {
             return page(StatusCode::OK, NOT_BUILT.as_bytes(), "no-cache");
         }
@@ -66,20 +96,34 @@ pub async fn serve(uri: Uri) -> Response {
     } else {
         "no-cache"
     };
-    if file.ends_with(".html") {
-        return page(StatusCode::OK, bytes, cache);
+    let (bytes, encoding) = match encoded(file, &headers) {
+        Some((b, coding)) => (b, Some(coding)),
+        None => (plain, None),
+    };
+    let mut res = if file.ends_with(".html") {
+        page(StatusCode::OK, bytes, cache)
+    } else {
+        let mut res = bytes.into_response();
+        let h = res.headers_mut();
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(content_type(file)),
+        );
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
+        h.insert(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        );
+        res
+    };
+    if find(&format!("{file}.br")).is_some() || find(&format!("{file}.gz")).is_some() {
+        res.headers_mut()
+            .insert(header::VARY, HeaderValue::from_static("accept-encoding"));
     }
-    let mut res = bytes.into_response();
-    let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(content_type(file)),
-    );
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+    if let Some(coding) = encoding {
+        res.headers_mut()
+            .insert(header::CONTENT_ENCODING, HeaderValue::from_static(coding));
+    }
     res
 }
 
@@ -119,5 +163,19 @@ mod tests {
         );
         assert_eq!(content_type("/favicon.svg"), "image/svg+xml");
         assert_eq!(content_type("/blob"), "application/octet-stream");
+    }
+
+    #[test]
+    fn accept_encoding_is_read_with_its_weights() {
+        assert!(accepts("gzip, deflate, br, zstd", "br"));
+        assert!(accepts("gzip;q=1.0, br;q=0.5", "br"));
+        assert!(accepts("*", "gzip"));
+        assert!(accepts("GZIP", "gzip"));
+        assert!(!accepts("gzip, br;q=0", "br"));
+        assert!(!accepts("identity", "gzip"));
+        assert!(!accepts("", "gzip"));
+        assert!(!accepts("*, gzip;q=0", "gzip"));
+        assert!(accepts("*;q=0.1, gzip;q=0", "br"));
+        assert!(!accepts("br;q=zero", "br"));
     }
 }
