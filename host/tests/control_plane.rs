@@ -209,6 +209,71 @@ fn stopping_an_agent_through_the_api_ends_it_like_sigterm() {
     });
 }
 
+#[test]
+fn when_the_run_ends_its_websocket_clients_get_its_last_events_then_a_goodbye() {
+    serial(async {
+        let dir = tempfile::tempdir().unwrap();
+        let home = dir.path().join("home");
+        let done = dir.path().join("done");
+        let mut agent_proc = start(
+            dir.path(),
+            &home,
+            MASTER_KEY,
+            &[
+                "--listen",
+                "127.0.0.1:0",
+                &agent("cp_until_file.py"),
+                done.to_str().expect("UTF-8 path"),
+            ],
+        );
+        let (id, base) = started(&mut agent_proc, true).await;
+        agent_proc.wait_prefix("ready", Duration::from_secs(20)).await;
+        let base = base.expect("the agent serves a control plane");
+        let api = Api::login(&base).await;
+        let url = format!(
+            "{}/ws?access_token={}",
+            base.replacen("http://", "ws://", 1),
+            api.token
+        );
+        let (mut ws, _) = tokio_tungstenite::connect_async(url.as_str())
+            .await
+            .expect("the WebSocket connects");
+        std::fs::write(&done, "").expect("the test can write its temp dir");
+        let mut seen = Vec::new();
+        let mut close = None;
+        while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(15), ws.next()).await {
+            match msg {
+                Ok(Message::Text(text)) => {
+                    seen.push(serde_json::from_str::<Value>(text.as_str()).unwrap_or(Value::Null))
+                }
+                Ok(Message::Close(frame)) => {
+                    close = frame;
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => panic!("the stream broke instead of closing: {e}; got {seen:?}"),
+            }
+        }
+        let status = agent_proc.wait_exit(Duration::from_secs(10)).await;
+        assert_eq!(status.code(), Some(0), "{}", agent_proc.report());
+        let kinds: Vec<&str> = seen.iter().filter_map(|v| v["type"].as_str()).collect();
+        let stopped = kinds.iter().position(|k| *k == "agent_stopped");
+        let closing = kinds.iter().position(|k| *k == "closing");
+        assert!(
+            matches!((stopped, closing), (Some(s), Some(c)) if s < c && c == kinds.len() - 1),
+            "the run's end, then the goodbye, last: {kinds:?}"
+        );
+        let bye = &seen[closing.expect("checked above")];
+        assert_eq!(bye["reason"], "run_ended", "{bye}");
+        assert_eq!(bye["agent_id"], json!(id), "{bye}");
+        assert_eq!(bye["state"], "completed", "{bye}");
+        assert_eq!(bye["exit_code"], 0, "{bye}");
+        let frame = close.expect("a close frame, not a dropped connection");
+        assert_eq!(u16::from(frame.code), 1001, "{frame:?}");
+        assert_eq!(frame.reason.as_str(), "the run ended");
+    });
+}
+
 /// What one WebSocket client received: (event id, receive time in ms since the epoch).
 #[derive(Debug, Default)]
 struct Inbox {

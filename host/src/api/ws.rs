@@ -4,7 +4,9 @@
 //!
 //! Authenticate with `Authorization: Bearer TOKEN` or `/ws?access_token=TOKEN` (browsers
 //! cannot set headers on WebSocket requests). Messages are the bus's event JSON, plus
-//! `{"type": "hello", ...}` first and `{"type": "lagged", "missed": N}` when events were lost.
+//! `{"type": "hello", ...}` first, `{"type": "lagged", "missed": N}` when events were lost, and
+//! `{"type": "closing", "reason": "run_ended", ...}` last when the `ironhost start` serving it
+//! ends with its run (then a close frame, code 1001).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +20,9 @@ use super::AppState;
 use super::auth::WsCaller;
 use crate::events::EventBus;
 use crate::store::Store;
+
+/// How the last message of a control plane that ends with its run begins.
+const CLOSING: &str = r#"{"type":"closing""#;
 
 /// Events kept for a client that falls behind.
 pub const FEED_CAPACITY: usize = 8192;
@@ -132,6 +137,15 @@ async fn client(
             event = rx.recv() => match event {
                 Ok(text) => {
                     if socket.send(Message::Text(Utf8Bytes::from(&*text))).await.is_err() {
+                        return;
+                    }
+                    if text.starts_with(CLOSING) {
+                        // The process is ending (see `serve::farewell`): leave cleanly.
+                        let close = axum::extract::ws::CloseFrame {
+                            code: 1001,
+                            reason: Utf8Bytes::from_static("the run ended"),
+                        };
+                        let _ = socket.send(Message::Close(Some(close))).await;
                         return;
                     }
                 }

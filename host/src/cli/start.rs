@@ -100,8 +100,7 @@ pub fn run(args: StartArgs) -> Result<u8, CliError> {
     let name = ids::agent_name(&script);
     let mut host =
         Host::build(&settings, &name, &script, id.clone(), &vars).map_err(start_error)?;
-    host.api_addr =
-        crate::api::serve::beside(&host).map_err(|e| start_error(StartError::Config(e)))?;
+    crate::api::serve::beside(&mut host).map_err(|e| start_error(StartError::Config(e)))?;
     // The pilot's format: the id first, on its own line, on stdout.
     println!("agent_id: {id}");
     if let Some(addr) = host.api_addr {
@@ -132,7 +131,9 @@ pub fn run(args: StartArgs) -> Result<u8, CliError> {
         script,
         args: args.args,
     };
-    let code = runtime::run_agent(&host, &spec, &settings, &vars).map_err(start_error)?;
+    let code = runtime::run_agent(&host, &spec, &settings, &vars);
+    crate::api::serve::farewell(&host);
+    let code = code.map_err(start_error)?;
     Ok(u8::try_from(code.clamp(0, 255)).unwrap_or(1))
 }
 

@@ -314,6 +314,8 @@ pub struct Host {
     pub alerts: Option<Alerts>,
     /// Where this process serves the control plane, if it does (set by whoever serves it).
     pub api_addr: Option<SocketAddr>,
+    /// That control plane's live feed, to say goodbye on when the run ends.
+    pub api_feed: Option<tokio::sync::broadcast::Sender<std::sync::Arc<str>>>,
     /// This process's row in the fleet view (`agent_instances`).
     pub instance: String,
 }
@@ -439,6 +441,7 @@ impl Host {
             gateway,
             alerts,
             api_addr: None,
+            api_feed: None,
             instance,
         })
     }

@@ -179,13 +179,10 @@ fn open(opts: OpenOptions) -> Result<InProcess, StartError> {
         None => ids::agent_id_for(&name),
     };
     let mut host = Host::build(&settings, &name, &script, id, &opts.env)?;
-    host.api_addr = match crate::api::serve::beside(&host) {
-        Ok(addr) => addr,
-        Err(e) => {
-            host.shutdown();
-            return Err(StartError::Config(e));
-        }
-    };
+    if let Err(e) = crate::api::serve::beside(&mut host) {
+        host.shutdown();
+        return Err(StartError::Config(e));
+    }
     // Policies may refuse the agent or give it its environment (secrets-inject).
     let gateway = host.gateway.clone();
     let mut start_env = match gateway.chain().on_agent_start(gateway.agent()).outcome {
