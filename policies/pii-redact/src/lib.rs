@@ -185,7 +185,7 @@ fn report(text: &str, findings: &[Finding], location: &str, mode: Mode, offset: 
         let start = offset + text[..f.start].chars().count() as u64;
         let end = start + text[f.start..f.end].chars().count() as u64;
         let sev = severity(f.kind);
-        let detail = serde_json::json!({
+        let mut detail = serde_json::json!({
             "type": f.kind.name(),
             "severity": severity_name(sev),
             "location": location,
@@ -194,6 +194,10 @@ fn report(text: &str, findings: &[Finding], location: &str, mode: Mode, offset: 
             "end": end,
             "fingerprint": events::fingerprint(&text[f.start..f.end]),
         });
+        if mode == Mode::Redact {
+            // What the value became, so a notification can show the text as it went out.
+            detail["replacement"] = f.kind.marker().into();
+        }
         events::emit("pii.finding", sev, &detail);
     }
 }
