@@ -67,3 +67,23 @@ export function stateClass(state: string): string {
       return 'bg-slate-500/15 text-slate-300 ring-slate-500/40'
   }
 }
+
+/** Seconds the seed's way: `2.1s`, `0.35s`, `12s`. */
+export function secs(v: number | null | undefined): string {
+  if (v === null || v === undefined || !Number.isFinite(v)) return '—'
+  if (v < 1) return v.toFixed(2) + 's'
+  if (v < 10) return v.toFixed(1) + 's'
+  return Math.round(v) + 's'
+}
+
+/** A rate per hour: `212 leads/hour`. */
+export function perHour(v: number | null | undefined, unit: string): string {
+  if (v === null || v === undefined || !Number.isFinite(v)) return '—'
+  return `${v >= 10 ? count(Math.round(v)) : v.toFixed(1)} ${unit}/hour`
+}
+
+/** The singular of a progress unit (`leads` → `lead`); `call` without one. */
+export function singular(unit: string | null | undefined): string {
+  if (!unit) return 'call'
+  return unit.endsWith('s') && unit.length > 1 ? unit.slice(0, -1) : unit
+}

@@ -25,6 +25,27 @@ export interface AgentMetrics {
   uptime_s: number | null
   latency_ms: { p50: number | null; p95: number | null; p99: number | null }
   progress: Progress | null
+  /** Units of work (leads) the agent reported with `ironhost.unit_done`; null if none. */
+  units?: UnitFigures | null
+  /** Actions a policy refused as not permitted (tool calls, egress). */
+  unauthorized?: number
+  /** Prompt-injection attempts a policy reported. */
+  injections?: number
+  /** Share of the run with none of the agent's circuits open. */
+  uptime_pct?: number | null
+  circuit_open_s?: number
+}
+
+export interface UnitFigures {
+  unit: string | null
+  done: number
+  ok: number
+  failed: number
+  fallback: number
+  success_rate: number
+  fallback_rate: number
+  per_hour: number | null
+  seconds: { p50: number | null; p95: number | null; p99: number | null }
 }
 
 export interface AgentRecord {

@@ -4,7 +4,9 @@
 
 import assert from 'node:assert/strict'
 import fs from 'node:fs'
+import http from 'node:http'
 import path from 'node:path'
+import zlib from 'node:zlib'
 import { after, before, describe, test } from 'node:test'
 import { ADMIN_PASSWORD, Host, api, browser, bundleOrder, freePort, loaded, loggedIn, repo, shot, token } from './harness.mjs'
 
@@ -82,13 +84,16 @@ describe('dashboard on `ironhost start` with an agent on the simulator', () => {
     await page.goto(host.url + '/#/overview')
     await page.getByTestId('agent-status').filter({ hasText: 'Running' }).waitFor()
     await host.agent({ do: 'progress', done: 23, total: 100 })
-    await page.getByTestId('agent-progress').filter({ hasText: '23 / 100 (23%)' }).waitFor({ timeout: 1000 })
+    await page.getByTestId('agent-progress').filter({ hasText: '23 / 100 leads (23%)' }).waitFor({ timeout: 1000 })
+    await page.getByTestId('event-show').selectOption('all')
     const row = page.locator('[data-testid="event-row"][data-type="agent_progress"]').filter({ hasText: '23 / 100' }).first()
     await row.waitFor({ timeout: 1000 })
     assert.ok((await ageOf(row)) < 1000)
   })
 
   test('an event appears in the event log within 1 s, coloured by severity, expandable', async () => {
+    // A call that went fine is routine: under "All", not under the default "Important".
+    await page.getByTestId('event-show').selectOption('all')
     const answer = await host.agent({ do: 'tool', company: 'Northwind Robotics' })
     assert.equal(answer.result.company, 'Northwind Robotics')
     const row = page.locator('[data-testid="event-row"][data-type="tool_call"]').first()
@@ -103,6 +108,8 @@ describe('dashboard on `ironhost start` with an agent on the simulator', () => {
     assert.equal(full.type, 'tool_call')
     assert.equal(full.tool, 'crm_lookup')
     assert.equal(full.agent_id, host.agentId)
+    await page.getByTestId('event-show').selectOption('important')
+    await page.locator('[data-testid="event-row"][data-type="tool_call"]').first().waitFor({ state: 'detached' })
   })
 
   test('a PII finding increments the protection counter and raises a notification', async () => {
@@ -120,12 +127,12 @@ describe('dashboard on `ironhost start` with an agent on the simulator', () => {
       { timeout: 1000 },
     )
     const body = await toast.getByTestId('toast-body').textContent()
-    assert.match(body, /email/)
+    // The marker the provider's copy of the text holds in the value's place.
+    assert.match(body, /email in \S+ → \[EMAIL_REDACTED\]/)
     assert.ok(!body.includes(EMAIL) && !body.includes('jane.roe'), `the notification shows the value: ${body}`)
     assert.ok(!(await page.content()).includes(EMAIL), 'the address appears somewhere in the page')
     await host.agent({ do: 'chat', text: 'Summarise the pilot in one line.' })
     await page.waitForFunction(() => !['$0.00', '—'].includes(document.querySelector('[data-testid="cost-spent"]').textContent))
-    await shot(page, 'overview')
     await toast.getByTestId('toast-dismiss').click()
     await toast.waitFor({ state: 'detached' })
   })
@@ -242,8 +249,10 @@ describe('dashboard on `ironhost start` with an agent on the simulator', () => {
     await toast.getByTestId('toast-dismiss').click()
   })
 
-  test('a budget warning raises a notification whose action raises the limit', async () => {
+  test('a budget warning proposes an increase, and approving it raises the limit', async () => {
     await page.goto(host.url + '/#/overview')
+    // 1 of 100,000 leads done: the projection passes any small limit, so an increase is proposed.
+    await host.agent({ do: 'progress', done: 1, total: 100_000 })
     const [entry] = (await api(host, 'GET', '/agents', undefined, admin)).filter((a) => a.agent.id === host.agentId)
     // A $1 limit whose warning threshold sits just above what is spent: the next call crosses it.
     const warnAt = Math.min(1, entry.metrics.cost_usd / 1.0 + 1e-7)
@@ -251,17 +260,46 @@ describe('dashboard on `ironhost start` with an agent on the simulator', () => {
     await host.agent({ do: 'chat', text: 'Write a short pitch for the pilot.' })
     const toast = page.locator('[data-testid="toast"][data-kind="budget"]')
     await toast.waitFor({ timeout: 1000 })
+    assert.match(await toast.getByTestId('toast-body').textContent(), /of \$1\.00 spent \(\$[\d.]+ \/ \$1\.00\)/)
     await shot(page, 'notifications')
-    await toast.getByTestId('raise-limit').click()
-    await toast.getByTestId('raise-limit-input').fill('2.50')
-    await toast.getByTestId('raise-limit-save').click()
-    await toast.waitFor({ state: 'detached' })
+    const approve = toast.getByTestId('approve-increase')
+    const label = (await approve.textContent()).trim()
+    const m = /^Approve \$([\d,]+) increase$/.exec(label)
+    assert.ok(m, `the action reads ${label}`)
+    const increase = Number(m[1].replace(/,/g, ''))
+    // The projection is far over the limit: the shortfall and a tenth, in whole dollars.
+    assert.ok(increase > 1 && Number.isInteger(increase), label)
+    await approve.click()
+    await toast.getByTestId('toast-done').filter({ hasText: `Limit set to $${(1 + increase).toFixed(2)}` }).waitFor()
     const limits = await api(host, 'GET', '/limits', undefined, admin)
     assert.deepEqual(
       limits.filter((l) => l.agent_id === host.agentId).map((l) => l.limit_usd),
-      [2.5],
+      [1 + increase],
     )
-    await page.getByTestId('cost-limit').filter({ hasText: '$2.50' }).waitFor()
+    await page.getByTestId('cost-limit').filter({ hasText: `$${(1 + increase).toFixed(2)}` }).waitFor()
+    // The confirmation goes by itself.
+    await toast.waitFor({ state: 'detached', timeout: 6000 })
+  })
+
+  test('another amount can be set from the notification with the keyboard alone', async () => {
+    await page.goto(host.url + '/#/overview')
+    const [own] = (await api(host, 'GET', '/limits', undefined, admin)).filter((l) => l.agent_id === host.agentId)
+    const [entry] = (await api(host, 'GET', '/agents', undefined, admin)).filter((a) => a.agent.id === host.agentId)
+    await api(host, 'PUT', `/limits/${own.id}`, { limit_usd: own.limit_usd, warn_at: entry.metrics.cost_usd / own.limit_usd + 1e-9 }, admin)
+    await host.agent({ do: 'chat', text: 'And one more pitch.' })
+    const toast = page.locator('[data-testid="toast"][data-kind="budget"]')
+    await toast.waitFor({ timeout: 1000 })
+    await toast.getByTestId('raise-limit').focus()
+    await page.keyboard.press('Enter')
+    const input = toast.getByTestId('raise-limit-input')
+    await input.waitFor()
+    await input.focus()
+    await page.keyboard.press('ControlOrMeta+a')
+    await page.keyboard.type('9999.50')
+    await page.keyboard.press('Enter')
+    await toast.getByTestId('toast-done').filter({ hasText: 'Limit set to $9999.50' }).waitFor()
+    const limits = await api(host, 'GET', '/limits', undefined, admin)
+    assert.deepEqual(limits.filter((l) => l.agent_id === host.agentId).map((l) => l.limit_usd), [9999.5])
   })
 
   test('secrets: an admin adds, reveals and deletes; a viewer cannot reveal or edit', async () => {
@@ -338,6 +376,36 @@ describe('dashboard on `ironhost serve` with no agent', () => {
     await page.goto(host.url + '/#/policies')
     await page.getByTestId('policy-row').first().waitFor()
     assert.equal(await page.getByRole('alert').count(), 0)
+  })
+
+  test('assets are served compressed to a browser that accepts it, as they are to one that does not', async () => {
+    const get = (p, encoding) =>
+      new Promise((resolve, reject) => {
+        const headers = encoding ? { 'accept-encoding': encoding } : {}
+        http
+          .get(host.url + p, { headers }, (res) => {
+            const chunks = []
+            res.on('data', (c) => chunks.push(c))
+            res.on('end', () => resolve({ headers: res.headers, body: Buffer.concat(chunks) }))
+          })
+          .on('error', reject)
+      })
+    const index = (await get('/')).body.toString()
+    const assets = [...index.matchAll(/(\/assets\/[^"]+\.(?:js|css))/g)].map((m) => m[1])
+    assert.ok(assets.length >= 2, `no script or style in ${index}`)
+    for (const asset of ['/', ...assets]) {
+      const plain = await get(asset)
+      assert.equal(plain.headers['content-encoding'], undefined)
+      const br = await get(asset, 'gzip, deflate, br')
+      assert.equal(br.headers['content-encoding'], 'br', asset)
+      assert.match(br.headers.vary, /(^|, )accept-encoding(,|$)/)
+      assert.ok(br.body.length < plain.body.length / 2 || plain.body.length < 1024, `${asset}: ${br.body.length} of ${plain.body.length} bytes`)
+      assert.ok(zlib.brotliDecompressSync(br.body).equals(plain.body), `${asset}: the Brotli copy differs`)
+      const gz = await get(asset, 'gzip')
+      assert.equal(gz.headers['content-encoding'], 'gzip', asset)
+      assert.ok(zlib.gunzipSync(gz.body).equals(plain.body), `${asset}: the gzip copy differs`)
+      assert.equal(plain.headers['content-type'], br.headers['content-type'])
+    }
   })
 
   test('a restarted server is reconnected to; a clear banner shows while it is down', async () => {

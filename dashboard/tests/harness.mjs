@@ -69,7 +69,7 @@ export class Host {
       IRONHOST_MASTER_KEY: 'dashboard-test-master-key-0123456789',
       VIRTUAL_ENV: path.join(repo, '.venv'),
     }
-    for (const k of ['OPENAI_API_KEY', 'ANTHROPIC_API_KEY', 'IRONHOST_CONFIG', 'IRONHOST_LISTEN']) delete env[k]
+    for (const k of ['OPENAI_API_KEY', 'ANTHROPIC_API_KEY', 'IRONHOST_CONFIG', 'IRONHOST_LISTEN', 'IRONHOST_BIN']) delete env[k]
     this.proc = spawn(binary, args, { cwd: this.home, env, stdio: ['ignore', 'pipe', 'pipe'] })
     this.exited = new Promise((resolve) => this.proc.once('exit', (code, signal) => resolve({ code, signal })))
     this.proc.stderr.on('data', (d) => (this.stderr += d))

@@ -43,6 +43,12 @@ def run(cmd: dict):
     if do == "progress":
         ironhost.progress(cmd["done"], cmd["total"], cmd.get("unit", "leads"))
         return cmd["done"]
+    if do == "units":
+        # Finished units of work as the lead-gen demo reports its leads: each with its outcome,
+        # its time and the fallback that served it, if one did.
+        for u in cmd["units"]:
+            ironhost.unit_done(u.get("ok", True), seconds=u.get("seconds"), fallback=u.get("fallback"))
+        return len(cmd["units"])
     raise ValueError(f"unknown command {do!r}")
 
 
