@@ -112,7 +112,7 @@ pub struct AgentMetrics {
     pub uptime_s: f64,
     /// What the agent reported of its units of work; `None` when it never reported one.
     pub units: Option<UnitMetrics>,
-    /// Actions refused as not permitted: see [`UNAUTHORIZED`].
+    /// Actions refused as not permitted: see [`NOT_UNAUTHORIZED`].
     pub unauthorized: i64,
     /// Prompt-injection attempts policies saw (`prompt_injection` events).
     pub injections: i64,
@@ -152,19 +152,16 @@ pub struct UnitSeconds {
     pub p99: Option<f64>,
 }
 
-/// What counts as an **unauthorized action** in an agent's metrics (`unauthorized`):
+/// Denial codes that do not make a refused tool call an **unauthorized action**.
 ///
-/// - a tool call a policy denied for any reason but one of [`NOT_UNAUTHORIZED`] (those say a
-///   service, a budget or the host could not serve the call, not that the call was not
-///   permitted) or a code starting with `rate` (rate limiting). A denial without a code
-///   counts.
+/// What the metrics count as unauthorized actions (`unauthorized`), defined here:
+///
+/// - a tool call a policy denied for any reason but one of these (they say a service, a budget
+///   or the host could not serve the call, not that the call was not permitted: the circuit was
+///   open, the budget was spent or could not be read, secrets could not be injected, a policy
+///   failed closed or gave an invalid verdict, the agent cancelled) or a code starting with
+///   `rate` (rate limiting). A denial without a code counts.
 /// - a network request the host refused under `[egress]` (an `egress_refused` event).
-pub const UNAUTHORIZED: &str =
-    "tool calls denied by a policy as not permitted, plus refused egress requests";
-
-/// Denial codes that do not make a refused tool call an unauthorized action: the circuit was
-/// open, the budget was spent or could not be read, secrets could not be injected, a policy
-/// failed (fail-closed) or gave an invalid verdict, the agent cancelled.
 pub const NOT_UNAUTHORIZED: [&str; 7] = [
     "circuit_open",
     "budget_exceeded",
@@ -175,7 +172,7 @@ pub const NOT_UNAUTHORIZED: [&str; 7] = [
     "cancelled",
 ];
 
-/// The SQL condition on `calls` rows for an unauthorized tool call (see [`UNAUTHORIZED`]).
+/// The SQL condition on `calls` rows for an unauthorized tool call (see [`NOT_UNAUTHORIZED`]).
 fn unauthorized_call_sql() -> String {
     let codes: Vec<String> = NOT_UNAUTHORIZED.iter().map(|c| format!("'{c}'")).collect();
     format!(
