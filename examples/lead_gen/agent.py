@@ -178,6 +178,16 @@ class Lead:
     error: str = ""
 
 
+def lead_fallback(lead: Lead) -> Optional[str]:
+    """What served the lead's LinkedIn profile when the live API could not: "cache" (the
+    export) or "placeholder"; None when the live API did."""
+    if lead.linkedin_source.startswith("cache"):
+        return "cache"
+    if lead.linkedin_source == "placeholder":
+        return "placeholder"
+    return None
+
+
 @dataclass
 class Run:
     """What the agent saw, for its summary."""
@@ -359,6 +369,10 @@ class Agent:
                 lead.error = f"{type(e).__name__}: {e}"
                 say(f"{company.lead_id} {company.name}: failed: {lead.error}")
             lead.seconds = time.monotonic() - t0
+            # The lead as a unit of work: the control plane shows the success rate per lead,
+            # leads per hour, seconds per lead and how many the LinkedIn fallbacks served.
+            ironhost.unit_done(not lead.error, seconds=lead.seconds,
+                               fallback=lead_fallback(lead), unit="leads")
             status = ironhost.current()
             lead.cost_usd = status.cost_usd - before
             self.run.done.append(lead)

@@ -16,7 +16,7 @@ use crate::events::{Event, EventBus};
 /// Every event type a webhook can ask for (the `type` field of events, [`EventKind::type_name`]).
 ///
 /// [`EventKind::type_name`]: crate::events::EventKind::type_name
-pub const EVENT_TYPES: [&str; 15] = [
+pub const EVENT_TYPES: [&str; 18] = [
     "agent_started",
     "agent_stopped",
     "llm_call",
@@ -29,6 +29,9 @@ pub const EVENT_TYPES: [&str; 15] = [
     "circuit_closed",
     "policy_failure",
     "agent_progress",
+    "unit_done",
+    "prompt_injection",
+    "egress_refused",
     "secrets_rotated",
     "policy_changed",
     "policy",
@@ -295,6 +298,21 @@ mod tests {
                 done: 1,
                 total: None,
                 unit: None,
+            },
+            EventKind::UnitDone {
+                ok: true,
+                seconds: Some(1.5),
+                fallback: Some("cache".into()),
+                unit: None,
+            },
+            EventKind::PromptInjection {
+                policy: "prompt-guard".into(),
+                detail: serde_json::json!({}),
+            },
+            EventKind::EgressRefused {
+                host: "example.com".into(),
+                port: 443,
+                reason: "not allowed".into(),
             },
         ];
         for kind in kinds {

@@ -192,6 +192,30 @@ pub enum EventKind {
         #[serde(skip_serializing_if = "Option::is_none")]
         unit: Option<String>,
     },
+    /// One unit of the agent's work finished (`ironhost.unit_done`, `with ironhost.unit()`):
+    /// a lead found or not. `fallback` names what served it instead of the usual path
+    /// (`cache`, `placeholder`); `seconds` is how long it took, if the agent said.
+    UnitDone {
+        ok: bool,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        seconds: Option<f64>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        fallback: Option<String>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        unit: Option<String>,
+    },
+    /// A policy saw a prompt-injection attempt (it emitted `prompt.injection`).
+    PromptInjection {
+        policy: String,
+        detail: serde_json::Value,
+    },
+    /// The host refused a network request of the agent's (`[egress]`, governed-only): the
+    /// host it asked for and why.
+    EgressRefused {
+        host: String,
+        port: u16,
+        reason: String,
+    },
     /// Secrets changed and the agent's environment was updated: names only, never values.
     SecretsRotated {
         secrets: Vec<String>,
@@ -242,6 +266,9 @@ impl EventKind {
             EventKind::CircuitClosed { .. } => "circuit_closed",
             EventKind::PolicyFailure { .. } => "policy_failure",
             EventKind::AgentProgress { .. } => "agent_progress",
+            EventKind::UnitDone { .. } => "unit_done",
+            EventKind::PromptInjection { .. } => "prompt_injection",
+            EventKind::EgressRefused { .. } => "egress_refused",
             EventKind::SecretsRotated { .. } => "secrets_rotated",
             EventKind::PolicyChanged { .. } => "policy_changed",
             EventKind::Policy { .. } => "policy",
@@ -268,6 +295,7 @@ impl EventKind {
             },
             "circuit.opened" => EventKind::CircuitOpened { policy, detail },
             "circuit.closed" => EventKind::CircuitClosed { policy, detail },
+            "prompt.injection" => EventKind::PromptInjection { policy, detail },
             _ => EventKind::Policy {
                 policy,
                 kind: e.kind.clone(),

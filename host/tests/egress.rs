@@ -57,12 +57,15 @@ impl Drop for Server {
     }
 }
 
-/// Run the script with `config`; its cases by name, and the host's log lines.
-fn run(config: &str, allowed: &Server, other: &Server) -> (Vec<Value>, Vec<Value>, String) {
+/// Run the script with `config`; its cases by name, the host's log lines, everything it printed,
+/// and the agent's metrics as the store has them.
+fn run(config: &str, allowed: &Server, other: &Server) -> (Vec<Value>, Vec<Value>, String, Value) {
     let dir = tempfile::tempdir().expect("tempdir");
+    let home = dir.path().join("home");
     std::fs::write(dir.path().join("ironhost.toml"), config).expect("config");
     let out = ironhost_in(dir.path())
         .env("IRONHOST_LLM_MODE", "simulator")
+        .env("IRONHOST_HOME", &home)
         .env("ALLOWED_PORT", allowed.port.to_string())
         .env("OTHER_PORT", other.port.to_string())
         .args(["start", "--no-api", "--log-format", "json"])
@@ -78,7 +81,24 @@ fn run(config: &str, allowed: &Server, other: &Server) -> (Vec<Value>, Vec<Value
             .collect()
     };
     let all = format!("stdout:\n{stdout}\nstderr:\n{stderr}");
-    (parse(&stdout), parse(&stderr), all)
+    (parse(&stdout), parse(&stderr), all, metrics(&home))
+}
+
+/// The metrics of the one agent the store at `home` knows.
+fn metrics(home: &std::path::Path) -> Value {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(async {
+        let store = ironhost::store::Store::open(home)
+            .await
+            .expect("the agent's store");
+        let agents = store.agents().await.expect("the agents");
+        assert_eq!(agents.len(), 1, "one agent ran");
+        let m = store.agent_metrics(&agents[0]).await.expect("its metrics");
+        serde_json::to_value(m).expect("metrics as JSON")
+    })
 }
 
 fn case<'a>(cases: &'a [Value], name: &str, all: &str) -> &'a Value {
@@ -96,7 +116,7 @@ fn governed_only_reaches_the_allowed_hosts_and_the_upstreams_and_nothing_else() 
         "[egress]\nmode = \"governed-only\"\nallow = [\"127.0.0.1:{p}\", \"localhost:{p}\"]\n",
         p = allowed.port
     );
-    let (cases, log, all) = run(&config, &allowed, &other);
+    let (cases, log, all, metrics) = run(&config, &allowed, &other);
     for name in ["allowed", "allowed_by_name", "allowed_asyncio"] {
         let c = case(&cases, name, &all);
         assert_eq!(c["text"], "from the allowed server", "{name}: {c}\n{all}");
@@ -147,15 +167,22 @@ fn governed_only_reaches_the_allowed_hosts_and_the_upstreams_and_nothing_else() 
             && l["port"] == allowed.port),
         "the allowed connection is logged"
     );
+    // ... and counted as an unauthorized action of the agent (an `egress_refused` event each).
+    assert_eq!(
+        metrics["unauthorized"],
+        refusals.len(),
+        "{metrics}\n{refusals:?}"
+    );
 }
 
 #[test]
 fn open_egress_lets_the_agent_connect_by_itself() {
     let allowed = Server::start("from the allowed server");
     let other = Server::start("from the other server");
-    let (cases, _, all) = run("", &allowed, &other);
+    let (cases, _, all, metrics) = run("", &allowed, &other);
     let c = case(&cases, "other_port", &all);
     assert_eq!(c["text"], "from the other server", "{c}");
+    assert_eq!(metrics["unauthorized"], 0, "{metrics}");
     let c = case(&cases, "subprocess", &all);
     assert_eq!(c["text"], "connected", "{c}");
 }

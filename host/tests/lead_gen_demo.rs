@@ -209,6 +209,8 @@ struct Recorded {
     run_ms: i64,
     /// (tool, outcome, code) of every LinkedIn lookup, in order.
     linkedin: Vec<(String, Option<String>)>,
+    /// The agent's metrics, as the API serves them.
+    metrics: serde_json::Value,
 }
 
 fn recorded(home: &Path, agent: &str) -> Recorded {
@@ -277,6 +279,8 @@ fn recorded(home: &Path, agent: &str) -> Recorded {
         .fetch_all(pool)
         .await
         .unwrap();
+        let record = store.agent(agent).await.unwrap().expect("the agent's row");
+        let metrics = serde_json::to_value(store.agent_metrics(&record).await.unwrap()).unwrap();
         pool.close().await;
         Recorded {
             events,
@@ -286,6 +290,7 @@ fn recorded(home: &Path, agent: &str) -> Recorded {
             pii_audit,
             run_ms: ended.unwrap() - started,
             linkedin,
+            metrics,
         }
     })
 }
@@ -475,6 +480,39 @@ fn check_default_run(n: usize, dir: &Path, out: &Output, webhook: &Webhook, emai
     assert_eq!(rec.progress, (Some(LEADS), Some(LEADS)));
     assert_eq!(summary_row(&stdout, "leads processed"), "100 / 100");
     assert_eq!(summary_row(&stdout, "success rate"), "100% (100/100)");
+    // The host's figures per lead: every lead a unit, those whose LinkedIn profile came from
+    // the export counted as served by a fallback; the circuit's refusals are not unauthorized.
+    let units = &rec.metrics["units"];
+    assert_eq!(
+        (
+            &units["unit"],
+            &units["done"],
+            &units["ok"],
+            &units["failed"]
+        ),
+        (
+            &serde_json::json!("leads"),
+            &serde_json::json!(LEADS),
+            &serde_json::json!(LEADS),
+            &serde_json::json!(0)
+        ),
+        "run {n}: {units}"
+    );
+    assert_eq!(
+        units["fallback"],
+        errors.len() + blocked.len(),
+        "run {n}: {units}"
+    );
+    assert_eq!(units["success_rate"], 1.0);
+    assert!(units["per_hour"].as_f64().unwrap() > 0.0, "{units}");
+    assert!(units["seconds"]["p95"].as_f64().unwrap() > 0.0, "{units}");
+    assert_eq!(rec.metrics["unauthorized"], 0, "run {n}");
+    let open_s = rec.metrics["circuit_open_s"].as_f64().unwrap();
+    assert!(
+        open_s > 0.0 && rec.metrics["uptime_pct"].as_f64().unwrap() < 100.0,
+        "run {n}: the circuit stays open from lead 38: {}",
+        rec.metrics
+    );
     let by_model = summary_row(&stdout, "cost by model");
     let total: f64 = rec.cost_by_model.values().sum();
     for (model, cost) in &rec.cost_by_model {

@@ -17,6 +17,8 @@ policy chain without any change to agent code. What the agent can use directly:
   unchanged (``_frameworks``).
 - ``ironhost.current()`` tells the agent its id and live figures (calls, tokens, cost).
 - ``ironhost.progress(done, total, unit)`` reports progress to the control plane.
+- ``ironhost.unit_done(ok, seconds=, fallback=)`` (or ``with ironhost.unit() as u:``) reports one
+  unit of work finished: the control plane shows success rate, throughput and seconds per unit.
 - The exceptions ``PolicyDenied``, ``BudgetExceeded``, ``UnpricedModel`` and ``CircuitOpen``.
 """
 
@@ -30,7 +32,7 @@ from .errors import (
     PolicyDenied,
     UnpricedModel,
 )
-from ._agent import AgentStatus, current, progress
+from ._agent import AgentStatus, Unit, current, progress, unit, unit_done
 from ._sdk import AgentRuntime, ProtectedAgent, protect_agent
 from ._tools import ToolError, tool
 from . import _frameworks
@@ -51,10 +53,13 @@ __all__ = [
     "ProtectedAgent",
     "UnpricedModel",
     "ToolError",
+    "Unit",
     "current",
     "progress",
     "protect_agent",
     "tool",
+    "unit",
+    "unit_done",
 ]
 
 __version__ = "0.1.0"

@@ -1,9 +1,13 @@
-"""``ironhost.current()``: the running agent and its live figures."""
+"""``ironhost.current()``: the running agent and its live figures; ``ironhost.progress()``,
+``ironhost.unit_done()`` and ``with ironhost.unit()``: what the agent reports of its work."""
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from types import TracebackType
+from typing import Any, Dict, Optional, Type
 
 from . import _context
 from ._target import Target
@@ -71,3 +75,104 @@ def progress(done: int, total: Optional[int] = None, unit: Optional[str] = None)
     if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
         raise ValueError(f"progress: total must be a whole number >= 0, not {total!r}")
     _context.require("ironhost.progress()").progress(done, total, unit)
+
+
+#: Longest ``fallback`` or ``unit`` name, in characters (the host refuses longer ones too).
+UNIT_NAME_MAX = 64
+
+
+def _check_name(what: str, value: Optional[str]) -> Optional[str]:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"unit_done: {what} must be a string or None, not {value!r}")
+    if not value.strip():
+        raise ValueError(f"unit_done: {what} must be a non-empty name, not {value!r}")
+    if len(value) > UNIT_NAME_MAX:
+        raise ValueError(
+            f"unit_done: {what} must be at most {UNIT_NAME_MAX} characters, not {len(value)}"
+        )
+    if any(not c.isprintable() for c in value):
+        raise ValueError(f"unit_done: {what} must not contain control characters: {value!r}")
+    return value
+
+
+def unit_done(
+    ok: bool = True,
+    *,
+    seconds: Optional[float] = None,
+    fallback: Optional[str] = None,
+    unit: Optional[str] = None,
+) -> None:
+    """One unit of the agent's work finished (a lead found, a ticket answered): the control
+    plane shows the agent's success rate per unit (``100% (23/23)``), units per hour, the
+    seconds a unit takes (``P95: 2.1s``) and how many a fallback served.
+
+    ``ok``: whether the unit succeeded. ``seconds``: how long it took (finite, >= 0).
+    ``fallback``: what served it instead of the usual path (``"cache"``, ``"placeholder"``);
+    a unit served by a fallback is still ``ok``. ``unit``: the word for one (``"leads"``),
+    when ``ironhost.progress`` does not give it. ``with ironhost.unit() as u:`` times a unit
+    and reports it for you."""
+    if not isinstance(ok, bool):
+        raise ValueError(f"unit_done: ok must be True or False, not {ok!r}")
+    if seconds is not None:
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)):
+            raise ValueError(f"unit_done: seconds must be a number or None, not {seconds!r}")
+        if not math.isfinite(seconds) or seconds < 0:
+            raise ValueError(f"unit_done: seconds must be a finite number >= 0, not {seconds!r}")
+        seconds = float(seconds)
+    fallback = _check_name("fallback", fallback)
+    unit = _check_name("unit", unit)
+    _context.require("ironhost.unit_done()").unit_done(ok, seconds, fallback, unit)
+
+
+class Unit:
+    """One unit of work under way (``with ironhost.unit() as u:``): timed from entering the
+    block; reported with :func:`unit_done` when the block ends. It succeeded unless
+    :meth:`fail` was called or an exception escaped the block (the exception still
+    propagates); :meth:`fallback` says what served it."""
+
+    def __init__(self, unit: Optional[str] = None) -> None:
+        self.unit = _check_name("unit", unit)
+        self.ok = True
+        self.served_by: Optional[str] = None
+        self.seconds: Optional[float] = None
+        self._started: Optional[float] = None
+
+    def fallback(self, name: str) -> None:
+        """The unit was served by the fallback ``name`` (``"cache"``, ``"placeholder"``)."""
+        if name is None:
+            raise ValueError("unit.fallback: name must be a non-empty name, not None")
+        self.served_by = _check_name("fallback", name)
+
+    def fail(self) -> None:
+        """The unit failed (without an exception)."""
+        self.ok = False
+
+    def __enter__(self) -> "Unit":
+        if self._started is not None:
+            raise RuntimeError("ironhost.unit(): a unit is entered once; make a new one per unit")
+        # Checked now, not when the unit ends: outside an agent, say so before the work.
+        _context.require("ironhost.unit()")
+        self._started = time.monotonic()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[Type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        assert self._started is not None
+        self.seconds = max(time.monotonic() - self._started, 0.0)
+        if exc_type is not None:
+            self.ok = False
+        unit_done(self.ok, seconds=self.seconds, fallback=self.served_by, unit=self.unit)
+
+
+def unit(unit: Optional[str] = None) -> Unit:
+    """``with ironhost.unit() as u:`` one unit of work, timed and reported when the block
+    ends: failed if an exception escapes it (the exception propagates) or after ``u.fail()``;
+    ``u.fallback("cache")`` says a fallback served it. ``unit``: the word for one
+    (``"leads"``)."""
+    return Unit(unit)

@@ -10,7 +10,7 @@ in different threads, its calls are refused (start it with ``contextvars.copy_co
 Outside any agent, calls are not governed.
 
 A *target* is anything with the agent interface of ``_target.Target``: ``handle_http``,
-``tool_begin``, ``tool_end``, ``current`` and ``progress`` (a native ``Agent``, the host's
+``tool_begin``, ``tool_end``, ``current``, ``progress`` and ``unit_done`` (a native ``Agent``, the host's
 agent under ``ironhost start`` included, or ``ironhost.testing.MockRuntime``'s pure-Python agent).
 """
 
@@ -102,6 +102,11 @@ class _Unknown:
         self._refuse()
 
     def progress(self, done: int, total: Optional[int] = None, unit: Optional[str] = None) -> NoReturn:
+        self._refuse()
+
+    def unit_done(
+        self, ok: bool, seconds: Optional[float], fallback: Optional[str], unit: Optional[str]
+    ) -> NoReturn:
         self._refuse()
 
 

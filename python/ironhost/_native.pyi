@@ -142,6 +142,17 @@ class Agent:
         ``metrics`` (a dict of the live figures); a new dict each call."""
         ...
     def progress(self, done: int, total: Optional[int] = None, unit: Optional[str] = None) -> None: ...
+    def unit_done(
+        self,
+        ok: bool,
+        seconds: Optional[float] = None,
+        fallback: Optional[str] = None,
+        unit: Optional[str] = None,
+    ) -> None:
+        """One unit of work finished: a ``unit_done`` event. ``ValueError`` naming the argument
+        for seconds that are negative or not finite, or an empty, too long (over 64 characters)
+        or control-character fallback or unit."""
+        ...
     def run_started(self) -> int:
         """A run begins; its number."""
         ...

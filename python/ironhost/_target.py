@@ -3,8 +3,9 @@
 A *target* is the agent a call belongs to (``_context.target()``). The HTTP hooks
 (``_intercept``, ``_clients``) send governed requests to its ``handle_http``; ``@ironhost.tool``,
 the framework hooks and ``ironhost.langchain`` run tool steps through ``tool_begin`` /
-``tool_end``; ``ironhost.current()``, ``get_metrics()`` and ``ironhost.progress()`` read and
-report through ``current`` / ``progress``. Targets are:
+``tool_end``; ``ironhost.current()``, ``get_metrics()``, ``ironhost.progress()`` and
+``ironhost.unit_done()`` read and report through ``current`` / ``progress`` / ``unit_done``.
+Targets are:
 
 - ``ironhost._native.Agent``: an agent opened in this process (``@protect_agent``,
   ``AgentRuntime``, ``open_agent``), and, under ``ironhost start``, the host's agent
@@ -120,6 +121,17 @@ class Target(Protocol):
 
     def progress(self, done: int, total: Optional[int] = None, unit: Optional[str] = None) -> None:
         """Report how far the agent is to the control plane."""
+        ...
+
+    def unit_done(
+        self,
+        ok: bool,
+        seconds: Optional[float] = None,
+        fallback: Optional[str] = None,
+        unit: Optional[str] = None,
+    ) -> None:
+        """Report one unit of work finished (``ironhost.unit_done`` checked the arguments; the
+        host checks them again and raises ``ValueError`` naming the bad one)."""
         ...
 
 

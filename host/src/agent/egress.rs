@@ -34,6 +34,8 @@ use parking_lot::Mutex;
 use serde::Deserialize;
 
 use crate::config::egress::{Egress, Refusal};
+use crate::events::{EventBus, EventKind};
+use crate::model::Severity;
 
 /// The descriptor the worker finds its egress socket on (governed-only).
 pub const EGRESS_FD: RawFd = 4;
@@ -167,8 +169,9 @@ enum Request {
 const MAX_CONNECT: Duration = Duration::from_secs(60);
 
 /// Answer the worker's requests on `sock` until it closes, by `rules`; each connection made
-/// or refused is logged (target `ironhost::egress`).
-pub fn serve(sock: OwnedFd, rules: Arc<Egress>, agent: String) -> io::Result<()> {
+/// or refused is logged (target `ironhost::egress`), and each refusal is published on `bus`
+/// as an `egress_refused` event of `agent` (the metrics count them as unauthorized actions).
+pub fn serve(sock: OwnedFd, rules: Arc<Egress>, agent: String, bus: EventBus) -> io::Result<()> {
     std::thread::Builder::new()
         .name("ironhost-egress".to_owned())
         .spawn(move || {
@@ -176,7 +179,15 @@ pub fn serve(sock: OwnedFd, rules: Arc<Egress>, agent: String) -> io::Result<()>
             let resolved: Mutex<BTreeMap<String, BTreeSet<IpAddr>>> = Mutex::default();
             while let Ok(Some((bytes, _))) = recv(sock.as_raw_fd()) {
                 let (answer, conn) = match serde_json::from_slice::<Request>(&bytes) {
-                    Ok(req) => answer(&rules, &resolved, &agent, req),
+                    Ok(req) => answer(
+                        &rules,
+                        &resolved,
+                        &Asker {
+                            agent: &agent,
+                            bus: &bus,
+                        },
+                        req,
+                    ),
                     Err(e) => (
                         serde_json::json!({"error": format!("unreadable egress request: {e}"),
                             "kind": "refused"}),
@@ -192,14 +203,29 @@ pub fn serve(sock: OwnedFd, rules: Arc<Egress>, agent: String) -> io::Result<()>
         .map(drop)
 }
 
-fn refused(agent: &str, host: &str, port: u16, r: &Refusal) -> serde_json::Value {
+/// The agent whose requests are answered, and where its refusals are published.
+struct Asker<'a> {
+    agent: &'a str,
+    bus: &'a EventBus,
+}
+
+fn refused(asker: &Asker<'_>, host: &str, port: u16, r: &Refusal) -> serde_json::Value {
     tracing::warn!(
         target: "ironhost::egress",
-        agent = %agent,
+        agent = %asker.agent,
         host = %host,
         port = port,
         "egress refused: {}",
         r.error
+    );
+    asker.bus.publish(
+        asker.agent,
+        Severity::Medium,
+        EventKind::EgressRefused {
+            host: host.to_owned(),
+            port,
+            reason: r.error.clone(),
+        },
     );
     serde_json::to_value(r).unwrap_or_default()
 }
@@ -207,14 +233,14 @@ fn refused(agent: &str, host: &str, port: u16, r: &Refusal) -> serde_json::Value
 fn answer(
     rules: &Egress,
     resolved: &Mutex<BTreeMap<String, BTreeSet<IpAddr>>>,
-    agent: &str,
+    asker: &Asker<'_>,
     req: Request,
 ) -> (serde_json::Value, Option<TcpStream>) {
     match req {
         Request::Resolve { host, port } => {
             let host = host.to_ascii_lowercase();
             if let Err(r) = rules.check(&host, port) {
-                return (refused(agent, &host, port, &r), None);
+                return (refused(asker, &host, port, &r), None);
             }
             match (host.as_str(), port).to_socket_addrs() {
                 Ok(addrs) => {
@@ -242,7 +268,7 @@ fn answer(
         } => {
             let host = host.to_ascii_lowercase();
             if let Err(r) = rules.check(&host, port) {
-                return (refused(agent, &host, port, &r), None);
+                return (refused(asker, &host, port, &r), None);
             }
             let literal = host.parse::<IpAddr>().ok() == Some(ip);
             let given = resolved.lock().get(&host).is_some_and(|s| s.contains(&ip));
@@ -251,14 +277,14 @@ fn answer(
                     error: format!("{ip} is not an address of {host} (resolve it first)"),
                     kind: "refused",
                 };
-                return (refused(agent, &host, port, &r), None);
+                return (refused(asker, &host, port, &r), None);
             }
             let timeout = Duration::from_millis(timeout_ms.max(1)).min(MAX_CONNECT);
             match TcpStream::connect_timeout(&SocketAddr::new(ip, port), timeout) {
                 Ok(stream) => {
                     tracing::info!(
                         target: "ironhost::egress",
-                        agent = %agent,
+                        agent = %asker.agent,
                         host = %host,
                         port = port,
                         "egress to {host}:{port} ({ip})"

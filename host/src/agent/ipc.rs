@@ -79,6 +79,14 @@ pub enum ToHost {
         total: Option<u64>,
         unit: Option<String>,
     },
+    /// `ironhost.unit_done(...)`.
+    UnitDone {
+        id: u64,
+        ok: bool,
+        seconds: Option<f64>,
+        fallback: Option<String>,
+        unit: Option<String>,
+    },
     /// The agent was interrupted while waiting for this request.
     Cancel { id: u64 },
     /// The agent caught a stop signal.

@@ -312,6 +312,27 @@ impl Remote {
         }
     }
 
+    /// Report a unit of work done.
+    pub fn unit_done(
+        &self,
+        ok: bool,
+        seconds: Option<f64>,
+        fallback: Option<String>,
+        unit: Option<String>,
+    ) -> Result<(), RemoteError> {
+        let make = |id| ToHost::UnitDone {
+            id,
+            ok,
+            seconds,
+            fallback,
+            unit,
+        };
+        match self.call(make, b"", &|| false)? {
+            (ToWorker::Done { .. }, _) => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// Tell the host the agent caught a stop signal.
     pub fn signal(&self, signum: i32) {
         let _ = self.send(&ToHost::Signal { signum }, b"");

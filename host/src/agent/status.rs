@@ -61,3 +61,69 @@ pub fn status_json(gw: &Gateway, state: AgentState, run: u32) -> String {
     })
     .to_string()
 }
+
+/// Longest `fallback` or `unit` name `ironhost.unit_done` takes, in characters.
+pub const UNIT_NAME_MAX: usize = 64;
+
+/// The event for `ironhost.unit_done(ok, seconds=, fallback=, unit=)`, or what is wrong with
+/// its arguments (naming the argument and the reason). Checked here for both ways an agent
+/// reports (in-process and over the worker's socket), since a worker is not trusted to have
+/// checked.
+pub fn unit_done(
+    ok: bool,
+    seconds: Option<f64>,
+    fallback: Option<String>,
+    unit: Option<String>,
+) -> Result<crate::events::EventKind, String> {
+    if let Some(s) = seconds
+        && !(s.is_finite() && s >= 0.0)
+    {
+        return Err(format!(
+            "unit_done: seconds must be a finite number >= 0, not {s}"
+        ));
+    }
+    let name = |what: &str, v: Option<String>| -> Result<Option<String>, String> {
+        match v {
+            None => Ok(None),
+            Some(v) if v.trim().is_empty() => Err(format!(
+                "unit_done: {what} must be a non-empty name, not {v:?}"
+            )),
+            Some(v) if v.chars().count() > UNIT_NAME_MAX => Err(format!(
+                "unit_done: {what} must be at most {UNIT_NAME_MAX} characters, not {}",
+                v.chars().count()
+            )),
+            Some(v) if v.chars().any(char::is_control) => Err(format!(
+                "unit_done: {what} must not contain control characters: {v:?}"
+            )),
+            Some(v) => Ok(Some(v)),
+        }
+    };
+    Ok(crate::events::EventKind::UnitDone {
+        ok,
+        seconds,
+        fallback: name("fallback", fallback)?,
+        unit: name("unit", unit)?,
+    })
+}
+
+#[cfg(test)]
+mod unit_tests {
+    use super::*;
+
+    #[test]
+    fn unit_done_names_the_bad_argument() {
+        let bad = [
+            (Some(-1.0), None, None, "seconds"),
+            (Some(f64::NAN), None, None, "seconds"),
+            (Some(f64::INFINITY), None, None, "seconds"),
+            (None, Some(" ".to_owned()), None, "fallback"),
+            (None, Some("x".repeat(65)), None, "fallback"),
+            (None, None, Some("a\nb".to_owned()), "unit"),
+        ];
+        for (seconds, fallback, unit, what) in bad {
+            let err = unit_done(true, seconds, fallback, unit).expect_err("refused");
+            assert!(err.starts_with(&format!("unit_done: {what} ")), "{err}");
+        }
+        assert!(unit_done(false, Some(0.0), Some("cache".into()), Some("leads".into())).is_ok());
+    }
+}

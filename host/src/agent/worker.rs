@@ -67,8 +67,13 @@ pub fn spawn(
     drop(theirs);
     if let Some((host_end, worker_end)) = egress_pair {
         drop(worker_end);
-        super::egress::serve(host_end, egress.clone(), gateway.agent().agent_id.clone())
-            .map_err(|e| format!("cannot serve the agent's egress socket: {e}"))?;
+        super::egress::serve(
+            host_end,
+            egress.clone(),
+            gateway.agent().agent_id.clone(),
+            gateway.bus().clone(),
+        )
+        .map_err(|e| format!("cannot serve the agent's egress socket: {e}"))?;
     }
     let mut writer = mine
         .try_clone()
@@ -454,6 +459,23 @@ impl Link {
                 );
                 self.send(&ToWorker::Done { id }, b"");
             }
+            ToHost::UnitDone {
+                id,
+                ok,
+                seconds,
+                fallback,
+                unit,
+            } => match super::status::unit_done(ok, seconds, fallback, unit) {
+                Ok(kind) => {
+                    self.gateway.bus().publish(
+                        &self.gateway.agent().agent_id,
+                        Severity::Info,
+                        kind,
+                    );
+                    self.send(&ToWorker::Done { id }, b"");
+                }
+                Err(message) => self.invalid(id, message),
+            },
             ToHost::Cancel { id } => {
                 if let Some(flag) = self.cancels.lock().get(&id) {
                     flag.store(true, Ordering::SeqCst);

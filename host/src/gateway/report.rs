@@ -262,6 +262,9 @@ impl Gateway {
                         .and_then(|v| v.as_str())
                         .unwrap_or("a service")
                 ),
+                EventKind::PromptInjection { policy, .. } => {
+                    tracing::warn!("prompt injection attempt ({policy})")
+                }
                 EventKind::CircuitClosed { detail, .. } => tracing::info!(
                     "circuit closed for {}",
                     detail

@@ -681,6 +681,35 @@ impl Agent {
         }
     }
 
+    /// One unit of the agent's work finished (`ironhost.unit_done`), on its event stream.
+    #[pyo3(signature = (ok, seconds=None, fallback=None, unit=None))]
+    fn unit_done(
+        &self,
+        py: Python<'_>,
+        ok: bool,
+        seconds: Option<f64>,
+        fallback: Option<String>,
+        unit: Option<String>,
+    ) -> PyResult<()> {
+        match &self.backend {
+            Backend::InProcess(a) => {
+                let kind = crate::agent::status::unit_done(ok, seconds, fallback, unit)
+                    .map_err(PyValueError::new_err)?;
+                let gw = a.live()?;
+                gw.bus().publish(&gw.agent().agent_id, Severity::Info, kind);
+                Ok(())
+            }
+            Backend::Hosted(r) => {
+                // Checked here too, so the error is a ValueError like in-process.
+                crate::agent::status::unit_done(ok, seconds, fallback.clone(), unit.clone())
+                    .map_err(PyValueError::new_err)?;
+                let (out, pending) =
+                    detached(py, None, |_| r.unit_done(ok, seconds, fallback, unit));
+                out.map_err(|e| remote_to_py(py, e, pending))
+            }
+        }
+    }
+
     /// A run begins (a call of a protected function, a script started): returns its number.
     fn run_started(&self, py: Python<'_>) -> PyResult<u32> {
         match &self.backend {

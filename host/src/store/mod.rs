@@ -95,6 +95,7 @@ const MIGRATIONS: &[Migration] = &[
     migration!(3, "audit_chain", "0003_audit_chain.sql"),
     migration!(4, "call_api", "0004_call_api.sql"),
     migration!(5, "fleet", "0005_fleet.sql"),
+    migration!(6, "units", "0006_units.sql"),
 ];
 
 /// The key of the PostgreSQL advisory lock the migration run holds.
@@ -454,6 +455,10 @@ impl Store {
             .execute(&self.pool)
             .await?
             .rows_affected();
+        sqlx::query("DELETE FROM units WHERE ts_ms < $1")
+            .bind(cutoff)
+            .execute(&self.pool)
+            .await?;
         Ok((events, calls))
     }
 }

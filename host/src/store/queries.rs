@@ -110,6 +110,110 @@ pub struct AgentMetrics {
     pub budget_usd: Option<f64>,
     pub pii_findings: i64,
     pub uptime_s: f64,
+    /// What the agent reported of its units of work; `None` when it never reported one.
+    pub units: Option<UnitMetrics>,
+    /// Actions refused as not permitted: see [`NOT_UNAUTHORIZED`].
+    pub unauthorized: i64,
+    /// Prompt-injection attempts policies saw (`prompt_injection` events).
+    pub injections: i64,
+    /// Share of the run time (created to now, or to the end) with none of the agent's
+    /// circuits open, in percent; `None` when the run time is 0.
+    pub uptime_pct: Option<f64>,
+    /// Seconds of the run time with a circuit open (a circuit still open at the end counts to
+    /// the end).
+    pub circuit_open_s: f64,
+}
+
+/// An agent's units of work (`ironhost.unit_done`): leads found, tickets answered.
+#[derive(Debug, Clone, Serialize)]
+pub struct UnitMetrics {
+    /// The agent's progress unit if it reported one, else the latest `unit_done` unit.
+    pub unit: Option<String>,
+    pub done: i64,
+    pub ok: i64,
+    pub failed: i64,
+    /// Units served by a fallback (`cache`, `placeholder`); counted in `ok`.
+    pub fallback: i64,
+    /// `ok / done`.
+    pub success_rate: f64,
+    /// `fallback / done`.
+    pub fallback_rate: f64,
+    /// Units done per hour of run time; `None` under a second of run time.
+    pub per_hour: Option<f64>,
+    /// Percentiles of the seconds units took (those that said).
+    pub seconds: UnitSeconds,
+}
+
+/// Nearest-rank percentiles of units' seconds; `None` when no unit said how long it took.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct UnitSeconds {
+    pub p50: Option<f64>,
+    pub p95: Option<f64>,
+    pub p99: Option<f64>,
+}
+
+/// Denial codes that do not make a refused tool call an **unauthorized action**.
+///
+/// What the metrics count as unauthorized actions (`unauthorized`), defined here:
+///
+/// - a tool call a policy denied for any reason but one of these (they say a service, a budget
+///   or the host could not serve the call, not that the call was not permitted: the circuit was
+///   open, the budget was spent or could not be read, secrets could not be injected, a policy
+///   failed closed or gave an invalid verdict, the agent cancelled) or a code starting with
+///   `rate` (rate limiting). A denial without a code counts.
+/// - a network request the host refused under `[egress]` (an `egress_refused` event).
+pub const NOT_UNAUTHORIZED: [&str; 7] = [
+    "circuit_open",
+    "budget_exceeded",
+    "budget_unavailable",
+    "secrets_unavailable",
+    "policy_failed",
+    "invalid_verdict",
+    "cancelled",
+];
+
+/// The SQL condition on `calls` rows for an unauthorized tool call (see [`NOT_UNAUTHORIZED`]).
+fn unauthorized_call_sql() -> String {
+    let codes: Vec<String> = NOT_UNAUTHORIZED.iter().map(|c| format!("'{c}'")).collect();
+    format!(
+        "kind = 'tool' AND outcome = 'denied' AND COALESCE(code, '') NOT IN ({}) AND COALESCE(code, '') NOT LIKE 'rate%'",
+        codes.join(", ")
+    )
+}
+
+/// Milliseconds of `[start, end]` during which some circuit was open, from an agent's
+/// `circuit_opened` / `circuit_closed` events in order (`(ts_ms, opened, service)`). A circuit
+/// is open from its first `circuit_opened` to the next `circuit_closed` of the same service;
+/// one still open at `end` counts to `end`.
+pub fn circuit_open_ms(events: &[(i64, bool, String)], start: i64, end: i64) -> i64 {
+    let mut open: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
+    let mut since = start;
+    let mut total = 0;
+    for (ts, opened, service) in events {
+        let ts = (*ts).clamp(start, end);
+        let was_open = !open.is_empty();
+        if *opened {
+            open.insert(service);
+        } else {
+            open.remove(service.as_str());
+        }
+        match (was_open, open.is_empty()) {
+            (false, false) => since = ts,
+            (true, true) => total += ts - since,
+            _ => {}
+        }
+    }
+    if !open.is_empty() {
+        total += end - since;
+    }
+    total.max(0)
+}
+
+/// What [`Store::agent_event_figures`] reads.
+struct EventFigures {
+    injections: i64,
+    egress_refused: i64,
+    circuit_open_ms: i64,
 }
 
 /// Totals over a set of call records.
@@ -421,18 +525,20 @@ impl Store {
 
     /// The figures of one agent.
     pub async fn agent_metrics(&self, a: &AgentRecord) -> Result<AgentMetrics, StoreError> {
-        let row = sqlx::query(
+        let row = sqlx::query(&format!(
             "SELECT
                COUNT(*) FILTER (WHERE kind = 'llm') AS llm, COUNT(*) FILTER (WHERE kind = 'tool') AS tool,
                COUNT(*) FILTER (WHERE outcome IN ('ok', 'fallback')) AS ok,
                COUNT(*) FILTER (WHERE outcome = 'denied') AS denied,
                COUNT(*) FILTER (WHERE outcome = 'error') AS errors,
                COUNT(*) FILTER (WHERE outcome = 'fallback') AS fallbacks,
+               COUNT(*) FILTER (WHERE {unauthorized}) AS unauthorized,
                CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT) AS input,
                CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) AS output,
                CAST(COALESCE(SUM(cost_usd), 0) AS DOUBLE PRECISION) AS cost
              FROM calls WHERE agent_id = $1",
-        )
+            unauthorized = unauthorized_call_sql()
+        ))
         .bind(&a.id)
         .fetch_one(self.pool())
         .await?;
@@ -450,6 +556,9 @@ impl Store {
         let running = matches!(a.state.as_str(), "starting" | "running");
         let end = if running { now_ms() } else { a.updated_ms };
         let uptime_s = ((end - a.created_ms).max(0) as f64) / 1000.0;
+        let events = self.agent_event_figures(a, end).await?;
+        let units = self.unit_metrics(a, uptime_s).await?;
+        let unauthorized: i64 = row.get("unauthorized");
         Ok(AgentMetrics {
             agent_id: a.id.clone(),
             state: a.state.clone(),
@@ -476,7 +585,111 @@ impl Store {
             budget_usd: a.budget_usd,
             pii_findings: pii,
             uptime_s,
+            units,
+            unauthorized: unauthorized + events.egress_refused,
+            injections: events.injections,
+            uptime_pct: (end > a.created_ms).then(|| {
+                let run = (end - a.created_ms) as f64;
+                (run - events.circuit_open_ms as f64) * 100.0 / run
+            }),
+            circuit_open_s: events.circuit_open_ms as f64 / 1000.0,
         })
+    }
+
+    /// What an agent's events say for its metrics: counted by type through the
+    /// `events_agent_type` index, so only the few rows of those types are read.
+    async fn agent_event_figures(
+        &self,
+        a: &AgentRecord,
+        end: i64,
+    ) -> Result<EventFigures, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FILTER (WHERE type = 'prompt_injection') AS injections,
+               COUNT(*) FILTER (WHERE type = 'egress_refused') AS egress
+             FROM events WHERE agent_id = $1 AND type IN ('prompt_injection', 'egress_refused')",
+        )
+        .bind(&a.id)
+        .fetch_one(self.pool())
+        .await?;
+        let circuits: Vec<(i64, String, String)> = sqlx::query_as(
+            "SELECT ts_ms, type, body FROM events
+             WHERE agent_id = $1 AND type IN ('circuit_opened', 'circuit_closed') ORDER BY ts_ms, id",
+        )
+        .bind(&a.id)
+        .fetch_all(self.pool())
+        .await?;
+        let circuits: Vec<(i64, bool, String)> = circuits
+            .into_iter()
+            .map(|(ts, kind, body)| {
+                let service = serde_json::from_str::<serde_json::Value>(&body)
+                    .ok()
+                    .and_then(|b| b.get("detail")?.get("service")?.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                (ts, kind == "circuit_opened", service)
+            })
+            .collect();
+        Ok(EventFigures {
+            injections: row.get("injections"),
+            egress_refused: row.get("egress"),
+            circuit_open_ms: circuit_open_ms(&circuits, a.created_ms, end),
+        })
+    }
+
+    /// An agent's units of work, `None` if it never reported one.
+    async fn unit_metrics(
+        &self,
+        a: &AgentRecord,
+        run_s: f64,
+    ) -> Result<Option<UnitMetrics>, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) AS done, COUNT(*) FILTER (WHERE ok = 1) AS ok,
+               COUNT(*) FILTER (WHERE ok = 1 AND fallback IS NOT NULL) AS fallback
+             FROM units WHERE agent_id = $1",
+        )
+        .bind(&a.id)
+        .fetch_one(self.pool())
+        .await?;
+        let (done, ok, fallback): (i64, i64, i64) =
+            (row.get("done"), row.get("ok"), row.get("fallback"));
+        if done == 0 {
+            return Ok(None);
+        }
+        let seconds: Vec<f64> = sqlx::query_scalar(
+            "SELECT seconds FROM units WHERE agent_id = $1 AND seconds IS NOT NULL",
+        )
+        .bind(&a.id)
+        .fetch_all(self.pool())
+        .await?;
+        let unit = match a.progress.as_ref().and_then(|p| p.unit.clone()) {
+            Some(u) => Some(u),
+            None => sqlx::query_scalar(
+                "SELECT unit FROM units WHERE agent_id = $1 AND unit IS NOT NULL ORDER BY ts_ms DESC, id DESC LIMIT 1",
+            )
+            .bind(&a.id)
+            .fetch_optional(self.pool())
+            .await?,
+        };
+        let seconds = if seconds.is_empty() {
+            UnitSeconds::default()
+        } else {
+            let p = Percentiles::of(seconds);
+            UnitSeconds {
+                p50: Some(p.p50),
+                p95: Some(p.p95),
+                p99: Some(p.p99),
+            }
+        };
+        Ok(Some(UnitMetrics {
+            unit,
+            done,
+            ok,
+            failed: done - ok,
+            fallback,
+            success_rate: ok as f64 / done as f64,
+            fallback_rate: fallback as f64 / done as f64,
+            per_hour: (run_s >= 1.0).then(|| done as f64 * 3600.0 / run_s),
+            seconds,
+        }))
     }
 
     /// Usage totals and breakdowns by model and by agent.
@@ -1299,5 +1512,34 @@ mod tests {
                 );
             });
         }
+    }
+}
+
+#[cfg(test)]
+mod circuit_tests {
+    use super::circuit_open_ms;
+
+    fn ev(ts: i64, opened: bool, s: &str) -> (i64, bool, String) {
+        (ts, opened, s.to_owned())
+    }
+
+    #[test]
+    fn open_time_is_the_union_of_the_circuits() {
+        // Nothing open: nothing counted.
+        assert_eq!(circuit_open_ms(&[], 0, 100), 0);
+        // Overlapping circuits count once; an opening repeated while open changes nothing.
+        let events = [
+            ev(10, true, "a"),
+            ev(15, true, "b"),
+            ev(18, true, "a"),
+            ev(20, false, "a"),
+            ev(30, false, "b"),
+        ];
+        assert_eq!(circuit_open_ms(&events, 0, 100), 20);
+        // Still open at the end: counted to the end; events outside the run are clamped.
+        assert_eq!(circuit_open_ms(&[ev(-5, true, "a")], 0, 100), 100);
+        assert_eq!(circuit_open_ms(&[ev(90, true, "a")], 0, 100), 10);
+        // A close without an opening (opened before the run) counts nothing.
+        assert_eq!(circuit_open_ms(&[ev(50, false, "a")], 0, 100), 0);
     }
 }

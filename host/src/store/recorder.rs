@@ -429,6 +429,26 @@ async fn write_batch(
                 .execute(&mut *tx)
                 .await?;
             }
+            EventKind::UnitDone {
+                ok,
+                seconds,
+                fallback,
+                unit,
+            } => {
+                sqlx::query(
+                    "INSERT INTO units (agent_id, run, ts_ms, ok, seconds, fallback, unit)
+                     VALUES ($1, (SELECT MAX(run) FROM agent_runs WHERE agent_id = $2), $3, $4, $5, $6, $7)",
+                )
+                .bind(&event.agent_id)
+                .bind(&event.agent_id)
+                .bind(ts)
+                .bind(i64::from(*ok))
+                .bind(seconds)
+                .bind(fallback)
+                .bind(unit)
+                .execute(&mut *tx)
+                .await?;
+            }
             _ => {}
         }
     }
@@ -881,5 +901,248 @@ mod tests {
                 "{key}: SQLite (left) and PostgreSQL (right)"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod unit_figures {
+    use super::super::testing::{BACKENDS, TestDb};
+    use super::*;
+    use crate::events::{CallOutcome, EventKind};
+    use crate::model::Severity;
+    use crate::store::queries::{NewAgent, RUNNER_IRONHOST};
+
+    const T0: i64 = 1_700_000_000_000;
+
+    fn at(s: i64, agent: &str, kind: EventKind) -> Arc<Event> {
+        Arc::new(Event {
+            seq: s as u64,
+            ts_ms: (T0 + s * 1000) as u64,
+            agent_id: agent.into(),
+            severity: Severity::Info,
+            kind,
+        })
+    }
+
+    fn unit(
+        ok: bool,
+        seconds: Option<f64>,
+        fallback: Option<&str>,
+        unit: Option<&str>,
+    ) -> EventKind {
+        EventKind::UnitDone {
+            ok,
+            seconds,
+            fallback: fallback.map(str::to_owned),
+            unit: unit.map(str::to_owned),
+        }
+    }
+
+    fn denied(id: &str, code: Option<&str>) -> EventKind {
+        EventKind::ToolCall {
+            call_id: id.into(),
+            tool: "crm_write".into(),
+            outcome: CallOutcome::Denied,
+            code: code.map(str::to_owned),
+            latency_ms: 1.0,
+            verdicts: Vec::new(),
+        }
+    }
+
+    fn circuit(opened: bool, service: &str) -> EventKind {
+        let detail = serde_json::json!({"service": service, "failures": 5});
+        let policy = "circuit-breaker".to_owned();
+        if opened {
+            EventKind::CircuitOpened { policy, detail }
+        } else {
+            EventKind::CircuitClosed { policy, detail }
+        }
+    }
+
+    /// lg-1 runs 100 s (T0 to T0 + 100 s): four units, denials of every kind, a prompt
+    /// injection, a refused egress request, and circuits open 11-14 s (two overlapping) and
+    /// from 17 s to the end. lg-2 reports one unit and nothing else, and has run no time.
+    fn batch() -> Vec<Arc<Event>> {
+        let injection = |agent| {
+            at(
+                15,
+                agent,
+                EventKind::PromptInjection {
+                    policy: "prompt-guard".into(),
+                    detail: serde_json::json!({"pattern": "ignore previous instructions"}),
+                },
+            )
+        };
+        vec![
+            at(
+                1,
+                "lg-1",
+                EventKind::AgentStarted {
+                    name: "lead_gen".into(),
+                    script: "agent.py".into(),
+                    run: 1,
+                },
+            ),
+            at(
+                2,
+                "lg-1",
+                EventKind::AgentProgress {
+                    done: 4,
+                    total: Some(10),
+                    unit: Some("leads".into()),
+                },
+            ),
+            at(3, "lg-1", unit(true, Some(1.0), None, Some("lead"))),
+            at(4, "lg-1", unit(true, Some(2.0), Some("cache"), None)),
+            at(5, "lg-1", unit(true, None, Some("placeholder"), None)),
+            // A fallback that still failed is a failure, not a fallback.
+            at(6, "lg-1", unit(false, Some(3.0), Some("cache"), None)),
+            at(7, "lg-1", denied("t1", Some("tool_forbidden"))),
+            at(8, "lg-1", denied("t2", Some("circuit_open"))),
+            at(9, "lg-1", denied("t3", Some("rate_limited"))),
+            at(10, "lg-1", denied("t4", None)),
+            at(11, "lg-1", circuit(true, "tool:search")),
+            at(12, "lg-1", circuit(true, "llm:openai/gpt-4o-mini")),
+            at(13, "lg-1", circuit(false, "tool:search")),
+            at(14, "lg-1", circuit(false, "llm:openai/gpt-4o-mini")),
+            injection("lg-1"),
+            at(
+                16,
+                "lg-1",
+                EventKind::EgressRefused {
+                    host: "evil.example".into(),
+                    port: 443,
+                    reason: "evil.example is not in [egress] allow".into(),
+                },
+            ),
+            at(17, "lg-1", circuit(true, "tool:search")),
+            at(18, "lg-2", unit(true, None, None, Some("tickets"))),
+            at(19, "lg-2", denied("t5", Some("budget_exceeded"))),
+        ]
+    }
+
+    #[test]
+    fn unit_and_protection_figures_read_back_the_same_on_both_backends() {
+        let mut seen = Vec::new();
+        for backend in BACKENDS {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            seen.push(rt.block_on(async {
+                let db = TestDb::new(backend).await;
+                let store = db.store().await;
+                for id in ["lg-1", "lg-2"] {
+                    store
+                        .register_agent(&NewAgent {
+                            id,
+                            name: id,
+                            script: "agent.py",
+                            bundle: "default",
+                            environment: "dev",
+                            budget_usd: None,
+                            pid: 1,
+                            pid_start: None,
+                            runner: RUNNER_IRONHOST,
+                        })
+                        .await
+                        .expect("register");
+                }
+                record(&store, &batch(), &RecorderKeys::default()).await;
+                // Fix the run times: lg-1 ran 100 s, lg-2 none.
+                for (id, end) in [("lg-1", T0 + 100_000), ("lg-2", T0)] {
+                    sqlx::query("UPDATE agents SET state = 'completed', created_ms = $1, updated_ms = $2 WHERE id = $3")
+                        .bind(T0)
+                        .bind(end)
+                        .bind(id)
+                        .execute(store.pool())
+                        .await
+                        .expect("run time");
+                }
+                let run: Option<i64> =
+                    sqlx::query_scalar("SELECT MAX(run) FROM units WHERE agent_id = 'lg-1'")
+                        .fetch_one(store.pool())
+                        .await
+                        .expect("runs");
+                assert_eq!(run, Some(1), "{backend:?}: units carry their run");
+                let mut out = serde_json::Map::new();
+                for id in ["lg-1", "lg-2"] {
+                    let a = store.agent(id).await.expect("agent").expect(id);
+                    let m = store.agent_metrics(&a).await.expect("metrics");
+                    out.insert(id.to_owned(), serde_json::to_value(m).expect("json"));
+                }
+                serde_json::Value::Object(out)
+            }));
+        }
+        let (sqlite, postgres) = (&seen[0], &seen[1]);
+        let lg1 = &sqlite["lg-1"];
+        assert_eq!(
+            lg1["units"],
+            serde_json::json!({
+                "unit": "leads", "done": 4, "ok": 3, "failed": 1, "fallback": 2,
+                "success_rate": 0.75, "fallback_rate": 0.5, "per_hour": 144.0,
+                "seconds": {"p50": 2.0, "p95": 3.0, "p99": 3.0},
+            })
+        );
+        // tool_forbidden, the denial without a code, and the refused egress request.
+        assert_eq!(lg1["unauthorized"], 3);
+        assert_eq!(lg1["injections"], 1);
+        // Open 11-14 s and 17-100 s of 100 s.
+        assert_eq!(lg1["circuit_open_s"], 86.0);
+        assert_eq!(lg1["uptime_pct"], 14.0);
+        let lg2 = &sqlite["lg-2"];
+        assert_eq!(
+            lg2["units"],
+            serde_json::json!({
+                "unit": "tickets", "done": 1, "ok": 1, "failed": 0, "fallback": 0,
+                "success_rate": 1.0, "fallback_rate": 0.0, "per_hour": null,
+                "seconds": {"p50": null, "p95": null, "p99": null},
+            })
+        );
+        assert_eq!(
+            (&lg2["unauthorized"], &lg2["injections"], &lg2["uptime_pct"]),
+            (
+                &serde_json::json!(0),
+                &serde_json::json!(0),
+                &serde_json::Value::Null
+            )
+        );
+        assert_eq!(sqlite, postgres, "SQLite (left) and PostgreSQL (right)");
+    }
+
+    #[test]
+    fn an_agent_without_units_has_none() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let db = TestDb::new(crate::store::Backend::Sqlite).await;
+            let store = db.store().await;
+            store
+                .register_agent(&NewAgent {
+                    id: "quiet",
+                    name: "quiet",
+                    script: "agent.py",
+                    bundle: "default",
+                    environment: "dev",
+                    budget_usd: None,
+                    pid: 1,
+                    pid_start: None,
+                    runner: RUNNER_IRONHOST,
+                })
+                .await
+                .expect("register");
+            let a = store.agent("quiet").await.expect("agent").expect("quiet");
+            let m = serde_json::to_value(store.agent_metrics(&a).await.expect("metrics"))
+                .expect("json");
+            assert_eq!(m["units"], serde_json::Value::Null);
+            assert_eq!(
+                (&m["unauthorized"], &m["injections"]),
+                (&serde_json::json!(0), &serde_json::json!(0))
+            );
+            assert_eq!(m["circuit_open_s"], 0.0);
+        });
     }
 }

@@ -151,6 +151,16 @@ class _Agent:
             raise ValueError(f"progress: done ({done}) is more than total ({total})")
         self.runtime.progress_reports.append((self.agent_id, done, total, unit))
 
+    def unit_done(
+        self,
+        ok: bool,
+        seconds: Optional[float] = None,
+        fallback: Optional[str] = None,
+        unit: Optional[str] = None,
+    ) -> None:
+        self._live()
+        self.runtime.units.append((self.agent_id, ok, seconds, fallback, unit))
+
     def run_started(self) -> int:
         self._live()
         self.run += 1
@@ -252,6 +262,8 @@ class MockRuntime(AgentRuntime):
         self.denials: List[PolicyDenied] = []
         self.tool_log: List[Tuple[str, str, bool]] = []
         self.progress_reports: List[Tuple[str, int, Optional[int], Optional[str]]] = []
+        #: ``(agent_id, ok, seconds, fallback, unit)`` for each ``ironhost.unit_done``.
+        self.units: List[Tuple[str, bool, Optional[float], Optional[str], Optional[str]]] = []
         self._failures: Dict[str, int] = {}
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
