@@ -12,7 +12,7 @@
 //!
 //! ```toml
 //! limit-usd = 50.0                 # required; `ironhost start --budget` sets it
-//! warning-threshold = 0.9          # budget.warning once when spend crosses this share
+//! warning-threshold = 0.9          # budget.warning once per limit when spend crosses this share
 //! default-max-output-tokens = 4096 # reserved when a request sets no max_output_tokens
 //! unknown-model = "deny"           # deny | allow (free): a model without a price
 //! [prices."my-model"]              # add or override prices, USD per million tokens
@@ -21,7 +21,8 @@
 //! ```
 //!
 //! Money is kept in state as integer micro-dollars: `committed` (spent + reserved), `spent`,
-//! `calls`, and one `reservation:<call-id>:<attempt>` per call in flight.
+//! `calls`, `warned:<limit micro-dollars>:<share>` once that threshold warned, and one
+//! `reservation:<call-id>:<attempt>` per call in flight.
 
 use std::collections::BTreeMap;
 
@@ -224,9 +225,12 @@ fn report(settings: &Settings, spent: i64, calls: i64, last: i64) {
             "status": status,
         }),
     );
+    // Once per threshold: the flag is keyed by the limit and the share, so a raised limit
+    // warns again when its own threshold is crossed.
+    let warned = format!("warned:{limit}:{}", settings.warning_threshold);
     if percent >= settings.warning_threshold * 100.0
         && AGENT
-            .compare_and_swap("warned", None, Some("1"))
+            .compare_and_swap(&warned, None, Some("1"))
             .unwrap_or(false)
     {
         events::emit(
