@@ -423,6 +423,23 @@ fn check_default_run(n: usize, dir: &Path, out: &Output, webhook: &Webhook, emai
         .find(|(k, _, _)| k == "circuit_opened")
         .unwrap();
     assert_eq!(opened.1["detail"]["service"], "tool:linkedin_lookup");
+    // One level on both sides: the event is medium (the fallback serves the calls), and the
+    // CLI logs medium as WARN, as the dashboard shows it.
+    assert_eq!(
+        opened.1["severity"], "medium",
+        "run {n}: circuit_opened severity"
+    );
+    assert_eq!(
+        stderr
+            .matches("WARN circuit opened for tool:linkedin_lookup")
+            .count(),
+        1,
+        "run {n}: the opening is one WARN line in the log\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("ERROR circuit opened"),
+        "run {n}: not an error"
+    );
     let blocked = rec.linkedin_leads("denied");
     assert_eq!(
         blocked,

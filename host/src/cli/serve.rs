@@ -65,6 +65,17 @@ pub fn run(args: ServeArgs) -> Result<u8, CliError> {
         let feed = ws::feed();
         ws::feed_from_store(core.plane.store.clone(), feed.clone());
         let state = AppState::new(&core.plane, Some(core.live.clone()), feed);
+        // Alerts for every agent in the store; the store's claims keep each to one delivery
+        // when the agents' own processes send them too.
+        crate::alerts::Alerts::follow_store(
+            &settings.alerts,
+            crate::alerts::Deps {
+                store: core.plane.store.clone(),
+                secrets: core.plane.secrets.clone(),
+                environment: settings.environment.clone(),
+            },
+        )
+        .map_err(CliError::input)?;
         let api = config::ApiSettings {
             explicit: true,
             ..settings.api.clone()

@@ -633,8 +633,12 @@ pub fn load(
         ConfigError::new(key, reason.to_owned(), file_name.clone())
     })?;
 
-    file.alerts
+    let mut alerts = file.alerts.clone();
+    alerts
         .check()
+        .map_err(|(key, reason)| ConfigError::new(&key, reason, file_name.clone()))?;
+    alerts
+        .read_env(vars)
         .map_err(|(key, reason)| ConfigError::new(&key, reason, file_name.clone()))?;
 
     let mut pricing = crate::model::pricing::PricingTable::embedded();
@@ -692,7 +696,7 @@ pub fn load(
         file: file_path,
         home,
         api,
-        alerts: file.alerts.clone(),
+        alerts,
         without: Vec::new(),
         in_process: false,
     })
@@ -760,11 +764,62 @@ mod tests {
                 "[[alerts.webhook]]\nurl = \"http://127.0.0.1:9/\"\nevents = [\"budget\"]\n",
                 "alerts.webhook[0].events",
             ),
+            (
+                "[[alerts.email]]\nto = [\"ops at company\"]\nsmtp = \"smtp://127.0.0.1\"\n",
+                "alerts.email[0].to",
+            ),
+            (
+                "[[alerts.email]]\nto = []\nsmtp = \"smtp://m\"\n",
+                "alerts.email[0].to",
+            ),
+            (
+                "[[alerts.email]]\nto = [\"ops@company.com\"]\nsmtp = \"http://m\"\n",
+                "alerts.email[0].smtp",
+            ),
+            (
+                "[[alerts.email]]\nto = [\"ops@company.com\"]\n",
+                "alerts.email[0]",
+            ),
+            (
+                "[[alerts.email]]\nto = [\"ops@company.com\"]\nsmtp = \"smtp://m\"\nusername = \"ops\"\npassword = \"hunter2\"\n",
+                "alerts.email[0].password",
+            ),
+            (
+                "[[alerts.email]]\nto = [\"ops@company.com\"]\nsmtp = \"smtp://m\"\nusername = \"ops\"\npassword-env = \"SMTP_PASSWORD\"\n",
+                "alerts.email[0].password-env",
+            ),
+            (
+                "[[alerts.email]]\nto = [\"ops@company.com\"]\nsmtp = \"smtp://m\"\nevents = [\"budget\"]\n",
+                "alerts.email[0].events",
+            ),
         ] {
             std::fs::write(&file, text).unwrap();
             let e = load(&Flags::default(), &vars(&[]), dir.path()).unwrap_err();
             assert_eq!(e.key, key, "{text:?}: {e}");
         }
+    }
+
+    #[test]
+    fn an_email_alert_takes_its_password_from_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(DEFAULT_FILE),
+            "[[alerts.email]]\nto = [\"ops@company.com\"]\nsmtp = \"smtps://mail.example.com\"\n\
+             username = \"ops\"\npassword-env = \"SMTP_PASSWORD\"\n",
+        )
+        .unwrap();
+        let s = load(
+            &Flags::default(),
+            &vars(&[("SMTP_PASSWORD", "s3cret")]),
+            dir.path(),
+        )
+        .unwrap();
+        let email = &s.alerts.email[0];
+        assert_eq!(
+            email.password_from_env.as_deref().map(String::as_str),
+            Some("s3cret")
+        );
+        assert_eq!(email.to, ["ops@company.com"]);
     }
 
     #[test]

@@ -310,7 +310,7 @@ impl Core {
 pub struct Host {
     pub core: Core,
     pub gateway: Arc<Gateway>,
-    /// Alert webhooks, when configured.
+    /// Alert webhooks and emails, when configured.
     pub alerts: Option<Alerts>,
     /// Where this process serves the control plane, if it does (set by whoever serves it).
     pub api_addr: Option<SocketAddr>,
@@ -347,7 +347,16 @@ impl Host {
         let tokens: Arc<dyn TokenMeter> = core.meter.clone();
         let simulator = Arc::new(Simulator::new(settings.simulator.clone(), tokens.clone()));
         let env_keys = crate::gateway::keys::host_keys(env_vars, &settings.upstreams);
-        let alerts = Alerts::spawn(&settings.alerts, &core.bus).map_err(StartError::Failed)?;
+        let alerts = Alerts::spawn(
+            &settings.alerts,
+            &core.bus,
+            crate::alerts::Deps {
+                store: core.plane.store.clone(),
+                secrets: core.plane.secrets.clone(),
+                environment: settings.environment.clone(),
+            },
+        )
+        .map_err(StartError::Failed)?;
         let options = GatewayOptions {
             mode,
             timeout,
@@ -452,13 +461,13 @@ impl Host {
         let seq = self.core.flush_store();
         if let Some(alerts) = &self.alerts {
             // Deliveries still queued get 20 s; one takes at most 3 attempts of its webhook's
-            // timeout plus backoff. Whatever is still queued then is dropped, with a warning.
+            // or SMTP server's timeout plus backoff. Whatever is still queued then is dropped, with a warning.
             let sent = self
                 .core
                 .runtime
                 .block_on(alerts.flush(seq, Duration::from_secs(20)));
             if !sent {
-                tracing::warn!("alert webhooks did not finish within 20 s");
+                tracing::warn!("alerts did not finish within 20 s");
             }
         }
     }

@@ -241,36 +241,47 @@ impl Gateway {
                         e.policy
                     );
                 }
-                EventKind::BudgetWarning { detail, .. } => tracing::warn!(
-                    "budget warning: {}% of ${:.2} used",
-                    detail
-                        .get("percent_used")
-                        .and_then(|v| v.as_f64())
-                        .unwrap_or(0.0),
-                    detail
-                        .get("limit_usd")
-                        .and_then(|v| v.as_f64())
-                        .unwrap_or(0.0)
+                EventKind::BudgetWarning { detail, .. } => log_at(
+                    e.severity,
+                    format_args!(
+                        "budget warning: {}% of ${:.2} used",
+                        detail
+                            .get("percent_used")
+                            .and_then(|v| v.as_f64())
+                            .unwrap_or(0.0),
+                        detail
+                            .get("limit_usd")
+                            .and_then(|v| v.as_f64())
+                            .unwrap_or(0.0)
+                    ),
                 ),
-                EventKind::BudgetExceeded { .. } => {
-                    tracing::error!("budget exceeded: the call was refused")
-                }
-                EventKind::CircuitOpened { detail, .. } => tracing::warn!(
-                    "circuit opened for {}",
-                    detail
-                        .get("service")
-                        .and_then(|v| v.as_str())
-                        .unwrap_or("a service")
+                EventKind::BudgetExceeded { .. } => log_at(
+                    e.severity,
+                    format_args!("budget exceeded: the call was refused"),
                 ),
-                EventKind::PromptInjection { policy, .. } => {
-                    tracing::warn!("prompt injection attempt ({policy})")
-                }
-                EventKind::CircuitClosed { detail, .. } => tracing::info!(
-                    "circuit closed for {}",
-                    detail
-                        .get("service")
-                        .and_then(|v| v.as_str())
-                        .unwrap_or("a service")
+                EventKind::PromptInjection { policy, .. } => log_at(
+                    e.severity,
+                    format_args!("prompt injection attempt ({policy})"),
+                ),
+                EventKind::CircuitOpened { detail, .. } => log_at(
+                    e.severity,
+                    format_args!(
+                        "circuit opened for {}",
+                        detail
+                            .get("service")
+                            .and_then(|v| v.as_str())
+                            .unwrap_or("a service")
+                    ),
+                ),
+                EventKind::CircuitClosed { detail, .. } => log_at(
+                    e.severity,
+                    format_args!(
+                        "circuit closed for {}",
+                        detail
+                            .get("service")
+                            .and_then(|v| v.as_str())
+                            .unwrap_or("a service")
+                    ),
                 ),
                 _ => {}
             }
@@ -356,5 +367,40 @@ impl<T: serde::Serialize> std::fmt::Display for AsJson<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let text = serde_json::to_string(self.0).map_err(|_| std::fmt::Error)?;
         f.write_str(&text)
+    }
+}
+
+/// The log level of an event's severity, the one mapping the CLI uses (and the dashboard's
+/// log shows the same): info and low → INFO, medium → WARN, high and critical → ERROR.
+pub fn log_level(severity: Severity) -> tracing::Level {
+    match severity {
+        Severity::Info | Severity::Low => tracing::Level::INFO,
+        Severity::Medium => tracing::Level::WARN,
+        Severity::High | Severity::Critical => tracing::Level::ERROR,
+    }
+}
+
+/// Log `message` at the level of `severity` ([`log_level`]).
+fn log_at(severity: Severity, message: std::fmt::Arguments<'_>) {
+    match log_level(severity) {
+        tracing::Level::ERROR => tracing::error!("{message}"),
+        tracing::Level::WARN => tracing::warn!("{message}"),
+        _ => tracing::info!("{message}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_mapping_from_severity_to_log_level() {
+        assert_eq!(log_level(Severity::Info), tracing::Level::INFO);
+        assert_eq!(log_level(Severity::Low), tracing::Level::INFO);
+        // A circuit opening (medium) and a budget warning are warnings; a refused call is an
+        // error.
+        assert_eq!(log_level(Severity::Medium), tracing::Level::WARN);
+        assert_eq!(log_level(Severity::High), tracing::Level::ERROR);
+        assert_eq!(log_level(Severity::Critical), tracing::Level::ERROR);
     }
 }

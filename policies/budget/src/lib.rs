@@ -21,8 +21,7 @@
 //! ```
 //!
 //! Money is kept in state as integer micro-dollars: `committed` (spent + reserved), `spent`,
-//! `calls`, `warned:<limit>:<threshold>` once that threshold has been announced (so a raised
-//! limit warns again when spend nears it, the same limit never twice), and one
+//! `calls`, `warned:<limit micro-dollars>:<share>` once that threshold warned, and one
 //! `reservation:<call-id>:<attempt>` per call in flight.
 
 use std::collections::BTreeMap;
@@ -226,10 +225,9 @@ fn report(settings: &Settings, spent: i64, calls: i64, last: i64) {
             "status": status,
         }),
     );
-    let warned = format!(
-        "warned:{}:{}",
-        settings.limit_usd, settings.warning_threshold
-    );
+    // Once per threshold: the flag is keyed by the limit and the share, so a raised limit
+    // warns again when its own threshold is crossed.
+    let warned = format!("warned:{limit}:{}", settings.warning_threshold);
     if percent >= settings.warning_threshold * 100.0
         && AGENT
             .compare_and_swap(&warned, None, Some("1"))

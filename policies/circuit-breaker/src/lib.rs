@@ -203,8 +203,9 @@ fn announce(service: &str, old: Circuit, new: Circuit) {
         (_, Phase::HalfOpen) => "circuit.half_open",
         (_, Phase::Closed) => "circuit.closed",
     };
+    // An opening is a warning, not an error: the fallback serves the calls meanwhile.
     let severity = if new.phase == Phase::Open {
-        Severity::High
+        Severity::Medium
     } else {
         Severity::Info
     };
