@@ -146,16 +146,3 @@ export function uptime(e: AgentEntry): Figure {
   const open = e.metrics.circuit_open_s ?? 0
   return { text: pct(v, v >= 99.95 || v === 0 ? 0 : 1), detail: open > 0 ? `a circuit was open for ${secs(open)}` : 'no circuit opened' }
 }
-
-/**
- * The increase to propose at a budget warning: the projected shortfall plus a tenth, or (with
- * no projection) half the limit, rounded up to a step that suits the limit. Null when the
- * projection fits the limit.
- */
-export function recommendedIncrease(limit: number, projected: number | null): number | null {
-  const step = limit < 10 ? 1 : limit <= 100 ? 5 : limit <= 500 ? 25 : 50
-  const up = (v: number) => Math.max(step, Math.ceil(v / step - 1e-9) * step)
-  if (projected == null) return up(limit / 2)
-  if (projected <= limit) return null
-  return up((projected - limit) * 1.1)
-}

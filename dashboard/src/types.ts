@@ -34,6 +34,9 @@ export interface AgentMetrics {
   /** Share of the run with none of the agent's circuits open. */
   uptime_pct?: number | null
   circuit_open_s?: number
+  /** The budget alerts' advice: `Approve $25 increase`, or that none is needed. */
+  recommended_action?: string | null
+  recommended_increase_usd?: number | null
 }
 
 export interface UnitFigures {

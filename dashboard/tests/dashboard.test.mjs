@@ -267,8 +267,12 @@ describe('dashboard on `ironhost start` with an agent on the simulator', () => {
     const m = /^Approve \$([\d,]+) increase$/.exec(label)
     assert.ok(m, `the action reads ${label}`)
     const increase = Number(m[1].replace(/,/g, ''))
-    // The projection is far over the limit: the shortfall and a tenth, in whole dollars.
+    // The projection is far over the limit: the shortfall and a tenth, in whole dollars, as
+    // the host advises (the rule its budget e-mails follow).
     assert.ok(increase > 1 && Number.isInteger(increase), label)
+    const [advised] = (await api(host, 'GET', '/agents', undefined, admin)).filter((a) => a.agent.id === host.agentId)
+    assert.equal(increase, advised.metrics.recommended_increase_usd)
+    assert.equal(advised.metrics.recommended_action, label)
     await approve.click()
     await toast.getByTestId('toast-done').filter({ hasText: `Limit set to $${(1 + increase).toFixed(2)}` }).waitFor()
     const limits = await api(host, 'GET', '/limits', undefined, admin)

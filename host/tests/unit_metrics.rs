@@ -52,6 +52,8 @@ fn an_agents_units_refusals_injections_and_circuit_time_reach_the_api() {
             &[
                 "--bundle",
                 bundle.to_str().expect("UTF-8 path"),
+                "--budget",
+                "0.5",
                 &agent("units.py"),
             ],
         );
@@ -119,6 +121,16 @@ fn an_agents_units_refusals_injections_and_circuit_time_reach_the_api() {
             (pct - (run - open) * 100.0 / run).abs() < 0.5 && pct < 100.0,
             "{m}"
         );
+
+        // The budget alerts' advice: all six leads are done, so the projection is the spend,
+        // well within $0.50.
+        let spent = f(&m["cost_usd"]);
+        assert_eq!(
+            m["recommended_action"],
+            json!(format!("No increase needed: projected ${spent:.2} of $0.50")),
+            "{m}"
+        );
+        assert_eq!(m["recommended_increase_usd"], Value::Null, "{m}");
 
         // The same figures on the agent's own metrics route, and the events behind them.
         let (code, one) = api.get(&format!("/api/agents/{id}/metrics")).await;

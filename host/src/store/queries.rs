@@ -1,6 +1,7 @@
 //! What the control plane reads and writes besides the recorder: agents, usage, traces,
 //! events, limits, users, API tokens and sessions.
 
+use crate::alerts::recommend::{self, Recommendation};
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -122,6 +123,12 @@ pub struct AgentMetrics {
     /// Seconds of the run time with a circuit open (a circuit still open at the end counts to
     /// the end).
     pub circuit_open_s: f64,
+    /// What to do about the budget, by the rule the budget alerts follow
+    /// ([`crate::alerts::recommend`]): `Approve $25 increase`, or `No increase needed: ...`
+    /// when the projection fits the limit; none without a limit.
+    pub recommended_action: Option<String>,
+    /// The increase that action proposes, in dollars; none when none is needed.
+    pub recommended_increase_usd: Option<f64>,
 }
 
 /// An agent's units of work (`ironhost.unit_done`): leads found, tickets answered.
@@ -559,6 +566,17 @@ impl Store {
         let events = self.agent_event_figures(a, end).await?;
         let units = self.unit_metrics(a, uptime_s).await?;
         let unauthorized: i64 = row.get("unauthorized");
+        let cost: f64 = row.get("cost");
+        let advice = a.budget_usd.filter(|l| *l > 0.0).map(|limit| {
+            let projected = a.progress.as_ref().and_then(|p| {
+                recommend::projection(
+                    cost,
+                    u64::try_from(p.done).unwrap_or(0),
+                    p.total.and_then(|t| u64::try_from(t).ok()),
+                )
+            });
+            recommend::recommend(limit, projected)
+        });
         Ok(AgentMetrics {
             agent_id: a.id.clone(),
             state: a.state.clone(),
@@ -581,7 +599,7 @@ impl Store {
             latency_ms: Percentiles::of(latencies),
             input_tokens: row.get("input"),
             output_tokens: row.get("output"),
-            cost_usd: row.get("cost"),
+            cost_usd: cost,
             budget_usd: a.budget_usd,
             pii_findings: pii,
             uptime_s,
@@ -593,6 +611,11 @@ impl Store {
                 (run - events.circuit_open_ms as f64) * 100.0 / run
             }),
             circuit_open_s: events.circuit_open_ms as f64 / 1000.0,
+            recommended_action: advice.map(|r| r.to_string()),
+            recommended_increase_usd: match advice {
+                Some(Recommendation::Increase(usd)) => Some(usd),
+                _ => None,
+            },
         })
     }
 
