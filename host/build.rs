@@ -7,7 +7,13 @@ mod components;
 use std::path::PathBuf;
 
 /// Default policy crates under `policies/`; each package is named after its directory.
-const POLICIES: &[&str] = &["secrets-inject", "circuit-breaker", "budget", "pii-redact"];
+const POLICIES: &[&str] = &[
+    "secrets-inject",
+    "circuit-breaker",
+    "budget",
+    "prompt-guard",
+    "pii-redact",
+];
 
 fn main() {
     let manifest_dir = PathBuf::from(

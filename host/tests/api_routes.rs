@@ -368,7 +368,9 @@ async fn request(fx: &Fixture, method: &str, template: &str) -> Request<Body> {
         ),
         ("PUT", "/api/policies/order") => json_req(
             template.to_owned(),
-            Some(json!({"order": ["secrets-inject", "circuit-breaker", "budget", "pii-redact"]})),
+            Some(
+                json!({"order": ["secrets-inject", "circuit-breaker", "budget", "prompt-guard", "pii-redact"]}),
+            ),
         ),
         ("PUT", "/api/secrets/{name}") => json_req(
             format!("/api/secrets/new-{n}"),
@@ -791,9 +793,22 @@ async fn the_policy_routes_show_change_and_guard_the_chain() {
         .collect();
     assert_eq!(
         names,
-        ["secrets-inject", "circuit-breaker", "budget", "pii-redact"]
+        [
+            "secrets-inject",
+            "circuit-breaker",
+            "budget",
+            "prompt-guard",
+            "pii-redact"
+        ]
     );
-    let pii = &chain["policies"][3];
+    let guard = &chain["policies"][3];
+    assert_eq!(guard["failure_mode"], "fail-open");
+    assert!(
+        guard["hooks"]
+            .as_array()
+            .is_some_and(|h| h.iter().any(|x| x == "tool-result"))
+    );
+    let pii = &chain["policies"][4];
     assert_eq!(pii["wit_version"], "0.1.0");
     assert_eq!(pii["failure_mode"], "fail-closed");
     assert_eq!(pii["status"], "active");
@@ -806,7 +821,7 @@ async fn the_policy_routes_show_change_and_guard_the_chain() {
     let (_, after) = fx
         .as_role("admin", "POST", "/api/policies/pii-redact/disable", None)
         .await;
-    assert_eq!(after["policies"][3]["status"], "disabled");
+    assert_eq!(after["policies"][4]["status"], "disabled");
     let (status, body) = fx
         .as_role("admin", "POST", "/api/policies/nope/enable", None)
         .await;
@@ -826,7 +841,7 @@ async fn the_policy_routes_show_change_and_guard_the_chain() {
             "admin",
             "PUT",
             "/api/policies/order",
-            Some(json!({"order": ["pii-redact", "secrets-inject", "circuit-breaker", "budget"]})),
+            Some(json!({"order": ["pii-redact", "secrets-inject", "circuit-breaker", "budget", "prompt-guard"]})),
         )
         .await;
     assert_eq!(reordered["policies"][0]["name"], "pii-redact");
@@ -862,7 +877,7 @@ async fn the_policy_routes_show_change_and_guard_the_chain() {
             r#"{"name": "pii-strict", "capabilities": ["config", "events"], "config": {"mode": "block"}}"#,
         )).await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    assert_eq!(body["policies"][4]["name"], "pii-strict");
+    assert_eq!(body["policies"][5]["name"], "pii-strict");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -625,7 +625,13 @@ fn the_default_bundle_is_built_into_the_binary() {
             .collect();
         assert_eq!(
             names,
-            ["secrets-inject", "circuit-breaker", "budget", "pii-redact"]
+            [
+                "secrets-inject",
+                "circuit-breaker",
+                "budget",
+                "prompt-guard",
+                "pii-redact"
+            ]
         );
         assert!(rows.as_array().expect("rows").iter().all(|r| {
             r["component"]
@@ -643,5 +649,5 @@ fn the_default_bundle_is_built_into_the_binary() {
     .expect("write");
     let out = ironhost(&["policy", "list", "--bundle", "b"], dir.path());
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("builtin:nope: no such built-in component (built in: secrets-inject, circuit-breaker, budget, pii-redact)"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("builtin:nope: no such built-in component (built in: secrets-inject, circuit-breaker, budget, prompt-guard, pii-redact)"), "{}", stderr(&out));
 }

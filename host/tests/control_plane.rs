@@ -539,7 +539,13 @@ fn replacing_a_policy_during_a_run_changes_the_next_call_without_failures() {
             .collect();
         assert_eq!(
             names,
-            ["secrets-inject", "circuit-breaker", "budget", "pii-redact"],
+            [
+                "secrets-inject",
+                "circuit-breaker",
+                "budget",
+                "prompt-guard",
+                "pii-redact"
+            ],
             "{body}"
         );
 

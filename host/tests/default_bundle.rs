@@ -8,7 +8,7 @@ use ironhost::policy::engine::{EngineOptions, PolicyEngine};
 use ironhost::policy::host::HostServices;
 
 #[test]
-fn a_request_goes_through_all_four_default_policies() {
+fn a_request_goes_through_all_five_default_policies() {
     let engine =
         PolicyEngine::new(EngineOptions::in_memory(32), HostServices::default()).expect("engine");
     let chain = admit_bundle(&engine, &default_bundle().expect("parses")).expect("admitted");
@@ -34,6 +34,7 @@ fn a_request_goes_through_all_four_default_policies() {
             ("secrets-inject", VerdictKind::Rewrite),
             ("circuit-breaker", VerdictKind::Pass),
             ("budget", VerdictKind::Pass),
+            ("prompt-guard", VerdictKind::Pass),
             ("pii-redact", VerdictKind::Rewrite),
             // pii-redact changed the prompt after the two policies that keep something per
             // call passed it: they see it again as it will be sent (the budget reserves for

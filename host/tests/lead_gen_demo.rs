@@ -3,8 +3,9 @@
 //! demo's own `ironhost.toml` (plus an alert webhook this test listens on).
 //!
 //! Ten runs in a row, each in a fresh home, each checked against its store: the triggers fire
-//! at leads 34 (LinkedIn rate limit → circuit), 67 (an email in the model's answer → redacted)
-//! and 85 (90% of the budget → one warning); the printed summary matches the recorded calls
+//! at leads 34 (LinkedIn rate limit → circuit), 51 (a prompt injection on the company's page →
+//! one report), 67 (an email in the model's answer → redacted) and 85 (90% of the budget → one
+//! warning); the printed summary matches the recorded calls
 //! and events; and the email is nowhere (stdout, log, events, database). Then a run with a
 //! lower budget stops with `BudgetExceeded`.
 
@@ -474,6 +475,39 @@ fn check_default_run(n: usize, dir: &Path, out: &Output, webhook: &Webhook, emai
         "run {n}: the agent got the redacted answer"
     );
 
+    // Lead 51: its first product page carries a prompt-injection attempt. prompt-guard reports
+    // it once, where the crawl's result comes back; the research prompt that then carries the
+    // same sentence is not a second report. The store keeps the policy's `prompt.injection`
+    // event as a generic `policy` event (type `policy`, `kind` in the body) until the event
+    // mapping names it `prompt_injection`; either is accepted.
+    let injections: Vec<_> = rec
+        .events
+        .iter()
+        .filter(|(k, b, _)| {
+            k == "prompt_injection" || (k == "policy" && b["kind"] == "prompt.injection")
+        })
+        .collect();
+    assert_eq!(
+        injections
+            .iter()
+            .map(|(_, _, lead)| *lead)
+            .collect::<Vec<_>>(),
+        vec![51],
+        "run {n}: prompt-injection findings"
+    );
+    let detail = &injections[0].1["detail"];
+    assert_eq!(detail["location"], "tool-result", "{detail}");
+    assert_eq!(detail["action"], "reported");
+    assert_eq!(
+        detail["patterns"],
+        serde_json::json!(["ignore-previous-instructions"])
+    );
+    assert_eq!(detail["findings"][0]["tool"], "fetch_site");
+    assert!(
+        !injections[0].1.to_string().contains("tier 1"),
+        "run {n}: the injected text is not in the event"
+    );
+
     // Lead 85: spend crosses 90% of $50; one warning, in the log and to the webhook.
     assert_eq!(
         rec.leads_of("budget_warning"),
@@ -653,7 +687,7 @@ fn check_default_run(n: usize, dir: &Path, out: &Output, webhook: &Webhook, emai
 /// One test, so the runs never share the machine's two cores with each other: the demo's
 /// figures are deterministic, but hook deadlines are wall-clock time.
 #[test]
-fn ten_demo_runs_fire_the_triggers_at_34_67_85_then_a_lower_budget_stops_it() {
+fn ten_demo_runs_fire_the_triggers_at_34_51_67_85_then_a_lower_budget_stops_it() {
     let email = planted_email();
     let webhook = Webhook::start();
     for n in 1..=RUNS {
