@@ -142,7 +142,7 @@ describe('dashboard on `ironhost start` with an agent on the simulator', () => {
     const rows = page.getByTestId('policy-row')
     await rows.first().waitFor()
     const expected = bundleOrder('default')
-    assert.deepEqual(expected, ['secrets-inject', 'circuit-breaker', 'budget', 'pii-redact'])
+    assert.deepEqual(expected, ['secrets-inject', 'circuit-breaker', 'budget', 'prompt-guard', 'pii-redact'])
     assert.deepEqual(await rows.evaluateAll((rs) => rs.map((r) => r.dataset.name)), expected)
     const listed = (await api(host, 'GET', '/policies', undefined, admin)).policies
     for (const p of listed) {
@@ -214,10 +214,11 @@ describe('dashboard on `ironhost start` with an agent on the simulator', () => {
     await page.getByTestId('policy-upload-submit').click()
     await page.getByTestId('policy-upload-ok').waitFor()
     const names = await page.getByTestId('policy-row').evaluateAll((rs) => rs.map((r) => r.dataset.name))
-    assert.equal(names.length, 5)
-    assert.deepEqual(names.slice(0, 4), bundleOrder('default'))
-    const added = (await api(host, 'GET', '/policies', undefined, admin)).policies[4]
-    assert.equal(names[4], added.name)
+    const chain = bundleOrder('default')
+    assert.equal(names.length, chain.length + 1)
+    assert.deepEqual(names.slice(0, chain.length), chain)
+    const added = (await api(host, 'GET', '/policies', undefined, admin)).policies[chain.length]
+    assert.equal(names[chain.length], added.name)
     // It runs on the next call.
     await host.agent({ do: 'chat', text: 'One more line.' })
     await page.waitForFunction(

@@ -111,7 +111,8 @@ fn an_agents_units_refusals_injections_and_circuit_time_reach_the_api() {
         // The forbidden tool, not the open circuit's refusal.
         assert_eq!(m["denials"], 2, "{m}");
         assert_eq!(m["unauthorized"], 1, "{m}");
-        assert_eq!(m["injections"], 1, "{m}");
+        // The fixture's marker and the default chain's prompt-guard each report the attempt.
+        assert_eq!(m["injections"], 2, "{m}");
         // Open from the 5th failure until the trial call after the 1 s cooldown.
         let open = f(&m["circuit_open_s"]);
         assert!((1.0..30.0).contains(&open), "{m}");
@@ -139,9 +140,13 @@ fn an_agents_units_refusals_injections_and_circuit_time_reach_the_api() {
         let events = api.events(&id).await;
         assert_eq!(of_type(&events, "unit_done").len(), 6);
         let injection = of_type(&events, "prompt_injection");
-        assert_eq!(injection.len(), 1, "{:?}", types(&events));
-        assert_eq!(injection[0]["severity"], "high");
-        assert_eq!(injection[0]["policy"], "tool-guard");
+        let mut by: Vec<&str> = injection
+            .iter()
+            .map(|e| e["policy"].as_str().unwrap_or("?"))
+            .collect();
+        by.sort_unstable();
+        assert_eq!(by, ["prompt-guard", "tool-guard"], "{:?}", types(&events));
+        assert!(injection.iter().all(|e| e["severity"] == "high"), "{injection:?}");
         assert_eq!(of_type(&events, "circuit_opened").len(), 1);
         assert_eq!(of_type(&events, "circuit_closed").len(), 1);
     });
