@@ -223,11 +223,14 @@ fn when_the_run_ends_its_websocket_clients_get_its_last_events_then_a_goodbye() 
                 "--listen",
                 "127.0.0.1:0",
                 &agent("cp_until_file.py"),
+                "--",
                 done.to_str().expect("UTF-8 path"),
             ],
         );
         let (id, base) = started(&mut agent_proc, true).await;
-        agent_proc.wait_prefix("ready", Duration::from_secs(20)).await;
+        agent_proc
+            .wait_prefix("ready", Duration::from_secs(20))
+            .await;
         let base = base.expect("the agent serves a control plane");
         let api = Api::login(&base).await;
         let url = format!(

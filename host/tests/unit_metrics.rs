@@ -128,7 +128,9 @@ fn an_agents_units_refusals_injections_and_circuit_time_reach_the_api() {
         let spent = f(&m["cost_usd"]);
         assert_eq!(
             m["recommended_action"],
-            json!(format!("No increase needed: projected ${spent:.2} of $0.50")),
+            json!(format!(
+                "No increase needed: projected ${spent:.2} of $0.50"
+            )),
             "{m}"
         );
         assert_eq!(m["recommended_increase_usd"], Value::Null, "{m}");
@@ -146,7 +148,10 @@ fn an_agents_units_refusals_injections_and_circuit_time_reach_the_api() {
             .collect();
         by.sort_unstable();
         assert_eq!(by, ["prompt-guard", "tool-guard"], "{:?}", types(&events));
-        assert!(injection.iter().all(|e| e["severity"] == "high"), "{injection:?}");
+        assert!(
+            injection.iter().all(|e| e["severity"] == "high"),
+            "{injection:?}"
+        );
         assert_eq!(of_type(&events, "circuit_opened").len(), 1);
         assert_eq!(of_type(&events, "circuit_closed").len(), 1);
     });

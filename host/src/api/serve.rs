@@ -104,15 +104,17 @@ pub fn farewell(host: &Host) {
         // The bus is collected every COLLECT_EVERY: two rounds put the last events on the feed.
         tokio::time::sleep(ws::COLLECT_EVERY * 2).await;
         let record = store.agent(&id).await.ok().flatten();
-        let note = serde_json::json!({
-            "type": "closing",
+        let rest = serde_json::json!({
             "reason": "run_ended",
             "agent_id": id,
             "state": record.as_ref().map(|a| a.state.clone()),
             "exit_code": record.as_ref().and_then(|a| a.exit_code),
             "ts_ms": crate::store::now_ms(),
-        });
-        let _ = feed.send(Arc::from(note.to_string()));
+        })
+        .to_string();
+        // `type` first: the WebSocket clients know the goodbye by how it begins.
+        let note = format!("{}{}", ws::CLOSING, rest.replacen('{', ",", 1));
+        let _ = feed.send(Arc::from(note));
         let deadline = tokio::time::Instant::now() + FAREWELL_WAIT;
         while feed.receiver_count() > 0 && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;

@@ -21,8 +21,11 @@ use super::auth::WsCaller;
 use crate::events::EventBus;
 use crate::store::Store;
 
+/// How long a leaving server waits for the client's answer to its close frame.
+const CLOSE_REPLY_WAIT: Duration = Duration::from_secs(1);
+
 /// How the last message of a control plane that ends with its run begins.
-const CLOSING: &str = r#"{"type":"closing""#;
+pub const CLOSING: &str = r#"{"type":"closing""#;
 
 /// Events kept for a client that falls behind.
 pub const FEED_CAPACITY: usize = 8192;
@@ -146,6 +149,16 @@ async fn client(
                             reason: Utf8Bytes::from_static("the run ended"),
                         };
                         let _ = socket.send(Message::Close(Some(close))).await;
+                        // Wait for the client's reply, so the process does not end the
+                        // connection (a reset) before the close frame is read.
+                        let _ = tokio::time::timeout(CLOSE_REPLY_WAIT, async {
+                            while let Some(Ok(m)) = socket.recv().await {
+                                if matches!(m, Message::Close(_)) {
+                                    break;
+                                }
+                            }
+                        })
+                        .await;
                         return;
                     }
                 }
