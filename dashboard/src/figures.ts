@@ -125,7 +125,7 @@ export function throughput(e: AgentEntry): Figure {
 export function p95(e: AgentEntry): Figure {
   const s = e.metrics.units?.seconds?.p95
   if (s != null) return { text: `P95: ${secs(s)}`, detail: `per ${singular(unitOf(e))}` }
-  const ms = e.metrics.latency_ms.p95
+  const ms = e.metrics.llm_calls > 0 ? e.metrics.latency_ms.p95 : null
   return { text: ms == null ? 'P95: —' : `P95: ${secs(ms / 1000)}`, detail: 'per LLM call' }
 }
 
