@@ -68,10 +68,11 @@ export function stateClass(state: string): string {
   }
 }
 
-/** Seconds the seed's way: `2.1s`, `0.35s`, `12s`. */
+/** Seconds the seed's way: `2.1s`, `12s`; under a second in ms (`350ms`, `1.7ms`). */
 export function secs(v: number | null | undefined): string {
   if (v === null || v === undefined || !Number.isFinite(v)) return '—'
-  if (v < 1) return v.toFixed(2) + 's'
+  if (v < 0.01) return (v * 1000).toFixed(1) + 'ms'
+  if (v < 1) return Math.round(v * 1000) + 'ms'
   if (v < 10) return v.toFixed(1) + 's'
   return Math.round(v) + 's'
 }

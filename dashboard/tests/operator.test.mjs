@@ -11,8 +11,6 @@ const require = createRequire(import.meta.url)
 const AXE = require.resolve('axe-core/axe.min.js')
 const EMAIL = 'sam.lee@example.net'
 
-/** `2.1s` as the dashboard writes seconds. */
-const secs = (v) => (v < 1 ? v.toFixed(2) : v < 10 ? v.toFixed(1) : String(Math.round(v))) + 's'
 
 /** Press Tab (or Shift+Tab) until `pred(document.activeElement)` holds; fails after `max`. */
 async function tabTo(page, pred, what, { back = false, max = 120 } = {}) {
