@@ -595,6 +595,8 @@ mod tests {
                  DROP TABLE agent_instances;
                  DROP TABLE budget_leases;
                  DROP TABLE sent_alerts;
+                 DROP TABLE units;
+                 DROP INDEX events_agent_type;
                  ALTER TABLE calls DROP COLUMN api;
                  ALTER TABLE calls DROP COLUMN reason;
                  DROP TRIGGER secret_audit_log_no_update;
@@ -617,6 +619,8 @@ mod tests {
                  DROP TABLE agent_instances;
                  DROP TABLE budget_leases;
                  DROP TABLE sent_alerts;
+                 DROP TABLE units;
+                 DROP INDEX events_agent_type;
                  ALTER TABLE calls DROP COLUMN api;
                  ALTER TABLE calls DROP COLUMN reason;
                  DROP TRIGGER secret_audit_log_no_update ON secret_audit_log;
