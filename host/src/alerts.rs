@@ -12,7 +12,7 @@
 //! events.
 
 pub mod email;
-pub mod recommend;
+pub use crate::model::recommend;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -539,6 +539,9 @@ fn progress_of(event: &Value) -> Option<Progress> {
 
 /// How often a sender collects what the bus published.
 const COLLECT_EVERY: Duration = Duration::from_millis(50);
+/// How often `ironhost serve`'s sender reads the events other processes stored (the pace of
+/// the live feed that follows the store).
+const TAIL_EVERY: Duration = Duration::from_millis(100);
 
 async fn from_bus(
     mut sender: Sender,
@@ -581,7 +584,7 @@ async fn from_store(mut sender: Sender) {
             return;
         }
     };
-    let mut tick = tokio::time::interval(crate::api::ws::TAIL_EVERY);
+    let mut tick = tokio::time::interval(TAIL_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;

@@ -16,11 +16,11 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("policy", &["model"]),
     ("llm", &["model"]),
     ("events", &["model", "policy"]),
-    ("alerts", &["events"]),
-    ("config", &["model", "policy", "llm", "alerts", "logging"]),
     ("store", &["model", "policy", "events", "crypto"]),
     ("auth", &["crypto"]),
     ("secrets", &["model", "policy", "store", "auth", "crypto"]),
+    ("alerts", &["model", "events", "store", "secrets"]),
+    ("config", &["model", "policy", "llm", "alerts", "logging"]),
     ("gateway", &["model", "policy", "llm", "events"]),
     (
         "core",

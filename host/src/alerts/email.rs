@@ -91,7 +91,7 @@ pub fn parse_server(url: &str) -> Result<Server, String> {
 
 /// The sender when `from` is not set.
 pub fn default_from() -> String {
-    let host = crate::core::ids::host_name();
+    let host = crate::model::host_name();
     let candidate = format!("ironhost@{host}");
     if candidate.parse::<Address>().is_ok() && host.contains(|c: char| c.is_ascii_alphabetic()) {
         candidate
@@ -205,7 +205,7 @@ impl Mailer {
         let tls = TlsParameters::new(server.host.clone())
             .map(Some)
             .map_err(|e| format!("alerts email {}: TLS set-up: {e}", config.smtp))?;
-        let host = crate::core::ids::host_name();
+        let host = crate::model::host_name();
         let hello = if host.contains(|c: char| c.is_ascii_alphabetic()) {
             host
         } else {

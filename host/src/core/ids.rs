@@ -90,15 +90,7 @@ pub fn check_agent_id(id: &str) -> Result<(), String> {
 }
 
 /// This machine's name (the fleet view shows which host runs an agent).
-pub fn host_name() -> String {
-    let uname = rustix::system::uname();
-    let name = uname.nodename().to_string_lossy().trim().to_owned();
-    if name.is_empty() {
-        "localhost".to_owned()
-    } else {
-        name
-    }
-}
+pub use crate::model::host_name;
 
 #[cfg(test)]
 mod tests {

@@ -586,7 +586,19 @@ pub fn plain_text(text: &str, max_chars: usize) -> String {
 }
 
 pub mod pricing;
+pub mod recommend;
 pub mod tokens;
+
+/// This machine's host name (`localhost` if it has none).
+pub fn host_name() -> String {
+    let uname = rustix::system::uname();
+    let name = uname.nodename().to_string_lossy().trim().to_owned();
+    if name.is_empty() {
+        "localhost".to_owned()
+    } else {
+        name
+    }
+}
 
 pub use tokens::{Price, TokenMeter};
 

@@ -1,7 +1,7 @@
 //! What the control plane reads and writes besides the recorder: agents, usage, traces,
 //! events, limits, users, API tokens and sessions.
 
-use crate::alerts::recommend::{self, Recommendation};
+use crate::model::recommend::{self, Recommendation};
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -124,7 +124,7 @@ pub struct AgentMetrics {
     /// the end).
     pub circuit_open_s: f64,
     /// What to do about the budget, by the rule the budget alerts follow
-    /// ([`crate::alerts::recommend`]): `Approve $25 increase`, or `No increase needed: ...`
+    /// ([`crate::model::recommend`]): `Approve $25 increase`, or `No increase needed: ...`
     /// when the projection fits the limit; none without a limit.
     pub recommended_action: Option<String>,
     /// The increase that action proposes, in dollars; none when none is needed.
