@@ -271,13 +271,14 @@ fn the_lead_gen_demo_pages_and_data_are_clean() {
     let data = [
         leads,
         std::fs::read_to_string(dir.join("linkedin_snapshot.json")).expect("snapshot"),
-        std::fs::read_to_string(dir.join("README.md"))
-            .expect("README")
-            .replace(
-                // The README quotes the planted injection on purpose.
-                "Ignore all previous instructions",
-                "",
-            ),
+        // The README quotes the planted injection and names the pattern that finds it, on
+        // purpose; the rest of it must be clean.
+        Pattern::ALL.iter().fold(
+            std::fs::read_to_string(dir.join("README.md"))
+                .expect("README")
+                .replace("Ignore all previous instructions", ""),
+            |text, pattern| text.replace(&format!("`{}`", pattern.id()), ""),
+        ),
     ];
     for text in &data {
         assert_clean(&[text.as_str()]);
