@@ -15,6 +15,7 @@ pub mod email;
 pub use crate::model::recommend;
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -169,6 +170,15 @@ impl AlertsConfig {
                     }
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// Read the `ca-file`s, relative to `base` (the configuration file's folder).
+    pub fn read_files(&mut self, base: &Path) -> Result<(), (String, String)> {
+        for (i, e) in self.email.iter_mut().enumerate() {
+            e.read_ca_file(base)
+                .map_err(|r| (format!("alerts.email[{i}].ca-file"), r))?;
         }
         Ok(())
     }

@@ -1,7 +1,9 @@
 """Email alerts against a real SMTP server (aiosmtpd) the test starts: an agent under `ironhost
 start` crossing 90% of its budget gets one email to ops@company.com within 5 s, with the spend
 and a recommended action; the same threshold never mails twice; a raised limit arms a new one;
-and `ironhost serve` beside the agent (one store) sends too, with still one email a threshold."""
+and `ironhost serve` beside the agent (one store) sends too, with still one email a threshold;
+over STARTTLS and smtps:// with a private CA's certificate the mail goes out encrypted, and a
+login never goes out in clear."""
 
 from __future__ import annotations
 
@@ -145,9 +147,9 @@ def warnings_of(box: Inbox, agent: str) -> List[tuple]:
     return box.matching(rf"^\[ironhost\] {agent}: budget \d+% used")
 
 
-def check_warning_mail(mail: tuple, warning: dict, limit: float) -> str:
-    arrived, rcpt, message = mail
-    assert rcpt == ["ops@company.com"]
+def check_warning_mail(mail: tuple, warning: dict, limit: float, to: str = "ops@company.com") -> str:
+    arrived, rcpt, message = mail[:3]
+    assert rcpt == [to]
     # Within 5 s of the event.
     assert arrived - warning["ts_ms"] / 1000 <= 5.0, (arrived, warning["ts_ms"])
     assert f"/ ${limit:.2f})" in str(message["subject"]), message["subject"]
@@ -259,3 +261,126 @@ def test_serve_and_an_agent_sharing_a_store_send_one_email_and_serve_alone_sends
                 serve.kill()
             serve_log.close()
     assert f"alert email budget_warning of {agent} sent to ops@company.com" in (tmp_path / "serve.log").read_text()
+
+
+class Auths:
+    """What an SMTP server's AUTH saw: (login, password, over TLS)."""
+
+    def __init__(self, password: bytes) -> None:
+        self.password = password
+        self.seen: List[tuple] = []
+
+    def __call__(self, server, session, envelope, mechanism, auth_data):
+        from aiosmtpd.smtp import AuthResult
+
+        tls = server.transport.get_extra_info("ssl_object") is not None
+        self.seen.append((auth_data.login, auth_data.password, tls))
+        return AuthResult(success=auth_data.password == self.password, auth_data=auth_data)
+
+
+class TlsInbox(Inbox):
+    """An inbox that also notes whether each message came over TLS, and who had logged in."""
+
+    async def handle_DATA(self, server, session, envelope) -> str:  # noqa: N802
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        tls = server.transport.get_extra_info("ssl_object") is not None
+        login = session.auth_data.login if session.authenticated else None
+        with self.lock:
+            self.mails.append((time.time(), list(envelope.rcpt_tos), message, tls, login))
+        return "250 OK"
+
+
+# The smtps relay requires AUTH without aiosmtpd knowing its socket is TLS (Auths checks).
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+def test_email_over_starttls_and_smtps_with_a_private_ca_and_a_login_never_in_clear(
+    tmp_path: Path, offline_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Four relays for one budget warning: STARTTLS with a login (the certificate from a private
+    CA named in `ca-file`), smtps:// (TLS from the first byte), STARTTLS with a certificate the
+    host has no reason to trust, and a relay that offers AUTH but no STARTTLS. The first two get
+    the email over TLS; the third gets none (the certificate is refused); the fourth never sees
+    the password."""
+    import ssl
+
+    import trustme
+    from aiosmtpd.controller import Controller
+
+    ca = trustme.CA()
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(server_ctx)
+    (tmp_path / "relay-ca.pem").write_bytes(ca.cert_pem.bytes())
+    stranger = trustme.CA()
+    stranger_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    stranger.issue_cert("127.0.0.1").configure_cert(stranger_ctx)
+
+    password = b"relay-pw-7"
+    boxes, auths, controllers, ports = [], [], [], []
+    for kind in ("starttls", "smtps", "stranger", "plain"):
+        box, auth, port = TlsInbox(), Auths(password), free_port()
+        options: dict = {"hostname": "127.0.0.1", "port": port, "authenticator": auth}
+        if kind == "starttls":
+            options.update(tls_context=server_ctx, require_starttls=True, auth_require_tls=True, auth_required=True)
+        elif kind == "smtps":
+            # TLS from the first byte (aiosmtpd does not count it as TLS for AUTH by itself;
+            # Auths checks the connection).
+            options.update(ssl_context=server_ctx, auth_required=True, auth_require_tls=False)
+        elif kind == "stranger":
+            options.update(tls_context=stranger_ctx, require_starttls=True, auth_require_tls=True)
+        else:
+            # Offers AUTH in clear: a client that would log in without TLS would do it here.
+            options.update(auth_require_tls=False)
+        controller = Controller(box, **options)
+        controller.start()
+        boxes.append(box)
+        auths.append(auth)
+        controllers.append(controller)
+        ports.append(port)
+    config = ""
+    for name, scheme, port, ca_file in (
+        ("starttls", "smtp", ports[0], True),
+        ("smtps", "smtps", ports[1], True),
+        ("stranger", "smtp", ports[2], False),
+        ("plain", "smtp", ports[3], False),
+    ):
+        config += (
+            f'[[alerts.email]]\nto = ["{name}@company.com"]\nsmtp = "{scheme}://127.0.0.1:{port}"\n'
+            'username = "ops"\npassword-env = "RELAY_PASSWORD"\nevents = ["budget_warning"]\n'
+            + ('ca-file = "relay-ca.pem"\n' if ca_file else "")
+        )
+    write_config(tmp_path, config)
+    monkeypatch.setenv("RELAY_PASSWORD", password.decode())
+    agent = "lg-mailtls1"
+    stop = tmp_path / "stop"
+    try:
+        proc, log = start_agent(tmp_path, offline_home, agent, stop, f"127.0.0.1:{free_port()}")
+        try:
+            for box in boxes[:2]:
+                wait_for("the 90% email over TLS", lambda: warnings_of(box, agent))
+            warning = wait_for("the event", lambda: events(offline_home, agent, "budget_warning"))[0]
+            # The refused deliveries are retried, then given up with a line in the log.
+            wait_for(
+                "the two refused deliveries in the log",
+                lambda: (tmp_path / f"{agent}.log").read_text().count("not delivered") >= 2,
+                60,
+            )
+        finally:
+            out = finish(proc, log, stop)
+    finally:
+        for controller in controllers:
+            controller.stop()
+    assert proc.returncode == 0, out
+    for name, box in zip(("starttls", "smtps"), boxes[:2]):
+        mails = warnings_of(box, agent)
+        assert len(mails) == 1, (name, [m[2]["subject"] for m in box.mails])
+        arrived, rcpt, message, tls, login = mails[0]
+        assert tls, f"{name}: the message came in clear"
+        assert login == b"ops", (name, login)
+        check_warning_mail(mails[0], warning, BUDGET, to=f"{name}@company.com")
+    assert all(tls for _, _, tls in auths[0].seen + auths[1].seen)
+    # The stranger's certificate is refused before anything is said: no login, no mail.
+    assert boxes[2].mails == [] and auths[2].seen == []
+    assert re.search(r"alert email budget_warning of \S+ to stranger@company\.com via \S+ not delivered: .*certificate.*ca-file", out, re.I), out
+    # No STARTTLS, no login: the password never went out in clear.
+    assert boxes[3].mails == [] and auths[3].seen == [], auths[3].seen
+    assert re.search(r"alert email budget_warning of \S+ to plain@company\.com via \S+ not delivered: .*STARTTLS.*only over TLS", out, re.I), out
+    assert password.decode() not in out

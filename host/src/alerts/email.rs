@@ -1,16 +1,19 @@
 //! `[[alerts.email]]`: alerts as plain-text email over SMTP (lettre on the host's rustls).
 //!
 //! `smtp://host[:port]` (default port 25) talks plain SMTP and upgrades with STARTTLS when the
-//! server offers it; `smtps://host[:port]` (default 465) is TLS from the first byte. The
-//! password is never in the file: `password-secret` names a secret in the store (read at each
-//! send, so a rotation applies), `password-env` a variable read at start.
+//! server offers it — and insists on it when ironhost logs in, so a password never goes out in
+//! clear; `smtps://host[:port]` (default 465) is TLS from the first byte. The server's
+//! certificate is checked against the system's roots, plus those of `ca-file` (a private CA).
+//! The password is never in the file: `password-secret` names a secret in the store (read at
+//! each send, so a rotation applies), `password-env` a variable read at start.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use lettre::message::header::ContentType;
 use lettre::message::{Mailbox, Message};
 use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use serde::Deserialize;
@@ -40,9 +43,15 @@ pub struct EmailConfig {
     pub events: Option<Vec<String>>,
     /// Per attempt, connecting and the SMTP exchange (default 10000).
     pub timeout_ms: Option<u64>,
+    /// A PEM file of CA certificates to trust besides the system's (for a relay with a private
+    /// CA or a self-signed certificate); relative to the configuration file.
+    pub ca_file: Option<PathBuf>,
     /// The password read from `password-env` at start.
     #[serde(skip)]
     pub password_from_env: Option<Zeroizing<String>>,
+    /// The certificates of `ca-file`, read at start.
+    #[serde(skip)]
+    pub ca_certificates: Option<Vec<u8>>,
 }
 
 /// How a server is reached.
@@ -152,6 +161,31 @@ impl EmailConfig {
         Ok(())
     }
 
+    /// Read `ca-file` (relative to `base`, the configuration file's folder): it must hold at
+    /// least one PEM certificate.
+    pub fn read_ca_file(&mut self, base: &Path) -> Result<(), String> {
+        let Some(name) = &self.ca_file else {
+            return Ok(());
+        };
+        let path = base.join(name);
+        let pem =
+            std::fs::read(&path).map_err(|e| format!("cannot read `{}`: {e}", path.display()))?;
+        let count = pem
+            .windows(CERT_BEGIN.len())
+            .filter(|w| *w == CERT_BEGIN)
+            .count();
+        if count == 0 {
+            return Err(format!(
+                "`{}` holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)",
+                path.display()
+            ));
+        }
+        Certificate::from_pem(&pem)
+            .map_err(|e| format!("`{}` is not a readable PEM file: {e}", path.display()))?;
+        self.ca_certificates = Some(pem);
+        Ok(())
+    }
+
     /// The channel name in `sent_alerts`: the recipients, sorted.
     pub fn channel(&self) -> String {
         let mut to: Vec<String> = self.to.iter().map(|a| a.to_ascii_lowercase()).collect();
@@ -166,6 +200,8 @@ impl EmailConfig {
     }
 }
 
+const CERT_BEGIN: &[u8] = b"-----BEGIN CERTIFICATE-----";
+
 /// A ready sender for one `[[alerts.email]]`.
 #[derive(Clone)]
 pub struct Mailer {
@@ -173,7 +209,7 @@ pub struct Mailer {
     server: Server,
     from: Mailbox,
     to: Vec<Mailbox>,
-    tls: Option<TlsParameters>,
+    tls: Tls,
     hello: String,
 }
 
@@ -202,9 +238,23 @@ impl Mailer {
             .map(|a| a.parse::<Mailbox>().map_err(|e| format!("`{a}`: {e}")))
             .collect::<Result<Vec<_>, _>>()?;
         // Root certificates are read once; STARTTLS and smtps verify the server's name.
-        let tls = TlsParameters::new(server.host.clone())
-            .map(Some)
+        let mut params = TlsParameters::builder(server.host.clone());
+        if let Some(pem) = &config.ca_certificates {
+            params = params.add_root_certificate(
+                Certificate::from_pem(pem).map_err(|e| format!("alerts email ca-file: {e}"))?,
+            );
+        }
+        let params = params
+            .build()
             .map_err(|e| format!("alerts email {}: TLS set-up: {e}", config.smtp))?;
+        let tls = if server.implicit_tls {
+            Tls::Wrapper(params)
+        } else if config.username.is_some() {
+            // Logging in: no STARTTLS, no password on the wire.
+            Tls::Required(params)
+        } else {
+            Tls::Opportunistic(params)
+        };
         let host = crate::model::host_name();
         let hello = if host.contains(|c: char| c.is_ascii_alphabetic()) {
             host
@@ -227,14 +277,8 @@ impl Mailer {
             AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(self.server.host.clone())
                 .port(self.server.port)
                 .timeout(Some(timeout))
-                .hello_name(ClientId::Domain(self.hello.clone()));
-        if let Some(params) = self.tls.clone() {
-            b = b.tls(if self.server.implicit_tls {
-                Tls::Wrapper(params)
-            } else {
-                Tls::Opportunistic(params)
-            });
-        }
+                .hello_name(ClientId::Domain(self.hello.clone()))
+                .tls(self.tls.clone());
         if let (Some(user), Some(pass)) = (&self.config.username, password) {
             b = b.credentials(Credentials::new(user.clone(), pass.to_string()));
         }
@@ -263,9 +307,25 @@ impl Mailer {
         let overall = Duration::from_millis(self.config.timeout_ms.unwrap_or(10_000) * 3);
         match tokio::time::timeout(overall, transport.send(message)).await {
             Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => Err(e.to_string()),
+            Ok(Err(e)) => Err(explain(&e.to_string())),
             Err(_) => Err(format!("no answer within {} s", overall.as_secs())),
         }
+    }
+}
+
+/// lettre's error, with what to do about the two an operator meets first.
+fn explain(error: &str) -> String {
+    let error = error.replace("Connection error: Connection error:", "connection error:");
+    if error.contains("invalid peer certificate") {
+        format!(
+            "{error} (the server's certificate is not trusted: if it comes from a private CA, name that CA's PEM file in `ca-file`)"
+        )
+    } else if error.contains("STARTTLS is not supported") {
+        format!(
+            "{error} (ironhost logs in only over TLS: use a server that offers STARTTLS, or smtps://)"
+        )
+    } else {
+        error
     }
 }
 
@@ -415,8 +475,24 @@ mod tests {
             password_env: None,
             events: None,
             timeout_ms: None,
+            ca_file: None,
             password_from_env: None,
+            ca_certificates: None,
         }
+    }
+
+    #[test]
+    fn an_untrusted_certificate_and_a_missing_starttls_say_what_to_do() {
+        let e =
+            explain("Connection error: Connection error: invalid peer certificate: UnknownIssuer");
+        assert!(
+            e.starts_with("connection error: invalid peer certificate"),
+            "{e}"
+        );
+        assert!(e.contains("`ca-file`"), "{e}");
+        let e = explain("internal client error: STARTTLS is not supported on this server");
+        assert!(e.contains("logs in only over TLS"), "{e}");
+        assert_eq!(explain("timed out"), "timed out");
     }
 
     #[test]

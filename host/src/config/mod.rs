@@ -640,6 +640,9 @@ pub fn load(
     alerts
         .read_env(vars)
         .map_err(|(key, reason)| ConfigError::new(&key, reason, file_name.clone()))?;
+    alerts
+        .read_files(file_path.as_deref().and_then(Path::parent).unwrap_or(cwd))
+        .map_err(|(key, reason)| ConfigError::new(&key, reason, file_name.clone()))?;
 
     let mut pricing = crate::model::pricing::PricingTable::embedded();
     if let Some(p) = &file.pricing.file {
@@ -792,6 +795,14 @@ mod tests {
                 "[[alerts.email]]\nto = [\"ops@company.com\"]\nsmtp = \"smtp://m\"\nevents = [\"budget\"]\n",
                 "alerts.email[0].events",
             ),
+            (
+                "[[alerts.email]]\nto = [\"ops@company.com\"]\nsmtp = \"smtp://m\"\nca-file = \"missing.pem\"\n",
+                "alerts.email[0].ca-file",
+            ),
+            (
+                "[[alerts.email]]\nto = [\"ops@company.com\"]\nsmtp = \"smtp://m\"\nca-file = \"ironhost.toml\"\n",
+                "alerts.email[0].ca-file",
+            ),
         ] {
             std::fs::write(&file, text).unwrap();
             let e = load(&Flags::default(), &vars(&[]), dir.path()).unwrap_err();
@@ -820,6 +831,31 @@ mod tests {
             Some("s3cret")
         );
         assert_eq!(email.to, ["ops@company.com"]);
+    }
+
+    #[test]
+    fn an_email_alerts_ca_file_is_read_relative_to_the_configuration_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let conf = dir.path().join("conf");
+        std::fs::create_dir(&conf).unwrap();
+        // Not a real certificate: the file is checked for PEM certificate blocks at load.
+        let pem = "-----BEGIN CERTIFICATE-----\nMIIBAA==\n-----END CERTIFICATE-----\n";
+        std::fs::write(conf.join("relay-ca.pem"), pem).unwrap();
+        std::fs::write(
+            conf.join(DEFAULT_FILE),
+            "[[alerts.email]]\nto = [\"ops@company.com\"]\nsmtp = \"smtp://relay.internal\"\n\
+             ca-file = \"relay-ca.pem\"\n",
+        )
+        .unwrap();
+        let flags = Flags {
+            config: Some(conf.join(DEFAULT_FILE)),
+            ..Flags::default()
+        };
+        let s = load(&flags, &vars(&[]), dir.path()).unwrap();
+        assert_eq!(
+            s.alerts.email[0].ca_certificates.as_deref(),
+            Some(pem.as_bytes())
+        );
     }
 
     #[test]
