@@ -586,31 +586,11 @@ async fn from_bus(
 }
 
 async fn from_store(mut sender: Sender) {
-    let store = sender.deps.store.clone();
-    let mut after = match store.last_event_id().await {
-        Ok(id) => id,
-        Err(e) => {
-            tracing::error!("alerts: cannot follow the store's events: {e}");
-            return;
-        }
-    };
-    let mut tick = tokio::time::interval(TAIL_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        match store.events(after, None, None, 1000, false).await {
-            Ok(rows) => {
-                for row in rows {
-                    if let Some(id) = row.get("id").and_then(Value::as_i64) {
-                        after = after.max(id);
-                    }
-                    let kind = row.get("type").and_then(Value::as_str).unwrap_or("");
-                    if sender.follows(kind) {
-                        sender.handle(&row).await;
-                    }
-                }
-            }
-            Err(e) => tracing::warn!("alerts: cannot read new events: {e}"),
+    let mut rows = sender.deps.store.follow_events(TAIL_EVERY, "alerts");
+    while let Some(row) = rows.recv().await {
+        let kind = row.get("type").and_then(Value::as_str).unwrap_or("");
+        if sender.follows(kind) {
+            sender.handle(&row).await;
         }
     }
 }

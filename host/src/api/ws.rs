@@ -76,29 +76,10 @@ pub fn feed_from_bus(bus: &EventBus, feed: broadcast::Sender<Arc<str>>) {
 /// Follow the store: events other processes write appear in the feed within [`TAIL_EVERY`]
 /// plus their writer's batching.
 pub fn feed_from_store(store: Store, feed: broadcast::Sender<Arc<str>>) {
+    let mut rows = store.follow_events(TAIL_EVERY, "the live feed");
     tokio::spawn(async move {
-        let mut after = match store.last_event_id().await {
-            Ok(id) => id,
-            Err(e) => {
-                tracing::error!("cannot follow the store's events: {e}");
-                return;
-            }
-        };
-        let mut tick = tokio::time::interval(TAIL_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            match store.events(after, None, None, 1000, false).await {
-                Ok(rows) => {
-                    for row in rows {
-                        if let Some(id) = row.get("id").and_then(|v| v.as_i64()) {
-                            after = after.max(id);
-                        }
-                        let _ = feed.send(Arc::from(row.to_string()));
-                    }
-                }
-                Err(e) => tracing::warn!("cannot read new events: {e}"),
-            }
+        while let Some(row) = rows.recv().await {
+            let _ = feed.send(Arc::from(row.to_string()));
         }
     });
 }

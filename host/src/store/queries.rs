@@ -849,6 +849,47 @@ impl Store {
             .collect())
     }
 
+    /// Follow the events other processes store: from the current end of the table, read
+    /// every `every`, each new row (as [`Store::events`] gives it) into the returned channel,
+    /// in order. `who` names the follower in logs. The channel closes if the start cannot be
+    /// read; a failed read is logged and tried again at the next tick.
+    pub fn follow_events(
+        &self,
+        every: std::time::Duration,
+        who: &'static str,
+    ) -> tokio::sync::mpsc::Receiver<serde_json::Value> {
+        let (tx, rx) = tokio::sync::mpsc::channel(1000);
+        let store = self.clone();
+        tokio::spawn(async move {
+            let mut after = match store.last_event_id().await {
+                Ok(id) => id,
+                Err(e) => {
+                    tracing::error!("{who}: cannot follow the store's events: {e}");
+                    return;
+                }
+            };
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                match store.events(after, None, None, 1000, false).await {
+                    Ok(rows) => {
+                        for row in rows {
+                            if let Some(id) = row.get("id").and_then(serde_json::Value::as_i64) {
+                                after = after.max(id);
+                            }
+                            if tx.send(row).await.is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!("{who}: cannot read new events: {e}"),
+                }
+            }
+        });
+        rx
+    }
+
     /// The highest event id stored (0: none).
     pub async fn last_event_id(&self) -> Result<i64, StoreError> {
         Ok(
