@@ -20,7 +20,6 @@ import argparse
 import asyncio
 import csv
 import json
-import math
 import os
 import re
 import sys
@@ -153,15 +152,6 @@ def spend_line() -> str:
     if s.budget_usd is None:
         return f"{money(s.cost_usd)} spent"
     return f"{money(s.cost_usd)} / {money(s.budget_usd)}"
-
-
-def percentile(values: List[float], p: float) -> Optional[float]:
-    """The value at rank round(p% of n-1) of the sorted values (as ironhost computes them)."""
-    if not values:
-        return None
-    s = sorted(values)
-    # Halves round up, as Rust's round() does (Python's round() would go to even).
-    return s[min(len(s) - 1, math.floor(p / 100 * (len(s) - 1) + 0.5))]
 
 
 @dataclass
@@ -411,13 +401,15 @@ class Agent:
         m = s.metrics
         run = self.run
         done = len(run.done)
-        ok = sum(1 for lead in run.done if not lead.error)
+        # Per lead, as the host counted the units this agent reported (the dashboard's figures).
+        units = m.get("units") or {}
         print(f"\n== lead generation summary ({s.agent_id}) ==")
         stop = f" (stopped by the budget at lead {run.stopped})" if run.stopped else ""
         if run.interrupted:
             stop = " (interrupted)"
         rows = [("leads processed", f"{done} / {total}{stop}")]
-        rows.append(("success rate", f"{100 * ok / done:.0f}% ({ok}/{done})" if done else "-"))
+        rows.append(("success rate", f"{100 * units['success_rate']:.0f}% ({units['ok']}/{units['done']})"
+                     if units else "-"))
         by_model = sorted(m["cost_by_model"].items(), key=lambda kv: -kv[1])
         rows.append(("cost by model", ", ".join(f"{k} {money(v)}" for k, v in by_model) or "-"))
         used = f" ({100 * s.cost_usd / s.budget_usd:.1f}% used)" if s.budget_usd else ""
@@ -449,13 +441,12 @@ class Agent:
         rows.append(("throughput", f"{done / hours:,.0f} leads/hour ({done} leads in "
                                    f"{self.elapsed:.1f} s)" if done and hours else "-"))
         llm50, llm95 = m["latency_p50_ms"], m["latency_p95_ms"]
-        times = [lead.seconds for lead in run.done]
+        lead50, lead95 = (units.get("seconds") or {}).get("p50"), (units.get("seconds") or {}).get("p95")
         lat = []
         if llm50 is not None:
             lat.append(f"LLM calls p50 {llm50:.0f} ms, p95 {llm95:.0f} ms")
-        if times:
-            lat.append(f"per lead p50 {percentile(times, 50):.2f} s, "
-                       f"p95 {percentile(times, 95):.2f} s")
+        if lead50 is not None:
+            lat.append(f"per lead p50 {lead50:.2f} s, p95 {lead95:.2f} s")
         rows.append(("latency", "; ".join(lat) or "-"))
         rows.append(("results", str(self.args.out)))
         width = max(len(k) for k, _ in rows)

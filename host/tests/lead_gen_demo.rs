@@ -192,11 +192,11 @@ fn close(a: f64, b: f64, tolerance: f64, what: &str) {
     assert!((a - b).abs() <= tolerance, "{what}: {a} vs {b}");
 }
 
-/// The value at rank round(p% of n-1) of the sorted values: ironhost's percentile.
+/// Nearest rank, the host's rule for every percentile it reports.
 fn percentile(mut v: Vec<f64>, p: f64) -> f64 {
     v.sort_by(f64::total_cmp);
-    let rank = ((p / 100.0) * (v.len() - 1) as f64).round() as usize;
-    v[rank.min(v.len() - 1)]
+    let rank = ((p / 100.0) * v.len() as f64).ceil() as usize;
+    v[rank.clamp(1, v.len()) - 1]
 }
 
 /// What the store recorded for one agent.
@@ -637,6 +637,19 @@ fn check_default_run(n: usize, dir: &Path, out: &Output, webhook: &Webhook, emai
         1.0,
         "LLM p95",
     );
+    // Per lead: the host's counts of the units the agent reported, as the store has them.
+    let lead = regex::Regex::new(r"per lead p50 ([0-9.]+) s, p95 ([0-9.]+) s").unwrap();
+    let c = lead
+        .captures(&latency)
+        .unwrap_or_else(|| panic!("{latency}"));
+    for (i, p) in [(1, "p50"), (2, "p95")] {
+        close(
+            c[i].parse().unwrap(),
+            units["seconds"][p].as_f64().unwrap(),
+            0.005,
+            &format!("per lead {p}"),
+        );
+    }
     let throughput = summary_row(&stdout, "throughput");
     let tp = regex::Regex::new(r"^([0-9,]+) leads/hour \(100 leads in ([0-9.]+) s\)$").unwrap();
     let c = tp

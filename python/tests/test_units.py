@@ -74,6 +74,8 @@ def test_units_are_recorded_and_a_raised_exception_marks_the_unit_failed(offline
         with pytest.raises(RuntimeError, match="entered once"):
             with u:
                 pass
+        # The agent reads the same figures the store gives the dashboard, live.
+        live = ironhost.current().metrics["units"]
         agent_id = rt.agent_id
     rows = store_rows(
         offline_home,
@@ -91,6 +93,11 @@ def test_units_are_recorded_and_a_raised_exception_marks_the_unit_failed(offline
     # The context manager timed its units.
     assert all(s is not None and 0 <= s < 5 for _, s, _, _, _ in rows[2:])
     assert {run for *_, run in rows} == {1}
+    assert (live["done"], live["ok"], live["failed"], live["fallback"], live["unit"]) == (5, 2, 3, 1, "lead")
+    assert live["success_rate"] == pytest.approx(2 / 5) and live["fallback_rate"] == pytest.approx(1 / 5)
+    seconds = sorted(s for _, s, _, _, _ in rows)
+    # Nearest rank over the five units' seconds: p50 is the 3rd, p95 the 5th.
+    assert (live["seconds"]["p50"], live["seconds"]["p95"]) == (seconds[2], seconds[4])
     assert store_rows(
         offline_home, "SELECT COUNT(*) FROM events WHERE agent_id = ? AND type = 'unit_done'", agent_id
     ) == [(5,)]
@@ -112,6 +119,9 @@ def test_the_testing_kit_records_units() -> None:
     with MockRuntime() as rt:
         with ironhost.unit("leads") as u:
             u.fallback("placeholder")
+        figures = ironhost.current().metrics["units"]
     assert [(ok, fallback, unit) for _, ok, _, fallback, unit in rt.units] == [
         (True, "placeholder", "leads")
     ]
+    assert (figures["done"], figures["ok"], figures["fallback"], figures["unit"]) == (1, 1, 1, "leads")
+    assert figures["seconds"]["p50"] is not None

@@ -106,6 +106,31 @@ pub fn unit_done(
     })
 }
 
+/// Record `ironhost.unit_done(...)` for the agent `gw` runs: checked ([`unit_done`]), counted
+/// in its live figures (`ironhost.current()`) and published (the store and the dashboard).
+pub fn record_unit(
+    gw: &Gateway,
+    ok: bool,
+    seconds: Option<f64>,
+    fallback: Option<String>,
+    unit: Option<String>,
+) -> Result<(), String> {
+    let kind = unit_done(ok, seconds, fallback, unit)?;
+    if let crate::events::EventKind::UnitDone {
+        ok,
+        seconds,
+        fallback,
+        unit,
+    } = &kind
+    {
+        gw.metrics()
+            .unit(*ok, *seconds, fallback.is_some(), unit.as_deref());
+    }
+    gw.bus()
+        .publish(&gw.agent().agent_id, crate::model::Severity::Info, kind);
+    Ok(())
+}
+
 #[cfg(test)]
 mod unit_tests {
     use super::*;

@@ -465,13 +465,8 @@ impl Link {
                 seconds,
                 fallback,
                 unit,
-            } => match super::status::unit_done(ok, seconds, fallback, unit) {
-                Ok(kind) => {
-                    self.gateway.bus().publish(
-                        &self.gateway.agent().agent_id,
-                        Severity::Info,
-                        kind,
-                    );
+            } => match super::status::record_unit(&self.gateway, ok, seconds, fallback, unit) {
+                Ok(()) => {
                     self.send(&ToWorker::Done { id }, b"");
                 }
                 Err(message) => self.invalid(id, message),

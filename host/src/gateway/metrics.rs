@@ -1,18 +1,33 @@
-//! Live figures of one agent: calls, tokens, cost, latency. Kept by the host across restarts
-//! of the agent, read by `ironhost.current()`, the log and (later) the API.
+//! Live figures of one agent: calls, tokens, cost, latency, units of work. Kept by the host
+//! across restarts of the agent, read by `ironhost.current()` and the log. Percentiles follow
+//! the rule of the store's figures ([`Percentiles`]), so the agent and the dashboard agree.
 
 use std::collections::{BTreeMap, VecDeque};
+use std::time::Instant;
 
 use parking_lot::Mutex;
 use serde::Serialize;
 
-/// Latencies kept for percentiles.
+use crate::model::units::{Percentiles, UnitCounts, UnitMetrics};
+
+/// Latencies (and units' seconds) kept for percentiles.
 const WINDOW: usize = 10_000;
 
 /// Running totals.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
     inner: Mutex<Inner>,
+    /// When the figures began (units per hour count from here).
+    started: Instant,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            inner: Mutex::default(),
+            started: Instant::now(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
@@ -31,6 +46,16 @@ struct Inner {
     pii_findings: u64,
     pii_by_kind: BTreeMap<String, u64>,
     latencies_ms: VecDeque<f64>,
+    units: UnitCounts,
+    unit_seconds: VecDeque<f64>,
+    unit: Option<String>,
+}
+
+fn keep(window: &mut VecDeque<f64>, value: f64) {
+    if window.len() == WINDOW {
+        window.pop_front();
+    }
+    window.push_back(value);
 }
 
 /// A copy of the figures at one moment.
@@ -53,6 +78,8 @@ pub struct MetricsSnapshot {
     pub latency_p50_ms: Option<f64>,
     pub latency_p95_ms: Option<f64>,
     pub latency_p99_ms: Option<f64>,
+    /// Units of work done (`ironhost.unit_done`); none until one is.
+    pub units: Option<UnitMetrics>,
 }
 
 /// What one finished LLM call adds.
@@ -62,14 +89,6 @@ pub enum LlmTally {
     Error,
     Denied,
     Fallback,
-}
-
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
-    sorted.get(rank.min(sorted.len() - 1)).copied()
 }
 
 impl Metrics {
@@ -87,10 +106,7 @@ impl Metrics {
                 m.output_tokens += u64::from(output);
                 m.cost_usd += cost;
                 *m.cost_by_model.entry(model.to_owned()).or_default() += cost;
-                if m.latencies_ms.len() == WINDOW {
-                    m.latencies_ms.pop_front();
-                }
-                m.latencies_ms.push_back(latency_ms);
+                keep(&mut m.latencies_ms, latency_ms);
             }
             LlmTally::Error => m.llm_errors += 1,
             LlmTally::Denied => m.denied += 1,
@@ -115,6 +131,20 @@ impl Metrics {
         *m.pii_by_kind.entry(kind.to_owned()).or_default() += 1;
     }
 
+    /// Count a unit of work done (`ironhost.unit_done`).
+    pub fn unit(&self, ok: bool, seconds: Option<f64>, fallback: bool, unit: Option<&str>) {
+        let mut m = self.inner.lock();
+        m.units.done += 1;
+        m.units.ok += i64::from(ok);
+        m.units.fallback += i64::from(ok && fallback);
+        if let Some(s) = seconds {
+            keep(&mut m.unit_seconds, s);
+        }
+        if let Some(u) = unit {
+            m.unit = Some(u.to_owned());
+        }
+    }
+
     /// The agent's cost so far.
     pub fn cost_usd(&self) -> f64 {
         self.inner.lock().cost_usd
@@ -122,8 +152,13 @@ impl Metrics {
 
     pub fn snapshot(&self) -> MetricsSnapshot {
         let m = self.inner.lock();
-        let mut sorted: Vec<f64> = m.latencies_ms.iter().copied().collect();
-        sorted.sort_by(f64::total_cmp);
+        let latency = Percentiles::of_some(m.latencies_ms.iter().copied().collect());
+        let units = UnitMetrics::of(
+            m.unit.clone(),
+            m.units,
+            m.unit_seconds.iter().copied().collect(),
+            self.started.elapsed().as_secs_f64(),
+        );
         MetricsSnapshot {
             llm_calls: m.llm_calls,
             llm_errors: m.llm_errors,
@@ -138,9 +173,10 @@ impl Metrics {
             tool_fallbacks: m.tool_fallbacks,
             pii_findings: m.pii_findings,
             pii_by_kind: m.pii_by_kind.clone(),
-            latency_p50_ms: percentile(&sorted, 50.0),
-            latency_p95_ms: percentile(&sorted, 95.0),
-            latency_p99_ms: percentile(&sorted, 99.0),
+            latency_p50_ms: latency.as_ref().map(|p| p.p50),
+            latency_p95_ms: latency.as_ref().map(|p| p.p95),
+            latency_p99_ms: latency.as_ref().map(|p| p.p99),
+            units,
         }
     }
 }
@@ -167,7 +203,21 @@ mod tests {
         let s = m.snapshot();
         assert_eq!((s.llm_calls, s.denied, s.input_tokens), (101, 1, 1000));
         assert!((s.cost_usd - 1.0).abs() < 1e-9);
-        assert_eq!(s.latency_p50_ms, Some(51.0));
+        // Nearest rank, as the store's figures.
+        assert_eq!(s.latency_p50_ms, Some(50.0));
         assert_eq!(s.latency_p99_ms, Some(99.0));
+        assert_eq!(s.units, None);
+    }
+
+    #[test]
+    fn units_of_work() {
+        let m = Metrics::default();
+        m.unit(true, Some(1.0), false, Some("lead"));
+        m.unit(true, Some(3.0), true, None);
+        m.unit(false, None, true, None);
+        let u = m.snapshot().units.expect("units");
+        assert_eq!((u.done, u.ok, u.failed, u.fallback), (3, 2, 1, 1));
+        assert_eq!(u.unit.as_deref(), Some("lead"));
+        assert_eq!((u.seconds.p50, u.seconds.p95), (Some(1.0), Some(3.0)));
     }
 }

@@ -588,6 +588,7 @@ pub fn plain_text(text: &str, max_chars: usize) -> String {
 pub mod pricing;
 pub mod recommend;
 pub mod tokens;
+pub mod units;
 
 /// This machine's host name (`localhost` if it has none).
 pub fn host_name() -> String {

@@ -693,11 +693,8 @@ impl Agent {
     ) -> PyResult<()> {
         match &self.backend {
             Backend::InProcess(a) => {
-                let kind = crate::agent::status::unit_done(ok, seconds, fallback, unit)
-                    .map_err(PyValueError::new_err)?;
-                let gw = a.live()?;
-                gw.bus().publish(&gw.agent().agent_id, Severity::Info, kind);
-                Ok(())
+                crate::agent::status::record_unit(a.live()?, ok, seconds, fallback, unit)
+                    .map_err(PyValueError::new_err)
             }
             Backend::Hosted(r) => {
                 // Checked here too, so the error is a ValueError like in-process.

@@ -2,6 +2,8 @@
 //! events, limits, users, API tokens and sessions.
 
 use crate::model::recommend::{self, Recommendation};
+use crate::model::units::UnitCounts;
+pub use crate::model::units::{Percentiles, UnitMetrics, UnitSeconds};
 use serde::Serialize;
 use sqlx::Row;
 use sqlx::any::AnyRow;
@@ -62,33 +64,6 @@ pub const RUNNER_IRONHOST: &str = "ironhost";
 /// An agent the Python SDK opened inside a program: SIGTERM would end the whole program.
 pub const RUNNER_PYTHON_SDK: &str = "python-sdk";
 
-/// Latency percentiles in milliseconds.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Percentiles {
-    pub p50: f64,
-    pub p95: f64,
-    pub p99: f64,
-}
-
-impl Percentiles {
-    /// Nearest-rank percentiles of `values`.
-    pub fn of(mut values: Vec<f64>) -> Percentiles {
-        if values.is_empty() {
-            return Percentiles::default();
-        }
-        values.sort_by(f64::total_cmp);
-        let at = |p: f64| {
-            let rank = ((p / 100.0) * values.len() as f64).ceil() as usize;
-            values[rank.clamp(1, values.len()) - 1]
-        };
-        Percentiles {
-            p50: at(50.0),
-            p95: at(95.0),
-            p99: at(99.0),
-        }
-    }
-}
-
 /// An agent's figures, from its call records.
 #[derive(Debug, Clone, Serialize)]
 pub struct AgentMetrics {
@@ -129,34 +104,6 @@ pub struct AgentMetrics {
     pub recommended_action: Option<String>,
     /// The increase that action proposes, in dollars; none when none is needed.
     pub recommended_increase_usd: Option<f64>,
-}
-
-/// An agent's units of work (`ironhost.unit_done`): leads found, tickets answered.
-#[derive(Debug, Clone, Serialize)]
-pub struct UnitMetrics {
-    /// The agent's progress unit if it reported one, else the latest `unit_done` unit.
-    pub unit: Option<String>,
-    pub done: i64,
-    pub ok: i64,
-    pub failed: i64,
-    /// Units served by a fallback (`cache`, `placeholder`); counted in `ok`.
-    pub fallback: i64,
-    /// `ok / done`.
-    pub success_rate: f64,
-    /// `fallback / done`.
-    pub fallback_rate: f64,
-    /// Units done per hour of run time; `None` under a second of run time.
-    pub per_hour: Option<f64>,
-    /// Percentiles of the seconds units took (those that said).
-    pub seconds: UnitSeconds,
-}
-
-/// Nearest-rank percentiles of units' seconds; `None` when no unit said how long it took.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct UnitSeconds {
-    pub p50: Option<f64>,
-    pub p95: Option<f64>,
-    pub p99: Option<f64>,
 }
 
 /// Denial codes that do not make a refused tool call an **unauthorized action**.
@@ -692,27 +639,12 @@ impl Store {
             .fetch_optional(self.pool())
             .await?,
         };
-        let seconds = if seconds.is_empty() {
-            UnitSeconds::default()
-        } else {
-            let p = Percentiles::of(seconds);
-            UnitSeconds {
-                p50: Some(p.p50),
-                p95: Some(p.p95),
-                p99: Some(p.p99),
-            }
-        };
-        Ok(Some(UnitMetrics {
+        Ok(UnitMetrics::of(
             unit,
-            done,
-            ok,
-            failed: done - ok,
-            fallback,
-            success_rate: ok as f64 / done as f64,
-            fallback_rate: fallback as f64 / done as f64,
-            per_hour: (run_s >= 1.0).then(|| done as f64 * 3600.0 / run_s),
+            UnitCounts { done, ok, fallback },
             seconds,
-        }))
+            run_s,
+        ))
     }
 
     /// Usage totals and breakdowns by model and by agent.
@@ -1247,14 +1179,6 @@ mod tests {
         assert!(me > 0);
         assert_eq!(process_start(i64::from(std::process::id())), Some(me));
         assert_eq!(process_start(i64::from(i32::MAX)), None);
-    }
-
-    #[test]
-    fn percentiles_use_nearest_rank() {
-        let p = Percentiles::of((1..=100).map(f64::from).collect());
-        assert_eq!((p.p50, p.p95, p.p99), (50.0, 95.0, 99.0));
-        assert_eq!(Percentiles::of(vec![]).p99, 0.0);
-        assert_eq!(Percentiles::of(vec![7.0]).p50, 7.0);
     }
 
     #[test]

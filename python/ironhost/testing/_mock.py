@@ -12,7 +12,9 @@ import copy
 import itertools
 import json
 import re
+import math
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -112,7 +114,9 @@ class _Agent:
             "tool_calls": 0, "tool_errors": 0, "tool_fallbacks": 0,
             "pii_findings": 0, "pii_by_kind": {},
             "latency_p50_ms": None, "latency_p95_ms": None, "latency_p99_ms": None,
+            "units": None,
         }
+        self.started = time.monotonic()
 
     def _live(self) -> None:
         if self.closed:
@@ -159,7 +163,30 @@ class _Agent:
         unit: Optional[str] = None,
     ) -> None:
         self._live()
-        self.runtime.units.append((self.agent_id, ok, seconds, fallback, unit))
+        with self.runtime._lock:
+            self.runtime.units.append((self.agent_id, ok, seconds, fallback, unit))
+            self.figures["units"] = self._units()
+
+    def _units(self) -> Dict[str, Any]:
+        """The host's ``units`` figures over this agent's ``unit_done`` reports."""
+        mine = [u for u in self.runtime.units if u[0] == self.agent_id]
+        done = len(mine)
+        ok = sum(1 for u in mine if u[1])
+        fallback = sum(1 for u in mine if u[1] and u[3] is not None)
+        secs = sorted(u[2] for u in mine if u[2] is not None)
+
+        def rank(p: float) -> Optional[float]:
+            # Nearest rank, as the host's figures.
+            return secs[min(max(math.ceil(p / 100 * len(secs)), 1), len(secs)) - 1] if secs else None
+
+        names = [u[4] for u in mine if u[4] is not None]
+        run_s = time.monotonic() - self.started
+        return {
+            "unit": names[-1] if names else None, "done": done, "ok": ok, "failed": done - ok,
+            "fallback": fallback, "success_rate": ok / done, "fallback_rate": fallback / done,
+            "per_hour": done * 3600 / run_s if run_s >= 1 else None,
+            "seconds": {"p50": rank(50), "p95": rank(95), "p99": rank(99)},
+        }
 
     def run_started(self) -> int:
         self._live()
