@@ -25,7 +25,8 @@
 //!   the `openai-agents` SDK and pydantic-ai's `openai:` models take.
 //!
 //! After criterion's report a summary prints p50/p99 of single calls of each and the difference:
-//! the latency ironhost adds per call.
+//! the latency ironhost adds per call. `IRONHOST_BENCH_WITHOUT=<policy>` runs the default bundle
+//! without one of its policies, for that policy's share against a run with it.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -132,6 +133,18 @@ fn build(
 ) -> (Arc<Gateway>, Arc<Simulator>) {
     let engine = PolicyEngine::new(EngineOptions::in_memory(64), services).expect("engine");
     let mut bundle = ironhost::policy::defaults::default_bundle().expect("default bundle");
+    // `IRONHOST_BENCH_WITHOUT=prompt-guard`: the default bundle without that policy, to
+    // measure its share of the figures against a run with it.
+    if let Ok(without) = std::env::var("IRONHOST_BENCH_WITHOUT") {
+        let before = bundle.policies.len();
+        bundle
+            .policies
+            .retain(|p| p.builtin_name() != Some(without.as_str()));
+        assert!(
+            bundle.policies.len() < before,
+            "IRONHOST_BENCH_WITHOUT={without}: the default bundle has no such policy"
+        );
+    }
     for p in &mut bundle.policies {
         if p.builtin_name() == Some("budget") {
             // Enough for every iteration criterion may run.

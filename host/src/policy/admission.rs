@@ -134,21 +134,34 @@ pub fn own_name(
         message,
     })?;
     let scratch: Arc<dyn StateBackend> = Arc::new(MemoryState::default());
-    let target = CallTarget {
+    Ok(describe(&policy, probe_target(&scratch), path)?.name)
+}
+
+/// How admission calls a component: for a probe agent, on `scratch` state, under the
+/// admission deadline.
+fn probe_target(scratch: &Arc<dyn StateBackend>) -> CallTarget<'_> {
+    CallTarget {
         agent_id: Some(PROBE_AGENT),
         environment: "dev",
-        state_override: Some(&scratch),
+        state_override: Some(scratch),
         admission: true,
-    };
-    let info: PolicyInfo = policy
+    }
+}
+
+/// What a linked component says of itself (`describe`).
+fn describe(
+    policy: &LoadedPolicy,
+    target: CallTarget<'_>,
+    path: &Path,
+) -> Result<PolicyInfo, AdmissionError> {
+    Ok(policy
         .call(target, "describe", |h, s| h.call_describe(s))
         .result
         .map_err(|f| AdmissionError::Describe {
             path: path.to_path_buf(),
             message: f.message,
         })?
-        .into();
-    Ok(info.name)
+        .into())
 }
 
 /// Admit every policy of a bundle, in order, and build a chain of them.
@@ -208,21 +221,8 @@ pub fn admit_bytes(
     })?;
 
     let scratch: Arc<dyn StateBackend> = Arc::new(MemoryState::default());
-    let probe_target = CallTarget {
-        agent_id: Some(PROBE_AGENT),
-        environment: "dev",
-        state_override: Some(&scratch),
-        admission: true,
-    };
-
-    let info: PolicyInfo = policy
-        .call(probe_target, "describe", |h, s| h.call_describe(s))
-        .result
-        .map_err(|f| AdmissionError::Describe {
-            path: path.to_path_buf(),
-            message: f.message,
-        })?
-        .into();
+    let probe_target = probe_target(&scratch);
+    let info = describe(&policy, probe_target, path)?;
     validate_name(&info.name).map_err(|message| AdmissionError::Describe {
         path: path.to_path_buf(),
         message: format!("describe: the component's own name: {message}"),
