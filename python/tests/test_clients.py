@@ -1,12 +1,14 @@
 """`ironhost._clients`: the hooks on HTTP libraries other than httpx (http.client and
 urllib.request, urllib3 and requests, httpcore and httpcore2, aiohttp), against a scripted
 agent: what each library hands the host, streams as the host releases them, each library's own
-errors, and requests that are not governed going out unchanged. The libraries missing from the
-environment are skipped (tests/compat/ runs them all under `ironhost start`)."""
+errors, and requests that are not governed going out unchanged. Every library is in
+requirements-test.txt: one missing fails its tests (tests/compat/ also runs them all under
+`ironhost start`)."""
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import http.server
 import json
 import subprocess
@@ -117,7 +119,7 @@ def call_http_client(stream: Optional[GatedStream]) -> bytes:
 
 
 def call_requests(stream: Optional[GatedStream]) -> bytes:
-    requests = pytest.importorskip("requests")
+    requests = importlib.import_module("requests")
     if stream is None:
         return requests.post(URL, data=BODY, headers=HEADERS).content
     out = b""
@@ -129,7 +131,7 @@ def call_requests(stream: Optional[GatedStream]) -> bytes:
 
 
 def call_urllib3(stream: Optional[GatedStream]) -> bytes:
-    urllib3 = pytest.importorskip("urllib3")
+    urllib3 = importlib.import_module("urllib3")
     pool = urllib3.PoolManager()
     r = pool.request("POST", URL, body=BODY, headers=HEADERS, preload_content=stream is None)
     if stream is None:
@@ -143,7 +145,7 @@ def call_urllib3(stream: Optional[GatedStream]) -> bytes:
 
 
 def _httpcore(name: str, stream: Optional[GatedStream]) -> bytes:
-    module = pytest.importorskip(name)
+    module = importlib.import_module(name)
     with module.ConnectionPool() as pool:
         with pool.stream("POST", URL, headers=HEADERS, content=BODY) as r:
             out = b""
@@ -163,7 +165,7 @@ def call_httpcore2(stream: Optional[GatedStream]) -> bytes:
 
 
 def _async_httpcore(name: str, stream: Optional[GatedStream]) -> bytes:
-    module = pytest.importorskip(name)
+    module = importlib.import_module(name)
 
     async def main() -> bytes:
         async with module.AsyncConnectionPool() as pool:
@@ -187,7 +189,7 @@ def call_async_httpcore2(stream: Optional[GatedStream]) -> bytes:
 
 
 def call_aiohttp(stream: Optional[GatedStream]) -> bytes:
-    aiohttp = pytest.importorskip("aiohttp")
+    aiohttp = importlib.import_module("aiohttp")
 
     async def main() -> bytes:
         async with aiohttp.ClientSession() as session:
@@ -270,8 +272,6 @@ def expected_errors(name: str) -> Tuple[Any, Any]:
 @pytest.mark.parametrize("call", CALLS, ids=lambda f: f.__name__[5:])
 def test_errors_are_the_library_own_and_denials_pass_unchanged(call: Any, agent: Agent) -> None:
     name = call.__name__[5:]
-    if name in ("requests", "urllib3", "aiohttp"):
-        pytest.importorskip(name)
     timeout, unreachable = expected_errors(name)
     agent.error = _ProviderTimeout("the provider did not answer in 30 s")
     with pytest.raises(timeout):
