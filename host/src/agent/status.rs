@@ -115,17 +115,10 @@ pub fn record_unit(
     fallback: Option<String>,
     unit: Option<String>,
 ) -> Result<(), String> {
+    let (served_by_fallback, name) = (fallback.is_some(), unit.clone());
     let kind = unit_done(ok, seconds, fallback, unit)?;
-    if let crate::events::EventKind::UnitDone {
-        ok,
-        seconds,
-        fallback,
-        unit,
-    } = &kind
-    {
-        gw.metrics()
-            .unit(*ok, *seconds, fallback.is_some(), unit.as_deref());
-    }
+    gw.metrics()
+        .unit(ok, seconds, served_by_fallback, name.as_deref());
     gw.bus()
         .publish(&gw.agent().agent_id, crate::model::Severity::Info, kind);
     Ok(())

@@ -152,14 +152,11 @@ impl Metrics {
 
     pub fn snapshot(&self) -> MetricsSnapshot {
         let m = self.inner.lock();
-        let latency = Percentiles::of_some(m.latencies_ms.iter().copied().collect());
-        let units = UnitMetrics::of(
-            m.unit.clone(),
-            m.units,
-            m.unit_seconds.iter().copied().collect(),
-            self.started.elapsed().as_secs_f64(),
-        );
-        MetricsSnapshot {
+        // Copied under the lock, sorted after it: calls counting meanwhile do not wait.
+        let latencies: Vec<f64> = m.latencies_ms.iter().copied().collect();
+        let unit_seconds: Vec<f64> = m.unit_seconds.iter().copied().collect();
+        let (unit, counts) = (m.unit.clone(), m.units);
+        let mut snapshot = MetricsSnapshot {
             llm_calls: m.llm_calls,
             llm_errors: m.llm_errors,
             denied: m.denied,
@@ -173,11 +170,24 @@ impl Metrics {
             tool_fallbacks: m.tool_fallbacks,
             pii_findings: m.pii_findings,
             pii_by_kind: m.pii_by_kind.clone(),
-            latency_p50_ms: latency.as_ref().map(|p| p.p50),
-            latency_p95_ms: latency.as_ref().map(|p| p.p95),
-            latency_p99_ms: latency.as_ref().map(|p| p.p99),
-            units,
+            latency_p50_ms: None,
+            latency_p95_ms: None,
+            latency_p99_ms: None,
+            units: None,
+        };
+        drop(m);
+        if let Some(p) = Percentiles::of_some(latencies) {
+            snapshot.latency_p50_ms = Some(p.p50);
+            snapshot.latency_p95_ms = Some(p.p95);
+            snapshot.latency_p99_ms = Some(p.p99);
         }
+        snapshot.units = UnitMetrics::of(
+            unit,
+            counts,
+            unit_seconds,
+            self.started.elapsed().as_secs_f64(),
+        );
+        snapshot
     }
 }
 

@@ -1,7 +1,7 @@
 //! Figures over units of work (`ironhost.unit_done`: leads found, tickets answered) and the
 //! one percentile rule every figure of the host uses: the in-process metrics
-//! (`ironhost.current()`), the store's (`GET /api/agents`, the dashboard) and the benches'
-//! neighbours all give the same p95 for the same values.
+//! (`ironhost.current()`) and the store's (`GET /api/agents`, the dashboard) give the same p95
+//! for the same values.
 
 use serde::Serialize;
 
